@@ -1,0 +1,1 @@
+export const commands: import("yargs").CommandModule<any, any>[] = [];

@@ -1,0 +1,60 @@
+/** Stable error codes: scripts may match on them, so never rename one. */
+export type ErrorCode =
+  | 'USAGE'
+  | 'INPUT_NOT_FOUND'
+  | 'INPUT_INVALID'
+  | 'OUTPUT_INVALID'
+  | 'OUTPUT_EXISTS'
+  | 'TOO_LARGE'
+  | 'UNSUPPORTED'
+  | 'MISSING_INIT'
+  | 'MISSING_AGENT'
+  | 'AGENT_INVALID'
+  | 'CHECKSUM_MISMATCH'
+  | 'UNKNOWN_DISTRO'
+  | 'UNSUPPORTED_ARCH'
+  | 'KERNEL_CONFIG'
+  | 'KERNEL_OPTION_DROPPED'
+  | 'KERNEL_SYMBOL_UNKNOWN'
+  | 'TOOL_MISSING'
+  | 'COMMAND_FAILED'
+  | 'VERIFY_FAILED'
+  | 'DOCKER_UNAVAILABLE'
+  | 'BOOT_FAILED'
+  | 'BOOT_TIMEOUT'
+  | 'AGENT_ERROR'
+  | 'CONFIG_INVALID'
+  | 'CACHE_CORRUPT'
+  | 'NO_SPACE'
+  | 'INTERRUPTED'
+  | 'INTERNAL';
+
+export class OsbuilderError extends Error {
+  override readonly name = 'OsbuilderError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly hint: string = '',
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  toJSON(): { code: ErrorCode; message: string; hint: string } {
+    return { code: this.code, message: this.message, hint: this.hint };
+  }
+}
+
+/** Wraps anything thrown into an OsbuilderError so the CLI has one shape to print. */
+export function asOsbuilderError(err: unknown): OsbuilderError {
+  if (err instanceof OsbuilderError) return err;
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (e?.code === 'ENOSPC') {
+    return new OsbuilderError('NO_SPACE', `no space left on device: ${e.message}`, 'free some space or choose another output location', { cause: err });
+  }
+  if (e?.code === 'EACCES' || e?.code === 'EPERM') {
+    return new OsbuilderError('OUTPUT_INVALID', e.message, 'check the permissions of the paths involved', { cause: err });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new OsbuilderError('INTERNAL', message, 'this is a bug in osbuilder: rerun with --debug and report it', { cause: err });
+}

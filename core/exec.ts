@@ -1,0 +1,91 @@
+import { execa, type Options, type ResultPromise } from 'execa';
+import { OsbuilderError } from './errors.js';
+import { debug, isDebug } from './log.js';
+
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  input?: string | Buffer;
+  /** Milliseconds; the process is killed past it. */
+  timeout?: number;
+  /** Stream the child's output to our stderr (long builds). Output is still captured for errors. */
+  inherit?: boolean;
+  /** Exit codes that are not failures (e.g. e2fsck's 1 = fixed). */
+  okExitCodes?: number[];
+  hint?: string;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/** Quote an argv for display only; commands are always run from argv arrays. */
+export function formatCommand(cmd: string, args: readonly string[]): string {
+  const q = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+  return [cmd, ...args].map(q).join(' ');
+}
+
+function tail(text: string, lines = 20): string {
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** Runs a command from an argv array; a failure becomes COMMAND_FAILED with the stderr tail. */
+export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  debug(`$ ${formatCommand(cmd, args)}${opts.cwd ? `   (in ${opts.cwd})` : ''}`);
+  const execOpts: Options = {
+    cwd: opts.cwd,
+    env: opts.env,
+    input: opts.input,
+    timeout: opts.timeout,
+    reject: false,
+    stripFinalNewline: false,
+    ...(opts.inherit || isDebug() ? { stdout: ['pipe', 'inherit'], stderr: ['pipe', 'inherit'] } : {}),
+  } as Options;
+  let result;
+  try {
+    result = await execa(cmd, args, execOpts);
+  } catch (err) {
+    throw commandError(cmd, args, err, opts.hint);
+  }
+  const stdout = String(result.stdout ?? '');
+  const stderr = String(result.stderr ?? '');
+  if ((result as { code?: string }).code === 'ENOENT') {
+    throw toolMissing(cmd);
+  }
+  if (result.timedOut) {
+    throw new OsbuilderError('COMMAND_FAILED', `${formatCommand(cmd, args)} timed out after ${opts.timeout} ms`, opts.hint ?? '');
+  }
+  const exitCode = result.exitCode ?? -1;
+  if (exitCode !== 0 && !(opts.okExitCodes ?? []).includes(exitCode)) {
+    const detail = tail(stderr || stdout);
+    throw new OsbuilderError(
+      'COMMAND_FAILED',
+      `${formatCommand(cmd, args)} failed (${result.signal ? `signal ${result.signal}` : `exit ${exitCode}`})${detail ? `:\n${detail}` : ''}`,
+      opts.hint ?? 'rerun with --debug to see every command and its output',
+    );
+  }
+  return { stdout, stderr, exitCode };
+}
+
+/** Starts a long-running process (QEMU, dockerd log tails); the caller owns its lifetime. */
+export function spawnProcess(cmd: string, args: readonly string[], opts: Options = {}): ResultPromise {
+  debug(`$ ${formatCommand(cmd, args)} &`);
+  return execa(cmd, args, { reject: false, ...opts });
+}
+
+export function toolMissing(cmd: string): OsbuilderError {
+  return new OsbuilderError('TOOL_MISSING', `${cmd} is not installed`, `install it (on Debian: see scripts/setup-host.sh), or put it on PATH`);
+}
+
+function commandError(cmd: string, args: readonly string[], err: unknown, hint?: string): OsbuilderError {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return toolMissing(cmd);
+  return new OsbuilderError('COMMAND_FAILED', `${formatCommand(cmd, args)}: ${(err as Error).message}`, hint ?? '', { cause: err });
+}
+
+/** True when `cmd` can be found on PATH. */
+export async function haveTool(cmd: string): Promise<boolean> {
+  const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', cmd], { reject: false });
+  return r.exitCode === 0;
+}

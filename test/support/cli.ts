@@ -1,0 +1,32 @@
+import { execa } from 'execa';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+export const cliPath = fileURLToPath(new URL('../../dist/cli/index.js', import.meta.url));
+
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  /** Parsed stdout when --json was passed. */
+  json?: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/** Runs the compiled osbuilder CLI (npm run build first) and never throws on a non-zero exit. */
+export async function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeout?: number } = {}): Promise<CliResult> {
+  const r = await execa('node', [cliPath, ...args], {
+    reject: false,
+    env: opts.env,
+    cwd: opts.cwd ?? repoRoot,
+    timeout: opts.timeout,
+  });
+  const result: CliResult = { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  if (args.includes('--json')) {
+    try {
+      result.json = JSON.parse(result.stdout);
+    } catch {
+      // left undefined: the test's assertion on json will say so
+    }
+  }
+  return result;
+}
