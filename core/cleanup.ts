@@ -1,38 +1,46 @@
 /**
  * One registry of things to undo when the process is interrupted: temp files,
- * containers, QEMU processes. Handlers run once, newest first, on SIGINT/SIGTERM
- * and are removed by their owner when no longer needed.
+ * containers, QEMU processes. On SIGINT/SIGTERM the handlers run once, newest
+ * first, then the process exits 130/143. Signal listeners are installed only
+ * while at least one handler is registered, so default behaviour is kept otherwise.
  */
 type Handler = () => void | Promise<void>;
 
 const handlers = new Set<Handler>();
-let installed = false;
+const signals = ['SIGINT', 'SIGTERM'] as const;
 
-export function onInterrupt(handler: Handler): () => void {
-  install();
-  handlers.add(handler);
-  return () => handlers.delete(handler);
+function onSignal(signal: NodeJS.Signals): void {
+  process.stderr.write(`\ninterrupted (${signal}): cleaning up\n`);
+  void runInterruptHandlers().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
 }
 
+function sync(): void {
+  for (const s of signals) {
+    const listening = process.listeners(s).includes(onSignal);
+    if (handlers.size > 0 && !listening) process.on(s, onSignal);
+    if (handlers.size === 0 && listening) process.off(s, onSignal);
+  }
+}
+
+export function onInterrupt(handler: Handler): () => void {
+  handlers.add(handler);
+  sync();
+  return () => {
+    handlers.delete(handler);
+    sync();
+  };
+}
+
+/** Runs (and forgets) every registered handler; also used when a command fails. */
 export async function runInterruptHandlers(): Promise<void> {
   const list = [...handlers].reverse();
   handlers.clear();
+  sync();
   for (const h of list) {
     try {
       await h();
     } catch {
       // Best effort: one failing cleanup must not stop the others.
     }
-  }
-}
-
-function install(): void {
-  if (installed) return;
-  installed = true;
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      process.stderr.write(`\ninterrupted (${signal}): cleaning up\n`);
-      void runInterruptHandlers().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-    });
   }
 }

@@ -1,0 +1,45 @@
+import type { CommandModule } from 'yargs';
+import { BuildCache } from '../../core/cache.js';
+import { runCommand, table, type GlobalArgs } from '../output.js';
+import { OsbuilderError } from '../../core/errors.js';
+
+interface CacheArgs extends GlobalArgs {
+  action: 'ls' | 'prune';
+  keep: number;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+export const cacheCommand: CommandModule<GlobalArgs, CacheArgs> = {
+  command: 'cache <action>',
+  describe: 'List or prune the build cache ($XDG_CACHE_HOME/osbuilder, or $OSBUILDER_CACHE_DIR)',
+  builder: (y) =>
+    y
+      .positional('action', { choices: ['ls', 'prune'] as const, demandOption: true, describe: 'ls: list entries; prune: keep the newest --keep per stage' })
+      .option('keep', { type: 'number', default: 2, describe: 'With prune: entries kept per stage (most recently used first)' }) as never,
+  handler: (argv) =>
+    runCommand(
+      argv,
+      async () => {
+        const cache = new BuildCache();
+        if (argv.action === 'prune') {
+          if (!Number.isInteger(argv.keep) || argv.keep < 0) {
+            throw new OsbuilderError('USAGE', `--keep must be a whole number ≥ 0, got ${argv.keep}`, 'e.g. osbuilder cache prune --keep 2');
+          }
+          return { root: cache.root, ...(await cache.prune(argv.keep)) };
+        }
+        const entries = await cache.list();
+        return {
+          root: cache.root,
+          entries: entries.map((e) => ({ stage: e.stage, key: e.key, bytes: e.bytes, usedAt: e.usedAt.toISOString(), createdAt: e.createdAt, files: Object.keys(e.files) })),
+        };
+      },
+      (r) => {
+        if ('removed' in r) return `pruned ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} from ${r.root}, kept ${r.kept}`;
+        if (r.entries.length === 0) return `cache ${r.root} is empty`;
+        return `cache ${r.root}\n` + table(['stage', 'key', 'size', 'last used', 'files'], r.entries.map((e) => [e.stage, e.key.slice(0, 16), mib(e.bytes), e.usedAt, e.files.join(' ')]));
+      },
+    ),
+};

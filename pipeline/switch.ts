@@ -1,0 +1,79 @@
+/**
+ * Atomic replacement of install directories. A new tree is fully staged beside
+ * its destination, then swapped in with renames; the previous tree is removed
+ * only after every swap succeeded. An existing tree that differs from the new
+ * one is kept unless `force`.
+ */
+import { lstat, mkdir, readdir, readlink, rename, rm } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { OsbuilderError } from '../core/errors.js';
+import { sha256File } from '../core/hash.js';
+
+/** A tree's content: relative path -> "file:<sha256>" | "link:<target>" | "dir". */
+export async function treeDigest(root: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  async function walk(dir: string): Promise<void> {
+    for (const name of (await readdir(dir)).sort()) {
+      const p = join(dir, name);
+      const rel = relative(root, p);
+      const st = await lstat(p);
+      if (st.isSymbolicLink()) out.set(rel, `link:${await readlink(p)}`);
+      else if (st.isDirectory()) {
+        out.set(rel, 'dir');
+        await walk(p);
+      } else out.set(rel, `file:${await sha256File(p)}`);
+    }
+  }
+  await walk(root);
+  return out;
+}
+
+export function firstDifference(a: Map<string, string>, b: Map<string, string>): string | undefined {
+  for (const [k, v] of a) if (b.get(k) !== v) return k;
+  for (const k of b.keys()) if (!a.has(k)) return k;
+  return undefined;
+}
+
+export interface SwitchPair {
+  /** Fully staged directory. */
+  staged: string;
+  /** Where it goes. */
+  dest: string;
+}
+
+export type SwitchOutcome = 'installed' | 'replaced' | 'unchanged';
+
+/**
+ * Swaps every staged tree into place. Refuses (OUTPUT_EXISTS) when a destination
+ * exists with different content and `force` is false; then nothing changes.
+ */
+export async function switchTrees(pairs: SwitchPair[], force: boolean): Promise<SwitchOutcome> {
+  let existing = 0;
+  let differing = 0;
+  for (const { staged, dest } of pairs) {
+    if (!(await lstat(dest).catch(() => undefined))) continue;
+    existing++;
+    const diff = firstDifference(await treeDigest(dest), await treeDigest(staged));
+    if (diff === undefined) continue;
+    differing++;
+    if (!force) {
+      throw new OsbuilderError('OUTPUT_EXISTS', `${dest} already holds a different install (first difference: ${diff})`, 'pass -f/--force to replace it, or choose another --prefix');
+    }
+  }
+  if (existing === pairs.length && differing === 0) {
+    for (const { staged } of pairs) await rm(staged, { recursive: true, force: true });
+    return 'unchanged';
+  }
+  const olds: string[] = [];
+  for (const { staged, dest } of pairs) {
+    await mkdir(dirname(dest), { recursive: true });
+    const old = `${staged}.old`;
+    if (await lstat(dest).catch(() => undefined)) {
+      await rename(dest, old);
+      olds.push(old);
+    }
+    await rename(staged, dest);
+  }
+  for (const old of olds) await rm(old, { recursive: true, force: true });
+  return existing > 0 ? 'replaced' : 'installed';
+}

@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtemp, readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { atomicDirectory, atomicOutput, checkOutputPath } from '../../core/atomic.js';
+import { OsbuilderError } from '../../core/errors.js';
+
+async function dir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'osb-core-'));
+}
+
+describe('atomicOutput', () => {
+  it('renames the temp file into place only after success', async () => {
+    const d = await dir();
+    const out = join(d, 'a.img');
+    const r = await atomicOutput(out, async (tmp) => {
+      expect(tmp).not.toBe(out);
+      await writeFile(tmp, 'data');
+      expect(await readdir(d)).not.toContain('a.img');
+      return 42;
+    });
+    expect(r).toBe(42);
+    expect(await readFile(out, 'utf8')).toBe('data');
+    expect(await readdir(d)).toEqual(['a.img']);
+  });
+
+  it('leaves nothing behind and keeps the old file when produce fails', async () => {
+    const d = await dir();
+    const out = join(d, 'a.img');
+    await writeFile(out, 'old');
+    await expect(
+      atomicOutput(out, async (tmp) => {
+        await writeFile(tmp, 'partial');
+        throw new OsbuilderError('VERIFY_FAILED', 'bad');
+      }),
+    ).rejects.toMatchObject({ code: 'VERIFY_FAILED' });
+    expect(await readdir(d)).toEqual(['a.img']);
+    expect(await readFile(out, 'utf8')).toBe('old');
+  });
+});
+
+describe('atomicDirectory', () => {
+  it('replaces an existing directory only after success', async () => {
+    const d = await dir();
+    const out = join(d, 'rootfs');
+    await mkdir(out);
+    await writeFile(join(out, 'old'), '1');
+    await expect(atomicDirectory(out, async () => { throw new Error('boom'); })).rejects.toThrow('boom');
+    expect(await readdir(out)).toEqual(['old']);
+    await atomicDirectory(out, async (tmp) => writeFile(join(tmp, 'new'), '2'));
+    expect(await readdir(out)).toEqual(['new']);
+    expect(await readdir(d)).toEqual(['rootfs']);
+  });
+});
+
+describe('checkOutputPath', () => {
+  it('rejects a missing parent directory and a directory as output', async () => {
+    const d = await dir();
+    await expect(checkOutputPath(join(d, 'missing', 'x.img'))).rejects.toMatchObject({ code: 'OUTPUT_INVALID' });
+    await expect(checkOutputPath(d)).rejects.toMatchObject({ code: 'OUTPUT_INVALID' });
+    await expect(checkOutputPath(join(d, 'x.img'))).resolves.toBeUndefined();
+  });
+});

@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import { onInterrupt, runInterruptHandlers } from '../../core/cleanup.js';
+
+describe('onInterrupt', () => {
+  it('runs handlers newest first, once, and listens for signals only while registered', async () => {
+    const before = process.listenerCount('SIGTERM');
+    const calls: string[] = [];
+    onInterrupt(() => void calls.push('first'));
+    const off = onInterrupt(() => void calls.push('second'));
+    onInterrupt(() => {
+      throw new Error('one failing handler does not stop the others');
+    });
+    expect(process.listenerCount('SIGTERM')).toBe(before + 1);
+    off();
+    await runInterruptHandlers();
+    await runInterruptHandlers();
+    expect(calls).toEqual(['first']);
+    expect(process.listenerCount('SIGTERM')).toBe(before);
+  });
+});
