@@ -8,8 +8,16 @@ type Handler = () => void | Promise<void>;
 
 const handlers = new Set<Handler>();
 const signals = ['SIGINT', 'SIGTERM'] as const;
+/**
+ * Set once a signal arrived: our listener then stays installed until exit.
+ * Without it, execa's signal-exit finds itself the last listener while we
+ * clean up, re-raises the signal and kills us before the handlers finish.
+ */
+let exiting = false;
 
 function onSignal(signal: NodeJS.Signals): void {
+  if (exiting) return;
+  exiting = true;
   process.stderr.write(`\ninterrupted (${signal}): cleaning up\n`);
   void runInterruptHandlers().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
 }
@@ -17,8 +25,9 @@ function onSignal(signal: NodeJS.Signals): void {
 function sync(): void {
   for (const s of signals) {
     const listening = process.listeners(s).includes(onSignal);
-    if (handlers.size > 0 && !listening) process.on(s, onSignal);
-    if (handlers.size === 0 && listening) process.off(s, onSignal);
+    const want = handlers.size > 0 || exiting;
+    if (want && !listening) process.on(s, onSignal);
+    if (!want && listening) process.off(s, onSignal);
   }
 }
 

@@ -27,6 +27,8 @@ export type ErrorCode =
   | 'CACHE_CORRUPT'
   | 'NO_SPACE'
   | 'INTERRUPTED'
+  | 'PACKAGE_NOT_FOUND'
+  | 'DOWNLOAD_FAILED'
   | 'INTERNAL';
 
 export class OsbuilderError extends Error {

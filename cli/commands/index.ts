@@ -1,8 +1,28 @@
 import type { CommandModule } from 'yargs';
+import { agentCommand } from './agent.js';
+import { bootCommand } from './boot.js';
 import { cacheCommand } from './cache.js';
+import { checkCommand } from './check.js';
+import { distrosCommand } from './distros.js';
+import { envCommand } from './env.js';
+import { imageCommand } from './image.js';
+import { initrdCommand } from './initrd.js';
+import { kernelCommand } from './kernel.js';
+import { matrixCommand } from './matrix.js';
+import { rootfsCommand } from './rootfs.js';
 
 // One line per command module; keep them sorted by name.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
+  agentCommand,
+  bootCommand,
   cacheCommand,
+  checkCommand,
+  distrosCommand,
+  envCommand,
+  imageCommand,
+  initrdCommand,
+  kernelCommand,
+  matrixCommand,
+  rootfsCommand,
 ];

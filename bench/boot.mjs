@@ -1,0 +1,130 @@
+#!/usr/bin/env node
+// Boot time: our guest kernel + a busybox initrd with osbuilder's agent as
+// /init, QEMU start -> agent ready (grpc.Health/Check = SERVING), against
+// Debian's stock cloud kernel booting the same initrd, QEMU start -> /init
+// running (the agent's "starting as init" line on ttyS0). Same QEMU, same
+// accelerator (auto: TCG where KVM does not run guests), same memory and vCPUs.
+// Needs `npm run build`. Usage: node bench/boot.mjs
+//   OSBUILDER_BENCH_KERNEL=<bzImage>   our kernel (default: the guest kernel the tests build and cache)
+//   OSBUILDER_BENCH_RUNS=<n>            boots per side (default 3; the median is reported)
+import { execa } from 'execa';
+import { mkdir, mkdtemp, readdir, rm, stat, symlink, copyFile, chmod, rename } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { planQemu, Vm, resolveAccel, findQemu } from '../dist/runtime/index.js';
+import { defaultAgentBinary } from '../dist/agent/index.js';
+import { configureLog } from '../dist/core/log.js';
+
+const GOAL = '≤ 0.6×';
+const RUNS = Number(process.env.OSBUILDER_BENCH_RUNS ?? 3);
+const TEST_CACHE = process.env.OSBUILDER_TEST_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'osbuilder-test');
+
+async function exists(p) {
+  return (await stat(p).catch(() => undefined)) !== undefined;
+}
+
+/** Debian's cloud kernel, extracted from its .deb (shared with test/support/fixtures.ts's cache). */
+async function debianCloudKernel() {
+  const dir = join(TEST_CACHE, 'debian-cloud-kernel');
+  if (!(await exists(dir))) {
+    const tmp = `${dir}.tmp-${process.pid}`;
+    await mkdir(join(tmp, 'dl'), { recursive: true });
+    const dep = await execa('apt-cache', ['depends', 'linux-image-cloud-amd64']);
+    const pkg = /Depends: (linux-image-[^\s]+-cloud-amd64)/.exec(String(dep.stdout))?.[1];
+    if (!pkg) throw new Error('cannot resolve linux-image-cloud-amd64 (apt-get update first)');
+    await execa('apt-get', ['download', pkg], { cwd: join(tmp, 'dl') });
+    const debs = await readdir(join(tmp, 'dl'));
+    await execa('dpkg-deb', ['-x', join(tmp, 'dl', debs[0]), join(tmp, 'root')]);
+    await rm(join(tmp, 'dl'), { recursive: true });
+    await rename(tmp, dir);
+  }
+  const boot = join(dir, 'root/boot');
+  const f = (await readdir(boot)).find((n) => n.startsWith('vmlinuz-'));
+  return join(boot, f);
+}
+
+/** Our guest kernel: $OSBUILDER_BENCH_KERNEL, else the one the test suite built (test/support/kernel.ts caches it). */
+async function ourKernel() {
+  if (process.env.OSBUILDER_BENCH_KERNEL) return process.env.OSBUILDER_BENCH_KERNEL;
+  for (const name of await readdir(TEST_CACHE).catch(() => [])) {
+    if (!name.startsWith('guest-kernel')) continue;
+    for (const f of ['bzImage', 'vmlinuz', 'kernel/bzImage']) if (await exists(join(TEST_CACHE, name, f))) return join(TEST_CACHE, name, f);
+  }
+  throw new Error('no guest kernel: run the boot integration tests once (they build and cache it), or set OSBUILDER_BENCH_KERNEL');
+}
+
+/** busybox + the agent as /init and /sbin/init, as a newc cpio, gzip (Kata's format). */
+async function agentInitrd(work) {
+  const root = join(work, 'root');
+  for (const d of ['bin', 'sbin', 'dev', 'proc', 'sys', 'tmp', 'run', 'etc', 'usr/bin', 'root']) await mkdir(join(root, d), { recursive: true });
+  await copyFile('/bin/busybox', join(root, 'bin/busybox'));
+  await chmod(join(root, 'bin/busybox'), 0o755);
+  for (const a of ['sh', 'cat', 'uname']) await symlink('busybox', join(root, 'bin', a));
+  await copyFile((await defaultAgentBinary()).path, join(root, 'usr/bin/kata-agent'));
+  await chmod(join(root, 'usr/bin/kata-agent'), 0o755);
+  await symlink('usr/bin/kata-agent', join(root, 'init'));
+  await symlink('../init', join(root, 'sbin/init'));
+  const out = join(work, 'agent.initrd');
+  await execa('sh', ['-c', 'cd "$1" && find . | LC_ALL=C sort | cpio -H newc -o --quiet | gzip -9 > "$2"', 'sh', root, out]);
+  return out;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function bootOnce({ qemu, accel, kernel, initrd, console, work, i, until }) {
+  const runDir = await mkdtemp(join(work, `vm-${i}-`));
+  const channel = { kind: 'serial', socket: join(runDir, 'agent.sock') };
+  const plan = planQemu({
+    arch: 'x86_64', qemu, machineType: 'q35', accel, kernel, root: { kind: 'initrd', path: initrd }, vcpus: 1, memoryMiB: 512,
+    channel, qmpSocket: join(runDir, 'qmp.sock'), console, entropySource: '/dev/urandom', name: `osbuilder-bench-${process.pid}-${i}`,
+    debug: false, agentDebug: false,
+  });
+  const vm = Vm.start({ plan, channel });
+  try {
+    const deadline = vm.startedAt + 180_000;
+    if (until === 'agent') return (await vm.waitForAgent(deadline)).readyMs;
+    return await vm.waitForConsole(/kata-agent: .* starting as init/, deadline);
+  } finally {
+    await vm.kill();
+  }
+}
+
+export async function run() {
+  configureLog({ json: true });
+  const work = await mkdtemp(join(tmpdir(), 'osb-bench-boot-'));
+  try {
+    const qemu = (await findQemu('qemu-system-x86_64')).path;
+    if (!qemu) throw new Error('qemu-system-x86_64 is not installed');
+    const { accel, reason } = await resolveAccel('auto', qemu);
+    const [ours, debian, initrd] = [await ourKernel(), await debianCloudKernel(), await agentInitrd(work)];
+    const o = [];
+    const d = [];
+    for (let i = 0; i < RUNS; i++) {
+      o.push(await bootOnce({ qemu, accel, kernel: ours, initrd, console: 'hvc', work, i: `o${i}`, until: 'agent' }));
+      d.push(await bootOnce({ qemu, accel, kernel: debian, initrd, console: 'serial', work, i: `d${i}`, until: 'init' }));
+    }
+    const om = median(o);
+    const dm = median(d);
+    return [
+      {
+        name: `boot to agent ready (ours) vs to /init (Debian cloud kernel), ${accel}`,
+        ours_ms: om,
+        baseline_ms: dm,
+        ratio: om / dm,
+        goal: GOAL,
+        note: `median of ${RUNS}; accel ${accel} (${reason}); ours ${o.map(Math.round).join('/')} ms, debian ${d.map(Math.round).join('/')} ms; same busybox+agent initrd, 512 MiB, 1 vCPU`,
+      },
+    ];
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const rows = await run();
+  const fmt = (v, d = 0) => (typeof v === 'number' ? v.toFixed(d) : String(v ?? ''));
+  console.log('| case | ours ms | baseline ms | ratio | goal | note |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of rows) console.log(`| ${r.name} | ${fmt(r.ours_ms)} | ${fmt(r.baseline_ms)} | ${fmt(r.ratio, 2)} | ${r.goal} | ${r.note} |`);
+}

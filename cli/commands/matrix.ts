@@ -1,0 +1,28 @@
+import type { CommandModule } from 'yargs';
+import { matrixRows, renderMatrix, type MatrixFormat } from '../../pipeline/matrix.js';
+import { runCommand, type GlobalArgs } from '../output.js';
+
+interface MatrixArgs extends GlobalArgs {
+  format: MatrixFormat;
+  distro: string[];
+  arch: string[];
+}
+
+export const matrixCommand: CommandModule<GlobalArgs, MatrixArgs> = {
+  command: 'matrix',
+  describe: 'Print the distro × arch × format build matrix for a CI system to fan out over',
+  builder: (y) =>
+    y
+      .option('format', { choices: ['github', 'gitlab', 'json'] as const, default: 'json' as const, describe: 'github: strategy.matrix JSON; gitlab: parallel:matrix YAML; json: rows' })
+      .option('distro', { type: 'string', array: true, default: [], describe: 'Only these distros' })
+      .option('arch', { type: 'string', array: true, default: [], describe: 'Only these arches' }) as never,
+  handler: (argv) =>
+    runCommand(
+      argv,
+      async () => {
+        const rows = matrixRows(undefined, { distro: argv.distro, arch: argv.arch });
+        return { rows, text: renderMatrix(rows, argv.format) };
+      },
+      (r) => r.text,
+    ),
+};

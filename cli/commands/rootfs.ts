@@ -1,0 +1,48 @@
+import type { CommandModule } from 'yargs';
+import { buildRootfs, rootfsOptionsFromCli, ENGINES, type RootfsCliArgs } from '../../rootfs-builder/index.js';
+import { runCommand, type GlobalArgs } from '../output.js';
+
+interface RootfsArgs extends GlobalArgs, Omit<RootfsCliArgs, 'debug'> {}
+
+export const rootfsCommand: CommandModule<GlobalArgs, RootfsArgs> = {
+  command: 'rootfs <distro>',
+  describe: "Build a guest rootfs directory for a distro with the agent installed (Kata's rootfs.sh)",
+  builder: (y) =>
+    y
+      .positional('distro', { type: 'string', demandOption: true, describe: 'Distro to build (osbuilder distros lists them)' })
+      .option('output', { alias: 'o', type: 'string', describe: 'Rootfs directory to create [env ROOTFS_DIR]' })
+      .option('os-version', { type: 'string', describe: 'Distro version, e.g. bookworm or 12 [env OS_VERSION]' })
+      .option('arch', { type: 'string', describe: 'Target architecture (x86_64, aarch64, ppc64le, s390x) [env ARCH]; default: the host' })
+      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'Where to bootstrap [env USE_DOCKER / USE_PODMAN]; default docker' })
+      .option('agent', { type: 'string', describe: "Agent binary to install [env AGENT_SOURCE_BIN]; default: osbuilder's own agent" })
+      .option('agent-init', { type: 'boolean', describe: 'Make the agent /sbin/init and /init instead of using systemd [env AGENT_INIT=yes|no]' })
+      .option('extra-pkgs', { type: 'string', describe: 'Extra packages, space separated [env EXTRA_PKGS]' })
+      .option('kernel-modules', { type: 'string', describe: 'Modules directory of one kernel, copied to /lib/modules/<release> [env KERNEL_MODULES_DIR]' })
+      .option('mirror', { type: 'string', describe: 'Package archive URL for the guest and the builder' })
+      .option('base-image', { type: 'string', describe: 'Local image to base the builder on instead of the registry default' })
+      .option('bootstrap-base', { type: 'boolean', describe: 'Make the Debian base image locally (mmdebstrap | docker import), reused when present' }) as never,
+  handler: (argv) => {
+    let opts: ReturnType<typeof rootfsOptionsFromCli> | undefined;
+    let early: unknown;
+    try {
+      opts = rootfsOptionsFromCli(argv, process.env);
+    } catch (err) {
+      early = err;
+    }
+    return runCommand(
+      { json: argv.json, debug: argv.debug || (opts?.debug ?? false) },
+      async () => {
+        if (early) throw early;
+        return buildRootfs(opts!);
+      },
+      (r) =>
+        [
+          `rootfs ${r.rootfs}`,
+          `  ${r.distro} ${r.version} ${r.arch}, ${r.initMode === 'agent-init' ? 'agent as init' : 'systemd'}, ${r.packages} packages${r.osRelease ? ` (${r.osRelease})` : ''}`,
+          `  agent /usr/bin/kata-agent sha256 ${r.agent.sha256.slice(0, 16)}… from ${r.agent.source}`,
+          ...(r.kernelModules ? [`  kernel modules ${r.kernelModules}`] : []),
+          ...(r.builderImage ? [`  builder ${r.builderImage}`] : []),
+        ].join('\n'),
+    );
+  },
+};

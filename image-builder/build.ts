@@ -1,0 +1,307 @@
+/**
+ * The executor: check the rootfs, plan sizes and tables, make the filesystem
+ * straight into the image file, write the tables, verify, rename into place.
+ */
+import { open, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { atomicOutput, checkOutputPath, tempPathFor } from '../core/atomic.js';
+import { onInterrupt } from '../core/cleanup.js';
+import { OsbuilderError } from '../core/errors.js';
+import { run } from '../core/exec.js';
+import { sha256File } from '../core/hash.js';
+import { step } from '../core/log.js';
+import { imageIds, type ImageIds } from './ids.js';
+import { normalizeExt4Times } from './ext4-times.js';
+import { planTables, type PartitionTable, type PlannedPartition, type TablePlan } from './layout.js';
+import {
+  e2fsckArgs,
+  mke2fsArgs,
+  mke2fsEnv,
+  mkfsErofsArgs,
+  mkfsErofsEnv,
+  parseVerityFormat,
+  verityFormatArgs,
+  verityVerifyArgs,
+  type VeritySpec,
+} from './mkfs.js';
+import { resolveImageOptions, type BuildImageOptions, type ResolvedImageOptions } from './options.js';
+import { checkRootfsContent, checkRootfsDir } from './rootfs-check.js';
+import { BLOCK, scanRootfs, type RootfsStats } from './scan.js';
+import { ALIGN_MIB, ext4Fit, ext4Inodes, MiB, planSize, regionsFor, smallestSizeMiB, type SizePlan, type SizeRequest } from './size.js';
+import { verifyDax, verifyTables } from './verify.js';
+
+export interface ImageResult {
+  /** Absolute path of the image. */
+  path: string;
+  sizeBytes: number;
+  fsType: 'ext4' | 'erofs';
+  dax: boolean;
+  partitionTable: PartitionTable;
+  /** Offsets and sizes in bytes from the start of the file; type "83" (MBR) or the GPT type GUID. */
+  partitions: PlannedPartition[];
+  /** Filesystem UUID. */
+  uuid: string;
+  /** MBR disk signature(s) ("0x…", one per view: byte 0 and, with DAX, 2 MiB) or the GPT disk GUID. */
+  diskIds: string[];
+  /** True when SOURCE_DATE_EPOCH fixed every id and timestamp (byte-identical rebuilds). */
+  reproducible: boolean;
+  rootfs: { path: string; inodes: number; fileBytes: number };
+  sha256?: string;
+  rootHash?: string;
+  verity?: { rootHash: string; salt: string; uuid: string; hashAlgorithm: 'sha256'; dataBlocks: number; hashOffset: number; rootHashFile: string };
+  /** What was checked before the image was renamed into place. */
+  checks: string[];
+}
+
+function tooLarge(o: ResolvedImageOptions, needMiB: string, req: Omit<SizeRequest, 'sizeMiB'> | undefined): OsbuilderError {
+  const smallest = req ? smallestSizeMiB(req) : undefined;
+  const auto = req ? planSize(req) : undefined;
+  const fit = smallest ? ` (the smallest size that fits is ${smallest} MiB; automatic sizing would pick ${auto ? auto.totalBytes / MiB : '?'} MiB)` : '';
+  const room = o.sizeMiB !== undefined ? regionsFor(o.sizeMiB * MiB, o.dax, o.verity) : undefined;
+  return new OsbuilderError(
+    'TOO_LARGE',
+    `rootfs ${o.rootfs} needs ${needMiB} but --size ${o.sizeMiB} MiB leaves a root partition of ${room ? (room.root.size / MiB).toFixed(0) : 0} MiB${fit}`,
+    smallest ? `use --size ${smallest} or more, or leave --size out to size the image automatically` : 'leave --size out to size the image automatically',
+  );
+}
+
+const isNoSpace = (err: unknown) => err instanceof OsbuilderError && err.code === 'COMMAND_FAILED' && /Could not allocate|No free space|No space left|while populating file system/i.test(err.message);
+
+/** Runs a checking tool; its failure is VERIFY_FAILED (a missing tool stays TOOL_MISSING). */
+async function check(what: string, cmd: string, args: string[]): Promise<void> {
+  try {
+    await run(cmd, args);
+  } catch (err) {
+    if (err instanceof OsbuilderError && err.code === 'COMMAND_FAILED') {
+      throw new OsbuilderError('VERIFY_FAILED', `${what} failed: ${err.message}`, 'the image was not written; rerun with --debug and report it', { cause: err });
+    }
+    throw err;
+  }
+}
+
+async function createSparse(path: string, bytes: number): Promise<void> {
+  await rm(path, { force: true });
+  const fh = await open(path, 'w');
+  try {
+    await fh.truncate(bytes);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Copies `length` bytes of `src` to `dst` at `offset`, skipping all-zero MiBs (dst is a fresh sparse file). */
+async function copyInto(src: string, dst: string, offset: number, length: number): Promise<void> {
+  const chunk = Buffer.alloc(MiB);
+  const zero = Buffer.alloc(MiB);
+  const s = await open(src, 'r');
+  const d = await open(dst, 'r+');
+  try {
+    for (let pos = 0; pos < length; pos += MiB) {
+      const n = Math.min(MiB, length - pos);
+      const { bytesRead } = await s.read(chunk, 0, n, pos);
+      if (bytesRead === 0) break;
+      if (chunk.subarray(0, bytesRead).equals(zero.subarray(0, bytesRead))) continue;
+      await d.write(chunk, 0, bytesRead, offset + pos);
+    }
+  } finally {
+    await s.close();
+    await d.close();
+  }
+}
+
+async function writeAll(image: string, writes: TablePlan['writes']): Promise<void> {
+  const fh = await open(image, 'r+');
+  try {
+    for (const w of writes) await fh.write(w.bytes, 0, w.bytes.length, w.offset);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function mkExt4(device: string, offset: number, bytes: number, o: ResolvedImageOptions, stats: RootfsStats, ids: ImageIds): Promise<void> {
+  const args = mke2fsArgs({ device, offset, bytes, rootfs: o.rootfs, uuid: ids.fsUuid, hashSeed: ids.hashSeed, inodes: ext4Inodes(bytes, stats) });
+  await run('mke2fs', args, { env: mke2fsEnv(o.epoch) });
+  if (o.epoch !== undefined) await normalizeExt4Times(device, offset, o.epoch);
+}
+
+interface Ctx {
+  o: ResolvedImageOptions;
+  stats: RootfsStats;
+  ids: ImageIds;
+  checks: string[];
+  /** Temp files beside the image, removed at the end and on interrupt. */
+  scratch: string[];
+}
+
+interface FsDone {
+  size: SizePlan;
+  /** A standalone copy of the root filesystem when it was built outside the image (erofs, verity). */
+  fsFile?: string;
+}
+
+/** ext4 straight into the image at the partition offset, or into a scratch file when verity needs the data at offset 0. */
+async function buildExt4(tmp: string, ctx: Ctx, first: SizePlan): Promise<FsDone> {
+  const { o } = ctx;
+  let size = first;
+  for (let attempt = 0; ; attempt++) {
+    const standalone = o.verity ? `${tmp}.rootfs` : undefined;
+    if (standalone) ctx.scratch.push(standalone);
+    try {
+      await createSparse(tmp, size.totalBytes);
+      if (standalone) await createSparse(standalone, size.root.size);
+      await step(`mke2fs -d: ext4 ${(size.root.size / MiB).toFixed(0)} MiB in a ${size.totalBytes / MiB} MiB image`, () =>
+        mkExt4(standalone ?? tmp, standalone ? 0 : size.root.start, size.root.size, o, ctx.stats, ctx.ids),
+      );
+    } catch (err) {
+      // The size estimate is conservative; should mke2fs still run out of room, grow once or twice like Kata's trials.
+      if (!isNoSpace(err)) throw err;
+      if (o.sizeMiB !== undefined) throw tooLarge(o, 'more space than the estimate', undefined);
+      if (attempt >= 2) throw err;
+      size = regionsFor(size.totalBytes + ALIGN_MIB * MiB, o.dax, o.verity)!;
+      continue;
+    }
+    await step('e2fsck -fn', () => check('e2fsck of the new filesystem', 'e2fsck', e2fsckArgs(standalone ?? tmp, standalone ? 0 : size.root.start)));
+    ctx.checks.push('e2fsck -fn clean');
+    return { size, ...(standalone ? { fsFile: standalone } : {}) };
+  }
+}
+
+async function buildErofs(tmp: string, ctx: Ctx): Promise<FsDone> {
+  const { o } = ctx;
+  const fsFile = `${tmp}.erofs`;
+  ctx.scratch.push(fsFile);
+  await rm(fsFile, { force: true });
+  await step('mkfs.erofs', () => run('mkfs.erofs', mkfsErofsArgs(fsFile, o.rootfs, ctx.ids.fsUuid), { env: mkfsErofsEnv(o.epoch) }));
+  await step('fsck.erofs', () => check('fsck.erofs of the new filesystem', 'fsck.erofs', [fsFile]));
+  ctx.checks.push('fsck.erofs clean');
+  const fsBytes = (await stat(fsFile)).size;
+  const fits = (root: number) => root >= fsBytes;
+  const size = planSize({ dax: o.dax, verity: o.verity, ...(o.sizeMiB !== undefined ? { sizeMiB: o.sizeMiB } : {}), fits, lowerBound: fsBytes });
+  if (!size) throw tooLarge(o, `${(fsBytes / MiB).toFixed(1)} MiB as erofs`, { dax: o.dax, verity: o.verity, fits, lowerBound: fsBytes });
+  // The verity data area is the whole partition: pad the filesystem with zeros to it.
+  const fh = await open(fsFile, 'r+');
+  try {
+    await fh.truncate(size.root.size);
+  } finally {
+    await fh.close();
+  }
+  await createSparse(tmp, size.totalBytes);
+  return { size, fsFile };
+}
+
+type VerityInfo = Omit<NonNullable<ImageResult['verity']>, 'rootHashFile'> & { report: string };
+
+async function addVerity(tmp: string, fsFile: string, size: SizePlan, ctx: Ctx): Promise<VerityInfo> {
+  const hash = size.hash!;
+  const epoch = ctx.o.epoch;
+  const spec: VeritySpec = {
+    data: fsFile,
+    hash: tmp,
+    hashOffset: hash.start,
+    dataBlocks: size.root.size / BLOCK,
+    ...(epoch !== undefined ? { salt: ctx.ids.veritySalt, uuid: ctx.ids.verityUuid } : {}),
+  };
+  const formatted = await step('veritysetup format', () => run('veritysetup', verityFormatArgs(spec)));
+  const out = parseVerityFormat(formatted.stdout);
+  await step('veritysetup verify', () => check('veritysetup verify of the hash tree', 'veritysetup', verityVerifyArgs(spec, out.rootHash)));
+  ctx.checks.push('veritysetup verify');
+  return { rootHash: out.rootHash, salt: out.salt, uuid: out.uuid, hashAlgorithm: 'sha256', dataBlocks: spec.dataBlocks, hashOffset: hash.start, report: formatted.stdout };
+}
+
+export async function buildImage(options: BuildImageOptions): Promise<ImageResult> {
+  const o = resolveImageOptions(options);
+  await checkRootfsDir(o.rootfs, o.output);
+  await checkOutputPath(o.output);
+  if (basename(o.output).includes('?')) {
+    throw new OsbuilderError('OUTPUT_INVALID', `output name ${basename(o.output)} contains "?", which e2fsprogs reads as an option separator`, 'choose a file name without "?"');
+  }
+  if (!o.skipAgentCheck) await step('check init and agent', () => checkRootfsContent(o.rootfs));
+  const stats = await step('scan rootfs', async () => scanRootfs(o.rootfs));
+  const ids = imageIds(o.epoch);
+  const free = o.rootFreeSpaceMiB * MiB;
+
+  // ext4: the size is known before anything is written.
+  let ext4Size: SizePlan | undefined;
+  if (o.fsType === 'ext4') {
+    const fits = (root: number) => ext4Fit(root, stats, free).fits;
+    const lowerBound = stats.dataBlocks * BLOCK + free;
+    ext4Size = planSize({ dax: o.dax, verity: o.verity, ...(o.sizeMiB !== undefined ? { sizeMiB: o.sizeMiB } : {}), fits, lowerBound });
+    if (!ext4Size) {
+      const need = `about ${((stats.dataBlocks * BLOCK) / MiB).toFixed(1)} MiB of files${free ? ` + ${o.rootFreeSpaceMiB} MiB free space` : ''} + ext4 metadata`;
+      throw tooLarge(o, need, { dax: o.dax, verity: o.verity, fits, lowerBound });
+    }
+  } else if (o.sizeMiB !== undefined) {
+    // erofs stores every file's data in whole blocks (-Enoinline_data): a lower bound known before mkfs.erofs.
+    const room = regionsFor(o.sizeMiB * MiB, o.dax, o.verity);
+    if (!room || room.root.size < stats.dataBlocks * BLOCK) throw tooLarge(o, `at least ${((stats.dataBlocks * BLOCK) / MiB).toFixed(1)} MiB of file data`, undefined);
+  }
+
+  const ctx: Ctx = { o, stats, ids, checks: [], scratch: [] };
+  const cleanScratch = async () => {
+    for (const f of ctx.scratch) await rm(f, { force: true });
+  };
+  const unregister = onInterrupt(cleanScratch);
+  // Interrupt handlers are asynchronous: a file step already in flight can
+  // create a temp file after they removed it. The exit hook runs last, synchronously.
+  const lastResort = () => {
+    for (const f of [tempPathFor(o.output), tempPathFor(join(dirname(o.output), 'root_hash.txt')), ...ctx.scratch]) rmSync(f, { force: true });
+  };
+  process.on('exit', lastResort);
+  try {
+    return await atomicOutput(o.output, async (tmp) => {
+      const done = o.fsType === 'ext4' ? await buildExt4(tmp, ctx, ext4Size!) : await buildErofs(tmp, ctx);
+      const { size } = done;
+      let verity: VerityInfo | undefined;
+      if (done.fsFile) {
+        if (o.verity) verity = await addVerity(tmp, done.fsFile, size, ctx);
+        await step('copy the filesystem into the root partition', async () => {
+          await copyInto(done.fsFile!, tmp, size.root.start, size.root.size);
+          await check('comparing the root partition with the checked filesystem', 'cmp', ['-n', String(size.root.size), done.fsFile!, tmp, '0', String(size.root.start)]);
+        });
+        ctx.checks.push('root partition identical to the checked filesystem (cmp)');
+      }
+
+      const tables = planTables(size, { dax: o.dax, table: o.partitionTable, ids });
+      await writeAll(tmp, tables.writes);
+      await step('sfdisk -J', () => verifyTables(tmp, tables, size.totalBytes));
+      ctx.checks.push(...tables.views.map((v) => `sfdisk reads the ${v.label} table at byte ${v.offset} as planned`));
+      if (o.dax) {
+        await verifyDax(tmp, size.totalBytes);
+        ctx.checks.push('nd_pfn_sb at 4 KiB passes nd_pfn_validate checks');
+      }
+      const sha = o.sha256 ? await step('sha256', () => sha256File(tmp)) : undefined;
+      let rootHashFile: string | undefined;
+      if (verity) {
+        rootHashFile = join(dirname(o.output), 'root_hash.txt');
+        // Kata keeps veritysetup format's report as root_hash.txt ("Root hash:", "Salt:", …).
+        const report = verity.report.split(tmp).join(o.output);
+        await atomicOutput(rootHashFile, (t) => writeFile(t, report));
+      }
+      return {
+        path: o.output,
+        sizeBytes: size.totalBytes,
+        fsType: o.fsType,
+        dax: o.dax,
+        partitionTable: o.partitionTable,
+        partitions: tables.partitions,
+        uuid: ids.fsUuid,
+        diskIds: tables.views.map((v) => v.id),
+        reproducible: o.epoch !== undefined,
+        rootfs: { path: o.rootfs, inodes: stats.inodes, fileBytes: stats.fileBytes },
+        ...(sha ? { sha256: sha } : {}),
+        ...(verity
+          ? {
+              rootHash: verity.rootHash,
+              verity: { rootHash: verity.rootHash, salt: verity.salt, uuid: verity.uuid, hashAlgorithm: verity.hashAlgorithm, dataBlocks: verity.dataBlocks, hashOffset: verity.hashOffset, rootHashFile: rootHashFile! },
+            }
+          : {}),
+        checks: ctx.checks,
+      } satisfies ImageResult;
+    });
+  } finally {
+    await cleanScratch();
+    unregister();
+    process.off('exit', lastResort);
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Config assembly in a source tree, as build-kernel.sh does it (merge_config.sh
+ * -n: fragments on an allnoconfig base) but checked strictly:
+ *   1. `make allnoconfig` -> base (cached per tree, arch and compiler),
+ *   2. requested lines replace the base's lines for the same symbols,
+ *   3. the real `make olddefconfig` resolves dependencies,
+ *   4. every requested option is compared with the result (verify.ts).
+ * All of it happens on scratch files under <tree>/.osbuilder/ (KCONFIG_CONFIG),
+ * so the tree's .config is only written once a config verified.
+ */
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { OsbuilderError } from '../core/errors.js';
+import { run, haveTool } from '../core/exec.js';
+import { sha256 } from '../core/hash.js';
+import { ARCHES, crossCompile, type Arch } from './arch.js';
+import { mergeFragments, readIgnoreList, renderRequested, selectFragments, type FragmentSelection, type MergedFragments, type Requested } from './fragments.js';
+import { readKconfig } from './kconfig.js';
+import { parseDotConfig, verifyConfig, type VerifyReport } from './verify.js';
+
+export const SCRATCH = '.osbuilder';
+
+/** make argv for a config target (pure). */
+export function configMakeArgv(arch: Arch, target: string, kconfigConfig: string, cross?: string): { cmd: string; args: string[]; env: Record<string, string> } {
+  const args = ['-s', `ARCH=${ARCHES[arch].kernelArch}`];
+  if (cross) args.push(`CROSS_COMPILE=${cross}`);
+  args.push(target);
+  return { cmd: 'make', args, env: { KCONFIG_CONFIG: kconfigConfig } };
+}
+
+/** Replaces the base's lines for every requested symbol with the requested ones (pure). */
+export function mergeOntoBase(base: string, requested: Requested[]): string {
+  const want = new Set(requested.map((r) => r.symbol));
+  const kept = base.split('\n').filter((line) => {
+    const m = /^CONFIG_([A-Za-z0-9_]+)=/.exec(line) ?? /^# CONFIG_([A-Za-z0-9_]+) is not set$/.exec(line);
+    return !(m && want.has(m[1]!));
+  });
+  return `${kept.join('\n').trimEnd()}\n# --- osbuilder fragments ---\n${renderRequested(requested)}`;
+}
+
+async function compilerId(cross?: string): Promise<string> {
+  const cc = `${cross ?? ''}gcc`;
+  const r = await run(cc, ['--version']).catch(() => undefined);
+  return r ? r.stdout.split('\n')[0]! : cc;
+}
+
+export interface AssembleOptions extends FragmentSelection {
+  tree: string;
+}
+
+export interface AssembleResult {
+  config: string;
+  report: VerifyReport;
+  merged: MergedFragments;
+  fragments: string[];
+  /** sha256 of the final config text. */
+  configSha256: string;
+}
+
+/** Runs steps 1–4; throws nothing for verification failures (the caller decides), only for tool errors. */
+export async function assembleConfig(opts: AssembleOptions): Promise<AssembleResult> {
+  const { tree, arch } = opts;
+  const fragments = selectFragments(opts);
+  const merged = mergeFragments(fragments);
+  const ignore = readIgnoreList(opts.dir);
+  const scratch = join(tree, SCRATCH);
+  await mkdir(scratch, { recursive: true });
+
+  let cross = crossCompile(arch);
+  if (cross && !(await haveTool(`${cross}gcc`))) cross = undefined; // Kconfig's compiler tests then use the host gcc
+  const karch = ARCHES[arch].kernelArch;
+  const hint = 'the kernel configurator failed: is this a complete kernel source tree, and are make, gcc, flex and bison installed?';
+
+  // 1. allnoconfig base, reused while the tree, arch and compiler are the same.
+  const baseName = `allnoconfig.${karch}.${sha256(await compilerId(cross)).slice(0, 12)}`;
+  const basePath = join(scratch, baseName);
+  let base = await readFile(basePath, 'utf8').catch(() => undefined);
+  if (base === undefined) {
+    const tmp = `${basePath}.tmp-${process.pid}`;
+    const a = configMakeArgv(arch, 'allnoconfig', join(SCRATCH, `${baseName}.tmp-${process.pid}`), cross);
+    await run(a.cmd, a.args, { cwd: tree, env: { ...process.env, ...a.env }, hint });
+    base = await readFile(tmp, 'utf8');
+    await rename(tmp, basePath);
+  }
+
+  // 2 + 3. merge and resolve; the Kconfig tree is read while make runs.
+  const work = join(scratch, `config.${karch}.${process.pid}`);
+  await writeFile(work, mergeOntoBase(base, merged.requested));
+  const o = configMakeArgv(arch, 'olddefconfig', join(SCRATCH, `config.${karch}.${process.pid}`), cross);
+  const resolving = run(o.cmd, o.args, { cwd: tree, env: { ...process.env, ...o.env }, hint });
+  let kconfig;
+  try {
+    kconfig = readKconfig(tree, { srcarch: ARCHES[arch].srcarch, arch: karch });
+  } catch (err) {
+    await resolving.catch(() => undefined);
+    await rm(work, { force: true });
+    throw new OsbuilderError('KERNEL_CONFIG', `cannot read the Kconfig files of ${tree}: ${(err as Error).message}`, 'is this a complete kernel source tree?');
+  }
+  let config: string;
+  try {
+    await resolving;
+    config = await readFile(work, 'utf8');
+  } finally {
+    await rm(work, { force: true });
+    await rm(`${work}.old`, { force: true });
+  }
+
+  // 4. verify.
+  const report = verifyConfig({ arch, requested: merged.requested, finalConfig: parseDotConfig(config), tree: kconfig, ignore, overrides: merged.overrides });
+  const unknown = [...report.unknown, ...report.ignored.filter((r) => !kconfig.symbols.has(r.symbol))];
+  if (unknown.length) {
+    const elsewhere = await findDefinitions(tree, new Set(unknown.map((u) => u.symbol)));
+    for (const u of unknown) {
+      const where = elsewhere.get(u.symbol);
+      u.reasons = [{ kind: 'unknown', text: where ? `not defined for ARCH=${karch}; defined in ${where.slice(0, 3).join(', ')}` : 'no Kconfig file in this source defines it (typo, or added/removed in another kernel version)' }];
+    }
+  }
+  return { config, report, merged, fragments: merged.fragments, configSha256: sha256(config) };
+}
+
+/** Where symbols are defined anywhere in the tree (all arches): `config X` lines in every Kconfig* file. */
+export async function findDefinitions(tree: string, symbols: Set<string>): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  const walk = async (rel: string): Promise<void> => {
+    for (const e of await readdir(join(tree, rel), { withFileTypes: true }).catch(() => [])) {
+      const p = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) {
+        if (!e.name.startsWith('.') && e.name !== 'Documentation' && e.name !== 'tools') await walk(p);
+      } else if (e.name.startsWith('Kconfig')) {
+        const lines = (await readFile(join(tree, p), 'utf8')).split('\n');
+        lines.forEach((l, i) => {
+          const m = /^\s*(?:menu)?config\s+(\S+)/.exec(l);
+          if (m && symbols.has(m[1]!)) out.set(m[1]!, [...(out.get(m[1]!) ?? []), `${p}:${i + 1}`]);
+        });
+      }
+    }
+  };
+  await walk('');
+  return out;
+}

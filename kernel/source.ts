@@ -1,0 +1,236 @@
+/**
+ * Kernel source: where it comes from (kernel.org by default, a local tarball or
+ * a URL), its sha256 (given, or kernel.org's sha256sums.asc), download into the
+ * build cache, and safe extraction into a temp directory that is renamed into
+ * place only when every entry passed the checks.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { posix, join, basename } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { execa } from 'execa';
+import * as tar from 'tar';
+import { OsbuilderError } from '../core/errors.js';
+import { sha256File } from '../core/hash.js';
+import { cacheRoot } from '../core/cache.js';
+import { atomicOutput } from '../core/atomic.js';
+import { debug } from '../core/log.js';
+import { checksumFromSums, kernelOrgSumsUrl, kernelOrgUrl } from './version.js';
+
+export type Compression = 'xz' | 'gzip';
+
+export interface SourceSpec {
+  kind: 'file' | 'url';
+  /** Path or URL of the tarball. */
+  location: string;
+  compression: Compression;
+  /** Expected sha256 (lower-case hex), when known before download. */
+  sha256?: string;
+  /** Where kernel.org publishes the checksum, when no sha256 is given. */
+  sumsUrl?: string;
+}
+
+function compressionOf(name: string): Compression {
+  if (/\.tar\.xz$|\.txz$/.test(name)) return 'xz';
+  if (/\.tar\.gz$|\.tgz$/.test(name)) return 'gzip';
+  throw new OsbuilderError('INPUT_INVALID', `${name} is not a .tar.xz or .tar.gz tarball`, 'give a kernel tarball ending in .tar.xz or .tar.gz');
+}
+
+export function normaliseSha256(hex: string | undefined): string | undefined {
+  if (hex === undefined || hex === '') return undefined;
+  const h = hex.trim().toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(h)) throw new OsbuilderError('INPUT_INVALID', `--sha256 ${JSON.stringify(hex)} is not 64 hex digits`, 'pass the tarball sha256, e.g. from sha256sum');
+  return h;
+}
+
+/** Plans where the source comes from (pure). */
+export function planSource(opts: { version?: string; source?: string; sha256?: string; mirror?: string }): SourceSpec {
+  const sha = normaliseSha256(opts.sha256);
+  if (opts.source) {
+    const isUrl = /^https?:\/\//.test(opts.source);
+    const name = isUrl ? new URL(opts.source).pathname : opts.source;
+    return { kind: isUrl ? 'url' : 'file', location: opts.source, compression: compressionOf(name), sha256: sha };
+  }
+  if (!opts.version) throw new OsbuilderError('USAGE', 'a kernel version (-v) or --source is required', 'e.g. osbuilder kernel setup -v 6.1.62');
+  // OSBUILDER_KERNEL_MIRROR: a kernel.org mirror with the same layout (v6.x/linux-….tar.xz, sha256sums.asc).
+  const mirror = opts.mirror ?? (process.env.OSBUILDER_KERNEL_MIRROR || undefined);
+  const url = kernelOrgUrl(opts.version, mirror);
+  return { kind: 'url', location: url, compression: 'xz', sha256: sha, sumsUrl: sha ? undefined : kernelOrgSumsUrl(opts.version, mirror) };
+}
+
+async function download(url: string, dest: string): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(url, { redirect: 'follow' });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, 'check the network or proxy, or download the tarball yourself and pass --source <file> --sha256 <hex>');
+  }
+  if (!res.ok || !res.body) {
+    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: HTTP ${res.status}`, 'check the version exists on kernel.org, or pass --source <file|url>');
+  }
+  await atomicOutput(dest, async (tmp) => {
+    await pipeline(Readable.fromWeb(res.body as never), createWriteStream(tmp));
+  });
+}
+
+async function fetchText(url: string): Promise<string> {
+  let res: Response;
+  try {
+    res = await fetch(url, { redirect: 'follow' });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, 'check the network, or pass --sha256 <hex> (and --source <file>) yourself');
+  }
+  if (!res.ok) throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: HTTP ${res.status}`, 'pass --sha256 <hex> yourself');
+  return res.text();
+}
+
+export interface ObtainedSource {
+  tarball: string;
+  sha256: string;
+  compression: Compression;
+  origin: string;
+  /** True when a checksum was known and matched (false: none was known, it was computed). */
+  verified: boolean;
+}
+
+/** Makes the tarball available locally and checks its sha256; nothing is extracted here. */
+export async function obtainSource(spec: SourceSpec, downloadDir = join(cacheRoot(), 'kernel-sources')): Promise<ObtainedSource> {
+  let tarball: string;
+  let expected = spec.sha256;
+  if (spec.kind === 'file') {
+    const st = await stat(spec.location).catch(() => undefined);
+    if (!st?.isFile()) throw new OsbuilderError('INPUT_NOT_FOUND', `kernel tarball ${spec.location} does not exist`, 'give the path of a .tar.xz/.tar.gz kernel tarball, or omit --source to download from kernel.org');
+    tarball = spec.location;
+  } else {
+    const name = basename(new URL(spec.location).pathname);
+    if (!expected && spec.sumsUrl) {
+      const sums = await fetchText(spec.sumsUrl);
+      expected = checksumFromSums(sums, name);
+      if (!expected) throw new OsbuilderError('DOWNLOAD_FAILED', `${spec.sumsUrl} has no checksum for ${name}`, 'check the version exists, or pass --sha256');
+    }
+    await mkdir(downloadDir, { recursive: true });
+    tarball = join(downloadDir, name);
+    const have = await stat(tarball).catch(() => undefined);
+    if (!have || (expected && (await sha256File(tarball)) !== expected)) await download(spec.location, tarball);
+  }
+  const actual = await sha256File(tarball);
+  if (expected && actual !== expected) {
+    throw new OsbuilderError('CHECKSUM_MISMATCH', `${tarball} has sha256 ${actual}, expected ${expected}`, 'the tarball is corrupt or not the one you meant: fetch it again or fix --sha256; nothing was extracted');
+  }
+  return { tarball, sha256: actual, compression: spec.compression, origin: spec.location, verified: expected !== undefined };
+}
+
+export interface TarViolation {
+  path: string;
+  why: string;
+}
+
+/**
+ * Checks one raw tar entry against the rules: relative path without `..`, one
+ * top-level directory, only files/dirs/links, symlinks and hard links that
+ * resolve inside that directory. Returns the problem, or undefined.
+ */
+export function checkTarEntry(rawPath: string, type: string, linkpath: string | undefined, top: string | undefined): { why?: string; top: string } {
+  const p = rawPath.replace(/^(\.\/)+/, '');
+  const segments = p.split('/').filter((s) => s !== '' && s !== '.');
+  const first = segments[0] ?? '';
+  const theTop = top ?? first;
+  if (rawPath.startsWith('/') || /^[A-Za-z]:/.test(rawPath)) return { why: 'absolute path', top: theTop };
+  if (segments.includes('..')) return { why: 'path contains ..', top: theTop };
+  if (first !== theTop) return { why: `outside the top-level directory ${theTop}/`, top: theTop };
+  const allowed = ['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link'];
+  if (!allowed.includes(type)) return { why: `entry type ${type} is not allowed`, top: theTop };
+  if (type === 'SymbolicLink') {
+    const target = linkpath ?? '';
+    if (target.startsWith('/')) return { why: `absolute symlink to ${target}`, top: theTop };
+    const resolved = posix.normalize(posix.join(posix.dirname(segments.join('/')), target));
+    if (resolved !== theTop && !resolved.startsWith(`${theTop}/`)) return { why: `symlink to ${target} escapes the tree`, top: theTop };
+  }
+  if (type === 'Link') {
+    const target = posix.normalize((linkpath ?? '').replace(/^(\.\/)+/, ''));
+    if (target.startsWith('/') || target.split('/').includes('..') || !target.startsWith(`${theTop}/`)) return { why: `hard link to ${linkpath} escapes the tree`, top: theTop };
+  }
+  return { top: theTop };
+}
+
+/**
+ * Extracts `tarball` into `dest` (which must not exist), stripping the single
+ * top-level directory. Extraction goes to a sibling temp dir that is renamed
+ * only when the archive was complete and every entry passed checkTarEntry.
+ */
+export async function extractTarball(tarball: string, compression: Compression, dest: string): Promise<{ topDir: string; entries: number }> {
+  const tmp = `${dest}.extract-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  let top: string | undefined;
+  let entries = 0;
+  const violations: TarViolation[] = [];
+  const warnings: string[] = [];
+  const corrupt = (detail: string) =>
+    new OsbuilderError('INPUT_INVALID', `${tarball} is not a valid ${compression === 'xz' ? '.tar.xz' : '.tar.gz'} archive: ${detail}`, 'the download is truncated or damaged: fetch it again (nothing was extracted)');
+  try {
+    const unpack = tar.x({
+      cwd: tmp,
+      strip: 1,
+      strict: true,
+      preservePaths: false,
+      // Ownership of the tarball is not kept (we may run as root).
+      preserveOwner: false,
+      filter: (path, entry) => {
+        const e = entry as unknown as { type: string; linkpath?: string };
+        const r = checkTarEntry(path, e.type, e.linkpath, top);
+        top = r.top;
+        if (r.why) {
+          violations.push({ path, why: r.why });
+          return false;
+        }
+        entries++;
+        return true;
+      },
+      onwarn: (code, message) => warnings.push(`${code}: ${message}`),
+    });
+    const done = new Promise<void>((resolve, reject) => {
+      unpack.on('finish', () => resolve());
+      unpack.on('error', (err: Error) => reject(err));
+    }).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    if (compression === 'xz') {
+      const xz = execa('xz', ['-dc', '--', tarball], { buffer: { stdout: false }, stdout: 'pipe', stderr: 'pipe', reject: false });
+      xz.stdout!.pipe(unpack as unknown as NodeJS.WritableStream);
+      // A failed unpack stops reading: stop xz too instead of leaving it blocked on a full pipe.
+      void done.then((err) => err && xz.kill());
+      const [r, err] = await Promise.all([xz, done]);
+      if ((r as { code?: string }).code === 'ENOENT') throw new OsbuilderError('TOOL_MISSING', 'xz is not installed', 'install xz-utils');
+      if (err) throw err;
+      if (r.exitCode !== 0) throw corrupt(String(r.stderr).trim().split('\n').pop() || `xz exit ${r.exitCode}`);
+    } else {
+      const input = createReadStream(tarball);
+      input.pipe(unpack as unknown as NodeJS.WritableStream);
+      const err = await done;
+      input.destroy();
+      if (err) throw err;
+    }
+    if (violations.length) {
+      throw new OsbuilderError(
+        'INPUT_INVALID',
+        `${tarball} has unsafe entries (nothing was extracted):\n${violations.slice(0, 10).map((v) => `  ${v.path}: ${v.why}`).join('\n')}${violations.length > 10 ? `\n  … and ${violations.length - 10} more` : ''}`,
+        'use a genuine kernel source tarball',
+      );
+    }
+    if (!top || entries === 0) throw corrupt('no entries');
+    if (warnings.length) debug(`tar warnings:\n${warnings.join('\n')}`);
+    await rename(tmp, dest);
+    return { topDir: top, entries };
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    if (err instanceof OsbuilderError) throw err;
+    const e = err as { code?: string; message?: string };
+    if (e.code?.startsWith('TAR_') || /zlib|incorrect header|unexpected end/i.test(e.message ?? '')) throw corrupt(e.message ?? String(err));
+    throw err;
+  }
+}

@@ -1,0 +1,105 @@
+/** Applies plan FileOps to a rootfs through core/fs-safe (never outside the root). */
+import type { SafeRoot } from '../core/fs-safe.js';
+import type { FileOp } from '../distros/types.js';
+import { TRANSFORMS } from './transforms.js';
+
+export interface ApplyStats {
+  applied: number;
+  skipped: number;
+  removed: string[];
+}
+
+/** Names of files and links Kata's trim deletes (<unit>.service, <unit>.socket, exact names). */
+export function trimmedNames(units: string[], files: string[]): Set<string> {
+  const names = new Set<string>(files);
+  for (const u of units) {
+    names.add(`${u}.service`);
+    names.add(`${u}.socket`);
+  }
+  return names;
+}
+
+async function removeFilesUnder(fs: SafeRoot, path: string): Promise<string[]> {
+  const st = await fs.stat(path);
+  if (!st?.isDirectory()) return [];
+  const real = await fs.realpath(path);
+  const doomed: string[] = [];
+  await fs.walkTree(({ path: p, stats }) => {
+    if (!stats.isDirectory()) doomed.push(p);
+  }, real);
+  for (const p of doomed) await fs.remove(p);
+  return doomed;
+}
+
+export async function applyFileOps(fs: SafeRoot, ops: FileOp[]): Promise<ApplyStats> {
+  const stats: ApplyStats = { applied: 0, skipped: 0, removed: [] };
+  for (const op of ops) {
+    if (op.when !== undefined && !(await fs.exists(op.when))) {
+      stats.skipped++;
+      continue;
+    }
+    if (op.unless !== undefined && ((await fs.exists(op.unless)) || (await fs.lstat(op.unless)) !== undefined)) {
+      stats.skipped++;
+      continue;
+    }
+    switch (op.op) {
+      case 'mkdir':
+        await fs.mkdirp(op.path, op.mode ?? 0o755);
+        if (op.mode !== undefined) await fs.chmod(op.path, op.mode);
+        break;
+      case 'write':
+        await fs.writeFile(op.path, op.content, { mode: op.mode ?? 0o644 });
+        break;
+      case 'symlink':
+        await fs.symlink(op.target, op.path);
+        break;
+      case 'remove':
+        if (await fs.remove(op.path, { recursive: op.recursive ?? false })) stats.removed.push(op.path);
+        break;
+      case 'remove-files-under':
+        stats.removed.push(...(await removeFilesUnder(fs, op.path)));
+        break;
+      case 'copy-within': {
+        let content: string | Buffer | undefined;
+        for (const src of op.from) {
+          const st = await fs.stat(src);
+          if (st?.isFile()) {
+            content = await fs.readFile(src);
+            break;
+          }
+        }
+        content ??= op.fallback;
+        if (content === undefined) {
+          stats.skipped++;
+          continue;
+        }
+        await fs.writeFile(op.path, content, { mode: op.mode ?? 0o644 });
+        break;
+      }
+      case 'trim-units': {
+        const names = trimmedNames(op.units, op.files);
+        const doomed: string[] = [];
+        await fs.walkTree(({ path, name, stats: st }) => {
+          if (/^\/(proc|sys|dev)$/.test(path)) return 'skip';
+          if (names.has(name) && (st.isFile() || st.isSymbolicLink())) doomed.push(path);
+        });
+        for (const p of doomed) await fs.remove(p);
+        stats.removed.push(...doomed);
+        break;
+      }
+      case 'transform': {
+        const fn = TRANSFORMS[op.transform];
+        for (const p of op.paths) {
+          const st = await fs.stat(p);
+          if (!st?.isFile()) continue;
+          const before = (await fs.readFile(p)).toString('utf8');
+          const after = fn(before);
+          if (after !== before) await fs.writeFile(await fs.realpath(p), after, { mode: st.mode & 0o7777 });
+        }
+        break;
+      }
+    }
+    stats.applied++;
+  }
+  return stats;
+}

@@ -1,0 +1,18 @@
+/** Public entry of the rootfs stage. */
+export { buildRootfs, checkRootfsOutput, ensureDebianBase, locateKernelModules, type BuildRootfsResult, type BuildDeps } from './build.js';
+export { planRootfs, builderTag, CONTAINER_ROOT, METADATA_PATH, PACKAGES_PATH, type RootfsPlan, type PlanContext } from './plan.js';
+export {
+  rootfsOptionsFromCli,
+  resolveRootfsOptions,
+  hostArch,
+  localBaseTag,
+  ENGINES,
+  type Engine,
+  type RootfsOptions,
+  type RootfsCliArgs,
+  type ResolvedRootfsOptions,
+} from './options.js';
+export { renderDockerfile, dockerInstructions, shellRunBodies } from './dockerfile.js';
+export { parseElf, readElf, checkElfForArch, ELF_ARCH, type ElfInfo } from './elf.js';
+export { verifyRootfs, checkAgentInRoot } from './checks.js';
+export { AGENT_PATH, KATA_TRIMMED_UNITS, KATA_TRIMMED_FILES } from './systemd.js';

@@ -1,0 +1,255 @@
+/**
+ * Rootfs build options: the mapping from CLI flags and Kata's rootfs.sh
+ * environment variables, and their validation against a distro. Both pure.
+ */
+import { basename, resolve } from 'node:path';
+import { OsbuilderError } from '../core/errors.js';
+import { DISTROS, getDistro, resolveVersion } from '../distros/index.js';
+import { ARCHES, ARCH_ALIASES, type Arch, type DistroDefinition, type InitMode } from '../distros/types.js';
+
+export type Engine = 'docker' | 'podman' | 'native';
+export const ENGINES: readonly Engine[] = ['docker', 'podman', 'native'];
+
+export interface RootfsOptions {
+  distro: string;
+  /** The rootfs directory to produce. */
+  output: string;
+  osVersion?: string;
+  arch?: string;
+  engine?: Engine;
+  /** Agent binary on the host; unset = osbuilder's own agent. */
+  agent?: string;
+  /** true = agent is init; false = systemd; unset = the distro's default. */
+  agentInit?: boolean;
+  extraPackages?: string[];
+  /** Directory of modules for one kernel (named after its version, as Kata's KERNEL_MODULES_DIR). */
+  kernelModules?: string;
+  mirror?: string;
+  baseImage?: string;
+  bootstrapBase?: boolean;
+  debug?: boolean;
+}
+
+/** What `osbuilder rootfs` parsed (flags win over the environment). */
+export interface RootfsCliArgs {
+  distro: string;
+  output?: string;
+  osVersion?: string;
+  arch?: string;
+  engine?: string;
+  agent?: string;
+  agentInit?: boolean;
+  extraPkgs?: string;
+  kernelModules?: string;
+  mirror?: string;
+  baseImage?: string;
+  bootstrapBase?: boolean;
+  debug?: boolean;
+}
+
+type Env = Record<string, string | undefined>;
+
+function set(v: string | undefined): v is string {
+  return v !== undefined && v !== '';
+}
+
+/** Kata tests USE_DOCKER/USE_PODMAN with -n; we also read the usual false spellings as unset. */
+function envFlag(v: string | undefined): boolean {
+  return set(v) && !/^(0|no|false|off)$/i.test(v);
+}
+
+function parseAgentInit(v: string | undefined): boolean | undefined {
+  if (!set(v)) return undefined;
+  if (v === 'yes') return true;
+  if (v === 'no') return false;
+  throw new OsbuilderError('USAGE', `AGENT_INIT(${v}) is invalid (must be yes or no)`, 'unset it, or use --agent-init');
+}
+
+export function splitPackages(v: string | undefined): string[] {
+  return (v ?? '').split(/[\s,]+/).filter(Boolean);
+}
+
+/**
+ * Flags first, then Kata's environment variables: AGENT_INIT,
+ * AGENT_SOURCE_BIN, EXTRA_PKGS, KERNEL_MODULES_DIR, ROOTFS_DIR, USE_DOCKER,
+ * USE_PODMAN, OS_VERSION, ARCH, DEBUG. With neither flag nor variable the
+ * engine is docker (rootfs.sh builds on the host instead; --engine native).
+ */
+export function rootfsOptionsFromCli(args: RootfsCliArgs, env: Env = process.env): RootfsOptions {
+  const output = args.output ?? (set(env.ROOTFS_DIR) ? env.ROOTFS_DIR : undefined);
+  if (!output) throw new OsbuilderError('USAGE', 'no output directory', 'give -o <dir> (or set ROOTFS_DIR)');
+  let engine: string | undefined = args.engine;
+  if (engine === undefined) engine = envFlag(env.USE_DOCKER) ? 'docker' : envFlag(env.USE_PODMAN) ? 'podman' : 'docker';
+  if (!(ENGINES as readonly string[]).includes(engine)) {
+    throw new OsbuilderError('USAGE', `unknown engine "${engine}"`, `use one of ${ENGINES.join(', ')}`);
+  }
+  const opts: RootfsOptions = { distro: args.distro, output, engine: engine as Engine };
+  const osVersion = args.osVersion ?? (set(env.OS_VERSION) ? env.OS_VERSION : undefined);
+  if (osVersion !== undefined) opts.osVersion = osVersion;
+  const arch = args.arch ?? (set(env.ARCH) ? env.ARCH : undefined);
+  if (arch !== undefined) opts.arch = arch;
+  const agent = args.agent ?? (set(env.AGENT_SOURCE_BIN) ? env.AGENT_SOURCE_BIN : undefined);
+  if (agent !== undefined) opts.agent = agent;
+  const agentInit = args.agentInit ?? parseAgentInit(env.AGENT_INIT);
+  if (agentInit !== undefined) opts.agentInit = agentInit;
+  const extra = splitPackages(args.extraPkgs ?? env.EXTRA_PKGS);
+  if (extra.length > 0) opts.extraPackages = extra;
+  const modules = args.kernelModules ?? (set(env.KERNEL_MODULES_DIR) ? env.KERNEL_MODULES_DIR : undefined);
+  if (modules !== undefined) opts.kernelModules = modules;
+  if (args.mirror !== undefined) opts.mirror = args.mirror;
+  if (args.baseImage !== undefined) opts.baseImage = args.baseImage;
+  if (args.bootstrapBase) opts.bootstrapBase = true;
+  if (args.debug || set(env.DEBUG)) opts.debug = true;
+  return opts;
+}
+
+export function hostArch(nodeArch: string = process.arch): Arch {
+  const map: Record<string, Arch> = { x64: 'x86_64', arm64: 'aarch64', ppc64: 'ppc64le', s390x: 's390x' };
+  const a = map[nodeArch];
+  if (!a) throw new OsbuilderError('UNSUPPORTED_ARCH', `osbuilder does not run on ${nodeArch}`, `supported hosts: ${ARCHES.join(', ')}`);
+  return a;
+}
+
+export type BaseImageChoice =
+  | { kind: 'registry'; ref: string }
+  | { kind: 'given'; ref: string }
+  | { kind: 'bootstrap'; ref: string; suite: string; mirror: string; include: string[] };
+
+export interface ResolvedRootfsOptions {
+  distro: DistroDefinition;
+  version: string;
+  arch: Arch;
+  hostArch: Arch;
+  initMode: InitMode;
+  engine: Engine;
+  output: string;
+  agent?: string;
+  extraPackages: string[];
+  /** Full package set for the bootstrap: distro's (common + mode) then extras. */
+  packages: string[];
+  defaultPackages: string[];
+  kernelModules?: { dir: string; kver: string };
+  mirror: string;
+  mirrorGiven: boolean;
+  base?: BaseImageChoice;
+  debug: boolean;
+}
+
+/** Package names as apt, apk, dnf and swupd accept them; never an option. */
+const PACKAGE_RE = /^[A-Za-z0-9][A-Za-z0-9+._:@~=/-]*$/;
+const MIRROR_RE = /^(https?|ftp|file):\/\/[^\s'"\\`$]+$/;
+const IMAGE_RE = /^[a-z0-9][a-z0-9._/:@-]*$/i;
+/** Kernel release strings start with a version number (uname -r). */
+const KVER_RE = /^\d+\.\d+[\w.+~-]*$/;
+
+/**
+ * Packages every Debian-based builder installs, put in the locally made base
+ * so those builders need no download of their own (their Dockerfiles install
+ * only what is missing).
+ */
+export function localBaseTools(): string[] {
+  return [...new Set(DISTROS.filter((d) => d.localBase).flatMap((d) => d.builderPackages))].sort();
+}
+
+/** Tag of a Debian base image made locally with --bootstrap-base. */
+export function localBaseTag(suite: string, arch: Arch): string {
+  return `osbuilder/debian-base:${suite}-${arch}`;
+}
+
+/** Validates options against the distro; throws the error the CLI prints. */
+export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch()): ResolvedRootfsOptions {
+  const distro = getDistro(opts.distro);
+  const version = resolveVersion(distro, opts.osVersion);
+  if (version === undefined) {
+    const list = distro.versions.map((v) => (v.aliases?.length ? `${v.id} (${v.aliases.join(', ')})` : v.id)).join(', ');
+    throw new OsbuilderError('INPUT_INVALID', `${distro.name} has no version "${opts.osVersion}"; versions: ${list}`, `pick one with --os-version (or OS_VERSION); default ${distro.defaultVersion}`);
+  }
+  const archName = opts.arch ?? host;
+  const arch = ARCH_ALIASES[archName];
+  if (!arch) {
+    throw new OsbuilderError('UNSUPPORTED_ARCH', `unknown architecture "${archName}"`, `use one of ${ARCHES.join(', ')}`);
+  }
+  if (!distro.arches.includes(arch)) {
+    throw new OsbuilderError('UNSUPPORTED_ARCH', `${distro.name} does not support ${arch}; supported: ${distro.arches.join(', ')}`, 'choose another --arch or another distro (osbuilder distros lists them)');
+  }
+  let initMode: InitMode;
+  if (opts.agentInit === undefined) initMode = distro.initModes[0]!;
+  else initMode = opts.agentInit ? 'agent-init' : 'systemd';
+  if (!distro.initModes.includes(initMode)) {
+    throw new OsbuilderError(
+      'UNSUPPORTED',
+      initMode === 'systemd' ? `${distro.name} has no systemd: its agent always runs as init` : `${distro.name} cannot run the agent as init`,
+      initMode === 'systemd' ? 'drop AGENT_INIT=no, or pick a distro with systemd (osbuilder distros)' : 'drop --agent-init',
+    );
+  }
+  const engine = opts.engine ?? 'docker';
+  if (!ENGINES.includes(engine)) throw new OsbuilderError('USAGE', `unknown engine "${engine}"`, `use one of ${ENGINES.join(', ')}`);
+
+  const extraPackages = [...(opts.extraPackages ?? [])];
+  if (extraPackages.length > 0 && !distro.extraPackages) {
+    throw new OsbuilderError('UNSUPPORTED', `${distro.name} has no package manager, so --extra-pkgs cannot be installed`, 'pick a distro with packages (e.g. debian)');
+  }
+  for (const p of extraPackages) {
+    if (!PACKAGE_RE.test(p)) throw new OsbuilderError('INPUT_INVALID', `"${p}" is not a package name`, 'give names separated by spaces, e.g. --extra-pkgs "strace iproute2"');
+  }
+  const defaultPackages = [...distro.packages.common, ...(initMode === 'systemd' ? distro.packages.systemd : distro.packages.agentInit)].sort();
+  const packages = [...defaultPackages, ...extraPackages.filter((p) => !defaultPackages.includes(p))];
+
+  let mirror = distro.defaultMirror(arch);
+  const mirrorGiven = opts.mirror !== undefined;
+  if (opts.mirror !== undefined) {
+    if (!MIRROR_RE.test(opts.mirror)) throw new OsbuilderError('INPUT_INVALID', `--mirror ${JSON.stringify(opts.mirror)} is not a URL`, 'e.g. --mirror http://deb.debian.org/debian');
+    mirror = opts.mirror.replace(/\/+$/, '');
+  }
+
+  let base: BaseImageChoice | undefined;
+  if (opts.baseImage !== undefined && opts.bootstrapBase) {
+    throw new OsbuilderError('USAGE', '--base-image and --bootstrap-base exclude each other', 'give a local image with --base-image, or let --bootstrap-base make one');
+  }
+  if (engine === 'native') {
+    if (opts.baseImage !== undefined || opts.bootstrapBase) {
+      throw new OsbuilderError('USAGE', '--base-image/--bootstrap-base need a container engine', 'drop them, or use --engine docker|podman');
+    }
+  } else if (opts.baseImage !== undefined) {
+    if (!IMAGE_RE.test(opts.baseImage)) throw new OsbuilderError('INPUT_INVALID', `--base-image ${JSON.stringify(opts.baseImage)} is not an image reference`, 'e.g. --base-image debian:bookworm');
+    base = { kind: 'given', ref: opts.baseImage };
+  } else if (opts.bootstrapBase) {
+    if (!distro.localBase) {
+      throw new OsbuilderError('UNSUPPORTED', `--bootstrap-base can only make Debian-based builders; ${distro.name} needs its own base image`, `pull or import one and pass --base-image (default ${distro.baseImage(version, arch)})`);
+    }
+    const lb = distro.localBase(version);
+    base = { kind: 'bootstrap', ref: localBaseTag(lb.suite, arch), suite: lb.suite, mirror: mirrorGiven ? mirror : lb.mirror, include: localBaseTools() };
+  } else {
+    base = { kind: 'registry', ref: distro.baseImage(version, arch) };
+  }
+
+  let kernelModules: ResolvedRootfsOptions['kernelModules'];
+  if (opts.kernelModules !== undefined) {
+    const dir = resolve(opts.kernelModules);
+    kernelModules = { dir, kver: basename(dir) };
+  }
+
+  const r: ResolvedRootfsOptions = {
+    distro,
+    version,
+    arch,
+    hostArch: host,
+    initMode,
+    engine,
+    output: resolve(opts.output),
+    extraPackages,
+    packages,
+    defaultPackages,
+    mirror,
+    mirrorGiven,
+    debug: opts.debug ?? false,
+  };
+  if (opts.agent !== undefined) r.agent = resolve(opts.agent);
+  if (kernelModules) r.kernelModules = kernelModules;
+  if (base) r.base = base;
+  return r;
+}
+
+export function isKernelRelease(name: string): boolean {
+  return KVER_RE.test(name);
+}

@@ -1,0 +1,186 @@
+/**
+ * The per-build plan: plain data computed from validated options, with no
+ * I/O beyond reading our own templates. Same inputs, same plan.
+ */
+import { sha256 } from '../core/hash.js';
+import { DEB_ARCH, OCI_PLATFORM, type Arch, type BootstrapInput, type Command, type FileOp, type InitMode, type PackageSource } from '../distros/types.js';
+import { renderDockerfile } from './dockerfile.js';
+import { resolveRootfsOptions, type BaseImageChoice, type Engine, type ResolvedRootfsOptions, type RootfsOptions } from './options.js';
+import { AGENT_PATH, systemdOps } from './systemd.js';
+
+/** Where the rootfs is mounted in the builder container. */
+export const CONTAINER_ROOT = '/rootfs';
+export const METADATA_PATH = '/var/lib/osbuilder/osbuilder.yaml';
+export const PACKAGES_PATH = '/var/lib/osbuilder/packages.txt';
+
+export interface RootfsPlan {
+  distro: string;
+  version: string;
+  arch: Arch;
+  initMode: InitMode;
+  engine: Engine;
+  output: string;
+  packages: { default: string[]; extra: string[]; all: string[] };
+  mirror: string;
+  /** Builder base image and where it comes from (container engines only). */
+  base?: BaseImageChoice & { bootstrapArgv?: string[] };
+  builder?: {
+    /** Tag prefix; the executor appends a hash of the Dockerfile, build args and base image id. */
+    repository: string;
+    dockerfile: string;
+    buildArgs: Record<string, string>;
+    platform?: string;
+  };
+  container?: {
+    mountPoint: string;
+    env: Record<string, string>;
+    ulimits: string[];
+    platform?: string;
+  };
+  /** Path of the rootfs as the bootstrap commands see it. */
+  root: string;
+  bootstrap: Command[];
+  bootstrapInput: BootstrapInput;
+  packageSource: PackageSource;
+  /** Applied after the distro's own post-bootstrap operations. */
+  fileOps: FileOp[];
+  agent: { source?: string; dest: string; init: boolean };
+  kernelModules?: { from: string; kver: string; dest: string; depmod: Command };
+  metadata: { path: string; packagesPath: string };
+  sourceDateEpoch?: number;
+  toolVersion: string;
+}
+
+export interface PlanContext {
+  toolVersion: string;
+  sourceDateEpoch?: number;
+  /** For --engine native: the host path being filled (the temp dir). Containers use /rootfs. */
+  nativeRoot?: string;
+}
+
+/** Kata's setup_rootfs and image builder, plus what reproducible images need removed. */
+function commonOps(initMode: InitMode): FileOp[] {
+  const ops: FileOp[] = [];
+  // The agent bind-mounts the container's resolv.conf over this file, so it must be a plain file.
+  ops.push({ op: 'write', path: '/etc/resolv.conf', content: '', mode: 0o644 });
+  // Empty: systemd then treats the machine id as unset and bind-mounts a transient one.
+  ops.push({ op: 'write', path: '/etc/machine-id', content: '', mode: 0o444 });
+  ops.push({ op: 'remove', path: '/var/lib/dbus/machine-id' });
+  // /var/tmp -> ../tmp (private temporary directories with systemd on a read-only root).
+  ops.push({ op: 'remove', path: '/var/tmp', recursive: true }, { op: 'symlink', path: '/var/tmp', target: '../tmp' });
+  // Build leftovers that differ between builds.
+  for (const p of ['/var/log', '/var/cache/apt', '/var/lib/apt/lists', '/var/cache/dnf', '/var/cache/yum', '/var/cache/apk']) {
+    ops.push({ op: 'remove-files-under', path: p });
+  }
+  for (const p of [
+    '/var/cache/ldconfig/aux-cache',
+    '/var/lib/systemd/random-seed',
+    '/var/lib/dpkg/status-old',
+    '/var/lib/dpkg/diversions-old',
+    '/var/lib/dpkg/statoverride-old',
+    '/var/lib/dpkg/available-old',
+    '/var/cache/debconf/config.dat-old',
+    '/var/cache/debconf/templates.dat-old',
+    '/var/cache/debconf/passwords.dat-old',
+  ]) {
+    ops.push({ op: 'remove', path: p });
+  }
+  // Fixed, so two builds match (bootstrap tools may copy the build host's name); the agent sets the sandbox's.
+  ops.push({ op: 'write', path: '/etc/hostname', content: 'localhost\n', mode: 0o644 });
+  if (initMode === 'agent-init') {
+    // Kata moves the agent to /sbin/init; we link, so /usr/bin/kata-agent stays where tools expect it.
+    ops.push({ op: 'symlink', path: '/sbin/init', target: AGENT_PATH }, { op: 'symlink', path: '/init', target: AGENT_PATH });
+  } else {
+    // An initrd boots /init: point it at systemd's /sbin/init when the distro has none.
+    ops.push({ op: 'symlink', path: '/init', target: '/sbin/init', unless: '/init' });
+  }
+  return ops;
+}
+
+export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: PlanContext): RootfsPlan {
+  const r: ResolvedRootfsOptions = 'packages' in options && 'initMode' in options ? options : resolveRootfsOptions(options as RootfsOptions);
+  const d = r.distro;
+  const container = r.engine !== 'native';
+  const root = container ? CONTAINER_ROOT : ctx.nativeRoot ?? `${r.output}.tmp`;
+  const input: BootstrapInput = { version: r.version, arch: r.arch, initMode: r.initMode, packages: r.packages, mirror: r.mirror, root };
+  const cross = r.arch !== r.hostArch;
+
+  const fileOps: FileOp[] = [];
+  if (r.initMode === 'systemd') {
+    fileOps.push(...systemdOps(ctx.toolVersion));
+  }
+  if (d.chrony) {
+    if (d.chrony.conf.length) fileOps.push({ op: 'transform', paths: d.chrony.conf, transform: 'chrony-conf' });
+    if (d.chrony.service.length) fileOps.push({ op: 'transform', paths: d.chrony.service, transform: 'chrony-service' });
+  }
+  fileOps.push(...commonOps(r.initMode));
+
+  const plan: RootfsPlan = {
+    distro: d.name,
+    version: r.version,
+    arch: r.arch,
+    initMode: r.initMode,
+    engine: r.engine,
+    output: r.output,
+    packages: { default: r.defaultPackages, extra: r.extraPackages, all: r.packages },
+    mirror: r.mirror,
+    root,
+    bootstrap: d.bootstrap(input),
+    bootstrapInput: input,
+    packageSource: d.packageSource(input),
+    fileOps,
+    agent: { dest: AGENT_PATH, init: r.initMode === 'agent-init', ...(r.agent ? { source: r.agent } : {}) },
+    metadata: { path: METADATA_PATH, packagesPath: PACKAGES_PATH },
+    toolVersion: ctx.toolVersion,
+  };
+  if (ctx.sourceDateEpoch !== undefined) plan.sourceDateEpoch = ctx.sourceDateEpoch;
+
+  if (container && r.base) {
+    plan.base = { ...r.base };
+    if (r.base.kind === 'bootstrap') {
+      plan.base.bootstrapArgv = localBaseArgv(r.base.suite, r.arch, r.base.mirror, r.base.include);
+    }
+    const buildArgs: Record<string, string> = {};
+    if (r.mirrorGiven) buildArgs.MIRROR = r.mirror;
+    plan.builder = {
+      repository: `osbuilder/rootfs-builder-${d.name}`,
+      dockerfile: renderDockerfile(d, r.version, r.arch, r.base.ref),
+      buildArgs,
+      ...(cross ? { platform: OCI_PLATFORM[r.arch] } : {}),
+    };
+    const env: Record<string, string> = { DEBIAN_FRONTEND: 'noninteractive' };
+    if (ctx.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(ctx.sourceDateEpoch);
+    plan.container = {
+      mountPoint: CONTAINER_ROOT,
+      env,
+      // dpkg and apt close every possible fd on each fork; a huge nofile limit makes that slow.
+      ulimits: ['nofile=1024:1024'],
+      ...(cross ? { platform: OCI_PLATFORM[r.arch] } : {}),
+    };
+  }
+
+  if (r.kernelModules) {
+    plan.kernelModules = {
+      from: r.kernelModules.dir,
+      kver: r.kernelModules.kver,
+      dest: `/lib/modules/${r.kernelModules.kver}`,
+      depmod: { title: `depmod ${r.kernelModules.kver}`, argv: ['depmod', '-b', root, r.kernelModules.kver] },
+    };
+  }
+  return plan;
+}
+
+/** mmdebstrap arguments making the base image tar on stdout (for `docker import`). */
+export function localBaseArgv(suite: string, arch: Arch, mirror: string, include: string[]): string[] {
+  return ['--variant=minbase', `--arch=${DEB_ARCH[arch]}`, ...(include.length ? [`--include=${include.join(',')}`] : []), suite, '-', mirror];
+}
+
+/** Tag of the builder image: changes whenever what goes into it changes. */
+export function builderTag(plan: RootfsPlan, baseImageId: string): string {
+  if (!plan.builder) throw new Error('no builder in a native plan');
+  const key = sha256(JSON.stringify({ dockerfile: plan.builder.dockerfile, args: plan.builder.buildArgs, platform: plan.builder.platform ?? '', base: baseImageId }));
+  return `${plan.builder.repository}:${plan.version}-${plan.arch}-${key.slice(0, 12)}`;
+}
+
+/** Kernel modules named by version; `dir`'s own name is the version, as in Kata's copy_kernel_modules. */
+export { isKernelRelease } from './options.js';

@@ -1,0 +1,183 @@
+/**
+ * The QEMU command line, planned as plain data the way Kata's virtcontainers
+ * builds it (qemu.go, qemu_amd64.go, qemu_arm64.go): machine with nvdimm, the
+ * image as a read-only memory-backend-file behind -device nvdimm (or a
+ * virtio-blk/scsi disk), an initrd via -initrd, Kata's kernel parameters, the
+ * agent channel (virtio-serial port agent.channel.0 on a host unix socket, or
+ * vhost-vsock), QMP, virtio-rng and a console.
+ */
+import { OsbuilderError } from '../core/errors.js';
+import type { BlockDeviceDriver, GuestArch, RootfsType } from './config.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+export type RootDevice =
+  | { kind: 'image'; path: string; sizeBytes: number; nvdimm: boolean; blockDriver: BlockDeviceDriver; rootfsType: RootfsType }
+  | { kind: 'initrd'; path: string };
+
+export type AgentChannel = { kind: 'serial'; socket: string } | { kind: 'vsock'; cid: number };
+
+export interface QemuPlanInput {
+  arch: GuestArch;
+  qemu: string;
+  machineType: string;
+  accel: Accel;
+  kernel: string;
+  root: RootDevice;
+  vcpus: number;
+  memoryMiB: number;
+  /** Extra parameters (configuration kernel_params, --kernel-params), appended last. */
+  extraKernelParams?: string;
+  channel: AgentChannel;
+  qmpSocket: string;
+  /** 'hvc': Kata's virtio console (console=hvc0); 'serial': the UART (ttyS0 / ttyAMA0), which also shows early boot. */
+  console: 'hvc' | 'serial';
+  entropySource: string;
+  /** -name: also a marker to find the process. */
+  name: string;
+  debug: boolean;
+  agentDebug: boolean;
+}
+
+export interface QemuPlan {
+  cmd: string;
+  args: string[];
+  kernelParams: string[];
+}
+
+const MiB = 1024 * 1024;
+
+/** Kata's kernel parameters for every QEMU guest (qemu.go). */
+export const KATA_COMMON_PARAMS = ['panic=1', 'iommu=off'];
+
+/** Kata's x86_64 parameters (qemu_amd64.go); the console ones depend on the console chosen. */
+export const KATA_AMD64_PARAMS = [
+  'tsc=reliable',
+  'no_timer_check',
+  'rcupdate.rcu_expedited=1',
+  'i8042.direct=1',
+  'i8042.dumbkbd=1',
+  'i8042.nopnp=1',
+  'i8042.noaux=1',
+  'noreplace-smp',
+  'reboot=k',
+  'cryptomgr.notests',
+  'net.ifnames=0',
+  'pci=lastbus=0',
+];
+
+/** Kata's arm64 parameters (qemu_arm64.go). */
+export const KATA_ARM64_PARAMS = ['iommu.passthrough=0'];
+
+/** systemd guests boot Kata's target and skip networkd (rootfs.sh / kata-containers.target). */
+export const KATA_SYSTEMD_PARAMS = ['systemd.unit=kata-containers.target', 'systemd.mask=systemd-networkd.service', 'systemd.mask=systemd-networkd.socket'];
+
+/** root= and friends for an image (Kata's kernelRootParams). */
+export function rootParams(root: RootDevice): string[] {
+  if (root.kind === 'initrd') return [];
+  const device = root.nvdimm ? '/dev/pmem0p1' : root.blockDriver === 'virtio-scsi' ? '/dev/sda1' : '/dev/vda1';
+  const flags: Record<RootfsType, string> = {
+    ext4: root.nvdimm ? 'dax,data=ordered,errors=remount-ro' : 'data=ordered,errors=remount-ro',
+    xfs: root.nvdimm ? 'dax' : '',
+    erofs: root.nvdimm ? 'dax' : '',
+  };
+  const f = flags[root.rootfsType];
+  return [`root=${device}`, ...(f ? [`rootflags=${f}`] : []), 'ro', `rootfstype=${root.rootfsType}`];
+}
+
+export function consoleParams(arch: GuestArch, console: 'hvc' | 'serial'): string[] {
+  if (console === 'hvc') return ['console=hvc0', 'console=hvc1'];
+  return [arch === 'aarch64' ? 'console=ttyAMA0' : 'console=ttyS0'];
+}
+
+export function kernelParams(input: Pick<QemuPlanInput, 'arch' | 'root' | 'console' | 'debug' | 'agentDebug' | 'extraKernelParams'>): string[] {
+  const params = [
+    ...rootParams(input.root),
+    ...(input.arch === 'aarch64' ? KATA_ARM64_PARAMS : KATA_AMD64_PARAMS),
+    ...consoleParams(input.arch, input.console),
+    ...KATA_COMMON_PARAMS,
+    ...(input.debug ? ['debug', 'systemd.show_status=true', 'systemd.log_level=debug'] : ['quiet', 'systemd.show_status=false']),
+    ...KATA_SYSTEMD_PARAMS,
+    ...(input.agentDebug ? ['agent.log=debug'] : []),
+  ];
+  const extra = (input.extraKernelParams ?? '').split(/\s+/).filter(Boolean);
+  return [...params, ...extra];
+}
+
+/** QEMU's option syntax doubles commas inside values. */
+export function qemuEscape(value: string): string {
+  return value.replace(/,/g, ',,');
+}
+
+export function validateMachine(arch: GuestArch, machineType: string): void {
+  const ok = arch === 'aarch64' ? ['virt'] : ['q35', 'pc'];
+  if (!ok.includes(machineType)) {
+    throw new OsbuilderError('CONFIG_INVALID', `machine type ${machineType} is not supported for ${arch}`, `use ${ok.join(' or ')} (hypervisor.qemu.machine_type)`);
+  }
+}
+
+/** Pure: the full QEMU argv. */
+export function planQemu(input: QemuPlanInput): QemuPlan {
+  validateMachine(input.arch, input.machineType);
+  const a: string[] = [];
+  const nvdimm = input.root.kind === 'image' && input.root.nvdimm;
+  a.push('-name', input.name);
+  const machine = [input.machineType, `accel=${input.accel}`];
+  if (input.arch === 'x86_64' && input.accel === 'kvm') machine.push('kernel_irqchip=on');
+  if (input.arch === 'aarch64') machine.push('usb=off', `gic-version=${input.accel === 'kvm' ? 'host' : 'max'}`);
+  if (nvdimm) machine.push('nvdimm=on');
+  a.push('-machine', machine.join(','));
+  a.push('-cpu', input.accel === 'kvm' ? 'host,pmu=off' : 'max');
+  // nvdimm is plugged as memory: it needs slots and maxmem room (Kata: memory_slots = 10).
+  if (input.root.kind === 'image' && input.root.nvdimm) {
+    const imageMiB = Math.ceil(input.root.sizeBytes / MiB);
+    a.push('-m', `${input.memoryMiB}M,slots=10,maxmem=${input.memoryMiB + imageMiB + 1024}M`);
+  } else {
+    a.push('-m', `${input.memoryMiB}M`);
+  }
+  a.push('-smp', `${input.vcpus},cores=1,threads=1,sockets=${input.vcpus},maxcpus=${input.vcpus}`);
+  a.push('-qmp', `unix:${qemuEscape(input.qmpSocket)},server=on,wait=off`);
+  a.push('-no-user-config', '-nodefaults', '-display', 'none', '-no-reboot');
+  if (input.arch === 'x86_64') a.push('-rtc', 'base=utc,driftfix=slew,clock=host');
+  if (input.arch === 'x86_64' && input.accel === 'kvm') a.push('-global', 'kvm-pit.lost_tick_policy=discard');
+
+  // Console: the guest's output comes out on QEMU's stdout (the runtime tees it to the log).
+  a.push('-chardev', 'stdio,id=charconsole0,signal=off');
+  a.push('-device', 'virtio-serial-pci,disable-modern=false,id=serial0');
+  if (input.console === 'hvc') a.push('-device', 'virtconsole,chardev=charconsole0,id=console0');
+  else a.push('-serial', 'chardev:charconsole0');
+
+  // Root.
+  if (input.root.kind === 'image') {
+    const img = qemuEscape(input.root.path);
+    if (input.root.nvdimm) {
+      a.push('-object', `memory-backend-file,id=mem0,mem-path=${img},size=${input.root.sizeBytes},readonly=on`);
+      a.push('-device', 'nvdimm,id=nv0,memdev=mem0,unarmed=on');
+    } else if (input.root.blockDriver === 'virtio-scsi') {
+      a.push('-device', 'virtio-scsi-pci,id=scsi0,disable-modern=false');
+      a.push('-drive', `id=image,file=${img},format=raw,if=none,readonly=on,aio=threads`);
+      a.push('-device', 'scsi-hd,bus=scsi0.0,drive=image,scsi-id=0,lun=0');
+    } else {
+      a.push('-drive', `id=image,file=${img},format=raw,if=none,readonly=on,aio=threads`);
+      a.push('-device', 'virtio-blk-pci,disable-modern=false,drive=image,id=image0');
+    }
+  }
+
+  // Agent channel.
+  if (input.channel.kind === 'serial') {
+    a.push('-chardev', `socket,id=charch0,path=${qemuEscape(input.channel.socket)},server=on,wait=off`);
+    a.push('-device', 'virtserialport,chardev=charch0,id=channel0,name=agent.channel.0');
+  } else {
+    a.push('-device', `vhost-vsock-pci,disable-modern=false,id=vsock-${input.channel.cid},guest-cid=${input.channel.cid}`);
+  }
+
+  // Entropy.
+  a.push('-object', `rng-random,id=rng0,filename=${qemuEscape(input.entropySource)}`);
+  a.push('-device', 'virtio-rng-pci,rng=rng0');
+
+  const params = kernelParams(input);
+  a.push('-kernel', input.kernel);
+  if (input.root.kind === 'initrd') a.push('-initrd', input.root.path);
+  a.push('-append', params.join(' '));
+  return { cmd: input.qemu, args: a, kernelParams: params };
+}

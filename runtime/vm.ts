@@ -1,0 +1,268 @@
+/**
+ * One QEMU process and its guest: start it, tee the console to a log while
+ * watching for a kernel panic, wait for the agent (connect with backoff,
+ * bounded by a deadline; no fixed sleeps), and always kill QEMU in the end —
+ * on errors and on SIGINT/SIGTERM too.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { connect } from 'node:net';
+import { execa, type ResultPromise } from 'execa';
+import { OsbuilderError } from '../core/errors.js';
+import { onInterrupt } from '../core/cleanup.js';
+import { debug } from '../core/log.js';
+import { formatCommand } from '../core/exec.js';
+import { AgentClient, SERVING_STATUS } from './agent-client.js';
+import { TtrpcClient } from './ttrpc.js';
+import type { AgentChannel, QemuPlan } from './qemu.js';
+
+export interface VmOptions {
+  plan: QemuPlan;
+  channel: AgentChannel;
+  /** Console output is appended here as well (a file path). */
+  consoleLog?: string;
+  /** Host-side helper for vsock (Node has no AF_VSOCK): our agent binary in --connect mode. */
+  vsockRelay?: string;
+  onConsole?: (text: string) => void;
+}
+
+export interface VmExit {
+  code: number | null;
+  signal: string | null;
+}
+
+// A complete line; once QEMU is gone an unfinished one counts too (panic=1 ends the VM).
+const PANIC_LINE = /Kernel panic - not syncing[^\n]*\n/;
+const PANIC_ANY = /Kernel panic - not syncing[^\n]*/;
+const TAIL_BYTES = 64 * 1024;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export class Vm {
+  readonly startedAt: number;
+  readonly exited: Promise<VmExit>;
+  private proc: ResultPromise;
+  private tail = '';
+  private stderr = '';
+  private log: WriteStream | undefined;
+  private exit: VmExit | undefined;
+  private panic: string | undefined;
+  private consoleWaiters = new Set<() => void>();
+  private unregister: () => void;
+  private agent: AgentClient | undefined;
+
+  private constructor(readonly options: VmOptions) {
+    const { plan } = options;
+    debug(`$ ${formatCommand(plan.cmd, plan.args)} &`);
+    this.startedAt = performance.now();
+    this.proc = execa(plan.cmd, plan.args, { reject: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false });
+    this.unregister = onInterrupt(() => this.kill());
+    if (options.consoleLog) {
+      this.log = createWriteStream(options.consoleLog, { flags: 'w' });
+      this.log.on('error', (e) => debug(`console log ${options.consoleLog}: ${e.message}`));
+    }
+    this.proc.stdout!.on('data', (d: Buffer) => this.onConsole(d.toString('utf8')));
+    this.proc.stderr!.on('data', (d: Buffer) => {
+      this.stderr = (this.stderr + d.toString('utf8')).slice(-TAIL_BYTES);
+    });
+    this.exited = this.proc.then(
+      (r) => {
+        this.exit = { code: r.exitCode ?? null, signal: r.signal ?? null };
+        this.panic ??= PANIC_ANY.exec(this.tail)?.[0].trim();
+        this.wake();
+        return this.exit;
+      },
+      () => {
+        this.exit = { code: null, signal: null };
+        this.wake();
+        return this.exit;
+      },
+    );
+  }
+
+  static start(options: VmOptions): Vm {
+    return new Vm(options);
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  get running(): boolean {
+    return this.exit === undefined;
+  }
+
+  private wake(): void {
+    for (const w of [...this.consoleWaiters]) w();
+  }
+
+  private onConsole(text: string): void {
+    const clean = text.replace(/\r/g, '');
+    this.log?.write(clean);
+    this.options.onConsole?.(clean);
+    this.tail = (this.tail + clean).slice(-TAIL_BYTES);
+    if (!this.panic) {
+      const m = PANIC_LINE.exec(this.tail);
+      if (m) this.panic = m[0].trim();
+    }
+    this.wake();
+  }
+
+  /** The last `n` non-empty console lines. */
+  consoleTail(n = 25): string {
+    return this.tail.split('\n').filter((l) => l.trim()).slice(-n).join('\n');
+  }
+
+  get panicLine(): string | undefined {
+    return this.panic;
+  }
+
+  /** The error to report when the guest is gone or panicked (undefined while all is well). */
+  failure(what: string): OsbuilderError | undefined {
+    const logHint = this.options.consoleLog ? `full console log: ${this.options.consoleLog}` : 'rerun with --console-log FILE to keep the whole console';
+    if (this.panic) {
+      return new OsbuilderError('BOOT_FAILED', `kernel panic ${what}: ${this.panic}\nlast console lines:\n${this.consoleTail()}`, `check the kernel config and root device, and that the guest's init (the agent) keeps running; ${logHint}`);
+    }
+    if (this.exit) {
+      const how = this.exit.signal ? `was killed by ${this.exit.signal}` : `exited with code ${this.exit.code}`;
+      const err = this.stderr.trim().split('\n').slice(-10).join('\n');
+      const con = this.consoleTail();
+      return new OsbuilderError(
+        'BOOT_FAILED',
+        `QEMU ${how} ${what}${err ? `:\n${err}` : ''}${con ? `\nlast console lines:\n${con}` : '\n(the guest wrote nothing to the console)'}`,
+        `check the QEMU arguments (--debug shows them) and the guest; ${logHint}`,
+      );
+    }
+    return undefined;
+  }
+
+  /** Resolves at the first console match (ms since start); rejects on panic/exit/deadline. */
+  waitForConsole(re: RegExp, deadline: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (re.test(this.tail)) return done(() => resolve(performance.now() - this.startedAt));
+        const f = this.failure(`before "${re.source}" appeared on the console`);
+        if (f) return done(() => reject(f));
+        if (performance.now() >= deadline) return done(() => reject(this.timeoutError(`"${re.source}" did not appear on the console`, deadline)));
+      };
+      const timer = setTimeout(check, Math.max(0, deadline - performance.now()));
+      const done = (fn: () => void) => {
+        clearTimeout(timer);
+        this.consoleWaiters.delete(check);
+        fn();
+      };
+      this.consoleWaiters.add(check);
+      check();
+    });
+  }
+
+  private timeoutError(what: string, deadline: number): OsbuilderError {
+    const secs = ((deadline - this.startedAt) / 1000).toFixed(1);
+    const con = this.consoleTail();
+    return new OsbuilderError(
+      'BOOT_TIMEOUT',
+      `${what} within ${secs}s${con ? `\nlast console lines:\n${con}` : '\n(the guest wrote nothing to the console)'}`,
+      'raise --timeout (TCG boots are slow); check that the guest starts the agent (AGENT_INIT=yes, or kata-agent.service) and that the kernel has virtio-serial/vsock built in',
+    );
+  }
+
+  /** One attempt to open the agent channel. */
+  private async openChannel(): Promise<TtrpcClient> {
+    const ch = this.options.channel;
+    if (ch.kind === 'serial') {
+      const socket = await new Promise<ReturnType<typeof connect>>((resolve, reject) => {
+        const s = connect(ch.socket);
+        s.once('connect', () => {
+          s.removeListener('error', reject);
+          resolve(s);
+        });
+        s.once('error', reject);
+      });
+      return TtrpcClient.fromDuplex(socket, () => socket.destroy());
+    }
+    if (!this.options.vsockRelay) throw new OsbuilderError('INTERNAL', 'vsock channel without a relay binary', '');
+    const relay = execa(this.options.vsockRelay, ['--connect', `vsock:${ch.cid}:1024`], { reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'ignore', buffer: false });
+    void relay.catch(() => undefined);
+    return new TtrpcClient(relay.stdout!, relay.stdin!, () => relay.kill('SIGKILL'));
+  }
+
+  /**
+   * Waits until grpc.Health/Check says SERVING. Connects with backoff (the
+   * socket appears when QEMU is up; over vsock, when the agent listens),
+   * everything bounded by `deadline` (performance.now() ms).
+   */
+  async waitForAgent(deadline: number): Promise<{ client: AgentClient; readyMs: number }> {
+    let backoff = 10;
+    let stop: (() => void) | undefined;
+    const failed = new Promise<never>((_, reject) => {
+      const check = () => {
+        const f = this.failure('before the agent answered');
+        if (f) {
+          this.consoleWaiters.delete(check);
+          reject(f);
+        }
+      };
+      stop = () => this.consoleWaiters.delete(check);
+      this.consoleWaiters.add(check);
+      check();
+    });
+    failed.catch(() => undefined);
+    try {
+      for (;;) {
+        const left = deadline - performance.now();
+        if (left <= 0) throw this.failure('before the agent answered') ?? this.timeoutError('the agent did not answer', deadline);
+        let ttrpc: TtrpcClient | undefined;
+        try {
+          ttrpc = await Promise.race([this.openChannel(), failed]);
+          const client = new AgentClient(ttrpc);
+          const status = await Promise.race([client.check(Math.max(1, deadline - performance.now())), failed]);
+          if (status === SERVING_STATUS.SERVING) {
+            this.agent = client;
+            return { client, readyMs: performance.now() - this.startedAt };
+          }
+          ttrpc.close();
+        } catch (err) {
+          ttrpc?.close();
+          const f = this.failure('before the agent answered');
+          if (f) throw f;
+          if (err instanceof OsbuilderError && err.code === 'BOOT_TIMEOUT') throw this.timeoutError('the agent did not answer', deadline);
+          debug(`agent not reachable yet: ${(err as Error).message}`);
+        }
+        const wait = Math.min(backoff, Math.max(0, deadline - performance.now()));
+        await Promise.race([delay(wait), failed]);
+        backoff = Math.min(backoff * 2, 250);
+      }
+    } finally {
+      stop?.();
+    }
+  }
+
+  /** Asks the agent to power off and waits (bounded) for QEMU to exit; kills it otherwise. */
+  async shutdown(graceMs = 10_000): Promise<'clean' | 'killed'> {
+    if (this.exit) return 'clean';
+    if (this.agent) {
+      try {
+        await Promise.race([this.agent.shutdown(Math.min(graceMs, 5000)), this.exited]);
+      } catch (err) {
+        debug(`Shutdown: ${(err as Error).message}`);
+      }
+      this.agent.close();
+      let timer: NodeJS.Timeout | undefined;
+      const exited = await Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
+      clearTimeout(timer);
+      if (exited) return 'clean';
+    }
+    await this.kill();
+    return 'killed';
+  }
+
+  /** Kills QEMU (SIGKILL) if it still runs and waits for it; idempotent. */
+  async kill(): Promise<void> {
+    this.agent?.close();
+    if (!this.exit) this.proc.kill('SIGKILL');
+    await this.exited;
+    this.unregister();
+    await new Promise<void>((r) => (this.log ? this.log.end(() => r()) : r()));
+  }
+}

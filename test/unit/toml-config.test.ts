@@ -1,0 +1,164 @@
+/** configuration.toml: Kata's keys, defaults, validation naming the key, image+initrd, overrides. */
+import { describe, expect, it } from 'vitest';
+import { applyOverrides, defaultConfig, findConfig, parseConfig } from '../../runtime/config.js';
+import { OsbuilderError } from '../../core/errors.js';
+
+function error(fn: () => unknown): OsbuilderError {
+  try {
+    fn();
+  } catch (err) {
+    return err as OsbuilderError;
+  }
+  throw new Error('expected an error');
+}
+
+const KATA_LIKE = `
+# A trimmed Kata configuration-qemu.toml
+[hypervisor.qemu]
+path = "/usr/bin/qemu-system-x86_64"
+kernel = "/usr/share/kata-containers/vmlinux.container"
+image = "/usr/share/kata-containers/kata-containers.img"
+machine_type = "q35"
+kernel_params = "agent.log=debug"
+firmware = ""
+machine_accelerators = ""
+cpu_features = "pmu=off"
+default_vcpus = 2
+default_maxvcpus = 0
+default_memory = 1024
+memory_slots = 10
+block_device_driver = "virtio-scsi"
+disable_image_nvdimm = true
+entropy_source = "/dev/urandom"
+enable_debug = true
+valid_hypervisor_paths = ["/usr/bin/qemu-system-x86_64"]
+
+[factory]
+enable_template = false
+
+[agent.kata]
+enable_debug = true
+dial_timeout = 30
+kernel_modules = []
+
+[runtime]
+enable_debug = false
+internetworking_model = "tcfilter"
+`;
+
+describe('configuration.toml', () => {
+  it('reads the keys that matter and accepts the rest of a Kata file quietly', () => {
+    const c = parseConfig(KATA_LIKE, '/etc/kata-containers/configuration.toml');
+    expect(c.source).toBe('/etc/kata-containers/configuration.toml');
+    expect(c.hypervisor).toEqual({
+      path: '/usr/bin/qemu-system-x86_64',
+      kernel: '/usr/share/kata-containers/vmlinux.container',
+      image: '/usr/share/kata-containers/kata-containers.img',
+      initrd: null,
+      machineType: 'q35',
+      kernelParams: 'agent.log=debug',
+      defaultVcpus: 2,
+      defaultMemory: 1024,
+      blockDeviceDriver: 'virtio-scsi',
+      disableImageNvdimm: true,
+      rootfsType: 'ext4',
+      entropySource: '/dev/urandom',
+      enableDebug: true,
+    });
+    expect(c.agent).toEqual({ enableDebug: true, dialTimeout: 30 });
+    expect(c.warnings).toEqual([]);
+  });
+
+  it('has Kata-like defaults without a file', () => {
+    const c = defaultConfig();
+    expect(c.hypervisor.kernel).toBe('/usr/share/kata-containers/vmlinux.container');
+    expect(c.hypervisor.image).toBe('/usr/share/kata-containers/kata-containers.img');
+    expect(c.hypervisor.machineType).toBe('q35');
+    expect(defaultConfig('aarch64').hypervisor.machineType).toBe('virt');
+    expect(defaultConfig('aarch64').hypervisor.path).toBe('qemu-system-aarch64');
+  });
+
+  it('an initrd in the file replaces the default image', () => {
+    const c = parseConfig('[hypervisor.qemu]\ninitrd = "/x/kata.initrd"\n', 'c.toml');
+    expect(c.hypervisor.initrd).toBe('/x/kata.initrd');
+    expect(c.hypervisor.image).toBeNull();
+    // Kata's files ship image = "" when the initrd is used.
+    const d = parseConfig('[hypervisor.qemu]\nimage = ""\ninitrd = "/x/kata.initrd"\n', 'c.toml');
+    expect(d.hypervisor.image).toBeNull();
+  });
+
+  it('image and initrd both set is an error, as in Kata', () => {
+    const e = error(() => parseConfig('[hypervisor.qemu]\nimage = "/a.img"\ninitrd = "/a.initrd"\n', 'c.toml'));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toMatch(/hypervisor\.qemu\.image and hypervisor\.qemu\.initrd are both set in c\.toml/);
+  });
+
+  it('unknown keys and tables are warnings naming them', () => {
+    const c = parseConfig('[hypervisor.qemu]\nkernal = "/typo"\n[hypervisor.firecracker]\npath = "/fc"\n[agent.kata]\ndial_timeot = 3\n[weird]\nx = 1\n', 'c.toml');
+    expect(c.warnings).toEqual([
+      'unknown key hypervisor.qemu.kernal in c.toml (ignored)',
+      '[hypervisor.firecracker] is ignored: osbuilder boots with QEMU ([hypervisor.qemu])',
+      'unknown key agent.kata.dial_timeot in c.toml (ignored)',
+      'unknown table weird in c.toml (ignored)',
+    ]);
+  });
+
+  it.each([
+    ['default_vcpus = "two"', 'hypervisor.qemu.default_vcpus: expected a whole number, got "two"'],
+    ['default_vcpus = 0', 'hypervisor.qemu.default_vcpus: must be between 1 and 288, got 0'],
+    ['default_memory = 1.5', 'hypervisor.qemu.default_memory: expected a whole number, got 1.5'],
+    ['enable_debug = "yes"', 'hypervisor.qemu.enable_debug: expected true or false, got "yes"'],
+    ['machine_type = "microvm"', 'hypervisor.qemu.machine_type: must be one of q35, pc, virt, got "microvm"'],
+    ['block_device_driver = "ide"', 'hypervisor.qemu.block_device_driver: must be one of virtio-blk, virtio-scsi, got "ide"'],
+    ['kernel = 3', 'hypervisor.qemu.kernel: expected a string, got 3'],
+    ['kernel = ""', 'hypervisor.qemu.kernel: must not be empty'],
+    ['path = ["a"]', 'hypervisor.qemu.path: expected a string, got an array'],
+  ])('rejects %s naming the key', (line, message) => {
+    const e = error(() => parseConfig(`[hypervisor.qemu]\n${line}\n`, 'c.toml'));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toBe(message);
+    expect(e.hint).toMatch(/in c\.toml/);
+  });
+
+  it('rejects a bad agent key', () => {
+    const e = error(() => parseConfig('[agent.kata]\ndial_timeout = -1\n', null));
+    expect(e.message).toBe('agent.kata.dial_timeout: must be between 1 and 3600, got -1');
+  });
+
+  it('reports TOML syntax errors with line and column', () => {
+    const e = error(() => parseConfig('[hypervisor.qemu]\nkernel = /no/quotes\n', 'bad.toml'));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toMatch(/^bad\.toml is not valid TOML: .*\(line 2, column \d+\)/);
+  });
+});
+
+describe('command-line overrides', () => {
+  const base = parseConfig('[hypervisor.qemu]\nimage = "/a.img"\nkernel_params = "a=1"\n', 'c.toml');
+
+  it('--initrd replaces the configured image (and vice versa); params append', () => {
+    const c = applyOverrides(base, { initrd: '/b.initrd', kernelParams: 'b=2', vcpus: 4, memory: 256 });
+    expect(c.hypervisor.image).toBeNull();
+    expect(c.hypervisor.initrd).toBe('/b.initrd');
+    expect(c.hypervisor.kernelParams).toBe('a=1 b=2');
+    expect(c.hypervisor.defaultVcpus).toBe(4);
+    expect(c.hypervisor.defaultMemory).toBe(256);
+    expect(base.hypervisor.image).toBe('/a.img');
+  });
+
+  it('--image with --initrd is a usage error; bad numbers name the flag', () => {
+    expect(error(() => applyOverrides(base, { image: '/x', initrd: '/y' })).code).toBe('USAGE');
+    expect(error(() => applyOverrides(base, { vcpus: 0 })).message).toBe('--vcpus: must be between 1 and 288, got 0');
+    expect(error(() => applyOverrides(base, { memory: Number.NaN })).message).toMatch(/^--memory: expected a whole number/);
+    expect(error(() => applyOverrides(base, { machineType: 'isapc' })).message).toMatch(/^--machine-type: must be one of/);
+  });
+});
+
+describe('finding the configuration', () => {
+  it('--config, then $KATA_CONF_FILE, then Kata default paths, else none', async () => {
+    const none = async () => false;
+    expect(await findConfig('/x.toml', { KATA_CONF_FILE: '/y.toml' }, none)).toBe('/x.toml');
+    expect(await findConfig(undefined, { KATA_CONF_FILE: '/y.toml' }, none)).toBe('/y.toml');
+    expect(await findConfig(undefined, {}, async (p) => p === '/usr/share/defaults/kata-containers/configuration.toml')).toBe('/usr/share/defaults/kata-containers/configuration.toml');
+    expect(await findConfig(undefined, {}, none)).toBeNull();
+  });
+});
