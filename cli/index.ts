@@ -2,7 +2,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { commands } from './commands/index.js';
-import { VERSION } from './version.js';
+import { TOOL_VERSION } from '../core/version.js';
 import { OsbuilderError } from '../core/errors.js';
 
 const parser = yargs(hideBin(process.argv))
@@ -10,7 +10,7 @@ const parser = yargs(hideBin(process.argv))
   .usage('$0 <command> [options]\n\nBuild and boot-test Kata Containers guest artifacts.')
   .option('json', { type: 'boolean', default: false, global: true, describe: 'Print one JSON object (result or error) on stdout' })
   .option('debug', { type: 'boolean', default: false, global: true, describe: 'Show every command run and its output' })
-  .version(VERSION)
+  .version(TOOL_VERSION)
   .strict()
   .demandCommand(1, 'Name a command (osbuilder --help lists them)')
   .recommendCommands()
