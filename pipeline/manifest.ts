@@ -1,29 +1,81 @@
-/** SHA256SUMS and manifest.json for an install tree. */
-import { lstat, readdir } from 'node:fs/promises';
-import { join, relative } from 'node:path';
-import { sha256File } from '../core/hash.js';
+/**
+ * manifest.json of an install: what was built from what. Only inputs and
+ * results go in (no wall-clock time), so an unchanged rebuild writes the same
+ * bytes and the install stays untouched.
+ */
+import type { CacheInputs } from '../core/cache.js';
+import { prettyName, type BootTest, type KernelArtifact, type RootfsArtifact } from './stages.js';
 
-/** Every regular file below `root` (symlinks are not listed: their targets are), sorted. */
-export async function regularFiles(root: string): Promise<string[]> {
-  const out: string[] = [];
-  async function walk(dir: string): Promise<void> {
-    for (const name of (await readdir(dir)).sort()) {
-      const p = join(dir, name);
-      const st = await lstat(p);
-      if (st.isDirectory()) await walk(p);
-      else if (st.isFile()) out.push(relative(root, p));
-    }
-  }
-  await walk(root);
-  return out.sort();
+export interface Manifest {
+  tool: { name: 'kata-osbuilder'; version: string };
+  arch: string;
+  sourceDateEpoch: number | null;
+  rootfs: Array<{
+    role: 'image' | 'initrd';
+    file: string;
+    sha256: string;
+    size: number;
+    distro: string;
+    version: string;
+    initMode: string;
+    osRelease: string;
+    agent: { source: string; sha256: string };
+    cacheKey: string;
+    inputs: CacheInputs;
+    packages: string[];
+  }>;
+  kernels: Array<{
+    variant: string;
+    version: string;
+    release: string;
+    configVersion: string;
+    configSha256: string;
+    fragmentsHash: string;
+    source: { origin: string; sha256: string };
+    files: Array<{ name: string; sha256: string; size: number }>;
+    cacheKey: string;
+  }>;
+  bootTests: Array<Omit<BootTest, 'cached'>>;
 }
 
-/** `sha256sum`-compatible lines ("<hex>  <path>"), paths relative to `root`. */
-export async function sha256sums(root: string, exclude: string[] = []): Promise<string> {
-  const lines: string[] = [];
-  for (const rel of await regularFiles(root)) {
-    if (exclude.includes(rel)) continue;
-    lines.push(`${await sha256File(join(root, rel))}  ${rel}`);
-  }
-  return lines.join('\n') + '\n';
+export function buildManifest(m: {
+  toolVersion: string;
+  arch: string;
+  sourceDateEpoch?: number;
+  agent: { source: string; sha256: string };
+  rootfs: RootfsArtifact[];
+  kernels: KernelArtifact[];
+  bootTests: BootTest[];
+}): Manifest {
+  return {
+    tool: { name: 'kata-osbuilder', version: m.toolVersion },
+    arch: m.arch,
+    sourceDateEpoch: m.sourceDateEpoch ?? null,
+    rootfs: m.rootfs.map((r) => ({
+      role: r.role,
+      file: r.fileName,
+      sha256: r.sha256,
+      size: r.size,
+      distro: r.distro,
+      version: r.version,
+      initMode: r.initMode,
+      osRelease: prettyName(r.osRelease),
+      agent: m.agent,
+      cacheKey: r.key,
+      inputs: r.inputs,
+      packages: r.packages,
+    })),
+    kernels: m.kernels.map((k) => ({
+      variant: k.variant,
+      version: k.version,
+      release: k.release,
+      configVersion: k.configVersion,
+      configSha256: k.configSha256,
+      fragmentsHash: k.fragmentsHash,
+      source: k.source,
+      files: k.files.map(({ name, sha256, size }) => ({ name, sha256, size })),
+      cacheKey: k.key,
+    })),
+    bootTests: m.bootTests.map(({ cached: _cached, ...t }) => t),
+  };
 }

@@ -9,19 +9,24 @@ import { dirname, join, relative } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { sha256File } from '../core/hash.js';
 
-/** A tree's content: relative path -> "file:<sha256>" | "link:<target>" | "dir". */
-export async function treeDigest(root: string): Promise<Map<string, string>> {
+/**
+ * A tree's content: relative path -> "file:<sha256>" | "link:<target>" | "dir".
+ * With `metadata`, each value also carries mode, owner and mtime (what an
+ * image or archive of the tree records).
+ */
+export async function treeDigest(root: string, opts: { metadata?: boolean } = {}): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   async function walk(dir: string): Promise<void> {
     for (const name of (await readdir(dir)).sort()) {
       const p = join(dir, name);
       const rel = relative(root, p);
       const st = await lstat(p);
-      if (st.isSymbolicLink()) out.set(rel, `link:${await readlink(p)}`);
+      const meta = opts.metadata ? ` mode=${st.mode.toString(8)} owner=${st.uid}:${st.gid} mtime=${Math.floor(st.mtimeMs / 1000)}` : '';
+      if (st.isSymbolicLink()) out.set(rel, `link:${await readlink(p)}${meta}`);
       else if (st.isDirectory()) {
-        out.set(rel, 'dir');
+        out.set(rel, `dir${meta}`);
         await walk(p);
-      } else out.set(rel, `file:${await sha256File(p)}`);
+      } else out.set(rel, `${st.isFile() ? `file:${await sha256File(p)}` : `special:${st.rdev}`}${meta}`);
     }
   }
   await walk(root);

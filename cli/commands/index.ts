@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { agentCommand } from './agent.js';
 import { bootCommand } from './boot.js';
+import { buildCommand } from './build.js';
 import { cacheCommand } from './cache.js';
 import { checkCommand } from './check.js';
 import { distrosCommand } from './distros.js';
@@ -16,6 +17,7 @@ import { rootfsCommand } from './rootfs.js';
 export const commands: CommandModule<any, any>[] = [
   agentCommand,
   bootCommand,
+  buildCommand,
   cacheCommand,
   checkCommand,
   distrosCommand,

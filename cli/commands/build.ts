@@ -1,0 +1,120 @@
+import type { CommandModule } from 'yargs';
+import { build, type BuildResult } from '../../pipeline/build.js';
+import { verifyReproducible, type ReproducibleResult } from '../../pipeline/reproducible.js';
+import type { BuildOptions } from '../../pipeline/plan.js';
+import { splitPackages } from '../../rootfs-builder/options.js';
+import { runCommand, table, type GlobalArgs } from '../output.js';
+import { formatElapsed } from '../../core/log.js';
+
+interface BuildArgs extends GlobalArgs {
+  distro?: string;
+  'initrd-distro'?: string;
+  'os-version'?: string;
+  image?: boolean;
+  initrd?: boolean;
+  kernel?: boolean;
+  gpu?: string;
+  arch?: string;
+  prefix: string;
+  jobs: number;
+  cache: boolean;
+  'boot-test': boolean;
+  force: boolean;
+  'verify-reproducible': boolean;
+  engine: string;
+  'docker-host'?: string;
+  agent?: string;
+  'extra-pkgs'?: string;
+  mirror?: string;
+  'base-image'?: string;
+  'kernel-version'?: string;
+  'kernel-source'?: string;
+  'kernel-sha256'?: string;
+  accel?: string;
+  'boot-timeout'?: number;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+function human(r: BuildResult | ReproducibleResult): string {
+  if ('reproducible' in r) {
+    return [
+      `reproducible with SOURCE_DATE_EPOCH=${r.sourceDateEpoch}:`,
+      table(['artifact', 'sha256 (both builds)'], r.artifacts.map((a) => [a.file, a.sha256[0]])),
+      ...r.notes.map((n) => `note: ${n}`),
+    ].join('\n');
+  }
+  return [
+    table(
+      ['artifact', 'size', 'sha256', 'build', 'boot'],
+      r.rows.map((x) => [x.artifact, mib(x.size), x.sha256.slice(0, 16), x.cached ? 'cached' : formatElapsed(x.buildMs), x.boot]),
+    ),
+    ...r.notes.map((n) => `note: ${n}`),
+    `${r.install} ${r.shareDir} (${formatElapsed(r.totalMs)})`,
+  ].join('\n');
+}
+
+export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
+  command: 'build [distro]',
+  describe: 'Build rootfs → image/initrd, kernel, boot-test every pair, install under <prefix>/usr/share/kata-containers',
+  builder: (y) =>
+    y
+      .positional('distro', { type: 'string', describe: 'Distro of the image (and initrd); default: debian image + busybox initrd' })
+      .option('initrd-distro', { type: 'string', describe: 'Distro of the initrd (default: <distro>, else busybox)' })
+      .option('os-version', { type: 'string', describe: "Distro version (default: the distro's default)" })
+      .option('image', { type: 'boolean', describe: 'Build the disk image (systemd guest, Kata layout)' })
+      .option('initrd', { type: 'boolean', describe: 'Build the initrd (agent as init)' })
+      .option('kernel', { type: 'boolean', describe: 'Build the guest kernel (none of --image/--initrd/--kernel: all three)' })
+      .option('gpu', { alias: 'g', type: 'string', describe: 'Also build the GPU kernel variant (nvidia)' })
+      .option('arch', { alias: 'a', type: 'string', describe: 'Target architecture (default: the host)' })
+      .option('prefix', { type: 'string', default: '/', describe: 'Install root: <prefix>/usr/share/kata-containers, <prefix>/usr/share/defaults/kata-containers' })
+      .option('jobs', { alias: 'j', type: 'number', default: 1, describe: 'Independent stages run at once' })
+      .option('cache', { type: 'boolean', default: true, describe: 'Reuse cached artifacts (--no-cache rebuilds and refreshes them)' })
+      .option('boot-test', { type: 'boolean', default: true, describe: 'Boot every kernel × artifact pair and check the agent (--no-boot-test skips)' })
+      .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Replace an existing different install' })
+      .option('verify-reproducible', { type: 'boolean', default: false, describe: 'Build the image/initrd twice from empty caches and compare (installs nothing)' })
+      .option('engine', { type: 'string', default: 'docker', describe: 'Container engine for the rootfs: docker or podman' })
+      .option('docker-host', { type: 'string', describe: 'Docker engine to build on (sets DOCKER_HOST)' })
+      .option('agent', { type: 'string', describe: "Agent binary to install (default: osbuilder's own agent)" })
+      .option('extra-pkgs', { type: 'string', describe: 'Extra packages for distros with a package manager ("a b")' })
+      .option('mirror', { type: 'string', describe: 'Package mirror URL' })
+      .option('base-image', { type: 'string', describe: 'Local builder base image (default: bootstrapped locally for Debian-based distros)' })
+      .option('kernel-version', { type: 'string', describe: "Kernel version (default: Debian's linux-source when installed, else a kernel.org LTS)" })
+      .option('kernel-source', { type: 'string', describe: 'Kernel tarball (path or URL)' })
+      .option('kernel-sha256', { type: 'string', describe: 'Expected sha256 of the kernel tarball' })
+      .option('accel', { type: 'string', describe: 'Boot test accelerator: auto, kvm or tcg (default auto: a real KVM probe)' })
+      .option('boot-timeout', { type: 'number', describe: 'Seconds a boot test may wait for the agent (default: dial_timeout, 45)' })
+      .example('$0 build --prefix ./out', 'debian image + busybox initrd + kernel, boot-tested, installed under ./out')
+      .example('$0 build debian --image -g nvidia --prefix /', 'debian image, default and GPU kernels') as never,
+  handler: (argv) => {
+    const opts: BuildOptions = {
+      ...(argv.distro ? { distro: argv.distro } : {}),
+      ...(argv['initrd-distro'] ? { initrdDistro: argv['initrd-distro'] } : {}),
+      ...(argv['os-version'] ? { osVersion: argv['os-version'] } : {}),
+      ...(argv.image !== undefined ? { image: argv.image } : {}),
+      ...(argv.initrd !== undefined ? { initrd: argv.initrd } : {}),
+      ...(argv.kernel !== undefined ? { kernel: argv.kernel } : {}),
+      ...(argv.gpu ? { gpu: argv.gpu } : {}),
+      ...(argv.arch ? { arch: argv.arch } : {}),
+      prefix: argv.prefix,
+      jobs: argv.jobs,
+      noCache: !argv.cache,
+      noBootTest: !argv['boot-test'],
+      force: argv.force,
+      engine: argv.engine,
+      ...(argv['docker-host'] ? { dockerHost: argv['docker-host'] } : {}),
+      ...(argv.agent ? { agent: argv.agent } : {}),
+      extraPackages: splitPackages(argv['extra-pkgs']),
+      ...(argv.mirror ? { mirror: argv.mirror } : {}),
+      ...(argv['base-image'] ? { baseImage: argv['base-image'] } : {}),
+      ...(argv['kernel-version'] ? { kernelVersion: argv['kernel-version'] } : {}),
+      ...(argv['kernel-source'] ? { kernelSource: argv['kernel-source'] } : {}),
+      ...(argv['kernel-sha256'] ? { kernelSha256: argv['kernel-sha256'] } : {}),
+      ...(argv.accel ? { accel: argv.accel } : {}),
+      ...(argv['boot-timeout'] !== undefined ? { bootTimeout: argv['boot-timeout'] } : {}),
+    };
+    return runCommand<BuildResult | ReproducibleResult>(argv, () => (argv['verify-reproducible'] ? verifyReproducible(opts) : build(opts)), human);
+  },
+};

@@ -1,0 +1,189 @@
+/**
+ * `osbuilder build`: rootfs → image / initrd, kernel (+ GPU variant), boot
+ * test of every kernel × artifact pair, then one staged, switched install.
+ * Stages run as a dependency graph (--jobs at once), each behind the cache.
+ */
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { BuildCache } from '../core/cache.js';
+import { onInterrupt } from '../core/cleanup.js';
+import { sha256File } from '../core/hash.js';
+import { step } from '../core/log.js';
+import { sourceDateEpoch } from '../core/time.js';
+import { TOOL_VERSION } from '../core/version.js';
+import { checkAgentFile, defaultAgent } from '../rootfs-builder/agent-source.js';
+import { hostArch } from '../rootfs-builder/options.js';
+import { findQemu, qemuBinaryFor } from '../runtime/host.js';
+import { runDag, type Job } from './dag.js';
+import { DEFAULTS, SHARE, carriedEntries, installedTarget, renderQemuConfig, renderSha256Sums, writeInstall, type InstallEntry } from './install.js';
+import { buildManifest } from './manifest.js';
+import { planBuild, pickDebianSource, type BuildOptions, type BuildPlan } from './plan.js';
+import { bootTest, fileFacts, kernelArtifact, rootfsArtifact, type BootTest, type KernelArtifact, type RootfsArtifact, type StageContext } from './stages.js';
+import type { SwitchOutcome } from './switch.js';
+
+export interface SummaryRow {
+  artifact: string;
+  size: number;
+  sha256: string;
+  buildMs: number;
+  cached: boolean;
+  boot: string;
+}
+
+export interface BuildResult {
+  prefix: string;
+  shareDir: string;
+  install: SwitchOutcome;
+  rows: SummaryRow[];
+  bootTests: BootTest[];
+  notes: string[];
+  totalMs: number;
+}
+
+type StageOutput = RootfsArtifact | KernelArtifact | BootTest;
+
+/** x86_64 guests boot the compressed image; QEMU's -kernel takes it on every machine type. */
+function kernelLink(variant: KernelArtifact['variant']): string {
+  return variant === 'nvidia' ? 'vmlinuz-nvidia-gpu.container' : 'vmlinuz.container';
+}
+
+const ROOT_LINKS = { image: 'kata-containers.img', initrd: 'kata-containers-initrd.img' } as const;
+
+export async function resolveBuildPlan(opts: BuildOptions): Promise<BuildPlan> {
+  const local = pickDebianSource(await readdir('/usr/src').catch(() => []));
+  return planBuild(opts, local, hostArch());
+}
+
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const t0 = performance.now();
+  if (opts.dockerHost) process.env.DOCKER_HOST = opts.dockerHost;
+  const plan = await resolveBuildPlan(opts);
+  const sde = sourceDateEpoch();
+  const cache = new BuildCache();
+  await mkdir(join(cache.root, 'work'), { recursive: true });
+  await mkdir(plan.prefix, { recursive: true });
+  const workDir = await mkdtemp(join(cache.root, 'work', 'build-'));
+  const unregister = onInterrupt(() => rm(workDir, { recursive: true, force: true }));
+  const notes: string[] = [];
+  try {
+    const agent = plan.rootfs.length === 0 ? { path: '', sha256: '', source: 'none' } : await step(`agent for ${plan.arch}`, async () => {
+      const a = opts.agent ? await checkAgentFile(resolve(opts.agent), plan.arch) : await defaultAgent(plan.arch);
+      return { path: a.path, sha256: await sha256File(a.path), source: a.source };
+    });
+    const ctx: StageContext = {
+      plan,
+      cache,
+      workDir,
+      agent,
+      ...(sde !== undefined ? { sourceDateEpoch: sde } : {}),
+      extraPackages: opts.extraPackages ?? [],
+      ...(opts.mirror ? { mirror: opts.mirror } : {}),
+      ...(opts.baseImage ? { baseImage: opts.baseImage } : {}),
+    };
+    const qemu = (await findQemu(qemuBinaryFor(plan.arch === 'aarch64' ? 'aarch64' : 'x86_64'))).path ?? `/usr/bin/${qemuBinaryFor(plan.arch === 'aarch64' ? 'aarch64' : 'x86_64')}`;
+    const machineType = plan.arch === 'aarch64' ? 'virt' : 'q35';
+
+    const jobs: Job<StageOutput>[] = [];
+    for (const r of plan.rootfs) jobs.push({ id: `rootfs:${r.role}`, deps: [], run: () => rootfsArtifact(ctx, r) });
+    for (const k of plan.kernels) jobs.push({ id: `kernel:${k.variant}`, deps: [], run: () => kernelArtifact(ctx, k) });
+
+    // Boot tests: every kernel built here with every artifact; without a kernel, the installed one.
+    let fallbackKernel: { label: string; path: string; sha256: string } | undefined;
+    if (plan.bootTest && plan.kernels.length === 0 && plan.rootfs.length > 0) {
+      const path = await installedTarget(plan.prefix, 'vmlinuz.container');
+      const facts = path ? await fileFacts(path) : undefined;
+      if (path && facts) fallbackKernel = { label: `installed ${path}`, path, sha256: facts.sha256 };
+      else notes.push(`boot test skipped: no kernel built (--kernel) and none installed at ${join(plan.shareDir, 'vmlinuz.container')}`);
+    }
+    if (plan.bootTest && plan.rootfs.length === 0) notes.push('boot test skipped: no image or initrd built in this run (boot the kernel with osbuilder boot)');
+    if (!plan.bootTest) notes.push('boot test skipped (--no-boot-test)');
+    let seq = 0;
+    if (plan.bootTest) {
+      const kernelIds = plan.kernels.map((k) => `kernel:${k.variant}`);
+      for (const r of plan.rootfs) {
+        for (const kid of fallbackKernel ? [undefined] : kernelIds) {
+          const id = `boot:${kid ?? 'installed'}:${r.role}`;
+          jobs.push({
+            id,
+            deps: [`rootfs:${r.role}`, ...(kid ? [kid] : [])],
+            run: async (deps) => {
+              const a = deps[`rootfs:${r.role}`] as RootfsArtifact;
+              const k = kid ? (deps[kid] as KernelArtifact) : undefined;
+              const kernel = k ? { label: k.names.vmlinuz, path: k.vmlinuz, sha256: k.vmlinuzSha256 } : fallbackKernel!;
+              const config = join(workDir, `boot-${++seq}.toml`);
+              await writeFile(config, renderQemuConfig({ qemuPath: qemu, machineType, kernel: kernel.path, [r.role]: a.path, toolVersion: TOOL_VERSION }));
+              return bootTest(ctx, kernel, { label: a.fileName, role: r.role, path: a.path, sha256: a.sha256, osRelease: a.osRelease }, config, {
+                ...(opts.accel ? { accel: opts.accel } : {}),
+                ...(opts.bootTimeout ? { timeoutSec: opts.bootTimeout } : {}),
+              });
+            },
+          });
+        }
+      }
+    }
+
+    const done = await runDag(jobs, plan.jobs);
+    const rootfs = plan.rootfs.map((r) => done[`rootfs:${r.role}`] as RootfsArtifact);
+    const kernels = plan.kernels.map((k) => done[`kernel:${k.variant}`] as KernelArtifact);
+    const bootTests = jobs.filter((j) => j.id.startsWith('boot:')).map((j) => done[j.id] as BootTest);
+
+    const entries = installEntries(plan, rootfs, kernels, qemu, machineType);
+    const carried = plan.rootfs.length === 2 && plan.kernels.length > 0 ? [] : await carriedEntries(plan.prefix, entries);
+    if (carried.length) notes.push(`kept from the existing install: ${carried.map((c) => c.path.split('/').pop()).join(', ')}`);
+    const manifest = buildManifest({ toolVersion: TOOL_VERSION, arch: plan.arch, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), agent: { source: agent.source, sha256: agent.sha256 }, rootfs, kernels, bootTests });
+    const all: InstallEntry[] = [...entries, ...carried, { kind: 'text', path: `${SHARE}/manifest.json`, content: JSON.stringify(manifest, null, 2) + '\n' }];
+    all.push({ kind: 'text', path: `${SHARE}/SHA256SUMS`, content: renderSha256Sums(all) });
+    const install = await step(`install into ${plan.shareDir}`, () => writeInstall(plan.prefix, all, plan.force));
+
+    const bootFor = (name: string) =>
+      bootTests
+        .filter((b) => b.artifact === name || b.kernel === name)
+        .map((b) => (b.cached ? 'passed before' : `${b.readyMs} ms`))
+        .join(', ') || '-';
+    const rows: SummaryRow[] = [
+      ...rootfs.map((r) => ({ artifact: r.fileName, size: r.size, sha256: r.sha256, buildMs: r.buildMs, cached: r.cached, boot: bootFor(r.fileName) })),
+      ...kernels.map((k) => {
+        const f = k.files.find((x) => x.name === k.names.vmlinuz)!;
+        return { artifact: k.names.vmlinuz, size: f.size, sha256: f.sha256, buildMs: k.buildMs, cached: k.cached, boot: bootFor(k.names.vmlinuz) };
+      }),
+    ];
+    if (bootTests.length && bootTests.every((b) => b.cached)) notes.push('boot tests skipped: these exact artifacts already passed them');
+    return { prefix: plan.prefix, shareDir: plan.shareDir, install, rows, bootTests, notes, totalMs: Math.round(performance.now() - t0) };
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+    unregister();
+  }
+}
+
+/** Every file and link this build installs (pure). */
+export function installEntries(plan: BuildPlan, rootfs: RootfsArtifact[], kernels: KernelArtifact[], qemuPath: string, machineType: string): InstallEntry[] {
+  const out: InstallEntry[] = [];
+  const share = (name: string) => `${SHARE}/${name}`;
+  const abs = (name: string) => join(plan.shareDir, name);
+  for (const r of rootfs) {
+    out.push({ kind: 'file', path: share(r.fileName), from: r.path, sha256: r.sha256, size: r.size });
+    out.push({ kind: 'link', path: share(ROOT_LINKS[r.role]), target: r.fileName });
+  }
+  for (const k of kernels) {
+    for (const f of k.files) {
+      const dest = f.name.startsWith('linux-headers-') ? `kernel-devel/${f.name}` : f.name;
+      out.push({ kind: 'file', path: share(dest), from: f.path, sha256: f.sha256, size: f.size });
+    }
+    out.push({ kind: 'link', path: share(k.names.vmlinuzLink), target: k.names.vmlinuz });
+    out.push({ kind: 'link', path: share(k.names.vmlinuxLink), target: k.names.vmlinux });
+  }
+  const image = rootfs.some((r) => r.role === 'image') ? abs(ROOT_LINKS.image) : undefined;
+  const initrd = rootfs.some((r) => r.role === 'initrd') ? abs(ROOT_LINKS.initrd) : undefined;
+  for (const k of kernels.length ? kernels : [undefined]) {
+    if (!image && !initrd) break;
+    const variant = k?.variant ?? 'default';
+    const name = variant === 'nvidia' ? 'configuration-qemu-nvidia-gpu.toml' : 'configuration-qemu.toml';
+    out.push({
+      kind: 'text',
+      path: `${DEFAULTS}/${name}`,
+      content: renderQemuConfig({ qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), toolVersion: TOOL_VERSION }),
+    });
+  }
+  return out;
+}
+

@@ -1,0 +1,155 @@
+/**
+ * The install tree of `osbuilder build`, as Kata's release lays it out:
+ *   <prefix>/usr/share/kata-containers/      artifacts, .container / kata-containers*.img links,
+ *                                            SHA256SUMS, manifest.json
+ *   <prefix>/usr/share/defaults/kata-containers/configuration-qemu.toml (+ -nvidia-gpu)
+ * planInstall() is pure; writeInstall() stages it beside the destination and
+ * switches it in (pipeline/switch.ts).
+ */
+import { copyFile, constants, link, mkdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { sha256 } from '../core/hash.js';
+import { onInterrupt } from '../core/cleanup.js';
+import { switchTrees, treeDigest, type SwitchOutcome } from './switch.js';
+
+export type InstallEntry =
+  /** `carried`: already in the install (hard-linked into the staged tree, not copied). */
+  | { kind: 'file'; path: string; from: string; sha256: string; size: number; carried?: boolean }
+  | { kind: 'text'; path: string; content: string }
+  | { kind: 'link'; path: string; target: string };
+
+export const SHARE = 'usr/share/kata-containers';
+export const DEFAULTS = 'usr/share/defaults/kata-containers';
+
+export interface QemuConfigInput {
+  qemuPath: string;
+  machineType: string;
+  kernel: string;
+  image?: string;
+  initrd?: string;
+  toolVersion: string;
+}
+
+/**
+ * configuration-qemu.toml with the keys our runtime reads (and Kata's names
+ * for them). As in Kata, image and initrd exclude each other: the image wins
+ * and the initrd line is left commented for the user to swap.
+ */
+export function renderQemuConfig(c: QemuConfigInput): string {
+  const q = (s: string) => JSON.stringify(s);
+  const lines = [
+    `# Kata Containers QEMU configuration, written by osbuilder ${c.toolVersion}.`,
+    '# Boot it with: osbuilder boot --config <this file> -- <command>',
+    '',
+    '[hypervisor.qemu]',
+    `path = ${q(c.qemuPath)}`,
+    `kernel = ${q(c.kernel)}`,
+  ];
+  if (c.image) lines.push(`image = ${q(c.image)}`);
+  if (c.initrd) lines.push(`${c.image ? '# ' : ''}initrd = ${q(c.initrd)}`);
+  lines.push(
+    `machine_type = ${q(c.machineType)}`,
+    'kernel_params = ""',
+    'default_vcpus = 1',
+    'default_memory = 2048',
+    'block_device_driver = "virtio-blk"',
+    'disable_image_nvdimm = false',
+    'entropy_source = "/dev/urandom"',
+    'enable_debug = false',
+    '',
+    '[agent.kata]',
+    'enable_debug = false',
+    'dial_timeout = 45',
+    '',
+  );
+  return lines.join('\n');
+}
+
+/** sha256sum-compatible lines for every file entry (paths relative to the prefix), sorted. */
+export function renderSha256Sums(entries: InstallEntry[]): string {
+  const lines = entries
+    .flatMap((e) => (e.kind === 'file' ? [[e.path, e.sha256]] : e.kind === 'text' ? [[e.path, sha256(e.content)]] : []))
+    .sort(([a], [b]) => (a! < b! ? -1 : 1))
+    .map(([p, h]) => `${h}  ${p}`);
+  return lines.join('\n') + '\n';
+}
+
+/** The digest switchTrees compares, computed from the plan without writing anything. */
+export function plannedDigest(entries: InstallEntry[], under: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const e of entries) {
+    if (!e.path.startsWith(`${under}/`)) continue;
+    const rel = relative(under, e.path);
+    const parts = rel.split('/');
+    for (let i = 1; i < parts.length; i++) out.set(parts.slice(0, i).join('/'), 'dir');
+    out.set(rel, e.kind === 'link' ? `link:${e.target}` : `file:${e.kind === 'file' ? e.sha256 : sha256(e.content)}`);
+  }
+  return new Map([...out].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+function sameDigest(a: Map<string, string>, b: Map<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}
+
+/** Copies a file, as a reflink where the filesystem can. */
+async function copyIn(from: string, to: string): Promise<void> {
+  await copyFile(from, to, constants.COPYFILE_FICLONE);
+}
+
+/**
+ * Stages every entry beside its destination directory and switches the trees
+ * in. An install identical to the plan is left alone without staging.
+ */
+export async function writeInstall(prefix: string, entries: InstallEntry[], force: boolean): Promise<SwitchOutcome> {
+  const roots = [SHARE, DEFAULTS];
+  const digests = await Promise.all(roots.map((r) => treeDigest(join(prefix, r)).catch(() => undefined)));
+  if (roots.every((r, i) => digests[i] && sameDigest(digests[i]!, plannedDigest(entries, r)))) return 'unchanged';
+
+  const staged = roots.map((r) => join(prefix, dirname(r), `.${r.split('/').pop()}.staged-${process.pid}`));
+  const cleanup = () => Promise.all(staged.map((s) => rm(s, { recursive: true, force: true }))).then(() => undefined);
+  const unregister = onInterrupt(cleanup);
+  try {
+    await cleanup();
+    for (const s of staged) await mkdir(s, { recursive: true });
+    for (const e of entries) {
+      const i = roots.findIndex((r) => e.path.startsWith(`${r}/`));
+      const dest = join(staged[i]!, relative(roots[i]!, e.path));
+      await mkdir(dirname(dest), { recursive: true });
+      if (e.kind === 'file') await (e.carried ? link(e.from, dest) : copyIn(e.from, dest));
+      else if (e.kind === 'text') await writeFile(dest, e.content);
+      else await symlink(e.target, dest);
+    }
+    return await switchTrees(roots.map((r, i) => ({ staged: staged[i]!, dest: join(prefix, r) })), force);
+  } finally {
+    await cleanup();
+    unregister();
+  }
+}
+
+/** Files the index of an install regenerates, never carried over. */
+const REGENERATED = new Set([`${SHARE}/manifest.json`, `${SHARE}/SHA256SUMS`]);
+
+/** What an existing install holds that `planned` does not produce: a partial build keeps it. */
+export async function carriedEntries(prefix: string, planned: InstallEntry[]): Promise<InstallEntry[]> {
+  const paths = new Set(planned.map((e) => e.path));
+  const out: InstallEntry[] = [];
+  for (const root of [SHARE, DEFAULTS]) {
+    const digest = await treeDigest(join(prefix, root)).catch(() => undefined);
+    for (const [rel, v] of digest ?? []) {
+      const path = `${root}/${rel}`;
+      if (v === 'dir' || paths.has(path) || REGENERATED.has(path)) continue;
+      if (v.startsWith('link:')) out.push({ kind: 'link', path, target: v.slice('link:'.length) });
+      else out.push({ kind: 'file', path, from: join(prefix, path), sha256: v.slice('file:'.length), size: (await stat(join(prefix, path))).size, carried: true });
+    }
+  }
+  return out;
+}
+
+/** Resolves a symlink in an install (for boot tests against what is already installed). */
+export async function installedTarget(prefix: string, link: string): Promise<string | undefined> {
+  const p = join(prefix, SHARE, link);
+  const t = await readlink(p).catch(() => undefined);
+  return t === undefined ? undefined : join(dirname(p), t);
+}

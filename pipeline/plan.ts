@@ -1,0 +1,178 @@
+/**
+ * What `osbuilder build` will make (pure): which artifacts, from which distros
+ * and init modes, which kernel source, where they are installed. Everything
+ * here is decided before any work starts, so bad input fails at once.
+ */
+import { resolve } from 'node:path';
+import { OsbuilderError } from '../core/errors.js';
+import { ARCH_ALIASES, ARCHES, getDistro, resolveVersion, type Arch, type DistroDefinition } from '../distros/index.js';
+import { parseKernelVersion } from '../kernel/version.js';
+
+export interface BuildOptions {
+  /** Distro of the image (and of the initrd when given); default debian image + busybox initrd. */
+  distro?: string;
+  /** Distro of the initrd (default: `distro`, else busybox). */
+  initrdDistro?: string;
+  osVersion?: string;
+  image?: boolean;
+  initrd?: boolean;
+  kernel?: boolean;
+  /** -g nvidia: the GPU kernel variant too. */
+  gpu?: string;
+  arch?: string;
+  /** Install root: artifacts go to <prefix>/usr/share/kata-containers. */
+  prefix?: string;
+  jobs?: number;
+  noCache?: boolean;
+  noBootTest?: boolean;
+  force?: boolean;
+  verifyReproducible?: boolean;
+  engine?: string;
+  dockerHost?: string;
+  agent?: string;
+  extraPackages?: string[];
+  mirror?: string;
+  baseImage?: string;
+  kernelVersion?: string;
+  kernelSource?: string;
+  kernelSha256?: string;
+  accel?: string;
+  /** Seconds a boot test may take to reach the agent. */
+  bootTimeout?: number;
+}
+
+export type RootfsRole = 'image' | 'initrd';
+
+export interface RootfsJob {
+  role: RootfsRole;
+  distro: DistroDefinition;
+  version: string;
+  agentInit: boolean;
+  /** Installed file name, Kata's release style: kata-<distro>-<version>.<role>. */
+  fileName: string;
+}
+
+export interface KernelJob {
+  variant: 'default' | 'nvidia';
+}
+
+export type KernelSourceChoice =
+  | { kind: 'given'; source: string; version?: string; sha256?: string }
+  | { kind: 'debian-package'; source: string; version: string }
+  | { kind: 'kernel.org'; version: string; sha256?: string };
+
+export interface BuildPlan {
+  arch: Arch;
+  prefix: string;
+  shareDir: string;
+  defaultsDir: string;
+  rootfs: RootfsJob[];
+  kernels: KernelJob[];
+  kernelSource?: KernelSourceChoice;
+  jobs: number;
+  cache: boolean;
+  bootTest: boolean;
+  force: boolean;
+  verifyReproducible: boolean;
+  engine: 'docker' | 'podman';
+}
+
+/** Kata 3.x guest kernels are 6.x LTS; used when nothing local is found and -v is not given. */
+export const DEFAULT_KERNEL_VERSION = '6.12.47';
+
+/** A `linux-source-<ver>.tar.xz` as Debian's linux-source package installs it. */
+export interface LocalKernelSource {
+  path: string;
+  version: string;
+}
+
+/** The newest Debian linux-source tarball among `names` in /usr/src (pure). */
+export function pickDebianSource(names: string[], dir = '/usr/src'): LocalKernelSource | undefined {
+  const found = names
+    .map((n) => /^linux-source-(\d+\.\d+)\.tar\.xz$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ path: `${dir}/${m[0]}`, version: m[1]! }))
+    .sort((a, b) => {
+      const [am, an] = a.version.split('.').map(Number);
+      const [bm, bn] = b.version.split('.').map(Number);
+      return am! - bm! || an! - bn!;
+    });
+  return found.at(-1);
+}
+
+/**
+ * The best kernel source: --kernel-source, else Debian's linux-source package
+ * when installed (and no other -v was asked for), else kernel.org.
+ */
+export function chooseKernelSource(opts: Pick<BuildOptions, 'kernelSource' | 'kernelVersion' | 'kernelSha256'>, local: LocalKernelSource | undefined): KernelSourceChoice {
+  const version = opts.kernelVersion !== undefined ? parseKernelVersion(opts.kernelVersion) : undefined;
+  if (opts.kernelSource) return { kind: 'given', source: opts.kernelSource, ...(version ? { version } : {}), ...(opts.kernelSha256 ? { sha256: opts.kernelSha256 } : {}) };
+  if (local && (!version || version === local.version)) return { kind: 'debian-package', source: local.path, version: local.version };
+  return { kind: 'kernel.org', version: version ?? DEFAULT_KERNEL_VERSION, ...(opts.kernelSha256 ? { sha256: opts.kernelSha256 } : {}) };
+}
+
+function rootfsJob(role: RootfsRole, name: string, osVersion: string | undefined): RootfsJob {
+  const distro = getDistro(name);
+  const version = resolveVersion(distro, osVersion);
+  if (version === undefined) {
+    throw new OsbuilderError('INPUT_INVALID', `${distro.name} has no version "${osVersion}"; versions: ${distro.versions.map((v) => v.id).join(', ')}`, `pick one with --os-version; default ${distro.defaultVersion}`);
+  }
+  let agentInit: boolean;
+  if (role === 'initrd') {
+    // An initrd boots /init: the agent must be init (Kata's AGENT_INIT=yes).
+    if (!distro.initModes.includes('agent-init')) {
+      throw new OsbuilderError('UNSUPPORTED', `${distro.name} cannot run the agent as init, so it cannot make an initrd`, 'pick another --initrd-distro (e.g. busybox or debian)');
+    }
+    agentInit = true;
+  } else {
+    // Images boot systemd where the distro has it, as Kata's do.
+    agentInit = !distro.initModes.includes('systemd');
+  }
+  return { role, distro, version, agentInit, fileName: `kata-${distro.name}-${version}.${role}` };
+}
+
+export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefined, hostArch: string): BuildPlan {
+  const any = opts.image || opts.initrd || opts.kernel || opts.gpu;
+  const wantImage = opts.image ?? !any;
+  const wantInitrd = opts.initrd ?? !any;
+  const wantKernel = (opts.kernel ?? !any) || !!opts.gpu;
+  if (opts.gpu !== undefined && opts.gpu !== 'nvidia') {
+    throw new OsbuilderError('UNSUPPORTED', `GPU vendor ${JSON.stringify(opts.gpu)} has no kernel fragments`, 'use -g nvidia');
+  }
+  if (!wantImage && !wantInitrd && !wantKernel) {
+    throw new OsbuilderError('USAGE', 'nothing to build', 'pass --image, --initrd and/or --kernel (none: all three)');
+  }
+  const jobs = opts.jobs ?? 1;
+  if (!Number.isInteger(jobs) || jobs < 1) throw new OsbuilderError('USAGE', `--jobs must be a positive integer, got ${opts.jobs}`, 'e.g. --jobs 2');
+  const engine = opts.engine ?? 'docker';
+  if (engine !== 'docker' && engine !== 'podman') throw new OsbuilderError('USAGE', `unknown engine "${engine}" for osbuilder build`, 'use --engine docker or podman');
+  if (opts.bootTimeout !== undefined && !(opts.bootTimeout > 0)) throw new OsbuilderError('USAGE', `--boot-timeout must be a positive number of seconds, got ${opts.bootTimeout}`, 'e.g. --boot-timeout 300');
+
+  const rootfs: RootfsJob[] = [];
+  if (wantImage) rootfs.push(rootfsJob('image', opts.distro ?? 'debian', opts.osVersion));
+  if (wantInitrd) rootfs.push(rootfsJob('initrd', opts.initrdDistro ?? opts.distro ?? 'busybox', opts.initrdDistro ? undefined : opts.osVersion));
+  const arch = ARCH_ALIASES[opts.arch ?? hostArch];
+  if (!arch) throw new OsbuilderError('UNSUPPORTED_ARCH', `unknown architecture "${opts.arch}"`, `use one of ${ARCHES.join(', ')}`);
+  for (const r of rootfs) {
+    if (!r.distro.arches.includes(arch)) {
+      throw new OsbuilderError('UNSUPPORTED_ARCH', `${r.distro.name} does not support ${arch}; supported: ${r.distro.arches.join(', ')}`, 'choose another --arch or distro (osbuilder distros lists them)');
+    }
+  }
+  const kernels: KernelJob[] = wantKernel ? [{ variant: 'default' }, ...(opts.gpu ? [{ variant: 'nvidia' as const }] : [])] : [];
+  const prefix = resolve(opts.prefix ?? '/');
+  return {
+    arch,
+    prefix,
+    shareDir: resolve(prefix, 'usr/share/kata-containers'),
+    defaultsDir: resolve(prefix, 'usr/share/defaults/kata-containers'),
+    rootfs,
+    kernels,
+    ...(wantKernel ? { kernelSource: chooseKernelSource(opts, local) } : {}),
+    jobs,
+    cache: !opts.noCache,
+    bootTest: !opts.noBootTest,
+    force: !!opts.force,
+    verifyReproducible: !!opts.verifyReproducible,
+    engine,
+  };
+}

@@ -1,0 +1,312 @@
+/**
+ * The stages of `osbuilder build`, each behind the content-addressed cache:
+ * a key hashes every input of the stage; a verified hit is reused, a miss
+ * builds through the stage's public entry point and stores the result.
+ */
+import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { BuildCache, cacheKey, type CacheEntry, type CacheInputs } from '../core/cache.js';
+import { OsbuilderError } from '../core/errors.js';
+import { haveTool } from '../core/exec.js';
+import { sha256, sha256File } from '../core/hash.js';
+import { step } from '../core/log.js';
+import { withSafeRoot } from '../core/fs-safe.js';
+import { TOOL_VERSION } from '../core/version.js';
+import { buildRootfs, planRootfs, resolveRootfsOptions, PACKAGES_PATH, type RootfsOptions } from '../rootfs-builder/index.js';
+import { buildImage } from '../image-builder/index.js';
+import { buildInitrd } from '../initrd-builder/index.js';
+import { buildKernel, fragmentsHash, installNames, planSource, readConfigVersion, setupKernel } from '../kernel/index.js';
+import { obtainSource } from '../kernel/source.js';
+import { boot } from '../runtime/index.js';
+import type { BuildPlan, KernelJob, RootfsJob } from './plan.js';
+
+export interface StageContext {
+  plan: BuildPlan;
+  cache: BuildCache;
+  /** Scratch space of this build (rootfs trees); removed when the build ends. */
+  workDir: string;
+  agent: { path: string; sha256: string; source: string };
+  sourceDateEpoch?: number;
+  extraPackages: string[];
+  mirror?: string;
+  baseImage?: string;
+  /** Keep each rootfs tree in workDir (for --verify-reproducible). */
+  keepRootfs?: boolean;
+}
+
+interface Built<M> {
+  entry: CacheEntry<M>;
+  cached: boolean;
+  ms: number;
+}
+
+/** A verified cache hit (unless the cache is off), else build and store. */
+async function cachedStage<M>(ctx: StageContext, stage: string, inputs: CacheInputs, produce: (dir: string) => Promise<M>): Promise<Built<M>> {
+  const key = cacheKey(inputs);
+  if (ctx.plan.cache) {
+    const hit = await ctx.cache.lookup<M>(stage, key);
+    if (hit) return { entry: hit, cached: true, ms: 0 };
+  }
+  const t0 = performance.now();
+  const entry = await ctx.cache.store(stage, key, inputs, produce);
+  return { entry, cached: false, ms: Math.round(performance.now() - t0) };
+}
+
+// ---------------------------------------------------------------- rootfs + image/initrd
+
+export interface RootfsArtifact {
+  role: RootfsJob['role'];
+  distro: string;
+  version: string;
+  initMode: 'systemd' | 'agent-init';
+  fileName: string;
+  /** The artifact in the cache entry. */
+  path: string;
+  sha256: string;
+  size: number;
+  /** name=version, from the rootfs. */
+  packages: string[];
+  /** The rootfs's /etc/os-release, which the boot test compares with the guest's. */
+  osRelease: string;
+  key: string;
+  inputs: CacheInputs;
+  cached: boolean;
+  buildMs: number;
+  /** With keepRootfs: the rootfs tree it was made from. */
+  rootfsDir?: string;
+}
+
+interface RootfsMeta {
+  buildMs: number;
+  packages: string[];
+  osRelease: string;
+  initMode: 'systemd' | 'agent-init';
+}
+
+export function rootfsOptionsFor(ctx: StageContext, job: RootfsJob, output: string): RootfsOptions {
+  const extra = job.distro.extraPackages ? ctx.extraPackages : [];
+  return {
+    distro: job.distro.name,
+    output,
+    osVersion: job.version,
+    arch: ctx.plan.arch,
+    engine: ctx.plan.engine,
+    agent: ctx.agent.path,
+    agentInit: job.agentInit,
+    ...(extra.length ? { extraPackages: extra } : {}),
+    ...(ctx.mirror ? { mirror: ctx.mirror } : {}),
+    // No registry is needed for Debian-based builders: their base is bootstrapped locally and reused.
+    ...(ctx.baseImage ? { baseImage: ctx.baseImage } : job.distro.localBase ? { bootstrapBase: true } : {}),
+  };
+}
+
+/**
+ * The rootfs stage's inputs are its whole plan (definition, Dockerfile text,
+ * package list, mirror, base image, file operations), planned for a fixed
+ * output path, plus the agent's sha256 and what the artifact stage adds.
+ */
+export function rootfsInputs(ctx: StageContext, job: RootfsJob): CacheInputs {
+  const opts = rootfsOptionsFor(ctx, job, '/osbuilder/rootfs');
+  const plan = planRootfs(resolveRootfsOptions(opts), { toolVersion: TOOL_VERSION, ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}) });
+  const { agent: _agent, ...rest } = plan;
+  return {
+    tool: TOOL_VERSION,
+    role: job.role,
+    rootfsPlan: sha256(JSON.stringify(rest)),
+    agent: ctx.agent.sha256,
+    sourceDateEpoch: ctx.sourceDateEpoch ?? null,
+    // What the image/initrd stage adds on top (defaults of buildImage / buildInitrd).
+    artifact: job.role === 'image' ? 'ext4,dax,mbr' : 'zstd,root-owned',
+  };
+}
+
+export async function rootfsArtifact(ctx: StageContext, job: RootfsJob): Promise<RootfsArtifact> {
+  const inputs = rootfsInputs(ctx, job);
+  const rootfsDir = join(ctx.workDir, `${job.role}-rootfs`);
+  const built = await cachedStage<RootfsMeta>(ctx, job.role, inputs, async (dir) => {
+    const t0 = performance.now();
+    const r = await step(`rootfs ${job.distro.name} ${job.version} (${job.agentInit ? 'agent as init' : 'systemd'}) for the ${job.role}`, () =>
+      buildRootfs(rootfsOptionsFor(ctx, job, rootfsDir)),
+    );
+    const out = join(dir, job.fileName);
+    if (job.role === 'image') {
+      await step(`image ${job.fileName}`, () => buildImage({ rootfs: rootfsDir, output: out }));
+    } else {
+      await step(`initrd ${job.fileName}`, () => buildInitrd({ rootfs: rootfsDir, output: out, rootOwned: true }));
+    }
+    const [packages, osRelease] = await withSafeRoot(rootfsDir, async (fs) => [(await fs.readText(PACKAGES_PATH)) ?? '', (await fs.readText('/etc/os-release')) ?? '']);
+    if (!ctx.keepRootfs) await rm(rootfsDir, { recursive: true, force: true });
+    return { buildMs: Math.round(performance.now() - t0), packages: packages.split('\n').filter(Boolean), osRelease, initMode: r.initMode as RootfsMeta['initMode'] };
+  });
+  const f = built.entry.files[job.fileName]!;
+  return {
+    role: job.role,
+    distro: job.distro.name,
+    version: job.version,
+    initMode: built.entry.meta.initMode,
+    fileName: job.fileName,
+    path: join(built.entry.dir, job.fileName),
+    sha256: f.sha256,
+    size: f.size,
+    packages: built.entry.meta.packages,
+    osRelease: built.entry.meta.osRelease,
+    key: built.entry.key,
+    inputs,
+    cached: built.cached,
+    buildMs: built.entry.meta.buildMs,
+    ...(ctx.keepRootfs && !built.cached ? { rootfsDir } : {}),
+  };
+}
+
+// ---------------------------------------------------------------- kernel
+
+export interface KernelArtifact {
+  variant: KernelJob['variant'];
+  version: string;
+  release: string;
+  configVersion: string;
+  configSha256: string;
+  source: { origin: string; sha256: string };
+  fragmentsHash: string;
+  /** Files in the cache entry, by their Kata install names. */
+  files: Array<{ name: string; path: string; sha256: string; size: number }>;
+  names: ReturnType<typeof installNames>;
+  /** The boot image (bzImage / Image) to boot-test with. */
+  vmlinuz: string;
+  vmlinuzSha256: string;
+  key: string;
+  inputs: CacheInputs;
+  cached: boolean;
+  buildMs: number;
+}
+
+interface KernelMeta {
+  version: string;
+  release: string;
+  configVersion: string;
+  buildMs: number;
+}
+
+/** Kernel trees are kept between builds (make is incremental), one per version, arch and variant. */
+function kernelTree(ctx: StageContext, version: string, variant: string): string {
+  return join(ctx.cache.root, 'kernel-trees', `linux-${version}-${ctx.plan.arch}${variant === 'default' ? '' : `-${variant}`}`);
+}
+
+export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise<KernelArtifact> {
+  const choice = ctx.plan.kernelSource!;
+  const spec = planSource(choice.kind === 'kernel.org' ? { version: choice.version, ...(choice.sha256 ? { sha256: choice.sha256 } : {}) } : { source: choice.source, ...(choice.kind === 'given' && choice.sha256 ? { sha256: choice.sha256 } : {}) });
+  const src = await step(`kernel source ${spec.location}`, () => obtainSource(spec));
+  const gpu = job.variant === 'nvidia' ? 'nvidia' : undefined;
+  const configVersion = readConfigVersion();
+  const requested = choice.version;
+  const inputs: CacheInputs = { tool: TOOL_VERSION, source: src.sha256, version: requested ?? null, arch: ctx.plan.arch, variant: job.variant, fragments: fragmentsHash(), configVersion, sourceDateEpoch: ctx.sourceDateEpoch ?? null };
+  const built = await cachedStage<KernelMeta>(ctx, `kernel-${job.variant}`, inputs, async (dir) => {
+    const t0 = performance.now();
+    const tree = kernelTree(ctx, requested ?? src.sha256.slice(0, 12), job.variant);
+    await mkdir(join(ctx.cache.root, 'kernel-trees'), { recursive: true });
+    const common = { ...(requested ? { version: requested } : {}), arch: ctx.plan.arch, kernelDir: tree, ...(gpu ? { gpu } : {}) };
+    const setup = await step(`kernel setup ${job.variant}`, () => setupKernel({ ...common, source: src.tarball, sha256: src.sha256, force: true }));
+    const engine = (await haveTool('make')) && (await haveTool('gcc')) ? 'native' : 'docker';
+    const b = await step(`kernel build ${job.variant} (${engine})`, () => buildKernel({ ...common, version: setup.version, engine, jobs: availableParallelism() }));
+    const names = installNames({ prefix: '/', version: setup.version, configVersion, ...(gpu ? { gpu } : {}) });
+    await copyFile(b.vmlinuz!, join(dir, names.vmlinuz));
+    await copyFile(b.vmlinux!, join(dir, names.vmlinux));
+    await copyFile(b.config, join(dir, names.config));
+    if (b.headersTarball) await copyFile(b.headersTarball, join(dir, `linux-headers-${b.kernelRelease}.tar.gz`));
+    return { version: setup.version, release: b.kernelRelease, configVersion, buildMs: Math.round(performance.now() - t0) };
+  });
+  const m = built.entry.meta;
+  const names = installNames({ prefix: '/', version: m.version, configVersion: m.configVersion, ...(gpu ? { gpu } : {}) });
+  const files = Object.entries(built.entry.files).map(([name, f]) => ({ name, path: join(built.entry.dir, name), sha256: f.sha256, size: f.size }));
+  const vmlinuz = files.find((f) => f.name === names.vmlinuz);
+  const config = files.find((f) => f.name === names.config);
+  if (!vmlinuz || !config) throw new OsbuilderError('CACHE_CORRUPT', `kernel cache entry ${built.entry.dir} lacks ${names.vmlinuz} or ${names.config}`, 'osbuilder cache prune --keep 0, then build again');
+  return {
+    variant: job.variant,
+    version: m.version,
+    release: m.release,
+    configVersion: m.configVersion,
+    configSha256: config.sha256,
+    source: { origin: src.origin, sha256: src.sha256 },
+    fragmentsHash: String(inputs.fragments),
+    files,
+    names,
+    vmlinuz: vmlinuz.path,
+    vmlinuzSha256: vmlinuz.sha256,
+    key: built.entry.key,
+    inputs,
+    cached: built.cached,
+    buildMs: m.buildMs,
+  };
+}
+
+// ---------------------------------------------------------------- boot test
+
+export interface BootTest {
+  kernel: string;
+  artifact: string;
+  passed: boolean;
+  /** True when these exact files already passed (cache hit): not booted again. */
+  cached: boolean;
+  accel: string;
+  agentVersion: string;
+  osRelease: string;
+  readyMs: number;
+  totalMs: number;
+}
+
+/** The PRETTY_NAME line of an os-release text. */
+export function prettyName(osRelease: string): string {
+  return /^PRETTY_NAME=["']?([^"'\n]*)/m.exec(osRelease)?.[1] ?? '';
+}
+
+/**
+ * Boots kernel + artifact with the runtime, asks the agent (Check, Version),
+ * runs `cat /etc/os-release` in the guest and compares it with the rootfs's.
+ * `configFile` is a configuration.toml naming both files.
+ */
+export async function bootTest(
+  ctx: StageContext,
+  kernel: { label: string; path: string; sha256: string },
+  artifact: { label: string; role: 'image' | 'initrd'; path: string; sha256: string; osRelease: string },
+  configFile: string,
+  opts: { accel?: string; timeoutSec?: number },
+): Promise<BootTest> {
+  const inputs: CacheInputs = { tool: TOOL_VERSION, kernel: kernel.sha256, artifact: artifact.sha256, role: artifact.role };
+  const built = await cachedStage<BootTest>(ctx, 'boot', inputs, async (dir) => {
+    const r = await step(`boot test ${kernel.label} + ${artifact.label}`, () =>
+      boot({ configFile, command: ['cat', '/etc/os-release'], ...(opts.accel ? { accel: opts.accel } : {}), ...(opts.timeoutSec ? { timeoutSec: opts.timeoutSec } : {}) }),
+    );
+    const out = r.command?.stdout ?? '';
+    if (r.command?.exitCode !== 0 || out !== artifact.osRelease) {
+      throw new OsbuilderError(
+        'BOOT_FAILED',
+        `the guest booted from ${artifact.label} answered, but cat /etc/os-release ${r.command?.exitCode !== 0 ? `exited ${r.command?.exitCode}` : `printed "${prettyName(out)}" instead of "${prettyName(artifact.osRelease)}"`}`,
+        'the artifact does not hold the rootfs it was built from: rebuild with --no-cache',
+      );
+    }
+    const result: BootTest = {
+      kernel: kernel.label,
+      artifact: artifact.label,
+      passed: true,
+      cached: false,
+      accel: r.accel,
+      agentVersion: r.agent.version,
+      osRelease: prettyName(out),
+      readyMs: r.timings.qemuStartToAgentReadyMs,
+      totalMs: r.timings.totalMs,
+    };
+    await writeFile(join(dir, 'boot.json'), JSON.stringify(result, null, 2) + '\n');
+    return result;
+  });
+  return { ...built.entry.meta, cached: built.cached };
+}
+
+/** An existing file's sha256 and size (for artifacts taken from an install). */
+export async function fileFacts(path: string): Promise<{ sha256: string; size: number } | undefined> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st?.isFile()) return undefined;
+  return { sha256: await sha256File(path), size: st.size };
+}
+
