@@ -47,11 +47,12 @@ async function debianCloudKernel() {
 /** Our guest kernel: $OSBUILDER_BENCH_KERNEL, else the one the test suite built (test/support/kernel.ts caches it). */
 async function ourKernel() {
   if (process.env.OSBUILDER_BENCH_KERNEL) return process.env.OSBUILDER_BENCH_KERNEL;
-  for (const name of await readdir(TEST_CACHE).catch(() => [])) {
-    if (!name.startsWith('guest-kernel')) continue;
-    for (const f of ['bzImage', 'vmlinuz', 'kernel/bzImage']) if (await exists(join(TEST_CACHE, name, f))) return join(TEST_CACHE, name, f);
+  const stage = join(TEST_CACHE, 'build-cache', 'kernel-default');
+  for (const key of await readdir(stage).catch(() => [])) {
+    const f = (await readdir(join(stage, key)).catch(() => [])).find((n) => n.startsWith('vmlinuz-'));
+    if (f) return join(stage, key, f);
   }
-  throw new Error('no guest kernel: run the boot integration tests once (they build and cache it), or set OSBUILDER_BENCH_KERNEL');
+  throw new Error('no guest kernel: run the kernel integration tests once (they build and cache it), or set OSBUILDER_BENCH_KERNEL');
 }
 
 /** busybox + the agent as /init and /sbin/init, as a newc cpio, gzip (Kata's format). */

@@ -1,18 +1,24 @@
 /**
- * The default x86_64 guest kernel, built once through osbuilder's own kernel
- * stage (setup -> verify -> build) from Debian's linux-source-6.1 tarball and
- * cached under the test cache, keyed by the tarball's sha256, the fragments
- * hash and kata_config_version. The built tree is kept beside the images so
- * incremental checks (CLI build/install, bench) can reuse it.
+ * The default x86_64 guest kernel, built once through the kernel stage of
+ * `osbuilder build` (setup -> verify -> build, cached by source sha256 +
+ * fragments hash + kata_config_version) from Debian's linux-source-6.1
+ * tarball, in a build cache under the test cache. `osbuilder build` tests
+ * seed their fresh caches with this entry (seedKernelEntry), so the suite
+ * compiles the kernel once. The source tree stays beside the cache entry for
+ * incremental checks (CLI build/install, bench).
  */
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sha256, sha256File } from '../../core/hash.js';
-import { buildKernel, fragmentsHash, readConfigVersion, setupKernel } from '../../kernel/index.js';
-import { cached } from './fixtures.js';
+import { BuildCache } from '../../core/cache.js';
+import { sha256File } from '../../core/hash.js';
+import { kernelArtifact, type KernelArtifact } from '../../pipeline/stages.js';
+import { planBuild } from '../../pipeline/plan.js';
+import { testCache } from './fixtures.js';
 
 export const LINUX_SOURCE_TARBALL = process.env.OSBUILDER_TEST_KERNEL_TARBALL ?? '/usr/src/linux-source-6.1.tar.xz';
 export const LINUX_SOURCE_VERSION = process.env.OSBUILDER_TEST_KERNEL_VERSION ?? '6.1';
+/** The build cache the kernel lives in (OSBUILDER_CACHE_DIR layout). */
+export const KERNEL_CACHE = join(testCache, 'build-cache');
 
 export interface GuestKernel {
   /** Compressed boot image (arch/x86/boot/bzImage). */
@@ -29,6 +35,8 @@ export interface GuestKernel {
   tree: string;
   /** kata_config_version used. */
   configVersion: string;
+  /** The cache entry (stage kernel-default). */
+  entry: KernelArtifact;
 }
 
 let tarballSha: Promise<string> | undefined;
@@ -39,33 +47,39 @@ export function sourceSha256(): Promise<string> {
   return tarballSha;
 }
 
-/** The cache key: source + fragments + config version + requested version + arch. */
-export async function guestKernelKey(): Promise<string> {
-  return sha256(JSON.stringify({ source: await sourceSha256(), fragments: fragmentsHash(), cfg: readConfigVersion(), version: LINUX_SOURCE_VERSION, arch: 'x86_64' })).slice(0, 16);
-}
-
 let memo: Promise<GuestKernel> | undefined;
 
 export function guestKernel(): Promise<GuestKernel> {
   memo ??= (async () => {
-    const key = await guestKernelKey();
-    const dir = await cached(`guest-kernel-x86_64-${key}`, async (tmp) => {
-      const tree = join(tmp, 'tree');
-      const sha = await sourceSha256();
-      const setup = await setupKernel({ version: LINUX_SOURCE_VERSION, source: LINUX_SOURCE_TARBALL, sha256: sha, arch: 'x86_64', kernelDir: tree });
-      const built = await buildKernel({ version: LINUX_SOURCE_VERSION, arch: 'x86_64', kernelDir: tree, engine: 'native' });
-      await copyFile(built.vmlinuz!, join(tmp, 'bzImage'));
-      await copyFile(built.vmlinux!, join(tmp, 'vmlinux'));
-      await copyFile(setup.config, join(tmp, 'config'));
-      await writeFile(join(tmp, 'kernel.json'), JSON.stringify({ version: setup.version, release: built.kernelRelease, configVersion: setup.configVersion }, null, 2) + '\n');
-    });
-    const meta = JSON.parse(await readFile(join(dir, 'kernel.json'), 'utf8')) as { version: string; release: string; configVersion: string };
-    return { bzImage: join(dir, 'bzImage'), vmlinux: join(dir, 'vmlinux'), config: join(dir, 'config'), version: meta.version, release: meta.release, tree: join(dir, 'tree'), configVersion: meta.configVersion };
+    const plan = planBuild({ kernel: true, kernelSource: LINUX_SOURCE_TARBALL, kernelVersion: LINUX_SOURCE_VERSION, arch: 'x86_64' }, undefined, 'x86_64');
+    // The same source choice `osbuilder build` makes when Debian's linux-source is installed: same cache key.
+    plan.kernelSource = { kind: 'debian-package', source: LINUX_SOURCE_TARBALL, version: LINUX_SOURCE_VERSION };
+    const cache = new BuildCache(KERNEL_CACHE);
+    const entry = await kernelArtifact({ plan, cache, workDir: KERNEL_CACHE, agent: { path: '', sha256: '', source: 'none' }, extraPackages: [] }, { variant: 'default' });
+    const file = (name: string) => entry.files.find((f) => f.name === name)!.path;
+    return {
+      bzImage: entry.vmlinuz,
+      vmlinux: file(entry.names.vmlinux),
+      config: file(entry.names.config),
+      version: entry.version,
+      release: entry.release,
+      tree: join(KERNEL_CACHE, 'kernel-trees', `linux-${LINUX_SOURCE_VERSION}-x86_64`),
+      configVersion: entry.configVersion,
+      entry,
+    };
   })();
   memo.catch(() => {
     memo = undefined;
   });
   return memo;
+}
+
+/** Copies the guest kernel's cache entry into another build cache, so `osbuilder build` finds it there. */
+export async function seedKernelEntry(cacheDir: string): Promise<void> {
+  const k = await guestKernel();
+  const stage = join(cacheDir, 'kernel-default');
+  await mkdir(stage, { recursive: true });
+  await cp(join(KERNEL_CACHE, 'kernel-default', k.entry.key), join(stage, k.entry.key), { recursive: true });
 }
 
 export interface QemuRun {

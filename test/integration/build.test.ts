@@ -1,0 +1,248 @@
+/**
+ * `osbuilder build` end to end: the default build (debian image with systemd,
+ * busybox initrd with the agent as init, the kernel) on a clean prefix, boot
+ * tests under QEMU, Kata's install tree, booting from the installed
+ * configuration, a warm rebuild from the cache, --verify-reproducible, and
+ * faults: SIGTERM while a rootfs container runs and while a boot test's QEMU
+ * runs, a corrupt cache entry, a full disk under the prefix.
+ * The cache is fresh for this file; only the kernel entry is seeded from the
+ * suite's kernel (test/support/kernel.ts), so the kernel compiles once.
+ */
+import { execa, type ResultPromise } from 'execa';
+import { cp, lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliPath, repoRoot, runCli } from '../support/cli.js';
+import { makeTempDir } from '../support/fixtures.js';
+import { guestKernel, seedKernelEntry, type GuestKernel } from '../support/kernel.js';
+import { sha256File } from '../../core/hash.js';
+
+const SDE = '1700000000';
+let work: string;
+let cacheDir: string;
+let kernel: GuestKernel;
+let env: Record<string, string>;
+const prefix = () => join(work, 'prefix');
+const share = (p = prefix()) => join(p, 'usr/share/kata-containers');
+
+async function osb(args: string[], extraEnv: Record<string, string> = {}) {
+  return runCli([...args, '--json'], { env: { ...env, ...extraEnv }, timeout: 40 * 60_000 });
+}
+
+/** Regular files and links under `root`, as "path" or "path -> target". */
+async function listing(root: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(dir: string): Promise<void> {
+    for (const name of (await readdir(dir)).sort()) {
+      const p = join(dir, name);
+      const st = await lstat(p);
+      const rel = p.slice(root.length + 1);
+      if (st.isSymbolicLink()) out.push(`${rel} -> ${await readlink(p)}`);
+      else if (st.isDirectory()) await walk(p);
+      else out.push(rel);
+    }
+  }
+  await walk(root);
+  return out;
+}
+
+async function leftovers(): Promise<{ containers: string; qemu: string; work: string[] }> {
+  const c = await execa('docker', ['ps', '-a', '--filter', 'name=osbuilder-', '--format', '{{.Names}}'], { reject: false });
+  const q = await execa('pgrep', ['-af', 'qemu-system'], { reject: false });
+  return { containers: String(c.stdout).trim(), qemu: String(q.stdout).trim(), work: await readdir(join(cacheDir, 'work')).catch(() => []) };
+}
+
+/** Starts the CLI and resolves once `ready` holds (polled), then sends SIGTERM. */
+async function killWhen(args: string[], ready: () => Promise<boolean>, extraEnv: Record<string, string> = {}): Promise<{ exitCode: number | undefined; stderr: string }> {
+  const child: ResultPromise = execa('node', [cliPath, ...args], { reject: false, cwd: repoRoot, env: { ...env, ...extraEnv }, timeout: 30 * 60_000 });
+  let exited = false;
+  void child.finally(() => (exited = true));
+  while (!exited && !(await ready())) await new Promise((r) => setTimeout(r, 250));
+  expect(exited, 'the build ended before the stage under test started').toBe(false);
+  child.kill('SIGTERM');
+  const r = await child;
+  return { exitCode: r.exitCode, stderr: String(r.stderr) };
+}
+
+beforeAll(async () => {
+  work = await makeTempDir('osb-build-');
+  cacheDir = join(work, 'cache');
+  kernel = await guestKernel();
+  await seedKernelEntry(cacheDir);
+  env = { OSBUILDER_CACHE_DIR: cacheDir, SOURCE_DATE_EPOCH: SDE };
+});
+
+afterAll(async () => {
+  await execa('rm', ['-rf', work]);
+});
+
+describe('the default build', () => {
+  let result: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+  it('builds, boot-tests and installs debian image + busybox initrd + kernel into a clean prefix', async () => {
+    const r = await osb(['build', '--prefix', prefix(), '--jobs', '2', '--boot-timeout', '600']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    result = r.json;
+    expect(result.install).toBe('installed');
+    expect(result.rows.map((x: { artifact: string; cached: boolean }) => [x.artifact, x.cached])).toEqual([
+      ['kata-debian-bookworm.image', false],
+      ['kata-busybox-bookworm.initrd', false],
+      [`vmlinuz-${kernel.version}-${kernel.configVersion}`, true], // seeded from the suite's kernel
+    ]);
+    expect(result.bootTests).toHaveLength(2);
+    for (const b of result.bootTests) expect(b).toMatchObject({ passed: true, cached: false });
+    expect(result.bootTests.map((b: { osRelease: string }) => b.osRelease).sort()).toEqual(['BusyBox 1.35.0 (osbuilder guest)', 'Debian GNU/Linux 12 (bookworm)']);
+  });
+
+  it("lays the tree out as Kata's release does, with SHA256SUMS and a manifest", async () => {
+    const v = `${kernel.version}-${kernel.configVersion}`;
+    expect(await listing(prefix())).toEqual([
+      'usr/share/defaults/kata-containers/configuration-qemu.toml',
+      'usr/share/kata-containers/SHA256SUMS',
+      `usr/share/kata-containers/config-${v}`,
+      'usr/share/kata-containers/kata-busybox-bookworm.initrd',
+      'usr/share/kata-containers/kata-containers-initrd.img -> kata-busybox-bookworm.initrd',
+      'usr/share/kata-containers/kata-containers.img -> kata-debian-bookworm.image',
+      'usr/share/kata-containers/kata-debian-bookworm.image',
+      'usr/share/kata-containers/manifest.json',
+      `usr/share/kata-containers/vmlinux-${v}`,
+      `usr/share/kata-containers/vmlinux.container -> vmlinux-${v}`,
+      `usr/share/kata-containers/vmlinuz-${v}`,
+      `usr/share/kata-containers/vmlinuz.container -> vmlinuz-${v}`,
+    ]);
+    const sums = await execa('sha256sum', ['-c', 'usr/share/kata-containers/SHA256SUMS'], { cwd: prefix(), reject: false });
+    expect(sums.exitCode, String(sums.stdout) + String(sums.stderr)).toBe(0);
+    expect(String(sums.stdout).split('\n')).toHaveLength(7);
+    expect(await sha256File(join(share(), `vmlinuz-${v}`))).toBe(await sha256File(kernel.bzImage));
+
+    const m = JSON.parse(await readFile(join(share(), 'manifest.json'), 'utf8'));
+    expect(m.sourceDateEpoch).toBe(Number(SDE));
+    const image = m.rootfs.find((x: { role: string }) => x.role === 'image');
+    expect(image).toMatchObject({ file: 'kata-debian-bookworm.image', distro: 'debian', initMode: 'systemd', sha256: await sha256File(join(share(), 'kata-debian-bookworm.image')) });
+    expect(image.packages).toEqual(expect.arrayContaining([expect.stringMatching(/^systemd=252\./)]));
+    expect(m.rootfs.find((x: { role: string }) => x.role === 'initrd')).toMatchObject({ distro: 'busybox', initMode: 'agent-init' });
+    expect(m.kernels).toEqual([expect.objectContaining({ variant: 'default', version: kernel.version, release: kernel.release, configVersion: kernel.configVersion, configSha256: await sha256File(kernel.config) })]);
+    expect(m.bootTests).toHaveLength(2);
+
+    const toml = await readFile(join(prefix(), 'usr/share/defaults/kata-containers/configuration-qemu.toml'), 'utf8');
+    expect(toml).toContain(`kernel = "${share()}/vmlinuz.container"`);
+    expect(toml).toContain(`image = "${share()}/kata-containers.img"`);
+    expect(toml).toContain(`# initrd = "${share()}/kata-containers-initrd.img"`);
+  });
+
+  it('boots from the installed configuration-qemu.toml', async () => {
+    const cfg = join(prefix(), 'usr/share/defaults/kata-containers/configuration-qemu.toml');
+    const r = await runCli(['boot', '--config', cfg, '--timeout', '600', '--', 'uname', '-r'], { timeout: 15 * 60_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(kernel.release);
+  });
+
+  it('a second build with no input change is a cache hit, boots nothing and leaves the install alone', async () => {
+    const before = await sha256File(join(share(), 'manifest.json'));
+    const r = await osb(['build', '--prefix', prefix()]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.json.install).toBe('unchanged');
+    expect(r.json.rows.every((x: { cached: boolean }) => x.cached)).toBe(true);
+    expect(r.json.bootTests.every((b: { cached: boolean; passed: boolean }) => b.cached && b.passed)).toBe(true);
+    expect(r.json.notes).toContain('boot tests skipped: these exact artifacts already passed them');
+    expect(await sha256File(join(share(), 'manifest.json'))).toBe(before);
+  });
+
+  it('keeps an existing different install unless -f', async () => {
+    const before = await listing(prefix());
+    const r = await osb(['build', 'busybox', '--initrd', '--prefix', prefix()], { SOURCE_DATE_EPOCH: '1700000001' });
+    expect(r.exitCode).toBe(1);
+    expect(r.json.error.code).toBe('OUTPUT_EXISTS');
+    expect(await listing(prefix())).toEqual(before);
+  });
+});
+
+describe('cache faults', () => {
+  it('a corrupt cache entry is detected, rebuilt and not used', async () => {
+    const stage = join(cacheDir, 'initrd');
+    const [key] = await readdir(stage);
+    const file = join(stage, key!, 'kata-busybox-bookworm.initrd');
+    const good = await sha256File(file);
+    const bytes = await readFile(file);
+    bytes[100] = bytes[100]! ^ 0xff;
+    await writeFile(file, bytes);
+    const r = await osb(['build', '--prefix', prefix()]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/cache entry .*initrd.* is corrupt/);
+    const initrd = r.json.rows.find((x: { artifact: string }) => x.artifact === 'kata-busybox-bookworm.initrd');
+    expect(initrd).toMatchObject({ cached: false, sha256: good }); // rebuilt bit-identical (SOURCE_DATE_EPOCH)
+    expect(r.json.install).toBe('unchanged');
+    expect(await sha256File(file)).toBe(good);
+  });
+});
+
+describe('--verify-reproducible', () => {
+  it('busybox initrd: two builds from empty caches are bit-identical', async () => {
+    const r = await osb(['build', 'busybox', '--initrd', '--verify-reproducible']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.json.reproducible).toBe(true);
+    const [a] = r.json.artifacts;
+    expect(a.file).toBe('kata-busybox-bookworm.initrd');
+    expect(a.sha256[0]).toBe(a.sha256[1]);
+  });
+});
+
+describe('interrupted builds', () => {
+  it('SIGTERM while the rootfs container runs: container removed, nothing installed, no work left', async () => {
+    const p = join(work, 'killed-rootfs');
+    const r = await killWhen(['build', '--image', '--no-cache', '--no-boot-test', '--prefix', p], async () => (await leftovers()).containers !== '');
+    expect(r.exitCode).toBe(143);
+    expect(r.stderr).toMatch(/interrupted \(SIGTERM\)/);
+    const left = await leftovers();
+    expect(left.containers).toBe('');
+    expect(left.work).toEqual([]);
+    expect(await lstat(share(p)).catch(() => undefined)).toBeUndefined();
+  });
+
+  it('SIGTERM during a boot test: QEMU killed, the old install intact; the next build succeeds', async () => {
+    const p = join(work, 'killed-boot');
+    await cp(prefix(), p, { recursive: true, verbatimSymlinks: true });
+    const before = await listing(p);
+    const sums = await readFile(join(share(p), 'SHA256SUMS'), 'utf8');
+    // A new epoch makes a new initrd, so its boot test (with the installed kernel) really runs.
+    const args = ['build', 'busybox', '--initrd', '--prefix', p, '-f', '--boot-timeout', '600'];
+    const r = await killWhen(args, async () => (await leftovers()).qemu !== '', { SOURCE_DATE_EPOCH: '1700000002' });
+    expect(r.exitCode).toBe(143);
+    const left = await leftovers();
+    expect(left.qemu).toBe('');
+    expect(left.work).toEqual([]);
+    expect(await listing(p)).toEqual(before);
+    expect(await readFile(join(share(p), 'SHA256SUMS'), 'utf8')).toBe(sums);
+
+    const again = await osb(args.slice(0), { SOURCE_DATE_EPOCH: '1700000002' });
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.json.install).toBe('replaced');
+    expect(again.json.bootTests).toEqual([expect.objectContaining({ passed: true, cached: false, kernel: `installed ${share(p)}/vmlinuz-${kernel.version}-${kernel.configVersion}` })]);
+    // A partial build keeps what it did not build (the image, the kernel).
+    expect(again.json.notes.join('\n')).toMatch(/kept from the existing install: .*kata-debian-bookworm\.image/);
+    expect(await readlink(join(share(p), 'kata-containers.img'))).toBe('kata-debian-bookworm.image');
+  });
+});
+
+describe('a full disk under the prefix', () => {
+  const mnt = () => join(work, 'small');
+  beforeAll(async () => {
+    await mkdir(mnt(), { recursive: true });
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mnt()]);
+  });
+  afterAll(async () => {
+    await execa('umount', [mnt()], { reject: false });
+  });
+
+  it('NO_SPACE, the old install intact, no staged trees left', async () => {
+    const first = await osb(['build', 'busybox', '--initrd', '--no-boot-test', '--prefix', mnt()]);
+    expect(first.exitCode, first.stderr).toBe(0);
+    const before = await listing(mnt());
+    const r = await osb(['build', '--prefix', mnt(), '-f', '--no-boot-test']);
+    expect(r.exitCode).toBe(1);
+    expect(r.json.error.code).toBe('NO_SPACE');
+    expect(await listing(mnt())).toEqual(before);
+    const sums = await execa('sha256sum', ['-c', 'usr/share/kata-containers/SHA256SUMS'], { cwd: mnt(), reject: false });
+    expect(sums.exitCode).toBe(0);
+  });
+});

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { mkdir, mkdtemp, readFile, readdir, readlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { carriedEntries, DEFAULTS, plannedDigest, renderQemuConfig, renderSha256Sums, SHARE, writeInstall, type InstallEntry } from '../../pipeline/install.js';
+import { installEntries } from '../../pipeline/build.js';
+import { planBuild } from '../../pipeline/plan.js';
+import { treeDigest } from '../../pipeline/switch.js';
+import { parseConfig } from '../../runtime/config.js';
+import { sha256 } from '../../core/hash.js';
+import type { KernelArtifact, RootfsArtifact } from '../../pipeline/stages.js';
+import { installNames } from '../../kernel/index.js';
+
+describe('configuration-qemu.toml', () => {
+  it('is read back by the runtime without warnings; the image wins, the initrd is left commented', () => {
+    const text = renderQemuConfig({ qemuPath: '/usr/bin/qemu-system-x86_64', machineType: 'q35', kernel: '/p/vmlinuz.container', image: '/p/kata-containers.img', initrd: '/p/kata-containers-initrd.img', toolVersion: '1.2.3' });
+    const c = parseConfig(text, 'configuration-qemu.toml');
+    expect(c.warnings).toEqual([]);
+    expect(c.hypervisor).toMatchObject({ path: '/usr/bin/qemu-system-x86_64', kernel: '/p/vmlinuz.container', image: '/p/kata-containers.img', initrd: null, machineType: 'q35', defaultMemory: 2048, disableImageNvdimm: false });
+    expect(c.agent).toEqual({ enableDebug: false, dialTimeout: 45 });
+    expect(text).toContain('# initrd = "/p/kata-containers-initrd.img"');
+    const initrdOnly = parseConfig(renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', initrd: '/p/i', toolVersion: '1' }), 'x.toml');
+    expect(initrdOnly.hypervisor).toMatchObject({ image: null, initrd: '/p/i' });
+  });
+});
+
+function fakeRootfs(role: 'image' | 'initrd', fileName: string): RootfsArtifact {
+  return { role, distro: 'd', version: 'v', initMode: role === 'image' ? 'systemd' : 'agent-init', fileName, path: `/cache/${fileName}`, sha256: sha256(fileName), size: 1, packages: [], osRelease: '', key: 'k', inputs: {}, cached: false, buildMs: 0 };
+}
+
+function fakeKernel(variant: 'default' | 'nvidia'): KernelArtifact {
+  const names = installNames({ prefix: '/', version: '6.1.9', configVersion: '7', ...(variant === 'nvidia' ? { gpu: 'nvidia' } : {}) });
+  const files = [names.vmlinuz, names.vmlinux, names.config, ...(variant === 'nvidia' ? ['linux-headers-6.1.9-nvidia.tar.gz'] : [])].map((name) => ({ name, path: `/cache/${name}`, sha256: sha256(name), size: 1 }));
+  return { variant, version: '6.1.9', release: '6.1.9', configVersion: '7', configSha256: '', source: { origin: '', sha256: '' }, fragmentsHash: '', files, names, vmlinuz: `/cache/${names.vmlinuz}`, vmlinuzSha256: '', key: '', inputs: {}, cached: false, buildMs: 0 };
+}
+
+describe('installEntries', () => {
+  it("lays out Kata's names, links and one configuration per kernel variant", () => {
+    const plan = planBuild({ prefix: '/p', gpu: 'nvidia', image: true, initrd: true }, undefined, 'x86_64');
+    const entries = installEntries(plan, [fakeRootfs('image', 'kata-debian-bookworm.image'), fakeRootfs('initrd', 'kata-busybox-bookworm.initrd')], [fakeKernel('default'), fakeKernel('nvidia')], '/usr/bin/qemu-system-x86_64', 'q35');
+    const shown = entries.map((e) => (e.kind === 'link' ? `${e.path} -> ${e.target}` : e.path)).sort();
+    expect(shown).toEqual([
+      `${DEFAULTS}/configuration-qemu-nvidia-gpu.toml`,
+      `${DEFAULTS}/configuration-qemu.toml`,
+      `${SHARE}/config-6.1.9-7`,
+      `${SHARE}/config-6.1.9-7-nvidia-gpu`,
+      `${SHARE}/kata-busybox-bookworm.initrd`,
+      `${SHARE}/kata-containers-initrd.img -> kata-busybox-bookworm.initrd`,
+      `${SHARE}/kata-containers.img -> kata-debian-bookworm.image`,
+      `${SHARE}/kata-debian-bookworm.image`,
+      `${SHARE}/kernel-devel/linux-headers-6.1.9-nvidia.tar.gz`,
+      `${SHARE}/vmlinux-6.1.9-7`,
+      `${SHARE}/vmlinux-6.1.9-7-nvidia-gpu`,
+      `${SHARE}/vmlinux-nvidia-gpu.container -> vmlinux-6.1.9-7-nvidia-gpu`,
+      `${SHARE}/vmlinux.container -> vmlinux-6.1.9-7`,
+      `${SHARE}/vmlinuz-6.1.9-7`,
+      `${SHARE}/vmlinuz-6.1.9-7-nvidia-gpu`,
+      `${SHARE}/vmlinuz-nvidia-gpu.container -> vmlinuz-6.1.9-7-nvidia-gpu`,
+      `${SHARE}/vmlinuz.container -> vmlinuz-6.1.9-7`,
+    ]);
+    const gpu = entries.find((e) => e.path.endsWith('nvidia-gpu.toml'));
+    expect(gpu?.kind === 'text' && parseConfig(gpu.content, 'x').hypervisor.kernel).toBe('/p/usr/share/kata-containers/vmlinuz-nvidia-gpu.container');
+  });
+});
+
+async function sourceFile(dir: string, name: string, content: string): Promise<InstallEntry> {
+  const p = join(dir, name);
+  await writeFile(p, content);
+  return { kind: 'file', path: `${SHARE}/${name}`, from: p, sha256: sha256(content), size: content.length };
+}
+
+describe('writeInstall', () => {
+  it('stages and switches; identical plans are left alone; a different install needs force; partial builds carry the rest', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'osb-install-'));
+    const src = join(d, 'src');
+    await mkdir(src);
+    const prefix = join(d, 'prefix');
+    const a = await sourceFile(src, 'a.image', 'A');
+    const k = await sourceFile(src, 'vmlinuz-1', 'K');
+    const entries: InstallEntry[] = [a, k, { kind: 'link', path: `${SHARE}/kata-containers.img`, target: 'a.image' }, { kind: 'text', path: `${DEFAULTS}/configuration-qemu.toml`, content: 'x = 1\n' }];
+    entries.push({ kind: 'text', path: `${SHARE}/SHA256SUMS`, content: renderSha256Sums(entries) });
+    expect(await writeInstall(prefix, entries, false)).toBe('installed');
+    expect(await readFile(join(prefix, SHARE, 'SHA256SUMS'), 'utf8')).toBe(`${sha256('x = 1\n')}  ${DEFAULTS}/configuration-qemu.toml\n${sha256('A')}  ${SHARE}/a.image\n${sha256('K')}  ${SHARE}/vmlinuz-1\n`);
+    expect(plannedDigest(entries, SHARE)).toEqual(await treeDigest(join(prefix, SHARE)));
+    expect(await writeInstall(prefix, entries, false)).toBe('unchanged');
+
+    const b = await sourceFile(src, 'a.image', 'B');
+    const changed = entries.map((e) => (e.path === a.path ? b : e));
+    await expect(writeInstall(prefix, changed, false)).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
+    expect(await readFile(join(prefix, SHARE, 'a.image'), 'utf8')).toBe('A');
+
+    // A partial build (a new image only) keeps the installed kernel.
+    const partial: InstallEntry[] = [b, { kind: 'link', path: `${SHARE}/kata-containers.img`, target: 'a.image' }];
+    const carried = await carriedEntries(prefix, partial);
+    expect(carried.map((c) => c.path).sort()).toEqual([`${DEFAULTS}/configuration-qemu.toml`, `${SHARE}/vmlinuz-1`]);
+    expect(await writeInstall(prefix, [...partial, ...carried], true)).toBe('replaced');
+    expect(await readFile(join(prefix, SHARE, 'a.image'), 'utf8')).toBe('B');
+    expect(await readFile(join(prefix, SHARE, 'vmlinuz-1'), 'utf8')).toBe('K');
+    expect(await readlink(join(prefix, SHARE, 'kata-containers.img'))).toBe('a.image');
+    // No staged or old trees are left beside the install.
+    expect((await readdir(join(prefix, 'usr/share'))).sort()).toEqual(['defaults', 'kata-containers']);
+    expect((await readdir(join(prefix, 'usr/share/defaults')))).toEqual(['kata-containers']);
+  });
+});

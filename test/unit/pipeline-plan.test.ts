@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { chooseKernelSource, DEFAULT_KERNEL_VERSION, pickDebianSource, planBuild } from '../../pipeline/plan.js';
+
+const debianSrc = { path: '/usr/src/linux-source-6.1.tar.xz', version: '6.1' };
+
+describe('planBuild', () => {
+  it('defaults: debian image with systemd, busybox initrd with the agent as init, the kernel from Debian\'s linux-source', () => {
+    const p = planBuild({ prefix: '/tmp/p' }, debianSrc, 'x86_64');
+    expect(p.rootfs.map((r) => [r.role, r.distro.name, r.version, r.agentInit, r.fileName])).toEqual([
+      ['image', 'debian', 'bookworm', false, 'kata-debian-bookworm.image'],
+      ['initrd', 'busybox', 'bookworm', true, 'kata-busybox-bookworm.initrd'],
+    ]);
+    expect(p.kernels).toEqual([{ variant: 'default' }]);
+    expect(p.kernelSource).toEqual({ kind: 'debian-package', source: debianSrc.path, version: '6.1' });
+    expect(p).toMatchObject({ arch: 'x86_64', prefix: '/tmp/p', shareDir: '/tmp/p/usr/share/kata-containers', defaultsDir: '/tmp/p/usr/share/defaults/kata-containers', jobs: 1, cache: true, bootTest: true, force: false, engine: 'docker' });
+  });
+
+  it('a distro names the image and the initrd; a distro without systemd makes its image with the agent as init', () => {
+    const a = planBuild({ distro: 'alpine', initrd: true }, undefined, 'x86_64');
+    expect(a.rootfs.map((r) => [r.role, r.distro.name, r.agentInit])).toEqual([['initrd', 'alpine', true]]);
+    expect(a.kernels).toEqual([]);
+    const b = planBuild({ distro: 'busybox', image: true }, undefined, 'x86_64');
+    expect(b.rootfs.map((r) => [r.role, r.agentInit])).toEqual([['image', true]]);
+    const c = planBuild({ distro: 'ubuntu', initrdDistro: 'busybox' }, undefined, 'x86_64');
+    expect(c.rootfs.map((r) => `${r.role}:${r.distro.name}:${r.version}`)).toEqual(['image:ubuntu:jammy', 'initrd:busybox:bookworm']);
+  });
+
+  it('-g nvidia adds the GPU kernel; the flags select what is built', () => {
+    expect(planBuild({ gpu: 'nvidia' }, debianSrc, 'x86_64').kernels).toEqual([{ variant: 'default' }, { variant: 'nvidia' }]);
+    expect(planBuild({ gpu: 'nvidia' }, debianSrc, 'x86_64').rootfs).toEqual([]);
+    const p = planBuild({ image: true, kernel: true, noCache: true, noBootTest: true, jobs: 3, force: true }, debianSrc, 'x86_64');
+    expect(p.rootfs.map((r) => r.role)).toEqual(['image']);
+    expect(p).toMatchObject({ cache: false, bootTest: false, jobs: 3, force: true });
+  });
+
+  it('refuses bad input before any work', () => {
+    expect(() => planBuild({ distro: 'gentoo' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'UNKNOWN_DISTRO', message: expect.stringContaining('valid distros: alpine, busybox') }));
+    expect(() => planBuild({ gpu: 'amd' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+    expect(() => planBuild({ jobs: 0 }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE' }));
+    expect(() => planBuild({ arch: 'mips' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_ARCH' }));
+    expect(() => planBuild({ distro: 'clearlinux', arch: 's390x' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_ARCH', message: expect.stringContaining('clearlinux does not support s390x') }));
+    expect(() => planBuild({ distro: 'debian', osVersion: 'potato' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
+    expect(() => planBuild({ engine: 'native' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE' }));
+    expect(() => planBuild({ kernelVersion: '6.x' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
+  });
+});
+
+describe('kernel source choice', () => {
+  it('given > Debian linux-source (unless another -v) > kernel.org', () => {
+    expect(chooseKernelSource({ kernelSource: '/k.tar.xz', kernelSha256: 'ab' }, debianSrc)).toEqual({ kind: 'given', source: '/k.tar.xz', sha256: 'ab' });
+    expect(chooseKernelSource({}, debianSrc)).toEqual({ kind: 'debian-package', source: debianSrc.path, version: '6.1' });
+    expect(chooseKernelSource({ kernelVersion: '6.1' }, debianSrc)).toEqual({ kind: 'debian-package', source: debianSrc.path, version: '6.1' });
+    expect(chooseKernelSource({ kernelVersion: 'v6.6.30' }, debianSrc)).toEqual({ kind: 'kernel.org', version: '6.6.30' });
+    expect(chooseKernelSource({}, undefined)).toEqual({ kind: 'kernel.org', version: DEFAULT_KERNEL_VERSION });
+  });
+
+  it('picks the newest linux-source tarball in /usr/src', () => {
+    expect(pickDebianSource(['linux-source-5.10.tar.xz', 'linux-source-6.1.tar.xz', 'linux-source-6.1', 'linux-headers-6.1'])).toEqual(debianSrc);
+    expect(pickDebianSource(['linux-source-6.10.tar.xz', 'linux-source-6.9.tar.xz'])?.version).toBe('6.10');
+    expect(pickDebianSource(['README'])).toBeUndefined();
+  });
+});
