@@ -45,9 +45,10 @@ function median(xs) {
 async function findTree() {
   if (process.env.OSBUILDER_BENCH_KERNEL_TREE) return { tree: process.env.OSBUILDER_BENCH_KERNEL_TREE, built: true, temp: false };
   const cache = process.env.OSBUILDER_TEST_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'osbuilder-test');
-  const dirs = (await readdir(cache).catch(() => [])).filter((d) => d.startsWith('guest-kernel-x86_64-') && !d.includes('.tmp-'));
-  for (const d of dirs) {
-    const tree = join(cache, d, 'tree');
+  // The suite's kernel tree: test/support/kernel.ts builds it through the build cache's kernel stage.
+  const trees = join(cache, 'build-cache', 'kernel-trees');
+  for (const d of (await readdir(trees).catch(() => [])).filter((n) => n.startsWith('linux-') && n.endsWith('-x86_64'))) {
+    const tree = join(trees, d);
     if (await stat(join(tree, 'vmlinux')).catch(() => undefined)) return { tree, built: true, temp: false };
   }
   const work = await mkdtemp(join(tmpdir(), 'osb-bench-kernel-'));

@@ -1,6 +1,6 @@
 import { asOsbuilderError } from '../core/errors.js';
 import { configureLog } from '../core/log.js';
-import { runInterruptHandlers } from '../core/cleanup.js';
+import { holdSignals, runInterruptHandlers } from '../core/cleanup.js';
 
 export interface GlobalArgs {
   json: boolean;
@@ -20,6 +20,7 @@ export async function runCommand<T>(
   exitCode: (result: T) => number = () => 0,
 ): Promise<void> {
   configureLog({ json: argv.json, debug: argv.debug });
+  const release = holdSignals();
   try {
     const result = await action();
     if (argv.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
@@ -39,6 +40,8 @@ export async function runCommand<T>(
       if (argv.debug && e.cause instanceof Error && e.cause.stack) process.stderr.write(`${e.cause.stack}\n`);
     }
     process.exitCode = e.code === 'USAGE' ? 2 : 1;
+  } finally {
+    release();
   }
 }
 

@@ -2,7 +2,9 @@
  * One registry of things to undo when the process is interrupted: temp files,
  * containers, QEMU processes. On SIGINT/SIGTERM the handlers run once, newest
  * first, then the process exits 130/143. Signal listeners are installed only
- * while at least one handler is registered, so default behaviour is kept otherwise.
+ * while at least one handler is registered or a command holds them (the CLI
+ * does for its whole run: a signal that lands between starting a child and
+ * registering its handler must not kill us with the default action).
  */
 type Handler = () => void | Promise<void>;
 
@@ -14,6 +16,7 @@ const signals = ['SIGINT', 'SIGTERM'] as const;
  * clean up, re-raises the signal and kills us before the handlers finish.
  */
 let exiting = false;
+let holds = 0;
 
 function onSignal(signal: NodeJS.Signals): void {
   if (exiting) return;
@@ -25,7 +28,7 @@ function onSignal(signal: NodeJS.Signals): void {
 function sync(): void {
   for (const s of signals) {
     const listening = process.listeners(s).includes(onSignal);
-    const want = handlers.size > 0 || exiting;
+    const want = handlers.size > 0 || exiting || holds > 0;
     if (want && !listening) process.on(s, onSignal);
     if (!want && listening) process.off(s, onSignal);
   }
@@ -36,6 +39,19 @@ export function onInterrupt(handler: Handler): () => void {
   sync();
   return () => {
     handlers.delete(handler);
+    sync();
+  };
+}
+
+/** Keeps the signal listeners installed until the returned release is called. */
+export function holdSignals(): () => void {
+  holds++;
+  sync();
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    holds--;
     sync();
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { onInterrupt, runInterruptHandlers } from '../../core/cleanup.js';
+import { holdSignals, onInterrupt, runInterruptHandlers } from '../../core/cleanup.js';
 
 describe('onInterrupt', () => {
   it('runs handlers newest first, once, and listens for signals only while registered', async () => {
@@ -15,6 +15,18 @@ describe('onInterrupt', () => {
     await runInterruptHandlers();
     await runInterruptHandlers();
     expect(calls).toEqual(['first']);
+    expect(process.listenerCount('SIGTERM')).toBe(before);
+  });
+
+  it('holdSignals keeps the listener installed with no handler registered, until released', () => {
+    const before = process.listenerCount('SIGTERM');
+    const release = holdSignals();
+    expect(process.listenerCount('SIGTERM')).toBe(before + 1);
+    const off = onInterrupt(() => undefined);
+    off();
+    expect(process.listenerCount('SIGTERM')).toBe(before + 1);
+    release();
+    release();
     expect(process.listenerCount('SIGTERM')).toBe(before);
   });
 });
