@@ -47,6 +47,9 @@ function kernelLink(variant: KernelArtifact['variant']): string {
   return variant === 'nvidia' ? 'vmlinuz-nvidia-gpu.container' : 'vmlinuz.container';
 }
 
+/** A boot test may run under TCG (no usable KVM): far slower than Kata's 45 s dial_timeout assumes. */
+export const DEFAULT_BOOT_TIMEOUT_SEC = 300;
+
 const ROOT_LINKS = { image: 'kata-containers.img', initrd: 'kata-containers-initrd.img' } as const;
 
 export async function resolveBuildPlan(opts: BuildOptions): Promise<BuildPlan> {
@@ -114,7 +117,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
               await writeFile(config, renderQemuConfig({ qemuPath: qemu, machineType, kernel: kernel.path, [r.role]: a.path, toolVersion: TOOL_VERSION }));
               return bootTest(ctx, kernel, { label: a.fileName, role: r.role, path: a.path, sha256: a.sha256, osRelease: a.osRelease }, config, {
                 ...(opts.accel ? { accel: opts.accel } : {}),
-                ...(opts.bootTimeout ? { timeoutSec: opts.bootTimeout } : {}),
+                timeoutSec: opts.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_SEC,
               });
             },
           });

@@ -85,7 +85,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       .option('kernel-source', { type: 'string', describe: 'Kernel tarball (path or URL)' })
       .option('kernel-sha256', { type: 'string', describe: 'Expected sha256 of the kernel tarball' })
       .option('accel', { type: 'string', describe: 'Boot test accelerator: auto, kvm or tcg (default auto: a real KVM probe)' })
-      .option('boot-timeout', { type: 'number', describe: 'Seconds a boot test may wait for the agent (default: dial_timeout, 45)' })
+      .option('boot-timeout', { type: 'number', describe: 'Seconds a boot test may wait for the agent (default 300: TCG is slow)' })
       .example('$0 build --prefix ./out', 'debian image + busybox initrd + kernel, boot-tested, installed under ./out')
       .example('$0 build debian --image -g nvidia --prefix /', 'debian image, default and GPU kernels') as never,
   handler: (argv) => {
