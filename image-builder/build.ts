@@ -3,7 +3,7 @@
  * straight into the image file, write the tables, verify, rename into place.
  */
 import { open, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { atomicOutput, checkOutputPath, tempPathFor } from '../core/atomic.js';
 import { onInterrupt } from '../core/cleanup.js';
@@ -213,8 +213,9 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
   const o = resolveImageOptions(options);
   await checkRootfsDir(o.rootfs, o.output);
   await checkOutputPath(o.output);
-  if (basename(o.output).includes('?')) {
-    throw new OsbuilderError('OUTPUT_INVALID', `output name ${basename(o.output)} contains "?", which e2fsprogs reads as an option separator`, 'choose a file name without "?"');
+  // e2fsck (like every e2fsprogs tool) cuts its device argument at the first "?" anywhere in the path.
+  if (o.fsType === 'ext4' && o.output.includes('?')) {
+    throw new OsbuilderError('OUTPUT_INVALID', `output path ${o.output} contains "?", which e2fsprogs reads as an option separator`, 'choose an output path (directory and file name) without "?"');
   }
   if (!o.skipAgentCheck) await step('check init and agent', () => checkRootfsContent(o.rootfs));
   const stats = await step('scan rootfs', async () => scanRootfs(o.rootfs));
@@ -264,7 +265,7 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
 
       const tables = planTables(size, { dax: o.dax, table: o.partitionTable, ids });
       await writeAll(tmp, tables.writes);
-      await step('sfdisk -J', () => verifyTables(tmp, tables, size.totalBytes));
+      await step('sfdisk -J', () => verifyTables(tmp, tables, size.totalBytes, ctx.scratch));
       ctx.checks.push(...tables.views.map((v) => `sfdisk reads the ${v.label} table at byte ${v.offset} as planned`));
       if (o.dax) {
         await verifyDax(tmp, size.totalBytes);

@@ -74,12 +74,17 @@ async function viewFile(image: string, offset: number, totalBytes: number, path:
   }
 }
 
-/** sfdisk reads every planned view (byte 0, and 2 MiB with DAX) as planned. */
-export async function verifyTables(image: string, plan: TablePlan, totalBytes: number): Promise<void> {
+/**
+ * sfdisk reads every planned view (byte 0, and 2 MiB with DAX) as planned.
+ * The path of each view file is pushed to `scratch` before the file is made,
+ * so that the caller's interrupt cleanup removes it too.
+ */
+export async function verifyTables(image: string, plan: TablePlan, totalBytes: number, scratch: string[] = []): Promise<void> {
   for (const view of plan.views) {
     let file = image;
     if (view.offset !== 0) {
       file = `${image}.view-${view.offset}`;
+      scratch.push(file);
       await viewFile(image, view.offset, totalBytes, file);
     }
     try {
