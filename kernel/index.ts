@@ -11,6 +11,7 @@ import { OsbuilderError } from '../core/errors.js';
 import { run, haveTool } from '../core/exec.js';
 import { sha256, sha256File } from '../core/hash.js';
 import { atomicOutput, checkOutputPath } from '../core/atomic.js';
+import { onInterrupt } from '../core/cleanup.js';
 import { step, info } from '../core/log.js';
 import { sourceDateEpoch } from '../core/time.js';
 import { ContainerEngine } from '../core/docker.js';
@@ -121,6 +122,7 @@ async function prepareTree(r: Resolved, opts: KernelOptions): Promise<KernelStat
   await mkdir(dirname(r.kernelDir), { recursive: true });
   const staging = `${r.kernelDir}.new-${process.pid}`;
   await rm(staging, { recursive: true, force: true });
+  const unregister = onInterrupt(() => rm(staging, { recursive: true, force: true }));
   let version = '';
   try {
     const ex = await step(`extract ${src.tarball}`, () => extractTarball(src.tarball, src.compression, staging));
@@ -137,6 +139,8 @@ async function prepareTree(r: Resolved, opts: KernelOptions): Promise<KernelStat
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw err;
+  } finally {
+    unregister();
   }
 }
 

@@ -15,6 +15,7 @@ import { OsbuilderError } from '../core/errors.js';
 import { sha256File } from '../core/hash.js';
 import { cacheRoot } from '../core/cache.js';
 import { atomicOutput } from '../core/atomic.js';
+import { onInterrupt } from '../core/cleanup.js';
 import { debug } from '../core/log.js';
 import { checksumFromSums, kernelOrgSumsUrl, kernelOrgUrl } from './version.js';
 
@@ -171,6 +172,14 @@ export async function extractTarball(tarball: string, compression: Compression, 
   const warnings: string[] = [];
   const corrupt = (detail: string) =>
     new OsbuilderError('INPUT_INVALID', `${tarball} is not a valid ${compression === 'xz' ? '.tar.xz' : '.tar.gz'} archive: ${detail}`, 'the download is truncated or damaged: fetch it again (nothing was extracted)');
+  // SIGINT/SIGTERM mid-extraction (a kernel tree takes minutes): stop unpacking, remove the partial tree.
+  let stop = () => {};
+  let interrupted = false;
+  const unregister = onInterrupt(async () => {
+    interrupted = true;
+    stop();
+    await rm(tmp, { recursive: true, force: true });
+  });
   try {
     const unpack = tar.x({
       cwd: tmp,
@@ -192,6 +201,7 @@ export async function extractTarball(tarball: string, compression: Compression, 
       },
       onwarn: (code, message) => warnings.push(`${code}: ${message}`),
     });
+    stop = () => unpack.abort(new Error('interrupted'));
     const done = new Promise<void>((resolve, reject) => {
       unpack.on('finish', () => resolve());
       unpack.on('error', (err: Error) => reject(err));
@@ -228,9 +238,12 @@ export async function extractTarball(tarball: string, compression: Compression, 
     return { topDir: top, entries };
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
+    if (interrupted) throw new OsbuilderError('INTERRUPTED', `extraction of ${tarball} was interrupted`, 'nothing was extracted: run the command again');
     if (err instanceof OsbuilderError) throw err;
     const e = err as { code?: string; message?: string };
     if (e.code?.startsWith('TAR_') || /zlib|incorrect header|unexpected end/i.test(e.message ?? '')) throw corrupt(e.message ?? String(err));
     throw err;
+  } finally {
+    unregister();
   }
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { checkTarEntry, extractTarball, obtainSource, planSource } from '../../kernel/source.js';
 import { sha256 } from '../../core/hash.js';
+import { runInterruptHandlers } from '../../core/cleanup.js';
 
 /** A raw ustar archive, written by hand so hostile entries can be expressed. */
 type Entry = { name: string; type?: '0' | '1' | '2' | '3' | '5' | '6'; body?: string; link?: string; mode?: number };
@@ -134,6 +135,24 @@ describe('extractTarball', () => {
     await writeFile(gzJunk, gzipSync(Buffer.from('plain text, gzip-compressed, no tar headers at all '.repeat(40))));
     await expect(extractTarball(gzJunk, 'gzip', join(dir, 't3'))).rejects.toMatchObject({ code: 'INPUT_INVALID' });
     expect((await readdir(dir)).sort()).toEqual(['cut.tar.xz', 'gzjunk.tar.gz', 'junk.tar.gz', 'ok.tar.xz']);
+  });
+});
+
+describe('extractTarball interrupted', () => {
+  it('SIGINT/SIGTERM cleanup stops the unpack and removes the partial tree', async () => {
+    const dir = await tmp();
+    // A FIFO as the tarball: the archive arrives only as fast as the test writes it.
+    const fifo = join(dir, 'slow.tar.gz');
+    execFileSync('mkfifo', [fifo]);
+    const big: Entry = { name: 'linux-6.1.1/big.bin', body: 'x'.repeat(1 << 20) };
+    const gz = gzipSync(tarball([...GOOD, big]), { level: 0 });
+    const outcome = extractTarball(fifo, 'gzip', join(dir, 'tree')).then(() => 'extracted', (err: unknown) => err);
+    const writer = await open(fifo, 'w'); // resolves once the extraction opened the read side
+    await writer.write(gz.subarray(0, gz.length >> 1));
+    await runInterruptHandlers();
+    expect(await outcome).toMatchObject({ code: 'INTERRUPTED' });
+    await writer.close();
+    expect(await readdir(dir)).toEqual(['slow.tar.gz']);
   });
 });
 
