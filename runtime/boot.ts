@@ -108,7 +108,7 @@ export async function boot(opts: BootOptions): Promise<BootResult> {
         'build the image with osbuilder image, or boot it as a virtio disk with --disable-image-nvdimm',
       );
     }
-    root = { kind: 'image', path: resolve(hv.image), sizeBytes: size, nvdimm: !hv.disableImageNvdimm, blockDriver: hv.blockDeviceDriver, rootfsType: hv.rootfsType };
+    root = { kind: 'image', path: resolve(hv.image), sizeBytes: size, nvdimm: !hv.disableImageNvdimm, rootfsType: hv.rootfsType };
   } else if (hv.initrd) {
     await requireFile(hv.initrd, 'initrd', '--initrd / hypervisor.qemu.initrd', 'build one (osbuilder initrd) or give its path with --initrd');
     root = { kind: 'initrd', path: resolve(hv.initrd) };

@@ -9,7 +9,13 @@ import { readFile } from 'node:fs/promises';
 import { parse, TomlError } from 'smol-toml';
 import { OsbuilderError } from '../core/errors.js';
 
-export type BlockDeviceDriver = 'virtio-blk' | 'virtio-scsi';
+/**
+ * Kata's block_device_driver values (katautils blockDeviceDriver). In Kata it
+ * drives container volumes only: the root image is always a virtio-blk disk
+ * when nvdimm is off (qemuArchBase.appendBlockImage), and so it is here.
+ */
+export const BLOCK_DEVICE_DRIVERS = ['virtio-scsi', 'virtio-blk', 'virtio-mmio', 'nvdimm', 'virtio-blk-ccw'] as const;
+export type BlockDeviceDriver = (typeof BLOCK_DEVICE_DRIVERS)[number];
 export type RootfsType = 'ext4' | 'xfs' | 'erofs';
 
 export interface HypervisorConfig {
@@ -60,7 +66,8 @@ export function defaultConfig(arch: GuestArch = 'x86_64'): RuntimeConfig {
       kernelParams: '',
       defaultVcpus: 1,
       defaultMemory: 2048,
-      blockDeviceDriver: 'virtio-blk',
+      // Kata's default; it does not change how the image is attached.
+      blockDeviceDriver: 'virtio-scsi',
       disableImageNvdimm: false,
       rootfsType: 'ext4',
       entropySource: '/dev/urandom',
@@ -89,7 +96,7 @@ const QEMU_KEYS: Record<string, KeySpec> = {
   kernel_params: { kind: 'string', set: (c, v: string) => (c.hypervisor.kernelParams = v) },
   default_vcpus: { kind: 'int', min: 1, max: 288, set: (c, v: number) => (c.hypervisor.defaultVcpus = v) },
   default_memory: { kind: 'int', min: 64, max: 1 << 20, set: (c, v: number) => (c.hypervisor.defaultMemory = v) },
-  block_device_driver: { kind: 'string', choices: ['virtio-blk', 'virtio-scsi'], set: (c, v: BlockDeviceDriver) => (c.hypervisor.blockDeviceDriver = v) },
+  block_device_driver: { kind: 'string', choices: BLOCK_DEVICE_DRIVERS, set: (c, v: BlockDeviceDriver) => (c.hypervisor.blockDeviceDriver = v) },
   disable_image_nvdimm: { kind: 'bool', set: (c, v: boolean) => (c.hypervisor.disableImageNvdimm = v) },
   rootfs_type: { kind: 'string', choices: ['ext4', 'xfs', 'erofs'], set: (c, v: RootfsType) => (c.hypervisor.rootfsType = v) },
   entropy_source: { kind: 'path', set: (c, v: string) => (c.hypervisor.entropySource = v) },

@@ -53,7 +53,7 @@ async function fileInfo(path: string | null): Promise<{ exists: boolean; size: n
 export function envReport(config: RuntimeConfig, host: HostReport, files: { kernel: boolean; image: { exists: boolean; size: number }; initrd: boolean }, distro: { name: string; version: string }, qemuVersion: string | null): EnvReport {
   const hv = config.hypervisor;
   const root: RootDevice = hv.image
-    ? { kind: 'image', path: hv.image, sizeBytes: files.image.size, nvdimm: !hv.disableImageNvdimm, blockDriver: hv.blockDeviceDriver, rootfsType: hv.rootfsType }
+    ? { kind: 'image', path: hv.image, sizeBytes: files.image.size, nvdimm: !hv.disableImageNvdimm, rootfsType: hv.rootfsType }
     : { kind: 'initrd', path: hv.initrd ?? '' };
   const params = kernelParams({ arch: host.arch, root, console: 'hvc', debug: hv.enableDebug, agentDebug: config.agent.enableDebug, extraKernelParams: hv.kernelParams });
   return {

@@ -1,18 +1,20 @@
 /**
  * The QEMU command line, planned as plain data the way Kata's virtcontainers
  * builds it (qemu.go, qemu_amd64.go, qemu_arm64.go): machine with nvdimm, the
- * image as a read-only memory-backend-file behind -device nvdimm (or a
- * virtio-blk/scsi disk), an initrd via -initrd, Kata's kernel parameters, the
- * agent channel (virtio-serial port agent.channel.0 on a host unix socket, or
- * vhost-vsock), QMP, virtio-rng and a console.
+ * image as a read-only memory-backend-file behind -device nvdimm (or, with
+ * disable_image_nvdimm, a read-only virtio-blk disk whatever
+ * block_device_driver says, as Kata's appendBlockImage), an initrd via
+ * -initrd, Kata's kernel parameters, the agent channel (virtio-serial port
+ * agent.channel.0 on a host unix socket, or vhost-vsock), QMP, virtio-rng and
+ * a console.
  */
 import { OsbuilderError } from '../core/errors.js';
-import type { BlockDeviceDriver, GuestArch, RootfsType } from './config.js';
+import type { GuestArch, RootfsType } from './config.js';
 
 export type Accel = 'kvm' | 'tcg';
 
 export type RootDevice =
-  | { kind: 'image'; path: string; sizeBytes: number; nvdimm: boolean; blockDriver: BlockDeviceDriver; rootfsType: RootfsType }
+  | { kind: 'image'; path: string; sizeBytes: number; nvdimm: boolean; rootfsType: RootfsType }
   | { kind: 'initrd'; path: string };
 
 export type AgentChannel = { kind: 'serial'; socket: string } | { kind: 'vsock'; cid: number };
@@ -72,10 +74,10 @@ export const KATA_ARM64_PARAMS = ['iommu.passthrough=0'];
 /** systemd guests boot Kata's target and skip networkd (rootfs.sh / kata-containers.target). */
 export const KATA_SYSTEMD_PARAMS = ['systemd.unit=kata-containers.target', 'systemd.mask=systemd-networkd.service', 'systemd.mask=systemd-networkd.socket'];
 
-/** root= and friends for an image (Kata's kernelRootParams). */
+/** root= and friends for an image (Kata's kernelRootParams: pmem0p1, else the virtio-blk vda1). */
 export function rootParams(root: RootDevice): string[] {
   if (root.kind === 'initrd') return [];
-  const device = root.nvdimm ? '/dev/pmem0p1' : root.blockDriver === 'virtio-scsi' ? '/dev/sda1' : '/dev/vda1';
+  const device = root.nvdimm ? '/dev/pmem0p1' : '/dev/vda1';
   const flags: Record<RootfsType, string> = {
     ext4: root.nvdimm ? 'dax,data=ordered,errors=remount-ro' : 'data=ordered,errors=remount-ro',
     xfs: root.nvdimm ? 'dax' : '',
@@ -153,10 +155,6 @@ export function planQemu(input: QemuPlanInput): QemuPlan {
     if (input.root.nvdimm) {
       a.push('-object', `memory-backend-file,id=mem0,mem-path=${img},size=${input.root.sizeBytes},readonly=on`);
       a.push('-device', 'nvdimm,id=nv0,memdev=mem0,unarmed=on');
-    } else if (input.root.blockDriver === 'virtio-scsi') {
-      a.push('-device', 'virtio-scsi-pci,id=scsi0,disable-modern=false');
-      a.push('-drive', `id=image,file=${img},format=raw,if=none,readonly=on,aio=threads`);
-      a.push('-device', 'scsi-hd,bus=scsi0.0,drive=image,scsi-id=0,lun=0');
     } else {
       a.push('-drive', `id=image,file=${img},format=raw,if=none,readonly=on,aio=threads`);
       a.push('-device', 'virtio-blk-pci,disable-modern=false,drive=image,id=image0');

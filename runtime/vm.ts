@@ -12,7 +12,7 @@ import { onInterrupt } from '../core/cleanup.js';
 import { debug } from '../core/log.js';
 import { formatCommand } from '../core/exec.js';
 import { AgentClient, SERVING_STATUS } from './agent-client.js';
-import { TtrpcClient } from './ttrpc.js';
+import { RpcError, TtrpcClient } from './ttrpc.js';
 import type { AgentChannel, QemuPlan } from './qemu.js';
 
 export interface VmOptions {
@@ -238,16 +238,26 @@ export class Vm {
     }
   }
 
-  /** Asks the agent to power off and waits (bounded) for QEMU to exit; kills it otherwise. */
+  /**
+   * Asks the agent to power off and waits (bounded) for QEMU to exit; kills it
+   * otherwise, at once when the agent refuses (the real kata-agent has no
+   * osbuilder.Guest/Shutdown: waiting for a power-off would only add the grace).
+   */
   async shutdown(graceMs = 10_000): Promise<'clean' | 'killed'> {
     if (this.exit) return 'clean';
     if (this.agent) {
+      let refused = false;
       try {
         await Promise.race([this.agent.shutdown(Math.min(graceMs, 5000)), this.exited]);
       } catch (err) {
+        refused = err instanceof RpcError;
         debug(`Shutdown: ${(err as Error).message}`);
       }
       this.agent.close();
+      if (refused) {
+        await this.kill();
+        return 'killed';
+      }
       let timer: NodeJS.Timeout | undefined;
       const exited = await Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
       clearTimeout(timer);

@@ -1,6 +1,7 @@
 /** The QEMU command line, planned as data: image (nvdimm / virtio), initrd, q35/pc, arm64 virt, channels. */
 import { describe, expect, it } from 'vitest';
 import { kernelParams, planQemu, qemuEscape, rootParams, type QemuPlanInput } from '../../runtime/qemu.js';
+import { parseConfig } from '../../runtime/config.js';
 
 const base: QemuPlanInput = {
   arch: 'x86_64',
@@ -8,7 +9,7 @@ const base: QemuPlanInput = {
   machineType: 'q35',
   accel: 'tcg',
   kernel: '/k/vmlinux',
-  root: { kind: 'image', path: '/i/kata.img', sizeBytes: 128 * 1024 * 1024, nvdimm: true, blockDriver: 'virtio-blk', rootfsType: 'ext4' },
+  root: { kind: 'image', path: '/i/kata.img', sizeBytes: 128 * 1024 * 1024, nvdimm: true, rootfsType: 'ext4' },
   vcpus: 2,
   memoryMiB: 512,
   channel: { kind: 'serial', socket: '/run/vm/agent.sock' },
@@ -89,15 +90,18 @@ describe('QEMU argv variants', () => {
     expect(plan.kernelParams.slice(0, 4)).toEqual(['root=/dev/vda1', 'rootflags=data=ordered,errors=remount-ro', 'ro', 'rootfstype=ext4']);
   });
 
-  it('virtio-scsi block driver: scsi-hd and root=/dev/sda1', () => {
-    const plan = planQemu({ ...base, root: { kind: 'image', path: '/i/kata.img', sizeBytes: 1 << 27, nvdimm: false, blockDriver: 'virtio-scsi', rootfsType: 'ext4' } });
-    expect(values(plan.args, '-device')).toEqual(expect.arrayContaining(['virtio-scsi-pci,id=scsi0,disable-modern=false', 'scsi-hd,bus=scsi0.0,drive=image,scsi-id=0,lun=0']));
-    expect(plan.kernelParams[0]).toBe('root=/dev/sda1');
+  it("block_device_driver (Kata's default virtio-scsi) does not change the image: still virtio-blk, root=/dev/vda1", () => {
+    const config = parseConfig('[hypervisor.qemu]\nblock_device_driver = "virtio-scsi"\ndisable_image_nvdimm = true\n', 'c.toml');
+    expect(config.hypervisor.blockDeviceDriver).toBe('virtio-scsi');
+    const plan = planQemu({ ...base, root: { kind: 'image', path: '/i/kata.img', sizeBytes: 1 << 27, nvdimm: !config.hypervisor.disableImageNvdimm, rootfsType: 'ext4' } });
+    expect(values(plan.args, '-device')).toContain('virtio-blk-pci,disable-modern=false,drive=image,id=image0');
+    expect(plan.args.join(' ')).not.toMatch(/scsi/);
+    expect(plan.kernelParams[0]).toBe('root=/dev/vda1');
   });
 
   it('xfs and erofs roots', () => {
-    expect(rootParams({ kind: 'image', path: 'x', sizeBytes: 1, nvdimm: true, blockDriver: 'virtio-blk', rootfsType: 'xfs' })).toEqual(['root=/dev/pmem0p1', 'rootflags=dax', 'ro', 'rootfstype=xfs']);
-    expect(rootParams({ kind: 'image', path: 'x', sizeBytes: 1, nvdimm: false, blockDriver: 'virtio-blk', rootfsType: 'erofs' })).toEqual(['root=/dev/vda1', 'ro', 'rootfstype=erofs']);
+    expect(rootParams({ kind: 'image', path: 'x', sizeBytes: 1, nvdimm: true, rootfsType: 'xfs' })).toEqual(['root=/dev/pmem0p1', 'rootflags=dax', 'ro', 'rootfstype=xfs']);
+    expect(rootParams({ kind: 'image', path: 'x', sizeBytes: 1, nvdimm: false, rootfsType: 'erofs' })).toEqual(['root=/dev/vda1', 'ro', 'rootfstype=erofs']);
   });
 
   it('vsock channel: vhost-vsock-pci with the guest CID, no virtserialport', () => {
@@ -138,7 +142,7 @@ describe('QEMU argv variants', () => {
     expect(p).toContain('agent.log=debug');
     expect(p.slice(-2)).toEqual(['foo=1', 'bar']);
     expect(qemuEscape('/a,b/c')).toBe('/a,,b/c');
-    const plan = planQemu({ ...base, root: { kind: 'image', path: '/i/a,b.img', sizeBytes: 1 << 27, nvdimm: true, blockDriver: 'virtio-blk', rootfsType: 'ext4' } });
+    const plan = planQemu({ ...base, root: { kind: 'image', path: '/i/a,b.img', sizeBytes: 1 << 27, nvdimm: true, rootfsType: 'ext4' } });
     expect(values(plan.args, '-object')[0]).toContain('mem-path=/i/a,,b.img,');
   });
 });

@@ -1,9 +1,12 @@
-/** Host checks: cpuinfo and module parsing, the probe guest image and how its result is read. */
+/** Host checks: cpuinfo and module parsing, the probe guest image and how its result is read; the env report. */
 import { describe, expect, it } from 'vitest';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeProbe, moduleState, parseCpuinfo, probeArgv } from '../../runtime/host.js';
+import { parse as parseToml } from 'smol-toml';
+import { describeProbe, moduleState, parseCpuinfo, probeArgv, type HostReport } from '../../runtime/host.js';
+import { parseConfig } from '../../runtime/config.js';
+import { envReport, envToml } from '../../runtime/env.js';
 import { PROBE_EXIT_STATUS, probeGuestImage } from '../../runtime/probe-guest.js';
 
 describe('parseCpuinfo', () => {
@@ -60,5 +63,43 @@ describe('probe guest', () => {
     expect(failed).toEqual({ ok: false, detail: 'QEMU exited with 1: qemu: failed to initialize kvm: Permission denied' });
     // All markers but a wrong exit status is not a pass.
     expect(describeProbe('kvm', 'SLMC', { exitCode: 0, timedOut: false, timeoutMs: 8000, stderr: '' }).ok).toBe(false);
+  });
+});
+
+describe('env report (kata-env sections)', () => {
+  const host: HostReport = {
+    arch: 'x86_64',
+    kernel: '6.1.0-test',
+    cpu: { vendor: 'GenuineIntel', model: 'X', virtualization: null },
+    kvm: { device: true, accessible: true, modules: { kvm: true }, usable: false, probe: null },
+    vhostVsock: { device: false, accessible: false },
+    qemu: { path: '/usr/bin/qemu-system-x86_64', version: '7.2.0' },
+    tcg: { available: true, probe: null },
+    accel: { auto: 'tcg', reason: 'KVM is present but not usable: the guest did not start' },
+  };
+  const files = { kernel: true, image: { exists: true, size: 128 << 20 }, initrd: false };
+
+  it('has the sections in order, the image root parameters and the channel the boot would use; TOML round-trips', () => {
+    const config = parseConfig('[hypervisor.qemu]\nkernel = "/k"\nimage = "/i.img"\nkernel_params = "foo=1"\n[agent.kata]\ndial_timeout = 9\n', 'c.toml');
+    const r = envReport(config, host, files, { name: 'Debian GNU/Linux', version: '12' }, '7.2.0');
+    expect(Object.keys(r)).toEqual(['Meta', 'Kernel', 'Image', 'Initrd', 'Hypervisor', 'Agent', 'Host']);
+    expect(r.Meta.ConfigFile).toBe('c.toml');
+    expect(r.Kernel.Parameters).toMatch(/^root=\/dev\/pmem0p1 rootflags=dax,data=ordered,errors=remount-ro ro rootfstype=ext4 .* foo=1$/);
+    expect(r.Image).toEqual({ Path: '/i.img', Exists: true, Size: 128 << 20, Nvdimm: true, RootParameters: 'root=/dev/pmem0p1 rootflags=dax,data=ordered,errors=remount-ro ro rootfstype=ext4' });
+    expect(r.Initrd).toEqual({ Path: '', Exists: false });
+    expect(r.Hypervisor).toMatchObject({ Path: '/usr/bin/qemu-system-x86_64', Version: '7.2.0', Accelerator: 'tcg', MachineType: 'q35' });
+    expect(r.Agent).toEqual({ Debug: false, DialTimeout: 9, Channel: 'serial', VsockPort: 1024, SerialPort: 'agent.channel.0' });
+    expect(r.Host).toMatchObject({ VMContainerCapable: false, SupportVSocks: false, Distro: { Name: 'Debian GNU/Linux', Version: '12' }, KVM: { Device: true, Usable: false } });
+    const back = parseToml(envToml(r)) as Record<string, Record<string, unknown>>;
+    expect(back.Image!.RootParameters).toBe(r.Image.RootParameters);
+    expect(back.Agent!.DialTimeout).toBe(9);
+  });
+
+  it('an initrd has no root parameters; virtio-blk without nvdimm', () => {
+    const initrd = envReport(parseConfig('[hypervisor.qemu]\ninitrd = "/x.initrd"\n', null), host, { ...files, initrd: true }, { name: '', version: '' }, null);
+    expect(initrd.Image).toMatchObject({ Path: '', Nvdimm: false, RootParameters: '' });
+    expect(initrd.Kernel.Parameters).not.toMatch(/root=/);
+    const blk = envReport(parseConfig('[hypervisor.qemu]\nimage = "/i.img"\ndisable_image_nvdimm = true\n', null), host, files, { name: '', version: '' }, null);
+    expect(blk.Image.RootParameters).toBe('root=/dev/vda1 rootflags=data=ordered,errors=remount-ro ro rootfstype=ext4');
   });
 });

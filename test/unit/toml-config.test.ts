@@ -76,6 +76,13 @@ describe('configuration.toml', () => {
     expect(c.hypervisor.machineType).toBe('q35');
     expect(defaultConfig('aarch64').hypervisor.machineType).toBe('virt');
     expect(defaultConfig('aarch64').hypervisor.path).toBe('qemu-system-aarch64');
+    expect(c.hypervisor.blockDeviceDriver).toBe('virtio-scsi');
+  });
+
+  it("accepts every block_device_driver Kata accepts (it drives Kata's volumes, not the image)", () => {
+    for (const d of ['virtio-scsi', 'virtio-blk', 'virtio-mmio', 'nvdimm', 'virtio-blk-ccw']) {
+      expect(parseConfig(`[hypervisor.qemu]\nblock_device_driver = "${d}"\n`, 'c.toml').hypervisor.blockDeviceDriver).toBe(d);
+    }
   });
 
   it('an initrd in the file replaces the default image', () => {
@@ -109,7 +116,7 @@ describe('configuration.toml', () => {
     ['default_memory = 1.5', 'hypervisor.qemu.default_memory: expected a whole number, got 1.5'],
     ['enable_debug = "yes"', 'hypervisor.qemu.enable_debug: expected true or false, got "yes"'],
     ['machine_type = "microvm"', 'hypervisor.qemu.machine_type: must be one of q35, pc, virt, got "microvm"'],
-    ['block_device_driver = "ide"', 'hypervisor.qemu.block_device_driver: must be one of virtio-blk, virtio-scsi, got "ide"'],
+    ['block_device_driver = "ide"', 'hypervisor.qemu.block_device_driver: must be one of virtio-scsi, virtio-blk, virtio-mmio, nvdimm, virtio-blk-ccw, got "ide"'],
     ['kernel = 3', 'hypervisor.qemu.kernel: expected a string, got 3'],
     ['kernel = ""', 'hypervisor.qemu.kernel: must not be empty'],
     ['path = ["a"]', 'hypervisor.qemu.path: expected a string, got an array'],
