@@ -10,6 +10,7 @@ import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { atomicDirectory, tempPathFor } from '../core/atomic.js';
+import { onInterrupt } from '../core/cleanup.js';
 import { ContainerEngine, type EngineKind } from '../core/docker.js';
 import { OsbuilderError } from '../core/errors.js';
 import { haveTool, run } from '../core/exec.js';
@@ -206,6 +207,8 @@ async function ensureBuilderImage(engine: ContainerEngine, plan: RootfsPlan, bas
     return tag;
   }
   const ctx = await mkdtemp(join(tmpdir(), 'osbuilder-builder-'));
+  // An interrupt during `docker build` must not leave the build context behind either.
+  const unregister = onInterrupt(() => rm(ctx, { recursive: true, force: true }));
   try {
     await writeFile(join(ctx, 'Dockerfile'), plan.builder!.dockerfile);
     await step(`build builder image ${tag}`, () =>
@@ -222,6 +225,7 @@ async function ensureBuilderImage(engine: ContainerEngine, plan: RootfsPlan, bas
       ),
     );
   } finally {
+    unregister();
     await rm(ctx, { recursive: true, force: true });
   }
   return tag;

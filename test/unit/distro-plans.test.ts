@@ -63,6 +63,19 @@ describe('distro definitions: rendered Dockerfiles and plans (snapshots, reviewe
     expect(p.bootstrap[0]!.argv).toContain('/out/.rootfs.tmp-1');
   });
 
+  it('kernel modules: copied to /lib/modules/<release>, depmod run for that release against the rootfs', () => {
+    const p = plan('debian', 'agent-init', { kernelModules: '/mods/lib/modules/6.1.62-kata' });
+    expect(p.kernelModules).toEqual({
+      from: '/mods/lib/modules/6.1.62-kata',
+      kver: '6.1.62-kata',
+      dest: '/lib/modules/6.1.62-kata',
+      depmod: { title: 'depmod 6.1.62-kata', argv: ['depmod', '-b', '/rootfs', '6.1.62-kata'] },
+    });
+    const r = resolveRootfsOptions({ distro: 'busybox', output: '/out/rootfs', engine: 'native', kernelModules: '/mods/6.6.1' }, 'x86_64');
+    expect(planRootfs(r, { toolVersion: 't', nativeRoot: '/out/.rootfs.tmp-1' }).kernelModules!.depmod.argv).toEqual(['depmod', '-b', '/out/.rootfs.tmp-1', '6.6.1']);
+    expect(plan('debian', 'systemd').kernelModules).toBeUndefined();
+  });
+
   it('cross builds carry the OCI platform', () => {
     const p = plan('debian', 'systemd', { arch: 'aarch64' });
     expect(p.builder!.platform).toBe('linux/arm64');

@@ -3,13 +3,14 @@ import { copyFile, chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { withSafeRoot } from '../../core/fs-safe.js';
-import { planRootfs, resolveRootfsOptions, verifyRootfs, locateKernelModules, checkRootfsOutput } from '../../rootfs-builder/index.js';
+import { planRootfs, resolveRootfsOptions, verifyRootfs, locateKernelModules, checkRootfsOutput, AGENT_PATH, METADATA_PATH, PACKAGES_PATH } from '../../rootfs-builder/index.js';
 import { applyFileOps } from '../../rootfs-builder/apply.js';
 import { chronyConf, chronyService } from '../../rootfs-builder/transforms.js';
 import { parseApkInstalled, parseDpkgStatus, parseNameVersionLines, clearBundles } from '../../rootfs-builder/packages.js';
 import { renderMetadata } from '../../rootfs-builder/metadata.js';
 import { packageNotFound } from '../../rootfs-builder/build.js';
 import { getDistro } from '../../distros/index.js';
+import { busyboxLayout } from '../../distros/busybox/definition.js';
 import { OsbuilderError } from '../../core/errors.js';
 
 let root: string;
@@ -90,6 +91,46 @@ describe('plan file operations on a systemd rootfs', () => {
     );
   });
 
+  it('trims every unit and generator the issue names (Kata\'s lists, exact names), enablement links included', async () => {
+    await fakeSystemdRootfs();
+    const units = 'usr/lib/systemd/system';
+    // udev and friends, journald, coredump, random-seed, timesyncd, tmpfiles-setup, update-utmp.
+    const doomed = [
+      'systemd-udevd.service',
+      'systemd-udevd-control.socket',
+      'systemd-udevd-kernel.socket',
+      'systemd-udev-trigger.service',
+      'systemd-journald.service',
+      'systemd-journald.socket',
+      'systemd-journald-dev-log.socket',
+      'systemd-journal-flush.service',
+      'systemd-coredump@.service',
+      'systemd-random-seed.service',
+      'systemd-timesyncd.service',
+      'systemd-tmpfiles-setup.service',
+      'systemd-update-utmp.service',
+    ];
+    for (const u of doomed) await put(`${units}/${u}`, '[Unit]\n');
+    // Same prefix, other unit: Kata matches exact names, so these stay.
+    await put(`${units}/systemd-tmpfiles-setup-dev.service`, '[Unit]\n');
+    await put(`${units}/systemd-journald@.service`, '[Unit]\n');
+    for (const g of ['systemd-getty-generator', 'systemd-gpt-auto-generator']) await put(`usr/lib/systemd/system-generators/${g}`, '', 0o755);
+    await mkdir(join(root, 'etc/systemd/system/sockets.target.wants'), { recursive: true });
+    await symlink('/lib/systemd/system/systemd-udevd-control.socket', join(root, 'etc/systemd/system/sockets.target.wants/systemd-udevd-control.socket'));
+    await withSafeRoot(root, (fs) => applyFileOps(fs, debianPlan(false).fileOps));
+    expect((await readdir(join(root, units))).sort()).toEqual([
+      'chrony.service',
+      'dbus.socket',
+      'kata-agent.service',
+      'kata-containers.target',
+      'systemd-journald@.service',
+      'systemd-logind.service',
+      'systemd-tmpfiles-setup-dev.service',
+    ]);
+    expect(await readdir(join(root, 'usr/lib/systemd/system-generators'))).toEqual(['systemd-sysv-generator']);
+    expect(await readdir(join(root, 'etc/systemd/system/sockets.target.wants'))).toEqual([]);
+  });
+
   it('writes the fallback tmp.mount when the distro has none', async () => {
     await fakeSystemdRootfs();
     await rm(join(root, 'usr/share/systemd/tmp.mount'));
@@ -111,6 +152,77 @@ describe('plan file operations on a systemd rootfs', () => {
     expect(await readdir(join(root, 'usr/lib').replace('/usr/lib', '/usr'))).not.toContain('lib');
   });
 });
+
+describe('a hostile rootfs: the builder\'s own writes never leave it', () => {
+  it('/usr -> /, /etc and /var -> host directories, /init -> a host file: units, trim, agent, modules, metadata and checks stay inside', async () => {
+    const host = await mkdtemp(join(tmpdir(), 'osb-hostile-host-'));
+    const hostEtc = join(host, 'etc');
+    const hostVar = join(host, 'var');
+    const hostFile = join(host, 'secret');
+    const kver = '0.0.0-osbuilder-hostile-test';
+    try {
+      await mkdir(hostEtc);
+      await mkdir(join(hostVar, 'tmp'), { recursive: true });
+      await mkdir(join(hostVar, 'log'));
+      await writeFile(join(hostEtc, 'machine-id'), 'host-id\n');
+      await writeFile(join(hostVar, 'tmp/keep'), 'k');
+      await writeFile(join(hostVar, 'log/keep.log'), 'k');
+      await writeFile(hostFile, 'host data\n');
+      const mods = join(host, 'mods', kver);
+      await mkdir(join(mods, 'kernel'), { recursive: true });
+      await writeFile(join(mods, 'kernel/a.ko'), 'ko');
+      const hostPaths = ['/usr/bin/kata-agent', '/usr/lib/systemd/system/kata-agent.service', '/usr/lib/systemd/system/kata-containers.target', `/lib/modules/${kver}`, '/var/lib/osbuilder'];
+      const before = await Promise.all(hostPaths.map((p) => lstat(p).then((st) => `${st.ino}:${st.mtimeMs}`, () => 'absent')));
+      const hostTree = async () => (await listHost(host)).join('\n');
+      const hostBefore = await hostTree();
+
+      await symlink('/', join(root, 'usr'));
+      await symlink(hostEtc, join(root, 'etc'));
+      await symlink(hostVar, join(root, 'var'));
+      await symlink(hostFile, join(root, 'init'));
+
+      await withSafeRoot(root, async (fs) => {
+        await applyFileOps(fs, debianPlan(false).fileOps);
+        await applyFileOps(fs, debianPlan(true).fileOps);
+        await applyFileOps(fs, busyboxLayout('bin/sh\nusr/bin/env\n'));
+        await fs.copyIn('/bin/busybox', AGENT_PATH, { mode: 0o755 });
+        await fs.copyTreeIn(mods, `/lib/modules/${kver}`);
+        await fs.writeFile(PACKAGES_PATH, 'busybox-static=1:1.35.0-4+b3\n');
+        await fs.writeFile(METADATA_PATH, '---\n');
+        await fs.setAllTimes(1_700_000_000);
+        const report = await verifyRootfs(fs, { arch: 'x86_64', initMode: 'agent-init', asRoot: false });
+        expect(report.init.resolvesTo).toBe('/bin/kata-agent');
+      });
+
+      // The host: every file and directory as it was, with its mtime.
+      expect(await hostTree()).toBe(hostBefore);
+      expect(await Promise.all(hostPaths.map((p) => lstat(p).then((st) => `${st.ino}:${st.mtimeMs}`, () => 'absent')))).toEqual(before);
+      // Where the writes landed: the links were resolved inside the root.
+      expect((await readFile(join(root, 'bin/kata-agent'))).equals(await readFile('/bin/busybox'))).toBe(true);
+      expect(await readFile(join(root, 'lib/systemd/system/kata-agent.service'), 'utf8')).toMatch(/^ExecStart=\/usr\/bin\/kata-agent$/m);
+      expect(await readFile(join(root, hostEtc, 'machine-id'), 'utf8')).toBe('');
+      expect(await readlink(join(root, hostEtc, 'systemd/system/basic.target.wants/kata-containers.target'))).toBe('/usr/lib/systemd/system/kata-containers.target');
+      expect(await readFile(join(root, hostVar, 'lib/osbuilder/osbuilder.yaml'), 'utf8')).toBe('---\n');
+      expect(await readlink(join(root, hostVar, 'tmp'))).toBe('../tmp');
+      expect(await readFile(join(root, 'lib/modules', kver, 'kernel/a.ko'), 'utf8')).toBe('ko');
+      expect(await readlink(join(root, 'init'))).toBe(AGENT_PATH);
+    } finally {
+      await rm(host, { recursive: true, force: true });
+    }
+  });
+});
+
+/** path, type, mode, size, mtime of every entry under a host directory (links not followed). */
+async function listHost(dir: string, rel = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of (await readdir(join(dir, rel))).sort()) {
+    const p = `${rel}/${name}`;
+    const st = await lstat(join(dir, p));
+    out.push(`${p} ${st.mode.toString(8)} ${st.size} ${st.mtimeMs}`);
+    if (st.isDirectory()) out.push(...(await listHost(dir, p)));
+  }
+  return out;
+}
 
 describe('final checks refuse broken rootfs', () => {
   async function check(initMode: 'systemd' | 'agent-init', opts: { buildingUid?: number } = {}) {
