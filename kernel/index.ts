@@ -36,7 +36,8 @@ export { ARCHES, parseArch } from './arch.js';
 export { installNames } from './install.js';
 export { planBuild } from './build.js';
 export { planBuilderImage } from './builder-image.js';
-export { planSource } from './source.js';
+export { planSource, obtainSource } from './source.js';
+export { parseKernelVersion } from './version.js';
 export { readConfigVersion, fragmentsHash, FRAGMENTS_DIR } from './fragments.js';
 
 export interface KernelOptions {
@@ -228,6 +229,8 @@ export async function setupKernel(opts: KernelOptions): Promise<SetupResult> {
 export interface ConfigResult extends SetupResult {
   /** Where the assembled config was written (--output), if asked. */
   output?: string;
+  /** The assembled config itself, with --output - (print instead of writing a file). */
+  text?: string;
   /** Every option the fragments ask for, after merging (last fragment wins). */
   requested: Array<{ symbol: string; value: string; from: string }>;
   report: VerifyReport;
@@ -241,12 +244,13 @@ export interface ConfigResult extends SetupResult {
 export async function configKernel(opts: KernelOptions & { output?: string; throwOnFailure?: boolean }): Promise<ConfigResult> {
   const r = resolveOptions(opts);
   preflight(r);
-  if (opts.output) await checkOutputPath(resolve(opts.output));
+  const toStdout = opts.output === '-';
+  if (opts.output && !toStdout) await checkOutputPath(resolve(opts.output));
   const src = await prepareTree(r, opts);
   const asm = await assembleIn(r, src.version);
   if (opts.throwOnFailure ?? true) assertVerified(asm.report, context(r, src.version));
   let output: string | undefined;
-  if (opts.output && asm.report.ok) {
+  if (opts.output && !toStdout && asm.report.ok) {
     output = resolve(opts.output);
     await atomicOutput(output, (tmp) => writeFile(tmp, asm.config));
   }
@@ -262,6 +266,7 @@ export async function configKernel(opts: KernelOptions & { output?: string; thro
     fragmentsHash: fragmentsHash(),
     verify: summary(asm.report),
     output,
+    ...(toStdout && asm.report.ok ? { text: asm.config } : {}),
     requested: asm.merged.requested.map((q) => ({ symbol: q.symbol, value: q.value, from: `${q.file}:${q.line}` })),
     report: asm.report,
   };

@@ -11,9 +11,8 @@ import { sha256File } from '../core/hash.js';
 import { step } from '../core/log.js';
 import { sourceDateEpoch } from '../core/time.js';
 import { TOOL_VERSION } from '../core/version.js';
-import { checkAgentFile, defaultAgent } from '../rootfs-builder/agent-source.js';
-import { hostArch } from '../rootfs-builder/options.js';
-import { findQemu, qemuBinaryFor } from '../runtime/host.js';
+import { checkAgentFile, defaultAgent, hostArch } from '../rootfs-builder/index.js';
+import { findQemu, qemuBinaryFor } from '../runtime/index.js';
 import { runDag, type Job } from './dag.js';
 import { DEFAULTS, SHARE, carriedEntries, installedTarget, renderQemuConfig, renderSha256Sums, writeInstall, type InstallEntry } from './install.js';
 import { buildManifest } from './manifest.js';
@@ -33,6 +32,7 @@ export interface SummaryRow {
 export interface BuildResult {
   prefix: string;
   shareDir: string;
+  manifest: string;
   install: SwitchOutcome;
   rows: SummaryRow[];
   bootTests: BootTest[];
@@ -64,7 +64,6 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const sde = sourceDateEpoch();
   const cache = new BuildCache();
   await mkdir(join(cache.root, 'work'), { recursive: true });
-  await mkdir(plan.prefix, { recursive: true });
   const workDir = await mkdtemp(join(cache.root, 'work', 'build-'));
   const unregister = onInterrupt(() => rm(workDir, { recursive: true, force: true }));
   const notes: string[] = [];
@@ -133,7 +132,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const entries = installEntries(plan, rootfs, kernels, qemu, machineType);
     const carried = plan.rootfs.length === 2 && plan.kernels.length > 0 ? [] : await carriedEntries(plan.prefix, entries);
     if (carried.length) notes.push(`kept from the existing install: ${carried.map((c) => c.path.split('/').pop()).join(', ')}`);
-    const manifest = buildManifest({ toolVersion: TOOL_VERSION, arch: plan.arch, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), agent: { source: agent.source, sha256: agent.sha256 }, rootfs, kernels, bootTests });
+    const manifest = buildManifest({ toolVersion: TOOL_VERSION, arch: plan.arch, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), agent: { source: agent.source, sha256: agent.sha256 }, rootfs, kernels, bootTests, kept: carried.map((c) => c.path) });
     const all: InstallEntry[] = [...entries, ...carried, { kind: 'text', path: `${SHARE}/manifest.json`, content: JSON.stringify(manifest, null, 2) + '\n' }];
     all.push({ kind: 'text', path: `${SHARE}/SHA256SUMS`, content: renderSha256Sums(all) });
     const install = await step(`install into ${plan.shareDir}`, () => writeInstall(plan.prefix, all, plan.force));
@@ -151,7 +150,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       }),
     ];
     if (bootTests.length && bootTests.every((b) => b.cached)) notes.push('boot tests skipped: these exact artifacts already passed them');
-    return { prefix: plan.prefix, shareDir: plan.shareDir, install, rows, bootTests, notes, totalMs: Math.round(performance.now() - t0) };
+    return { prefix: plan.prefix, shareDir: plan.shareDir, manifest: join(plan.shareDir, 'manifest.json'), install, rows, bootTests, notes, totalMs: Math.round(performance.now() - t0) };
   } finally {
     await rm(workDir, { recursive: true, force: true });
     unregister();

@@ -36,6 +36,8 @@ export interface Manifest {
     cacheKey: string;
   }>;
   bootTests: Array<Omit<BootTest, 'cached'>>;
+  /** Files of an earlier install that this (partial) build kept, relative to the prefix. */
+  kept: string[];
 }
 
 export function buildManifest(m: {
@@ -46,6 +48,7 @@ export function buildManifest(m: {
   rootfs: RootfsArtifact[];
   kernels: KernelArtifact[];
   bootTests: BootTest[];
+  kept: string[];
 }): Manifest {
   return {
     tool: { name: 'kata-osbuilder', version: m.toolVersion },
@@ -77,5 +80,6 @@ export function buildManifest(m: {
       cacheKey: k.key,
     })),
     bootTests: m.bootTests.map(({ cached: _cached, ...t }) => t),
+    kept: [...m.kept].sort(),
   };
 }

@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { ARCH_ALIASES, ARCHES, getDistro, resolveVersion, type Arch, type DistroDefinition } from '../distros/index.js';
-import { parseKernelVersion } from '../kernel/version.js';
+import { parseKernelVersion } from '../kernel/index.js';
 
 export interface BuildOptions {
   /** Distro of the image (and of the initrd when given); default debian image + busybox initrd. */

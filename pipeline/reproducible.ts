@@ -12,7 +12,7 @@ import { onInterrupt } from '../core/cleanup.js';
 import { OsbuilderError } from '../core/errors.js';
 import { sha256File } from '../core/hash.js';
 import { step } from '../core/log.js';
-import { checkAgentFile, defaultAgent } from '../rootfs-builder/agent-source.js';
+import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
 import { resolveBuildPlan } from './build.js';
 import type { BuildOptions } from './plan.js';
 import { rootfsArtifact, type RootfsArtifact, type StageContext } from './stages.js';

@@ -16,8 +16,7 @@ import { TOOL_VERSION } from '../core/version.js';
 import { buildRootfs, planRootfs, resolveRootfsOptions, PACKAGES_PATH, type RootfsOptions } from '../rootfs-builder/index.js';
 import { buildImage } from '../image-builder/index.js';
 import { buildInitrd } from '../initrd-builder/index.js';
-import { buildKernel, fragmentsHash, installNames, planSource, readConfigVersion, setupKernel } from '../kernel/index.js';
-import { obtainSource } from '../kernel/source.js';
+import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel } from '../kernel/index.js';
 import { boot } from '../runtime/index.js';
 import type { BuildPlan, KernelJob, RootfsJob } from './plan.js';
 

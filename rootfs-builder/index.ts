@@ -16,3 +16,4 @@ export { renderDockerfile, dockerInstructions, shellRunBodies } from './dockerfi
 export { parseElf, readElf, checkElfForArch, ELF_ARCH, type ElfInfo } from './elf.js';
 export { verifyRootfs, checkAgentInRoot } from './checks.js';
 export { AGENT_PATH, KATA_TRIMMED_UNITS, KATA_TRIMMED_FILES } from './systemd.js';
+export { checkAgentFile, defaultAgent, type AgentBinary } from './agent-source.js';

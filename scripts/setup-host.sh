@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Node.js >= 20.15 with npm (Debian 12's own nodejs is 18: too old).
+if ! command -v npm >/dev/null 2>&1 || ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 15) ? 0 : 1)' 2>/dev/null; then
+  echo "setup: osbuilder needs Node.js >= 20.15 with npm (found: $(node --version 2>/dev/null || echo none)); install it first" >&2
+  exit 1
+fi
+
 packages=(
   docker.io qemu-system-x86 e2fsprogs fdisk util-linux mmdebstrap debootstrap cpio
   zstd xz-utils lz4 gzip erofs-utils xfsprogs cryptsetup-bin busybox-static

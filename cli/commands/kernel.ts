@@ -50,7 +50,7 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
       .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'setup: replace a tree holding other source; install: replace different installed files' })
       .option('kernel-dir', { alias: 'k', type: 'string', describe: 'Source tree directory (default ./kata-linux-<version>-<config version>[-nvidia-gpu])' })
       .option('fragment', { type: 'string', array: true, describe: 'Extra config fragment merged last (repeatable)' })
-      .option('output', { alias: 'o', type: 'string', describe: 'config: also write the verified config to this file' })
+      .option('output', { alias: 'o', type: 'string', describe: 'config: also write the verified config to this file (- prints it on stdout, the report on stderr)' })
       .option('engine', { type: 'string', choices: ['native', 'docker'] as const, default: 'native', describe: 'build: run make here or in a locally bootstrapped Debian builder container' })
       .option('jobs', { alias: 'j', type: 'number', describe: 'build: make -j (default: all cores)' })
       .option('headers-only', { type: 'boolean', default: false, describe: 'build (-g nvidia): only modules_prepare + the headers tarball' })
@@ -78,15 +78,19 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
         return runCommand(
           argv,
           () => configKernel({ ...common, output: argv.output, throwOnFailure: !argv.json }),
-          (r) =>
-            [
+          (r) => {
+            const report = [
               `config for Linux ${r.version} ${r.arch} ${r.variant} (kata_config_version ${r.configVersion}): ${r.verify.ok ? 'verified' : 'FAILED'}`,
               `  fragments: ${r.fragments.join(' ')}`,
               ...verifyLines(r.verify),
               ...(r.verify.unknown.length ? ['  unknown symbols:', ...r.verify.unknown.map((u) => `    CONFIG_${u.symbol} (${u.from})`)] : []),
               ...(r.verify.dropped.length ? ['  dropped:', ...problems(r.verify.dropped)] : []),
               ...(r.output ? [`  written to ${r.output}`] : []),
-            ].join('\n'),
+            ].join('\n');
+            if (r.text === undefined) return report;
+            process.stderr.write(report + '\n');
+            return r.text;
+          },
           (r) => (r.verify.ok ? 0 : 1),
         );
       case 'build':

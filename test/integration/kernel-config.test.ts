@@ -78,6 +78,13 @@ describe('kernel setup/config on linux-source-6.1', () => {
     expect(await sha256File(join(tree, '.config'))).toBe(dotBefore);
   });
 
+  it('config -o - prints the verified config on stdout and the report on stderr', async () => {
+    const r = await runCli(['kernel', 'config', '-v', '6.1', '-k', tree, '-o', '-']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toBe((await readFile(join(tree, '.config'), 'utf8')).trimEnd());
+    expect(r.stderr).toMatch(/^config for Linux 6\.1\.\d+ x86_64 default .*: verified$/m);
+  });
+
   it('config --json lists requested/present/dropped with reasons and exits 1 for a dropped option', async () => {
     const frag = join(work, 'drop.conf');
     await writeFile(frag, '# CONFIG_ACPI is not set\nCONFIG_ACPI_NFIT=y\n');

@@ -1,26 +1,20 @@
 /**
- * Our rootfs through the rest of the pipeline: `osbuilder image` and
- * `osbuilder initrd` on them, then `osbuilder boot` under QEMU with the guest
- * kernel, talking to osbuilder's own agent: /etc/os-release inside must be
- * the rootfs's. Covers the trimmed systemd guest booting to the agent.
- * Each part runs once the command it needs is in dist/ (other stages).
+ * Our rootfs through the rest of the pipeline, stage by stage: `osbuilder
+ * image` and `osbuilder initrd` on them, then `osbuilder boot` under QEMU with
+ * the suite's guest kernel, talking to osbuilder's own agent: /etc/os-release
+ * inside must be the rootfs's. Covers the trimmed systemd guest booting to the
+ * agent, and debian with the agent as init as an initrd.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { readFile, rm, stat } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { cliPath, runCli } from '../support/cli.js';
+import { runCli } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
-import { buildDist, cliHasCommand } from '../support/rootfs.js';
+import { guestKernel as suiteKernel } from '../support/kernel.js';
+import { buildDist } from '../support/rootfs.js';
 
 await buildDist();
-const hasImage = await cliHasCommand(cliPath, 'image');
-const hasInitrd = await cliHasCommand(cliPath, 'initrd');
-const hasBoot = await cliHasCommand(cliPath, 'boot');
-const kernelSupport = fileURLToPath(new URL('../support/kernel.ts', import.meta.url));
-const hasKernel = existsSync(kernelSupport);
 
 let work: string;
 const SDE = '1700000000';
@@ -32,16 +26,14 @@ async function cli(args: string[], timeout = 30 * 60_000) {
 }
 
 async function guestKernel(): Promise<string> {
-  // test/support/kernel.ts (kernel stage): built once from linux-source-6.1 and cached.
-  const mod = (await import(kernelSupport)) as { guestKernel: () => Promise<{ bzImage: string }> };
-  return (await mod.guestKernel()).bzImage;
+  return (await suiteKernel()).bzImage;
 }
 
 beforeAll(async () => {
   work = await makeTempDir('osb-rootfs-pipe-');
-  if (!(hasImage || hasInitrd)) return;
   // osbuilder's own agent (no --agent): the boot tests talk to it.
   await cli(['rootfs', 'debian', '-o', join(work, 'debian-systemd'), '--bootstrap-base']);
+  await cli(['rootfs', 'debian', '-o', join(work, 'debian-init'), '--agent-init', '--bootstrap-base']);
   await cli(['rootfs', 'busybox', '-o', join(work, 'busybox'), '--bootstrap-base']);
 }, 40 * 60_000);
 
@@ -49,13 +41,13 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-describe.skipIf(!hasImage)('osbuilder image on a debian systemd rootfs', () => {
+describe('osbuilder image on a debian systemd rootfs', () => {
   it('makes an image file', async () => {
     await cli(['image', join(work, 'debian-systemd'), '-o', join(work, 'debian.img')]);
     expect((await stat(join(work, 'debian.img'))).size % (128 * 1024 * 1024)).toBe(0);
   });
 
-  it.skipIf(!hasBoot || !hasKernel)('boots to the agent (trimmed systemd guest); /etc/os-release inside is the rootfs one', async () => {
+  it('boots to the agent (trimmed systemd guest); /etc/os-release inside is the rootfs one', async () => {
     const kernel = await guestKernel();
     const r = await runCli(['boot', '--kernel', kernel, '--image', join(work, 'debian.img'), '--timeout', '600', '--', 'cat', '/etc/os-release'], { timeout: 15 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
@@ -63,7 +55,7 @@ describe.skipIf(!hasImage)('osbuilder image on a debian systemd rootfs', () => {
   });
 });
 
-describe.skipIf(!hasInitrd)('osbuilder initrd on a busybox rootfs', () => {
+describe('osbuilder initrd on a busybox rootfs', () => {
   it('makes an initrd', async () => {
     await cli(['initrd', join(work, 'busybox'), '-o', join(work, 'busybox.initrd')]);
     expect((await stat(join(work, 'busybox.initrd'))).size).toBeGreaterThan(100 * 1024);
@@ -74,10 +66,21 @@ describe.skipIf(!hasInitrd)('osbuilder initrd on a busybox rootfs', () => {
     for (const f of ['etc/os-release', 'usr/bin/kata-agent', 'bin/busybox', 'var/lib/osbuilder/osbuilder.yaml']) expect(names.some((l) => l.endsWith(` ${f}`))).toBe(true);
   });
 
-  it.skipIf(!hasBoot || !hasKernel)('boots with the agent as init; /etc/os-release inside is the rootfs one', async () => {
+  it('boots with the agent as init; /etc/os-release inside is the rootfs one', async () => {
     const kernel = await guestKernel();
     const r = await runCli(['boot', '--kernel', kernel, '--initrd', join(work, 'busybox.initrd'), '--timeout', '600', '--', 'cat', '/etc/os-release'], { timeout: 15 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toContain(await readFile(join(work, 'busybox/etc/os-release'), 'utf8'));
+  });
+});
+
+describe('debian with the agent as init, as an initrd', () => {
+  it('makes an initrd and boots it: the agent is PID 1, /etc/os-release inside is the rootfs one', async () => {
+    await cli(['initrd', join(work, 'debian-init'), '-o', join(work, 'debian.initrd')]);
+    const kernel = await guestKernel();
+    const r = await runCli(['boot', '--kernel', kernel, '--initrd', join(work, 'debian.initrd'), '--memory', '1024', '--timeout', '600', '--', 'sh', '-c', 'cat /etc/os-release; readlink /proc/1/exe'], { timeout: 15 * 60_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain(await readFile(join(work, 'debian-init/etc/os-release'), 'utf8'));
+    expect(r.stdout.trim().split('\n').pop()).toBe('/usr/bin/kata-agent');
   });
 });

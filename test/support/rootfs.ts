@@ -57,18 +57,9 @@ export async function buildContainers(pid: number): Promise<string[]> {
   return String(r.stdout).split('\n').filter(Boolean);
 }
 
-/** Whether the compiled CLI has a command (other helpers add theirs in parallel). */
-export async function cliHasCommand(cliPath: string, name: string): Promise<boolean> {
-  const r = await execa('node', [cliPath, '--help'], { reject: false });
-  return new RegExp(`^\\s*osbuilder ${name}\\b`, 'm').test(String(r.stdout));
-}
-
-/**
- * `npm run build`, tolerating type errors in files other helpers are still
- * writing: tsc emits anyway, and the assets (templates) are copied after it.
- */
+/** `npm run build` (tsc, then the assets), so CLI-driven suites never test a stale dist/. */
 export async function buildDist(): Promise<void> {
   const cwd = fileURLToPath(new URL('../../', import.meta.url));
-  await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd, reject: false });
+  await execa('npx', ['tsc', '-p', 'tsconfig.json'], { cwd });
   await execa('node', ['scripts/copy-assets.mjs'], { cwd });
 }
