@@ -33,6 +33,9 @@ extern int g_pid1;
 extern int g_debug;
 /* Serving a guest channel (vsock or virtio-serial), not a host test socket. */
 extern int g_guest;
+/* A stop signal (SIGTERM/SIGINT) read from the signalfd and not acted on yet; 0 = none.
+ * Never set as PID 1, which ignores those signals. */
+extern int g_stop_signal;
 
 void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void dbgmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -41,6 +44,10 @@ void dbgmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void pid1_setup(void);
 void ensure_stdio(void);
 void power_off(void) __attribute__((noreturn));
+
+/* main.c: empties the agent's signalfd, recording a stop signal in g_stop_signal.
+ * Whoever reads the signalfd must read it through this, or the stop is lost. */
+void read_signals(int sigfd);
 
 /* exec.c */
 struct exec_req {
@@ -60,7 +67,9 @@ struct exec_res {
 	char error[256];  /* set when the command could not be started */
 };
 
-/* Runs one command to completion (or its timeout); `sigfd` is the agent's signalfd (SIGCHLD). */
+/* Runs one command to completion (or its timeout); `sigfd` is the agent's signalfd (SIGCHLD,
+ * SIGTERM, SIGINT). A stop signal kills the command's process group; exec_run still fills
+ * `res` (exit 137, signal 9, a note on stderr) and returns, g_stop_signal set. */
 void exec_run(const struct exec_req *req, struct exec_res *res, int sigfd);
 /* Reaps every exited child (orphans reparented to PID 1 included); returns how many. */
 int reap_children(void);

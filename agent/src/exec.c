@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -164,6 +163,7 @@ void exec_run(const struct exec_req *req, struct exec_res *res, int sigfd)
 	if (pid == 0)
 		child(req, env, inp[0], outp[1], errp[1], stp[1]);
 	waited_pid = pid;
+	dbgmsg("exec %s: pid %d", req->argv[0], (int)pid);
 	close(inp[0]); inp[0] = -1;
 	close(outp[1]); outp[1] = -1;
 	close(errp[1]); errp[1] = -1;
@@ -176,7 +176,7 @@ void exec_run(const struct exec_req *req, struct exec_res *res, int sigfd)
 	}
 
 	uint64_t deadline = req->timeout_ms ? now_ms() + req->timeout_ms : 0;
-	int report[2] = { 0, 0 };
+	int report[2] = { 0, 0 }, stop_killed = 0;
 	size_t report_got = 0;
 	for (;;) {
 		reap_children();
@@ -192,6 +192,14 @@ void exec_run(const struct exec_req *req, struct exec_res *res, int sigfd)
 					report_got += (size_t)n;
 			}
 			break;
+		}
+		if (g_stop_signal && !stop_killed) {
+			/* The agent is being stopped (systemctl stop, ^C): kill the command's group as a
+			 * timeout does and wait for it, so the Exec is still answered if the host is
+			 * there; the main loop then exits as for a stop signal while idle. */
+			stop_killed = 1;
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
 		}
 		struct pollfd p[5];
 		int np = 0, ifd = -1, iout = -1, ierr = -1, ist = -1;
@@ -217,10 +225,8 @@ void exec_run(const struct exec_req *req, struct exec_res *res, int sigfd)
 				continue;
 			break;
 		}
-		if (p[0].revents & POLLIN) {
-			struct signalfd_siginfo si;
-			while (read(sigfd, &si, sizeof(si)) == sizeof(si)) { }
-		}
+		if (p[0].revents & POLLIN)
+			read_signals(sigfd); /* SIGCHLD: reaped at the top; a stop: recorded, acted on above */
 		if (iout >= 0 && p[iout].revents)
 			collect(&outp[0], &res->out, EXEC_STDOUT_MAX, &res->truncated);
 		if (ierr >= 0 && p[ierr].revents)
@@ -249,6 +255,11 @@ void exec_run(const struct exec_req *req, struct exec_res *res, int sigfd)
 		const char *arg = report[0] == 1 ? req->cwd : req->argv[0];
 		char msg[512];
 		int n = snprintf(msg, sizeof(msg), "kata-agent: %s '%s': %s\n", what, arg, strerror(report[1]));
+		buf_put(&res->err, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+	}
+	if (stop_killed) {
+		char msg[128];
+		int n = snprintf(msg, sizeof(msg), "kata-agent: stopped by signal %d; the command was killed\n", g_stop_signal);
 		buf_put(&res->err, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
 	}
 	if (waited_done) {

@@ -6,7 +6,9 @@
  * Shutdown: see ../proto/osbuilder-guest.proto).
  *
  * Single-threaded: one poll() loop; an Exec runs to completion before the
- * next request is read.
+ * next request is read. SIGTERM/SIGINT (not as PID 1) stop the agent: at
+ * once when idle; during an Exec, the command is killed, the Exec answered,
+ * then the agent stops the same way.
  */
 #define _GNU_SOURCE
 #include "agent.h"
@@ -30,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int g_pid1, g_debug, g_guest;
+int g_pid1, g_debug, g_guest, g_stop_signal;
 
 /* <linux/vm_sockets.h>, spelled out so the agent builds against libc headers only (musl). */
 #ifndef AF_VSOCK
@@ -186,6 +188,16 @@ struct conn {
 };
 
 static int g_sigfd = -1;
+
+void read_signals(int sigfd)
+{
+	struct signalfd_siginfo si;
+	while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+		/* As PID 1 these are ignored, as always: the VM ends by Shutdown or the hang-up timeout. */
+		if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !g_pid1 && !g_stop_signal)
+			g_stop_signal = (int)si.ssi_signo;
+	}
+}
 
 static void conn_reset(struct conn *c)
 {
@@ -421,6 +433,9 @@ static int frame_done(struct conn *c)
 static int conn_feed(struct conn *c, const uint8_t *p, size_t n)
 {
 	while (n) {
+		/* Stopping (a signal came during an Exec): answer nothing more, the agent exits. */
+		if (g_stop_signal)
+			return 0;
 		if (c->discard) {
 			size_t k = n < c->discard ? n : (size_t)c->discard;
 			c->discard -= k;
@@ -567,6 +582,15 @@ static int relay_vsock(const char *spec)
 	}
 }
 
+/* The end of a stop by SIGTERM/SIGINT, whether it came while idle or during an Exec. */
+static int stopped(const struct options *o)
+{
+	logmsg("stopped by signal %d", g_stop_signal);
+	if (o->kind == CHAN_UNIX)
+		unlink(o->path);
+	return 0;
+}
+
 static void fatal_channel(const char *what)
 {
 	logmsg("%s: %s", what, strerror(errno));
@@ -687,6 +711,8 @@ int main(int argc, char **argv)
 	uint64_t idle_since = now_ms();
 
 	for (;;) {
+		if (g_stop_signal)
+			return stopped(&o); /* recorded during an Exec, which has been answered */
 		if (serial_fd >= 0 && !serial_up) {
 			struct pollfd sp = { .fd = serial_fd, .events = POLLIN };
 			if (poll(&sp, 1, 0) >= 0 && !(sp.revents & POLLHUP)) {
@@ -726,15 +752,9 @@ int main(int argc, char **argv)
 			fatal_channel("poll");
 		}
 		if (p[0].revents) {
-			struct signalfd_siginfo si;
-			while (read(g_sigfd, &si, sizeof(si)) == sizeof(si)) {
-				if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !g_pid1) {
-					logmsg("stopped by signal %u", si.ssi_signo);
-					if (o.kind == CHAN_UNIX)
-						unlink(o.path);
-					return 0;
-				}
-			}
+			read_signals(g_sigfd);
+			if (g_stop_signal)
+				return stopped(&o);
 			reap_children();
 		}
 		if (iep >= 0 && p[iep].revents) {
@@ -752,7 +772,7 @@ int main(int argc, char **argv)
 				fatal_channel("accept");
 			}
 		}
-		for (int i = iconn; i < np; i++) {
+		for (int i = iconn; i < np && !g_stop_signal; i++) {
 			if (i == ilisten || i == iep || !p[i].revents)
 				continue;
 			struct conn *c = serial_fd >= 0 ? &conns[0] : &conns[i - iconn];

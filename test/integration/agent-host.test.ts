@@ -231,6 +231,56 @@ describe('agent lifecycle on the host', () => {
     expect(agent.log()).toMatch(/did not come back within 1s/);
   });
 
+  it('stops on SIGTERM while an Exec is running: kills the command, answers the Exec, exits', async () => {
+    const agent = await startHostAgent(['--debug']);
+    // Readiness from the agent's own debug line, logged right after the fork: from
+    // then on the agent is inside the Exec, and the signal is read there.
+    const started = new Promise<number>((resolve, reject) => {
+      const seen = () => {
+        const m = /debug: exec sleep: pid (\d+)/.exec(agent.log());
+        if (m) resolve(Number(m[1]));
+      };
+      agent.proc.stderr!.on('data', seen);
+      seen();
+      void agent.proc.then(() => reject(new Error(`agent exited before running the command:\n${agent.log()}`)));
+    });
+    const { client } = await agent.connect();
+    const exec = client.exec({ argv: ['sleep', '600'] });
+    exec.catch(() => {}); // awaited below; keep an early rejection from going unhandled
+    const pid = await started;
+    const alive = (p: number) => {
+      try {
+        process.kill(p, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      // A plain SIGTERM, as systemctl stop sends (execa's kill() would SIGKILL after 5 s).
+      process.kill(agent.proc.pid!, 'SIGTERM');
+      // Generous deadline: the agent must not wait for the 600 s command.
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), 20_000)));
+      const r = await Promise.race([agent.proc, deadline]).finally(() => clearTimeout(timer));
+      expect(r, `agent still running after SIGTERM:\n${agent.log()}`).not.toBe('hung');
+      expect(r === 'hung' ? undefined : r.exitCode).toBe(0);
+      expect(agent.log()).toMatch(/stopped by signal 15/);
+      // The connection was alive: the Exec got its answer before the agent exited.
+      const res = await exec;
+      expect(res.signal).toBe(9);
+      expect(res.exitCode).toBe(137);
+      expect(res.timedOut).toBe(false);
+      expect(res.stderr.toString()).toMatch(/kata-agent: stopped by signal 15/);
+      // The command was killed (and reaped), not left behind.
+      expect(alive(pid)).toBe(false);
+    } finally {
+      client.close();
+      if (agent.proc.exitCode === null) agent.proc.kill('SIGKILL');
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
   it('rejects bad arguments', async () => {
     const bin = (await defaultAgentBinary()).path;
     const r = await execa(bin, ['--listen', 'tcp:1'], { reject: false });
