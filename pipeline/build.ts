@@ -129,9 +129,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const kernels = plan.kernels.map((k) => done[`kernel:${k.variant}`] as KernelArtifact);
     const bootTests = jobs.filter((j) => j.id.startsWith('boot:')).map((j) => done[j.id] as BootTest);
 
-    const entries = installEntries(plan, rootfs, kernels, qemu, machineType);
+    const entries = artifactEntries(rootfs, kernels);
+    // A full build makes the whole install; a partial one keeps what it does not make.
     const carried = plan.rootfs.length === 2 && plan.kernels.length > 0 ? [] : await carriedEntries(plan.prefix, entries);
     if (carried.length) notes.push(`kept from the existing install: ${carried.map((c) => c.path.split('/').pop()).join(', ')}`);
+    entries.push(...configEntries(plan, [...entries, ...carried], qemu, machineType));
     const manifest = buildManifest({ toolVersion: TOOL_VERSION, arch: plan.arch, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), agent: { source: agent.source, sha256: agent.sha256 }, rootfs, kernels, bootTests, kept: carried.map((c) => c.path) });
     const all: InstallEntry[] = [...entries, ...carried, { kind: 'text', path: `${SHARE}/manifest.json`, content: JSON.stringify(manifest, null, 2) + '\n' }];
     all.push({ kind: 'text', path: `${SHARE}/SHA256SUMS`, content: renderSha256Sums(all) });
@@ -157,11 +159,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
 }
 
-/** Every file and link this build installs (pure). */
-export function installEntries(plan: BuildPlan, rootfs: RootfsArtifact[], kernels: KernelArtifact[], qemuPath: string, machineType: string): InstallEntry[] {
+/** Every artifact file and link this build installs (pure). */
+export function artifactEntries(rootfs: RootfsArtifact[], kernels: KernelArtifact[]): InstallEntry[] {
   const out: InstallEntry[] = [];
   const share = (name: string) => `${SHARE}/${name}`;
-  const abs = (name: string) => join(plan.shareDir, name);
   for (const r of rootfs) {
     out.push({ kind: 'file', path: share(r.fileName), from: r.path, sha256: r.sha256, size: r.size });
     out.push({ kind: 'link', path: share(ROOT_LINKS[r.role]), target: r.fileName });
@@ -174,18 +175,24 @@ export function installEntries(plan: BuildPlan, rootfs: RootfsArtifact[], kernel
     out.push({ kind: 'link', path: share(k.names.vmlinuzLink), target: k.names.vmlinuz });
     out.push({ kind: 'link', path: share(k.names.vmlinuxLink), target: k.names.vmlinux });
   }
-  const image = rootfs.some((r) => r.role === 'image') ? abs(ROOT_LINKS.image) : undefined;
-  const initrd = rootfs.some((r) => r.role === 'initrd') ? abs(ROOT_LINKS.initrd) : undefined;
-  for (const k of kernels.length ? kernels : [undefined]) {
-    if (!image && !initrd) break;
-    const variant = k?.variant ?? 'default';
-    const name = variant === 'nvidia' ? 'configuration-qemu-nvidia-gpu.toml' : 'configuration-qemu.toml';
-    out.push({
-      kind: 'text',
-      path: `${DEFAULTS}/${name}`,
-      content: renderQemuConfig({ qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), toolVersion: TOOL_VERSION }),
-    });
-  }
   return out;
 }
 
+/**
+ * configuration-qemu.toml (and -nvidia-gpu) for what the install will hold,
+ * built here or kept from before (pure): one per installed kernel link, with
+ * the installed image (else the initrd).
+ */
+export function configEntries(plan: BuildPlan, installed: InstallEntry[], qemuPath: string, machineType: string): InstallEntry[] {
+  const has = (name: string) => installed.some((e) => e.path === `${SHARE}/${name}`);
+  const abs = (name: string) => join(plan.shareDir, name);
+  const image = has(ROOT_LINKS.image) ? abs(ROOT_LINKS.image) : undefined;
+  const initrd = has(ROOT_LINKS.initrd) ? abs(ROOT_LINKS.initrd) : undefined;
+  if (!image && !initrd) return [];
+  const variants = (['default', 'nvidia'] as const).filter((v) => has(kernelLink(v)));
+  return (variants.length ? variants : (['default'] as const)).map((variant) => ({
+    kind: 'text' as const,
+    path: `${DEFAULTS}/${variant === 'nvidia' ? 'configuration-qemu-nvidia-gpu.toml' : 'configuration-qemu.toml'}`,
+    content: renderQemuConfig({ qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), toolVersion: TOOL_VERSION }),
+  }));
+}

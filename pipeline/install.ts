@@ -128,8 +128,10 @@ export async function writeInstall(prefix: string, entries: InstallEntry[], forc
   }
 }
 
-/** Files the index of an install regenerates, never carried over. */
-const REGENERATED = new Set([`${SHARE}/manifest.json`, `${SHARE}/SHA256SUMS`]);
+/** Files every build regenerates for the whole install, never carried over. */
+function regenerated(path: string): boolean {
+  return path === `${SHARE}/manifest.json` || path === `${SHARE}/SHA256SUMS` || /^usr\/share\/defaults\/kata-containers\/configuration-qemu[\w-]*\.toml$/.test(path);
+}
 
 /** What an existing install holds that `planned` does not produce: a partial build keeps it. */
 export async function carriedEntries(prefix: string, planned: InstallEntry[]): Promise<InstallEntry[]> {
@@ -139,7 +141,7 @@ export async function carriedEntries(prefix: string, planned: InstallEntry[]): P
     const digest = await treeDigest(join(prefix, root)).catch(() => undefined);
     for (const [rel, v] of digest ?? []) {
       const path = `${root}/${rel}`;
-      if (v === 'dir' || paths.has(path) || REGENERATED.has(path)) continue;
+      if (v === 'dir' || paths.has(path) || regenerated(path)) continue;
       if (v.startsWith('link:')) out.push({ kind: 'link', path, target: v.slice('link:'.length) });
       else out.push({ kind: 'file', path, from: join(prefix, path), sha256: v.slice('file:'.length), size: (await stat(join(prefix, path))).size, carried: true });
     }

@@ -224,6 +224,27 @@ describe('interrupted builds', () => {
   });
 });
 
+describe('kernel stage and engines', () => {
+  it('SIGTERM while the kernel source is extracted: no partial tree, nothing installed', async () => {
+    const cache = join(work, 'cold-cache');
+    const p = join(work, 'killed-kernel');
+    const trees = join(cache, 'kernel-trees');
+    const partial = async () => (await readdir(trees).catch(() => [] as string[])).filter((n) => /\.(new|extract)-\d+/.test(n));
+    const r = await killWhen(['build', '--kernel', '--no-boot-test', '--prefix', p], async () => (await partial()).length > 0, { OSBUILDER_CACHE_DIR: cache });
+    expect(r.exitCode).toBe(143);
+    expect(await partial()).toEqual([]);
+    expect(await readdir(join(cache, 'work'))).toEqual([]);
+    expect(await lstat(share(p)).catch(() => undefined)).toBeUndefined();
+  });
+
+  it('--docker-host: the rootfs is built on that engine (an unreachable one is DOCKER_UNAVAILABLE, naming it)', async () => {
+    const r = await osb(['build', 'busybox', '--initrd', '--no-cache', '--prefix', join(work, 'remote'), '--docker-host', 'unix:///nonexistent/docker.sock']);
+    expect(r.exitCode).toBe(1);
+    expect(r.json.error.code).toBe('DOCKER_UNAVAILABLE');
+    expect(r.json.error.message).toContain('at unix:///nonexistent/docker.sock');
+  });
+});
+
 describe('a full disk under the prefix', () => {
   const mnt = () => join(work, 'small');
   beforeAll(async () => {

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, readdir, readlink, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { carriedEntries, DEFAULTS, plannedDigest, renderQemuConfig, renderSha256Sums, SHARE, writeInstall, type InstallEntry } from '../../pipeline/install.js';
-import { installEntries } from '../../pipeline/build.js';
+import { artifactEntries, configEntries } from '../../pipeline/build.js';
 import { planBuild } from '../../pipeline/plan.js';
 import { treeDigest } from '../../pipeline/switch.js';
 import { parseConfig } from '../../runtime/config.js';
@@ -34,10 +34,11 @@ function fakeKernel(variant: 'default' | 'nvidia'): KernelArtifact {
   return { variant, version: '6.1.9', release: '6.1.9', configVersion: '7', configSha256: '', source: { origin: '', sha256: '' }, fragmentsHash: '', files, names, vmlinuz: `/cache/${names.vmlinuz}`, vmlinuzSha256: '', key: '', inputs: {}, cached: false, buildMs: 0 };
 }
 
-describe('installEntries', () => {
+describe('artifactEntries + configEntries', () => {
   it("lays out Kata's names, links and one configuration per kernel variant", () => {
     const plan = planBuild({ prefix: '/p', gpu: 'nvidia', image: true, initrd: true }, undefined, 'x86_64');
-    const entries = installEntries(plan, [fakeRootfs('image', 'kata-debian-bookworm.image'), fakeRootfs('initrd', 'kata-busybox-bookworm.initrd')], [fakeKernel('default'), fakeKernel('nvidia')], '/usr/bin/qemu-system-x86_64', 'q35');
+    const artifacts = artifactEntries([fakeRootfs('image', 'kata-debian-bookworm.image'), fakeRootfs('initrd', 'kata-busybox-bookworm.initrd')], [fakeKernel('default'), fakeKernel('nvidia')]);
+    const entries = [...artifacts, ...configEntries(plan, artifacts, '/usr/bin/qemu-system-x86_64', 'q35')];
     const shown = entries.map((e) => (e.kind === 'link' ? `${e.path} -> ${e.target}` : e.path)).sort();
     expect(shown).toEqual([
       `${DEFAULTS}/configuration-qemu-nvidia-gpu.toml`,
@@ -60,6 +61,20 @@ describe('installEntries', () => {
     ]);
     const gpu = entries.find((e) => e.path.endsWith('nvidia-gpu.toml'));
     expect(gpu?.kind === 'text' && parseConfig(gpu.content, 'x').hypervisor.kernel).toBe('/p/usr/share/kata-containers/vmlinuz-nvidia-gpu.container');
+  });
+
+  it('a partial build configures what the install will hold: the kept image wins over a new initrd', () => {
+    const plan = planBuild({ prefix: '/p', initrd: true }, undefined, 'x86_64');
+    const artifacts = artifactEntries([fakeRootfs('initrd', 'kata-busybox-bookworm.initrd')], []);
+    const kept: InstallEntry[] = [
+      { kind: 'link', path: `${SHARE}/kata-containers.img`, target: 'kata-debian-bookworm.image' },
+      { kind: 'link', path: `${SHARE}/vmlinuz.container`, target: 'vmlinuz-6.1.9-7' },
+    ];
+    const [cfg, ...more] = configEntries(plan, [...artifacts, ...kept], 'q', 'q35');
+    expect(more).toEqual([]);
+    const c = parseConfig(cfg!.kind === 'text' ? cfg!.content : '', 'x');
+    expect(c.hypervisor).toMatchObject({ kernel: '/p/usr/share/kata-containers/vmlinuz.container', image: '/p/usr/share/kata-containers/kata-containers.img', initrd: null });
+    expect(configEntries(plan, [], 'q', 'q35')).toEqual([]);
   });
 });
 
@@ -92,7 +107,8 @@ describe('writeInstall', () => {
     // A partial build (a new image only) keeps the installed kernel.
     const partial: InstallEntry[] = [b, { kind: 'link', path: `${SHARE}/kata-containers.img`, target: 'a.image' }];
     const carried = await carriedEntries(prefix, partial);
-    expect(carried.map((c) => c.path).sort()).toEqual([`${DEFAULTS}/configuration-qemu.toml`, `${SHARE}/vmlinuz-1`]);
+    // The configuration is regenerated for the whole install, never carried.
+    expect(carried.map((c) => c.path).sort()).toEqual([`${SHARE}/vmlinuz-1`]);
     expect(await writeInstall(prefix, [...partial, ...carried], true)).toBe('replaced');
     expect(await readFile(join(prefix, SHARE, 'a.image'), 'utf8')).toBe('B');
     expect(await readFile(join(prefix, SHARE, 'vmlinuz-1'), 'utf8')).toBe('K');
