@@ -14,10 +14,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliPath, repoRoot, runCli } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
-import { guestKernel, seedKernelEntry, type GuestKernel } from '../support/kernel.js';
+import { guestKernel, KERNEL_SDE, seedKernelEntry, type GuestKernel } from '../support/kernel.js';
 import { sha256File } from '../../core/hash.js';
 
-const SDE = '1700000000';
+/** The suite's kernel was built with this epoch: the seeded entry's key holds it. */
+const SDE = KERNEL_SDE;
 let work: string;
 let cacheDir: string;
 let kernel: GuestKernel;

@@ -19,6 +19,11 @@ export const LINUX_SOURCE_TARBALL = process.env.OSBUILDER_TEST_KERNEL_TARBALL ??
 export const LINUX_SOURCE_VERSION = process.env.OSBUILDER_TEST_KERNEL_VERSION ?? '6.1';
 /** The build cache the kernel lives in (OSBUILDER_CACHE_DIR layout). */
 export const KERNEL_CACHE = join(testCache, 'build-cache');
+/**
+ * SOURCE_DATE_EPOCH the suite's kernel is built with (it is part of the
+ * kernel stage's key): `osbuilder build` tests and rebuilds of the tree use it too.
+ */
+export const KERNEL_SDE = '1700000000';
 
 export interface GuestKernel {
   /** Compressed boot image (arch/x86/boot/bzImage). */
@@ -55,7 +60,16 @@ export function guestKernel(): Promise<GuestKernel> {
     // The same source choice `osbuilder build` makes when Debian's linux-source is installed: same cache key.
     plan.kernelSource = { kind: 'debian-package', source: LINUX_SOURCE_TARBALL, version: LINUX_SOURCE_VERSION };
     const cache = new BuildCache(KERNEL_CACHE);
-    const entry = await kernelArtifact({ plan, cache, workDir: KERNEL_CACHE, agent: { path: '', sha256: '', source: 'none' }, extraPackages: [] }, { variant: 'default' });
+    // The kernel stage reads the epoch from the environment, as `osbuilder build` would.
+    const before = process.env.SOURCE_DATE_EPOCH;
+    process.env.SOURCE_DATE_EPOCH = KERNEL_SDE;
+    let entry: KernelArtifact;
+    try {
+      entry = await kernelArtifact({ plan, cache, workDir: KERNEL_CACHE, agent: { path: '', sha256: '', source: 'none' }, extraPackages: [], sourceDateEpoch: Number(KERNEL_SDE) }, { variant: 'default' });
+    } finally {
+      if (before === undefined) delete process.env.SOURCE_DATE_EPOCH;
+      else process.env.SOURCE_DATE_EPOCH = before;
+    }
     const file = (name: string) => entry.files.find((f) => f.name === name)!.path;
     return {
       bzImage: entry.vmlinuz,
