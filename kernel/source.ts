@@ -174,11 +174,17 @@ export async function extractTarball(tarball: string, compression: Compression, 
     new OsbuilderError('INPUT_INVALID', `${tarball} is not a valid ${compression === 'xz' ? '.tar.xz' : '.tar.gz'} archive: ${detail}`, 'the download is truncated or damaged: fetch it again (nothing was extracted)');
   // SIGINT/SIGTERM mid-extraction (a kernel tree takes minutes): stop unpacking, remove the partial tree.
   let stop = () => {};
+  let settled: Promise<unknown> = Promise.resolve();
   let interrupted = false;
   const unregister = onInterrupt(async () => {
     interrupted = true;
     stop();
-    await rm(tmp, { recursive: true, force: true });
+    // Writes already under way land after abort(): wait for the unpacker, then remove (retrying while files still appear).
+    await settled;
+    for (let i = 0; i < 3; i++) {
+      await rm(tmp, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+      await new Promise((r) => setTimeout(r, 50));
+    }
   });
   try {
     const unpack = tar.x({
@@ -209,6 +215,7 @@ export async function extractTarball(tarball: string, compression: Compression, 
       () => undefined,
       (err: Error) => err,
     );
+    settled = done;
     if (compression === 'xz') {
       const xz = execa('xz', ['-dc', '--', tarball], { buffer: { stdout: false }, stdout: 'pipe', stderr: 'pipe', reject: false });
       xz.stdout!.pipe(unpack as unknown as NodeJS.WritableStream);
@@ -237,8 +244,9 @@ export async function extractTarball(tarball: string, compression: Compression, 
     await rename(tmp, dest);
     return { topDir: top, entries };
   } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
+    // Interrupted: the interrupt handler removes the partial tree.
     if (interrupted) throw new OsbuilderError('INTERRUPTED', `extraction of ${tarball} was interrupted`, 'nothing was extracted: run the command again');
+    await rm(tmp, { recursive: true, force: true });
     if (err instanceof OsbuilderError) throw err;
     const e = err as { code?: string; message?: string };
     if (e.code?.startsWith('TAR_') || /zlib|incorrect header|unexpected end/i.test(e.message ?? '')) throw corrupt(e.message ?? String(err));

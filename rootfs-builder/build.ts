@@ -115,8 +115,10 @@ function buildingUid(): number | undefined {
   return Number.isInteger(sudo) && sudo > 0 ? sudo : undefined;
 }
 
+/** Container names are unique per process: `osbuilder build --jobs N` runs several rootfs builds at once. */
+let containerSeq = 0;
+
 class Runner {
-  private n = 0;
   constructor(
     private readonly plan: RootfsPlan,
     private readonly engine: ContainerEngine | undefined,
@@ -125,7 +127,6 @@ class Runner {
   ) {}
 
   async run(cmd: Command): Promise<string> {
-    const index = this.n++;
     if (!this.engine) {
       const [bin, ...args] = cmd.argv;
       const r = await run(bin!, args, { input: cmd.input, timeout: 60 * 60_000 });
@@ -134,7 +135,7 @@ class Runner {
     const c = this.plan.container!;
     const r = await this.engine.run({
       image: this.image!,
-      name: `osbuilder-rootfs-${process.pid}-${index}`,
+      name: `osbuilder-rootfs-${process.pid}-${containerSeq++}`,
       argv: cmd.argv,
       mounts: cmd.builderOnly ? [] : [{ host: this.hostRoot, container: c.mountPoint }],
       env: c.env,
