@@ -154,7 +154,8 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
       mountPoint: CONTAINER_ROOT,
       env,
       // dpkg and apt close every possible fd on each fork; a huge nofile limit makes that slow.
-      ulimits: ['nofile=1024:1024'],
+      // An explicit nproc too: podman otherwise copies limits runc may not be allowed to set.
+      ulimits: ['nofile=1024:1024', 'nproc=4096:4096'],
       ...(cross ? { platform: OCI_PLATFORM[r.arch] } : {}),
     };
   }

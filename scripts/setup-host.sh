@@ -13,7 +13,7 @@ fi
 packages=(
   docker.io qemu-system-x86 e2fsprogs fdisk util-linux mmdebstrap debootstrap cpio
   zstd xz-utils lz4 gzip erofs-utils xfsprogs cryptsetup-bin busybox-static
-  linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev dwarves kmod
+  linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev dwarves kmod podman
   rsync ca-certificates iptables uidmap file musl-tools time pigz
   dpkg-dev fakeroot
 )

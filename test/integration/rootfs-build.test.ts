@@ -204,6 +204,17 @@ describe('busybox', () => {
     expect(await paths(join(work, 'busybox-native'))).toEqual(await paths(dir()));
   });
 
+  it('--engine podman (USE_PODMAN): the base made with mmdebstrap | podman import, the same tree as with docker', async () => {
+    const r = await runCli(['rootfs', 'busybox', '--engine', 'podman', '--bootstrap-base', '--agent', agent, '-o', join(work, 'busybox-podman'), '--json'], { env: { SOURCE_DATE_EPOCH: SDE } });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ engine: 'podman', initMode: 'agent-init', baseImage: 'osbuilder/debian-base:bookworm-x86_64' });
+    const images = await execa('podman', ['images', '--format', '{{.Repository}}']);
+    expect(String(images.stdout)).toContain('osbuilder/rootfs-builder-busybox');
+    expect(await treeDigest(join(work, 'busybox-podman'))).toEqual(await treeDigest(dir()));
+    const left = await execa('podman', ['ps', '-a', '--filter', 'label=org.osbuilder.role=rootfs', '--format', '{{.Names}}']);
+    expect(String(left.stdout).trim()).toBe('');
+  });
+
   it('rebuilding over an existing osbuilder rootfs replaces it', async () => {
     const before = await stat(join(dir(), 'var/lib/osbuilder/osbuilder.yaml'));
     await rootfs('busybox', ['busybox']);
