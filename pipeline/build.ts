@@ -159,6 +159,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
 }
 
+/** The headers tarball and the kernel's own .deb packages of a GPU kernel. */
+function isKernelDevel(name: string): boolean {
+  return name.startsWith('linux-headers-') || name.endsWith('.deb');
+}
+
 /** Every artifact file and link this build installs (pure). */
 export function artifactEntries(rootfs: RootfsArtifact[], kernels: KernelArtifact[]): InstallEntry[] {
   const out: InstallEntry[] = [];
@@ -169,7 +174,7 @@ export function artifactEntries(rootfs: RootfsArtifact[], kernels: KernelArtifac
   }
   for (const k of kernels) {
     for (const f of k.files) {
-      const dest = f.name.startsWith('linux-headers-') ? `kernel-devel/${f.name}` : f.name;
+      const dest = isKernelDevel(f.name) ? `kernel-devel/${f.name}` : f.name;
       out.push({ kind: 'file', path: share(dest), from: f.path, sha256: f.sha256, size: f.size });
     }
     out.push({ kind: 'link', path: share(k.names.vmlinuzLink), target: k.names.vmlinuz });

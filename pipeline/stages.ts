@@ -5,7 +5,7 @@
  */
 import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { BuildCache, cacheKey, type CacheEntry, type CacheInputs } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
 import { haveTool } from '../core/exec.js';
@@ -212,7 +212,9 @@ export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise
     await copyFile(b.vmlinuz!, join(dir, names.vmlinuz));
     await copyFile(b.vmlinux!, join(dir, names.vmlinux));
     await copyFile(b.config, join(dir, names.config));
+    // GPU guests: the kernel-devel material the NVIDIA driver builds against.
     if (b.headersTarball) await copyFile(b.headersTarball, join(dir, `linux-headers-${b.kernelRelease}.tar.gz`));
+    for (const deb of b.debs ?? []) await copyFile(deb, join(dir, basename(deb)));
     return { version: setup.version, release: b.kernelRelease, configVersion, buildMs: Math.round(performance.now() - t0) };
   });
   const m = built.entry.meta;

@@ -30,7 +30,7 @@ function fakeRootfs(role: 'image' | 'initrd', fileName: string): RootfsArtifact 
 
 function fakeKernel(variant: 'default' | 'nvidia'): KernelArtifact {
   const names = installNames({ prefix: '/', version: '6.1.9', configVersion: '7', ...(variant === 'nvidia' ? { gpu: 'nvidia' } : {}) });
-  const files = [names.vmlinuz, names.vmlinux, names.config, ...(variant === 'nvidia' ? ['linux-headers-6.1.9-nvidia.tar.gz'] : [])].map((name) => ({ name, path: `/cache/${name}`, sha256: sha256(name), size: 1 }));
+  const files = [names.vmlinuz, names.vmlinux, names.config, ...(variant === 'nvidia' ? ['linux-headers-6.1.9-nvidia.tar.gz', 'linux-image-6.1.9-kata_6.1.9-1_amd64.deb'] : [])].map((name) => ({ name, path: `/cache/${name}`, sha256: sha256(name), size: 1 }));
   return { variant, version: '6.1.9', release: '6.1.9', configVersion: '7', configSha256: '', source: { origin: '', sha256: '' }, fragmentsHash: '', files, names, vmlinuz: `/cache/${names.vmlinuz}`, vmlinuzSha256: '', key: '', inputs: {}, cached: false, buildMs: 0 };
 }
 
@@ -50,6 +50,7 @@ describe('artifactEntries + configEntries', () => {
       `${SHARE}/kata-containers.img -> kata-debian-bookworm.image`,
       `${SHARE}/kata-debian-bookworm.image`,
       `${SHARE}/kernel-devel/linux-headers-6.1.9-nvidia.tar.gz`,
+      `${SHARE}/kernel-devel/linux-image-6.1.9-kata_6.1.9-1_amd64.deb`,
       `${SHARE}/vmlinux-6.1.9-7`,
       `${SHARE}/vmlinux-6.1.9-7-nvidia-gpu`,
       `${SHARE}/vmlinux-nvidia-gpu.container -> vmlinux-6.1.9-7-nvidia-gpu`,
