@@ -43,7 +43,6 @@ describe('default kernel build + install (CLI)', () => {
     const r = await runCli(['kernel', 'build', '-v', '6.1', '-a', 'x86_64', '-k', kernel.tree, '--jobs', '2', '--json'], { env: { SOURCE_DATE_EPOCH: KERNEL_SDE }, timeout: 20 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json).toMatchObject({ kernelRelease: kernel.release, engine: 'native', jobs: 2, vmlinuz: join(kernel.tree, 'arch/x86/boot/bzImage'), vmlinux: join(kernel.tree, 'vmlinux') });
-    expect(r.stderr).toMatch(/make bzImage vmlinux \(-j2, native\)/);
     expect(await sha256File(r.json.vmlinuz)).toBe(await sha256File(kernel.bzImage));
   });
 

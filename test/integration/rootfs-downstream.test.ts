@@ -51,7 +51,7 @@ describe('osbuilder image on a debian systemd rootfs', () => {
     const kernel = await guestKernel();
     const r = await runCli(['boot', '--kernel', kernel, '--image', join(work, 'debian.img'), '--timeout', '600', '--', 'cat', '/etc/os-release'], { timeout: 15 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stdout).toContain(await readFile(join(work, 'debian-systemd/etc/os-release'), 'utf8'));
+    expect(r.stdout).toBe((await readFile(join(work, 'debian-systemd/etc/os-release'), 'utf8')).trimEnd()); // runCli strips the final newline
   });
 });
 
@@ -70,7 +70,7 @@ describe('osbuilder initrd on a busybox rootfs', () => {
     const kernel = await guestKernel();
     const r = await runCli(['boot', '--kernel', kernel, '--initrd', join(work, 'busybox.initrd'), '--timeout', '600', '--', 'cat', '/etc/os-release'], { timeout: 15 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stdout).toContain(await readFile(join(work, 'busybox/etc/os-release'), 'utf8'));
+    expect(r.stdout).toBe((await readFile(join(work, 'busybox/etc/os-release'), 'utf8')).trimEnd()); // runCli strips the final newline
   });
 });
 
