@@ -4,20 +4,19 @@
  * Stages run as a dependency graph (--jobs at once), each behind the cache.
  */
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { BuildCache } from '../core/cache.js';
 import { onInterrupt } from '../core/cleanup.js';
-import { sha256File } from '../core/hash.js';
 import { step } from '../core/log.js';
 import { sourceDateEpoch } from '../core/time.js';
 import { TOOL_VERSION } from '../core/version.js';
-import { checkAgentFile, defaultAgent, hostArch } from '../rootfs-builder/index.js';
+import { hostArch } from '../rootfs-builder/index.js';
 import { findQemu, qemuBinaryFor } from '../runtime/index.js';
 import { runDag, type Job } from './dag.js';
 import { DEFAULTS, SHARE, carriedEntries, installedTarget, renderQemuConfig, renderSha256Sums, writeInstall, type InstallEntry } from './install.js';
 import { buildManifest } from './manifest.js';
 import { planBuild, pickDebianSource, type BuildOptions, type BuildPlan } from './plan.js';
-import { bootTest, fileFacts, kernelArtifact, rootfsArtifact, type BootTest, type KernelArtifact, type RootfsArtifact, type StageContext } from './stages.js';
+import { bootTest, fileFacts, kernelArtifact, resolveAgent, rootfsArtifact, stageContext, type BootTest, type KernelArtifact, type RootfsArtifact } from './stages.js';
 import type { SwitchOutcome } from './switch.js';
 
 export interface SummaryRow {
@@ -68,20 +67,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const unregister = onInterrupt(() => rm(workDir, { recursive: true, force: true }));
   const notes: string[] = [];
   try {
-    const agent = plan.rootfs.length === 0 ? { path: '', sha256: '', source: 'none' } : await step(`agent for ${plan.arch}`, async () => {
-      const a = opts.agent ? await checkAgentFile(resolve(opts.agent), plan.arch) : await defaultAgent(plan.arch);
-      return { path: a.path, sha256: await sha256File(a.path), source: a.source };
-    });
-    const ctx: StageContext = {
-      plan,
-      cache,
-      workDir,
-      agent,
-      ...(sde !== undefined ? { sourceDateEpoch: sde } : {}),
-      extraPackages: opts.extraPackages ?? [],
-      ...(opts.mirror ? { mirror: opts.mirror } : {}),
-      ...(opts.baseImage ? { baseImage: opts.baseImage } : {}),
-    };
+    const agent = plan.rootfs.length === 0 ? { path: '', sha256: '', source: 'none' } : await step(`agent for ${plan.arch}`, () => resolveAgent(opts.agent, plan.arch));
+    const ctx = stageContext(plan, opts, { cache, workDir, agent, sourceDateEpoch: sde });
     const qemu = (await findQemu(qemuBinaryFor(plan.arch === 'aarch64' ? 'aarch64' : 'x86_64'))).path ?? `/usr/bin/${qemuBinaryFor(plan.arch === 'aarch64' ? 'aarch64' : 'x86_64')}`;
     const machineType = plan.arch === 'aarch64' ? 'virt' : 'q35';
 

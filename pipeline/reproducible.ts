@@ -6,16 +6,14 @@
  * A check only: nothing is installed.
  */
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { BuildCache, cacheRoot } from '../core/cache.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { OsbuilderError } from '../core/errors.js';
-import { sha256File } from '../core/hash.js';
 import { step } from '../core/log.js';
-import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
 import { resolveBuildPlan } from './build.js';
 import type { BuildOptions } from './plan.js';
-import { rootfsArtifact, type RootfsArtifact, type StageContext } from './stages.js';
+import { resolveAgent, rootfsArtifact, stageContext, type RootfsArtifact } from './stages.js';
 import { firstDifference, treeDigest } from './switch.js';
 
 export interface ReproducibleResult {
@@ -55,23 +53,12 @@ export async function verifyReproducible(opts: BuildOptions): Promise<Reproducib
   const work = await mkdtemp(join(cacheRoot(), 'work', 'repro-'));
   const unregister = onInterrupt(() => rm(work, { recursive: true, force: true }));
   try {
-    const a = opts.agent ? await checkAgentFile(resolve(opts.agent), plan.arch) : await defaultAgent(plan.arch);
-    const agent = { path: a.path, sha256: await sha256File(a.path), source: a.source };
+    const agent = await resolveAgent(opts.agent, plan.arch);
     const rounds: RootfsArtifact[][] = [];
     for (const round of ['a', 'b']) {
       const dir = join(work, round);
       await mkdir(dir);
-      const ctx: StageContext = {
-        plan: { ...plan, cache: false, jobs: 1 },
-        cache: new BuildCache(join(dir, 'cache')),
-        workDir: dir,
-        agent,
-        sourceDateEpoch: sde,
-        extraPackages: opts.extraPackages ?? [],
-        ...(opts.mirror ? { mirror: opts.mirror } : {}),
-        ...(opts.baseImage ? { baseImage: opts.baseImage } : {}),
-        keepRootfs: true,
-      };
+      const ctx = stageContext({ ...plan, cache: false, jobs: 1 }, opts, { cache: new BuildCache(join(dir, 'cache')), workDir: dir, agent, sourceDateEpoch: sde, keepRootfs: true });
       const built: RootfsArtifact[] = [];
       for (const job of plan.rootfs) built.push(await step(`round ${round}: ${job.fileName}`, () => rootfsArtifact(ctx, job)));
       rounds.push(built);

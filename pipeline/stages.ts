@@ -5,7 +5,7 @@
  */
 import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { BuildCache, cacheKey, type CacheEntry, type CacheInputs } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
 import { haveTool } from '../core/exec.js';
@@ -18,7 +18,8 @@ import { buildImage } from '../image-builder/index.js';
 import { buildInitrd } from '../initrd-builder/index.js';
 import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel } from '../kernel/index.js';
 import { boot } from '../runtime/index.js';
-import type { BuildPlan, KernelJob, RootfsJob } from './plan.js';
+import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
+import type { BuildOptions, BuildPlan, KernelJob, RootfsJob } from './plan.js';
 
 export interface StageContext {
   plan: BuildPlan;
@@ -32,6 +33,31 @@ export interface StageContext {
   baseImage?: string;
   /** Keep each rootfs tree in workDir (for --verify-reproducible). */
   keepRootfs?: boolean;
+}
+
+/** The agent the rootfs stages install: --agent, checked for the arch, else osbuilder's own. */
+export async function resolveAgent(agentPath: string | undefined, arch: BuildPlan['arch']): Promise<StageContext['agent']> {
+  const a = agentPath ? await checkAgentFile(resolve(agentPath), arch) : await defaultAgent(arch);
+  return { path: a.path, sha256: await sha256File(a.path), source: a.source };
+}
+
+/** A stage context from the build options (what every rootfs stage reads of them). */
+export function stageContext(
+  plan: BuildPlan,
+  opts: Pick<BuildOptions, 'extraPackages' | 'mirror' | 'baseImage'>,
+  parts: Pick<StageContext, 'cache' | 'workDir' | 'agent'> & { sourceDateEpoch?: number | undefined; keepRootfs?: boolean },
+): StageContext {
+  return {
+    plan,
+    cache: parts.cache,
+    workDir: parts.workDir,
+    agent: parts.agent,
+    ...(parts.sourceDateEpoch !== undefined ? { sourceDateEpoch: parts.sourceDateEpoch } : {}),
+    extraPackages: opts.extraPackages ?? [],
+    ...(opts.mirror ? { mirror: opts.mirror } : {}),
+    ...(opts.baseImage ? { baseImage: opts.baseImage } : {}),
+    ...(parts.keepRootfs ? { keepRootfs: true } : {}),
+  };
 }
 
 interface Built<M> {
