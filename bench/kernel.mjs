@@ -80,7 +80,8 @@ async function configRows(tree) {
       base.push(
         (
           await timed(() =>
-            execa(join(tree, 'scripts/kconfig/merge_config.sh'), ['-r', '-n', '-O', scratch, ...files], { cwd: tree, env: { ...process.env, ARCH: 'x86_64', KCONFIG_CONFIG: join(scratch, '.config') } }),
+            // No -O: kbuild refuses an output dir beside a built source tree; KCONFIG_CONFIG keeps the tree's .config untouched.
+            execa(join(tree, 'scripts/kconfig/merge_config.sh'), ['-r', '-n', ...files], { cwd: tree, env: { ...process.env, ARCH: 'x86_64', KCONFIG_CONFIG: join(scratch, '.config') } }),
           )
         )[0],
       );
