@@ -132,7 +132,8 @@ function rootfsJob(role: RootfsRole, name: string, osVersion: string | undefined
 }
 
 export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefined, hostArch: string): BuildPlan {
-  const any = opts.image || opts.initrd || opts.kernel || opts.gpu;
+  // -g adds the GPU kernel to whatever else is built (by default: everything).
+  const any = opts.image || opts.initrd || opts.kernel;
   const wantImage = opts.image ?? !any;
   const wantInitrd = opts.initrd ?? !any;
   const wantKernel = (opts.kernel ?? !any) || !!opts.gpu;

@@ -67,7 +67,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       .option('image', { type: 'boolean', describe: 'Build the disk image (systemd guest, Kata layout)' })
       .option('initrd', { type: 'boolean', describe: 'Build the initrd (agent as init)' })
       .option('kernel', { type: 'boolean', describe: 'Build the guest kernel (none of --image/--initrd/--kernel: all three)' })
-      .option('gpu', { alias: 'g', type: 'string', describe: 'Also build the GPU kernel variant (nvidia)' })
+      .option('gpu', { alias: 'g', type: 'string', describe: 'Also build the GPU kernel variant (nvidia), boot-tested with every artifact' })
       .option('arch', { alias: 'a', type: 'string', describe: 'Target architecture (default: the host)' })
       .option('prefix', { type: 'string', default: '/', describe: 'Install root: <prefix>/usr/share/kata-containers, <prefix>/usr/share/defaults/kata-containers' })
       .option('jobs', { alias: 'j', type: 'number', default: 1, describe: 'Independent stages run at once' })
@@ -87,7 +87,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       .option('accel', { type: 'string', describe: 'Boot test accelerator: auto, kvm or tcg (default auto: a real KVM probe)' })
       .option('boot-timeout', { type: 'number', describe: 'Seconds a boot test may wait for the agent (default 300: TCG is slow)' })
       .example('$0 build --prefix ./out', 'debian image + busybox initrd + kernel, boot-tested, installed under ./out')
-      .example('$0 build debian --image -g nvidia --prefix /', 'debian image, default and GPU kernels') as never,
+      .example('$0 build debian --image -g nvidia --prefix /', 'debian image, default and GPU kernels, both boot-tested with it') as never,
   handler: (argv) => {
     const opts: BuildOptions = {
       ...(argv.distro ? { distro: argv.distro } : {}),

@@ -25,9 +25,11 @@ describe('planBuild', () => {
     expect(c.rootfs.map((r) => `${r.role}:${r.distro.name}:${r.version}`)).toEqual(['image:ubuntu:jammy', 'initrd:busybox:bookworm']);
   });
 
-  it('-g nvidia adds the GPU kernel; the flags select what is built', () => {
+  it('-g nvidia adds the GPU kernel to what is built; the flags select what is built', () => {
     expect(planBuild({ gpu: 'nvidia' }, debianSrc, 'x86_64').kernels).toEqual([{ variant: 'default' }, { variant: 'nvidia' }]);
-    expect(planBuild({ gpu: 'nvidia' }, debianSrc, 'x86_64').rootfs).toEqual([]);
+    expect(planBuild({ gpu: 'nvidia' }, debianSrc, 'x86_64').rootfs.map((r) => r.role)).toEqual(['image', 'initrd']);
+    expect(planBuild({ gpu: 'nvidia', image: true }, debianSrc, 'x86_64').rootfs.map((r) => r.role)).toEqual(['image']);
+    expect(planBuild({ gpu: 'nvidia', image: true }, debianSrc, 'x86_64').kernels).toHaveLength(2);
     const p = planBuild({ image: true, kernel: true, noCache: true, noBootTest: true, jobs: 3, force: true }, debianSrc, 'x86_64');
     expect(p.rootfs.map((r) => r.role)).toEqual(['image']);
     expect(p).toMatchObject({ cache: false, bootTest: false, jobs: 3, force: true });
