@@ -131,8 +131,11 @@ export async function runProbe(qemu: string, accel: Accel, timeoutMs: number): P
   const name = `osbuilder-probe-${accel}-${process.pid}`;
   const started = performance.now();
   const child = execa(qemu, probeArgv(accel, image, name), { reject: false, stdin: 'ignore', timeout: timeoutMs, killSignal: 'SIGKILL' });
-  const unregister = onInterrupt(() => {
+  // Wait until QEMU is gone (and its scratch dir too): the process exits right after the handlers.
+  const unregister = onInterrupt(async () => {
     child.kill('SIGKILL');
+    await child.catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
   });
   try {
     const r = await child;
