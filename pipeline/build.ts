@@ -16,7 +16,7 @@ import { runDag, type Job } from './dag.js';
 import { DEFAULTS, SHARE, carriedEntries, installedTarget, renderQemuConfig, renderSha256Sums, writeInstall, type InstallEntry } from './install.js';
 import { buildManifest } from './manifest.js';
 import { planBuild, pickDebianSource, type BuildOptions, type BuildPlan } from './plan.js';
-import { bootTest, fileFacts, kernelArtifact, resolveAgent, rootfsArtifact, stageContext, type BootTest, type KernelArtifact, type RootfsArtifact } from './stages.js';
+import { bootTest, installedFileSha256, kernelArtifact, resolveAgent, rootfsArtifact, stageContext, type BootTest, type KernelArtifact, type RootfsArtifact } from './stages.js';
 import type { SwitchOutcome } from './switch.js';
 
 export interface SummaryRow {
@@ -80,8 +80,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     let fallbackKernel: { label: string; path: string; sha256: string } | undefined;
     if (plan.bootTest && plan.kernels.length === 0 && plan.rootfs.length > 0) {
       const path = await installedTarget(plan.prefix, 'vmlinuz.container');
-      const facts = path ? await fileFacts(path) : undefined;
-      if (path && facts) fallbackKernel = { label: `installed ${path}`, path, sha256: facts.sha256 };
+      const sha256 = path ? await installedFileSha256(path) : undefined;
+      if (path && sha256) fallbackKernel = { label: `installed ${path}`, path, sha256 };
       else notes.push(`boot test skipped: no kernel built (--kernel) and none installed at ${join(plan.shareDir, 'vmlinuz.container')}`);
     }
     if (plan.bootTest && plan.rootfs.length === 0) notes.push('boot test skipped: no image or initrd built in this run (boot the kernel with osbuilder boot)');

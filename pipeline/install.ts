@@ -3,14 +3,14 @@
  *   <prefix>/usr/share/kata-containers/      artifacts, .container / kata-containers*.img links,
  *                                            SHA256SUMS, manifest.json
  *   <prefix>/usr/share/defaults/kata-containers/configuration-qemu.toml (+ -nvidia-gpu)
- * planInstall() is pure; writeInstall() stages it beside the destination and
- * switches it in (pipeline/switch.ts).
+ * The entries are planned as plain data (pipeline/build.ts); writeInstall()
+ * stages them beside the destination and switches them in (pipeline/switch.ts).
  */
 import { copyFile, constants, link, mkdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { sha256 } from '../core/hash.js';
 import { onInterrupt } from '../core/cleanup.js';
-import { switchTrees, treeDigest, type SwitchOutcome } from './switch.js';
+import { firstDifference, switchTrees, treeDigest, type SwitchOutcome } from './switch.js';
 
 export type InstallEntry =
   /** `carried`: already in the install (hard-linked into the staged tree, not copied). */
@@ -87,12 +87,6 @@ export function plannedDigest(entries: InstallEntry[], under: string): Map<strin
   return new Map([...out].sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
-function sameDigest(a: Map<string, string>, b: Map<string, string>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
-}
-
 /** Copies a file, as a reflink where the filesystem can. */
 async function copyIn(from: string, to: string): Promise<void> {
   await copyFile(from, to, constants.COPYFILE_FICLONE);
@@ -105,7 +99,7 @@ async function copyIn(from: string, to: string): Promise<void> {
 export async function writeInstall(prefix: string, entries: InstallEntry[], force: boolean): Promise<SwitchOutcome> {
   const roots = [SHARE, DEFAULTS];
   const digests = await Promise.all(roots.map((r) => treeDigest(join(prefix, r)).catch(() => undefined)));
-  if (roots.every((r, i) => digests[i] && sameDigest(digests[i]!, plannedDigest(entries, r)))) return 'unchanged';
+  if (roots.every((r, i) => digests[i] && firstDifference(digests[i]!, plannedDigest(entries, r)) === undefined)) return 'unchanged';
 
   const staged = roots.map((r) => join(prefix, dirname(r), `.${r.split('/').pop()}.staged-${process.pid}`));
   const cleanup = () => Promise.all(staged.map((s) => rm(s, { recursive: true, force: true }))).then(() => undefined);

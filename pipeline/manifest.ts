@@ -4,7 +4,8 @@
  * bytes and the install stays untouched.
  */
 import type { CacheInputs } from '../core/cache.js';
-import { prettyName, type BootTest, type KernelArtifact, type RootfsArtifact } from './stages.js';
+import { prettyName } from '../rootfs-builder/index.js';
+import type { BootTest, KernelArtifact, RootfsArtifact } from './stages.js';
 
 export interface Manifest {
   tool: { name: 'kata-osbuilder'; version: string };

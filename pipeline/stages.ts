@@ -18,7 +18,7 @@ import { buildImage } from '../image-builder/index.js';
 import { buildInitrd } from '../initrd-builder/index.js';
 import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel } from '../kernel/index.js';
 import { boot } from '../runtime/index.js';
-import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
+import { checkAgentFile, defaultAgent, prettyName } from '../rootfs-builder/index.js';
 import type { BuildOptions, BuildPlan, KernelJob, RootfsJob } from './plan.js';
 
 export interface StageContext {
@@ -283,10 +283,6 @@ export interface BootTest {
   totalMs: number;
 }
 
-/** The PRETTY_NAME line of an os-release text. */
-export function prettyName(osRelease: string): string {
-  return /^PRETTY_NAME=["']?([^"'\n]*)/m.exec(osRelease)?.[1] ?? '';
-}
 
 /**
  * Boots kernel + artifact with the runtime, asks the agent (Check, Version),
@@ -330,10 +326,9 @@ export async function bootTest(
   return { ...built.entry.meta, cached: built.cached };
 }
 
-/** An existing file's sha256 and size (for artifacts taken from an install). */
-export async function fileFacts(path: string): Promise<{ sha256: string; size: number } | undefined> {
+/** An existing regular file's sha256 (for a kernel taken from an install), else undefined. */
+export async function installedFileSha256(path: string): Promise<string | undefined> {
   const st = await stat(path).catch(() => undefined);
-  if (!st?.isFile()) return undefined;
-  return { sha256: await sha256File(path), size: st.size };
+  return st?.isFile() ? sha256File(path) : undefined;
 }
 

@@ -23,7 +23,7 @@ import { type Arch, type Command, type DistroDefinition, type FileOp } from '../
 import { checkAgentFile, defaultAgent, type AgentBinary } from './agent-source.js';
 import { applyFileOps } from './apply.js';
 import { verifyRootfs } from './checks.js';
-import { renderMetadata, renderPackageList } from './metadata.js';
+import { prettyName, renderMetadata, renderPackageList } from './metadata.js';
 import { hostArch, isKernelRelease, localBaseTag, localBaseTools, resolveRootfsOptions, type ResolvedRootfsOptions, type RootfsOptions } from './options.js';
 import { clearBundles, parseApkInstalled, parseDpkgStatus, parseNameVersionLines } from './packages.js';
 import { builderTag, localBaseArgv, planRootfs, type RootfsPlan } from './plan.js';
@@ -357,7 +357,7 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
       report = await step('check the rootfs', () => verifyRootfs(fs, { arch: plan.arch, initMode: plan.initMode, asRoot: process.getuid?.() === 0, agentLabel: agent!.source === 'default' ? "osbuilder's agent" : `agent ${agent!.path}`, ...(buildingUid() !== undefined ? { buildingUid: buildingUid()! } : {}) }));
       // One flush for the whole tree (the bootstrap skipped per-file fsyncs) before it is renamed into place.
       await run('sync', ['-f', dir]);
-      osRelease = /^PRETTY_NAME=["']?([^"'\n]*)/m.exec((await fs.readText('/etc/os-release')) ?? '')?.[1];
+      osRelease = prettyName((await fs.readText('/etc/os-release')) ?? '') || undefined;
     } finally {
       await fs.close();
     }

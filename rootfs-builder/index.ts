@@ -17,3 +17,4 @@ export { parseElf, readElf, checkElfForArch, ELF_ARCH, type ElfInfo } from './el
 export { verifyRootfs, checkAgentInRoot } from './checks.js';
 export { AGENT_PATH, KATA_TRIMMED_UNITS, KATA_TRIMMED_FILES } from './systemd.js';
 export { checkAgentFile, defaultAgent, type AgentBinary } from './agent-source.js';
+export { prettyName } from './metadata.js';

@@ -48,6 +48,11 @@ export function renderMetadata(m: RootfsMetadata): string {
 }
 
 /** name=version lines, one per installed package, for the build manifest. */
+/** The PRETTY_NAME of an os-release text ('' when it has none). */
+export function prettyName(osRelease: string): string {
+  return /^PRETTY_NAME=["']?([^"'\n]*)/m.exec(osRelease)?.[1] ?? '';
+}
+
 export function renderPackageList(lines: string[]): string {
   return lines.length ? lines.join('\n') + '\n' : '';
 }

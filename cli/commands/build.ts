@@ -3,7 +3,7 @@ import { build, type BuildResult } from '../../pipeline/build.js';
 import { verifyReproducible, type ReproducibleResult } from '../../pipeline/reproducible.js';
 import type { BuildOptions } from '../../pipeline/plan.js';
 import { splitPackages } from '../../rootfs-builder/options.js';
-import { runCommand, table, type GlobalArgs } from '../output.js';
+import { mib, runCommand, table, type GlobalArgs } from '../output.js';
 import { formatElapsed } from '../../core/log.js';
 
 interface BuildArgs extends GlobalArgs {
@@ -32,10 +32,6 @@ interface BuildArgs extends GlobalArgs {
   'kernel-sha256'?: string;
   accel?: string;
   'boot-timeout'?: number;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
 function human(r: BuildResult | ReproducibleResult): string {

@@ -1,15 +1,11 @@
 import type { CommandModule } from 'yargs';
 import { BuildCache } from '../../core/cache.js';
-import { runCommand, table, type GlobalArgs } from '../output.js';
+import { mib, runCommand, table, type GlobalArgs } from '../output.js';
 import { OsbuilderError } from '../../core/errors.js';
 
 interface CacheArgs extends GlobalArgs {
   action: 'ls' | 'prune';
   keep: number;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
 export const cacheCommand: CommandModule<GlobalArgs, CacheArgs> = {

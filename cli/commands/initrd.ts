@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { buildInitrd, COMPRESSIONS, DEFAULT_COMPRESSION } from '../../initrd-builder/index.js';
-import { runCommand, type GlobalArgs } from '../output.js';
+import { mib, runCommand, type GlobalArgs } from '../output.js';
 
 interface InitrdArgs extends GlobalArgs {
   rootfs: string;
@@ -8,10 +8,6 @@ interface InitrdArgs extends GlobalArgs {
   compression: string;
   level?: number;
   rootOwned: boolean;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
 export const initrdCommand: CommandModule<GlobalArgs, InitrdArgs> = {
