@@ -4,6 +4,7 @@
  * the source hash, compiler identity, flags and arch, so other stages get the
  * agent cheaply (defaultAgentBinary).
  */
+import { existsSync } from 'node:fs';
 import { copyFile, chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { arch as hostArchNode, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,18 +18,20 @@ import { atomicOutput, checkOutputPath } from '../core/atomic.js';
 import { sha256, sha256File } from '../core/hash.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { step } from '../core/log.js';
+import { isMuslArch, muslInstalled, muslSpecs } from './musl.js';
 
 export type AgentArch = 'x86_64' | 'aarch64' | 'ppc64le' | 's390x';
 export type AgentEngine = 'native' | EngineKind;
+export type AgentLibc = 'musl' | 'glibc';
 
-/** Directory of the C sources (agent/src), in the source tree and in dist/. */
-export function agentSourceDir(): string {
-  return fileURLToPath(new URL('./src/', import.meta.url));
+/** The agent's directory (src/ and proto/), in the source tree and in dist/. */
+export function agentDir(): string {
+  return fileURLToPath(new URL('./', import.meta.url));
 }
 
-/** The .proto files documenting the wire protocol (agent/proto). */
+/** The .proto files of the agent protocol (agent/proto): the agent and the runtime are generated from them. */
 export function agentProtoDir(): string {
-  return fileURLToPath(new URL('./proto/', import.meta.url));
+  return join(agentDir(), 'proto');
 }
 
 export function hostArch(): AgentArch {
@@ -48,18 +51,35 @@ const TRIPLET: Record<AgentArch, string> = {
   s390x: 's390x-linux-gnu',
 };
 
-/** Debian packages that provide a compiler able to link the agent statically for `arch`. */
+const DEBIAN_ARCH: Record<AgentArch, string> = { x86_64: 'amd64', aarch64: 'arm64', ppc64le: 'ppc64el', s390x: 's390x' };
+
+/** Debian packages for the protocol code: the generator (host arch) and the runtime library (target arch). */
+export const PROTOBUF_C_PACKAGES = ['protobuf-c-compiler', 'libprotobuf-dev'];
+
+/** Debian packages that provide a compiler able to link the agent statically for `arch`, and protobuf-c. */
 export function compilerPackages(arch: AgentArch, native: AgentArch): string[] {
-  if (arch === native) return arch === 'x86_64' || arch === 'aarch64' ? ['gcc', 'libc6-dev', 'musl-tools'] : ['gcc', 'libc6-dev'];
+  const lib = arch === native ? 'libprotobuf-c-dev' : `libprotobuf-c-dev:${DEBIAN_ARCH[arch]}`;
+  if (arch === native) return [...(arch === 'x86_64' || arch === 'aarch64' ? ['gcc', 'libc6-dev', 'musl-tools'] : ['gcc', 'libc6-dev']), ...PROTOBUF_C_PACKAGES, lib];
   const t = TRIPLET[arch];
-  return [`gcc-${t}`, `libc6-dev-${{ x86_64: 'amd64', aarch64: 'arm64', ppc64le: 'ppc64el', s390x: 's390x' }[arch]}-cross`];
+  const musl = isMuslArch(arch) ? [`musl-dev:${DEBIAN_ARCH[arch]}`] : [];
+  return [`gcc-${t}`, `libc6-dev-${DEBIAN_ARCH[arch]}-cross`, ...musl, ...PROTOBUF_C_PACKAGES, lib];
 }
 
-/** Compiler command for `arch`, preferring musl (a ~100 KiB binary) over static glibc (~900 KiB). */
+/** Compiler command for `arch`, preferring musl (a ~200 KiB binary) over static glibc (~900 KiB). */
 export function chooseCompiler(arch: AgentArch, native: AgentArch, available: (cmd: string) => boolean): string | undefined {
   const candidates = arch === native ? ['musl-gcc', 'gcc', `${TRIPLET[arch]}-gcc`] : [`${TRIPLET[arch]}-gcc`];
   return candidates.find(available);
 }
+
+/** protobuf-c's static runtime library for `arch` (Debian's multiarch path). */
+export function protobufCLibrary(arch: AgentArch): string {
+  return `/usr/lib/${TRIPLET[arch]}/libprotobuf-c.a`;
+}
+
+/** The protobuf-c header, copied into the build's own include dir (musl-gcc must not see /usr/include). */
+export const PROTOBUF_C_HEADER = '/usr/include/protobuf-c/protobuf-c.h';
+/** google/protobuf/empty.proto (libprotobuf-dev), imported by agent.proto. */
+export const WELL_KNOWN_PROTOS = '/usr/include';
 
 export const AGENT_CFLAGS = [
   '-std=c11',
@@ -70,12 +90,15 @@ export const AGENT_CFLAGS = [
   '-Wextra',
   '-Werror',
   '-fno-ident',
+  '-ffunction-sections',
+  '-fdata-sections',
+  '-Wl,--gc-sections',
   '-Wl,--build-id=sha1',
   '-Wl,--hash-style=gnu',
 ];
 
 export interface AgentSources {
-  /** File names under agent/src, sorted. */
+  /** Paths under agent/ (src/*.c, src/*.h, proto/*.proto), sorted. */
   files: string[];
   /** sha256 over names and contents. */
   hash: string;
@@ -83,10 +106,16 @@ export interface AgentSources {
   contents?: Record<string, Buffer>;
 }
 
-export async function readAgentSources(dir = agentSourceDir()): Promise<AgentSources> {
-  const files = (await readdir(dir)).filter((f) => /\.[ch]$/.test(f)).sort();
-  if (!files.some((f) => f.endsWith('.c'))) {
-    throw new OsbuilderError('INPUT_NOT_FOUND', `no agent sources in ${dir}`, 'reinstall osbuilder: agent/src is part of the package');
+async function listSources(dir: string, sub: string, pattern: RegExp): Promise<string[]> {
+  const names = await readdir(join(dir, sub)).catch(() => [] as string[]);
+  return names.filter((f) => pattern.test(f)).map((f) => `${sub}/${f}`);
+}
+
+/** The agent's sources: agent/src (C) and agent/proto (the protocol it is generated from). */
+export async function readAgentSources(dir = agentDir()): Promise<AgentSources> {
+  const files = [...(await listSources(dir, 'src', /\.[ch]$/)), ...(await listSources(dir, 'proto', /\.proto$/))].sort();
+  if (!files.some((f) => f.endsWith('.c')) || !files.some((f) => f.endsWith('.proto'))) {
+    throw new OsbuilderError('INPUT_NOT_FOUND', `no agent sources in ${dir} (src/*.c and proto/*.proto)`, 'reinstall osbuilder: agent/src and agent/proto are part of the package');
   }
   const parts: string[] = [];
   const contents: Record<string, Buffer> = {};
@@ -107,58 +136,91 @@ export interface AgentBuildInput {
   engine: AgentEngine;
   /** The compiler to run (native: chosen by chooseCompiler; container: musl-gcc or the cross gcc). */
   compiler: string;
+  /** Cross builds: link against the target's musl (musl-dev:<arch>) instead of static glibc. */
+  crossMusl?: boolean;
   sources: AgentSources;
-  srcDir: string;
-  /** Where the compiler writes (a temp path). */
-  output: string;
+  /** Holds src/ and proto/ (a snapshot of the sources); the build writes inc/, gen/ and out/ there. */
+  workDir: string;
   mirror?: string;
+}
+
+export interface Command {
+  cmd: string;
+  args: string[];
 }
 
 export interface AgentBuildPlan {
   arch: AgentArch;
   engine: AgentEngine;
   compiler: string;
+  libc: AgentLibc;
   version: string;
   cflags: string[];
-  /** Native: the compiler argv. Container: the argv run inside the builder. */
-  compile: { cmd: string; args: string[] };
+  /** Written into the work dir before the steps run (name → content). */
+  files: Record<string, string>;
+  /** Run in order (on the host, or each in the builder container): header, protoc-c, compiler. */
+  steps: Command[];
+  /** Where the binary appears (a host path). */
+  output: string;
   /** Container builds: the builder image and how it is made locally (no registry needed). */
-  builder?: { ref: string; packages: string[]; bootstrap: { cmd: string; args: string[] } };
+  builder?: { ref: string; packages: string[]; bootstrap: Command };
+  /** Container builds: how each step runs (argv replaced per step). */
   run?: RunSpec;
 }
 
 export const DEBIAN_MIRROR = 'http://deb.debian.org/debian';
 
+/** The three steps, with `w` the work dir as the compiler sees it. */
+function buildSteps(input: AgentBuildInput, w: string, cflags: string[]): Command[] {
+  const protos = input.sources.files.filter((f) => f.endsWith('.proto')).map((f) => f.slice('proto/'.length));
+  const genC = ['google/protobuf/empty.pb-c.c', ...protos.map((p) => p.replace(/\.proto$/, '.pb-c.c'))];
+  const cFiles = input.sources.files.filter((f) => f.endsWith('.c'));
+  return [
+    { cmd: 'install', args: ['-D', '-m', '0644', PROTOBUF_C_HEADER, `${w}/inc/protobuf-c/protobuf-c.h`] },
+    { cmd: 'protoc-c', args: [`--c_out=${w}/gen`, '-I', `${w}/proto`, '-I', WELL_KNOWN_PROTOS, 'google/protobuf/empty.proto', ...protos] },
+    {
+      cmd: input.compiler,
+      args: [
+        ...cflags,
+        '-I', `${w}/inc`, '-I', `${w}/gen`, '-I', `${w}/gen/google/protobuf`,
+        '-o', `${w}/out/kata-agent`,
+        ...cFiles.map((f) => `${w}/${f}`),
+        ...genC.map((f) => `${w}/gen/${f}`),
+        protobufCLibrary(input.arch),
+      ],
+    },
+  ];
+}
+
 /** Pure: the commands that build the agent. */
 export function planAgentBuild(input: AgentBuildInput): AgentBuildPlan {
   const version = agentVersion(input.sources.hash);
   const inContainer = input.engine !== 'native';
-  const srcDir = inContainer ? '/src' : input.srcDir.replace(/\/$/, '');
-  const output = inContainer ? '/out/kata-agent' : input.output;
-  const cflags = [...AGENT_CFLAGS, `-ffile-prefix-map=${srcDir}=agent/src`, `-DAGENT_VERSION="${version}"`];
-  const args = [...cflags, '-o', output, ...input.sources.files.filter((f) => f.endsWith('.c')).map((f) => `${srcDir}/${f}`)];
-  const plan: AgentBuildPlan = { arch: input.arch, engine: input.engine, compiler: input.compiler, version, cflags, compile: { cmd: input.compiler, args } };
+  const work = input.workDir.replace(/\/$/, '');
+  const w = inContainer ? '/work' : work;
+  const muslArch = input.crossMusl && isMuslArch(input.arch) ? input.arch : undefined;
+  const cflags = [...AGENT_CFLAGS, ...(muslArch ? [`-specs=${w}/musl.specs`] : []), `-ffile-prefix-map=${w}=agent`, `-DAGENT_VERSION="${version}"`];
+  const libc: AgentLibc = muslArch || input.compiler === 'musl-gcc' ? 'musl' : 'glibc';
+  const files: Record<string, string> = muslArch ? { 'musl.specs': muslSpecs(muslArch) } : {};
+  const plan: AgentBuildPlan = { arch: input.arch, engine: input.engine, compiler: input.compiler, libc, version, cflags, files, steps: buildSteps(input, w, cflags), output: `${work}/out/kata-agent` };
   if (inContainer) {
     // The builder runs on the host's arch; other arches use Debian's cross gcc.
-    const native = hostArch();
-    const packages = compilerPackages(input.arch, native);
+    const packages = compilerPackages(input.arch, hostArch());
     const ref = `osbuilder-agent-builder:${sha256(packages.join(',')).slice(0, 12)}`;
+    const multiarch = input.arch === hostArch() ? [] : [`--architectures=${DEBIAN_ARCH[hostArch()]},${DEBIAN_ARCH[input.arch]}`];
     plan.builder = {
       ref,
       packages,
       bootstrap: {
         cmd: 'mmdebstrap',
-        args: ['--mode=root', '--variant=minbase', `--include=${packages.join(',')}`, '--aptopt=Acquire::Languages "none"', 'bookworm', '-', input.mirror ?? DEBIAN_MIRROR],
+        args: ['--mode=root', '--variant=minbase', ...multiarch, `--include=${packages.join(',')}`, '--aptopt=Acquire::Languages "none"', 'bookworm', '-', input.mirror ?? DEBIAN_MIRROR],
       },
     };
     plan.run = {
       image: ref,
       name: `osbuilder-agent-build-${process.pid}-${Date.now().toString(36)}`,
-      argv: [input.compiler, ...args],
-      mounts: [
-        { host: input.srcDir.replace(/\/$/, ''), container: '/src', readonly: true },
-        { host: input.output.replace(/\/[^/]+$/, ''), container: '/out' },
-      ],
+      argv: [],
+      mounts: [{ host: work, container: '/work' }],
       labels: { 'io.osbuilder.stage': 'agent' },
     };
   }
@@ -179,6 +241,7 @@ export interface AgentBuildResult {
   arch: AgentArch;
   engine: AgentEngine;
   compiler: string;
+  libc: AgentLibc;
   version: string;
   sha256: string;
   size: number;
@@ -187,53 +250,69 @@ export interface AgentBuildResult {
   cached: boolean;
 }
 
-async function compilerIdentity(cmd: string): Promise<string> {
-  const r = await execa(cmd, ['--version'], { reject: false });
-  const first = String(r.stdout).split('\n')[0] ?? '';
-  if (cmd !== 'musl-gcc') return first;
-  // musl-gcc wraps gcc; the musl version matters too.
-  const musl = await execa('dpkg-query', ['-W', '-f=${Version}', 'musl-dev'], { reject: false });
-  return `${first} musl ${String(musl.stdout).trim()}`;
+async function packageVersion(pkg: string): Promise<string> {
+  const r = await execa('dpkg-query', ['-W', '-f=${Version}', pkg], { reject: false });
+  return r.exitCode === 0 ? String(r.stdout).trim() : 'unknown';
 }
 
-/** Runs a plan, writing the binary to plan's output (a temp path owned by the caller). */
-async function executePlan(plan: AgentBuildPlan, input: AgentBuildInput): Promise<void> {
+/** What the native toolchain is: the compiler's version, musl's, protobuf-c's. */
+async function toolchainIdentity(cmd: string, arch: AgentArch, crossMusl: boolean): Promise<string> {
+  const r = await execa(cmd, ['--version'], { reject: false });
+  const first = String(r.stdout).split('\n')[0] ?? '';
+  // musl-gcc wraps gcc; the musl version matters too.
+  const musl = crossMusl || cmd === 'musl-gcc' ? ` musl ${await packageVersion(`musl-dev:${DEBIAN_ARCH[arch]}`)}` : '';
+  return `${first}${musl} protobuf-c ${await packageVersion('protobuf-c-compiler')}/${await packageVersion('libprotobuf-c-dev')}`;
+}
+
+const COMPILE_HINT = 'the agent sources must compile cleanly; rerun with --debug to see the compiler output';
+
+async function ensureBuilder(engine: ContainerEngine, builder: NonNullable<AgentBuildPlan['builder']>): Promise<void> {
+  if (await engine.imageId(builder.ref)) return;
+  if (!(await haveTool('mmdebstrap'))) {
+    throw new OsbuilderError('TOOL_MISSING', 'mmdebstrap is not installed (it makes the agent builder image locally)', 'apt-get install mmdebstrap, or use --engine native');
+  }
+  await step(`make builder image ${builder.ref} (mmdebstrap | ${engine.kind} import)`, () =>
+    engine.importFrom(builder.bootstrap, builder.ref, 'check that the Debian mirror is reachable (--mirror), or use --engine native'),
+  );
+}
+
+/** Runs a plan's steps on the host or in the builder; the binary appears at plan.output. */
+async function executePlan(plan: AgentBuildPlan, workDir: string): Promise<void> {
+  for (const [name, text] of Object.entries(plan.files)) await writeFile(join(workDir, name), text);
   if (plan.engine === 'native') {
-    await run(plan.compile.cmd, plan.compile.args, { hint: 'the agent sources must compile cleanly; rerun with --debug to see the compiler output' });
+    for (const s of plan.steps) await run(s.cmd, s.args, { hint: COMPILE_HINT });
     return;
   }
   const engine = new ContainerEngine(plan.engine);
   await engine.check();
-  const builder = plan.builder!;
-  if (!(await engine.imageId(builder.ref))) {
-    if (!(await haveTool('mmdebstrap'))) {
-      throw new OsbuilderError('TOOL_MISSING', 'mmdebstrap is not installed (it makes the agent builder image locally)', 'apt-get install mmdebstrap, or use --engine native');
-    }
-    await step(`make builder image ${builder.ref} (mmdebstrap | ${engine.kind} import)`, () =>
-      engine.importFrom(builder.bootstrap, builder.ref, 'check that the Debian mirror is reachable (--mirror), or use --engine native'),
-    );
-  }
-  // The compiler writes into a fresh directory mounted at /out; copy the result to the temp path.
-  const outDir = input.output.replace(/\/[^/]+$/, '');
-  await engine.run(plan.run!, { hint: 'the agent sources must compile cleanly; rerun with --debug to see the compiler output' });
-  const produced = join(outDir, 'kata-agent');
-  if (produced !== input.output) await copyFile(produced, input.output);
+  await ensureBuilder(engine, plan.builder!);
+  for (const [i, s] of plan.steps.entries()) await engine.run({ ...plan.run!, name: `${plan.run!.name}-${i}`, argv: [s.cmd, ...s.args] }, { hint: COMPILE_HINT });
 }
 
-async function resolveCompiler(arch: AgentArch, engine: AgentEngine): Promise<string> {
+const SETUP_HINT = (arch: AgentArch, native: AgentArch) =>
+  arch === native
+    ? `apt-get install ${compilerPackages(arch, native).join(' ')}`
+    : `dpkg --add-architecture ${DEBIAN_ARCH[arch]} && apt-get update && apt-get install ${compilerPackages(arch, native).join(' ')}, or use --engine docker`;
+
+interface Compiler {
+  compiler: string;
+  crossMusl: boolean;
+}
+
+/** The compiler for `arch`; cross builds use musl where musl-dev:<arch> is there (in a builder: always). */
+async function resolveCompiler(arch: AgentArch, engine: AgentEngine): Promise<Compiler> {
   const native = hostArch();
-  if (engine !== 'native') return arch === native ? (arch === 'x86_64' || arch === 'aarch64' ? 'musl-gcc' : 'gcc') : `${TRIPLET[arch]}-gcc`;
+  if (engine !== 'native') return arch === native ? { compiler: isMuslArch(arch) ? 'musl-gcc' : 'gcc', crossMusl: false } : { compiler: `${TRIPLET[arch]}-gcc`, crossMusl: isMuslArch(arch) };
   const seen = new Map<string, boolean>();
   for (const c of ['musl-gcc', 'gcc', `${TRIPLET[arch]}-gcc`]) seen.set(c, await haveTool(c));
   const cc = chooseCompiler(arch, native, (c) => seen.get(c) ?? false);
-  if (!cc) {
-    throw new OsbuilderError(
-      'TOOL_MISSING',
-      `no C compiler that can build a static agent for ${arch} on this ${native} host`,
-      arch === native ? 'apt-get install musl-tools (or build-essential)' : `apt-get install ${compilerPackages(arch, native).join(' ')}, or use --engine docker`,
-    );
-  }
-  return cc;
+  if (!cc) throw new OsbuilderError('TOOL_MISSING', `no C compiler that can build a static agent for ${arch} on this ${native} host`, SETUP_HINT(arch, native));
+  const missing = [
+    ...((await haveTool('protoc-c')) ? [] : ['protoc-c']),
+    ...[PROTOBUF_C_HEADER, protobufCLibrary(arch), `${WELL_KNOWN_PROTOS}/google/protobuf/empty.proto`].filter((f) => !existsSync(f)),
+  ];
+  if (missing.length) throw new OsbuilderError('TOOL_MISSING', `the agent's protocol code needs protobuf-c: missing ${missing.join(', ')}`, SETUP_HINT(arch, native));
+  return { compiler: cc, crossMusl: arch !== native && isMuslArch(arch) && muslInstalled(arch) };
 }
 
 /** Builds (or reuses from the cache) the agent and writes it to `output`. */
@@ -253,55 +332,40 @@ export async function defaultAgentBinary(opts: { arch?: AgentArch; engine?: Agen
   return { ...entry.result, path: join(entry.dir, 'kata-agent') };
 }
 
-/** Alias kept short for callers that want just the path. */
-export async function defaultAgentPath(arch?: AgentArch): Promise<string> {
-  return (await defaultAgentBinary(arch ? { arch } : {})).path;
+/** A work dir holding a snapshot of the hashed sources (src/, proto/) and empty gen/ and out/. */
+async function snapshotSources(sources: AgentSources): Promise<string> {
+  const work = join(tmpdir(), `osbuilder-agent-${process.pid}-${Date.now().toString(36)}`);
+  for (const sub of ['src', 'proto', 'gen', 'out']) await mkdir(join(work, sub), { recursive: true });
+  for (const f of sources.files) await writeFile(join(work, f), sources.contents![f]!);
+  return work;
 }
 
 async function cachedAgent(opts: { arch?: AgentArch; engine?: AgentEngine; mirror?: string }): Promise<{ dir: string; result: AgentBuildResult }> {
   const arch = opts.arch ?? hostArch();
   const engine = opts.engine ?? 'native';
-  const srcDir = agentSourceDir();
-  const sources = await readAgentSources(srcDir);
-  const compiler = await resolveCompiler(arch, engine);
-  // Container builds are keyed by their builder's package set; native ones by the compiler found.
-  const identity = engine === 'native' ? await compilerIdentity(compiler) : `container ${compilerPackages(arch, hostArch()).join(',')}`;
-  const probe = planAgentBuild({ arch, engine, compiler, sources, srcDir, output: '/out/kata-agent' });
-  const inputs: CacheInputs = { sourceHash: sources.hash, arch, engine: engine === 'native' ? 'native' : 'container', compiler, identity, cflags: probe.cflags.filter((f) => !f.startsWith('-ffile-prefix-map')), version: probe.version };
+  const sources = await readAgentSources();
+  const { compiler, crossMusl } = await resolveCompiler(arch, engine);
+  // Container builds are keyed by their builder's package set; native ones by the toolchain found.
+  const identity = engine === 'native' ? await toolchainIdentity(compiler, arch, crossMusl) : `container ${compilerPackages(arch, hostArch()).join(',')}`;
+  const probe = planAgentBuild({ arch, engine, compiler, crossMusl, sources, workDir: '/work' });
+  const inputs: CacheInputs = { sourceHash: sources.hash, arch, engine: engine === 'native' ? 'native' : 'container', compiler, libc: probe.libc, identity, cflags: probe.cflags.filter((f) => !f.startsWith('-ffile-prefix-map')), version: probe.version };
   const key = cacheKey(inputs);
   const cache = new BuildCache();
   const found = await cache.lookup<AgentBuildResult>('agent', key);
   if (found) return { dir: found.dir, result: { ...found.meta, cached: true } };
-  const entry = await step(`build agent for ${arch} (${compiler}${engine === 'native' ? '' : ` in ${engine}`})`, () =>
+  const entry = await step(`build agent for ${arch} (${compiler}, ${probe.libc}${engine === 'native' ? '' : ` in ${engine}`})`, () =>
     cache.store<AgentBuildResult>('agent', key, inputs, async (dir) => {
-      const work = join(tmpdir(), `osbuilder-agent-${process.pid}-${Date.now().toString(36)}`);
-      await mkdir(work, { recursive: true });
+      // A snapshot of the hashed sources, so the entry matches its key even if agent/ changes meanwhile.
+      const work = await snapshotSources(sources);
       try {
-        // Compile a snapshot of the hashed sources, so the entry matches its key even if agent/src changes meanwhile.
-        const snapshot = join(work, 'src');
-        await mkdir(snapshot);
-        for (const f of sources.files) await writeFile(join(snapshot, f), sources.contents![f]!);
-        const outDir = join(work, 'out');
-        await mkdir(outDir);
-        const output = join(outDir, 'kata-agent');
-        const input: AgentBuildInput = { arch, engine, compiler, sources, srcDir: snapshot, output, ...(opts.mirror ? { mirror: opts.mirror } : {}) };
-        await executePlan(planAgentBuild(input), input);
-        const st = await stat(output).catch(() => undefined);
+        const plan = planAgentBuild({ arch, engine, compiler, crossMusl, sources, workDir: work, ...(opts.mirror ? { mirror: opts.mirror } : {}) });
+        await executePlan(plan, work);
+        const st = await stat(plan.output).catch(() => undefined);
         if (!st?.isFile() || st.size === 0) throw new OsbuilderError('VERIFY_FAILED', 'the compiler produced no agent binary', 'rerun with --debug to see the compiler output');
-        await verifyAgentBinary(output, arch);
-        await copyFile(output, join(dir, 'kata-agent'));
+        await verifyAgentBinary(plan.output, arch);
+        await copyFile(plan.output, join(dir, 'kata-agent'));
         await chmod(join(dir, 'kata-agent'), 0o755);
-        return {
-          path: join(dir, 'kata-agent'),
-          arch,
-          engine,
-          compiler,
-          version: probe.version,
-          sha256: await sha256File(output),
-          size: st.size,
-          sourceHash: sources.hash,
-          cached: false,
-        };
+        return { path: join(dir, 'kata-agent'), arch, engine, compiler, libc: plan.libc, version: probe.version, sha256: await sha256File(plan.output), size: st.size, sourceHash: sources.hash, cached: false };
       } finally {
         await rm(work, { recursive: true, force: true });
       }

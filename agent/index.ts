@@ -1,14 +1,14 @@
 /**
  * Public entry point of the agent stage: osbuilder's minimal guest agent
- * (static C, agent/src) and its build. Wire protocol: agent/proto/*.proto.
+ * (static C, agent/src) and its build. Protocol: Kata's, agent/proto/*.proto (the C and
+ * the runtime's TypeScript are generated from them).
  */
 export {
   buildAgent,
   defaultAgentBinary,
-  defaultAgentPath,
   planAgentBuild,
   readAgentSources,
-  agentSourceDir,
+  agentDir,
   agentProtoDir,
   agentVersion,
   chooseCompiler,
@@ -18,6 +18,7 @@ export {
   AGENT_CFLAGS,
   type AgentArch,
   type AgentEngine,
+  type AgentLibc,
   type AgentBuildInput,
   type AgentBuildPlan,
   type AgentBuildResult,

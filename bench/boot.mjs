@@ -4,6 +4,9 @@
 // Debian's stock cloud kernel booting the same initrd, QEMU start -> /init
 // running (the agent's "starting as init" line on ttyS0). Same QEMU, same
 // accelerator (auto: TCG where KVM does not run guests), same memory and vCPUs.
+// Then boot to container output, as `osbuilder boot -- echo` runs it (sandbox
+// over 9p, the default busybox container), for that initrd and for an ext4
+// image of the same tree, beside boot to agent ready of the same boot.
 // Needs `npm run build`. Usage: node bench/boot.mjs
 //   OSBUILDER_BENCH_KERNEL=<bzImage>   our kernel (default: the guest kernel the tests build and cache)
 //   OSBUILDER_BENCH_RUNS=<n>            boots per side (default 3; the median is reported)
@@ -12,11 +15,13 @@ import { mkdir, mkdtemp, readdir, rm, stat, symlink, copyFile, chmod, rename } f
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { planQemu, Vm, resolveAccel, findQemu } from '../dist/runtime/index.js';
+import { planQemu, Vm, resolveAccel, findQemu, boot } from '../dist/runtime/index.js';
+import { buildImage } from '../dist/image-builder/index.js';
 import { defaultAgentBinary } from '../dist/agent/index.js';
 import { configureLog } from '../dist/core/log.js';
 
 const GOAL = '≤ 0.6×';
+const CONTAINER_GOAL_MS = { initrd: 1500, image: 3000 };
 const RUNS = Number(process.env.OSBUILDER_BENCH_RUNS ?? 3);
 const TEST_CACHE = process.env.OSBUILDER_TEST_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'osbuilder-test');
 
@@ -55,7 +60,7 @@ async function ourKernel() {
   throw new Error('no guest kernel: run the kernel integration tests once (they build and cache it), or set OSBUILDER_BENCH_KERNEL');
 }
 
-/** busybox + the agent as /init and /sbin/init, as a newc cpio, gzip (Kata's format). */
+/** busybox + the agent as /init and /sbin/init, as a newc cpio, gzip (Kata's format); and its tree. */
 async function agentInitrd(work) {
   const root = join(work, 'root');
   for (const d of ['bin', 'sbin', 'dev', 'proc', 'sys', 'tmp', 'run', 'etc', 'usr/bin', 'root']) await mkdir(join(root, d), { recursive: true });
@@ -68,7 +73,43 @@ async function agentInitrd(work) {
   await symlink('../init', join(root, 'sbin/init'));
   const out = join(work, 'agent.initrd');
   await execa('sh', ['-c', 'cd "$1" && find . | LC_ALL=C sort | cpio -H newc -o --quiet | gzip -9 > "$2"', 'sh', root, out]);
-  return out;
+  return { initrd: out, root };
+}
+
+/**
+ * One `osbuilder boot -- echo container-output`: ms from the call to the
+ * container's first stdout byte, and the same boot's QEMU start -> agent ready.
+ */
+async function containerBoot({ accel, kernel, root }) {
+  let first = 0;
+  const t0 = performance.now();
+  const r = await boot({
+    overrides: { kernel, ...root, memory: 512 },
+    accel,
+    timeoutSec: 180,
+    container: { command: ['echo', 'container-output'], io: { onStdout: () => (first ||= performance.now()) } },
+  });
+  if (r.container?.exitCode !== 0 || !first) throw new Error(`the container did not run: ${JSON.stringify(r.container)}`);
+  return { outputMs: first - t0, readyMs: r.timings.qemuStartToAgentReadyMs };
+}
+
+async function containerRows({ accel, reason, kernel, initrd, image }) {
+  const rows = [];
+  for (const [kind, root] of [['initrd', { initrd }], ['image', { image }]]) {
+    const runs = [];
+    for (let i = 0; i < RUNS; i++) runs.push(await containerBoot({ accel, kernel, root }));
+    const out = median(runs.map((x) => x.outputMs));
+    const ready = median(runs.map((x) => x.readyMs));
+    rows.push({
+      name: `boot to container output (${kind}) vs to agent ready, ${accel}`,
+      ours_ms: out,
+      baseline_ms: ready,
+      ratio: out / ready,
+      goal: `≤ ${CONTAINER_GOAL_MS[kind] / 1000} s`,
+      note: `median of ${RUNS}; accel ${accel} (${reason}); output ${runs.map((x) => Math.round(x.outputMs)).join('/')} ms; CreateSandbox (9p) + CreateContainer + StartContainer + ReadStdout; our kernel, 512 MiB`,
+    });
+  }
+  return rows;
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -98,7 +139,9 @@ export async function run() {
     const qemu = (await findQemu('qemu-system-x86_64')).path;
     if (!qemu) throw new Error('qemu-system-x86_64 is not installed');
     const { accel, reason } = await resolveAccel('auto', qemu);
-    const [ours, debian, initrd] = [await ourKernel(), await debianCloudKernel(), await agentInitrd(work)];
+    const [ours, debian, { initrd, root }] = [await ourKernel(), await debianCloudKernel(), await agentInitrd(work)];
+    const image = join(work, 'agent.img');
+    await buildImage({ rootfs: root, output: image });
     const o = [];
     const d = [];
     for (let i = 0; i < RUNS; i++) {
@@ -116,6 +159,7 @@ export async function run() {
         goal: GOAL,
         note: `median of ${RUNS}; accel ${accel} (${reason}); ours ${o.map(Math.round).join('/')} ms, debian ${d.map(Math.round).join('/')} ms; same busybox+agent initrd, 512 MiB, 1 vCPU`,
       },
+      ...(await containerRows({ accel, reason, kernel: ours, initrd, image })),
     ];
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -22,6 +22,8 @@ export type ErrorCode =
   | 'DOCKER_UNAVAILABLE'
   | 'BOOT_FAILED'
   | 'BOOT_TIMEOUT'
+  | 'COMMAND_TIMEOUT'
+  | 'QMP_FAILED'
   | 'AGENT_ERROR'
   | 'CONFIG_INVALID'
   | 'CACHE_CORRUPT'

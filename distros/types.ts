@@ -102,6 +102,8 @@ export interface BootstrapInput {
   mirror: string;
   /** Path of the rootfs as the commands see it (/rootfs in a container). */
   root: string;
+  /** The arch the bootstrap commands run on (the host's when the distro needs no emulation). */
+  builderArch: Arch;
 }
 
 export interface DistroDefinition {
@@ -135,6 +137,8 @@ export interface DistroDefinition {
   dockerfileVars?(version: string, arch: Arch): Record<string, string>;
   /** Host tools --engine native needs. */
   nativeTools: string[];
+  /** Other arches are built by a host-arch builder (no qemu-user): it fetches the target's binaries. */
+  crossWithoutEmulation?: boolean;
   bootstrap(input: BootstrapInput): Command[];
   /** Host-side operations right after bootstrap (layout the tool does not make). */
   postBootstrap?(input: BootstrapInput, captured: Record<string, string>): FileOp[];

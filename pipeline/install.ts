@@ -54,6 +54,8 @@ export function renderQemuConfig(c: QemuConfigInput): string {
     'default_memory = 2048',
     'block_device_driver = "virtio-blk"',
     'disable_image_nvdimm = false',
+    'shared_fs = "virtio-9p"',
+    'msize_9p = 8192',
     'entropy_source = "/dev/urandom"',
     'enable_debug = false',
     '',

@@ -18,7 +18,8 @@ import { buildImage } from '../image-builder/index.js';
 import { buildInitrd } from '../initrd-builder/index.js';
 import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel } from '../kernel/index.js';
 import { boot } from '../runtime/index.js';
-import { checkAgentFile, defaultAgent, prettyName } from '../rootfs-builder/index.js';
+import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
+import { runContainerChecks, type ContainerChecks } from './container-checks.js';
 import type { BuildOptions, BuildPlan, KernelJob, RootfsJob } from './plan.js';
 
 export interface StageContext {
@@ -277,17 +278,24 @@ export interface BootTest {
   /** True when these exact files already passed (cache hit): not booted again. */
   cached: boolean;
   accel: string;
+  channel: string;
   agentVersion: string;
+  /** PRETTY_NAME of the guest's os-release, as the container saw it. */
   osRelease: string;
+  container: ContainerChecks;
+  /** Every RPC sent, first use first: Kata's standard ones only. */
+  rpcs: string[];
   readyMs: number;
   totalMs: number;
 }
 
+/** Bumped when the boot test changes: earlier passes do not count. */
+export const BOOT_TEST_VERSION = 'container-1';
 
 /**
- * Boots kernel + artifact with the runtime, asks the agent (Check, Version),
- * runs `cat /etc/os-release` in the guest and compares it with the rootfs's.
- * `configFile` is a configuration.toml naming both files.
+ * Boots kernel + artifact as kata-runtime would and runs the boot test's
+ * container in it (container-checks.ts). `configFile` is a
+ * configuration.toml naming both files.
  */
 export async function bootTest(
   ctx: StageContext,
@@ -296,27 +304,30 @@ export async function bootTest(
   configFile: string,
   opts: { accel?: string; timeoutSec?: number },
 ): Promise<BootTest> {
-  const inputs: CacheInputs = { tool: TOOL_VERSION, kernel: kernel.sha256, artifact: artifact.sha256, role: artifact.role };
+  const inputs: CacheInputs = { tool: TOOL_VERSION, test: BOOT_TEST_VERSION, kernel: kernel.sha256, artifact: artifact.sha256, role: artifact.role };
   const built = await cachedStage<BootTest>(ctx, 'boot', inputs, async (dir) => {
+    const rpcs: string[] = [];
     const r = await step(`boot test ${kernel.label} + ${artifact.label}`, () =>
-      boot({ configFile, command: ['cat', '/etc/os-release'], ...(opts.accel ? { accel: opts.accel } : {}), ...(opts.timeoutSec ? { timeoutSec: opts.timeoutSec } : {}) }),
+      boot({
+        configFile,
+        hostname: 'osb-boot-test',
+        session: (s) => runContainerChecks(s, artifact.osRelease),
+        observe: (path) => void (rpcs.includes(path) || rpcs.push(path)),
+        ...(opts.accel ? { accel: opts.accel } : {}),
+        ...(opts.timeoutSec ? { timeoutSec: opts.timeoutSec } : {}),
+      }),
     );
-    const out = r.command?.stdout ?? '';
-    if (r.command?.exitCode !== 0 || out !== artifact.osRelease) {
-      throw new OsbuilderError(
-        'BOOT_FAILED',
-        `the guest booted from ${artifact.label} answered, but cat /etc/os-release ${r.command?.exitCode !== 0 ? `exited ${r.command?.exitCode}` : `printed "${prettyName(out)}" instead of "${prettyName(artifact.osRelease)}"`}`,
-        'the artifact does not hold the rootfs it was built from: rebuild with --no-cache',
-      );
-    }
     const result: BootTest = {
       kernel: kernel.label,
       artifact: artifact.label,
       passed: true,
       cached: false,
       accel: r.accel,
+      channel: r.channel,
       agentVersion: r.agent.version,
-      osRelease: prettyName(out),
+      osRelease: r.session!.guestOs,
+      container: r.session!,
+      rpcs,
       readyMs: r.timings.qemuStartToAgentReadyMs,
       totalMs: r.timings.totalMs,
     };

@@ -284,7 +284,7 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
 
   const tmp = tempPathFor(resolved.output);
   const plan = planRootfs(resolved, { toolVersion: VERSION, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), nativeRoot: tmp });
-  if (resolved.arch !== resolved.hostArch && !(await canRunForeign(plan))) {
+  if (resolved.builderArch !== resolved.hostArch && !(await canRunForeign(plan))) {
     throw new OsbuilderError('UNSUPPORTED_ARCH', `building a ${plan.arch} rootfs on ${resolved.hostArch} needs a qemu-user binfmt handler, and none is registered`, 'apt-get install qemu-user-static binfmt-support, or build on a matching host');
   }
 

@@ -120,6 +120,8 @@ export interface ResolvedRootfsOptions {
   version: string;
   arch: Arch;
   hostArch: Arch;
+  /** Where the bootstrap runs: the target arch (emulated when foreign), or the host's (crossWithoutEmulation). */
+  builderArch: Arch;
   initMode: InitMode;
   engine: Engine;
   output: string;
@@ -202,6 +204,10 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
     mirror = opts.mirror.replace(/\/+$/, '');
   }
 
+  const builderArch = distro.crossWithoutEmulation ? host : arch;
+  if (engine === 'native' && arch !== host && distro.crossWithoutEmulation) {
+    throw new OsbuilderError('UNSUPPORTED_ARCH', `${distro.name} for ${arch} on this ${host} host needs a container engine (its builder fetches the ${arch} binaries)`, 'use --engine docker or podman');
+  }
   let base: BaseImageChoice | undefined;
   if (opts.baseImage !== undefined && opts.bootstrapBase) {
     throw new OsbuilderError('USAGE', '--base-image and --bootstrap-base exclude each other', 'give a local image with --base-image, or let --bootstrap-base make one');
@@ -215,12 +221,12 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
     base = { kind: 'given', ref: opts.baseImage };
   } else if (opts.bootstrapBase) {
     if (!distro.localBase) {
-      throw new OsbuilderError('UNSUPPORTED', `--bootstrap-base can only make Debian-based builders; ${distro.name} needs its own base image`, `pull or import one and pass --base-image (default ${distro.baseImage(version, arch)})`);
+      throw new OsbuilderError('UNSUPPORTED', `--bootstrap-base can only make Debian-based builders; ${distro.name} needs its own base image`, `pull or import one and pass --base-image (default ${distro.baseImage(version, builderArch)})`);
     }
     const lb = distro.localBase(version);
-    base = { kind: 'bootstrap', ref: localBaseTag(lb.suite, arch), suite: lb.suite, mirror: mirrorGiven ? mirror : lb.mirror, include: localBaseTools() };
+    base = { kind: 'bootstrap', ref: localBaseTag(lb.suite, builderArch), suite: lb.suite, mirror: mirrorGiven ? mirror : lb.mirror, include: localBaseTools() };
   } else {
-    base = { kind: 'registry', ref: distro.baseImage(version, arch) };
+    base = { kind: 'registry', ref: distro.baseImage(version, builderArch) };
   }
 
   let kernelModules: ResolvedRootfsOptions['kernelModules'];
@@ -234,6 +240,7 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
     version,
     arch,
     hostArch: host,
+    builderArch,
     initMode,
     engine,
     output: resolve(opts.output),

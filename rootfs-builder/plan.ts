@@ -102,8 +102,8 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
   const d = r.distro;
   const container = r.engine !== 'native';
   const root = container ? CONTAINER_ROOT : ctx.nativeRoot ?? `${r.output}.tmp`;
-  const input: BootstrapInput = { version: r.version, arch: r.arch, initMode: r.initMode, packages: r.packages, mirror: r.mirror, root };
-  const cross = r.arch !== r.hostArch;
+  const input: BootstrapInput = { version: r.version, arch: r.arch, initMode: r.initMode, packages: r.packages, mirror: r.mirror, root, builderArch: r.builderArch };
+  const cross = r.builderArch !== r.hostArch;
 
   const fileOps: FileOp[] = [];
   if (r.initMode === 'systemd') {
@@ -138,7 +138,7 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
   if (container && r.base) {
     plan.base = { ...r.base };
     if (r.base.kind === 'bootstrap') {
-      plan.base.bootstrapArgv = localBaseArgv(r.base.suite, r.arch, r.base.mirror, r.base.include);
+      plan.base.bootstrapArgv = localBaseArgv(r.base.suite, r.builderArch, r.base.mirror, r.base.include);
     }
     const buildArgs: Record<string, string> = {};
     if (r.mirrorGiven) buildArgs.MIRROR = r.mirror;

@@ -1,102 +1,52 @@
 /**
- * The agent's services over ttrpc: grpc.Health (Kata's health.proto) and
- * osbuilder.Guest (agent/proto/osbuilder-guest.proto).
+ * Kata's agent API over ttrpc: grpc.Health and grpc.AgentService, with
+ * request and response code generated from agent/proto (runtime/gen). Every
+ * call goes through `call`, which takes a method of the generated service
+ * descriptors: nothing but Kata's methods can be sent.
  */
-import { asInt32, decodeFields, ProtoWriter } from './protobuf.js';
+import { create, fromBinary, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import { AgentService } from './gen/agent_pb.js';
+import { Health, HealthCheckResponse_ServingStatus } from './gen/health_pb.js';
 import type { TtrpcClient } from './ttrpc.js';
 
-export const HEALTH_SERVICE = 'grpc.Health';
-export const GUEST_SERVICE = 'osbuilder.Guest';
+export { AgentService, Health };
+export const SERVING_STATUS = HealthCheckResponse_ServingStatus;
 
-/** HealthCheckResponse.ServingStatus */
-export const SERVING_STATUS = { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2 } as const;
-
-export function encodeCheckRequest(r: { service?: string; optionVal?: string } = {}): Buffer {
-  return new ProtoWriter().string(1, r.service).string(2, r.optionVal).finish();
+export interface CallOptions {
+  /** Bounds the wait here (ms). */
+  timeoutMs?: number;
 }
 
-export function decodeHealthCheckResponse(b: Buffer): { status: number } {
-  let status = 0;
-  for (const f of decodeFields(b)) if (f.field === 1 && f.wire === 0) status = Number(f.varint);
-  return { status };
-}
+/** Something that records each RPC by its path (the boot test's list of calls). */
+export type RpcObserver = (path: string) => void;
 
 export interface VersionInfo {
   grpcVersion: string;
   agentVersion: string;
 }
 
-export function decodeVersionCheckResponse(b: Buffer): VersionInfo {
-  const v: VersionInfo = { grpcVersion: '', agentVersion: '' };
-  for (const f of decodeFields(b)) {
-    if (f.field === 1 && f.wire === 2) v.grpcVersion = f.bytes.toString('utf8');
-    if (f.field === 2 && f.wire === 2) v.agentVersion = f.bytes.toString('utf8');
-  }
-  return v;
-}
-
-export interface ExecRequest {
-  argv: string[];
-  env?: string[];
-  cwd?: string;
-  /** 0/undefined: no limit. */
-  timeoutMs?: number;
-  stdin?: Buffer;
-}
-
-export interface ExecResult {
-  exitCode: number;
-  stdout: Buffer;
-  stderr: Buffer;
-  timedOut: boolean;
-  signal: number;
-  truncated: boolean;
-}
-
-export function encodeExecRequest(r: ExecRequest): Buffer {
-  return new ProtoWriter()
-    .strings(1, r.argv)
-    .strings(2, r.env)
-    .string(3, r.cwd)
-    .uint(4, r.timeoutMs ?? 0)
-    .bytes(5, r.stdin)
-    .finish();
-}
-
-export function decodeExecResponse(b: Buffer): ExecResult {
-  const r: ExecResult = { exitCode: 0, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), timedOut: false, signal: 0, truncated: false };
-  for (const f of decodeFields(b)) {
-    if (f.field === 1 && f.wire === 0) r.exitCode = asInt32(f.varint);
-    else if (f.field === 2 && f.wire === 2) r.stdout = f.bytes;
-    else if (f.field === 3 && f.wire === 2) r.stderr = f.bytes;
-    else if (f.field === 4 && f.wire === 0) r.timedOut = f.varint !== 0n;
-    else if (f.field === 5 && f.wire === 0) r.signal = asInt32(f.varint);
-    else if (f.field === 6 && f.wire === 0) r.truncated = f.varint !== 0n;
-  }
-  return r;
-}
-
-/** Typed calls on top of a ttrpc connection. */
 export class AgentClient {
-  constructor(readonly ttrpc: TtrpcClient) {}
+  constructor(
+    readonly ttrpc: TtrpcClient,
+    private readonly observe?: RpcObserver,
+  ) {}
 
-  async check(timeoutMs?: number): Promise<number> {
-    const b = await this.ttrpc.call(HEALTH_SERVICE, 'Check', encodeCheckRequest(), timeoutMs !== undefined ? { timeoutMs } : {});
-    return decodeHealthCheckResponse(b).status;
+  /** One unary RPC of Kata's services. */
+  async call<I extends DescMessage, O extends DescMessage>(method: DescMethodUnary<I, O>, input: MessageInitShape<I>, opts: CallOptions = {}): Promise<MessageShape<O>> {
+    const service = method.parent.typeName;
+    this.observe?.(`/${service}/${method.name}`);
+    const payload = toBinary(method.input, create(method.input, input));
+    const b = await this.ttrpc.call(service, method.name, payload, opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {});
+    return fromBinary(method.output, b);
+  }
+
+  async check(timeoutMs?: number): Promise<HealthCheckResponse_ServingStatus> {
+    return (await this.call(Health.method.check, {}, timeoutMs !== undefined ? { timeoutMs } : {})).status;
   }
 
   async version(timeoutMs?: number): Promise<VersionInfo> {
-    return decodeVersionCheckResponse(await this.ttrpc.call(HEALTH_SERVICE, 'Version', encodeCheckRequest(), timeoutMs !== undefined ? { timeoutMs } : {}));
-  }
-
-  /** Runs a command; the call waits as long as the command's own timeout (plus a margin) allows. */
-  async exec(req: ExecRequest, opts: { waitMs?: number } = {}): Promise<ExecResult> {
-    const b = await this.ttrpc.call(GUEST_SERVICE, 'Exec', encodeExecRequest(req), opts.waitMs !== undefined ? { timeoutMs: opts.waitMs } : {});
-    return decodeExecResponse(b);
-  }
-
-  async shutdown(timeoutMs?: number): Promise<void> {
-    await this.ttrpc.call(GUEST_SERVICE, 'Shutdown', Buffer.alloc(0), timeoutMs !== undefined ? { timeoutMs } : {});
+    const v = await this.call(Health.method.version, {}, timeoutMs !== undefined ? { timeoutMs } : {});
+    return { grpcVersion: v.grpcVersion, agentVersion: v.agentVersion };
   }
 
   close(): void {

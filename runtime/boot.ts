@@ -1,20 +1,26 @@
 /**
  * `osbuilder boot`: resolve the configuration, pick the accelerator and the
- * agent channel, plan QEMU, start it, wait for the agent, run the command,
- * shut down. QEMU never outlives this function.
+ * agent channel, plan QEMU (with the sandbox's shared directory), start it,
+ * wait for the agent, create the sandbox, run a container (or the caller's
+ * session), then stop the VM as kata-runtime does. QEMU never outlives this
+ * function, and the shared directory is cleaned up.
  */
-import { constants } from 'node:fs';
-import { access, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { OsbuilderError } from '../core/errors.js';
 import { checkOutputPath } from '../core/atomic.js';
+import { onInterrupt } from '../core/cleanup.js';
 import { step, warn } from '../core/log.js';
 import { defaultAgentBinary } from '../agent/index.js';
+import { AgentService, type RpcObserver } from './agent-client.js';
 import { applyOverrides, defaultConfig, findConfig, loadConfig, type ConfigOverrides, type GuestArch, type RuntimeConfig } from './config.js';
-import { findQemu, hostGuestArch, resolveAccel } from './host.js';
-import { planQemu, type Accel, type AgentChannel, type RootDevice } from './qemu.js';
+import { resolveContainer, runContainer, type ContainerRequest, type ContainerResult, type ResolvedContainer } from './container-run.js';
+import { agentChannelFor, findQemu, hostGuestArch, resolveAccel, vhostVsockState } from './host.js';
+import { planQemu, type Accel, type AgentChannel, type QemuPlan, type RootDevice } from './qemu.js';
+import { GuestSandbox } from './sandbox.js';
+import { SharedDir } from './shared-fs.js';
 import { Vm } from './vm.js';
 
 export const ACCELS = ['auto', 'kvm', 'tcg'] as const;
@@ -32,39 +38,58 @@ export async function resolveRuntimeConfig(opts: { configFile?: string; override
   return applyOverrides(base, opts.overrides ?? {});
 }
 
-export interface BootOptions {
+/** What a session gets: the created sandbox (its client speaks only Kata's RPCs). */
+export interface BootSession {
+  sandbox: GuestSandbox;
+  hostname: string;
+  /** The guest's arch (its containers need binaries for it). */
+  arch: GuestArch;
+}
+
+export interface BootOptions<S = unknown> {
+  /** Guest arch; default the host's. Another arch boots under TCG with qemu-system-<arch>. */
+  arch?: GuestArch;
   configFile?: string;
   overrides?: ConfigOverrides;
   accel?: string;
   /** Seconds to wait for the agent; default: agent.kata.dial_timeout. */
   timeoutSec?: number;
   consoleLog?: string;
-  /** Command to run in the guest through osbuilder.Guest/Exec. */
-  command?: string[];
+  /** A container to run once the sandbox is up (osbuilder boot -- <cmd>). */
+  container?: ContainerRequest;
+  /** Or the caller's own work with the sandbox (the boot test of osbuilder build). */
+  session?: (s: BootSession) => Promise<S>;
+  /** Seconds the container or session may take (default: no limit). */
   commandTimeoutSec?: number;
-  /** QEMU -name (also a marker to find the process). */
+  /** QEMU -name (also a marker to find the process); the sandbox id derives from it. */
   name?: string;
+  /** CreateSandbox's hostname (default "osbuilder"). */
+  hostname?: string;
   channel?: string;
   console?: 'hvc' | 'serial';
   env?: NodeJS.ProcessEnv;
   onConsole?: (text: string) => void;
+  observe?: RpcObserver;
 }
 
-export interface BootResult {
+export interface BootResult<S = unknown> {
   name: string;
+  sandboxId: string;
   accel: Accel;
   accelReason: string;
   channel: AgentChannel['kind'];
+  channelReason: string;
   qemu: { path: string; version: string | null; argv: string[] };
   kernel: string;
   image: string | null;
   initrd: string | null;
   kernelParams: string[];
-  agent: { version: string; grpcVersion: string };
-  command: null | { argv: string[]; exitCode: number; stdout: string; stderr: string; timedOut: boolean; signal: number; truncated: boolean };
-  shutdown: 'clean' | 'killed';
+  agent: { version: string; grpcVersion: string; initDaemon: boolean; storageHandlers: string[] };
+  container: ContainerResult | null;
+  session: S | null;
+  shutdown: 'clean' | 'quit' | 'killed';
   consoleLog: string | null;
-  timings: { qemuStartToAgentReadyMs: number; commandMs: number | null; shutdownMs: number; totalMs: number };
+  timings: { qemuStartToAgentReadyMs: number; containerMs: number | null; shutdownMs: number; totalMs: number };
   warnings: string[];
 }
 
@@ -75,29 +100,10 @@ async function requireFile(path: string, what: string, key: string, hint: string
   if (st.size === 0) throw new OsbuilderError('INPUT_INVALID', `${what} ${path} is empty (${key})`, hint);
 }
 
-async function vhostVsockUsable(): Promise<boolean> {
-  return access('/dev/vhost-vsock', constants.R_OK | constants.W_OK).then(() => true, () => false);
-}
 
-export async function boot(opts: BootOptions): Promise<BootResult> {
-  const total0 = performance.now();
-  const accelRequested = opts.accel ?? 'auto';
-  if (!(ACCELS as readonly string[]).includes(accelRequested)) {
-    throw new OsbuilderError('USAGE', `unknown accelerator ${JSON.stringify(accelRequested)}`, 'use --accel auto, kvm or tcg');
-  }
-  const channelRequested = opts.channel ?? 'auto';
-  if (!(CHANNELS as readonly string[]).includes(channelRequested)) {
-    throw new OsbuilderError('USAGE', `unknown agent channel ${JSON.stringify(channelRequested)}`, 'use --channel auto, serial or vsock');
-  }
-  const arch = hostGuestArch();
-  const config = await resolveRuntimeConfig({ ...(opts.configFile ? { configFile: opts.configFile } : {}), ...(opts.overrides ? { overrides: opts.overrides } : {}), ...(opts.env ? { env: opts.env } : {}), arch });
-  for (const w of config.warnings) warn(w);
-  const timeoutSec = opts.timeoutSec ?? config.agent.dialTimeout;
-  if (!(timeoutSec > 0)) throw new OsbuilderError('USAGE', `--timeout must be a positive number of seconds, got ${timeoutSec}`, 'e.g. --timeout 60');
-  const hv = config.hypervisor;
-
+/** The root device from the configuration: its files checked before QEMU starts. */
+async function rootDevice(hv: RuntimeConfig['hypervisor']): Promise<RootDevice> {
   await requireFile(hv.kernel, 'kernel', '--kernel / hypervisor.qemu.kernel', 'build one (osbuilder kernel build) or give its path with --kernel');
-  let root: RootDevice;
   if (hv.image) {
     await requireFile(hv.image, 'image', '--image / hypervisor.qemu.image', 'build one (osbuilder image) or give its path with --image');
     const size = (await stat(hv.image)).size;
@@ -108,94 +114,170 @@ export async function boot(opts: BootOptions): Promise<BootResult> {
         'build the image with osbuilder image, or boot it as a virtio disk with --disable-image-nvdimm',
       );
     }
-    root = { kind: 'image', path: resolve(hv.image), sizeBytes: size, nvdimm: !hv.disableImageNvdimm, rootfsType: hv.rootfsType };
-  } else if (hv.initrd) {
-    await requireFile(hv.initrd, 'initrd', '--initrd / hypervisor.qemu.initrd', 'build one (osbuilder initrd) or give its path with --initrd');
-    root = { kind: 'initrd', path: resolve(hv.initrd) };
-  } else {
-    throw new OsbuilderError('USAGE', 'nothing to boot: give --image or --initrd (or hypervisor.qemu.image / initrd in the configuration)', 'e.g. osbuilder boot --kernel vmlinux --initrd kata.initrd');
+    return { kind: 'image', path: resolve(hv.image), sizeBytes: size, nvdimm: !hv.disableImageNvdimm, rootfsType: hv.rootfsType };
   }
-  if (!(await exists(hv.entropySource))) {
+  if (hv.initrd) {
+    await requireFile(hv.initrd, 'initrd', '--initrd / hypervisor.qemu.initrd', 'build one (osbuilder initrd) or give its path with --initrd');
+    return { kind: 'initrd', path: resolve(hv.initrd) };
+  }
+  throw new OsbuilderError('USAGE', 'nothing to boot: give --image or --initrd (or hypervisor.qemu.image / initrd in the configuration)', 'e.g. osbuilder boot --kernel vmlinux --initrd kata.initrd');
+}
+
+function checkChoice(value: string, choices: readonly string[], flag: string, what: string): void {
+  if (!choices.includes(value)) throw new OsbuilderError('USAGE', `unknown ${what} ${JSON.stringify(value)}`, `use --${flag} ${choices.join(', ')}`);
+}
+
+/** vsock when asked or when auto finds /dev/vhost-vsock usable; virtio-serial otherwise. */
+async function pickChannel(requested: string): Promise<{ kind: AgentChannel['kind']; reason: string }> {
+  const vsock = await vhostVsockState();
+  if (requested === 'serial') return { kind: 'serial', reason: 'requested' };
+  if (requested === 'vsock') {
+    if (!vsock.accessible) throw new OsbuilderError('UNSUPPORTED', '--channel vsock: /dev/vhost-vsock is not usable on this host', 'modprobe vhost_vsock, or use --channel serial');
+    return { kind: 'vsock', reason: 'requested' };
+  }
+  const auto = agentChannelFor(vsock);
+  return { kind: auto.auto, reason: auto.reason };
+}
+
+interface Prepared {
+  config: RuntimeConfig;
+  arch: GuestArch;
+  root: RootDevice;
+  qemu: { path: string; version: string | null };
+  accel: { accel: Accel; reason: string };
+  channel: { kind: AgentChannel['kind']; reason: string };
+  container: ResolvedContainer | null;
+  timeoutSec: number;
+}
+
+/** Everything that can be wrong with the input, found before any VM or directory exists. */
+async function prepare(opts: BootOptions<unknown>): Promise<Prepared> {
+  checkChoice(opts.accel ?? 'auto', ACCELS, 'accel', 'accelerator');
+  checkChoice(opts.channel ?? 'auto', CHANNELS, 'channel', 'agent channel');
+  const arch = opts.arch ?? hostGuestArch();
+  const config = await resolveRuntimeConfig({ ...(opts.configFile ? { configFile: opts.configFile } : {}), ...(opts.overrides ? { overrides: opts.overrides } : {}), ...(opts.env ? { env: opts.env } : {}), arch });
+  for (const w of config.warnings) warn(w);
+  const timeoutSec = opts.timeoutSec ?? config.agent.dialTimeout;
+  if (!(timeoutSec > 0)) throw new OsbuilderError('USAGE', `--timeout must be a positive number of seconds, got ${timeoutSec}`, 'e.g. --timeout 60');
+  const hv = config.hypervisor;
+  const root = await rootDevice(hv);
+  if (!(await stat(hv.entropySource).catch(() => undefined))) {
     throw new OsbuilderError('INPUT_NOT_FOUND', `entropy source ${hv.entropySource} does not exist (hypervisor.qemu.entropy_source)`, 'use /dev/urandom');
+  }
+  const container = opts.container ? await resolveContainer({ ...opts.container, arch, ...(opts.hostname ? { hostname: opts.hostname } : {}) }) : null;
+  if ((container || opts.session) && hv.sharedFs === 'none') {
+    throw new OsbuilderError('CONFIG_INVALID', 'hypervisor.qemu.shared_fs is "none": a container rootfs cannot reach the guest', 'set shared_fs = "virtio-9p"');
   }
   const qemu = await findQemu(hv.path);
   if (!qemu.path) {
     throw new OsbuilderError('TOOL_MISSING', `QEMU ${hv.path} is not installed (hypervisor.qemu.path)`, `install qemu-system-${arch === 'aarch64' ? 'arm' : 'x86'} (scripts/setup-host.sh does) or set hypervisor.qemu.path`);
   }
   if (opts.consoleLog) await checkOutputPath(resolve(opts.consoleLog));
+  const accel = await resolveAccel(opts.accel ?? 'auto', qemu.path, arch);
+  const channel = await pickChannel(opts.channel ?? 'auto');
+  return { arch, config, root, qemu: { path: qemu.path, version: qemu.version }, accel, channel, container, timeoutSec };
+}
 
-  const { accel, reason } = await resolveAccel(accelRequested, qemu.path);
-  let channelKind: AgentChannel['kind'] = channelRequested === 'auto' ? ((await vhostVsockUsable()) ? 'vsock' : 'serial') : (channelRequested as AgentChannel['kind']);
-  if (channelKind === 'vsock' && !(await vhostVsockUsable())) {
-    throw new OsbuilderError('UNSUPPORTED', '--channel vsock: /dev/vhost-vsock is not usable on this host', 'modprobe vhost_vsock, or use --channel serial');
-  }
-  const name = opts.name ?? `osbuilder-vm-${process.pid}-${randomInt(1 << 30).toString(36)}`;
-  const runDir = await mkdtemp(join(tmpdir(), 'osb-vm-'));
-  const channel: AgentChannel = channelKind === 'vsock' ? { kind: 'vsock', cid: randomInt(3, 0x7fffffff) } : { kind: 'serial', socket: join(runDir, 'agent.sock') };
-  channelKind = channel.kind;
-  const vsockRelay = channel.kind === 'vsock' ? (await defaultAgentBinary()).path : undefined;
-  const plan = planQemu({
-    arch,
-    qemu: qemu.path,
+function planFor(p: Prepared, opts: BootOptions<unknown>, name: string, runDir: string, channel: AgentChannel, shared: SharedDir | undefined): QemuPlan {
+  const hv = p.config.hypervisor;
+  return planQemu({
+    arch: p.arch,
+    qemu: p.qemu.path,
     machineType: hv.machineType,
-    accel,
+    accel: p.accel.accel,
     kernel: resolve(hv.kernel),
-    root,
+    root: p.root,
     vcpus: hv.defaultVcpus,
     memoryMiB: hv.defaultMemory,
     extraKernelParams: hv.kernelParams,
     channel,
+    ...(shared ? { sharedDir: shared.path } : {}),
     qmpSocket: join(runDir, 'qmp.sock'),
     console: opts.console ?? 'hvc',
     entropySource: hv.entropySource,
     name,
     debug: hv.enableDebug,
-    agentDebug: config.agent.enableDebug,
+    agentDebug: p.config.agent.enableDebug,
   });
+}
 
-  let vm: Vm | undefined;
+/** Races the container or session against the VM's end and the command timeout. */
+async function guarded<T>(vm: Vm, work: Promise<T>, limitSec: number | undefined, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const races: Array<Promise<T>> = [
+    work,
+    vm.exited.then(() => {
+      throw vm.failure(`while the ${what} ran`) ?? new OsbuilderError('BOOT_FAILED', `the VM stopped while the ${what} ran`, 'see the guest console log (--console-log)');
+    }),
+  ];
+  if (limitSec) races.push(new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new OsbuilderError('COMMAND_TIMEOUT', `the ${what} did not finish within ${limitSec} s`, 'raise --command-timeout')), limitSec * 1000))));
   try {
-    vm = Vm.start({ plan, channel, ...(opts.consoleLog ? { consoleLog: resolve(opts.consoleLog) } : {}), ...(vsockRelay ? { vsockRelay } : {}), ...(opts.onConsole ? { onConsole: opts.onConsole } : {}) });
+    return await Promise.race(races);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function boot<S = unknown>(opts: BootOptions<S>): Promise<BootResult<S>> {
+  const total0 = performance.now();
+  const p = await prepare(opts as BootOptions<unknown>);
+  const name = opts.name ?? `osbuilder-vm-${process.pid}-${randomInt(1 << 30).toString(36)}`;
+  const sandboxId = name.replace(/[^A-Za-z0-9_.-]/g, '-');
+  const runDir = await mkdtemp(join(tmpdir(), 'osb-vm-'));
+  const channel: AgentChannel = p.channel.kind === 'vsock' ? { kind: 'vsock', cid: randomInt(3, 0x7fffffff) } : { kind: 'serial', socket: join(runDir, 'agent.sock') };
+  let shared: SharedDir | undefined;
+  let vm: Vm | undefined;
+  const unregister = onInterrupt(async () => {
+    await vm?.kill();
+    await shared?.cleanup();
+    await rm(runDir, { recursive: true, force: true });
+  });
+  try {
+    if (p.config.hypervisor.sharedFs === 'virtio-9p') shared = await SharedDir.create(sandboxId);
+    const plan = planFor(p, opts as BootOptions<unknown>, name, runDir, channel, shared);
+    const vsockRelay = channel.kind === 'vsock' ? (await defaultAgentBinary()).path : undefined;
+    vm = Vm.start({ plan, channel, qmpSocket: join(runDir, 'qmp.sock'), ...(opts.consoleLog ? { consoleLog: resolve(opts.consoleLog) } : {}), ...(vsockRelay ? { vsockRelay } : {}), ...(opts.onConsole ? { onConsole: opts.onConsole } : {}), ...(opts.observe ? { observe: opts.observe } : {}) });
     const started = vm;
-    const deadline = started.startedAt + timeoutSec * 1000;
-    const { client, readyMs } = await step(`boot ${name} (${accel}, ${root.kind} ${root.path})`, () => started.waitForAgent(deadline));
+    const { client, readyMs } = await step(`boot ${name} (${p.accel.accel}, ${p.root.kind} ${p.root.path})`, () => started.waitForAgent(started.startedAt + p.timeoutSec * 1000));
     const version = await client.version(10_000);
-    let command: BootResult['command'] = null;
-    let commandMs: number | null = null;
-    if (opts.command && opts.command.length > 0) {
-      const c0 = performance.now();
-      const limitMs = opts.commandTimeoutSec ? opts.commandTimeoutSec * 1000 : 0;
-      const r = await Promise.race([
-        client.exec({ argv: opts.command, ...(limitMs ? { timeoutMs: limitMs } : {}) }, limitMs ? { waitMs: limitMs + 30_000 } : {}),
-        started.exited.then(() => {
-          throw started.failure('while the command ran') ?? new OsbuilderError('BOOT_FAILED', 'the VM stopped while the command ran', '');
-        }),
-      ]);
-      commandMs = performance.now() - c0;
-      command = { argv: opts.command, exitCode: r.exitCode, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), timedOut: r.timedOut, signal: r.signal, truncated: r.truncated };
+    const details = (await client.call(AgentService.method.getGuestDetails, { memBlockSize: true, memHotplugProbe: true }, { timeoutMs: 10_000 })).agentDetails;
+    const hostname = opts.hostname ?? p.container?.hostname ?? 'osbuilder';
+    let container: ContainerResult | null = null;
+    let session: S | null = null;
+    const c0 = performance.now();
+    if (shared) {
+      const sandbox = new GuestSandbox(client, shared, sandboxId, p.config.hypervisor.msize9p);
+      await sandbox.create(hostname);
+      if (p.container) container = await guarded(started, runContainer(sandbox, p.container, opts.container?.io ?? {}), opts.commandTimeoutSec, 'container');
+      if (opts.session) session = await guarded(started, opts.session({ sandbox, hostname, arch: p.arch }), opts.commandTimeoutSec, 'boot test');
     }
+    const containerMs = container || session !== null ? Math.round(performance.now() - c0) : null;
     const s0 = performance.now();
     const shutdown = await started.shutdown();
-    const shutdownMs = performance.now() - s0;
     return {
       name,
-      accel,
-      accelReason: reason,
-      channel: channelKind,
-      qemu: { path: qemu.path, version: qemu.version, argv: [plan.cmd, ...plan.args] },
-      kernel: resolve(hv.kernel),
-      image: root.kind === 'image' ? root.path : null,
-      initrd: root.kind === 'initrd' ? root.path : null,
+      sandboxId,
+      accel: p.accel.accel,
+      accelReason: p.accel.reason,
+      channel: channel.kind,
+      channelReason: p.channel.reason,
+      qemu: { path: p.qemu.path, version: p.qemu.version, argv: [plan.cmd, ...plan.args] },
+      kernel: resolve(p.config.hypervisor.kernel),
+      image: p.root.kind === 'image' ? p.root.path : null,
+      initrd: p.root.kind === 'initrd' ? p.root.path : null,
       kernelParams: plan.kernelParams,
-      agent: { version: version.agentVersion, grpcVersion: version.grpcVersion },
-      command,
+      agent: { version: version.agentVersion, grpcVersion: version.grpcVersion, initDaemon: details?.initDaemon ?? false, storageHandlers: details?.storageHandlers ?? [] },
+      container,
+      session,
       shutdown,
       consoleLog: opts.consoleLog ? resolve(opts.consoleLog) : null,
-      timings: { qemuStartToAgentReadyMs: Math.round(readyMs), commandMs: commandMs === null ? null : Math.round(commandMs), shutdownMs: Math.round(shutdownMs), totalMs: Math.round(performance.now() - total0) },
-      warnings: config.warnings,
+      timings: { qemuStartToAgentReadyMs: Math.round(readyMs), containerMs, shutdownMs: Math.round(performance.now() - s0), totalMs: Math.round(performance.now() - total0) },
+      warnings: p.config.warnings,
     };
   } finally {
     await vm?.kill();
+    await shared?.cleanup();
     await rm(runDir, { recursive: true, force: true });
+    unregister();
   }
 }

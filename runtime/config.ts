@@ -32,7 +32,14 @@ export interface HypervisorConfig {
   rootfsType: RootfsType;
   entropySource: string;
   enableDebug: boolean;
+  /** How containers' files reach the guest: virtio-9p (Kata's shared_fs), or none. */
+  sharedFs: SharedFs;
+  msize9p: number;
 }
+
+/** Kata's shared_fs values that osbuilder runs (virtio-fs needs virtiofsd, which Debian 12 lacks). */
+export const SHARED_FS = ['virtio-9p', 'none'] as const;
+export type SharedFs = (typeof SHARED_FS)[number];
 
 export interface AgentConfig {
   enableDebug: boolean;
@@ -72,6 +79,8 @@ export function defaultConfig(arch: GuestArch = 'x86_64'): RuntimeConfig {
       rootfsType: 'ext4',
       entropySource: '/dev/urandom',
       enableDebug: false,
+      sharedFs: 'virtio-9p',
+      msize9p: 8192,
     },
     agent: { enableDebug: false, dialTimeout: 45 },
     warnings: [],
@@ -101,6 +110,8 @@ const QEMU_KEYS: Record<string, KeySpec> = {
   rootfs_type: { kind: 'string', choices: ['ext4', 'xfs', 'erofs'], set: (c, v: RootfsType) => (c.hypervisor.rootfsType = v) },
   entropy_source: { kind: 'path', set: (c, v: string) => (c.hypervisor.entropySource = v) },
   enable_debug: { kind: 'bool', set: (c, v: boolean) => (c.hypervisor.enableDebug = v) },
+  shared_fs: { kind: 'string', choices: SHARED_FS, set: (c, v: SharedFs) => (c.hypervisor.sharedFs = v) },
+  msize_9p: { kind: 'int', min: 4096, max: 1 << 20, set: (c, v: number) => (c.hypervisor.msize9p = v) },
 };
 
 const AGENT_KEYS: Record<string, KeySpec> = {
@@ -112,11 +123,11 @@ const AGENT_KEYS: Record<string, KeySpec> = {
 const KATA_QEMU_OTHER = new Set([
   'valid_hypervisor_paths', 'ctlpath', 'valid_ctlpaths', 'firmware', 'firmware_volume', 'machine_accelerators', 'seccompsandbox',
   'cpu_features', 'default_maxvcpus', 'default_bridges', 'default_maxmemory', 'memory_slots', 'memory_offset', 'enable_virtio_mem',
-  'shared_fs', 'virtio_fs_daemon', 'valid_virtio_fs_daemon_paths', 'virtio_fs_cache_size', 'virtio_fs_queue_size', 'virtio_fs_extra_args',
+  'virtio_fs_daemon', 'valid_virtio_fs_daemon_paths', 'virtio_fs_cache_size', 'virtio_fs_queue_size', 'virtio_fs_extra_args',
   'virtio_fs_cache', 'block_device_aio', 'block_device_cache_set', 'block_device_cache_direct', 'block_device_cache_noflush',
   'enable_iothreads', 'indep_iothreads', 'enable_mem_prealloc', 'enable_hugepages', 'enable_vhost_user_store', 'vhost_user_store_path',
   'vhost_user_reconnect_timeout_sec', 'enable_iommu', 'enable_iommu_platform', 'valid_vhost_user_store_paths', 'file_mem_backend',
-  'valid_file_mem_backends', 'pflashes', 'msize_9p', 'disable_block_device_use', 'disable_nesting_checks', 'disable_vhost_net',
+  'valid_file_mem_backends', 'pflashes', 'disable_block_device_use', 'disable_nesting_checks', 'disable_vhost_net',
   'guest_hook_path', 'rx_rate_limiter_max_rate', 'tx_rate_limiter_max_rate', 'guest_memory_dump_path', 'guest_memory_dump_paging',
   'enable_guest_swap', 'use_legacy_serial', 'disable_selinux', 'disable_guest_selinux', 'valid_entropy_sources', 'confidential_guest',
   'sev_snp_guest', 'hot_plug_vfio', 'cold_plug_vfio', 'pcie_root_port', 'pcie_switch_port', 'enable_annotations', 'kernel_verity_params',

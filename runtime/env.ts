@@ -75,7 +75,7 @@ export function envReport(config: RuntimeConfig, host: HostReport, files: { kern
       EntropySource: hv.entropySource,
       Debug: hv.enableDebug,
     },
-    Agent: { Debug: config.agent.enableDebug, DialTimeout: config.agent.dialTimeout, Channel: host.vhostVsock.accessible ? 'vsock' : 'serial', VsockPort: AGENT_VSOCK_PORT, SerialPort: AGENT_SERIAL_NAME },
+    Agent: { Debug: config.agent.enableDebug, DialTimeout: config.agent.dialTimeout, Channel: host.agentChannel.auto, VsockPort: AGENT_VSOCK_PORT, SerialPort: AGENT_SERIAL_NAME },
     Host: {
       Kernel: host.kernel,
       Architecture: host.arch,

@@ -44,6 +44,19 @@ export interface HostReport {
   qemu: { path: string | null; version: string | null };
   tcg: { available: boolean; probe: ProbeResult | null };
   accel: { auto: Accel; reason: string };
+  /** The agent channel `boot --channel auto` picks here, as Kata's agent listens. */
+  agentChannel: { auto: 'vsock' | 'serial'; reason: string };
+}
+
+/** vsock (port 1024) when the host can give the guest a vhost-vsock device, else virtio-serial. */
+export function agentChannelFor(vhostVsock: { device: boolean; accessible: boolean }): HostReport['agentChannel'] {
+  if (vhostVsock.accessible) return { auto: 'vsock', reason: '/dev/vhost-vsock is usable: vsock port 1024' };
+  const why = vhostVsock.device ? '/dev/vhost-vsock is not accessible' : '/dev/vhost-vsock does not exist';
+  return { auto: 'serial', reason: `${why}: virtio-serial port agent.channel.0` };
+}
+
+export async function vhostVsockState(): Promise<{ device: boolean; accessible: boolean }> {
+  return canOpenRw('/dev/vhost-vsock');
 }
 
 export function hostGuestArch(): GuestArch {
@@ -51,6 +64,16 @@ export function hostGuestArch(): GuestArch {
   if (a === 'x64') return 'x86_64';
   if (a === 'arm64') return 'aarch64';
   throw new OsbuilderError('UNSUPPORTED_ARCH', `osbuilder boot supports x86_64 and aarch64 hosts, not ${a}`, 'run on x86_64 or aarch64');
+}
+
+const GUEST_ARCHES: Record<string, GuestArch> = { x86_64: 'x86_64', amd64: 'x86_64', aarch64: 'aarch64', arm64: 'aarch64' };
+
+/** A guest arch osbuilder can boot (another arch than the host's runs under TCG); undefined = the host's. */
+export function parseGuestArch(name: string | undefined): GuestArch {
+  if (name === undefined || name === '') return hostGuestArch();
+  const a = GUEST_ARCHES[name];
+  if (!a) throw new OsbuilderError('UNSUPPORTED_ARCH', `osbuilder boot cannot boot ${JSON.stringify(name)} guests`, 'use --arch x86_64 or aarch64 (ppc64le and s390x are built, not booted)');
+  return a;
 }
 
 /** Parses /proc/cpuinfo: vendor, model name, vmx/svm flag (pure). */
@@ -187,7 +210,7 @@ export async function checkHost(opts: CheckOptions = {}): Promise<HostReport> {
   const cpu = parseCpuinfo(await readFile('/proc/cpuinfo', 'utf8').catch(() => ''));
   const kvmDev = await canOpenRw('/dev/kvm');
   const modules = await moduleState(KVM_MODULES);
-  const vhostVsock = await canOpenRw('/dev/vhost-vsock');
+  const vhostVsock = await vhostVsockState();
   const qemu = await findQemu(opts.qemu ?? qemuBinaryFor(arch));
   // The probe guest is an x86 multiboot image; other hosts report the device only.
   const canProbe = qemu.path !== null && arch === 'x86_64';
@@ -212,12 +235,16 @@ export async function checkHost(opts: CheckOptions = {}): Promise<HostReport> {
     qemu,
     tcg: { available: tcgAvailable, probe: tcgProbe },
     accel: { auto: kvmUsable ? 'kvm' : 'tcg', reason },
+    agentChannel: agentChannelFor(vhostVsock),
   };
 }
 
 /** --accel auto|kvm|tcg to a concrete accelerator, with the reason. */
-export async function resolveAccel(requested: string, qemu: string): Promise<{ accel: Accel; reason: string }> {
+export async function resolveAccel(requested: string, qemu: string, arch: GuestArch = hostGuestArch()): Promise<{ accel: Accel; reason: string }> {
   if (requested === 'tcg') return { accel: 'tcg', reason: 'requested' };
+  const foreign = arch !== hostGuestArch() ? `an ${arch} guest on this ${hostGuestArch()} host` : undefined;
+  if (requested === 'kvm' && foreign) throw new OsbuilderError('UNSUPPORTED', `--accel kvm: KVM cannot run ${foreign}`, 'use --accel tcg or auto');
+  if (requested === 'auto' && foreign) return { accel: 'tcg', reason: `${foreign}: emulated (TCG)` };
   if (requested === 'kvm') {
     const dev = await canOpenRw('/dev/kvm');
     if (!dev.accessible) {

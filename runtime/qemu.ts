@@ -5,8 +5,8 @@
  * disable_image_nvdimm, a read-only virtio-blk disk whatever
  * block_device_driver says, as Kata's appendBlockImage), an initrd via
  * -initrd, Kata's kernel parameters, the agent channel (virtio-serial port
- * agent.channel.0 on a host unix socket, or vhost-vsock), QMP, virtio-rng and
- * a console.
+ * agent.channel.0 on a host unix socket, or vhost-vsock), the sandbox's shared
+ * directory over virtio-9p (tag kataShared), QMP, virtio-rng and a console.
  */
 import { OsbuilderError } from '../core/errors.js';
 import type { GuestArch, RootfsType } from './config.js';
@@ -31,6 +31,8 @@ export interface QemuPlanInput {
   /** Extra parameters (configuration kernel_params, --kernel-params), appended last. */
   extraKernelParams?: string;
   channel: AgentChannel;
+  /** The sandbox's shared directory (shared_fs = "virtio-9p"), exported as kataShared. */
+  sharedDir?: string;
   qmpSocket: string;
   /** 'hvc': Kata's virtio console (console=hvc0); 'serial': the UART (ttyS0 / ttyAMA0), which also shows early boot. */
   console: 'hvc' | 'serial';
@@ -167,6 +169,12 @@ export function planQemu(input: QemuPlanInput): QemuPlan {
     a.push('-device', 'virtserialport,chardev=charch0,id=channel0,name=agent.channel.0');
   } else {
     a.push('-device', `vhost-vsock-pci,disable-modern=false,id=vsock-${input.channel.cid},guest-cid=${input.channel.cid}`);
+  }
+
+  // Shared directory, as kata-runtime's virtio-9p (qemu.go appendFSDevices).
+  if (input.sharedDir) {
+    a.push('-device', 'virtio-9p-pci,disable-modern=false,fsdev=extra-9p-kataShared,mount_tag=kataShared');
+    a.push('-fsdev', `local,id=extra-9p-kataShared,path=${qemuEscape(input.sharedDir)},security_model=none,multidevs=remap`);
   }
 
   // Entropy.

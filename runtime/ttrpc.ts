@@ -1,12 +1,14 @@
 /**
  * ttrpc, as containerd/ttrpc and Kata use it: 10-byte frame header (length
  * u32 BE, stream id u32 BE, type u8 1=request 2=response, flags u8), payload
- * at most 4 MiB, carrying protobuf Request/Response (agent/proto/ttrpc.proto).
+ * at most 4 MiB, carrying protobuf Request/Response (agent/proto/ttrpc.proto,
+ * code generated into runtime/gen).
  */
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { OsbuilderError } from '../core/errors.js';
-import { asInt32, decodeFields, ProtoDecodeError, ProtoWriter } from './protobuf.js';
+import { RequestSchema, ResponseSchema } from './gen/ttrpc_pb.js';
 
 export const TTRPC_HEADER_LEN = 10;
 export const TTRPC_MAX_MESSAGE = 4 << 20;
@@ -63,34 +65,13 @@ export class FrameDecoder {
 export interface TtrpcRequest {
   service: string;
   method: string;
-  payload: Buffer;
+  payload: Uint8Array;
   timeoutNano?: bigint;
   metadata?: Array<{ key: string; value: string }>;
 }
 
 export function encodeRequest(r: TtrpcRequest): Buffer {
-  const w = new ProtoWriter().string(1, r.service).string(2, r.method).bytes(3, r.payload).int(4, r.timeoutNano ?? 0n);
-  for (const kv of r.metadata ?? []) w.message(5, new ProtoWriter().string(1, kv.key).string(2, kv.value).finish(), { always: true });
-  return w.finish();
-}
-
-export function decodeRequest(b: Buffer): TtrpcRequest {
-  const r: TtrpcRequest = { service: '', method: '', payload: Buffer.alloc(0) };
-  for (const f of decodeFields(b)) {
-    if (f.field === 1 && f.wire === 2) r.service = f.bytes.toString('utf8');
-    else if (f.field === 2 && f.wire === 2) r.method = f.bytes.toString('utf8');
-    else if (f.field === 3 && f.wire === 2) r.payload = f.bytes;
-    else if (f.field === 4 && f.wire === 0) r.timeoutNano = BigInt.asIntN(64, f.varint);
-    else if (f.field === 5 && f.wire === 2) {
-      const kv = { key: '', value: '' };
-      for (const g of decodeFields(f.bytes)) {
-        if (g.field === 1) kv.key = g.bytes.toString('utf8');
-        if (g.field === 2) kv.value = g.bytes.toString('utf8');
-      }
-      (r.metadata ??= []).push(kv);
-    }
-  }
-  return r;
+  return Buffer.from(toBinary(RequestSchema, create(RequestSchema, { service: r.service, method: r.method, payload: r.payload, timeoutNano: r.timeoutNano ?? 0n, metadata: r.metadata ?? [] })));
 }
 
 export interface RpcStatus {
@@ -100,27 +81,12 @@ export interface RpcStatus {
 
 export interface TtrpcResponse {
   status: RpcStatus;
-  payload: Buffer;
+  payload: Uint8Array;
 }
 
-export function encodeResponse(r: TtrpcResponse): Buffer {
-  const status = new ProtoWriter().int(1, r.status.code).string(2, r.status.message).finish();
-  return new ProtoWriter().message(1, status, { always: true }).bytes(2, r.payload).finish();
-}
-
-export function decodeResponse(b: Buffer): TtrpcResponse {
-  const r: TtrpcResponse = { status: { code: 0, message: '' }, payload: Buffer.alloc(0) };
-  for (const f of decodeFields(b)) {
-    if (f.field === 1 && f.wire === 2) {
-      for (const g of decodeFields(f.bytes)) {
-        if (g.field === 1 && g.wire === 0) r.status.code = asInt32(g.varint);
-        else if (g.field === 2 && g.wire === 2) r.status.message = g.bytes.toString('utf8');
-      }
-    } else if (f.field === 2 && f.wire === 2) {
-      r.payload = f.bytes;
-    }
-  }
-  return r;
+export function decodeResponse(b: Uint8Array): TtrpcResponse {
+  const r = fromBinary(ResponseSchema, b);
+  return { status: { code: r.status?.code ?? 0, message: r.status?.message ?? '' }, payload: r.payload };
 }
 
 /** google.rpc.Code names, for messages. */
@@ -138,8 +104,8 @@ export class RpcError extends OsbuilderError {
     super(
       'AGENT_ERROR',
       `${rpc} failed: ${RPC_CODES[status.code] ?? `code ${status.code}`}: ${status.message}`,
-      status.code === 12 && rpc.startsWith('osbuilder.')
-        ? "the guest's agent does not have osbuilder's extension (the real kata-agent has only grpc.Health here): boot without a command"
+      status.code === 5 && /is not supported$/.test(status.message)
+        ? "the guest's agent does not implement this method of Kata's agent API"
         : "see the guest console log (--console-log) for the agent's messages",
     );
   }
@@ -147,7 +113,7 @@ export class RpcError extends OsbuilderError {
 
 interface Pending {
   rpc: string;
-  resolve: (b: Buffer) => void;
+  resolve: (b: Uint8Array) => void;
   reject: (e: Error) => void;
   timer?: NodeJS.Timeout;
 }
@@ -210,7 +176,7 @@ export class TtrpcClient {
       try {
         resp = decodeResponse(f.payload);
       } catch (err) {
-        p.reject(new OsbuilderError('AGENT_ERROR', `${p.rpc}: malformed response: ${(err as ProtoDecodeError).message}`, ''));
+        p.reject(new OsbuilderError('AGENT_ERROR', `${p.rpc}: malformed response: ${(err as Error).message}`, 'the agent is misbehaving: check its version'));
         continue;
       }
       if (resp.status.code !== 0) p.reject(new RpcError(p.rpc, resp.status));
@@ -230,19 +196,25 @@ export class TtrpcClient {
   }
 
   /** One unary call. `timeoutMs` bounds the wait here; `timeoutNano` is sent to the agent. */
-  call(service: string, method: string, payload: Buffer, opts: { timeoutMs?: number; timeoutNano?: bigint } = {}): Promise<Buffer> {
-    const rpc = `${service}/${method}`;
+  call(service: string, method: string, payload: Uint8Array, opts: { timeoutMs?: number; timeoutNano?: bigint } = {}): Promise<Uint8Array> {
+    const request = encodeRequest({ service, method, payload, ...(opts.timeoutNano ? { timeoutNano: opts.timeoutNano } : {}) });
+    return this.send(`${service}/${method}`, request, opts.timeoutMs);
+  }
+
+  /** Sends an encoded ttrpc Request (any bytes) on the next stream and waits for its answer. */
+  send(rpc: string, request: Uint8Array, timeoutMs?: number): Promise<Uint8Array> {
     if (this.closedError) return Promise.reject(this.closedError);
+    if (request.length > TTRPC_MAX_MESSAGE) return Promise.reject(new OsbuilderError('TOO_LARGE', `${rpc}: a request of ${request.length} bytes exceeds ttrpc's 4 MiB limit`, 'send less data per call'));
     const id = this.nextId;
     this.nextId += 2;
-    const frame = encodeFrame(id, MESSAGE_TYPE_REQUEST, encodeRequest({ service, method, payload, ...(opts.timeoutNano ? { timeoutNano: opts.timeoutNano } : {}) }));
-    return new Promise<Buffer>((resolve, reject) => {
+    const frame = encodeFrame(id, MESSAGE_TYPE_REQUEST, Buffer.from(request));
+    return new Promise<Uint8Array>((resolve, reject) => {
       const p: Pending = { rpc, resolve, reject };
-      if (opts.timeoutMs !== undefined) {
+      if (timeoutMs !== undefined) {
         p.timer = setTimeout(() => {
           this.pending.delete(id);
-          reject(new OsbuilderError('BOOT_TIMEOUT', `${rpc}: no answer from the agent within ${opts.timeoutMs} ms`, 'raise --timeout, or check the guest console log'));
-        }, opts.timeoutMs);
+          reject(new OsbuilderError('BOOT_TIMEOUT', `${rpc}: no answer from the agent within ${timeoutMs} ms`, 'raise --timeout, or check the guest console log'));
+        }, timeoutMs);
       }
       this.pending.set(id, p);
       this.writable.write(frame);

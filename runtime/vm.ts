@@ -11,7 +11,8 @@ import { OsbuilderError } from '../core/errors.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { debug } from '../core/log.js';
 import { formatCommand } from '../core/exec.js';
-import { AgentClient, SERVING_STATUS } from './agent-client.js';
+import { AgentClient, AgentService, SERVING_STATUS, type RpcObserver } from './agent-client.js';
+import { qmpCommand } from './qmp.js';
 import { RpcError, TtrpcClient } from './ttrpc.js';
 import type { AgentChannel, QemuPlan } from './qemu.js';
 
@@ -22,7 +23,11 @@ export interface VmOptions {
   consoleLog?: string;
   /** Host-side helper for vsock (Node has no AF_VSOCK): our agent binary in --connect mode. */
   vsockRelay?: string;
+  /** QEMU's QMP socket (the plan's -qmp): how a VM that does not power off is stopped. */
+  qmpSocket?: string;
   onConsole?: (text: string) => void;
+  /** Sees every RPC the agent client sends. */
+  observe?: RpcObserver;
 }
 
 export interface VmExit {
@@ -215,7 +220,7 @@ export class Vm {
         let ttrpc: TtrpcClient | undefined;
         try {
           ttrpc = await Promise.race([this.openChannel(), failed]);
-          const client = new AgentClient(ttrpc);
+          const client = new AgentClient(ttrpc, this.options.observe);
           const status = await Promise.race([client.check(Math.max(1, deadline - performance.now())), failed]);
           if (status === SERVING_STATUS.SERVING) {
             this.agent = client;
@@ -239,32 +244,41 @@ export class Vm {
   }
 
   /**
-   * Asks the agent to power off and waits (bounded) for QEMU to exit; kills it
-   * otherwise, at once when the agent refuses (the real kata-agent has no
-   * osbuilder.Guest/Shutdown: waiting for a power-off would only add the grace).
+   * Stops the VM as kata-runtime does: DestroySandbox (the agent kills what is
+   * left and powers the guest off), then QMP quit when QEMU does not exit
+   * within the grace, SIGKILL as the last resort. 'clean' = the guest powered
+   * off; 'quit' = QMP stopped it; 'killed'.
    */
-  async shutdown(graceMs = 10_000): Promise<'clean' | 'killed'> {
+  async shutdown(graceMs = 10_000): Promise<'clean' | 'quit' | 'killed'> {
     if (this.exit) return 'clean';
     if (this.agent) {
       let refused = false;
       try {
-        await Promise.race([this.agent.shutdown(Math.min(graceMs, 5000)), this.exited]);
+        await Promise.race([this.agent.call(AgentService.method.destroySandbox, {}, { timeoutMs: Math.min(graceMs, 10_000) }), this.exited]);
       } catch (err) {
         refused = err instanceof RpcError;
-        debug(`Shutdown: ${(err as Error).message}`);
+        debug(`DestroySandbox: ${(err as Error).message}`);
       }
       this.agent.close();
-      if (refused) {
-        await this.kill();
-        return 'killed';
+      if (!refused && (await this.exitsWithin(graceMs))) return 'clean';
+    }
+    if (this.options.qmpSocket && !this.exit) {
+      try {
+        await qmpCommand(this.options.qmpSocket, 'quit');
+        if (await this.exitsWithin(5000)) return 'quit';
+      } catch (err) {
+        debug(`QMP quit: ${(err as Error).message}`);
       }
-      let timer: NodeJS.Timeout | undefined;
-      const exited = await Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
-      clearTimeout(timer);
-      if (exited) return 'clean';
     }
     await this.kill();
     return 'killed';
+  }
+
+  private async exitsWithin(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const exited = await Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]);
+    clearTimeout(timer);
+    return exited;
   }
 
   /** Kills QEMU (SIGKILL) if it still runs and waits for it; idempotent. */

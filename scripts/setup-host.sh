@@ -15,7 +15,10 @@ packages=(
   zstd xz-utils lz4 gzip erofs-utils xfsprogs cryptsetup-bin busybox-static
   linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev dwarves kmod podman
   rsync ca-certificates iptables uidmap file musl-tools time pigz
-  dpkg-dev fakeroot
+  dpkg-dev fakeroot protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
+  # Other arches: cross compilers (agent, kernels), arm64 libraries, qemu-user.
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl-dev:arm64 libprotobuf-c-dev:arm64
+  gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu qemu-user-static qemu-system-arm
 )
 
 missing=()
@@ -25,6 +28,7 @@ done
 if ((${#missing[@]})); then
   sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
   echo "setup: installing ${missing[*]}" >&2
+  dpkg --print-foreign-architectures | grep -qx arm64 || "${sudo_cmd[@]}" dpkg --add-architecture arm64
   "${sudo_cmd[@]}" apt-get update -q
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -20,7 +20,8 @@ struct early_mount {
 	mode_t mode;
 };
 
-/* Same set as Kata's agent init: proc, sys, dev (devtmpfs), devpts, /run, /tmp (+ /dev/shm). */
+/* As Kata's agent init: proc, sys, dev (devtmpfs), devpts, /run, /tmp, /dev/shm, and the
+ * unified cgroup hierarchy, where containers' cgroups go. */
 static const struct early_mount mounts[] = {
 	{ "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555 },
 	{ "sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555 },
@@ -29,6 +30,7 @@ static const struct early_mount mounts[] = {
 	{ "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777 },
 	{ "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", 0755 },
 	{ "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777 },
+	{ "cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME, NULL, 0555 },
 };
 
 static int fd_open(int fd)
@@ -100,7 +102,7 @@ void power_off(void)
 			_exit(127);
 		}
 		int status = 0;
-		if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		if (pid > 0 && reap_within(pid, &status, 10000) == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
 			_exit(0);
 		sync();
 		reboot(RB_POWER_OFF);

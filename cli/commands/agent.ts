@@ -16,7 +16,7 @@ const ARCH_NAMES: Record<string, AgentArch> = { x86_64: 'x86_64', amd64: 'x86_64
 
 export const agentCommand: CommandModule<GlobalArgs, AgentArgs> = {
   command: 'agent <action>',
-  describe: "Build osbuilder's minimal guest agent (static C; ttrpc health + exec), installed as /usr/bin/kata-agent",
+  describe: "Build osbuilder's guest agent (static C; Kata's grpc.AgentService and grpc.Health over ttrpc), installed as /usr/bin/kata-agent",
   builder: (y) =>
     y
       .positional('action', { choices: ['build'] as const, demandOption: true, describe: 'build: compile the agent (cached by source hash)' })
@@ -35,6 +35,6 @@ export const agentCommand: CommandModule<GlobalArgs, AgentArgs> = {
         }
         return buildAgent({ output: resolve(argv.output), engine: argv.engine, ...(arch ? { arch } : {}), ...(argv.mirror ? { mirror: argv.mirror } : {}) });
       },
-      (r) => `agent ${r.path}\n  ${r.version}, ${r.arch}, ${r.compiler}${r.engine === 'native' ? '' : ` in ${r.engine}`}, ${r.size} bytes, sha256 ${r.sha256}${r.cached ? ' (cached)' : ''}`,
+      (r) => `agent ${r.path}\n  ${r.version}, ${r.arch}, ${r.compiler} (${r.libc}, static)${r.engine === 'native' ? '' : ` in ${r.engine}`}, ${r.size} bytes, sha256 ${r.sha256}${r.cached ? ' (cached)' : ''}`,
     ),
 };

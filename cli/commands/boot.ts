@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
-import { boot, ACCELS, CHANNELS, type BootResult } from '../../runtime/index.js';
+import { boot, parseGuestArch, ACCELS, CHANNELS, type BootResult, type ContainerRequest, type GuestMount } from '../../runtime/index.js';
+import { OsbuilderError } from '../../core/errors.js';
 import type { ConfigOverrides } from '../../runtime/config.js';
 import { runCommand, type GlobalArgs } from '../output.js';
 
@@ -43,6 +44,7 @@ export function overridesFrom(argv: RuntimeArgs): ConfigOverrides {
 }
 
 interface BootArgs extends RuntimeArgs {
+  arch?: string;
   accel: string;
   timeout?: number;
   'console-log'?: string;
@@ -51,6 +53,11 @@ interface BootArgs extends RuntimeArgs {
   channel: string;
   console: 'hvc' | 'serial';
   'guest-debug'?: boolean;
+  bundle?: string;
+  rootfs?: string;
+  hostname?: string;
+  interactive?: boolean;
+  'guest-mount'?: string[];
   command?: string[];
 }
 
@@ -61,54 +68,92 @@ function guestCommand(argv: BootArgs): string[] {
   return (argv.command ?? []).map(String);
 }
 
+function guestMounts(specs: string[]): GuestMount[] {
+  return specs.map((spec) => {
+    const [source, destination, ...rest] = spec.split(':');
+    if (!source?.startsWith('/') || !destination?.startsWith('/') || rest.length) {
+      throw new OsbuilderError('USAGE', `--guest-mount ${JSON.stringify(spec)}: expected GUEST_PATH:CONTAINER_PATH, both absolute`, 'e.g. --guest-mount /proc:/guest/proc');
+    }
+    return { source, destination };
+  });
+}
+
 function summary(r: BootResult): string[] {
   const t = r.timings;
+  const c = r.container;
   return [
     `agent ${r.agent.version} (api ${r.agent.grpcVersion}) over ${r.channel}, ${r.accel} (${r.accelReason})`,
-    ...(r.command ? [`command exited with ${r.command.exitCode}${r.command.timedOut ? ' (timed out)' : ''}${r.command.truncated ? ' (output truncated)' : ''}`] : []),
-    `timings: qemu start -> agent ready ${t.qemuStartToAgentReadyMs} ms${t.commandMs !== null ? `, command ${t.commandMs} ms` : ''}, shutdown ${t.shutdownMs} ms (${r.shutdown}), total ${t.totalMs} ms`,
+    ...(c ? [`container ${c.id} (${c.source} rootfs) exited with ${c.exitCode}`] : []),
+    `timings: qemu start -> agent ready ${t.qemuStartToAgentReadyMs} ms${t.containerMs !== null ? `, container ${t.containerMs} ms` : ''}, shutdown ${t.shutdownMs} ms (${r.shutdown}), total ${t.totalMs} ms`,
   ];
+}
+
+function containerRequest(argv: BootArgs, command: string[]): ContainerRequest | undefined {
+  if (!command.length && !argv.bundle) {
+    if (argv.rootfs || argv.interactive || argv['guest-mount']?.length) throw new OsbuilderError('USAGE', '--rootfs, -i and --guest-mount need a command to run', 'put it after --, e.g. -- cat /etc/os-release');
+    return undefined;
+  }
+  // Human output streams the container's stdout and stderr as they come; --json collects them.
+  const io = {
+    ...(argv.interactive ? { stdin: process.stdin as AsyncIterable<Uint8Array> } : {}),
+    ...(argv.json ? {} : { onStdout: (b: Uint8Array) => process.stdout.write(b), onStderr: (b: Uint8Array) => process.stderr.write(b) }),
+  };
+  return {
+    ...(command.length ? { command } : {}),
+    ...(argv.bundle ? { bundle: argv.bundle } : {}),
+    ...(argv.rootfs ? { rootfs: argv.rootfs } : {}),
+    guestMounts: guestMounts(argv['guest-mount'] ?? []),
+    io,
+  };
 }
 
 export const bootCommand: CommandModule<GlobalArgs, BootArgs> = {
   command: 'boot [command..]',
-  describe: 'Boot a kernel with an image or initrd under QEMU, wait for the agent, run a command (after --) through it',
+  describe: "Boot a kernel with an image or initrd under QEMU as kata-runtime does, and run a container (the command after --) through Kata's agent API",
   builder: (y) =>
     runtimeOptions(y)
-      .positional('command', { type: 'string', array: true, describe: 'Command to run in the guest (put it after --)' })
+      .positional('command', { type: 'string', array: true, describe: 'Command to run in the container (put it after --)' })
+      .option('bundle', { type: 'string', describe: 'OCI bundle to run (config.json + rootfs, as runc takes it); the command overrides process.args' })
+      .option('rootfs', { type: 'string', describe: 'Container rootfs to run the command in, with the default spec' })
+      .option('interactive', { alias: 'i', type: 'boolean', describe: "Pass our stdin to the container's (WriteStdin, CloseStdin at its end)" })
+      .option('hostname', { type: 'string', describe: 'Sandbox and container hostname (default: osbuilder, or the bundle\'s)' })
+      .option('guest-mount', { type: 'string', array: true, describe: 'GUEST_PATH:CONTAINER_PATH: bind a path of the guest into the container, read-only (to inspect the guest)' })
+      .option('arch', { type: 'string', describe: 'Guest arch: x86_64 or aarch64 (default: the host; another arch runs under TCG)' })
       .option('accel', { type: 'string', default: 'auto', describe: `Accelerator: ${ACCELS.join('|')} (auto probes KVM and falls back to TCG)` })
       .option('timeout', { type: 'number', describe: 'Seconds to wait for the agent (default: agent.kata.dial_timeout)' })
       .option('console-log', { type: 'string', describe: 'Write the guest console to this file' })
-      .option('command-timeout', { type: 'number', describe: 'Seconds the command may run (default: no limit)' })
-      .option('name', { type: 'string', describe: 'VM name (QEMU -name)' })
+      .option('command-timeout', { type: 'number', describe: 'Seconds the container may run (default: no limit)' })
+      .option('name', { type: 'string', describe: 'VM name (QEMU -name; the sandbox id derives from it)' })
       .option('channel', { type: 'string', default: 'auto', describe: `Agent channel: ${CHANNELS.join('|')} (auto: vsock when /dev/vhost-vsock works)` })
       .option('console', { type: 'string', choices: ['hvc', 'serial'], default: 'hvc', describe: "Guest console: Kata's hvc0, or the serial port (shows early boot)" })
       .option('guest-debug', { type: 'boolean', describe: 'Kernel and agent debug output (enable_debug)' }) as never,
-  handler: (argv) => {
-    const command = guestCommand(argv);
-    return runCommand(
+  handler: (argv) =>
+    runCommand(
       argv,
       () =>
         boot({
+          arch: parseGuestArch(argv.arch),
           ...(argv.config ? { configFile: argv.config } : {}),
           overrides: { ...overridesFrom(argv), ...(argv['guest-debug'] ? { debug: true } : {}) },
           accel: argv.accel,
           ...(argv.timeout !== undefined ? { timeoutSec: argv.timeout } : {}),
           ...(argv['console-log'] ? { consoleLog: argv['console-log'] } : {}),
-          ...(command.length ? { command } : {}),
+          ...(() => {
+            const c = containerRequest(argv, guestCommand(argv));
+            return c ? { container: c } : {};
+          })(),
           ...(argv['command-timeout'] ? { commandTimeoutSec: argv['command-timeout'] } : {}),
           ...(argv.name ? { name: argv.name } : {}),
+          ...(argv.hostname ? { hostname: argv.hostname } : {}),
           channel: argv.channel,
           console: argv.console,
         }),
       (r) => {
-        if (!r.command) return summary(r).join('\n');
-        // The command's stdout is the result; everything else goes to stderr.
-        if (r.command.stderr) process.stderr.write(r.command.stderr);
+        // The container's output has been streamed; the summary goes to stderr when there was one.
+        if (!r.container) return summary(r).join('\n');
         process.stderr.write(summary(r).join('\n') + '\n');
-        return r.command.stdout;
+        return '';
       },
-      (r) => (r.command ? r.command.exitCode : 0),
-    );
-  },
+      (r) => (r.container ? r.container.exitCode : 0),
+    ),
 };

@@ -27,6 +27,7 @@ function human(r: HostReport): string {
     ['TCG probe', probeLine(r.tcg.probe, 'not run')],
     ['TCG available', yes(r.tcg.available)],
     ['--accel auto', `${r.accel.auto} (${r.accel.reason})`],
+    ['--channel auto', `${r.agentChannel.auto} (${r.agentChannel.reason})`],
   ];
   return table(['check', 'result'], rows);
 }

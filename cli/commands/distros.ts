@@ -11,7 +11,7 @@ export const distrosCommand: CommandModule<GlobalArgs, GlobalArgs> = {
       async () => ({ distros: DISTROS.map(summarize) }),
       (r) =>
         table(
-          ['distro', 'versions (default first)', 'arches', 'bootstrap', 'systemd', 'init modes'],
+          ['distro', 'versions (default first)', 'arches', 'bootstrap', 'systemd', 'init modes', 'booted in tests (else rendered)'],
           r.distros.map((d) => [
             d.name,
             [d.defaultVersion, ...d.versions.filter((v) => v !== d.defaultVersion)].join(' '),
@@ -19,6 +19,7 @@ export const distrosCommand: CommandModule<GlobalArgs, GlobalArgs> = {
             d.bootstrapTool,
             d.systemd ? 'yes' : 'no',
             d.initModes.join(' '),
+            d.booted.map((b) => `${b.arch} ${b.formats.join('+')}`).join(', ') || '-',
           ]),
         ),
     ),

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { matrixRows, renderMatrix, type MatrixFormat } from '../../pipeline/matrix.js';
+import { matrixFilter, matrixRows, renderMatrix, type MatrixFormat } from '../../pipeline/matrix.js';
 import { runCommand, type GlobalArgs } from '../output.js';
+import { ARCHES } from '../../distros/index.js';
 
 interface MatrixArgs extends GlobalArgs {
   format: MatrixFormat;
@@ -15,12 +16,12 @@ export const matrixCommand: CommandModule<GlobalArgs, MatrixArgs> = {
     y
       .option('format', { choices: ['github', 'gitlab', 'json'] as const, default: 'json' as const, describe: 'github: strategy.matrix JSON; gitlab: parallel:matrix YAML; json: rows' })
       .option('distro', { type: 'string', array: true, default: [], describe: 'Only these distros' })
-      .option('arch', { type: 'string', array: true, default: [], describe: 'Only these arches' }) as never,
+      .option('arch', { type: 'string', array: true, default: [], describe: `Only these arches (${ARCHES.join(', ')}; arm64, amd64 … accepted)` }) as never,
   handler: (argv) =>
     runCommand(
       argv,
       async () => {
-        const rows = matrixRows(undefined, { distro: argv.distro, arch: argv.arch });
+        const rows = matrixRows(undefined, matrixFilter(argv.distro, argv.arch));
         return { rows, text: renderMatrix(rows, argv.format) };
       },
       (r) => r.text,

@@ -1,5 +1,5 @@
 import { APT_UNKNOWN_PACKAGE } from '../common.js';
-import type { DistroDefinition, FileOp } from '../types.js';
+import { DEB_ARCH, type BootstrapInput, type Command, type DistroDefinition, type FileOp } from '../types.js';
 
 const MIRROR = 'http://deb.debian.org/debian';
 
@@ -31,18 +31,17 @@ export const busybox: DistroDefinition = {
   localBase: (version) => ({ suite: version, mirror: MIRROR }),
   builderPackages: ['busybox-static', 'kmod'],
   dockerfileTemplate: new URL('./Dockerfile.hbs', import.meta.url),
-  dockerfileVars: (version) => ({ suite: version }),
+  dockerfileVars: (version, arch) => ({ suite: version, debArch: DEB_ARCH[arch] }),
   nativeTools: ['busybox', 'depmod', 'dpkg-query'],
+  crossWithoutEmulation: true,
   bootstrap: (input) => [
-    { title: 'install busybox', argv: ['install', '-D', '-m', '0755', '/bin/busybox', `${input.root}/bin/busybox`] },
+    { title: 'install busybox', argv: ['install', '-D', '-m', '0755', busyboxBinary(input), `${input.root}/bin/busybox`] },
+    // The applet list is the builder's busybox's: the same Debian package, built the same way for every arch.
     { title: 'list applets', argv: ['/bin/busybox', '--list-full'], capture: 'applets', builderOnly: true },
-    { title: 'busybox version', argv: ['dpkg-query', '-W', '-f', '${Version}', 'busybox-static'], capture: 'version', builderOnly: true },
+    { ...packageQuery(input, '${Version}'), title: 'busybox version', capture: 'version' },
   ],
   postBootstrap: (_input, captured) => busyboxLayout(captured.applets ?? ''),
-  packageSource: () => ({
-    kind: 'command',
-    command: { title: 'list packages', argv: ['dpkg-query', '-W', '-f', '${Package}=${Version}\\n', 'busybox-static'], capture: 'packages', builderOnly: true },
-  }),
+  packageSource: (input) => ({ kind: 'command', command: { ...packageQuery(input, '${Package}=${Version}\\n'), title: 'list packages', capture: 'packages' } }),
   unknownPackagePatterns: APT_UNKNOWN_PACKAGE,
   osRelease: (version, captured) => {
     const v = (captured.version ?? '').trim();
@@ -57,6 +56,21 @@ export const busybox: DistroDefinition = {
     ].join('\n');
   },
 };
+
+/** Where the builder keeps another arch's busybox-static (Dockerfile.hbs fetches it). */
+export function foreignDir(input: BootstrapInput): string {
+  return `/opt/busybox-static-${DEB_ARCH[input.arch]}`;
+}
+
+function busyboxBinary(input: BootstrapInput): string {
+  return input.arch === input.builderArch ? '/bin/busybox' : `${foreignDir(input)}/bin/busybox`;
+}
+
+/** dpkg-query on the installed package, or dpkg-deb on the fetched one. */
+function packageQuery(input: BootstrapInput, format: string): Command {
+  const argv = input.arch === input.builderArch ? ['dpkg-query', '-W', '-f', format, 'busybox-static'] : ['dpkg-deb', '--show', `--showformat=${format}`, `${foreignDir(input)}.deb`];
+  return { title: '', argv, builderOnly: true };
+}
 
 /** Directory skeleton plus one symlink per applet (`busybox --list-full`), init left to the agent. */
 export function busyboxLayout(appletList: string): FileOp[] {

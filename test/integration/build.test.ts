@@ -93,6 +93,15 @@ describe('the default build', () => {
     expect(result.bootTests).toHaveLength(2);
     for (const b of result.bootTests) expect(b).toMatchObject({ passed: true, cached: false });
     expect(result.bootTests.map((b: { osRelease: string }) => b.osRelease).sort()).toEqual(['BusyBox 1.35.0 (osbuilder guest)', 'Debian GNU/Linux 12 (bookworm)']);
+    // Each artifact ran a container through Kata's API: its own rootfs, pid 1, the limits, an exec, status 3.
+    const kata = JSON.parse(await readFile(join(repoRoot, 'test/fixtures/kata-protocol.json'), 'utf8')).services as Record<string, string[]>;
+    const kataPaths = Object.entries(kata).flatMap(([svc, ms]) => ms.map((m) => `/${svc}/${m.split('(')[0]}`));
+    for (const b of result.bootTests) {
+      expect(b.channel).toBe('serial');
+      expect(b.container).toMatchObject({ initPid: 1, hostname: 'osb-boot-test', memoryMax: 268435456, pidsMax: 128, execStatus: 0, initStatus: 3, containerOs: expect.stringMatching(/^osbuilder busybox container/), guestOs: b.osRelease });
+      expect(b.rpcs).toEqual(expect.arrayContaining(['/grpc.AgentService/CreateSandbox', '/grpc.AgentService/CreateContainer', '/grpc.AgentService/ExecProcess', '/grpc.AgentService/DestroySandbox']));
+      for (const p of b.rpcs) expect(kataPaths).toContain(p);
+    }
   });
 
   it("lays the tree out as Kata's release does, with SHA256SUMS and a manifest", async () => {
@@ -207,7 +216,9 @@ describe('interrupted builds', () => {
     const sums = await readFile(join(share(p), 'SHA256SUMS'), 'utf8');
     // A new epoch makes a new initrd, so its boot test (with the installed kernel) really runs.
     const args = ['build', 'busybox', '--initrd', '--prefix', p, '-f', '--boot-timeout', '600'];
-    const r = await killWhen(args, async () => (await leftovers()).qemu !== '', { SOURCE_DATE_EPOCH: '1700000002' });
+    // The boot VM, not the `qemu-system-x86_64 --version` or KVM probe runs before it.
+    const bootVm = async () => (await execa('pgrep', ['-f', 'qemu-system.* -name osbuilder-vm-'], { reject: false })).exitCode === 0;
+    const r = await killWhen(args, bootVm, { SOURCE_DATE_EPOCH: '1700000002' });
     expect(r.exitCode).toBe(143);
     const left = await leftovers();
     expect(left.qemu).toBe('');

@@ -100,6 +100,25 @@ describe('kernel setup/config on linux-source-6.1', () => {
     // Some reliant options of the default fragments drop too: each carries its reasons.
     for (const d of r.json.verify.dropped) expect(d.reasons.length, d.symbol).toBeGreaterThan(0);
   });
+
+  // Kconfig asks the compiler what it can do, so each arch is resolved with Debian's cross gcc (setup installs them).
+  it.each([
+    { name: 'aarch64', arch: 'aarch64', gpu: [], cc: 'aarch64-linux-gnu-gcc', marker: 'CONFIG_ARM64=y', fragment: 'arm64/acpi.conf' },
+    { name: 'aarch64 -g nvidia', arch: 'aarch64', gpu: ['-g', 'nvidia'], cc: 'aarch64-linux-gnu-gcc', marker: 'CONFIG_VFIO_PCI=y', fragment: 'gpu/nvidia/nvidia.conf' },
+    { name: 'ppc64le', arch: 'ppc64le', gpu: [], cc: 'powerpc64le-linux-gnu-gcc', marker: 'CONFIG_CPU_LITTLE_ENDIAN=y', fragment: 'ppc64le/base.conf' },
+    { name: 's390x', arch: 's390x', gpu: [], cc: 's390x-linux-gnu-gcc', marker: 'CONFIG_S390=y', fragment: 's390/base.conf' },
+  ])('$name: every requested option survives olddefconfig with $cc', async ({ arch, gpu, cc, marker, fragment }) => {
+    const out = join(work, `config-${arch}${gpu.length ? '-nvidia' : ''}`);
+    const r = await runCli(['kernel', 'config', '-v', '6.1', '-a', arch, ...gpu, '-k', tree, '-o', out, '--json'], { timeout: 5 * 60_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.json.arch).toBe(arch);
+    expect(r.json.fragments).toContain(fragment);
+    expect(r.json.verify).toMatchObject({ ok: true, dropped: [], unknown: [] });
+    expect(r.json.verify.present).toBe(r.json.verify.requested);
+    const config = await readFile(out, 'utf8');
+    expect(config).toMatch(new RegExp(`^CONFIG_CC_VERSION_TEXT="${cc} \\(Debian`, 'm'));
+    expect(config).toContain(`\n${marker}\n`);
+  });
 });
 
 describe('kernel bad input (CLI)', () => {

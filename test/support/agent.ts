@@ -1,6 +1,9 @@
 /**
  * The agent as a host process on a unix socket (--listen unix:), for protocol
- * tests without a VM. Readiness = the agent's own "listening on" line.
+ * and container tests without a VM. It runs in a mount namespace of its own
+ * (unshare -m): the storages a test's CreateSandbox mounts never reach the
+ * host's mount table, and go away with the agent. Readiness = the agent's own
+ * "listening on" line.
  */
 import { execa, type ResultPromise } from 'execa';
 import { join } from 'node:path';
@@ -24,11 +27,13 @@ export async function agentBinary(): Promise<string> {
   return (await defaultAgentBinary()).path;
 }
 
-export async function startHostAgent(extraArgs: string[] = []): Promise<HostAgent> {
-  const binary = await agentBinary();
+/** `binary` defaults to the host's agent; `emulator` (e.g. qemu-aarch64-static) runs another arch's. */
+export async function startHostAgent(extraArgs: string[] = [], opts: { binary?: string; emulator?: string } = {}): Promise<HostAgent> {
+  const binary = opts.binary ?? (await agentBinary());
   const dir = await makeTempDir('osb-agent-');
   const socketPath = join(dir, 'agent.sock');
-  const proc = execa(binary, ['--listen', `unix:${socketPath}`, ...extraArgs], { reject: false, stdin: 'ignore', buffer: false, stdout: 'ignore', stderr: 'pipe' });
+  const argv = [...(opts.emulator ? [opts.emulator] : []), binary, '--listen', `unix:${socketPath}`, ...extraArgs];
+  const proc = execa('unshare', ['--mount', '--propagation', 'private', '--', ...argv], { reject: false, stdin: 'ignore', buffer: false, stdout: 'ignore', stderr: 'pipe' });
   let log = '';
   await new Promise<void>((resolve, reject) => {
     proc.stderr!.on('data', (d: Buffer) => {

@@ -13,12 +13,13 @@ export interface CliResult {
 }
 
 /** Runs the compiled osbuilder CLI (npm run build first) and never throws on a non-zero exit. */
-export async function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeout?: number } = {}): Promise<CliResult> {
+export async function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeout?: number; input?: string } = {}): Promise<CliResult> {
   const r = await execa('node', [cliPath, ...args], {
     reject: false,
     env: opts.env,
     cwd: opts.cwd ?? repoRoot,
     timeout: opts.timeout,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
   });
   const result: CliResult = { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   if (args.includes('--json')) {

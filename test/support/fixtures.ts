@@ -61,7 +61,7 @@ export async function makeBusyboxRootfs(dir: string, opts: BusyboxOptions = {}):
   const init = opts.init ?? '#!/bin/sh\necho OSBUILDER-INIT-OK\npoweroff -f\n';
   await writeFile(join(dir, 'init'), init, { mode: 0o755 });
   await symlink('../init', join(dir, 'sbin/init'));
-  await writeFile(join(dir, 'etc/os-release'), 'NAME="osbuilder busybox test"\nID=busybox\n');
+  await writeFile(join(dir, 'etc/os-release'), 'NAME="osbuilder busybox test"\nID=busybox\nPRETTY_NAME="osbuilder busybox test"\n');
   if (typeof opts.agent === 'object') {
     await copyFile(opts.agent.copyFrom, join(dir, 'usr/bin/kata-agent'));
     await chmod(join(dir, 'usr/bin/kata-agent'), 0o755);

@@ -83,6 +83,22 @@ describe('distro definitions: rendered Dockerfiles and plans (snapshots, reviewe
     expect(p.bootstrap[0]!.argv).toContain('--arch=arm64');
   });
 
+  it('busybox for another arch: a host-arch builder fetches busybox-static:<arch>, no emulation, no platform', () => {
+    const p = plan('busybox', 'agent-init', { arch: 'aarch64', bootstrapBase: true });
+    expect(p.builder!.platform).toBeUndefined();
+    expect(p.container!.platform).toBeUndefined();
+    expect(p.base).toMatchObject({ ref: 'osbuilder/debian-base:bookworm-x86_64' });
+    expect(p.base!.bootstrapArgv).toContain('--arch=amd64');
+    expect(p.builder!.dockerfile).toContain('apt-get download busybox-static:arm64');
+    expect(p.bootstrap.map((c) => c.argv)).toEqual([
+      ['install', '-D', '-m', '0755', '/opt/busybox-static-arm64/bin/busybox', '/rootfs/bin/busybox'],
+      ['/bin/busybox', '--list-full'],
+      ['dpkg-deb', '--show', '--showformat=${Version}', '/opt/busybox-static-arm64.deb'],
+    ]);
+    expect(p.packageSource).toMatchObject({ kind: 'command', command: { argv: ['dpkg-deb', '--show', '--showformat=${Package}=${Version}\\n', '/opt/busybox-static-arm64.deb'] } });
+    expect(() => resolveRootfsOptions({ distro: 'busybox', arch: 'aarch64', output: '/o', engine: 'native' }, 'x86_64')).toThrow(/busybox for aarch64 on this x86_64 host needs a container engine/);
+  });
+
   it('plans are deterministic', () => {
     expect(JSON.stringify(plan('debian', 'systemd'))).toBe(JSON.stringify(plan('debian', 'systemd')));
   });
@@ -102,7 +118,8 @@ describe('arch matrix', () => {
   it('osbuilder distros reports the same', () => {
     for (const d of DISTROS) expect(summarize(d).arches).toEqual(MATRIX[d.name]);
     expect(summarize(getDistro('busybox'))).toMatchObject({ systemd: false, bootstrapTool: 'busybox', packageManager: null });
-    expect(summarize(getDistro('debian'))).toMatchObject({ systemd: true, defaultVersion: 'bookworm', localBase: true });
+    expect(summarize(getDistro('debian'))).toMatchObject({ systemd: true, defaultVersion: 'bookworm', localBase: true, booted: [{ arch: 'x86_64', formats: ['image', 'initrd'] }] });
+    expect(summarize(getDistro('fedora')).booted).toEqual([]);
   });
 });
 

@@ -16,7 +16,7 @@ describe('configuration-qemu.toml', () => {
     const text = renderQemuConfig({ qemuPath: '/usr/bin/qemu-system-x86_64', machineType: 'q35', kernel: '/p/vmlinuz.container', image: '/p/kata-containers.img', initrd: '/p/kata-containers-initrd.img', toolVersion: '1.2.3' });
     const c = parseConfig(text, 'configuration-qemu.toml');
     expect(c.warnings).toEqual([]);
-    expect(c.hypervisor).toMatchObject({ path: '/usr/bin/qemu-system-x86_64', kernel: '/p/vmlinuz.container', image: '/p/kata-containers.img', initrd: null, machineType: 'q35', defaultMemory: 2048, disableImageNvdimm: false });
+    expect(c.hypervisor).toMatchObject({ path: '/usr/bin/qemu-system-x86_64', kernel: '/p/vmlinuz.container', image: '/p/kata-containers.img', initrd: null, machineType: 'q35', defaultMemory: 2048, disableImageNvdimm: false, sharedFs: 'virtio-9p', msize9p: 8192 });
     expect(c.agent).toEqual({ enableDebug: false, dialTimeout: 45 });
     expect(text).toContain('# initrd = "/p/kata-containers-initrd.img"');
     const initrdOnly = parseConfig(renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', initrd: '/p/i', toolVersion: '1' }), 'x.toml');

@@ -146,3 +146,12 @@ describe('QEMU argv variants', () => {
     expect(values(plan.args, '-object')[0]).toContain('mem-path=/i/a,,b.img,');
   });
 });
+
+describe("QEMU argv: the sandbox's shared directory (shared_fs = virtio-9p)", () => {
+  it('exports the directory as kataShared over virtio-9p, as kata-runtime does', () => {
+    const plan = planQemu({ ...base, sharedDir: '/run/kata-containers/shared/sandboxes/sb,1/shared' });
+    expect(values(plan.args, '-device')).toContain('virtio-9p-pci,disable-modern=false,fsdev=extra-9p-kataShared,mount_tag=kataShared');
+    expect(values(plan.args, '-fsdev')).toEqual(['local,id=extra-9p-kataShared,path=/run/kata-containers/shared/sandboxes/sb,,1/shared,security_model=none,multidevs=remap']);
+    expect(planQemu(base).args).not.toContain('-fsdev');
+  });
+});

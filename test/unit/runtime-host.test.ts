@@ -76,6 +76,7 @@ describe('env report (kata-env sections)', () => {
     qemu: { path: '/usr/bin/qemu-system-x86_64', version: '7.2.0' },
     tcg: { available: true, probe: null },
     accel: { auto: 'tcg', reason: 'KVM is present but not usable: the guest did not start' },
+    agentChannel: { auto: 'serial', reason: '/dev/vhost-vsock does not exist: virtio-serial port agent.channel.0' },
   };
   const files = { kernel: true, image: { exists: true, size: 128 << 20 }, initrd: false };
 

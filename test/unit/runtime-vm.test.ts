@@ -11,9 +11,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Vm } from '../../runtime/vm.js';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { SERVING_STATUS } from '../../runtime/agent-client.js';
-import { FrameDecoder, decodeRequest, encodeFrame, encodeResponse, MESSAGE_TYPE_RESPONSE } from '../../runtime/ttrpc.js';
-import { ProtoWriter } from '../../runtime/protobuf.js';
+import { FrameDecoder, encodeFrame, MESSAGE_TYPE_RESPONSE } from '../../runtime/ttrpc.js';
+import { RequestSchema, ResponseSchema } from '../../runtime/gen/ttrpc_pb.js';
+import { HealthCheckResponseSchema, VersionCheckResponseSchema } from '../../runtime/gen/health_pb.js';
 import { runInterruptHandlers } from '../../core/cleanup.js';
 import { OsbuilderError } from '../../core/errors.js';
 
@@ -57,19 +59,39 @@ async function rejection(p: Promise<unknown>): Promise<OsbuilderError> {
   throw new Error('expected a rejection');
 }
 
-/** A minimal agent: Check, Version, Shutdown (which runs `onShutdown`; `kata` answers it UNIMPLEMENTED, as the real kata-agent). */
-function fakeAgent(path: string, onShutdown: () => void = () => undefined, kata = false): Promise<Server> {
+/**
+ * A minimal agent: Check, Version, DestroySandbox (which runs `onDestroy`; with `refuse` it
+ * answers NOT_FOUND, as an agent without the method would).
+ */
+function fakeAgent(path: string, onDestroy: () => void = () => undefined, refuse = false): Promise<Server> {
   const server = createServer((s) => {
     const d = new FrameDecoder();
     s.on('data', (chunk: Buffer) => {
       for (const f of d.push(chunk)) {
-        const r = decodeRequest(f.payload);
-        let payload: Buffer = Buffer.alloc(0);
-        if (r.method === 'Check') payload = new ProtoWriter().uint(1, SERVING_STATUS.SERVING).finish();
-        else if (r.method === 'Version') payload = new ProtoWriter().string(1, '0.0.1').string(2, 'fake').finish();
-        const status = kata && r.service === 'osbuilder.Guest' ? { code: 12, message: 'unknown service osbuilder.Guest' } : { code: 0, message: '' };
-        s.write(encodeFrame(f.streamId, MESSAGE_TYPE_RESPONSE, encodeResponse({ status, payload })));
-        if (r.method === 'Shutdown') onShutdown();
+        const r = fromBinary(RequestSchema, f.payload);
+        let payload = new Uint8Array();
+        if (r.method === 'Check') payload = toBinary(HealthCheckResponseSchema, create(HealthCheckResponseSchema, { status: SERVING_STATUS.SERVING }));
+        else if (r.method === 'Version') payload = toBinary(VersionCheckResponseSchema, create(VersionCheckResponseSchema, { grpcVersion: '0.0.1', agentVersion: 'fake' }));
+        const status = refuse && r.method === 'DestroySandbox' ? { code: 5, message: '/grpc.AgentService/DestroySandbox is not supported' } : { code: 0, message: '' };
+        s.write(encodeFrame(f.streamId, MESSAGE_TYPE_RESPONSE, Buffer.from(toBinary(ResponseSchema, create(ResponseSchema, { status, payload })))));
+        if (r.method === 'DestroySandbox') onDestroy();
+      }
+    });
+    s.on('error', () => undefined);
+  });
+  cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+  return new Promise((resolve) => server.listen(path, () => resolve(server)));
+}
+
+/** A QMP monitor that greets, takes qmp_capabilities and runs `onQuit` for quit. */
+function fakeQmp(path: string, onQuit: () => void): Promise<Server> {
+  const server = createServer((s) => {
+    s.write('{"QMP": {"version": {}, "capabilities": []}}\n');
+    s.on('data', (d: Buffer) => {
+      for (const line of d.toString().split('\n').filter(Boolean)) {
+        const cmd = (JSON.parse(line) as { execute: string }).execute;
+        s.write('{"return": {}}\n');
+        if (cmd === 'quit') onQuit();
       }
     });
     s.on('error', () => undefined);
@@ -117,7 +139,7 @@ describe('Vm: the guest fails', () => {
 });
 
 describe('Vm: the agent answers', () => {
-  it('waits for the channel to appear, then Check = SERVING; Shutdown ends the guest cleanly', async () => {
+  it('waits for the channel to appear, then Check = SERVING; DestroySandbox powers the guest off: clean', async () => {
     const { vm, socket } = await fakeVm('echo up; exec sleep 1000');
     const ready = vm.waitForAgent(vm.startedAt + 120_000);
     // The socket appears only after the guest has started: the first connects fail, the wait retries.
@@ -130,7 +152,20 @@ describe('Vm: the agent answers', () => {
     expect(vm.running).toBe(false);
   });
 
-  it('kills QEMU when the guest does not power off after Shutdown', async () => {
+  it('a guest that does not power off after DestroySandbox is stopped with QMP quit, as kata-runtime does', async () => {
+    const dir = await runDir();
+    const socket = join(dir, 'agent.sock');
+    const qmp = join(dir, 'qmp.sock');
+    const vm = Vm.start({ plan: { cmd: 'sh', args: ['-c', 'echo up; exec sleep 1000'], kernelParams: [] }, channel: { kind: 'serial', socket }, qmpSocket: qmp });
+    started.push(vm);
+    await fakeAgent(socket);
+    await fakeQmp(qmp, () => process.kill(vm.pid!, 'SIGTERM'));
+    await vm.waitForAgent(vm.startedAt + 120_000);
+    expect(await vm.shutdown(50)).toBe('quit');
+    expect(vm.running).toBe(false);
+  });
+
+  it('kills QEMU when neither the guest nor QMP stops it', async () => {
     const { vm, socket } = await fakeVm('echo up; exec sleep 1000');
     await fakeAgent(socket);
     await vm.waitForAgent(vm.startedAt + 120_000);
@@ -139,11 +174,11 @@ describe('Vm: the agent answers', () => {
     expect(gone(vm.pid!)).toBe(true);
   });
 
-  it('kills QEMU at once when the agent has no Shutdown (the real kata-agent)', async () => {
+  it('does not wait out the grace when the agent refuses DestroySandbox', async () => {
     const { vm, socket } = await fakeVm('echo up; exec sleep 1000');
     await fakeAgent(socket, () => undefined, true);
     await vm.waitForAgent(vm.startedAt + 120_000);
-    // With the default 10 s grace this would time the test out if it waited for a power-off.
+    // With a 600 s grace this would time the test out if it waited for a power-off.
     expect(await vm.shutdown(600_000)).toBe('killed');
     expect(await vm.exited).toEqual({ code: null, signal: 'SIGKILL' });
   });

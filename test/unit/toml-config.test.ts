@@ -15,6 +15,8 @@ function error(fn: () => unknown): OsbuilderError {
 const KATA_LIKE = `
 # A trimmed Kata configuration-qemu.toml
 [hypervisor.qemu]
+shared_fs = "virtio-9p"
+msize_9p = 16384
 path = "/usr/bin/qemu-system-x86_64"
 kernel = "/usr/share/kata-containers/vmlinux.container"
 image = "/usr/share/kata-containers/kata-containers.img"
@@ -64,6 +66,8 @@ describe('configuration.toml', () => {
       rootfsType: 'ext4',
       entropySource: '/dev/urandom',
       enableDebug: true,
+      sharedFs: 'virtio-9p',
+      msize9p: 16384,
     });
     expect(c.agent).toEqual({ enableDebug: true, dialTimeout: 30 });
     expect(c.warnings).toEqual([]);
@@ -120,6 +124,8 @@ describe('configuration.toml', () => {
     ['kernel = 3', 'hypervisor.qemu.kernel: expected a string, got 3'],
     ['kernel = ""', 'hypervisor.qemu.kernel: must not be empty'],
     ['path = ["a"]', 'hypervisor.qemu.path: expected a string, got an array'],
+    ['shared_fs = "virtio-fs"', 'hypervisor.qemu.shared_fs: must be one of virtio-9p, none, got "virtio-fs"'],
+    ['msize_9p = 100', 'hypervisor.qemu.msize_9p: must be between 4096 and 1048576, got 100'],
   ])('rejects %s naming the key', (line, message) => {
     const e = error(() => parseConfig(`[hypervisor.qemu]\n${line}\n`, 'c.toml'));
     expect(e.code).toBe('CONFIG_INVALID');

@@ -19,4 +19,12 @@ RUN missing=""; \
         apt-get update && apt-get install -y --no-install-recommends $missing \
         && apt-get clean && rm -rf /var/lib/apt/lists/*; \
     fi
+# Another arch's busybox-static, fetched and unpacked: no emulation needed to use it.
+RUN if [ "$(dpkg --print-architecture)" != "amd64" ]; then \
+        dpkg --add-architecture amd64 && apt-get update && cd /opt \
+        && apt-get download busybox-static:amd64 \
+        && mv busybox-static_*_amd64.deb busybox-static-amd64.deb \
+        && dpkg-deb -x busybox-static-amd64.deb busybox-static-amd64 \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 LABEL org.osbuilder.role="rootfs-builder" org.osbuilder.distro="busybox"
