@@ -9,10 +9,9 @@ import { copyFile, chmod, mkdir, readdir, readFile, rm, stat, writeFile } from '
 import { arch as hostArchNode, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { BuildCache, cacheKey, type CacheInputs } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
-import { haveTool, run } from '../core/exec.js';
+import { haveTool, run, start } from '../core/exec.js';
 import { ContainerEngine, type EngineKind, type RunSpec } from '../core/docker.js';
 import { atomicOutput, checkOutputPath } from '../core/atomic.js';
 import { sha256, sha256File } from '../core/hash.js';
@@ -251,13 +250,13 @@ export interface AgentBuildResult {
 }
 
 async function packageVersion(pkg: string): Promise<string> {
-  const r = await execa('dpkg-query', ['-W', '-f=${Version}', pkg], { reject: false });
+  const r = await start('dpkg-query', ['-W', '-f=${Version}', pkg], { reject: false });
   return r.exitCode === 0 ? String(r.stdout).trim() : 'unknown';
 }
 
 /** What the native toolchain is: the compiler's version, musl's, protobuf-c's. */
 async function toolchainIdentity(cmd: string, arch: AgentArch, crossMusl: boolean): Promise<string> {
-  const r = await execa(cmd, ['--version'], { reject: false });
+  const r = await start(cmd, ['--version'], { reject: false });
   const first = String(r.stdout).split('\n')[0] ?? '';
   // musl-gcc wraps gcc; the musl version matters too.
   const musl = crossMusl || cmd === 'musl-gcc' ? ` musl ${await packageVersion(`musl-dev:${DEBIAN_ARCH[arch]}`)}` : '';

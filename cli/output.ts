@@ -1,6 +1,7 @@
 import { asOsbuilderError } from '../core/errors.js';
 import { configureLog } from '../core/log.js';
 import { holdSignals, runInterruptHandlers } from '../core/cleanup.js';
+import { stopChildren } from '../core/children.js';
 
 export interface GlobalArgs {
   json: boolean;
@@ -41,6 +42,8 @@ export async function runCommand<T>(
     }
     process.exitCode = e.code === 'USAGE' ? 2 : 1;
   } finally {
+    // No child outlives the command, whatever its outcome.
+    await stopChildren();
     release();
   }
 }

@@ -1,11 +1,14 @@
 /**
  * One registry of things to undo when the process is interrupted: temp files,
  * containers, QEMU processes. On SIGINT/SIGTERM the handlers run once, newest
- * first, then the process exits 130/143. Signal listeners are installed only
+ * first, then the children still running are stopped and reaped, then the
+ * process exits 130/143. Signal listeners are installed only
  * while at least one handler is registered or a command holds them (the CLI
  * does for its whole run: a signal that lands between starting a child and
  * registering its handler must not kill us with the default action).
  */
+import { stopChildren } from './children.js';
+
 type Handler = () => void | Promise<void>;
 
 const handlers = new Set<Handler>();
@@ -22,7 +25,10 @@ function onSignal(signal: NodeJS.Signals): void {
   if (exiting) return;
   exiting = true;
   process.stderr.write(`\ninterrupted (${signal}): cleaning up\n`);
-  void runInterruptHandlers().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  // Exit only once every child we started has been reaped (core/children.ts).
+  void runInterruptHandlers()
+    .then(() => stopChildren())
+    .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
 }
 
 function sync(): void {

@@ -4,9 +4,8 @@
  * through, so DOCKER_HOST (docker) and CONTAINER_HOST (podman) are honoured.
  * Argument builders are pure and unit-tested; the methods run them.
  */
-import { execa } from 'execa';
 import { OsbuilderError } from './errors.js';
-import { run, formatCommand, type RunResult } from './exec.js';
+import { run, formatCommand, start, type RunResult } from './exec.js';
 import { onInterrupt } from './cleanup.js';
 import { debug } from './log.js';
 
@@ -27,6 +26,9 @@ export interface BuildSpec {
   platform?: string;
   labels?: Record<string, string>;
 }
+
+/** Label on every container osbuilder runs; its value is the osbuilder process's pid. */
+export const BUILD_LABEL = 'org.osbuilder.build';
 
 export interface RunSpec {
   image: string;
@@ -102,7 +104,7 @@ export class ContainerEngine {
     try {
       // podman without a service has no "Server" in `version`; `info` reaches the engine either way.
       const args = this.kind === 'docker' ? ['version', '--format', '{{.Server.Version}}'] : ['info', '--format', '{{.Version.Version}}'];
-      r = await execa(this.cmd, args, { reject: false, timeout: 60_000 });
+      r = await start(this.cmd, args, { reject: false, timeout: 60_000 });
     } catch (err) {
       throw this.unavailable(String((err as Error).message));
     }
@@ -127,14 +129,14 @@ export class ContainerEngine {
 
   /** A label of a local image (empty when unset or absent). */
   async imageLabel(ref: string, label: string): Promise<string> {
-    const r = await execa(this.cmd, ['image', 'inspect', '--format', `{{index .Config.Labels ${JSON.stringify(label)}}}`, ref], { reject: false });
+    const r = await start(this.cmd, ['image', 'inspect', '--format', `{{index .Config.Labels ${JSON.stringify(label)}}}`, ref], { reject: false });
     const v = String(r.stdout).trim();
     return r.exitCode === 0 && v !== '<no value>' ? v : '';
   }
 
   /** The image id of `ref` when present locally (never pulls). */
   async imageId(ref: string): Promise<string | undefined> {
-    const r = await execa(this.cmd, ['image', 'inspect', '--format', '{{.Id}}', ref], { reject: false });
+    const r = await start(this.cmd, ['image', 'inspect', '--format', '{{.Id}}', ref], { reject: false });
     return r.exitCode === 0 ? String(r.stdout).trim() : undefined;
   }
 
@@ -144,12 +146,14 @@ export class ContainerEngine {
 
   /**
    * Runs a container to completion. While it runs, an interrupt removes it
-   * (docker rm -f), so Ctrl-C never leaves a builder container behind.
+   * (docker rm -f), so Ctrl-C never leaves a builder container behind. Every
+   * container carries BUILD_LABEL=<our pid>: what a run started is found by it.
    */
   async run(spec: RunSpec, opts: { hint?: string; timeout?: number } = {}): Promise<RunResult> {
     const unregister = onInterrupt(() => this.remove(spec.name));
+    const labelled = { ...spec, labels: { ...spec.labels, [BUILD_LABEL]: String(process.pid) } };
     try {
-      return await run(this.cmd, runArgv(spec), { input: spec.input, hint: opts.hint, timeout: opts.timeout ?? 60 * 60_000 });
+      return await run(this.cmd, runArgv(labelled), { input: spec.input, hint: opts.hint, timeout: opts.timeout ?? 60 * 60_000 });
     } catch (err) {
       await this.remove(spec.name);
       throw err;
@@ -160,21 +164,15 @@ export class ContainerEngine {
 
   /** Removes a container by name; absent containers are fine. */
   async remove(name: string): Promise<void> {
-    await execa(this.cmd, ['rm', '-f', name], { reject: false });
-  }
-
-  /** Names of containers (running or not) carrying `label` (k=v). */
-  async containersWithLabel(label: string): Promise<string[]> {
-    const r = await execa(this.cmd, ['ps', '-a', '--filter', `label=${label}`, '--format', '{{.Names}}'], { reject: false });
-    return String(r.stdout).split('\n').map((s) => s.trim()).filter(Boolean);
+    await start(this.cmd, ['rm', '-f', name], { reject: false });
   }
 
   /** Pipes a tar stream from `producer` into `<engine> import - <tag>`; `changes` are Dockerfile lines (e.g. LABEL k=v). */
   async importFrom(producer: { cmd: string; args: string[]; env?: Record<string, string> }, tag: string, hint?: string, changes: string[] = []): Promise<string> {
     const importArgs = ['import', ...changes.flatMap((c) => ['--change', c]), '-', tag];
     debug(`$ ${formatCommand(producer.cmd, producer.args)} | ${formatCommand(this.cmd, importArgs)}`);
-    const source = execa(producer.cmd, producer.args, { env: producer.env, stdout: 'pipe', stderr: 'pipe', reject: false, buffer: { stdout: false } });
-    const sink = execa(this.cmd, importArgs, { stdin: 'pipe', reject: false });
+    const source = start(producer.cmd, producer.args, { env: producer.env, stdout: 'pipe', stderr: 'pipe', reject: false, buffer: { stdout: false } });
+    const sink = start(this.cmd, importArgs, { stdin: 'pipe', reject: false });
     source.stdout!.pipe(sink.stdin!);
     const unregister = onInterrupt(() => {
       source.kill('SIGTERM');

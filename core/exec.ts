@@ -1,4 +1,6 @@
+import type { ChildProcess } from 'node:child_process';
 import { execa, type Options, type ResultPromise } from 'execa';
+import { track } from './children.js';
 import { OsbuilderError } from './errors.js';
 import { debug, isDebug } from './log.js';
 
@@ -45,7 +47,7 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
   } as Options;
   let result;
   try {
-    result = await execa(cmd, args, execOpts);
+    result = await start(cmd, args, execOpts);
   } catch (err) {
     throw commandError(cmd, args, err, opts.hint);
   }
@@ -69,10 +71,20 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
   return { stdout, stderr, exitCode };
 }
 
-/** Starts a long-running process (QEMU, dockerd log tails); the caller owns its lifetime. */
+/**
+ * execa, with the child recorded until it is reaped (core/children.ts): the
+ * only way osbuilder starts a process, so none outlives an interrupted run.
+ */
+export function start<O extends Options = {}>(cmd: string, args: readonly string[], opts?: O) {
+  const child = execa(cmd, args, opts);
+  track(child as unknown as ChildProcess);
+  return child;
+}
+
+/** Starts a long-running process (QEMU, compressors); the caller owns its lifetime. */
 export function spawnProcess(cmd: string, args: readonly string[], opts: Options = {}): ResultPromise {
   debug(`$ ${formatCommand(cmd, args)} &`);
-  return execa(cmd, args, { reject: false, ...opts });
+  return start(cmd, args, { reject: false, ...opts });
 }
 
 export function toolMissing(cmd: string): OsbuilderError {
@@ -86,6 +98,6 @@ function commandError(cmd: string, args: readonly string[], err: unknown, hint?:
 
 /** True when `cmd` can be found on PATH. */
 export async function haveTool(cmd: string): Promise<boolean> {
-  const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', cmd], { reject: false });
+  const r = await start('sh', ['-c', 'command -v "$1"', 'sh', cmd], { reject: false });
   return r.exitCode === 0;
 }

@@ -9,7 +9,7 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { posix, join, basename } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { execa } from 'execa';
+import { start } from '../core/exec.js';
 import * as tar from 'tar';
 import { OsbuilderError } from '../core/errors.js';
 import { sha256File } from '../core/hash.js';
@@ -217,7 +217,7 @@ export async function extractTarball(tarball: string, compression: Compression, 
     );
     settled = done;
     if (compression === 'xz') {
-      const xz = execa('xz', ['-dc', '--', tarball], { buffer: { stdout: false }, stdout: 'pipe', stderr: 'pipe', reject: false });
+      const xz = start('xz', ['-dc', '--', tarball], { buffer: { stdout: false }, stdout: 'pipe', stderr: 'pipe', reject: false });
       xz.stdout!.pipe(unpack as unknown as NodeJS.WritableStream);
       // A failed unpack stops reading: stop xz too instead of leaving it blocked on a full pipe.
       void done.then((err) => err && xz.kill());

@@ -140,7 +140,7 @@ class Runner {
       mounts: cmd.builderOnly ? [] : [{ host: this.hostRoot, container: c.mountPoint }],
       env: c.env,
       ulimits: c.ulimits,
-      labels: { 'org.osbuilder.build': String(process.pid), 'org.osbuilder.role': 'rootfs' },
+      labels: { 'org.osbuilder.role': 'rootfs' },
       ...(c.platform ? { platform: c.platform } : {}),
       ...(cmd.input !== undefined ? { input: cmd.input } : {}),
     });

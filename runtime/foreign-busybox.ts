@@ -8,10 +8,9 @@
 import { mkdtemp, rm, copyFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { BuildCache, cacheKey } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
-import { haveTool, run } from '../core/exec.js';
+import { haveTool, run, start } from '../core/exec.js';
 import type { GuestArch } from './config.js';
 
 const DEB: Record<GuestArch, string> = { x86_64: 'amd64', aarch64: 'arm64' };
@@ -22,7 +21,7 @@ export function qemuUser(arch: GuestArch): string {
 }
 
 async function candidateVersion(pkg: string): Promise<string> {
-  const r = await execa('apt-cache', ['policy', pkg], { reject: false });
+  const r = await start('apt-cache', ['policy', pkg], { reject: false });
   const v = /Candidate:\s*(\S+)/.exec(String(r.stdout))?.[1];
   if (r.exitCode !== 0 || !v || v === '(none)') {
     const arch = pkg.split(':')[1]!;
@@ -46,7 +45,7 @@ export async function foreignBusybox(arch: GuestArch, cache = new BuildCache()):
       const work = await mkdtemp(join(tmpdir(), 'osb-busybox-'));
       try {
         await run('apt-get', ['download', `${pkg}=${version}`], { cwd: work, hint: 'check that the Debian archive is reachable' });
-        const deb = (await execa('sh', ['-c', 'ls *.deb', 'sh'], { cwd: work })).stdout.trim();
+        const deb = (await start('sh', ['-c', 'ls *.deb', 'sh'], { cwd: work })).stdout.trim();
         await run('dpkg-deb', ['-x', join(work, deb), join(work, 'x')], { hint: `the downloaded ${deb} is damaged: rerun` });
         await copyFile(join(work, 'x/bin/busybox'), join(dir, 'busybox'));
         await chmod(join(dir, 'busybox'), 0o755);

@@ -10,10 +10,9 @@ import { constants } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { arch as nodeArch, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { cacheRoot } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
-import { haveTool } from '../core/exec.js';
+import { haveTool, start } from '../core/exec.js';
 import { sha256 } from '../core/hash.js';
 import { debug } from '../core/log.js';
 import { onInterrupt } from '../core/cleanup.js';
@@ -111,9 +110,9 @@ export function qemuBinaryFor(arch: GuestArch): string {
 export async function findQemu(pathOrName: string): Promise<{ path: string | null; version: string | null }> {
   let path: string | null = null;
   if (pathOrName.includes('/')) path = (await stat(pathOrName).catch(() => undefined))?.isFile() ? pathOrName : null;
-  else if (await haveTool(pathOrName)) path = String((await execa('sh', ['-c', 'command -v "$1"', 'sh', pathOrName])).stdout).trim();
+  else if (await haveTool(pathOrName)) path = String((await start('sh', ['-c', 'command -v "$1"', 'sh', pathOrName])).stdout).trim();
   if (!path) return { path: null, version: null };
-  const r = await execa(path, ['--version'], { reject: false, timeout: 30_000 });
+  const r = await start(path, ['--version'], { reject: false, timeout: 30_000 });
   const version = /version\s+([^\s]+)/.exec(String(r.stdout))?.[1] ?? null;
   return { path, version };
 }
@@ -153,7 +152,7 @@ export async function runProbe(qemu: string, accel: Accel, timeoutMs: number): P
   await writeFile(image, probeGuestImage());
   const name = `osbuilder-probe-${accel}-${process.pid}`;
   const started = performance.now();
-  const child = execa(qemu, probeArgv(accel, image, name), { reject: false, stdin: 'ignore', timeout: timeoutMs, killSignal: 'SIGKILL' });
+  const child = start(qemu, probeArgv(accel, image, name), { reject: false, stdin: 'ignore', timeout: timeoutMs, killSignal: 'SIGKILL' });
   // Wait until QEMU is gone (and its scratch dir too): the process exits right after the handlers.
   const unregister = onInterrupt(async () => {
     child.kill('SIGKILL');

@@ -6,11 +6,11 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { connect } from 'node:net';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { OsbuilderError } from '../core/errors.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { debug } from '../core/log.js';
-import { formatCommand } from '../core/exec.js';
+import { formatCommand, start } from '../core/exec.js';
 import { AgentClient, AgentService, SERVING_STATUS, type RpcObserver } from './agent-client.js';
 import { qmpCommand } from './qmp.js';
 import { RpcError, TtrpcClient } from './ttrpc.js';
@@ -61,7 +61,7 @@ export class Vm {
     const { plan } = options;
     debug(`$ ${formatCommand(plan.cmd, plan.args)} &`);
     this.startedAt = performance.now();
-    this.proc = execa(plan.cmd, plan.args, { reject: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false });
+    this.proc = start(plan.cmd, plan.args, { reject: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false });
     this.unregister = onInterrupt(() => this.kill());
     if (options.consoleLog) {
       this.log = createWriteStream(options.consoleLog, { flags: 'w' });
@@ -187,7 +187,7 @@ export class Vm {
       return TtrpcClient.fromDuplex(socket, () => socket.destroy());
     }
     if (!this.options.vsockRelay) throw new OsbuilderError('INTERNAL', 'vsock channel without a relay binary', '');
-    const relay = execa(this.options.vsockRelay, ['--connect', `vsock:${ch.cid}:1024`], { reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'ignore', buffer: false });
+    const relay = start(this.options.vsockRelay, ['--connect', `vsock:${ch.cid}:1024`], { reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'ignore', buffer: false });
     void relay.catch(() => undefined);
     return new TtrpcClient(relay.stdout!, relay.stdin!, () => relay.kill('SIGKILL'));
   }
