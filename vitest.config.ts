@@ -13,6 +13,8 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
+          // A QEMU and a container that are not ours run beside every test (test/support/neighbours.ts).
+          globalSetup: ['test/support/neighbours.ts'],
           // Real Docker/QEMU/kernel builds on 2 cores: one file at a time.
           fileParallelism: false,
           testTimeout: 20 * 60_000,

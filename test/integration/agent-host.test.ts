@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import protobuf from 'protobufjs';
 import { startHostAgent, type HostAgent } from '../support/agent.js';
+import { descendants, stillThere, type Proc } from '../support/procs.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { defaultAgentBinary } from '../../agent/index.js';
 import {
@@ -78,6 +79,11 @@ let agent: HostAgent;
 let client: AgentClient;
 let rootfs: string;
 let rootfsOsRelease: string;
+
+/** The `sleep` processes that agent `a` started (its descendants): no one else's. */
+async function sleepsUnder(a: HostAgent): Promise<Proc[]> {
+  return (await descendants(a.proc.pid!)).filter((p) => p.argv[0] === 'sleep');
+}
 let seq = 0;
 
 /** The default spec on the cached busybox container rootfs (read-only, /tmp a tmpfs). */
@@ -274,6 +280,8 @@ describe('containers on the host', () => {
   it('WaitProcess past its ttrpc deadline is DEADLINE_EXCEEDED; RemoveContainer kills and reaps', async () => {
     const c = await container(['sleep', '600']);
     await c.start();
+    const sleeping = await sleepsUnder(agent);
+    expect(sleeping).toHaveLength(1);
     const raw = await Raw.open(agent.socketPath);
     const { WaitProcessRequestSchema } = await import('../../runtime/gen/agent_pb.js');
     const { create, toBinary } = await import('@bufbuild/protobuf');
@@ -282,8 +290,7 @@ describe('containers on the host', () => {
     raw.close();
     await c.remove();
     expect(await rpcStatus(c.start())).toEqual({ code: 13, message: 'Invalid container id' });
-    const ps = await execa('pgrep', ['-f', '^sleep 600$'], { reject: false });
-    expect(ps.stdout.trim()).toBe('');
+    expect(await stillThere(sleeping)).toEqual([]);
   });
 
   it('refuses a missing rootfs, a bad id, resources it cannot apply, a terminal; errors name the problem', async () => {
@@ -334,11 +341,13 @@ describe('agent lifecycle on the host', () => {
     await c.call(AgentService.method.createSandbox, { hostname: 'h', sandboxId: 's' });
     await c.call(AgentService.method.createContainer, { containerId: 'long-1', execId: 'long-1', OCI: spec(['sleep', '601']) });
     await c.call(AgentService.method.startContainer, { containerId: 'long-1' });
+    const sleeping = await sleepsUnder(a);
+    expect(sleeping).toHaveLength(1);
     await c.call(AgentService.method.destroySandbox, {});
     const r = await a.proc;
     expect(r.exitCode).toBe(0);
     expect(a.log()).toMatch(/sandbox s destroyed/);
-    expect((await execa('pgrep', ['-f', '^sleep 601$'], { reject: false })).stdout.trim()).toBe('');
+    expect(await stillThere(sleeping)).toEqual([]);
   });
 
   it('gives up when the host closes the channel and does not come back (--hangup-timeout)', async () => {
@@ -357,12 +366,14 @@ describe('agent lifecycle on the host', () => {
     await c.call(AgentService.method.createContainer, { containerId: 'long-2', execId: 'long-2', OCI: spec(['sleep', '602']) });
     await c.call(AgentService.method.startContainer, { containerId: 'long-2' });
     const wait = c.call(AgentService.method.waitProcess, { containerId: 'long-2' }).catch(() => undefined);
+    const sleeping = await sleepsUnder(a);
+    expect(sleeping).toHaveLength(1);
     process.kill(a.proc.pid!, 'SIGTERM');
     const r = await a.proc;
     expect(r.exitCode).toBe(0);
     expect(a.log()).toMatch(/stopped by signal 15/);
     await wait;
-    expect((await execa('pgrep', ['-f', '^sleep 602$'], { reject: false })).stdout.trim()).toBe('');
+    expect(await stillThere(sleeping)).toEqual([]);
   });
 
   it('rejects bad arguments', async () => {

@@ -19,6 +19,7 @@ import { buildImage } from '../../image-builder/index.js';
 import { agentRootfs } from '../support/agent.js';
 import { cliPath, runCli, repoRoot } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
+import { qemuNamed, stillThere, type Proc } from '../support/procs.js';
 import { defaultAgentBinary } from '../../agent/index.js';
 import { runContainerChecks } from '../../pipeline/container-checks.js';
 import {
@@ -49,8 +50,7 @@ let seq = 0;
 const vmName = () => `${tag}-${++seq}`;
 
 async function qemuLeft(name: string): Promise<string> {
-  const r = await execa('pgrep', ['-af', `qemu-system.*-name ${name}( |$)`], { reject: false });
-  return String(r.stdout).trim();
+  return (await qemuNamed(name)).map((p) => `${p.pid} ${p.argv.join(' ')}`).join('\n');
 }
 
 /** No QEMU and no shared directory left behind by the VM `name`. */
@@ -403,24 +403,23 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
     await nothingLeft(name);
   });
 
-  it('SIGTERM while booting kills QEMU', async () => {
-    const name = vmName();
-    // --debug announces the QEMU command as it is started: interrupt right then.
-    const child = execa('node', [cliPath, 'boot', '--debug', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--memory', '512', '--timeout', '300', '--', 'sleep', '600'], { reject: false, cwd: repoRoot });
-    await new Promise<void>((resolve, reject) => {
-      let err = '';
-      child.stderr!.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (err.includes(`-name ${name} `)) resolve();
-      });
-      void child.then(() => reject(new Error(`boot ended before QEMU started:\n${err}`)));
-    });
-    // QEMU is spawned in the same tick as that line; the signal is handled on a later one.
-    child.kill('SIGTERM');
-    const r = await child;
-    expect(r.exitCode).toBe(143);
-    expect(r.stderr).toMatch(/interrupted \(SIGTERM\): cleaning up/);
-    await nothingLeft(name);
+  it('SIGTERM the moment QEMU is up: when osbuilder has exited, nothing of that VM is left, zombie or not (10 rounds)', async () => {
+    for (let round = 1; round <= 10; round++) {
+      const name = vmName();
+      const child = execa('node', [cliPath, 'boot', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--memory', '512', '--timeout', '300', '--', 'sleep', '600'], { reject: false, cwd: repoRoot });
+      let ended = false;
+      void child.finally(() => (ended = true));
+      let vm: Proc[] = [];
+      while (!ended && !(vm = await qemuNamed(name)).length) await new Promise((r) => setTimeout(r, 10));
+      expect(ended, `round ${round}: boot ended before its QEMU started`).toBe(false);
+      child.kill('SIGTERM');
+      const r = await child;
+      // At this moment, not a moment later: osbuilder must have reaped its QEMU before exiting.
+      const left = [...(await stillThere(vm)), ...(await qemuNamed(name)).map((p) => `${p.pid} ${p.comm} ${p.state}`)];
+      expect({ round, exitCode: r.exitCode, left }).toEqual({ round, exitCode: 143, left: [] });
+      expect(r.stderr).toMatch(/interrupted \(SIGTERM\): cleaning up/);
+      await nothingLeft(name);
+    }
   });
 });
 

@@ -15,6 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliPath, repoRoot, runCli } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { guestKernel, KERNEL_SDE, seedKernelEntry, type GuestKernel } from '../support/kernel.js';
+import { descendants, qemuNamed, stillThere } from '../support/procs.js';
+import { buildContainers } from '../support/rootfs.js';
 import { sha256File } from '../../core/hash.js';
 
 /** The suite's kernel was built with this epoch: the seeded entry's key holds it. */
@@ -47,22 +49,35 @@ async function listing(root: string): Promise<string[]> {
   return out;
 }
 
-async function leftovers(): Promise<{ containers: string; qemu: string; work: string[] }> {
-  const c = await execa('docker', ['ps', '-a', '--filter', 'name=osbuilder-', '--format', '{{.Names}}'], { reject: false });
-  const q = await execa('pgrep', ['-af', 'qemu-system'], { reject: false });
-  return { containers: String(c.stdout).trim(), qemu: String(q.stdout).trim(), work: await readdir(join(cacheDir, 'work')).catch(() => []) };
+/** The boot-test VMs of the build run by `pid` (osbuilder names them osbuilder-vm-<pid>-…). */
+const bootVmsOf = (pid: number) => qemuNamed(`osbuilder-vm-${pid}-`, { prefix: true });
+
+interface Killed {
+  exitCode: number | undefined;
+  stderr: string;
+  /** Taken the moment the exit was observed: what the build left of its own. */
+  left: { containers: string[]; processes: string[]; work: string[] };
 }
 
-/** Starts the CLI and resolves once `ready` holds (polled), then sends SIGTERM. */
-async function killWhen(args: string[], ready: () => Promise<boolean>, extraEnv: Record<string, string> = {}): Promise<{ exitCode: number | undefined; stderr: string }> {
+/**
+ * Starts the CLI, sends SIGTERM once `ready(pid)` holds (polled), and at the
+ * moment its exit is observed lists what is left of what it started: its
+ * labelled containers, and every process that was its descendant when the
+ * signal went out (a zombie counts) or that carries its VM name.
+ */
+async function killWhen(args: string[], ready: (pid: number) => Promise<boolean>, extraEnv: Record<string, string> = {}): Promise<Killed> {
   const child: ResultPromise = execa('node', [cliPath, ...args], { reject: false, cwd: repoRoot, env: { ...env, ...extraEnv }, timeout: 30 * 60_000 });
+  const pid = child.pid!;
   let exited = false;
   void child.finally(() => (exited = true));
-  while (!exited && !(await ready())) await new Promise((r) => setTimeout(r, 250));
+  while (!exited && !(await ready(pid))) await new Promise((r) => setTimeout(r, 250));
   expect(exited, 'the build ended before the stage under test started').toBe(false);
+  const started = await descendants(pid);
   child.kill('SIGTERM');
   const r = await child;
-  return { exitCode: r.exitCode, stderr: String(r.stderr) };
+  const processes = [...(await stillThere(started)), ...(await bootVmsOf(pid)).map((p) => `${p.pid} ${p.comm} ${p.state}`)];
+  const left = { containers: await buildContainers(pid), processes, work: await readdir(join(cacheDir, 'work')).catch(() => []) };
+  return { exitCode: r.exitCode, stderr: String(r.stderr), left };
 }
 
 beforeAll(async () => {
@@ -169,10 +184,13 @@ describe('the default build', () => {
 
 describe('cache faults', () => {
   it('a corrupt cache entry is detected, rebuilt and not used', async () => {
+    // The entry of the installed initrd: the -f test above added another one (another epoch).
     const stage = join(cacheDir, 'initrd');
-    const [key] = await readdir(stage);
-    const file = join(stage, key!, 'kata-busybox-bookworm.initrd');
-    const good = await sha256File(file);
+    const good = await sha256File(join(share(), 'kata-busybox-bookworm.initrd'));
+    const entries = (await readdir(stage)).map((key) => join(stage, key, 'kata-busybox-bookworm.initrd'));
+    const hashes = await Promise.all(entries.map((f) => sha256File(f).catch(() => '')));
+    const file = entries[hashes.indexOf(good)]!;
+    expect(file, `no initrd cache entry holds the installed initrd (${good})`).toBeDefined();
     const bytes = await readFile(file);
     bytes[100] = bytes[100]! ^ 0xff;
     await writeFile(file, bytes);
@@ -200,12 +218,10 @@ describe('--verify-reproducible', () => {
 describe('interrupted builds', () => {
   it('SIGTERM while the rootfs container runs: container removed, nothing installed, no work left', async () => {
     const p = join(work, 'killed-rootfs');
-    const r = await killWhen(['build', '--image', '--no-cache', '--no-boot-test', '--prefix', p], async () => (await leftovers()).containers !== '');
+    const r = await killWhen(['build', '--image', '--no-cache', '--no-boot-test', '--prefix', p], async (pid) => (await buildContainers(pid)).length > 0);
     expect(r.exitCode).toBe(143);
     expect(r.stderr).toMatch(/interrupted \(SIGTERM\)/);
-    const left = await leftovers();
-    expect(left.containers).toBe('');
-    expect(left.work).toEqual([]);
+    expect(r.left).toEqual({ containers: [], processes: [], work: [] });
     expect(await lstat(share(p)).catch(() => undefined)).toBeUndefined();
   });
 
@@ -216,13 +232,10 @@ describe('interrupted builds', () => {
     const sums = await readFile(join(share(p), 'SHA256SUMS'), 'utf8');
     // A new epoch makes a new initrd, so its boot test (with the installed kernel) really runs.
     const args = ['build', 'busybox', '--initrd', '--prefix', p, '-f', '--boot-timeout', '600'];
-    // The boot VM, not the `qemu-system-x86_64 --version` or KVM probe runs before it.
-    const bootVm = async () => (await execa('pgrep', ['-f', 'qemu-system.* -name osbuilder-vm-'], { reject: false })).exitCode === 0;
-    const r = await killWhen(args, bootVm, { SOURCE_DATE_EPOCH: '1700000002' });
+    // This build's boot VM, not its `qemu-system-x86_64 --version` or KVM probe, nor anyone else's QEMU.
+    const r = await killWhen(args, async (pid) => (await bootVmsOf(pid)).length > 0, { SOURCE_DATE_EPOCH: '1700000002' });
     expect(r.exitCode).toBe(143);
-    const left = await leftovers();
-    expect(left.qemu).toBe('');
-    expect(left.work).toEqual([]);
+    expect(r.left).toEqual({ containers: [], processes: [], work: [] });
     expect(await listing(p)).toEqual(before);
     expect(await readFile(join(share(p), 'SHA256SUMS'), 'utf8')).toBe(sums);
 
@@ -244,6 +257,7 @@ describe('kernel stage and engines', () => {
     const partial = async () => (await readdir(trees).catch(() => [] as string[])).filter((n) => /\.(new|extract)-\d+/.test(n));
     const r = await killWhen(['build', '--kernel', '--no-boot-test', '--prefix', p], async () => (await partial()).length > 0, { OSBUILDER_CACHE_DIR: cache });
     expect(r.exitCode).toBe(143);
+    expect(r.left.processes).toEqual([]);
     expect(await partial()).toEqual([]);
     expect(await readdir(join(cache, 'work'))).toEqual([]);
     expect(await lstat(share(p)).catch(() => undefined)).toBeUndefined();

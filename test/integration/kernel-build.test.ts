@@ -132,7 +132,7 @@ describe('nvidia GPU variant (cheap path)', () => {
     expect(st.uid).toBe(process.getuid!());
     const state = JSON.parse(await readFile(join(nvidiaTree!, '.osbuilder/state.json'), 'utf8'));
     expect(state.build.engine).toBe('docker');
-    const left = await execa('docker', ['ps', '-a', '--filter', 'ancestor=' + r.json.builderImage, '--format', '{{.Names}}']);
+    const left = await execa('docker', ['ps', '-a', '--filter', `label=org.osbuilder.build=${r.pid}`, '--format', '{{.Names}}']);
     expect(left.stdout.trim()).toBe('');
   });
 });

@@ -211,7 +211,7 @@ describe('busybox', () => {
     const images = await execa('podman', ['images', '--format', '{{.Repository}}']);
     expect(String(images.stdout)).toContain('osbuilder/rootfs-builder-busybox');
     expect(await treeDigest(join(work, 'busybox-podman'))).toEqual(await treeDigest(dir()));
-    const left = await execa('podman', ['ps', '-a', '--filter', 'label=org.osbuilder.role=rootfs', '--format', '{{.Names}}']);
+    const left = await execa('podman', ['ps', '-a', '--filter', `label=org.osbuilder.build=${r.pid}`, '--format', '{{.Names}}']);
     expect(String(left.stdout).trim()).toBe('');
   });
 

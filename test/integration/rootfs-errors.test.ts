@@ -101,7 +101,7 @@ describe('osbuilder rootfs refuses bad input', () => {
 });
 
 describe('osbuilder distros', () => {
-  it('lists every distro with versions, default, arches, bootstrap tool and systemd support', async () => {
+  it('lists every distro with versions, default, arches, bootstrap tool, systemd support and what the tests boot', async () => {
     const r = await runCli(['distros', '--json']);
     expect(r.exitCode).toBe(0);
     const names = r.json.distros.map((d: { name: string }) => d.name);
@@ -115,7 +115,9 @@ describe('osbuilder distros', () => {
     });
     const text = await runCli(['distros']);
     expect(text.stdout).toMatch(/^clearlinux +latest +x86_64 +swupd +yes/m);
-    expect(text.stdout).toMatch(/^busybox +bookworm trixie +x86_64 aarch64 ppc64le s390x +busybox +no +agent-init$/m);
+    expect(text.stdout).toMatch(/^busybox +bookworm trixie +x86_64 aarch64 ppc64le s390x +busybox +no +agent-init +x86_64 initrd$/m);
+    expect(text.stdout).toMatch(/^debian +bookworm trixie bullseye +x86_64 aarch64 ppc64le s390x +mmdebstrap +yes +systemd agent-init +x86_64 image\+initrd$/m);
+    expect(text.stdout).toMatch(/^fedora +.* +dnf +yes +systemd agent-init +-$/m);
   });
 });
 

@@ -4,20 +4,20 @@
  * and no QEMU with the test's name is left either way.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { execa } from 'execa';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { runCli } from '../support/cli.js';
+import { qemuNamed } from '../support/procs.js';
 import { makeTempDir } from '../support/fixtures.js';
 
 let dir: string;
 let kernel: string;
 let initrd: string;
 
+/** The QEMU named `name` (ours alone: each test picks a name no one else uses). */
 async function qemuLeft(name: string): Promise<string> {
-  const r = await execa('pgrep', ['-af', `qemu-system.*-name ${name}`], { reject: false });
-  return String(r.stdout).trim();
+  return (await qemuNamed(name)).map((p) => `${p.pid} ${p.argv.join(' ')}`).join('\n');
 }
 
 beforeAll(async () => {
@@ -61,7 +61,7 @@ describe('osbuilder check', () => {
     const human = await runCli(['check'], { timeout: 120_000 });
     expect(human.stdout).toMatch(/^TCG probe\s+passed/m);
     expect(human.stdout).toMatch(/^--accel auto\s+(kvm|tcg)/m);
-    expect(await qemuLeft('osbuilder-probe-')).toBe('');
+    for (const run of [r, human]) for (const accel of ['kvm', 'tcg']) expect(await qemuLeft(`osbuilder-probe-${accel}-${run.pid}`)).toBe('');
   });
 });
 

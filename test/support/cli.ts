@@ -5,6 +5,8 @@ export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 export const cliPath = fileURLToPath(new URL('../../dist/cli/index.js', import.meta.url));
 
 export interface CliResult {
+  /** The osbuilder process's pid: what it started carries it (VM names, container labels). */
+  pid: number;
   exitCode: number;
   stdout: string;
   stderr: string;
@@ -21,7 +23,7 @@ export async function runCli(args: string[], opts: { env?: Record<string, string
     timeout: opts.timeout,
     ...(opts.input !== undefined ? { input: opts.input } : {}),
   });
-  const result: CliResult = { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  const result: CliResult = { pid: r.pid ?? -1, exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   if (args.includes('--json')) {
     try {
       result.json = JSON.parse(result.stdout);
