@@ -36,7 +36,7 @@ export { ARCHES, parseArch } from './arch.js';
 export { installNames } from './install.js';
 export { planBuild } from './build.js';
 export { planBuilderImage } from './builder-image.js';
-export { planSource, obtainSource } from './source.js';
+export { planSource, obtainSource, normaliseSha256 } from './source.js';
 export { parseKernelVersion } from './version.js';
 export { readConfigVersion, fragmentsHash, FRAGMENTS_DIR } from './fragments.js';
 

@@ -38,10 +38,10 @@ function compressionOf(name: string): Compression {
   throw new OsbuilderError('INPUT_INVALID', `${name} is not a .tar.xz or .tar.gz tarball`, 'give a kernel tarball ending in .tar.xz or .tar.gz');
 }
 
-export function normaliseSha256(hex: string | undefined): string | undefined {
-  if (hex === undefined || hex === '') return undefined;
+export function normaliseSha256(hex: string | undefined, flag = '--sha256'): string | undefined {
+  if (hex === undefined) return undefined;
   const h = hex.trim().toLowerCase();
-  if (!/^[0-9a-f]{64}$/.test(h)) throw new OsbuilderError('INPUT_INVALID', `--sha256 ${JSON.stringify(hex)} is not 64 hex digits`, 'pass the tarball sha256, e.g. from sha256sum');
+  if (!/^[0-9a-f]{64}$/.test(h)) throw new OsbuilderError('INPUT_INVALID', `${flag} ${JSON.stringify(hex)} is not 64 hex digits`, 'pass the tarball sha256, e.g. from sha256sum');
   return h;
 }
 

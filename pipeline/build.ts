@@ -16,6 +16,7 @@ import { runDag, type Job } from './dag.js';
 import { DEFAULTS, SHARE, carriedEntries, installedTarget, renderQemuConfig, renderSha256Sums, writeInstall, type InstallEntry } from './install.js';
 import { buildManifest } from './manifest.js';
 import { planBuild, pickDebianSource, type BuildOptions, type BuildPlan } from './plan.js';
+import { checkPrefix } from './prefix.js';
 import { bootTest, installedFileSha256, kernelArtifact, resolveAgent, rootfsArtifact, stageContext, type BootTest, type KernelArtifact, type RootfsArtifact } from './stages.js';
 import type { SwitchOutcome } from './switch.js';
 
@@ -60,6 +61,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const t0 = performance.now();
   if (opts.dockerHost) process.env.DOCKER_HOST = opts.dockerHost;
   const plan = await resolveBuildPlan(opts);
+  await checkPrefix(plan.prefix, [plan.shareDir, plan.defaultsDir]);
   const sde = sourceDateEpoch();
   const cache = new BuildCache();
   await mkdir(join(cache.root, 'work'), { recursive: true });

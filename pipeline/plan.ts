@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { ARCH_ALIASES, ARCHES, getDistro, resolveVersion, type Arch, type DistroDefinition } from '../distros/index.js';
-import { parseKernelVersion } from '../kernel/index.js';
+import { normaliseSha256, parseKernelVersion } from '../kernel/index.js';
 
 export interface BuildOptions {
   /** Distro of the image (and of the initrd when given); default debian image + busybox initrd. */
@@ -58,7 +58,7 @@ export interface KernelJob {
 
 export type KernelSourceChoice =
   | { kind: 'given'; source: string; version?: string; sha256?: string }
-  | { kind: 'debian-package'; source: string; version: string }
+  | { kind: 'debian-package'; source: string; version: string; sha256?: string }
   | { kind: 'kernel.org'; version: string; sha256?: string };
 
 export interface BuildPlan {
@@ -102,13 +102,16 @@ export function pickDebianSource(names: string[], dir = '/usr/src'): LocalKernel
 
 /**
  * The best kernel source: --kernel-source, else Debian's linux-source package
- * when installed (and no other -v was asked for), else kernel.org.
+ * when installed (and no other -v was asked for), else kernel.org. A
+ * --kernel-sha256 goes with whichever is chosen: it is always enforced.
  */
 export function chooseKernelSource(opts: Pick<BuildOptions, 'kernelSource' | 'kernelVersion' | 'kernelSha256'>, local: LocalKernelSource | undefined): KernelSourceChoice {
   const version = opts.kernelVersion !== undefined ? parseKernelVersion(opts.kernelVersion) : undefined;
-  if (opts.kernelSource) return { kind: 'given', source: opts.kernelSource, ...(version ? { version } : {}), ...(opts.kernelSha256 ? { sha256: opts.kernelSha256 } : {}) };
-  if (local && (!version || version === local.version)) return { kind: 'debian-package', source: local.path, version: local.version };
-  return { kind: 'kernel.org', version: version ?? DEFAULT_KERNEL_VERSION, ...(opts.kernelSha256 ? { sha256: opts.kernelSha256 } : {}) };
+  const sha256 = normaliseSha256(opts.kernelSha256, '--kernel-sha256');
+  const checked = sha256 ? { sha256 } : {};
+  if (opts.kernelSource) return { kind: 'given', source: opts.kernelSource, ...(version ? { version } : {}), ...checked };
+  if (local && (!version || version === local.version)) return { kind: 'debian-package', source: local.path, version: local.version, ...checked };
+  return { kind: 'kernel.org', version: version ?? DEFAULT_KERNEL_VERSION, ...checked };
 }
 
 function rootfsJob(role: RootfsRole, name: string, osVersion: string | undefined): RootfsJob {
@@ -147,6 +150,9 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
   if (!Number.isInteger(jobs) || jobs < 1) throw new OsbuilderError('USAGE', `--jobs must be a positive integer, got ${opts.jobs}`, 'e.g. --jobs 2');
   const engine = opts.engine ?? 'docker';
   if (engine !== 'docker' && engine !== 'podman') throw new OsbuilderError('USAGE', `unknown engine "${engine}" for osbuilder build`, 'use --engine docker or podman');
+  if (opts.kernelSha256 !== undefined && !wantKernel) {
+    throw new OsbuilderError('USAGE', '--kernel-sha256 was given but no kernel is built, so nothing would check it', 'add --kernel (or drop --image/--initrd), or drop --kernel-sha256');
+  }
   if (opts.bootTimeout !== undefined && !(opts.bootTimeout > 0)) throw new OsbuilderError('USAGE', `--boot-timeout must be a positive number of seconds, got ${opts.bootTimeout}`, 'e.g. --boot-timeout 300');
 
   const rootfs: RootfsJob[] = [];

@@ -221,7 +221,7 @@ function kernelTree(ctx: StageContext, version: string, variant: string): string
 
 export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise<KernelArtifact> {
   const choice = ctx.plan.kernelSource!;
-  const spec = planSource(choice.kind === 'kernel.org' ? { version: choice.version, ...(choice.sha256 ? { sha256: choice.sha256 } : {}) } : { source: choice.source, ...(choice.kind === 'given' && choice.sha256 ? { sha256: choice.sha256 } : {}) });
+  const spec = planSource({ ...(choice.kind === 'kernel.org' ? { version: choice.version } : { source: choice.source }), ...(choice.sha256 ? { sha256: choice.sha256 } : {}) });
   const src = await step(`kernel source ${spec.location}`, () => obtainSource(spec));
   const gpu = job.variant === 'nvidia' ? 'nvidia' : undefined;
   const configVersion = readConfigVersion();

@@ -107,7 +107,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       ...(argv['base-image'] ? { baseImage: argv['base-image'] } : {}),
       ...(argv['kernel-version'] ? { kernelVersion: argv['kernel-version'] } : {}),
       ...(argv['kernel-source'] ? { kernelSource: argv['kernel-source'] } : {}),
-      ...(argv['kernel-sha256'] ? { kernelSha256: argv['kernel-sha256'] } : {}),
+      ...(argv['kernel-sha256'] !== undefined ? { kernelSha256: argv['kernel-sha256'] } : {}),
       ...(argv.accel ? { accel: argv.accel } : {}),
       ...(argv['boot-timeout'] !== undefined ? { bootTimeout: argv['boot-timeout'] } : {}),
     };

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { chooseKernelSource, DEFAULT_KERNEL_VERSION, pickDebianSource, planBuild } from '../../pipeline/plan.js';
 
 const debianSrc = { path: '/usr/src/linux-source-6.1.tar.xz', version: '6.1' };
+const sha = 'ab'.repeat(32);
 
 describe('planBuild', () => {
   it('defaults: debian image with systemd, busybox initrd with the agent as init, the kernel from Debian\'s linux-source', () => {
@@ -49,11 +50,24 @@ describe('planBuild', () => {
 
 describe('kernel source choice', () => {
   it('given > Debian linux-source (unless another -v) > kernel.org', () => {
-    expect(chooseKernelSource({ kernelSource: '/k.tar.xz', kernelSha256: 'ab' }, debianSrc)).toEqual({ kind: 'given', source: '/k.tar.xz', sha256: 'ab' });
+    expect(chooseKernelSource({ kernelSource: '/k.tar.xz', kernelSha256: sha }, debianSrc)).toEqual({ kind: 'given', source: '/k.tar.xz', sha256: sha });
     expect(chooseKernelSource({}, debianSrc)).toEqual({ kind: 'debian-package', source: debianSrc.path, version: '6.1' });
     expect(chooseKernelSource({ kernelVersion: '6.1' }, debianSrc)).toEqual({ kind: 'debian-package', source: debianSrc.path, version: '6.1' });
     expect(chooseKernelSource({ kernelVersion: 'v6.6.30' }, debianSrc)).toEqual({ kind: 'kernel.org', version: '6.6.30' });
     expect(chooseKernelSource({}, undefined)).toEqual({ kind: 'kernel.org', version: DEFAULT_KERNEL_VERSION });
+  });
+
+  it('a --kernel-sha256 goes with every source, Debian\'s package included; it is 64 hex digits, never empty', () => {
+    expect(chooseKernelSource({ kernelSha256: sha.toUpperCase() }, debianSrc)).toEqual({ kind: 'debian-package', source: debianSrc.path, version: '6.1', sha256: sha });
+    expect(chooseKernelSource({ kernelVersion: '6.6.30', kernelSha256: sha }, debianSrc)).toEqual({ kind: 'kernel.org', version: '6.6.30', sha256: sha });
+    for (const bad of ['', 'ab', `${sha}0`, 'z'.repeat(64)]) {
+      expect(() => chooseKernelSource({ kernelSha256: bad }, debianSrc)).toThrow(expect.objectContaining({ code: 'INPUT_INVALID', message: expect.stringContaining('--kernel-sha256') }));
+    }
+  });
+
+  it('refuses a --kernel-sha256 that no kernel build would check', () => {
+    expect(() => planBuild({ image: true, kernelSha256: sha }, debianSrc, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('no kernel is built') }));
+    expect(planBuild({ image: true, kernel: true, kernelSha256: sha }, debianSrc, 'x86_64').kernelSource).toMatchObject({ sha256: sha });
   });
 
   it('picks the newest linux-source tarball in /usr/src', () => {
