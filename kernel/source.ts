@@ -158,6 +158,18 @@ export function checkTarEntry(rawPath: string, type: string, linkpath: string | 
 }
 
 /**
+ * Removes a tree the unpacker stopped writing: writes already under way when
+ * it failed or was aborted still land for a few milliseconds (a plain rm then
+ * fails with ENOTEMPTY), so retry until the tree is gone and stays gone.
+ */
+async function removePartialTree(tmp: string): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    await rm(tmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
  * Extracts `tarball` into `dest` (which must not exist), stripping the single
  * top-level directory. Extraction goes to a sibling temp dir that is renamed
  * only when the archive was complete and every entry passed checkTarEntry.
@@ -179,12 +191,8 @@ export async function extractTarball(tarball: string, compression: Compression, 
   const unregister = onInterrupt(async () => {
     interrupted = true;
     stop();
-    // Writes already under way land after abort(): wait for the unpacker, then remove (retrying while files still appear).
     await settled;
-    for (let i = 0; i < 3; i++) {
-      await rm(tmp, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await removePartialTree(tmp);
   });
   try {
     const unpack = tar.x({
@@ -246,7 +254,7 @@ export async function extractTarball(tarball: string, compression: Compression, 
   } catch (err) {
     // Interrupted: the interrupt handler removes the partial tree.
     if (interrupted) throw new OsbuilderError('INTERRUPTED', `extraction of ${tarball} was interrupted`, 'nothing was extracted: run the command again');
-    await rm(tmp, { recursive: true, force: true });
+    await removePartialTree(tmp);
     if (err instanceof OsbuilderError) throw err;
     const e = err as { code?: string; message?: string };
     if (e.code?.startsWith('TAR_') || /zlib|incorrect header|unexpected end/i.test(e.message ?? '')) throw corrupt(e.message ?? String(err));

@@ -136,6 +136,23 @@ describe('extractTarball', () => {
     await expect(extractTarball(gzJunk, 'gzip', join(dir, 't3'))).rejects.toMatchObject({ code: 'INPUT_INVALID' });
     expect((await readdir(dir)).sort()).toEqual(['cut.tar.xz', 'gzjunk.tar.gz', 'junk.tar.gz', 'ok.tar.xz']);
   });
+
+  it('a tarball cut short while files are still being written: INPUT_INVALID, and the partial tree is removed though late writes still land (was INTERNAL ENOTEMPTY)', async () => {
+    const dir = await tmp();
+    // Like a kernel tarball's first megabyte: many small files in many directories, then the cut.
+    const many: Entry[] = [...GOOD];
+    for (let d = 0; d < 40; d++) {
+      many.push({ name: `linux-6.1.1/Documentation/d${d}/`, type: '5' });
+      for (let f = 0; f < 40; f++) many.push({ name: `linux-6.1.1/Documentation/d${d}/f${f}.rst`, body: `${d}/${f}\n`.repeat(200) });
+    }
+    const raw = tarball(many);
+    const cut = join(dir, 'cut.tar.xz');
+    await writeFile(cut, execFileSync('xz', ['-c', '-T1'], { input: raw.subarray(0, raw.length - 1024 - 512 - 300) }));
+    for (let round = 0; round < 5; round++) {
+      await expect(extractTarball(cut, 'xz', join(dir, 'tree'))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringContaining('Truncated input') });
+      expect(await readdir(dir)).toEqual(['cut.tar.xz']);
+    }
+  }, 60_000);
 });
 
 describe('extractTarball interrupted', () => {
