@@ -1,6 +1,7 @@
 // Adds up vitest JSON reports into one closing line: "tests: N passed, N failed, N skipped",
 // after the wall time of each phase (TEST_PHASES="setup=12 unit=40 …", seconds, from
-// scripts/test.sh) and of each integration file, so a slow or hanging file shows in the log.
+// scripts/test.sh) and of each integration file with its hooks (.test-out/integration-files.json,
+// from test/support/file-times.ts), so a slow or hanging file shows in the log.
 // The integration suite's neighbours (test/support/neighbours.ts) count as one test.
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -26,9 +27,13 @@ for (const file of process.argv.slice(2)) {
   failed += report.numFailedTests + brokenFiles;
   skipped += report.numPendingTests + (report.numTodoTests ?? 0);
   if (basename(file) === 'integration.json') {
-    for (const f of report.testResults ?? []) {
-      const secs = ((f.endTime - f.startTime) / 1000).toFixed(0);
-      lines.push(`  ${f.name.replace(/^.*\/test\//, 'test/').padEnd(44)} ${secs.padStart(6)} s  ${f.status}`);
+    // Per file, hooks included (test/support/file-times.ts): vitest's JSON times count tests only.
+    try {
+      for (const f of JSON.parse(readFileSync(join(dirname(file), 'integration-files.json'), 'utf8'))) {
+        lines.push(`  ${f.file.padEnd(44)} ${String(f.seconds).padStart(6)} s  ${f.state}`);
+      }
+    } catch {
+      lines.push('  (no per-file times: .test-out/integration-files.json is missing)');
     }
     let neighbours;
     try {

@@ -16,8 +16,11 @@ timed setup bash scripts/setup-host.sh
 # No registry is reachable: testcontainers must not pull its Ryuk reaper.
 export TESTCONTAINERS_RYUK_DISABLED=true
 mkdir -p .test-out
+# Reports of an earlier run must not stand in for this one's.
+rm -f .test-out/*.json
 status=0
 timed unit npx vitest run --project unit --reporter=default --reporter=json --outputFile.json=.test-out/unit.json || status=$?
-timed integration npx vitest run --project integration --reporter=default --reporter=json --outputFile.json=.test-out/integration.json || status=$?
+# file-times: each integration file's time with its hooks (a kernel built in a beforeAll counts).
+timed integration env FILE_TIMES_OUT=.test-out/integration-files.json npx vitest run --project integration --reporter=default --reporter=json --outputFile.json=.test-out/integration.json --reporter=./test/support/file-times.ts || status=$?
 TEST_PHASES="${phases[*]}" node scripts/test-summary.mjs .test-out/unit.json .test-out/integration.json || status=$?
 exit "$status"
