@@ -350,10 +350,8 @@ async function cachedAgent(opts: { arch?: AgentArch; engine?: AgentEngine; mirro
   const inputs: CacheInputs = { sourceHash: sources.hash, arch, engine: engine === 'native' ? 'native' : 'container', compiler, libc: probe.libc, identity, cflags: probe.cflags.filter((f) => !f.startsWith('-ffile-prefix-map')), version: probe.version };
   const key = cacheKey(inputs);
   const cache = new BuildCache();
-  const found = await cache.lookup<AgentBuildResult>('agent', key);
-  if (found) return { dir: found.dir, result: { ...found.meta, cached: true } };
-  const entry = await step(`build agent for ${arch} (${compiler}, ${probe.libc}${engine === 'native' ? '' : ` in ${engine}`})`, () =>
-    cache.store<AgentBuildResult>('agent', key, inputs, async (dir) => {
+  const { entry, cached } = await cache.obtain<AgentBuildResult>('agent', key, inputs, (dir) =>
+    step(`build agent for ${arch} (${compiler}, ${probe.libc}${engine === 'native' ? '' : ` in ${engine}`})`, async () => {
       // A snapshot of the hashed sources, so the entry matches its key even if agent/ changes meanwhile.
       const work = await snapshotSources(sources);
       try {
@@ -370,7 +368,7 @@ async function cachedAgent(opts: { arch?: AgentArch; engine?: AgentEngine; mirro
       }
     }),
   );
-  return { dir: entry.dir, result: entry.meta };
+  return { dir: entry.dir, result: { ...entry.meta, cached } };
 }
 
 const ELF_MACHINE: Record<AgentArch, number> = { x86_64: 62, aarch64: 183, ppc64le: 21, s390x: 22 };

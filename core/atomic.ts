@@ -1,11 +1,20 @@
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { OsbuilderError } from './errors.js';
 import { onInterrupt } from './cleanup.js';
+import { ownerAlive, ownerOfName, ownerTag } from './owner.js';
 
 /** Temp name beside the final path, so the rename stays on one filesystem. */
 export function tempPathFor(finalPath: string): string {
-  return join(dirname(finalPath), `.${basename(finalPath)}.tmp-${process.pid}`);
+  return join(dirname(finalPath), `.${basename(finalPath)}.tmp-${ownerTag()}`);
+}
+
+/** Removes the temp paths in `dir` named `<prefix>…<owner>` whose owner is dead (a killed run's). */
+export async function removeDeadTemps(dir: string, prefix: string): Promise<void> {
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const o = name.startsWith(prefix) ? ownerOfName(name) : undefined;
+    if (o && !ownerAlive(o)) await rm(join(dir, name), { recursive: true, force: true });
+  }
 }
 
 /**
@@ -34,7 +43,7 @@ export async function atomicOutput<T>(finalPath: string, produce: (tmpPath: stri
   const remove = () => rm(tmp, { recursive: true, force: true });
   const unregister = onInterrupt(remove);
   try {
-    await remove();
+    await removeDeadTemps(dirname(finalPath), `.${basename(finalPath)}.tmp-`);
     const result = await produce(tmp);
     await rename(tmp, finalPath);
     return result;
@@ -56,7 +65,7 @@ export async function atomicDirectory<T>(finalPath: string, produce: (tmpDir: st
   const remove = () => rm(tmp, { recursive: true, force: true });
   const unregister = onInterrupt(remove);
   try {
-    await remove();
+    await removeDeadTemps(dirname(finalPath), `.${basename(finalPath)}.tmp-`);
     await mkdir(tmp, { recursive: true });
     const result = await produce(tmp);
     const existing = await stat(finalPath).catch(() => undefined);

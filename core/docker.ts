@@ -8,6 +8,7 @@ import { OsbuilderError } from './errors.js';
 import { run, formatCommand, start, type RunResult } from './exec.js';
 import { onInterrupt } from './cleanup.js';
 import { debug } from './log.js';
+import { ownerAlive, ownerTag, parseOwnerTag } from './owner.js';
 
 export type EngineKind = 'docker' | 'podman';
 
@@ -29,6 +30,8 @@ export interface BuildSpec {
 
 /** Label on every container osbuilder runs; its value is the osbuilder process's pid. */
 export const BUILD_LABEL = 'org.osbuilder.build';
+/** Its owner's tag (core/owner.ts): a container whose owner is dead was left by a killed run. */
+export const OWNER_LABEL = 'org.osbuilder.owner';
 
 export interface RunSpec {
   image: string;
@@ -151,7 +154,7 @@ export class ContainerEngine {
    */
   async run(spec: RunSpec, opts: { hint?: string; timeout?: number } = {}): Promise<RunResult> {
     const unregister = onInterrupt(() => this.remove(spec.name));
-    const labelled = { ...spec, labels: { ...spec.labels, [BUILD_LABEL]: String(process.pid) } };
+    const labelled = { ...spec, labels: { ...spec.labels, [BUILD_LABEL]: String(process.pid), [OWNER_LABEL]: ownerTag() } };
     try {
       return await run(this.cmd, runArgv(labelled), { input: spec.input, hint: opts.hint, timeout: opts.timeout ?? 60 * 60_000 });
     } catch (err) {
@@ -159,6 +162,16 @@ export class ContainerEngine {
       throw err;
     } finally {
       unregister();
+    }
+  }
+
+  /** Removes the containers whose osbuilder process is dead (SIGKILL, OOM): nothing else. */
+  async removeOrphans(): Promise<void> {
+    const r = await start(this.cmd, ['ps', '-a', '--filter', `label=${OWNER_LABEL}`, '--format', `{{.Names}} {{.Label "${OWNER_LABEL}"}}`], { reject: false, timeout: 60_000 });
+    for (const line of String(r.stdout).split('\n')) {
+      const [name, tag] = line.trim().split(' ');
+      const o = tag ? parseOwnerTag(tag) : undefined;
+      if (name && o && !ownerAlive(o)) await this.remove(name);
     }
   }
 

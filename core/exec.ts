@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { execa, type Options, type ResultPromise } from 'execa';
 import { track } from './children.js';
 import { OsbuilderError } from './errors.js';
@@ -79,6 +80,18 @@ export function start<O extends Options = {}>(cmd: string, args: readonly string
   const child = execa(cmd, args, opts);
   track(child as unknown as ChildProcess);
   return child;
+}
+
+const SETPRIV = '/usr/bin/setpriv';
+
+/**
+ * The argv of a long-running child (QEMU, a kernel make) that the kernel kills
+ * when osbuilder dies, even by SIGKILL, when nothing of ours is left to stop
+ * it: setpriv sets PR_SET_PDEATHSIG and execs it (same pid). Without setpriv,
+ * the argv is unchanged.
+ */
+export function diesWithUs(cmd: string, args: readonly string[]): [string, string[]] {
+  return existsSync(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, [...args]];
 }
 
 /** Starts a long-running process (QEMU, compressors); the caller owns its lifetime. */

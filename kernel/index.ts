@@ -8,7 +8,7 @@
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
-import { run, haveTool } from '../core/exec.js';
+import { diesWithUs, run, haveTool } from '../core/exec.js';
 import { sha256, sha256File } from '../core/hash.js';
 import { atomicOutput, checkOutputPath } from '../core/atomic.js';
 import { onInterrupt } from '../core/cleanup.js';
@@ -26,6 +26,7 @@ import { planBuild, defaultJobs, type Engine, type BuildPlan } from './build.js'
 import { planBuilderImage, ensureBuilderImage } from './builder-image.js';
 import { kernelRelease, writeHeadersTarball } from './headers.js';
 import { installFiles, installNames, type InstallAction, type InstallResult } from './install.js';
+import { ownerTag } from '../core/owner.js';
 
 export type { Arch } from './arch.js';
 export type { VerifyReport, OptionResult, Reason } from './verify.js';
@@ -121,7 +122,7 @@ async function prepareTree(r: Resolved, opts: KernelOptions): Promise<KernelStat
   const spec = planSource({ version: r.version, source: opts.source, sha256: opts.sha256 });
   const src = await step(`obtain ${spec.location}`, () => obtainSource(spec));
   await mkdir(dirname(r.kernelDir), { recursive: true });
-  const staging = `${r.kernelDir}.new-${process.pid}`;
+  const staging = `${r.kernelDir}.new-${ownerTag()}`;
   await rm(staging, { recursive: true, force: true });
   const unregister = onInterrupt(() => rm(staging, { recursive: true, force: true }));
   let version = '';
@@ -379,7 +380,7 @@ export async function buildKernel(opts: BuildOptions): Promise<BuildResult> {
   } else {
     if (!(await haveTool('make'))) throw new OsbuilderError('TOOL_MISSING', 'make is not installed', 'install build-essential flex bison bc libelf-dev libssl-dev, or use --engine docker');
     runMake = async (args) => {
-      await run('make', args, { cwd: tree, env: { ...process.env, ...plan.env }, hint: 'the kernel build failed: rerun with --debug to see the make output' });
+      await run(...diesWithUs('make', args), { cwd: tree, env: { ...process.env, ...plan.env }, hint: 'the kernel build failed: rerun with --debug to see the make output' });
     };
   }
   const outDir = join(tree, SCRATCH, 'out');

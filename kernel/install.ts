@@ -12,6 +12,7 @@ import { OsbuilderError } from '../core/errors.js';
 import { sha256File } from '../core/hash.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { variantSuffix } from './state.js';
+import { ownerTag } from '../core/owner.js';
 
 export interface InstallNames {
   dir: string;
@@ -78,7 +79,7 @@ export async function installFiles(dir: string, actions: InstallAction[], force:
   try {
     for (const s of steps) {
       if (s.state === 'same') continue;
-      const tmp = join(dir, `.${s.action.to.split('/').pop()}.tmp-${process.pid}`);
+      const tmp = join(dir, `.${s.action.to.split('/').pop()}.tmp-${ownerTag()}`);
       await rm(tmp, { force: true });
       temps.push({ tmp, to: s.action.to });
       if (s.action.kind === 'file') {

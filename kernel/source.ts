@@ -18,6 +18,7 @@ import { atomicOutput } from '../core/atomic.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { debug } from '../core/log.js';
 import { checksumFromSums, kernelOrgSumsUrl, kernelOrgUrl } from './version.js';
+import { ownerTag } from '../core/owner.js';
 
 export type Compression = 'xz' | 'gzip';
 
@@ -175,7 +176,7 @@ async function removePartialTree(tmp: string): Promise<void> {
  * only when the archive was complete and every entry passed checkTarEntry.
  */
 export async function extractTarball(tarball: string, compression: Compression, dest: string): Promise<{ topDir: string; entries: number }> {
-  const tmp = `${dest}.extract-${process.pid}`;
+  const tmp = `${dest}.extract-${ownerTag()}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
   let top: string | undefined;

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import type { Arch } from './arch.js';
 import { SCRATCH } from './assemble.js';
+import { ownerTag } from '../core/owner.js';
 
 export interface Artifact {
   /** Relative to the tree. */
@@ -53,7 +54,7 @@ export async function readState(tree: string): Promise<KernelState | undefined> 
 export async function writeState(tree: string, state: KernelState): Promise<void> {
   const p = statePath(tree);
   await mkdir(dirname(p), { recursive: true });
-  const tmp = `${p}.tmp-${process.pid}`;
+  const tmp = `${p}.tmp-${ownerTag()}`;
   await writeFile(tmp, JSON.stringify(state, null, 2) + '\n');
   await rename(tmp, p);
 }

@@ -6,8 +6,9 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuildCache } from '../core/cache.js';
+import { ContainerEngine } from '../core/docker.js';
 import { onInterrupt } from '../core/cleanup.js';
-import { step } from '../core/log.js';
+import { info, step } from '../core/log.js';
 import { sourceDateEpoch } from '../core/time.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { hostArch } from '../rootfs-builder/index.js';
@@ -19,6 +20,7 @@ import { planBuild, pickDebianSource, type BuildOptions, type BuildPlan } from '
 import { checkPrefix } from './prefix.js';
 import { bootTest, installedFileSha256, kernelArtifact, resolveAgent, rootfsArtifact, stageContext, type BootTest, type KernelArtifact, type RootfsArtifact } from './stages.js';
 import type { SwitchOutcome } from './switch.js';
+import { ownerTag } from '../core/owner.js';
 
 export interface SummaryRow {
   artifact: string;
@@ -64,8 +66,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   await checkPrefix(plan.prefix, [plan.shareDir, plan.defaultsDir]);
   const sde = sourceDateEpoch();
   const cache = new BuildCache();
+  // A killed run's builder containers may still write into its work dir: stop them before removing it.
+  if (plan.rootfs.length) await new ContainerEngine(plan.engine).removeOrphans();
+  const reaped = await cache.reapDead();
+  if (reaped.length) info(`removed what killed runs left in the cache: ${reaped.join(', ')}`);
   await mkdir(join(cache.root, 'work'), { recursive: true });
-  const workDir = await mkdtemp(join(cache.root, 'work', 'build-'));
+  const workDir = await mkdtemp(join(cache.root, 'work', `build-${ownerTag()}-`));
   const unregister = onInterrupt(() => rm(workDir, { recursive: true, force: true }));
   const notes: string[] = [];
   try {

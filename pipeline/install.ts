@@ -11,6 +11,8 @@ import { dirname, join, relative } from 'node:path';
 import { sha256 } from '../core/hash.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { firstDifference, switchTrees, treeDigest, type SwitchOutcome } from './switch.js';
+import { ownerTag } from '../core/owner.js';
+import { removeDeadTemps } from '../core/atomic.js';
 
 export type InstallEntry =
   /** `carried`: already in the install (hard-linked into the staged tree, not copied). */
@@ -103,11 +105,11 @@ export async function writeInstall(prefix: string, entries: InstallEntry[], forc
   const digests = await Promise.all(roots.map((r) => treeDigest(join(prefix, r)).catch(() => undefined)));
   if (roots.every((r, i) => digests[i] && firstDifference(digests[i]!, plannedDigest(entries, r)) === undefined)) return 'unchanged';
 
-  const staged = roots.map((r) => join(prefix, dirname(r), `.${r.split('/').pop()}.staged-${process.pid}`));
+  const staged = roots.map((r) => join(prefix, dirname(r), `.${r.split('/').pop()}.staged-${ownerTag()}`));
   const cleanup = () => Promise.all(staged.map((s) => rm(s, { recursive: true, force: true }))).then(() => undefined);
   const unregister = onInterrupt(cleanup);
   try {
-    await cleanup();
+    for (const r of roots) await removeDeadTemps(join(prefix, dirname(r)), `.${r.split('/').pop()}.staged-`);
     for (const s of staged) await mkdir(s, { recursive: true });
     for (const e of entries) {
       const i = roots.findIndex((r) => e.path.startsWith(`${r}/`));

@@ -15,6 +15,7 @@ import { resolveBuildPlan } from './build.js';
 import type { BuildOptions } from './plan.js';
 import { resolveAgent, rootfsArtifact, stageContext, type RootfsArtifact } from './stages.js';
 import { firstDifference, treeDigest } from './switch.js';
+import { ownerTag } from '../core/owner.js';
 
 export interface ReproducibleResult {
   reproducible: boolean;
@@ -50,7 +51,7 @@ export async function verifyReproducible(opts: BuildOptions): Promise<Reproducib
   process.env.SOURCE_DATE_EPOCH ||= String(Math.floor(Date.now() / 1000));
   const sde = Number(process.env.SOURCE_DATE_EPOCH);
   await mkdir(join(cacheRoot(), 'work'), { recursive: true });
-  const work = await mkdtemp(join(cacheRoot(), 'work', 'repro-'));
+  const work = await mkdtemp(join(cacheRoot(), 'work', `repro-${ownerTag()}-`));
   const unregister = onInterrupt(() => rm(work, { recursive: true, force: true }));
   try {
     const agent = await resolveAgent(opts.agent, plan.arch);

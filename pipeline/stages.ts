@@ -61,22 +61,9 @@ export function stageContext(
   };
 }
 
-interface Built<M> {
-  entry: CacheEntry<M>;
-  cached: boolean;
-  ms: number;
-}
-
-/** A verified cache hit (unless the cache is off), else build and store. */
-async function cachedStage<M>(ctx: StageContext, stage: string, inputs: CacheInputs, produce: (dir: string) => Promise<M>): Promise<Built<M>> {
-  const key = cacheKey(inputs);
-  if (ctx.plan.cache) {
-    const hit = await ctx.cache.lookup<M>(stage, key);
-    if (hit) return { entry: hit, cached: true, ms: 0 };
-  }
-  const t0 = performance.now();
-  const entry = await ctx.cache.store(stage, key, inputs, produce);
-  return { entry, cached: false, ms: Math.round(performance.now() - t0) };
+/** The stage's cache entry: a verified hit (unless the cache is off), else built once and stored. */
+function cachedStage<M>(ctx: StageContext, stage: string, inputs: CacheInputs, produce: (dir: string) => Promise<M>): Promise<{ entry: CacheEntry<M>; cached: boolean }> {
+  return ctx.cache.obtain(stage, cacheKey(inputs), inputs, produce, ctx.plan.cache);
 }
 
 // ---------------------------------------------------------------- rootfs + image/initrd
@@ -227,9 +214,10 @@ export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise
   const configVersion = readConfigVersion();
   const requested = choice.version;
   const inputs: CacheInputs = { tool: TOOL_VERSION, source: src.sha256, version: requested ?? null, arch: ctx.plan.arch, variant: job.variant, fragments: fragmentsHash(), configVersion, sourceDateEpoch: ctx.sourceDateEpoch ?? null };
-  const built = await cachedStage<KernelMeta>(ctx, `kernel-${job.variant}`, inputs, async (dir) => {
+  const tree = kernelTree(ctx, requested ?? src.sha256.slice(0, 12), job.variant);
+  // Builds with other inputs (an epoch, a config version) share the tree: one at a time.
+  const built = await cachedStage<KernelMeta>(ctx, `kernel-${job.variant}`, inputs, (dir) => ctx.cache.withLock('kernel-trees', basename(tree), async () => {
     const t0 = performance.now();
-    const tree = kernelTree(ctx, requested ?? src.sha256.slice(0, 12), job.variant);
     await mkdir(join(ctx.cache.root, 'kernel-trees'), { recursive: true });
     const common = { ...(requested ? { version: requested } : {}), arch: ctx.plan.arch, kernelDir: tree, ...(gpu ? { gpu } : {}) };
     const setup = await step(`kernel setup ${job.variant}`, () => setupKernel({ ...common, source: src.tarball, sha256: src.sha256, force: true }));
@@ -243,7 +231,7 @@ export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise
     if (b.headersTarball) await copyFile(b.headersTarball, join(dir, `linux-headers-${b.kernelRelease}.tar.gz`));
     for (const deb of b.debs ?? []) await copyFile(deb, join(dir, basename(deb)));
     return { version: setup.version, release: b.kernelRelease, configVersion, buildMs: Math.round(performance.now() - t0) };
-  });
+  }));
   const m = built.entry.meta;
   const names = installNames({ prefix: '/', version: m.version, configVersion: m.configVersion, ...(gpu ? { gpu } : {}) });
   const files = Object.entries(built.entry.files).map(([name, f]) => ({ name, path: join(built.entry.dir, name), sha256: f.sha256, size: f.size }));

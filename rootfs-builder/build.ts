@@ -277,6 +277,8 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
   } else {
     engine = new ContainerEngine(resolved.engine);
     await step(`${engine.kind} daemon`, () => engine!.check());
+    // A killed run's builder container would otherwise run on, writing into a tree nobody reads.
+    await engine.removeOrphans();
   }
 
   if (!agent) agent = await step(`agent for ${resolved.arch}`, () => (deps.defaultAgent ?? defaultAgent)(resolved.arch));

@@ -77,13 +77,11 @@ export async function defaultContainerRootfs(opts: { arch?: GuestArch; cache?: B
   const sha = await sha256File(busybox);
   const inputs: CacheInputs = { tool: TOOL_VERSION, layout: LAYOUT, busybox: sha, version };
   const key = cacheKey(inputs);
-  const entry =
-    (await cache.lookup<{ version: string }>('container-rootfs', key)) ??
-    (await cache.store('container-rootfs', key, inputs, async (dir) => {
-      await copyFile(busybox, join(dir, 'busybox'));
-      await chmod(join(dir, 'busybox'), 0o755);
-      await makeTree(join(dir, 'rootfs'), join(dir, 'busybox'), version, exec);
-      return { version };
-    }));
+  const { entry } = await cache.obtain('container-rootfs', key, inputs, async (dir) => {
+    await copyFile(busybox, join(dir, 'busybox'));
+    await chmod(join(dir, 'busybox'), 0o755);
+    await makeTree(join(dir, 'rootfs'), join(dir, 'busybox'), version, exec);
+    return { version };
+  });
   return { path: join(entry.dir, 'rootfs'), osRelease: containerOsRelease(entry.meta.version), busyboxSha256: sha };
 }

@@ -39,9 +39,7 @@ export async function foreignBusybox(arch: GuestArch, cache = new BuildCache()):
   const version = await candidateVersion(pkg);
   const inputs = { pkg, version };
   const key = cacheKey(inputs);
-  const entry =
-    (await cache.lookup('busybox-static', key)) ??
-    (await cache.store('busybox-static', key, inputs, async (dir) => {
+  const { entry } = await cache.obtain('busybox-static', key, inputs, async (dir) => {
       const work = await mkdtemp(join(tmpdir(), 'osb-busybox-'));
       try {
         await run('apt-get', ['download', `${pkg}=${version}`], { cwd: work, hint: 'check that the Debian archive is reachable' });
@@ -53,6 +51,6 @@ export async function foreignBusybox(arch: GuestArch, cache = new BuildCache()):
       } finally {
         await rm(work, { recursive: true, force: true });
       }
-    }));
+  });
   return join(entry.dir, 'busybox');
 }

@@ -19,6 +19,7 @@ import { onInterrupt } from '../core/cleanup.js';
 import type { GuestArch } from './config.js';
 import type { Accel } from './qemu.js';
 import { PROBE_EXIT_STATUS, PROBE_MARKERS, probeGuestImage } from './probe-guest.js';
+import { ownerTag } from '../core/owner.js';
 
 export const KVM_MODULES = ['kvm', 'kvm_intel', 'kvm_amd', 'vhost', 'vhost_net', 'vhost_vsock'] as const;
 
@@ -191,8 +192,8 @@ async function kvmProbeCached(qemu: string, qemuVersion: string, opts: { fresh?:
   }
   const result = await runProbe(qemu, 'kvm', KVM_PROBE_TIMEOUT_MS);
   await mkdir(join(cacheRoot(), 'host-probe'), { recursive: true });
-  await writeFile(`${file}.tmp-${process.pid}`, JSON.stringify(result));
-  await rename(`${file}.tmp-${process.pid}`, file);
+  await writeFile(`${file}.tmp-${ownerTag()}`, JSON.stringify(result));
+  await rename(`${file}.tmp-${ownerTag()}`, file);
   return result;
 }
 

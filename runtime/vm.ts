@@ -10,7 +10,7 @@ import type { ResultPromise } from 'execa';
 import { OsbuilderError } from '../core/errors.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { debug } from '../core/log.js';
-import { formatCommand, start } from '../core/exec.js';
+import { diesWithUs, formatCommand, start } from '../core/exec.js';
 import { AgentClient, AgentService, SERVING_STATUS, type RpcObserver } from './agent-client.js';
 import { qmpCommand } from './qmp.js';
 import { RpcError, TtrpcClient } from './ttrpc.js';
@@ -61,7 +61,7 @@ export class Vm {
     const { plan } = options;
     debug(`$ ${formatCommand(plan.cmd, plan.args)} &`);
     this.startedAt = performance.now();
-    this.proc = start(plan.cmd, plan.args, { reject: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false });
+    this.proc = start(...diesWithUs(plan.cmd, plan.args), { reject: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: false });
     this.unregister = onInterrupt(() => this.kill());
     if (options.consoleLog) {
       this.log = createWriteStream(options.consoleLog, { flags: 'w' });

@@ -30,12 +30,21 @@ export const cacheCommand: CommandModule<GlobalArgs, CacheArgs> = {
         return {
           root: cache.root,
           entries: entries.map((e) => ({ stage: e.stage, key: e.key, bytes: e.bytes, usedAt: e.usedAt.toISOString(), createdAt: e.createdAt, files: Object.keys(e.files) })),
+          leftovers: await cache.leftovers(),
         };
       },
       (r) => {
-        if ('removed' in r) return `pruned ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} from ${r.root}, kept ${r.kept}`;
-        if (r.entries.length === 0) return `cache ${r.root} is empty`;
-        return `cache ${r.root}\n` + table(['stage', 'key', 'size', 'last used', 'files'], r.entries.map((e) => [e.stage, e.key.slice(0, 16), mib(e.bytes), e.usedAt, e.files.join(' ')]));
+        if ('removed' in r) {
+          const busy = r.inUse.length ? ` (${r.inUse.length} in use by running builds)` : '';
+          return `pruned ${r.removed.length} path${r.removed.length === 1 ? '' : 's'} from ${r.root}, kept ${r.kept} entr${r.kept === 1 ? 'y' : 'ies'}${busy}`;
+        }
+        if (r.entries.length === 0 && r.leftovers.length === 0) return `cache ${r.root} is empty`;
+        const out = [`cache ${r.root}`, table(['stage', 'key', 'size', 'last used', 'files'], r.entries.map((e) => [e.stage, e.key.slice(0, 16), mib(e.bytes), e.usedAt, e.files.join(' ')]))];
+        if (r.leftovers.length) {
+          out.push('', 'temp paths, locks and holds (a dead owner\'s are removed by the next build or cache prune):');
+          out.push(table(['path', 'owner', 'state', 'size'], r.leftovers.map((l) => [l.path, l.owner, l.alive ? 'running' : 'dead', mib(l.bytes)])));
+        }
+        return out.join('\n');
       },
     ),
 };
