@@ -3,6 +3,7 @@
  * of bytes, one entry at a time. Used to verify what we wrote, and by tests.
  * Only the data of entries the caller asks for is kept in memory.
  */
+import { OsbuilderError } from '../core/errors.js';
 import { HEADER_SIZE, TRAILER_NAME, decodeHeader, kindOfMode, pad4, type DecodedHeader, type EntryKind } from './newc.js';
 
 export interface ReadEntry {
@@ -24,8 +25,11 @@ export interface ReadOptions {
   onData?: (entry: { name: string; header: DecodedHeader }, piece: Buffer) => void;
 }
 
-export class CpioFormatError extends Error {
-  override readonly name = 'CpioFormatError';
+/** A malformed archive: INPUT_INVALID, so callers that do not catch it still print a typed error. */
+export class CpioFormatError extends OsbuilderError {
+  constructor(message: string) {
+    super('INPUT_INVALID', message, 'the archive is damaged or not an uncompressed cpio newc (070701) archive');
+  }
 }
 
 class ByteQueue {

@@ -12,8 +12,9 @@
  * blocks, line continuations, macro assignments (skipped), $(…) macro calls
  * (kept opaque: toolchain tests are not reproduced).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
+import { OsbuilderError } from '../core/errors.js';
 
 export type Expr =
   | { k: 'sym'; name: string }
@@ -70,6 +71,13 @@ export interface KconfigTree {
 
 // ---------------------------------------------------------------- expressions
 
+function kconfigError(message: string, at?: Location): OsbuilderError {
+  return new OsbuilderError('KERNEL_CONFIG', at ? `Kconfig ${at.file}:${at.line}: ${message}` : message, 'is this a complete, unmodified kernel source tree?');
+}
+
+/** Far above any kernel's longest expression (59 tokens in 6.1); bounds the parser's recursion. */
+const MAX_EXPR_TOKENS = 1000;
+
 type Tok = { t: 'word' | 'str' | 'op' | 'macro'; v: string };
 
 function tokenize(text: string): Tok[] {
@@ -124,14 +132,15 @@ function tokenize(text: string): Tok[] {
   return out;
 }
 
-/** Parses a Kconfig expression; throws on malformed input. */
-export function parseExpr(text: string): Expr {
+/** Parses a Kconfig expression; malformed input is KERNEL_CONFIG, located at `at` when given. */
+export function parseExpr(text: string, at?: Location): Expr {
   const toks = tokenize(text);
   let p = 0;
   const peek = () => toks[p];
   const fail = (why: string): never => {
-    throw new Error(`cannot parse Kconfig expression ${JSON.stringify(text)}: ${why}`);
+    throw kconfigError(`cannot parse Kconfig expression ${JSON.stringify(text)}: ${why}`, at);
   };
+  if (toks.length > MAX_EXPR_TOKENS) fail(`more than ${MAX_EXPR_TOKENS} tokens`);
   const primary = (): Expr => {
     const t = toks[p++];
     if (!t) return fail('unexpected end');
@@ -289,7 +298,7 @@ interface Block {
   loc: Location;
 }
 
-const ATTR_RE = /^(bool|tristate|string|int|hex|def_bool|def_tristate|prompt|default|depends\s+on|select|imply|range|visible\s+if|option|modules|optional|transitional)\b\s*(.*)$/;
+const ATTR_RE = /^(bool|tristate|string|int|hex|def_bool|def_tristate|prompt|default|depends\s+on|select|imply|range|visible\s+if|option|modules|optional|transitional)\b\s*(.*)$/s;
 
 function indentWidth(line: string): number {
   let w = 0;
@@ -325,7 +334,7 @@ function stripComment(line: string): string {
 }
 
 /** Splits `"prompt text" if cond` / `value if cond`. */
-function splitIf(rest: string): { head: string; cond?: Expr } {
+function splitIf(rest: string, at: Location): { head: string; cond?: Expr } {
   const toks = tokenize(rest);
   const idx = toks.findIndex((t) => t.t === 'word' && t.v === 'if');
   if (idx < 0) return { head: rest.trim() };
@@ -343,7 +352,7 @@ function splitIf(rest: string): { head: string; cond?: Expr } {
     else if (c === '(') depth++;
     else if (c === ')') depth--;
     else if (depth === 0 && /\s/.test(c) && rest.slice(i + 1, i + 3) === 'if' && /\s/.test(rest[i + 3] ?? '')) {
-      return { head: rest.slice(0, i).trim(), cond: parseExpr(rest.slice(i + 3)) };
+      return { head: rest.slice(0, i).trim(), cond: parseExpr(rest.slice(i + 3), at) };
     }
   }
   return { head: rest.trim() };
@@ -384,16 +393,21 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
     cachedInherited = undefined;
   };
 
-  const parseFile = (rel: string, optional: boolean) => {
+  const parseFile = (rel: string, optional: boolean, from?: Location) => {
     const abs = join(srctree, rel);
     if (seen.has(abs)) return;
-    if (!existsSync(abs)) {
-      if (optional) return;
-      throw new Error(`Kconfig file ${rel} (sourced) does not exist in ${srctree}`);
+    let content: string;
+    try {
+      content = readFileSync(abs, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const missing = code === 'ENOENT' || code === 'ENOTDIR';
+      if (optional && missing) return;
+      throw kconfigError(`${from ? 'sourced ' : ''}Kconfig file ${rel} ${missing ? `does not exist in ${srctree}` : `cannot be read: ${(err as Error).message}`}`, from);
     }
     seen.add(abs);
     tree.files++;
-    const raw = readFileSync(abs, 'utf8').split('\n');
+    const raw = content.split('\n');
     let cur: SymbolDef | undefined;
     let curBlock: Block | undefined; // the menu/choice whose attributes we are reading
     let choiceLoc: Location | undefined;
@@ -407,7 +421,7 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
       const text = stripComment(line).trim();
       if (!text) continue;
       const loc = { file: rel, line: lineNo };
-      const kw = /^(\S+)\s*(.*)$/.exec(text)!;
+      const kw = /^(\S+)\s*(.*)$/s.exec(text)!;
       const word = kw[1]!;
       const rest = kw[2]!;
 
@@ -474,7 +488,7 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
       }
       if (word === 'if') {
         cur = undefined;
-        stack.push({ kind: 'if', deps: [{ origin: 'if', expr: parseExpr(subst(rest)), ...loc }], visibleIf: [], loc });
+        stack.push({ kind: 'if', deps: [{ origin: 'if', expr: parseExpr(subst(rest), loc), ...loc }], visibleIf: [], loc });
         blocksChanged();
         curBlock = undefined;
         continue;
@@ -495,7 +509,7 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
         curBlock = undefined;
         const target = subst(unquote(rest));
         const relTarget = word.startsWith('r') || word.startsWith('or') ? join(dirname(rel), target) : target;
-        parseFile(normalize(relTarget), word.startsWith('o'));
+        parseFile(normalize(relTarget), word.startsWith('o'), loc);
         continue;
       }
       const attr = ATTR_RE.exec(text);
@@ -504,8 +518,8 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
         const arg = subst(attr[2]!);
         if (curBlock && !cur) {
           // menu/choice attributes
-          if (name === 'depends on') curBlock.deps.push({ origin: curBlock.kind === 'menu' ? 'menu' : 'choice', expr: parseExpr(arg), ...loc });
-          else if (name === 'visible if') curBlock.visibleIf.push({ origin: 'menu', expr: parseExpr(arg), ...loc });
+          if (name === 'depends on') curBlock.deps.push({ origin: curBlock.kind === 'menu' ? 'menu' : 'choice', expr: parseExpr(arg, loc), ...loc });
+          else if (name === 'visible if') curBlock.visibleIf.push({ origin: 'menu', expr: parseExpr(arg, loc), ...loc });
           blocksChanged();
           continue;
         }
@@ -518,7 +532,7 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
           case 'hex': {
             cur.type = name;
             if (arg.trim()) {
-              const { head, cond } = splitIf(arg);
+              const { head, cond } = splitIf(arg, loc);
               cur.prompts.push({ text: unquote(head), cond, ...loc });
             }
             break;
@@ -526,26 +540,26 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
           case 'def_bool':
           case 'def_tristate': {
             cur.type = name === 'def_bool' ? 'bool' : 'tristate';
-            const { head, cond } = splitIf(arg);
-            cur.defaults.push({ value: parseExpr(head), cond, ...loc });
+            const { head, cond } = splitIf(arg, loc);
+            cur.defaults.push({ value: parseExpr(head, loc), cond, ...loc });
             break;
           }
           case 'prompt': {
-            const { head, cond } = splitIf(arg);
+            const { head, cond } = splitIf(arg, loc);
             cur.prompts.push({ text: unquote(head), cond, ...loc });
             break;
           }
           case 'default': {
-            const { head, cond } = splitIf(arg);
-            cur.defaults.push({ value: parseExpr(head), cond, ...loc });
+            const { head, cond } = splitIf(arg, loc);
+            cur.defaults.push({ value: parseExpr(head, loc), cond, ...loc });
             break;
           }
           case 'depends on':
-            cur.deps.push({ origin: 'depends on', expr: parseExpr(arg), ...loc });
+            cur.deps.push({ origin: 'depends on', expr: parseExpr(arg, loc), ...loc });
             break;
           case 'select':
           case 'imply': {
-            const { head, cond } = splitIf(arg);
+            const { head, cond } = splitIf(arg, loc);
             const target = head.trim();
             (name === 'select' ? cur.selects : cur.implies).push({ target, cond, ...loc });
             const rev = tree.reverse.get(target) ?? [];
@@ -554,7 +568,7 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
             break;
           }
           case 'range': {
-            const { head, cond } = splitIf(arg);
+            const { head, cond } = splitIf(arg, loc);
             const parts = tokenize(head);
             if (parts.length >= 2) {
               const toExpr = (t: Tok): Expr => (t.t === 'word' && !/^(-?\d+|0x[0-9a-fA-F]+)$/.test(t.v) ? { k: 'sym', name: t.v } : { k: 'const', value: t.v });
@@ -575,7 +589,7 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
   const popBlock = (kind: Block['kind'], loc: Location) => {
     blocksChanged();
     const top = stack.pop();
-    if (!top || top.kind !== kind) throw new Error(`Kconfig ${loc.file}:${loc.line}: end${kind} without matching ${kind}`);
+    if (!top || top.kind !== kind) throw kconfigError(`end${kind} without matching ${kind}`, loc);
   };
 
   parseFile(opts.root ?? 'Kconfig', false);

@@ -181,6 +181,8 @@ export async function extractTarball(tarball: string, compression: Compression, 
   await mkdir(tmp, { recursive: true });
   let top: string | undefined;
   let entries = 0;
+  // Two zero blocks end every tar archive: without them it was cut short (maybe between entries).
+  let sawEnd = false;
   const violations: TarViolation[] = [];
   const warnings: string[] = [];
   const corrupt = (detail: string) =>
@@ -216,6 +218,7 @@ export async function extractTarball(tarball: string, compression: Compression, 
       },
       onwarn: (code, message) => warnings.push(`${code}: ${message}`),
     });
+    unpack.on('eof', () => (sawEnd = true));
     stop = () => unpack.abort(new Error('interrupted'));
     const done = new Promise<void>((resolve, reject) => {
       unpack.on('finish', () => resolve());
@@ -249,6 +252,7 @@ export async function extractTarball(tarball: string, compression: Compression, 
       );
     }
     if (!top || entries === 0) throw corrupt('no entries');
+    if (!sawEnd) throw corrupt('it ends without the end-of-archive blocks (truncated)');
     if (warnings.length) debug(`tar warnings:\n${warnings.join('\n')}`);
     await rename(tmp, dest);
     return { topDir: top, entries };

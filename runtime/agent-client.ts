@@ -4,10 +4,10 @@
  * call goes through `call`, which takes a method of the generated service
  * descriptors: nothing but Kata's methods can be sent.
  */
-import { create, fromBinary, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import { create, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import { AgentService } from './gen/agent_pb.js';
 import { Health, HealthCheckResponse_ServingStatus } from './gen/health_pb.js';
-import type { TtrpcClient } from './ttrpc.js';
+import { decodeMessage, type TtrpcClient } from './ttrpc.js';
 
 export { AgentService, Health };
 export const SERVING_STATUS = HealthCheckResponse_ServingStatus;
@@ -37,7 +37,7 @@ export class AgentClient {
     this.observe?.(`/${service}/${method.name}`);
     const payload = toBinary(method.input, create(method.input, input));
     const b = await this.ttrpc.call(service, method.name, payload, opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {});
-    return fromBinary(method.output, b);
+    return decodeMessage(method.output, b, `/${service}/${method.name} answer`);
   }
 
   async check(timeoutMs?: number): Promise<HealthCheckResponse_ServingStatus> {

@@ -6,7 +6,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { OsbuilderError } from '../core/errors.js';
 import { RequestSchema, ResponseSchema } from './gen/ttrpc_pb.js';
 
@@ -40,6 +40,15 @@ export function encodeFrame(streamId: number, type: number, payload: Buffer, fla
 
 export function decodeHeader(b: Buffer): FrameHeader {
   return { length: b.readUInt32BE(0), streamId: b.readUInt32BE(4), type: b.readUInt8(8), flags: b.readUInt8(9) };
+}
+
+/** fromBinary, with the decoder's errors (premature EOF, illegal tag…) as AGENT_ERROR naming `what`. */
+export function decodeMessage<Desc extends DescMessage>(schema: Desc, b: Uint8Array, what: string): MessageShape<Desc> {
+  try {
+    return fromBinary(schema, b);
+  } catch (err) {
+    throw new OsbuilderError('AGENT_ERROR', `malformed ${what} from the agent: ${(err as Error).message}`, 'the agent is misbehaving: check its version');
+  }
 }
 
 /** Incremental frame parser: push bytes, get whole frames. */
@@ -84,8 +93,9 @@ export interface TtrpcResponse {
   payload: Uint8Array;
 }
 
+/** Decodes a ttrpc Response; malformed bytes are AGENT_ERROR. */
 export function decodeResponse(b: Uint8Array): TtrpcResponse {
-  const r = fromBinary(ResponseSchema, b);
+  const r = decodeMessage(ResponseSchema, b, 'ttrpc response');
   return { status: { code: r.status?.code ?? 0, message: r.status?.message ?? '' }, payload: r.payload };
 }
 
@@ -176,7 +186,8 @@ export class TtrpcClient {
       try {
         resp = decodeResponse(f.payload);
       } catch (err) {
-        p.reject(new OsbuilderError('AGENT_ERROR', `${p.rpc}: malformed response: ${(err as Error).message}`, 'the agent is misbehaving: check its version'));
+        const e = err as OsbuilderError;
+        p.reject(new OsbuilderError(e.code, `${p.rpc}: ${e.message}`, e.hint));
         continue;
       }
       if (resp.status.code !== 0) p.reject(new RpcError(p.rpc, resp.status));

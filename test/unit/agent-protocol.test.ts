@@ -9,6 +9,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { create, equals, fromBinary, ScalarType, toBinary, type DescField, type DescMessage } from '@bufbuild/protobuf';
@@ -17,7 +18,8 @@ import { file_health, Health } from '../../runtime/gen/health_pb.js';
 import { file_oci } from '../../runtime/gen/oci_pb.js';
 import { file_ttrpc, RequestSchema } from '../../runtime/gen/ttrpc_pb.js';
 import { file_types } from '../../runtime/gen/types_pb.js';
-import { FrameDecoder, decodeHeader, decodeResponse, encodeFrame, encodeRequest, TTRPC_MAX_MESSAGE } from '../../runtime/ttrpc.js';
+import { FrameDecoder, TtrpcClient, decodeHeader, decodeResponse, encodeFrame, encodeRequest, TTRPC_MAX_MESSAGE } from '../../runtime/ttrpc.js';
+import { AgentClient } from '../../runtime/agent-client.js';
 
 const kata = JSON.parse(readFileSync(new URL('../fixtures/kata-protocol.json', import.meta.url), 'utf8')) as {
   services: Record<string, string[]>;
@@ -196,5 +198,17 @@ describe('ttrpc envelope', () => {
     const ok = decodeResponse(hex('1200'));
     expect(ok.status).toEqual({ code: 0, message: '' });
     expect(ok.payload.length).toBe(0);
+  });
+
+  // Counterexamples found by parsers-property: protobuf-es's RangeError and Error escaped untyped.
+  it('a malformed response or answer is AGENT_ERROR', async () => {
+    expect(() => decodeResponse(hex('00'))).toThrow(expect.objectContaining({ code: 'AGENT_ERROR', message: expect.stringMatching(/^malformed ttrpc response from the agent: illegal tag/) }));
+    expect(() => decodeResponse(hex('13'))).toThrow(expect.objectContaining({ code: 'AGENT_ERROR', message: expect.stringMatching(/premature EOF/) }));
+    const fromAgent = new PassThrough();
+    const agent = new AgentClient(new TtrpcClient(fromAgent, new PassThrough()));
+    const answer = agent.version();
+    // Response{payload=2 "\x0a\x05" + "0.0.1" cut after its first 2 bytes}: a truncated VersionCheckResponse.
+    fromAgent.write(encodeFrame(1, 2, hex('1204 0a05 302e')));
+    await expect(answer).rejects.toMatchObject({ code: 'AGENT_ERROR', message: expect.stringMatching(/^malformed \/grpc.Health\/Version answer from the agent: premature EOF/) });
   });
 });

@@ -14,6 +14,7 @@ import {
   type NewcHeader,
 } from '../../initrd-builder/newc.js';
 import { readNewcBuffer, CpioFormatError, readNewc } from '../../initrd-builder/reader.js';
+import { OsbuilderError } from '../../core/errors.js';
 
 const base: NewcHeader = {
   ino: 0x12,
@@ -152,5 +153,13 @@ describe('newc reader', () => {
     await expect(readNewcBuffer(corrupt)).rejects.toThrow(/bad cpio (magic|header field)/);
     const trailing = Buffer.concat([full, Buffer.from('x')]);
     await expect(readNewcBuffer(trailing)).rejects.toThrow(/not NUL padding/);
+  });
+
+  it('refuses with a typed INPUT_INVALID error, not a bare Error (found by parsers-property)', async () => {
+    await expect(readNewcBuffer(Buffer.alloc(0))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringMatching(/offset 0 without a TRAILER!!!/) });
+    const shifted = Buffer.concat([Buffer.alloc(1), full]);
+    const err = await readNewcBuffer(shifted).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OsbuilderError);
+    expect(err).toMatchObject({ code: 'INPUT_INVALID', message: expect.stringMatching(/bad cpio magic/), hint: expect.stringMatching(/cpio newc/) });
   });
 });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { conjuncts, evalExpr, formatExpr, parseExpr, readKconfig, type ConfigValues } from '../../kernel/kconfig.js';
+import { OsbuilderError } from '../../core/errors.js';
 
 export function kconfigTree(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'osb-kconfig-'));
@@ -127,5 +128,39 @@ describe('readKconfig', () => {
     expect(readKconfig(opt, { srcarch: 'x86' }).symbols.has('A')).toBe(true);
     const unbalanced = kconfigTree({ Kconfig: 'if A\nconfig B\n\tbool "b"\nendmenu\n' });
     expect(() => readKconfig(unbalanced, { srcarch: 'x86' })).toThrow(/endmenu without matching menu/);
+  });
+
+  // Counterexamples found by parsers-property: each escaped as a bare Error, a TypeError or a RangeError.
+  const refusal = (fn: () => unknown, message: RegExp) => {
+    let err: unknown;
+    try {
+      fn();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(OsbuilderError);
+    expect(err).toMatchObject({ code: 'KERNEL_CONFIG', message: expect.stringMatching(message), hint: expect.stringMatching(/kernel source tree/) });
+  };
+
+  it('refuses bad input with KERNEL_CONFIG, located at the Kconfig line', () => {
+    refusal(() => parseExpr(''), /cannot parse Kconfig expression "": unexpected end/);
+    refusal(() => readKconfig(kconfigTree({ Kconfig: 'config A\n\tbool "a"\nsource "arch/$(SR' }), { srcarch: 'x86' }), /^Kconfig Kconfig:3: sourced Kconfig file "arch\/\$\(SR does not exist in /);
+    refusal(() => readKconfig(kconfigTree({ Kconfig: 'config A\n\tdepends on B &&\n' }), { srcarch: 'x86' }), /^Kconfig Kconfig:2: cannot parse/);
+    refusal(() => readKconfig(kconfigTree({ Kconfig: 'if A\nendmenu\n' }), { srcarch: 'x86' }), /^Kconfig Kconfig:2: endmenu without matching menu/);
+  });
+
+  it('a sourced directory is KERNEL_CONFIG (was EISDIR)', () => {
+    refusal(() => readKconfig(kconfigTree({ Kconfig: 'source "."\n' }), { srcarch: 'x86' }), /Kconfig file \. cannot be read: EISDIR/);
+  });
+
+  it('a line break other than \\n inside a line is read, not a TypeError', () => {
+    const tree = readKconfig(kconfigTree({ Kconfig: 'config A\n\tbool "a\rb"\nconfig B\n\tprompt "x\u2028y"\n' }), { srcarch: 'x86' });
+    expect(tree.symbols.get('A')![0]!.prompts[0]!.text).toBe('a\rb');
+    expect(tree.symbols.get('B')![0]!.prompts[0]!.text).toBe('x\u2028y');
+  });
+
+  it('a deeply nested expression is KERNEL_CONFIG, not a stack overflow', () => {
+    refusal(() => parseExpr(`${'!'.repeat(100_000)}A`), /more than 1000 tokens/);
+    refusal(() => parseExpr(`${'('.repeat(50_000)}A${')'.repeat(50_000)}`), /more than 1000 tokens/);
   });
 });

@@ -153,6 +153,18 @@ describe('extractTarball', () => {
       expect(await readdir(dir)).toEqual(['cut.tar.xz']);
     }
   }, 60_000);
+
+  it('a tarball cut between entries (a whole header or the end blocks missing) is INPUT_INVALID, not a partial tree (found by parsers-property)', async () => {
+    const dir = await tmp();
+    const raw = tarball(GOOD);
+    // Cut after the first two entries (a directory and a one-block file), and just before the second end block.
+    for (const [i, end] of [512 * 3, raw.length - 512].entries()) {
+      const t = join(dir, `cut${i}.tar.gz`);
+      await writeFile(t, gzipSync(raw.subarray(0, end)));
+      await expect(extractTarball(t, 'gzip', join(dir, 'tree'))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringContaining('end-of-archive blocks (truncated)') });
+    }
+    expect((await readdir(dir)).sort()).toEqual(['cut0.tar.gz', 'cut1.tar.gz']);
+  });
 });
 
 describe('extractTarball interrupted', () => {
