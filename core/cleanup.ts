@@ -18,23 +18,37 @@ const signals = ['SIGINT', 'SIGTERM'] as const;
  * Without it, execa's signal-exit finds itself the last listener while we
  * clean up, re-raises the signal and kills us before the handlers finish.
  */
-let exiting = false;
+let arrived: NodeJS.Signals | undefined;
 let holds = 0;
+/** Called just before an interrupted process exits, by whoever holds the signals. */
+const lastWords = new Set<(signal: NodeJS.Signals) => void>();
+
+/** The signal that interrupted this process, once one arrived. */
+export function interruptedBy(): NodeJS.Signals | undefined {
+  return arrived;
+}
+
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return signal === 'SIGINT' ? 130 : 143;
+}
 
 function onSignal(signal: NodeJS.Signals): void {
-  if (exiting) return;
-  exiting = true;
+  if (arrived) return;
+  arrived = signal;
   process.stderr.write(`\ninterrupted (${signal}): cleaning up\n`);
   // Exit only once every child we started has been reaped (core/children.ts).
   void runInterruptHandlers()
     .then(() => stopChildren())
-    .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    .finally(() => {
+      for (const say of lastWords) say(signal);
+      process.exit(signalExitCode(signal));
+    });
 }
 
 function sync(): void {
   for (const s of signals) {
     const listening = process.listeners(s).includes(onSignal);
-    const want = handlers.size > 0 || exiting || holds > 0;
+    const want = handlers.size > 0 || arrived !== undefined || holds > 0;
     if (want && !listening) process.on(s, onSignal);
     if (!want && listening) process.off(s, onSignal);
   }
@@ -49,15 +63,20 @@ export function onInterrupt(handler: Handler): () => void {
   };
 }
 
-/** Keeps the signal listeners installed until the returned release is called. */
-export function holdSignals(): () => void {
+/**
+ * Keeps the signal listeners installed until the returned release is called.
+ * `onExit` runs (until then) just before an interrupted process exits.
+ */
+export function holdSignals(onExit?: (signal: NodeJS.Signals) => void): () => void {
   holds++;
+  if (onExit) lastWords.add(onExit);
   sync();
   let released = false;
   return () => {
     if (released) return;
     released = true;
     holds--;
+    if (onExit) lastWords.delete(onExit);
     sync();
   };
 }

@@ -62,3 +62,13 @@ export function asOsbuilderError(err: unknown): OsbuilderError {
   const message = err instanceof Error ? err.message : String(err);
   return new OsbuilderError('INTERNAL', message, 'this is a bug in osbuilder: rerun with --debug and report it', { cause: err });
 }
+
+/**
+ * What a command reports once a signal arrived: whatever the interrupted
+ * action threw (a killed container's exit 137, a file its cleanup removed)
+ * is the interrupt's doing. The action's own INTERRUPTED error is kept.
+ */
+export function interruptedError(signal: string, cause?: unknown): OsbuilderError {
+  if (cause instanceof OsbuilderError && cause.code === 'INTERRUPTED') return cause;
+  return new OsbuilderError('INTERRUPTED', `interrupted by ${signal}`, 'what osbuilder had started was cleaned up (temp files, containers, VMs): run the command again', cause === undefined ? undefined : { cause });
+}

@@ -16,7 +16,7 @@ import { findQemu, qemuBinaryFor } from '../runtime/index.js';
 import { runDag, type Job } from './dag.js';
 import { DEFAULTS, SHARE, carriedEntries, installedTarget, renderQemuConfig, renderSha256Sums, writeInstall, type InstallEntry } from './install.js';
 import { buildManifest } from './manifest.js';
-import { planBuild, pickDebianSource, type BuildOptions, type BuildPlan } from './plan.js';
+import { checkBootTestable, planBuild, pickDebianSource, type BuildOptions, type BuildPlan } from './plan.js';
 import { checkPrefix } from './prefix.js';
 import { bootTest, installedFileSha256, kernelArtifact, resolveAgent, rootfsArtifact, stageContext, type BootTest, type KernelArtifact, type RootfsArtifact } from './stages.js';
 import type { SwitchOutcome } from './switch.js';
@@ -59,11 +59,21 @@ export async function resolveBuildPlan(opts: BuildOptions): Promise<BuildPlan> {
   return planBuild(opts, local, hostArch());
 }
 
+/** The installed kernel that boot-tests this run's image/initrd when it builds no kernel. */
+async function installedBootKernel(plan: BuildPlan): Promise<{ label: string; path: string; sha256: string } | undefined> {
+  if (!plan.bootTest || plan.kernels.length > 0 || plan.rootfs.length === 0) return undefined;
+  const path = await installedTarget(plan.prefix, 'vmlinuz.container');
+  const sha256 = path ? await installedFileSha256(path) : undefined;
+  return path && sha256 ? { label: `installed ${path}`, path, sha256 } : undefined;
+}
+
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const t0 = performance.now();
   if (opts.dockerHost) process.env.DOCKER_HOST = opts.dockerHost;
   const plan = await resolveBuildPlan(opts);
   await checkPrefix(plan.prefix, [plan.shareDir, plan.defaultsDir]);
+  const fallbackKernel = await installedBootKernel(plan);
+  checkBootTestable(plan, fallbackKernel !== undefined);
   const sde = sourceDateEpoch();
   const cache = new BuildCache();
   // A killed run's builder containers may still write into its work dir: stop them before removing it.
@@ -84,16 +94,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     for (const r of plan.rootfs) jobs.push({ id: `rootfs:${r.role}`, deps: [], run: () => rootfsArtifact(ctx, r) });
     for (const k of plan.kernels) jobs.push({ id: `kernel:${k.variant}`, deps: [], run: () => kernelArtifact(ctx, k) });
 
+    if (!plan.bootTest) notes.push('not boot-tested (--no-boot-test): manifest.json says "bootTested": false');
     // Boot tests: every kernel built here with every artifact; without a kernel, the installed one.
-    let fallbackKernel: { label: string; path: string; sha256: string } | undefined;
-    if (plan.bootTest && plan.kernels.length === 0 && plan.rootfs.length > 0) {
-      const path = await installedTarget(plan.prefix, 'vmlinuz.container');
-      const sha256 = path ? await installedFileSha256(path) : undefined;
-      if (path && sha256) fallbackKernel = { label: `installed ${path}`, path, sha256 };
-      else notes.push(`boot test skipped: no kernel built (--kernel) and none installed at ${join(plan.shareDir, 'vmlinuz.container')}`);
-    }
-    if (plan.bootTest && plan.rootfs.length === 0) notes.push('boot test skipped: no image or initrd built in this run (boot the kernel with osbuilder boot)');
-    if (!plan.bootTest) notes.push('boot test skipped (--no-boot-test)');
     let seq = 0;
     if (plan.bootTest) {
       const kernelIds = plan.kernels.map((k) => `kernel:${k.variant}`);
@@ -129,7 +131,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const carried = plan.rootfs.length === 2 && plan.kernels.length > 0 ? [] : await carriedEntries(plan.prefix, entries);
     if (carried.length) notes.push(`kept from the existing install: ${carried.map((c) => c.path.split('/').pop()).join(', ')}`);
     entries.push(...configEntries(plan, [...entries, ...carried], qemu, machineType));
-    const manifest = buildManifest({ toolVersion: TOOL_VERSION, arch: plan.arch, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), agent: { source: agent.source, sha256: agent.sha256 }, rootfs, kernels, bootTests, kept: carried.map((c) => c.path) });
+    const manifest = buildManifest({ toolVersion: TOOL_VERSION, arch: plan.arch, bootTested: plan.bootTest, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), agent: { source: agent.source, sha256: agent.sha256 }, rootfs, kernels, bootTests, kept: carried.map((c) => c.path) });
     const all: InstallEntry[] = [...entries, ...carried, { kind: 'text', path: `${SHARE}/manifest.json`, content: JSON.stringify(manifest, null, 2) + '\n' }];
     all.push({ kind: 'text', path: `${SHARE}/SHA256SUMS`, content: renderSha256Sums(all) });
     const install = await step(`install into ${plan.shareDir}`, () => writeInstall(plan.prefix, all, plan.force));

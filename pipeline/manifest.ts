@@ -11,6 +11,8 @@ export interface Manifest {
   tool: { name: 'kata-osbuilder'; version: string };
   arch: string;
   sourceDateEpoch: number | null;
+  /** False when built with --no-boot-test: these artifacts were never booted. */
+  bootTested: boolean;
   rootfs: Array<{
     role: 'image' | 'initrd';
     file: string;
@@ -45,6 +47,7 @@ export function buildManifest(m: {
   toolVersion: string;
   arch: string;
   sourceDateEpoch?: number;
+  bootTested: boolean;
   agent: { source: string; sha256: string };
   rootfs: RootfsArtifact[];
   kernels: KernelArtifact[];
@@ -55,6 +58,7 @@ export function buildManifest(m: {
     tool: { name: 'kata-osbuilder', version: m.toolVersion },
     arch: m.arch,
     sourceDateEpoch: m.sourceDateEpoch ?? null,
+    bootTested: m.bootTested,
     rootfs: m.rootfs.map((r) => ({
       role: r.role,
       file: r.fileName,

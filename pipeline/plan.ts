@@ -3,7 +3,7 @@
  * and init modes, which kernel source, where they are installed. Everything
  * here is decided before any work starts, so bad input fails at once.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { ARCH_ALIASES, ARCHES, getDistro, resolveVersion, type Arch, type DistroDefinition } from '../distros/index.js';
 import { normaliseSha256, parseKernelVersion } from '../kernel/index.js';
@@ -182,4 +182,23 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
     verifyReproducible: !!opts.verifyReproducible,
     engine,
   };
+}
+
+/**
+ * Nothing is installed untested unless --no-boot-test: every image/initrd
+ * needs a kernel to boot with (built in this run, else the installed one), and
+ * a kernel built here needs an image or initrd built with it.
+ */
+export function checkBootTestable(plan: BuildPlan, installedKernel: boolean): void {
+  if (!plan.bootTest) return;
+  if (plan.rootfs.length > 0 && plan.kernels.length === 0 && !installedKernel) {
+    throw new OsbuilderError(
+      'INPUT_NOT_FOUND',
+      `no kernel to boot-test ${plan.rootfs.map((r) => r.fileName).join(' and ')} with: none is built in this run and none is installed at ${join(plan.shareDir, 'vmlinuz.container')}`,
+      'build one with it (add --kernel), or pass --no-boot-test to install it untested',
+    );
+  }
+  if (plan.kernels.length > 0 && plan.rootfs.length === 0) {
+    throw new OsbuilderError('USAGE', 'no image or initrd to boot-test the kernel with: none is built in this run', 'add --image and/or --initrd, or pass --no-boot-test to install the kernel untested');
+  }
 }

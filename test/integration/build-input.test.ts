@@ -1,7 +1,8 @@
 /**
  * `osbuilder build` refuses what it cannot finish before it starts any work:
- * an install root it cannot write, a kernel checksum nothing would check, a
- * checksum that does not match Debian's linux-source. Each through the
+ * an install root it cannot write, an artifact nothing would boot-test, a
+ * kernel checksum nothing would check, a checksum that does not match
+ * Debian's linux-source. Each through the
  * compiled CLI with a fresh cache: error[CODE], a hint, exit 1 (2 for
  * USAGE), no work directory in the cache, nothing in the prefix.
  */
@@ -80,6 +81,15 @@ describe('build: the install root is checked before any work', () => {
     expect(r.exitCode, r.stderr).toBe(1);
     expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'INPUT_INVALID', message: expect.stringContaining(`${ro} is on a read-only file system`) });
     expect(existsSync(cache), 'no work started').toBe(false);
+  });
+});
+
+describe('build: nothing is installed untested unless --no-boot-test', () => {
+  it('refuses an image with no kernel built or installed to boot-test it, and a kernel with no image or initrd', async () => {
+    const prefix = join(work, 'p-untested');
+    await expectRefused(['--image'], 'INPUT_NOT_FOUND', /^no kernel to boot-test kata-debian-bookworm\.image with: none is built in this run and none is installed at /, prefix);
+    await expectRefused(['busybox', '--initrd'], 'INPUT_NOT_FOUND', /no kernel to boot-test kata-busybox-bookworm\.initrd/, prefix);
+    await expectRefused(['--kernel'], 'USAGE', /^no image or initrd to boot-test the kernel with/, prefix);
   });
 });
 

@@ -142,6 +142,7 @@ describe('the default build', () => {
 
     const m = JSON.parse(await readFile(join(share(), 'manifest.json'), 'utf8'));
     expect(m.sourceDateEpoch).toBe(Number(SDE));
+    expect(m.bootTested).toBe(true);
     const image = m.rootfs.find((x: { role: string }) => x.role === 'image');
     expect(image).toMatchObject({ file: 'kata-debian-bookworm.image', distro: 'debian', initMode: 'systemd', sha256: await sha256File(join(share(), 'kata-debian-bookworm.image')) });
     expect(image.packages).toEqual(expect.arrayContaining([expect.stringMatching(/^systemd=252\./)]));
@@ -284,6 +285,8 @@ describe('a full disk under the prefix', () => {
   it('NO_SPACE, the old install intact, no staged trees left', async () => {
     const first = await osb(['build', 'busybox', '--initrd', '--no-boot-test', '--prefix', mnt()]);
     expect(first.exitCode, first.stderr).toBe(0);
+    // Installed untested, as asked, and the manifest says so.
+    expect(JSON.parse(await readFile(join(share(mnt()), 'manifest.json'), 'utf8')).bootTested).toBe(false);
     const before = await listing(mnt());
     const r = await osb(['build', '--prefix', mnt(), '-f', '--no-boot-test']);
     expect(r.exitCode).toBe(1);

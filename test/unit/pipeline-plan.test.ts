@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseKernelSource, DEFAULT_KERNEL_VERSION, pickDebianSource, planBuild } from '../../pipeline/plan.js';
+import { checkBootTestable, chooseKernelSource, DEFAULT_KERNEL_VERSION, pickDebianSource, planBuild } from '../../pipeline/plan.js';
 
 const debianSrc = { path: '/usr/src/linux-source-6.1.tar.xz', version: '6.1' };
 const sha = 'ab'.repeat(32);
@@ -45,6 +45,34 @@ describe('planBuild', () => {
     expect(() => planBuild({ distro: 'debian', osVersion: 'potato' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
     expect(() => planBuild({ engine: 'native' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE' }));
     expect(() => planBuild({ kernelVersion: '6.x' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
+  });
+});
+
+describe('nothing is installed untested unless --no-boot-test', () => {
+  it('an image/initrd built without a kernel is boot-tested with the installed one; with none installed it is refused, the hint naming --kernel and --no-boot-test', () => {
+    const p = planBuild({ image: true, prefix: '/tmp/p' }, debianSrc, 'x86_64');
+    expect(() => checkBootTestable(p, true)).not.toThrow();
+    expect(() => checkBootTestable(p, false)).toThrow(
+      expect.objectContaining({
+        code: 'INPUT_NOT_FOUND',
+        message: 'no kernel to boot-test kata-debian-bookworm.image with: none is built in this run and none is installed at /tmp/p/usr/share/kata-containers/vmlinuz.container',
+        hint: expect.stringMatching(/--kernel\b.*--no-boot-test/),
+      }),
+    );
+    const both = planBuild({ distro: 'debian', image: true, initrd: true }, debianSrc, 'x86_64');
+    expect(() => checkBootTestable(both, false)).toThrow(/kata-debian-bookworm\.image and kata-debian-bookworm\.initrd/);
+  });
+
+  it('a kernel built without an image or initrd is refused; a build of both needs nothing installed', () => {
+    expect(() => checkBootTestable(planBuild({ kernel: true }, debianSrc, 'x86_64'), true)).toThrow(expect.objectContaining({ code: 'USAGE', hint: expect.stringMatching(/--image.*--no-boot-test/) }));
+    expect(() => checkBootTestable(planBuild({ gpu: 'nvidia', initrd: true }, debianSrc, 'x86_64'), false)).not.toThrow();
+    expect(() => checkBootTestable(planBuild({}, debianSrc, 'x86_64'), false)).not.toThrow();
+  });
+
+  it('--no-boot-test allows each of them', () => {
+    for (const opts of [{ image: true }, { initrd: true }, { kernel: true }]) {
+      expect(() => checkBootTestable(planBuild({ ...opts, noBootTest: true }, debianSrc, 'x86_64'), false)).not.toThrow();
+    }
   });
 });
 
