@@ -109,8 +109,8 @@ export function rootfsOptionsFor(ctx: StageContext, job: RootfsJob, output: stri
     agentInit: job.agentInit,
     ...(extra.length ? { extraPackages: extra } : {}),
     ...(ctx.mirror ? { mirror: ctx.mirror } : {}),
-    // No registry is needed for Debian-based builders: their base is bootstrapped locally and reused.
-    ...(ctx.baseImage ? { baseImage: ctx.baseImage } : job.distro.localBase ? { bootstrapBase: true } : {}),
+    // The base: rootfs-builder's chooseBase (made locally for Debian-based builders) unless given.
+    ...(ctx.baseImage ? { baseImage: ctx.baseImage } : {}),
   };
 }
 

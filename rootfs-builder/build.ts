@@ -157,19 +157,19 @@ async function ensureBaseImage(engine: ContainerEngine, plan: RootfsPlan): Promi
   const includeLabel = base.kind === 'bootstrap' ? base.include.join(',') : '';
   if (existing && (base.kind !== 'bootstrap' || (await engine.imageLabel(base.ref, BASE_INCLUDE_LABEL)) === includeLabel)) return existing;
   if (base.kind === 'given') {
-    throw new OsbuilderError('INPUT_NOT_FOUND', `base image ${base.ref} is not present in the local ${engine.kind} image store`, `load or import it first (${engine.kind} images lists them), or use --bootstrap-base for Debian`);
+    throw new OsbuilderError('INPUT_NOT_FOUND', `base image ${base.ref} is not present in the local ${engine.kind} image store`, `load or import it first (${engine.kind} images lists them), or drop --base-image (Debian-based distros make their base locally)`);
   }
   if (base.kind === 'registry') {
     await step(`pull ${base.ref}`, () =>
       run(engine.cmd, ['pull', base.ref], {
-        hint: `no registry reachable? make the base locally with --bootstrap-base (Debian-based distros), or give a local image with --base-image`,
+        hint: `no registry reachable? give a local image with --base-image (Debian-based distros make theirs locally unless --no-bootstrap-base)`,
         timeout: 30 * 60_000,
       }),
     );
     return (await engine.imageId(base.ref)) ?? base.ref;
   }
   if (!(await haveTool('mmdebstrap'))) {
-    throw new OsbuilderError('TOOL_MISSING', 'mmdebstrap is not installed (needed by --bootstrap-base)', 'apt-get install mmdebstrap (scripts/setup-host.sh does), or give a local image with --base-image');
+    throw new OsbuilderError('TOOL_MISSING', 'mmdebstrap is not installed (needed to make the Debian base image locally)', 'apt-get install mmdebstrap (scripts/setup-host.sh does), or give a local image with --base-image (or pull it: --no-bootstrap-base)');
   }
   await step(`make base image ${base.ref} (mmdebstrap | ${engine.kind} import)`, () =>
     engine.importFrom({ cmd: 'mmdebstrap', args: base.bootstrapArgv! }, base.ref, 'check that the Debian mirror is reachable (--mirror), or give --base-image', [

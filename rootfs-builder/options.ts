@@ -26,6 +26,7 @@ export interface RootfsOptions {
   kernelModules?: string;
   mirror?: string;
   baseImage?: string;
+  /** Unset: made locally for Debian-based distros (chooseBase); false: pulled from the registry. */
   bootstrapBase?: boolean;
   debug?: boolean;
 }
@@ -98,7 +99,7 @@ export function rootfsOptionsFromCli(args: RootfsCliArgs, env: Env = process.env
   if (modules !== undefined) opts.kernelModules = modules;
   if (args.mirror !== undefined) opts.mirror = args.mirror;
   if (args.baseImage !== undefined) opts.baseImage = args.baseImage;
-  if (args.bootstrapBase) opts.bootstrapBase = true;
+  if (args.bootstrapBase !== undefined) opts.bootstrapBase = args.bootstrapBase;
   if (args.debug || set(env.DEBUG)) opts.debug = true;
   return opts;
 }
@@ -158,6 +159,43 @@ export function localBaseTag(suite: string, arch: Arch): string {
   return `osbuilder/debian-base:${suite}-${arch}`;
 }
 
+/**
+ * The builder's base image, one rule for `osbuilder rootfs` and `osbuilder
+ * build`: --base-image as given; else made locally (mmdebstrap | import) for
+ * Debian-based distros, so no registry is needed (--no-bootstrap-base pulls
+ * instead); else the distro's registry image. None for --engine native.
+ */
+export function chooseBase(
+  opts: Pick<RootfsOptions, 'baseImage' | 'bootstrapBase'>,
+  engine: Engine,
+  distro: DistroDefinition,
+  version: string,
+  builderArch: Arch,
+  mirror: string | undefined,
+): BaseImageChoice | undefined {
+  if (opts.baseImage !== undefined && opts.bootstrapBase) {
+    throw new OsbuilderError('USAGE', '--base-image and --bootstrap-base exclude each other', 'give a local image with --base-image, or let --bootstrap-base make one');
+  }
+  if (engine === 'native') {
+    if (opts.baseImage !== undefined || opts.bootstrapBase) {
+      throw new OsbuilderError('USAGE', '--base-image/--bootstrap-base need a container engine', 'drop them, or use --engine docker|podman');
+    }
+    return undefined;
+  }
+  if (opts.baseImage !== undefined) {
+    if (!IMAGE_RE.test(opts.baseImage)) throw new OsbuilderError('INPUT_INVALID', `--base-image ${JSON.stringify(opts.baseImage)} is not an image reference`, 'e.g. --base-image debian:bookworm');
+    return { kind: 'given', ref: opts.baseImage };
+  }
+  if (opts.bootstrapBase && !distro.localBase) {
+    throw new OsbuilderError('UNSUPPORTED', `--bootstrap-base can only make Debian-based builders; ${distro.name} needs its own base image`, `pull or import one and pass --base-image (default ${distro.baseImage(version, builderArch)})`);
+  }
+  if (distro.localBase && opts.bootstrapBase !== false) {
+    const lb = distro.localBase(version);
+    return { kind: 'bootstrap', ref: localBaseTag(lb.suite, builderArch), suite: lb.suite, mirror: mirror ?? lb.mirror, include: localBaseTools() };
+  }
+  return { kind: 'registry', ref: distro.baseImage(version, builderArch) };
+}
+
 /** Validates options against the distro; throws the error the CLI prints. */
 export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch()): ResolvedRootfsOptions {
   const distro = getDistro(opts.distro);
@@ -208,26 +246,7 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
   if (engine === 'native' && arch !== host && distro.crossWithoutEmulation) {
     throw new OsbuilderError('UNSUPPORTED_ARCH', `${distro.name} for ${arch} on this ${host} host needs a container engine (its builder fetches the ${arch} binaries)`, 'use --engine docker or podman');
   }
-  let base: BaseImageChoice | undefined;
-  if (opts.baseImage !== undefined && opts.bootstrapBase) {
-    throw new OsbuilderError('USAGE', '--base-image and --bootstrap-base exclude each other', 'give a local image with --base-image, or let --bootstrap-base make one');
-  }
-  if (engine === 'native') {
-    if (opts.baseImage !== undefined || opts.bootstrapBase) {
-      throw new OsbuilderError('USAGE', '--base-image/--bootstrap-base need a container engine', 'drop them, or use --engine docker|podman');
-    }
-  } else if (opts.baseImage !== undefined) {
-    if (!IMAGE_RE.test(opts.baseImage)) throw new OsbuilderError('INPUT_INVALID', `--base-image ${JSON.stringify(opts.baseImage)} is not an image reference`, 'e.g. --base-image debian:bookworm');
-    base = { kind: 'given', ref: opts.baseImage };
-  } else if (opts.bootstrapBase) {
-    if (!distro.localBase) {
-      throw new OsbuilderError('UNSUPPORTED', `--bootstrap-base can only make Debian-based builders; ${distro.name} needs its own base image`, `pull or import one and pass --base-image (default ${distro.baseImage(version, builderArch)})`);
-    }
-    const lb = distro.localBase(version);
-    base = { kind: 'bootstrap', ref: localBaseTag(lb.suite, builderArch), suite: lb.suite, mirror: mirrorGiven ? mirror : lb.mirror, include: localBaseTools() };
-  } else {
-    base = { kind: 'registry', ref: distro.baseImage(version, builderArch) };
-  }
+  const base = chooseBase(opts, engine, distro, version, builderArch, mirrorGiven ? mirror : undefined);
 
   let kernelModules: ResolvedRootfsOptions['kernelModules'];
   if (opts.kernelModules !== undefined) {

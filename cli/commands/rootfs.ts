@@ -19,8 +19,8 @@ export const rootfsCommand: CommandModule<GlobalArgs, RootfsArgs> = {
       .option('extra-pkgs', { type: 'string', describe: 'Extra packages, space separated [env EXTRA_PKGS]' })
       .option('kernel-modules', { type: 'string', describe: 'Modules directory of one kernel, copied to /lib/modules/<release> [env KERNEL_MODULES_DIR]' })
       .option('mirror', { type: 'string', describe: 'Package archive URL for the guest and the builder' })
-      .option('base-image', { type: 'string', describe: 'Local image to base the builder on instead of the registry default' })
-      .option('bootstrap-base', { type: 'boolean', describe: 'Make the Debian base image locally (mmdebstrap | docker import), reused when present' }) as never,
+      .option('base-image', { type: 'string', describe: 'Local image to base the builder on (default: made locally for Debian-based distros, else pulled from the registry)' })
+      .option('bootstrap-base', { type: 'boolean', describe: 'Make the Debian base image locally (mmdebstrap | docker import), reused when present: the default for Debian-based distros; --no-bootstrap-base pulls it' }) as never,
   handler: (argv) => {
     let opts: ReturnType<typeof rootfsOptionsFromCli> | undefined;
     let early: unknown;

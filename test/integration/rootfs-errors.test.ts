@@ -84,10 +84,10 @@ describe('osbuilder rootfs refuses bad input', () => {
     expect(await readdir(dir)).toEqual(['precious']);
   });
 
-  it('no registry reachable: the hint says how to work air-gapped; a missing --base-image is named', async () => {
-    await expectFailure(['debian', '--agent', agent], 'COMMAND_FAILED', /docker pull docker.io\/library\/debian:bookworm failed/);
-    const r = await runCli(['rootfs', 'debian', '--agent', agent, '-o', join(work, 'x')]);
-    expect(r.stderr).toMatch(/hint: no registry reachable\? make the base locally with --bootstrap-base/);
+  it('no registry reachable (--no-bootstrap-base pulls): the hint says how to work air-gapped; a missing --base-image is named', async () => {
+    await expectFailure(['debian', '--no-bootstrap-base', '--agent', agent], 'COMMAND_FAILED', /docker pull docker.io\/library\/debian:bookworm failed/);
+    const r = await runCli(['rootfs', 'debian', '--no-bootstrap-base', '--agent', agent, '-o', join(work, 'x')]);
+    expect(r.stderr).toMatch(/hint: no registry reachable\? give a local image with --base-image \(Debian-based distros make theirs locally unless --no-bootstrap-base\)/);
     await expectFailure(['busybox', '--agent', agent, '--base-image', 'osbuilder-test/no-such-image:1'], 'INPUT_NOT_FOUND', /base image osbuilder-test\/no-such-image:1 is not present in the local docker image store/);
   });
 
@@ -122,9 +122,10 @@ describe('osbuilder distros', () => {
 });
 
 describe('interrupted builds', () => {
-  it('SIGINT removes the running container and the partial rootfs', async () => {
+  it('SIGINT removes the running container and the partial rootfs; one error[INTERRUPTED] is printed', async () => {
     const out = join(work, 'interrupted');
-    const child = execa('node', [cliPath, 'rootfs', 'debian', '--bootstrap-base', '--agent', agent, '-o', out], { cwd: repoRoot, reject: false });
+    // No --bootstrap-base: Debian's base is made locally by default (no registry is reachable here).
+    const child = execa('node', [cliPath, 'rootfs', 'debian', '--agent', agent, '-o', out], { cwd: repoRoot, reject: false });
     // Wait until the bootstrap container runs (a condition, not a delay).
     let seen: string[] = [];
     while (seen.length === 0 && child.exitCode === null) {
@@ -136,6 +137,7 @@ describe('interrupted builds', () => {
     const r = await child;
     expect(r.exitCode).toBe(130);
     expect(String(r.stderr)).toContain('interrupted (SIGINT): cleaning up');
+    expect(String(r.stderr).split('\n').filter((l) => l.startsWith('error['))).toEqual(['error[INTERRUPTED]: interrupted by SIGINT']);
     expect(await buildContainers(child.pid!)).toEqual([]);
     expect((await readdir(work)).filter((n) => n.includes('interrupted'))).toEqual([]);
   });

@@ -127,10 +127,13 @@ describe('rendered Dockerfiles are well-formed', () => {
   const KNOWN = new Set(['FROM', 'ARG', 'ENV', 'RUN', 'LABEL', 'COPY', 'WORKDIR']);
   for (const d of DISTROS) {
     it(`${d.name}: known instructions, one FROM naming the base, RUN bodies pass sh -n`, async () => {
-      const text = plan(d.name, undefined).builder!.dockerfile;
+      const p = plan(d.name, undefined);
+      const text = p.builder!.dockerfile;
       const ins = dockerInstructions(text);
       expect(ins.filter((i) => !KNOWN.has(i.keyword))).toEqual([]);
-      expect(ins.filter((i) => i.keyword === 'FROM').map((i) => i.args)).toEqual([d.baseImage(d.defaultVersion, 'x86_64')]);
+      // Debian-based builders start from the locally made base, the others from their registry image.
+      expect(p.base!.ref).toBe(d.localBase ? 'osbuilder/debian-base:bookworm-x86_64' : d.baseImage(d.defaultVersion, 'x86_64'));
+      expect(ins.filter((i) => i.keyword === 'FROM').map((i) => i.args)).toEqual([p.base!.ref]);
       for (const { line, script } of shellRunBodies(text)) {
         const r = await execa('sh', ['-n', '-c', script], { reject: false });
         expect(r.exitCode, `line ${line}: ${r.stderr}`).toBe(0);

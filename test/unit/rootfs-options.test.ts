@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { resolveRootfsOptions, rootfsOptionsFromCli, hostArch } from '../../rootfs-builder/index.js';
 import { OsbuilderError } from '../../core/errors.js';
+import { BuildCache } from '../../core/cache.js';
+import { planBuild } from '../../pipeline/plan.js';
+import { rootfsOptionsFor, stageContext } from '../../pipeline/stages.js';
 
 describe('rootfsOptionsFromCli: Kata environment variables as defaults', () => {
   it('maps every rootfs.sh variable', () => {
@@ -73,7 +76,7 @@ describe('resolveRootfsOptions', () => {
     expect(r.arch).toBe('x86_64');
     expect(r.initMode).toBe('systemd');
     expect(r.packages).toEqual(['chrony', 'init', 'iptables', 'kmod', 'systemd']);
-    expect(r.base).toEqual({ kind: 'registry', ref: 'docker.io/library/debian:bookworm' });
+    expect(r.base).toMatchObject({ kind: 'bootstrap', ref: 'osbuilder/debian-base:bookworm-x86_64' });
     expect(r.output).toMatch(/^\/.*\/out$/);
   });
 
@@ -128,5 +131,33 @@ describe('resolveRootfsOptions', () => {
     expect(hostArch('x64')).toBe('x86_64');
     expect(hostArch('arm64')).toBe('aarch64');
     expect(() => hostArch('ia32')).toThrow(/does not run on ia32/);
+  });
+});
+
+describe('the builder base: one rule for `osbuilder rootfs` and `osbuilder build`', () => {
+  const viaRootfs = (distro: string, args: { baseImage?: string; bootstrapBase?: boolean } = {}) =>
+    resolveRootfsOptions(rootfsOptionsFromCli({ distro, output: '/o', ...args }, {}), 'x86_64').base;
+  const viaBuild = (distro: string, baseImage?: string) => {
+    const plan = planBuild({ distro, initrd: true, prefix: '/p' }, undefined, 'x86_64');
+    const ctx = stageContext(plan, baseImage ? { baseImage } : {}, { cache: new BuildCache('/nonexistent'), workDir: '/w', agent: { path: '/a', sha256: '', source: 'test' } });
+    return resolveRootfsOptions(rootfsOptionsFor(ctx, plan.rootfs[0]!, '/o'), 'x86_64').base;
+  };
+
+  it('Debian-based distros: made locally by default, by both commands; --base-image overrides; --no-bootstrap-base pulls', () => {
+    for (const d of ['debian', 'busybox']) {
+      const local = viaRootfs(d);
+      expect(local).toEqual({ kind: 'bootstrap', ref: 'osbuilder/debian-base:bookworm-x86_64', suite: 'bookworm', mirror: 'http://deb.debian.org/debian', include: ['busybox-static', 'ca-certificates', 'kmod', 'mmdebstrap'] });
+      expect(viaBuild(d)).toEqual(local);
+      expect(viaRootfs(d, { baseImage: 'localhost/b:1' })).toEqual({ kind: 'given', ref: 'localhost/b:1' });
+      expect(viaBuild(d, 'localhost/b:1')).toEqual({ kind: 'given', ref: 'localhost/b:1' });
+    }
+    expect(viaRootfs('debian', { bootstrapBase: false })).toEqual({ kind: 'registry', ref: 'docker.io/library/debian:bookworm' });
+    expect(rootfsOptionsFromCli({ distro: 'debian', output: '/o', bootstrapBase: false }, {}).bootstrapBase).toBe(false);
+  });
+
+  it('other distros pull their registry image, from both commands; native builds have no base', () => {
+    expect(viaRootfs('alpine')).toEqual({ kind: 'registry', ref: expect.stringMatching(/alpine/) });
+    expect(viaBuild('alpine')).toEqual(viaRootfs('alpine'));
+    expect(resolveRootfsOptions({ distro: 'debian', output: '/o', engine: 'native' }, 'x86_64').base).toBeUndefined();
   });
 });

@@ -1,7 +1,7 @@
 # osbuilder rootfs builder: Debian bookworm (x86_64).
 # It only carries the bootstrap tool; the rootfs is made by `run` with the
 # output directory mounted at /rootfs.
-FROM docker.io/library/debian:bookworm
+FROM osbuilder/debian-base:bookworm-x86_64
 ARG MIRROR=
 ARG SUITE=bookworm
 ENV DEBIAN_FRONTEND=noninteractive
