@@ -3,8 +3,9 @@
  * busybox initrd with the agent as init, the kernel) on a clean prefix, boot
  * tests under QEMU, Kata's install tree, booting from the installed
  * configuration, a warm rebuild from the cache, --verify-reproducible, and
- * faults: SIGTERM while a rootfs container runs and while a boot test's QEMU
- * runs, a corrupt cache entry, a full disk under the prefix.
+ * faults: SIGTERM while a rootfs container runs, while a boot test's QEMU
+ * runs and just after a boot test passed (each one error[INTERRUPTED]), a
+ * corrupt cache entry, a full disk under the prefix.
  * The cache is fresh for this file; only the kernel entry is seeded from the
  * suite's kernel (test/support/kernel.ts), so the kernel compiles once.
  */
@@ -60,17 +61,24 @@ interface Killed {
 }
 
 /**
- * Starts the CLI, sends SIGTERM once `ready(pid)` holds (polled), and at the
- * moment its exit is observed lists what is left of what it started: its
- * labelled containers, and every process that was its descendant when the
- * signal went out (a zombie counts) or that carries its VM name.
+ * Starts the CLI, sends SIGTERM once `ready(pid, stderr so far)` holds (checked
+ * on each progress line and at least every 250 ms), and at the moment its exit
+ * is observed lists what is left of what it started: its labelled containers,
+ * and every process that was its descendant when the signal went out (a zombie
+ * counts) or that carries its VM name.
  */
-async function killWhen(args: string[], ready: (pid: number) => Promise<boolean>, extraEnv: Record<string, string> = {}): Promise<Killed> {
+async function killWhen(args: string[], ready: (pid: number, stderr: string) => Promise<boolean> | boolean, extraEnv: Record<string, string> = {}): Promise<Killed> {
   const child: ResultPromise = execa('node', [cliPath, ...args], { reject: false, cwd: repoRoot, env: { ...env, ...extraEnv }, timeout: 30 * 60_000 });
   const pid = child.pid!;
   let exited = false;
   void child.finally(() => (exited = true));
-  while (!exited && !(await ready(pid))) await new Promise((r) => setTimeout(r, 250));
+  let progress = '';
+  let wake = () => {};
+  child.stderr!.on('data', (d: Buffer) => {
+    progress += String(d);
+    wake();
+  });
+  while (!exited && !(await ready(pid, progress))) await new Promise<void>((r) => ((wake = r), setTimeout(r, 250)));
   expect(exited, 'the build ended before the stage under test started').toBe(false);
   const started = await descendants(pid);
   child.kill('SIGTERM');
@@ -78,6 +86,12 @@ async function killWhen(args: string[], ready: (pid: number) => Promise<boolean>
   const processes = [...(await stillThere(started)), ...(await bootVmsOf(pid)).map((p) => `${p.pid} ${p.comm} ${p.state}`)];
   const left = { containers: await buildContainers(pid), processes, work: await readdir(join(cacheDir, 'work')).catch(() => []) };
   return { exitCode: r.exitCode, stderr: String(r.stderr), left };
+}
+
+/** The error lines of an interrupted run: exactly one INTERRUPTED, whatever the stage was doing. */
+function expectOneInterrupted(stderr: string): void {
+  expect(stderr.split('\n').filter((l) => l.startsWith('error[')), stderr).toEqual(['error[INTERRUPTED]: interrupted by SIGTERM']);
+  expect(stderr).not.toMatch(/INTERNAL|COMMAND_FAILED/);
 }
 
 beforeAll(async () => {
@@ -222,8 +236,23 @@ describe('interrupted builds', () => {
     const r = await killWhen(['build', '--image', '--no-cache', '--no-boot-test', '--prefix', p], async (pid) => (await buildContainers(pid)).length > 0);
     expect(r.exitCode).toBe(143);
     expect(r.stderr).toMatch(/interrupted \(SIGTERM\)/);
+    expectOneInterrupted(r.stderr); // not the killed container's `docker run … (exit 137)`
     expect(r.left).toEqual({ containers: [], processes: [], work: [] });
     expect(await lstat(share(p)).catch(() => undefined)).toBeUndefined();
+  });
+
+  it('SIGTERM the moment a boot test has passed (its result being stored): one error[INTERRUPTED], nothing installed', async () => {
+    const p = join(work, 'killed-after-boot');
+    // A kernel to boot-test with (the seeded one), installed untested.
+    const k = await osb(['build', '--kernel', '--no-boot-test', '--prefix', p]);
+    expect(k.exitCode, k.stderr).toBe(0);
+    const before = await listing(p);
+    // A new epoch makes a new initrd, so its boot test really runs.
+    const r = await killWhen(['build', 'busybox', '--initrd', '--prefix', p, '--boot-timeout', '600'], (_pid, progress) => /✓ boot test /.test(progress), { SOURCE_DATE_EPOCH: '1700000003' });
+    expect(r.exitCode).toBe(143);
+    expectOneInterrupted(r.stderr); // not INTERNAL ENOENT …/boot.json
+    expect(r.left).toEqual({ containers: [], processes: [], work: [] });
+    expect(await listing(p)).toEqual(before);
   });
 
   it('SIGTERM during a boot test: QEMU killed, the old install intact; the next build succeeds', async () => {
