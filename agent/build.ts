@@ -316,7 +316,7 @@ async function resolveCompiler(arch: AgentArch, engine: AgentEngine): Promise<Co
 
 /** Builds (or reuses from the cache) the agent and writes it to `output`. */
 export async function buildAgent(opts: BuildAgentOptions): Promise<AgentBuildResult> {
-  await checkOutputPath(opts.output);
+  await checkOutputPath(opts.output, { flag: '-o', name: 'kata-agent' });
   const entry = await cachedAgent(opts);
   return atomicOutput(opts.output, async (tmp) => {
     await copyFile(join(entry.dir, 'kata-agent'), tmp);

@@ -17,19 +17,28 @@ export async function removeDeadTemps(dir: string, prefix: string): Promise<void
   }
 }
 
+/** How a command names its output in hints: the flag and an example file name (`-o`, `kata-containers-initrd.img`). */
+export interface OutputExample {
+  flag: string;
+  name: string;
+}
+
 /**
  * Checks that `path` can become an output: its directory exists and it is not a
- * directory itself. Call it before any expensive work.
+ * directory itself. Call it before any expensive work. The hint for a directory
+ * suggests `example.name` inside it (unless that is a directory too).
  */
-export async function checkOutputPath(path: string): Promise<void> {
+export async function checkOutputPath(path: string, example: OutputExample): Promise<void> {
   const dir = dirname(path);
   const dirStat = await stat(dir).catch(() => undefined);
   if (!dirStat?.isDirectory()) {
-    throw new OsbuilderError('OUTPUT_INVALID', `output directory ${dir} does not exist`, `create it first (mkdir -p ${dir}) or choose another -o path`);
+    throw new OsbuilderError('OUTPUT_INVALID', `output directory ${dir} does not exist`, `create it first (mkdir -p ${dir}) or choose another ${example.flag} path`);
   }
   const own = await stat(path).catch(() => undefined);
   if (own?.isDirectory()) {
-    throw new OsbuilderError('OUTPUT_INVALID', `output path ${path} is a directory`, 'give a file name, e.g. -o ' + join(path, 'kata-containers.img'));
+    const inside = join(path, example.name);
+    const taken = (await stat(inside).catch(() => undefined))?.isDirectory();
+    throw new OsbuilderError('OUTPUT_INVALID', `output path ${path} is a directory`, taken ? `give ${example.flag} the path of a file, not a directory` : `give a file name, e.g. ${example.flag} ${inside}`);
   }
 }
 

@@ -35,17 +35,20 @@ export type ErrorCode =
 
 export class OsbuilderError extends Error {
   override readonly name = 'OsbuilderError';
+  /** Structured facts behind the message, for --json readers (e.g. the failed kernel options). */
+  readonly details?: unknown;
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly hint: string = '',
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; details?: unknown },
   ) {
     super(message, options);
+    if (options?.details !== undefined) this.details = options.details;
   }
 
-  toJSON(): { code: ErrorCode; message: string; hint: string } {
-    return { code: this.code, message: this.message, hint: this.hint };
+  toJSON(): { code: ErrorCode; message: string; hint: string; details?: unknown } {
+    return { code: this.code, message: this.message, hint: this.hint, ...(this.details !== undefined ? { details: this.details } : {}) };
   }
 }
 

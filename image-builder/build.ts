@@ -28,7 +28,7 @@ import {
 import { resolveImageOptions, type BuildImageOptions, type ResolvedImageOptions } from './options.js';
 import { checkRootfsContent, checkRootfsDir } from './rootfs-check.js';
 import { BLOCK, scanRootfs, type RootfsStats } from './scan.js';
-import { ALIGN_MIB, ext4Fit, ext4Inodes, MiB, planSize, regionsFor, smallestSizeMiB, type SizePlan, type SizeRequest } from './size.js';
+import { ext4Fit, ext4Inodes, grownSize, MiB, planSize, regionsFor, smallestSizeMiB, type SizePlan, type SizeRequest } from './size.js';
 import { verifyDax, verifyTables } from './verify.js';
 
 export interface ImageResult {
@@ -62,7 +62,18 @@ function tooLarge(o: ResolvedImageOptions, needMiB: string, req: Omit<SizeReques
   return new OsbuilderError(
     'TOO_LARGE',
     `rootfs ${o.rootfs} needs ${needMiB} but --size ${o.sizeMiB} MiB leaves a root partition of ${room ? (room.root.size / MiB).toFixed(0) : 0} MiB${fit}`,
-    smallest ? `use --size ${smallest} or more, or leave --size out to size the image automatically` : 'leave --size out to size the image automatically',
+    smallest ? `use --size ${smallest}, or leave --size out to size the image automatically` : 'leave --size out to size the image automatically',
+  );
+}
+
+/** DAX needs a 2 MiB multiple: the hint names the nearest larger size the rootfs fits in. */
+function checkDaxAlignment(o: ResolvedImageOptions, req: Omit<SizeRequest, 'sizeMiB'>): void {
+  if (!o.dax || o.sizeMiB === undefined || o.sizeMiB % 2 === 0) return;
+  const next = smallestSizeMiB(req, o.sizeMiB + 1);
+  throw new OsbuilderError(
+    'USAGE',
+    `--size ${o.sizeMiB} MiB is not a multiple of 2 MiB, the DAX alignment the nvdimm namespace needs`,
+    next ? `use --size ${next}${next > o.sizeMiB + 1 ? ` (the rootfs does not fit in less)` : ''}, or leave --size out to size the image automatically` : 'leave --size out to size the image automatically',
   );
 }
 
@@ -140,31 +151,59 @@ interface FsDone {
   fsFile?: string;
 }
 
-/** ext4 straight into the image at the partition offset, or into a scratch file when verity needs the data at offset 0. */
+/** Makes ext4 at `size` (into a standalone scratch file with verity); undefined when mke2fs ran out of room. */
+async function tryExt4(tmp: string, ctx: Ctx, size: SizePlan): Promise<{ standalone?: string } | undefined> {
+  const standalone = ctx.o.verity ? `${tmp}.rootfs` : undefined;
+  if (standalone) ctx.scratch.push(standalone);
+  try {
+    await createSparse(tmp, size.totalBytes);
+    if (standalone) await createSparse(standalone, size.root.size);
+    await step(`mke2fs -d: ext4 ${(size.root.size / MiB).toFixed(0)} MiB in a ${size.totalBytes / MiB} MiB image`, () =>
+      mkExt4(standalone ?? tmp, standalone ? 0 : size.root.start, size.root.size, ctx.o, ctx.stats, ctx.ids),
+    );
+    return standalone ? { standalone } : {};
+  } catch (err) {
+    if (isNoSpace(err)) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * ext4 straight into the image at the partition offset, or into a scratch file
+ * when verity needs the data at offset 0. The estimate sees what a scan of the
+ * tree shows; should mke2fs still run out of room (extended attribute blocks,
+ * say), larger sizes are tried like Kata's trials: automatic sizing keeps the
+ * first that works, an explicit --size fails with that size as its hint.
+ */
 async function buildExt4(tmp: string, ctx: Ctx, first: SizePlan): Promise<FsDone> {
   const { o } = ctx;
+  const automatic = o.sizeMiB === undefined;
   let size = first;
-  for (let attempt = 0; ; attempt++) {
-    const standalone = o.verity ? `${tmp}.rootfs` : undefined;
-    if (standalone) ctx.scratch.push(standalone);
-    try {
-      await createSparse(tmp, size.totalBytes);
-      if (standalone) await createSparse(standalone, size.root.size);
-      await step(`mke2fs -d: ext4 ${(size.root.size / MiB).toFixed(0)} MiB in a ${size.totalBytes / MiB} MiB image`, () =>
-        mkExt4(standalone ?? tmp, standalone ? 0 : size.root.start, size.root.size, o, ctx.stats, ctx.ids),
-      );
-    } catch (err) {
-      // The size estimate is conservative; should mke2fs still run out of room, grow once or twice like Kata's trials.
-      if (!isNoSpace(err)) throw err;
-      if (o.sizeMiB !== undefined) throw tooLarge(o, 'more space than the estimate', undefined);
-      if (attempt >= 2) throw err;
-      size = regionsFor(size.totalBytes + ALIGN_MIB * MiB, o.dax, o.verity)!;
-      continue;
-    }
-    await step('e2fsck -fn', () => check('e2fsck of the new filesystem', 'e2fsck', e2fsckArgs(standalone ?? tmp, standalone ? 0 : size.root.start)));
-    ctx.checks.push('e2fsck -fn clean');
-    return { size, ...(standalone ? { fsFile: standalone } : {}) };
+  let made = await tryExt4(tmp, ctx, size);
+  for (let attempt = 0; !made && attempt < 3; attempt++) {
+    const next = grownSize(size, o.dax, o.verity, automatic);
+    if (!next) break;
+    size = next;
+    made = await tryExt4(tmp, ctx, size);
   }
+  if (!made) {
+    throw new OsbuilderError(
+      'TOO_LARGE',
+      `mke2fs -d ran out of room for ${o.rootfs} even in a ${size.totalBytes / MiB} MiB image, far above the size estimate of ${first.totalBytes / MiB} MiB`,
+      'rerun with --debug and report it: something in the rootfs takes space the estimate does not see',
+    );
+  }
+  if (!automatic && size !== first) {
+    throw new OsbuilderError(
+      'TOO_LARGE',
+      `mke2fs -d ran out of room for ${o.rootfs} in the root partition of ${(first.root.size / MiB).toFixed(0)} MiB that --size ${o.sizeMiB} leaves (the rootfs needs more than its files show, e.g. extended attribute blocks); it fits in ${size.totalBytes / MiB} MiB`,
+      `use --size ${size.totalBytes / MiB}, or leave --size out to size the image automatically`,
+    );
+  }
+  const { standalone } = made;
+  await step('e2fsck -fn', () => check('e2fsck of the new filesystem', 'e2fsck', e2fsckArgs(standalone ?? tmp, standalone ? 0 : size.root.start)));
+  ctx.checks.push('e2fsck -fn clean');
+  return { size, ...(standalone ? { fsFile: standalone } : {}) };
 }
 
 async function buildErofs(tmp: string, ctx: Ctx): Promise<FsDone> {
@@ -176,9 +215,10 @@ async function buildErofs(tmp: string, ctx: Ctx): Promise<FsDone> {
   await step('fsck.erofs', () => check('fsck.erofs of the new filesystem', 'fsck.erofs', [fsFile]));
   ctx.checks.push('fsck.erofs clean');
   const fsBytes = (await stat(fsFile)).size;
-  const fits = (root: number) => root >= fsBytes;
-  const size = planSize({ dax: o.dax, verity: o.verity, ...(o.sizeMiB !== undefined ? { sizeMiB: o.sizeMiB } : {}), fits, lowerBound: fsBytes });
-  if (!size) throw tooLarge(o, `${(fsBytes / MiB).toFixed(1)} MiB as erofs`, { dax: o.dax, verity: o.verity, fits, lowerBound: fsBytes });
+  const req = { dax: o.dax, verity: o.verity, fits: (root: number) => root >= fsBytes, lowerBound: fsBytes };
+  checkDaxAlignment(o, req);
+  const size = planSize({ ...req, ...(o.sizeMiB !== undefined ? { sizeMiB: o.sizeMiB } : {}) });
+  if (!size) throw tooLarge(o, `${(fsBytes / MiB).toFixed(1)} MiB as erofs`, req);
   // The verity data area is the whole partition: pad the filesystem with zeros to it.
   const fh = await open(fsFile, 'r+');
   try {
@@ -212,7 +252,7 @@ async function addVerity(tmp: string, fsFile: string, size: SizePlan, ctx: Ctx):
 export async function buildImage(options: BuildImageOptions): Promise<ImageResult> {
   const o = resolveImageOptions(options);
   await checkRootfsDir(o.rootfs, o.output);
-  await checkOutputPath(o.output);
+  await checkOutputPath(o.output, { flag: '-o', name: 'kata-containers.img' });
   // e2fsck (like every e2fsprogs tool) cuts its device argument at the first "?" anywhere in the path.
   if (o.fsType === 'ext4' && o.output.includes('?')) {
     throw new OsbuilderError('OUTPUT_INVALID', `output path ${o.output} contains "?", which e2fsprogs reads as an option separator`, 'choose an output path (directory and file name) without "?"');
@@ -225,12 +265,12 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
   // ext4: the size is known before anything is written.
   let ext4Size: SizePlan | undefined;
   if (o.fsType === 'ext4') {
-    const fits = (root: number) => ext4Fit(root, stats, free).fits;
-    const lowerBound = stats.dataBlocks * BLOCK + free;
-    ext4Size = planSize({ dax: o.dax, verity: o.verity, ...(o.sizeMiB !== undefined ? { sizeMiB: o.sizeMiB } : {}), fits, lowerBound });
+    const req = { dax: o.dax, verity: o.verity, fits: (root: number) => ext4Fit(root, stats, free).fits, lowerBound: stats.dataBlocks * BLOCK + free };
+    checkDaxAlignment(o, req);
+    ext4Size = planSize({ ...req, ...(o.sizeMiB !== undefined ? { sizeMiB: o.sizeMiB } : {}) });
     if (!ext4Size) {
       const need = `about ${((stats.dataBlocks * BLOCK) / MiB).toFixed(1)} MiB of files${free ? ` + ${o.rootFreeSpaceMiB} MiB free space` : ''} + ext4 metadata`;
-      throw tooLarge(o, need, { dax: o.dax, verity: o.verity, fits, lowerBound });
+      throw tooLarge(o, need, req);
     }
   } else if (o.sizeMiB !== undefined) {
     // erofs stores every file's data in whole blocks (-Enoinline_data): a lower bound known before mkfs.erofs.

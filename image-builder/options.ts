@@ -93,12 +93,8 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
   if (fsType === 'erofs' && rootFree > 0) {
     throw new OsbuilderError('USAGE', 'erofs is read-only: --root-free-space does not apply to it', 'drop --root-free-space, or use --fs-type ext4');
   }
-  if (o.sizeMiB !== undefined) {
-    if (o.sizeMiB > MAX_IMAGE_MIB) throw new OsbuilderError('USAGE', `--size ${o.sizeMiB} MiB is above the 2 TiB an MBR-era image can address`, 'choose a smaller --size');
-    if (dax && o.sizeMiB % 2 !== 0) {
-      throw new OsbuilderError('USAGE', `--size ${o.sizeMiB} MiB is not a multiple of 2 MiB, the DAX alignment the nvdimm namespace needs`, `use --size ${o.sizeMiB + 1}, or a multiple of 128 as Kata does`);
-    }
-  }
+  // An odd --size with DAX is refused by the builder, whose hint needs the rootfs (build.ts).
+  if (o.sizeMiB !== undefined && o.sizeMiB > MAX_IMAGE_MIB) throw new OsbuilderError('USAGE', `--size ${o.sizeMiB} MiB is above the 2 TiB an MBR-era image can address`, 'choose a smaller --size');
   const epoch = o.sourceDateEpoch === null ? undefined : (o.sourceDateEpoch ?? sourceDateEpoch(env));
   return {
     rootfs: resolve(o.rootfs),

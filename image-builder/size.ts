@@ -26,8 +26,6 @@ const BLOCKS_PER_GROUP = 32768;
 const INODE_SIZE = 256;
 const INODE_RATIO = 16384;
 const DESC_SIZE = 64;
-/** mke2fs -m 3, as Kata (tune2fs -m 3). */
-export const RESERVED_PERCENT = 3;
 /** First non-reserved inode of ext4. */
 const FIRST_INO = 11;
 
@@ -63,25 +61,42 @@ export interface Ext4Geometry {
   inodes: number;
   /** Everything mke2fs lays down before any file: superblocks and GDT copies, reserved GDT, bitmaps, inode tables, journal, lost+found. */
   metadataBlocks: number;
-  reservedBlocks: number;
 }
 
-/** What mke2fs -t ext4 -b 4096 -m 3 -N `inodes` lays out on `bytes` (sparse_super, 64bit, flex_bg, resize_inode). */
+/** Slack ext2fs_initialize() wants in the last group beyond its metadata, or it drops the group. */
+const LAST_GROUP_SLACK = 50;
+
+/**
+ * What mke2fs -t ext4 -b 4096 -m 3 -N `inodes` lays out on `bytes` (sparse_super,
+ * 64bit, flex_bg, resize_inode). Like ext2fs_initialize(), a last group too
+ * small for its own metadata plus 50 blocks is dropped; a filesystem that is
+ * only such a group cannot be made (blocks: 0).
+ */
 export function ext4Geometry(bytes: number, inodesWanted: number): Ext4Geometry {
-  const blocks = Math.floor(bytes / BLOCK);
-  const groups = ceilDiv(blocks, BLOCKS_PER_GROUP);
-  const inodesPerBlock = BLOCK / INODE_SIZE;
-  const ipg = Math.min(roundUp(ceilDiv(Math.max(inodesWanted, 1), groups), inodesPerBlock), BLOCKS_PER_GROUP);
-  const inodes = ipg * groups;
-  const gdtBlocks = ceilDiv(groups, BLOCK / DESC_SIZE);
-  // calc_reserved_gdt_blocks(): room to grow to 1024x (or 2^32 blocks).
-  const maxBlocks = blocks < 0xffffffff / 1024 ? blocks * 1024 : 0xffffffff;
-  const reservedGdt = Math.min(ceilDiv(ceilDiv(maxBlocks, BLOCKS_PER_GROUP), BLOCK / DESC_SIZE) - gdtBlocks, BLOCK / 4);
-  let copies = 0;
-  for (let g = 0; g < groups; g++) if (hasSuperblockBackup(g)) copies++;
-  const metadataBlocks =
-    copies * (1 + gdtBlocks + reservedGdt) + 2 * groups + (inodes * INODE_SIZE) / BLOCK + journalBlocks(blocks) + 4 /* lost+found */ + 1 /* resize inode */ + 32; /* extent and journal index blocks, margin */
-  return { blocks, groups, inodes, metadataBlocks, reservedBlocks: Math.floor((blocks * RESERVED_PERCENT) / 100) };
+  let blocks = Math.floor(bytes / BLOCK);
+  for (;;) {
+    const groups = ceilDiv(blocks, BLOCKS_PER_GROUP);
+    const inodesPerBlock = BLOCK / INODE_SIZE;
+    const ipg = Math.min(roundUp(ceilDiv(Math.max(inodesWanted, 1), groups), inodesPerBlock), BLOCKS_PER_GROUP);
+    const inodes = ipg * groups;
+    const gdtBlocks = ceilDiv(groups, BLOCK / DESC_SIZE);
+    // calc_reserved_gdt_blocks(): room to grow to 1024x (or 2^32 blocks).
+    const maxBlocks = blocks < 0xffffffff / 1024 ? blocks * 1024 : 0xffffffff;
+    const reservedGdt = Math.min(ceilDiv(ceilDiv(maxBlocks, BLOCKS_PER_GROUP), BLOCK / DESC_SIZE) - gdtBlocks, BLOCK / 4);
+    const superblockCopy = 1 + gdtBlocks + reservedGdt;
+    const rem = blocks % BLOCKS_PER_GROUP;
+    const lastOverhead = 2 + (ipg * INODE_SIZE) / BLOCK + (hasSuperblockBackup(groups - 1) ? superblockCopy : 0);
+    if (rem > 0 && rem < lastOverhead + LAST_GROUP_SLACK) {
+      if (groups === 1) return { blocks: 0, groups: 0, inodes: 0, metadataBlocks: 0 };
+      blocks -= rem;
+      continue;
+    }
+    let copies = 0;
+    for (let g = 0; g < groups; g++) if (hasSuperblockBackup(g)) copies++;
+    const metadataBlocks =
+      copies * superblockCopy + 2 * groups + (inodes * INODE_SIZE) / BLOCK + journalBlocks(blocks) + 4 /* lost+found */ + 1 /* resize inode */ + 32; /* extent and journal index blocks, margin */
+    return { blocks, groups, inodes, metadataBlocks };
+  }
 }
 
 /** Inodes to ask mke2fs for: its default ratio (one per 16 KiB), or more when the rootfs has more files. */
@@ -89,9 +104,9 @@ export function ext4Inodes(bytes: number, stats: RootfsStats): number {
   return Math.max(Math.floor(bytes / INODE_RATIO), Math.ceil((stats.inodes + FIRST_INO) * 1.1) + 64);
 }
 
-/** Blocks the rootfs's content takes, with 1 % + 1 MiB for allocation slack, plus the requested free space. */
+/** Blocks the rootfs's content takes, plus the requested free space. */
 export function ext4ContentBlocks(stats: RootfsStats, freeBytes: number): number {
-  return Math.ceil(stats.dataBlocks * 1.01) + MiB / BLOCK + ceilDiv(freeBytes, BLOCK);
+  return stats.dataBlocks + ceilDiv(freeBytes, BLOCK);
 }
 
 export interface Ext4Fit {
@@ -100,10 +115,19 @@ export interface Ext4Fit {
   neededBlocks: number;
 }
 
+/**
+ * Can `mke2fs -d` fill a partition of this size? The metadata model is within
+ * its 32-block margin of what mke2fs 1.47 lays out, and the scan counts every
+ * data block mke2fs allocates (it allocates fewer when files hold all-zero
+ * blocks). The 3 % reserved blocks are not counted: mke2fs -d writes past
+ * them (they only hold back non-root writers, and Kata mounts the root
+ * read-only). Should mke2fs still run out of room, the builder says so with a
+ * size it proved (build.ts).
+ */
 export function ext4Fit(partitionBytes: number, stats: RootfsStats, freeBytes: number): Ext4Fit {
   const geometry = ext4Geometry(partitionBytes, ext4Inodes(partitionBytes, stats));
-  const neededBlocks = ext4ContentBlocks(stats, freeBytes) + geometry.metadataBlocks + geometry.reservedBlocks;
-  return { fits: neededBlocks <= geometry.blocks && geometry.inodes >= stats.inodes + FIRST_INO, geometry, neededBlocks };
+  const neededBlocks = ext4ContentBlocks(stats, freeBytes) + geometry.metadataBlocks;
+  return { fits: geometry.blocks > 0 && neededBlocks <= geometry.blocks && geometry.inodes >= stats.inodes + FIRST_INO, geometry, neededBlocks };
 }
 
 /**
@@ -171,13 +195,25 @@ export function planSize(req: SizeRequest): SizePlan | undefined {
   return undefined;
 }
 
-/** The smallest explicit size in MiB (even with DAX) that fits, for error messages. */
-export function smallestSizeMiB(req: Omit<SizeRequest, 'sizeMiB'>): number | undefined {
+/**
+ * The smallest explicit size in MiB (even with DAX) from `fromMiB` on that
+ * fits, for hints. Every size is tried: a bigger partition can need more (a
+ * journal from 8 MiB on, a larger one from 128 MiB).
+ */
+export function smallestSizeMiB(req: Omit<SizeRequest, 'sizeMiB'>, fromMiB = 0): number | undefined {
   const step = req.dax ? 2 : 1;
-  const first = Math.max(step, Math.floor((req.lowerBound ?? 0) / MiB / step) * step);
+  const first = Math.max(step, roundUp(fromMiB, step), Math.floor((req.lowerBound ?? 0) / MiB / step) * step);
   for (let mib = first; mib <= MAX_IMAGE_MIB; mib += step) {
     const plan = regionsFor(mib * MiB, req.dax, req.verity);
     if (plan && req.fits(plan.root.size)) return mib;
   }
   return undefined;
+}
+
+/** The next size to try after mke2fs ran out of room: 128 MiB more when sizing automatically, else a quarter more (DAX: even). */
+export function grownSize(size: SizePlan, dax: boolean, verity: boolean, automatic: boolean): SizePlan | undefined {
+  const step = automatic ? ALIGN_MIB : dax ? 2 : 1;
+  const mib = size.totalBytes / MiB;
+  const next = automatic ? mib + ALIGN_MIB : Math.max(mib + step, roundUp(Math.ceil(mib * 1.25), step));
+  return next <= MAX_IMAGE_MIB ? regionsFor(next * MiB, dax, verity) : undefined;
 }

@@ -141,7 +141,7 @@ export async function buildInitrd(options: InitrdOptions): Promise<InitrdResult>
   const { compression, level } = resolveCompression(options.compression ?? DEFAULT_COMPRESSION, options.level);
   const rootfs = await checkRootfs(options.rootfs);
   const output = resolve(options.output);
-  await checkOutputPath(output);
+  await checkOutputPath(output, { flag: '-o', name: 'kata-containers-initrd.img' });
   const outDir = await realpath(dirname(output));
   if (outDir === rootfs || outDir.startsWith(rootfs + sep)) {
     throw new OsbuilderError('OUTPUT_INVALID', `output ${output} is inside the rootfs ${rootfs}`, 'write the initrd outside the directory it is made from');

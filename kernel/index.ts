@@ -238,20 +238,20 @@ export interface ConfigResult extends SetupResult {
 }
 
 /**
- * Assembles and verifies without touching the tree's .config. With
- * `throwOnFailure` a failed verification throws (KERNEL_SYMBOL_UNKNOWN /
- * KERNEL_OPTION_DROPPED); otherwise the report says ok: false.
+ * Assembles and verifies without touching the tree's .config. A failed
+ * verification throws (KERNEL_SYMBOL_UNKNOWN / KERNEL_OPTION_DROPPED), its
+ * details listing every failed option.
  */
-export async function configKernel(opts: KernelOptions & { output?: string; throwOnFailure?: boolean }): Promise<ConfigResult> {
+export async function configKernel(opts: KernelOptions & { output?: string }): Promise<ConfigResult> {
   const r = resolveOptions(opts);
   preflight(r);
   const toStdout = opts.output === '-';
-  if (opts.output && !toStdout) await checkOutputPath(resolve(opts.output));
+  if (opts.output && !toStdout) await checkOutputPath(resolve(opts.output), { flag: '-o', name: 'kata-kernel.config' });
   const src = await prepareTree(r, opts);
   const asm = await assembleIn(r, src.version);
-  if (opts.throwOnFailure ?? true) assertVerified(asm.report, context(r, src.version));
+  assertVerified(asm.report, context(r, src.version));
   let output: string | undefined;
-  if (opts.output && !toStdout && asm.report.ok) {
+  if (opts.output && !toStdout) {
     output = resolve(opts.output);
     await atomicOutput(output, (tmp) => writeFile(tmp, asm.config));
   }
@@ -267,7 +267,7 @@ export async function configKernel(opts: KernelOptions & { output?: string; thro
     fragmentsHash: fragmentsHash(),
     verify: summary(asm.report),
     output,
-    ...(toStdout && asm.report.ok ? { text: asm.config } : {}),
+    ...(toStdout ? { text: asm.config } : {}),
     requested: asm.merged.requested.map((q) => ({ symbol: q.symbol, value: q.value, from: `${q.file}:${q.line}` })),
     report: asm.report,
   };

@@ -275,20 +275,26 @@ export function formatOption(r: OptionResult): string {
   return lines.join('\n');
 }
 
-/** Throws the first failure class found (unknown symbols before dropped options). */
+/**
+ * Throws the first failure class found (unknown symbols before dropped options);
+ * the error's details carry every failed option with its reasons.
+ */
 export function assertVerified(report: VerifyReport, context: string): void {
+  const details = { dropped: report.dropped, unknown: report.unknown };
   if (report.unknown.length) {
     throw new OsbuilderError(
       'KERNEL_SYMBOL_UNKNOWN',
       `${report.unknown.length} fragment option(s) name symbols that do not exist in ${context}:\n${report.unknown.map((r) => `  CONFIG_${r.symbol} (${r.from})${r.reasons[0] ? `: ${r.reasons[0].text}` : ''}`).join('\n')}`,
       'fix the typo, or add "CONFIG_X <reason>" to kernel/fragments/ignore.list if it only exists on some versions/arches',
+      { details },
     );
   }
   if (report.dropped.length) {
     throw new OsbuilderError(
       'KERNEL_OPTION_DROPPED',
       `${report.dropped.length} requested option(s) did not survive make olddefconfig in ${context}:\n${report.dropped.map(formatOption).join('\n')}`,
-      'enable the unmet dependencies in a fragment (or drop the option); `osbuilder kernel config --json` lists every option with its reasons',
+      'enable the unmet dependencies in a fragment (or drop the option); with --json, error.details lists every failed option with its reasons',
+      { details },
     );
   }
 }

@@ -172,7 +172,7 @@ async function prepare(opts: BootOptions<unknown>): Promise<Prepared> {
   if (!qemu.path) {
     throw new OsbuilderError('TOOL_MISSING', `QEMU ${hv.path} is not installed (hypervisor.qemu.path)`, `install qemu-system-${arch === 'aarch64' ? 'arm' : 'x86'} (scripts/setup-host.sh does) or set hypervisor.qemu.path`);
   }
-  if (opts.consoleLog) await checkOutputPath(resolve(opts.consoleLog));
+  if (opts.consoleLog) await checkOutputPath(resolve(opts.consoleLog), { flag: '--console-log', name: 'console.log' });
   const accel = await resolveAccel(opts.accel ?? 'auto', qemu.path, arch);
   const channel = await pickChannel(opts.channel ?? 'auto');
   return { arch, config, root, qemu: { path: qemu.path, version: qemu.version }, accel, channel, container, timeoutSec };

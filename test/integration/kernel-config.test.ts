@@ -85,20 +85,28 @@ describe('kernel setup/config on linux-source-6.1', () => {
     expect(r.stderr).toMatch(/^config for Linux 6\.1\.\d+ x86_64 default .*: verified$/m);
   });
 
-  it('config --json lists requested/present/dropped with reasons and exits 1 for a dropped option', async () => {
+  it('config --json with a dropped option prints {"error": {...}} listing the failed options with their reasons, exits 1, writes no -o file', async () => {
     const frag = join(work, 'drop.conf');
+    const out = join(work, 'drop.config');
     await writeFile(frag, '# CONFIG_ACPI is not set\nCONFIG_ACPI_NFIT=y\n');
-    const r = await runCli(['kernel', 'config', '-v', '6.1', '-k', tree, '--fragment', frag, '--json']);
+    const r = await runCli(['kernel', 'config', '-v', '6.1', '-k', tree, '--fragment', frag, '-o', out, '--json']);
     expect(r.exitCode).toBe(1);
-    expect(r.json.verify.ok).toBe(false);
-    expect(r.json.requested).toEqual(expect.arrayContaining([{ symbol: 'ACPI_NFIT', value: 'y', from: `${frag}:2` }, { symbol: 'ACPI', value: 'n', from: `${frag}:1` }]));
-    expect(r.json.requested.length).toBe(r.json.report.requested);
-    const nfit = r.json.verify.dropped.find((d: { symbol: string }) => d.symbol === 'ACPI_NFIT');
+    expect(Object.keys(r.json)).toEqual(['error']);
+    const e = r.json.error;
+    expect(e.code).toBe('KERNEL_OPTION_DROPPED');
+    expect(e.message).toContain(`CONFIG_ACPI_NFIT=y  (${frag}:2) -> not set`);
+    expect(e.hint).toContain('error.details');
+    expect(e.details.unknown).toEqual([]);
+    const nfit = e.details.dropped.find((d: { symbol: string }) => d.symbol === 'ACPI_NFIT');
     expect(nfit).toMatchObject({ requested: 'y', actual: 'n', status: 'dropped', from: `${frag}:2` });
     expect(nfit.reasons[0]).toMatchObject({ kind: 'depends', at: 'drivers/acpi/Kconfig:43' });
     expect(nfit.reasons[0].text).toContain(`ACPI=n (requested in ${frag})`);
-    // Some reliant options of the default fragments drop too: each carries its reasons.
-    for (const d of r.json.verify.dropped) expect(d.reasons.length, d.symbol).toBeGreaterThan(0);
+    // Some reliant options of the default fragments drop too: each is in the message and carries its reasons.
+    for (const d of e.details.dropped) {
+      expect(e.message, d.symbol).toContain(`(${d.from}) ->`);
+      expect(d.reasons.length, d.symbol).toBeGreaterThan(0);
+    }
+    expect(await exists(out)).toBe(false);
   });
 
   // Kconfig asks the compiler what it can do, so each arch is resolved with Debian's cross gcc (setup installs them).

@@ -54,10 +54,27 @@ describe('atomicDirectory', () => {
 });
 
 describe('checkOutputPath', () => {
+  const initrd = { flag: '-o', name: 'kata-containers-initrd.img' };
+
   it('rejects a missing parent directory and a directory as output', async () => {
     const d = await dir();
-    await expect(checkOutputPath(join(d, 'missing', 'x.img'))).rejects.toMatchObject({ code: 'OUTPUT_INVALID' });
-    await expect(checkOutputPath(d)).rejects.toMatchObject({ code: 'OUTPUT_INVALID' });
-    await expect(checkOutputPath(join(d, 'x.img'))).resolves.toBeUndefined();
+    await expect(checkOutputPath(join(d, 'missing', 'x.img'), initrd)).rejects.toMatchObject({ code: 'OUTPUT_INVALID', hint: expect.stringContaining('another -o path') });
+    await expect(checkOutputPath(d, initrd)).rejects.toMatchObject({ code: 'OUTPUT_INVALID' });
+    await expect(checkOutputPath(join(d, 'x.img'), initrd)).resolves.toBeUndefined();
+  });
+
+  it("a directory's hint names the caller's example file in it, and that path passes the check", async () => {
+    const d = await dir();
+    for (const example of [initrd, { flag: '--console-log', name: 'console.log' }]) {
+      const err = await checkOutputPath(d, example).catch((e: unknown) => e as { hint: string });
+      expect(err?.hint).toBe(`give a file name, e.g. ${example.flag} ${join(d, example.name)}`);
+      await expect(checkOutputPath(join(d, example.name), example)).resolves.toBeUndefined();
+    }
+  });
+
+  it('does not suggest a name that is itself a directory', async () => {
+    const d = await dir();
+    await mkdir(join(d, initrd.name));
+    await expect(checkOutputPath(d, initrd)).rejects.toMatchObject({ hint: 'give -o the path of a file, not a directory' });
   });
 });

@@ -1,18 +1,28 @@
 /** Size computation: ext4 geometry model, 128 MiB alignment, free space, --size, verity hash area. */
 import { describe, expect, it } from 'vitest';
 import { directoryBlocks, type RootfsStats } from '../../image-builder/scan.js';
-import { ext4Fit, ext4Geometry, journalBlocks, planSize, regionsFor, smallestSizeMiB, verityHashBytes } from '../../image-builder/size.js';
+import { ext4Fit, ext4Geometry, grownSize, journalBlocks, planSize, regionsFor, smallestSizeMiB, verityHashBytes } from '../../image-builder/size.js';
 
 const MiB = 1048576;
 const stats = (dataMiB: number, inodes = 1000): RootfsStats => ({ inodes, files: inodes, directories: 1, symlinks: 0, others: 0, fileBytes: dataMiB * MiB, dataBlocks: (dataMiB * MiB) / 4096 });
 
 describe('ext4 geometry model', () => {
-  it('matches what mke2fs 1.47 lays out for a 380 MiB partition (observed: 24336 inodes, 2918 reserved blocks, 16 MiB journal)', () => {
+  it('matches what mke2fs 1.47 lays out for a 380 MiB partition (observed: 24336 inodes, 16 MiB journal)', () => {
     const g = ext4Geometry(380 * MiB, Math.floor((380 * MiB) / 16384));
-    expect(g).toMatchObject({ blocks: 97280, groups: 3, inodes: 24336, reservedBlocks: 2918 });
+    expect(g).toMatchObject({ blocks: 97280, groups: 3, inodes: 24336 });
     expect(journalBlocks(97280)).toBe(4096);
     expect(journalBlocks(31744)).toBe(1024);
     expect(journalBlocks(600 * 1024)).toBe(16384);
+  });
+
+  it('drops a last group too small for its metadata + 50 blocks, as mke2fs does (observed: 32868 and 33088 blocks become 32768, 33108 stays)', () => {
+    expect(ext4Geometry(32868 * 4096, 8222).blocks).toBe(32768);
+    expect(ext4Geometry(33088 * 4096, 8272).blocks).toBe(32768);
+    expect(ext4Geometry(33108 * 4096, 8277).blocks).toBe(33108);
+    // A single group that small cannot be made ("Not enough space to build proposed filesystem" at 54 blocks, fine at 60).
+    expect(ext4Geometry(54 * 4096, 96).blocks).toBe(0);
+    expect(ext4Geometry(60 * 4096, 96).blocks).toBe(60);
+    expect(ext4Fit(54 * 4096, stats(0, 7), 0).fits).toBe(false);
   });
 
   it('asks for more inodes than the 16 KiB ratio when the rootfs has many files', () => {
@@ -27,7 +37,7 @@ describe('planSize', () => {
   it('picks the smallest multiple of 128 MiB that holds the rootfs', () => {
     expect(planSize({ dax: true, verity: false, fits: fitsExt4(stats(50)) })!.totalBytes).toBe(128 * MiB);
     expect(planSize({ dax: true, verity: false, fits: fitsExt4(stats(150)) })!.totalBytes).toBe(256 * MiB);
-    const p = planSize({ dax: true, verity: false, fits: fitsExt4(stats(225)) })!;
+    const p = planSize({ dax: true, verity: false, fits: fitsExt4(stats(240)) })!;
     expect(p.totalBytes % (128 * MiB)).toBe(0);
     expect(p.totalBytes).toBe(384 * MiB);
     expect(p.root).toEqual({ start: 3 * MiB, size: 380 * MiB });
@@ -47,6 +57,14 @@ describe('planSize', () => {
     expect(smallest % 2).toBe(0);
     expect(planSize({ dax: true, verity: false, sizeMiB: smallest, fits: fitsExt4(stats(100)) })).toBeDefined();
     expect(planSize({ dax: true, verity: false, sizeMiB: smallest - 2, fits: fitsExt4(stats(100)) })).toBeUndefined();
+  });
+
+  it('after mke2fs ran out of room: 128 MiB more when automatic, a quarter more (DAX: even) for an explicit size', () => {
+    expect(grownSize(regionsFor(128 * MiB, true, false)!, true, false, true)!.totalBytes).toBe(256 * MiB);
+    expect(grownSize(regionsFor(30 * MiB, true, false)!, true, false, false)!.totalBytes).toBe(38 * MiB);
+    expect(grownSize(regionsFor(6 * MiB, true, false)!, true, false, false)!.totalBytes).toBe(8 * MiB);
+    expect(grownSize(regionsFor(9 * MiB, false, false)!, false, false, false)!.totalBytes).toBe(12 * MiB);
+    expect(grownSize(regionsFor(2 * 1024 * 1024 * MiB, true, false)!, true, false, true)).toBeUndefined();
   });
 
   it('regions: DAX root at 3 MiB, plain at 1 MiB, 1 MiB left at the end; too small = undefined', () => {

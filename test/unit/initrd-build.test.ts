@@ -201,4 +201,16 @@ describe('buildInitrd', () => {
     await expect(buildInitrd({ rootfs: root, output: join(root, 'inside.img') })).rejects.toMatchObject({ code: 'OUTPUT_INVALID' });
     expect((await readdir(work)).filter((f) => f.startsWith('fail') || f.includes('.tmp-'))).toEqual([]);
   });
+
+  it('-o <existing directory>: the hint names an initrd file in it, and building to that path succeeds', async () => {
+    const outDir = join(work, 'out-dir');
+    await mkdir(outDir);
+    const err = await buildInitrd({ rootfs: root, output: outDir }).catch((e: unknown) => e as { code: string; hint: string });
+    expect(err).toMatchObject({ code: 'OUTPUT_INVALID' });
+    const hinted = /^give a file name, e\.g\. -o (\S+)$/.exec(err!.hint)?.[1];
+    expect(hinted).toBe(join(outDir, 'kata-containers-initrd.img'));
+    const r = await buildInitrd({ rootfs: root, output: hinted!, compression: 'none' });
+    expect(r.path).toBe(hinted);
+    expect((await stat(hinted!)).isFile()).toBe(true);
+  });
 });

@@ -114,6 +114,13 @@ describe('verifyConfig', () => {
       expect((err as OsbuilderError).code).toBe('KERNEL_OPTION_DROPPED');
       expect((err as Error).message).toContain('CONFIG_ACPI_NFIT=y  (common/test.conf:4) -> not set');
       expect((err as Error).message).toContain('[drivers/Kconfig:19]');
+      // --json prints toJSON(): the failed options, with their reasons, as data too.
+      const json = JSON.parse(JSON.stringify((err as OsbuilderError).toJSON()));
+      expect(Object.keys(json)).toEqual(['code', 'message', 'hint', 'details']);
+      expect(json.hint).toContain('error.details');
+      expect(json.details.unknown).toEqual([]);
+      expect(json.details.dropped.map((d: { symbol: string }) => d.symbol)).toEqual(r.dropped.map((d) => d.symbol));
+      expect(json.details.dropped.find((d: { symbol: string }) => d.symbol === 'ACPI_NFIT')).toMatchObject({ requested: 'y', actual: 'n', status: 'dropped', from: 'common/test.conf:4', reasons: nfit!.reasons });
     }
   });
 
@@ -153,6 +160,7 @@ describe('verifyConfig', () => {
       assertVerified(r, 'x');
     } catch (err) {
       expect((err as OsbuilderError).code).toBe('KERNEL_SYMBOL_UNKNOWN');
+      expect((err as OsbuilderError).details).toEqual({ dropped: [], unknown: r.unknown });
     }
     const ok = check('CONFIG_EXT4_FS=y\nCONFIG_EXT4FS=y\n', 'CONFIG_BLOCK=y\nCONFIG_EXT4_FS=y\n', 'CONFIG_EXT4FS only on newer kernels\n');
     expect(ok.ok).toBe(true);
