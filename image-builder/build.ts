@@ -73,7 +73,7 @@ function checkDaxAlignment(o: ResolvedImageOptions, req: Omit<SizeRequest, 'size
   throw new OsbuilderError(
     'USAGE',
     `--size ${o.sizeMiB} MiB is not a multiple of 2 MiB, the DAX alignment the nvdimm namespace needs`,
-    next ? `use --size ${next}${next > o.sizeMiB + 1 ? ` (the rootfs does not fit in less)` : ''}, or leave --size out to size the image automatically` : 'leave --size out to size the image automatically',
+    next ? `use --size ${next}${next > o.sizeMiB + 1 ? ` (the smallest even size above ${o.sizeMiB} MiB the rootfs fits in)` : ''}, or leave --size out to size the image automatically` : 'leave --size out to size the image automatically',
   );
 }
 

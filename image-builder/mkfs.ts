@@ -1,9 +1,7 @@
 /** Command lines of the tools that make and check the filesystem (plain argv arrays). */
 import { fileURLToPath } from 'node:url';
 import { BLOCK } from './scan.js';
-
-/** mke2fs -m 3, as Kata (tune2fs -m 3). */
-export const RESERVED_PERCENT = 3;
+import { RESERVED_PERCENT } from './size.js';
 
 /** Our own mke2fs.conf, so the features do not depend on the host's /etc/mke2fs.conf. */
 export const MKE2FS_CONFIG = fileURLToPath(new URL('./mke2fs.conf', import.meta.url));

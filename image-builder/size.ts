@@ -26,6 +26,8 @@ const BLOCKS_PER_GROUP = 32768;
 const INODE_SIZE = 256;
 const INODE_RATIO = 16384;
 const DESC_SIZE = 64;
+/** mke2fs -m 3, as Kata (tune2fs -m 3). */
+export const RESERVED_PERCENT = 3;
 /** First non-reserved inode of ext4. */
 const FIRST_INO = 11;
 
@@ -116,17 +118,18 @@ export interface Ext4Fit {
 }
 
 /**
- * Can `mke2fs -d` fill a partition of this size? The metadata model is within
- * its 32-block margin of what mke2fs 1.47 lays out, and the scan counts every
- * data block mke2fs allocates (it allocates fewer when files hold all-zero
- * blocks). The 3 % reserved blocks are not counted: mke2fs -d writes past
- * them (they only hold back non-root writers, and Kata mounts the root
- * read-only). Should mke2fs still run out of room, the builder says so with a
- * size it proved (build.ts).
+ * Can `mke2fs -d` fill a partition of this size, leaving `freeBytes` free? The
+ * metadata model is within its 32-block margin of what mke2fs 1.47 lays out,
+ * and the scan counts every data block mke2fs allocates (fewer when files hold
+ * all-zero blocks). The 3 % reserved blocks count only when free space is
+ * asked for, as space unprivileged users cannot use: mke2fs -d itself writes
+ * past them (and Kata mounts the root read-only). Should mke2fs still run out
+ * of room, the builder says so with a size it proved (build.ts).
  */
 export function ext4Fit(partitionBytes: number, stats: RootfsStats, freeBytes: number): Ext4Fit {
   const geometry = ext4Geometry(partitionBytes, ext4Inodes(partitionBytes, stats));
-  const neededBlocks = ext4ContentBlocks(stats, freeBytes) + geometry.metadataBlocks;
+  const reserved = freeBytes > 0 ? Math.floor((geometry.blocks * RESERVED_PERCENT) / 100) : 0;
+  const neededBlocks = ext4ContentBlocks(stats, freeBytes) + geometry.metadataBlocks + reserved;
   return { fits: geometry.blocks > 0 && neededBlocks <= geometry.blocks && geometry.inodes >= stats.inodes + FIRST_INO, geometry, neededBlocks };
 }
 

@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { makeTempDir } from '../support/fixtures.js';
 import { OsbuilderError } from '../../core/errors.js';
 import { buildImage } from '../../image-builder/index.js';
-import { mke2fsArgs, mke2fsEnv, RESERVED_PERCENT } from '../../image-builder/mkfs.js';
+import { mke2fsArgs, mke2fsEnv } from '../../image-builder/mkfs.js';
 import { scanRootfs, type RootfsStats } from '../../image-builder/scan.js';
-import { ext4Fit, ext4Inodes, regionsFor } from '../../image-builder/size.js';
+import { ext4Fit, ext4Inodes, regionsFor, RESERVED_PERCENT, smallestSizeMiB } from '../../image-builder/size.js';
 
 /** mke2fs runs with fewer blocks than this fail as a full filesystem does (0: never). */
 const fake = vi.hoisted(() => ({ mke2fsNeeds: 0 }));
@@ -116,6 +116,18 @@ describe('ext4 estimate vs mke2fs -d', () => {
     const r = await image(mid, 'old-refused.img', sizeMiB);
     expect(r.sizeBytes).toBe(sizeMiB * MiB);
     expect(r.checks).toContain('e2fsck -fn clean');
+  });
+});
+
+describe('--root-free-space', () => {
+  it('at the smallest size the estimate accepts, that much stays free for unprivileged users', async () => {
+    const stats = scanRootfs(mid);
+    const free = 8 * MiB;
+    const n = smallestSizeMiB({ dax: true, verity: false, fits: (root) => ext4Fit(root, stats, free).fits });
+    const r = await buildImage({ rootfs: mid, output: join(work, 'free.img'), skipAgentCheck: true, sizeMiB: n, rootFreeSpaceMiB: 8 });
+    const head = (await execa('dumpe2fs', ['-h', `${r.path}?offset=${3 * MiB}`])).stdout;
+    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(head)?.[1]);
+    expect((field('Free blocks') - field('Reserved block count')) * BLOCK).toBeGreaterThanOrEqual(free);
   });
 });
 
