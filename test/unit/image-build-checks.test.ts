@@ -13,6 +13,7 @@ import { imageIds } from '../../image-builder/ids.js';
 import { planTables } from '../../image-builder/layout.js';
 import { regionsFor } from '../../image-builder/size.js';
 import { verifyTables } from '../../image-builder/verify.js';
+import { failure } from '../support/errors.js';
 
 const MiB = 1048576;
 let work: string;
@@ -27,15 +28,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
-
-async function failure(p: Promise<unknown>): Promise<OsbuilderError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(OsbuilderError);
-  return err as OsbuilderError;
-}
 
 describe('output paths e2fsck cannot open', () => {
   it('refuses a "?" in the directory or the file name (e2fsprogs cut the path there), leaving nothing behind', async () => {

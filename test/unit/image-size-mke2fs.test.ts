@@ -15,6 +15,7 @@ import { buildImage } from '../../image-builder/index.js';
 import { mke2fsArgs, mke2fsEnv } from '../../image-builder/mkfs.js';
 import { scanRootfs, type RootfsStats } from '../../image-builder/scan.js';
 import { ext4Fit, ext4Inodes, regionsFor, RESERVED_PERCENT, smallestSizeMiB } from '../../image-builder/size.js';
+import { failure } from '../support/errors.js';
 
 /** mke2fs runs with fewer blocks than this fail as a full filesystem does (0: never). */
 const fake = vi.hoisted(() => ({ mke2fsNeeds: 0 }));
@@ -64,15 +65,6 @@ async function mke2fsFills(tree: string, stats: RootfsStats, blocks: number): Pr
   if (r.exitCode !== 0) return false;
   await execa('e2fsck', ['-f', '-n', dev]);
   return true;
-}
-
-async function failure(p: Promise<unknown>): Promise<OsbuilderError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(OsbuilderError);
-  return err as OsbuilderError;
 }
 
 /** The size a hint suggests: `use --size N`. */

@@ -1,0 +1,12 @@
+import { expect } from 'vitest';
+import { OsbuilderError } from '../../core/errors.js';
+
+/** The OsbuilderError `p` rejects with (the test fails if it resolves or throws anything else). */
+export async function failure(p: Promise<unknown>): Promise<OsbuilderError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(OsbuilderError);
+  return err as OsbuilderError;
+}
