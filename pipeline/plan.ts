@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { ARCH_ALIASES, ARCHES, getDistro, resolveVersion, type Arch, type DistroDefinition } from '../distros/index.js';
 import { normaliseSha256, parseKernelVersion } from '../kernel/index.js';
+import { ACCELS } from '../runtime/index.js';
 
 export interface BuildOptions {
   /** Distro of the image (and of the initrd when given); default debian image + busybox initrd. */
@@ -134,6 +135,23 @@ function rootfsJob(role: RootfsRole, name: string, osVersion: string | undefined
   return { role, distro, version, agentInit, fileName: `kata-${distro.name}-${version}.${role}` };
 }
 
+/** Refuses options this build would silently ignore (a user who gives one expects it to count). */
+function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; initrd: boolean; bootTest: boolean }): void {
+  const unused = (flag: string, why: string, hint: string) => new OsbuilderError('USAGE', `${flag} was given but ${why}`, hint);
+  if (opts.accel !== undefined && !(ACCELS as readonly string[]).includes(opts.accel)) throw new OsbuilderError('USAGE', `unknown --accel "${opts.accel}" for the boot test`, `use --accel ${ACCELS.join('|')}`);
+  if (opts.initrdDistro !== undefined && !builds.initrd) throw unused('--initrd-distro', 'no initrd is built', 'add --initrd, or drop --initrd-distro');
+  if (!builds.rootfs) {
+    for (const [flag, v] of [['--extra-pkgs', opts.extraPackages?.length ? 1 : undefined], ['--mirror', opts.mirror], ['--base-image', opts.baseImage], ['--agent', opts.agent], ['--os-version', opts.osVersion]] as const) {
+      if (v !== undefined) throw unused(flag, 'no image or initrd is built', `add --image and/or --initrd, or drop ${flag}`);
+    }
+  }
+  if (!builds.bootTest) {
+    for (const [flag, v] of [['--accel', opts.accel], ['--boot-timeout', opts.bootTimeout]] as const) {
+      if (v !== undefined) throw unused(flag, 'the boot test is off (--no-boot-test)', `drop ${flag} or --no-boot-test`);
+    }
+  }
+}
+
 export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefined, hostArch: string): BuildPlan {
   // -g adds the GPU kernel to whatever else is built (by default: everything).
   const any = opts.image || opts.initrd || opts.kernel;
@@ -154,6 +172,7 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
     throw new OsbuilderError('USAGE', '--kernel-sha256 was given but no kernel is built, so nothing would check it', 'add --kernel (or drop --image/--initrd), or drop --kernel-sha256');
   }
   if (opts.bootTimeout !== undefined && !(opts.bootTimeout > 0)) throw new OsbuilderError('USAGE', `--boot-timeout must be a positive number of seconds, got ${opts.bootTimeout}`, 'e.g. --boot-timeout 300');
+  checkUnused(opts, { rootfs: wantImage || wantInitrd, initrd: wantInitrd, bootTest: !opts.noBootTest });
 
   const rootfs: RootfsJob[] = [];
   if (wantImage) rootfs.push(rootfsJob('image', opts.distro ?? 'debian', opts.osVersion));

@@ -46,6 +46,20 @@ describe('planBuild', () => {
     expect(() => planBuild({ engine: 'native' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE' }));
     expect(() => planBuild({ kernelVersion: '6.x' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
   });
+
+  it('refuses an option this build would ignore, naming it', () => {
+    const refused = (opts: Parameters<typeof planBuild>[0], flag: string) =>
+      expect(() => planBuild(opts, undefined, 'x86_64'), flag).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining(flag), hint: expect.stringContaining(flag) }));
+    refused({ accel: 'hvf' }, '--accel');
+    refused({ image: true, initrdDistro: 'debian' }, '--initrd-distro');
+    for (const o of [{ extraPackages: ['file'] }, { mirror: 'http://m/debian' }, { baseImage: 'b' }, { agent: '/a' }, { osVersion: 'bookworm' }]) {
+      refused({ kernel: true, ...o }, `--${Object.keys(o)[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace('extra-packages', 'extra-pkgs')}`);
+    }
+    refused({ noBootTest: true, accel: 'tcg' }, '--accel');
+    refused({ noBootTest: true, bootTimeout: 60 }, '--boot-timeout');
+    // What the build does use is accepted.
+    expect(planBuild({ initrd: true, initrdDistro: 'debian', accel: 'kvm', bootTimeout: 60, extraPackages: ['file'] }, undefined, 'x86_64').rootfs).toHaveLength(1);
+  });
 });
 
 describe('nothing is installed untested unless --no-boot-test', () => {
