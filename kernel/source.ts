@@ -31,7 +31,17 @@ export interface SourceSpec {
   sha256?: string;
   /** Where kernel.org publishes the checksum, when no sha256 is given. */
   sumsUrl?: string;
+  /** The command's flags for the tarball and its checksum, named in hints. */
+  flags: SourceFlags;
 }
+
+export interface SourceFlags {
+  source: string;
+  sha256: string;
+}
+
+/** `osbuilder kernel setup`'s flags; `osbuilder build` has its own (--kernel-source, --kernel-sha256). */
+export const SETUP_FLAGS: SourceFlags = { source: '--source', sha256: '--sha256' };
 
 function compressionOf(name: string): Compression {
   if (/\.tar\.xz$|\.txz$/.test(name)) return 'xz';
@@ -47,45 +57,46 @@ export function normaliseSha256(hex: string | undefined, flag = '--sha256'): str
 }
 
 /** Plans where the source comes from (pure). */
-export function planSource(opts: { version?: string; source?: string; sha256?: string; mirror?: string }): SourceSpec {
-  const sha = normaliseSha256(opts.sha256);
+export function planSource(opts: { version?: string; source?: string; sha256?: string; mirror?: string; flags?: SourceFlags }): SourceSpec {
+  const flags = opts.flags ?? SETUP_FLAGS;
+  const sha = normaliseSha256(opts.sha256, flags.sha256);
   if (opts.source) {
     const isUrl = /^https?:\/\//.test(opts.source);
     const name = isUrl ? new URL(opts.source).pathname : opts.source;
-    return { kind: isUrl ? 'url' : 'file', location: opts.source, compression: compressionOf(name), sha256: sha };
+    return { kind: isUrl ? 'url' : 'file', location: opts.source, compression: compressionOf(name), sha256: sha, flags };
   }
-  if (!opts.version) throw new OsbuilderError('USAGE', 'a kernel version (-v) or --source is required', 'e.g. osbuilder kernel setup -v 6.1.62');
+  if (!opts.version) throw new OsbuilderError('USAGE', `a kernel version (-v) or ${flags.source} is required`, 'e.g. osbuilder kernel setup -v 6.1.62');
   // OSBUILDER_KERNEL_MIRROR: a kernel.org mirror with the same layout (v6.x/linux-….tar.xz, sha256sums.asc).
   const mirror = opts.mirror ?? (process.env.OSBUILDER_KERNEL_MIRROR || undefined);
   const url = kernelOrgUrl(opts.version, mirror);
-  return { kind: 'url', location: url, compression: 'xz', sha256: sha, sumsUrl: sha ? undefined : kernelOrgSumsUrl(opts.version, mirror) };
+  return { kind: 'url', location: url, compression: 'xz', sha256: sha, sumsUrl: sha ? undefined : kernelOrgSumsUrl(opts.version, mirror), flags };
 }
 
-async function download(url: string, dest: string): Promise<void> {
+async function download(url: string, dest: string, flags: SourceFlags): Promise<void> {
   let res: Response;
   try {
     res = await fetch(url, { redirect: 'follow' });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, 'check the network or proxy, or download the tarball yourself and pass --source <file> --sha256 <hex>');
+    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, `check the network or proxy, or download the tarball yourself and pass ${flags.source} <file> ${flags.sha256} <hex>`);
   }
   if (!res.ok || !res.body) {
-    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: HTTP ${res.status}`, 'check the version exists on kernel.org, or pass --source <file|url>');
+    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: HTTP ${res.status}`, `check the version exists on kernel.org, or pass ${flags.source} <file|url>`);
   }
   await atomicOutput(dest, async (tmp) => {
     await pipeline(Readable.fromWeb(res.body as never), createWriteStream(tmp));
   });
 }
 
-async function fetchText(url: string): Promise<string> {
+async function fetchText(url: string, flags: SourceFlags): Promise<string> {
   let res: Response;
   try {
     res = await fetch(url, { redirect: 'follow' });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, 'check the network, or pass --sha256 <hex> (and --source <file>) yourself');
+    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, `check the network, or pass ${flags.sha256} <hex> (and ${flags.source} <file>) yourself`);
   }
-  if (!res.ok) throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: HTTP ${res.status}`, 'pass --sha256 <hex> yourself');
+  if (!res.ok) throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: HTTP ${res.status}`, `pass ${flags.sha256} <hex> yourself`);
   return res.text();
 }
 
@@ -104,23 +115,23 @@ export async function obtainSource(spec: SourceSpec, downloadDir = join(cacheRoo
   let expected = spec.sha256;
   if (spec.kind === 'file') {
     const st = await stat(spec.location).catch(() => undefined);
-    if (!st?.isFile()) throw new OsbuilderError('INPUT_NOT_FOUND', `kernel tarball ${spec.location} does not exist`, 'give the path of a .tar.xz/.tar.gz kernel tarball, or omit --source to download from kernel.org');
+    if (!st?.isFile()) throw new OsbuilderError('INPUT_NOT_FOUND', `kernel tarball ${spec.location} does not exist`, `give the path of a .tar.xz/.tar.gz kernel tarball, or omit ${spec.flags.source} to download from kernel.org`);
     tarball = spec.location;
   } else {
     const name = basename(new URL(spec.location).pathname);
     if (!expected && spec.sumsUrl) {
-      const sums = await fetchText(spec.sumsUrl);
+      const sums = await fetchText(spec.sumsUrl, spec.flags);
       expected = checksumFromSums(sums, name);
-      if (!expected) throw new OsbuilderError('DOWNLOAD_FAILED', `${spec.sumsUrl} has no checksum for ${name}`, 'check the version exists, or pass --sha256');
+      if (!expected) throw new OsbuilderError('DOWNLOAD_FAILED', `${spec.sumsUrl} has no checksum for ${name}`, `check the version exists, or pass ${spec.flags.sha256}`);
     }
     await mkdir(downloadDir, { recursive: true });
     tarball = join(downloadDir, name);
     const have = await stat(tarball).catch(() => undefined);
-    if (!have || (expected && (await sha256File(tarball)) !== expected)) await download(spec.location, tarball);
+    if (!have || (expected && (await sha256File(tarball)) !== expected)) await download(spec.location, tarball, spec.flags);
   }
   const actual = await sha256File(tarball);
   if (expected && actual !== expected) {
-    throw new OsbuilderError('CHECKSUM_MISMATCH', `${tarball} has sha256 ${actual}, expected ${expected}`, 'the tarball is corrupt or not the one you meant: fetch it again or fix --sha256; nothing was extracted');
+    throw new OsbuilderError('CHECKSUM_MISMATCH', `${tarball} has sha256 ${actual}, expected ${expected}`, `the tarball is corrupt or not the one you meant: fetch it again or fix ${spec.flags.sha256}; nothing was extracted`);
   }
   return { tarball, sha256: actual, compression: spec.compression, origin: spec.location, verified: expected !== undefined };
 }

@@ -101,6 +101,9 @@ export function pickDebianSource(names: string[], dir = '/usr/src'): LocalKernel
   return found.at(-1);
 }
 
+/** The flags `osbuilder build` takes for the kernel tarball, named in hints. */
+export const BUILD_SOURCE_FLAGS = { source: '--kernel-source', sha256: '--kernel-sha256' };
+
 /**
  * The best kernel source: --kernel-source, else Debian's linux-source package
  * when installed (and no other -v was asked for), else kernel.org. A
@@ -108,7 +111,7 @@ export function pickDebianSource(names: string[], dir = '/usr/src'): LocalKernel
  */
 export function chooseKernelSource(opts: Pick<BuildOptions, 'kernelSource' | 'kernelVersion' | 'kernelSha256'>, local: LocalKernelSource | undefined): KernelSourceChoice {
   const version = opts.kernelVersion !== undefined ? parseKernelVersion(opts.kernelVersion) : undefined;
-  const sha256 = normaliseSha256(opts.kernelSha256, '--kernel-sha256');
+  const sha256 = normaliseSha256(opts.kernelSha256, BUILD_SOURCE_FLAGS.sha256);
   const checked = sha256 ? { sha256 } : {};
   if (opts.kernelSource) return { kind: 'given', source: opts.kernelSource, ...(version ? { version } : {}), ...checked };
   if (local && (!version || version === local.version)) return { kind: 'debian-package', source: local.path, version: local.version, ...checked };

@@ -20,7 +20,7 @@ import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, rea
 import { boot } from '../runtime/index.js';
 import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
 import { runContainerChecks, type ContainerChecks } from './container-checks.js';
-import type { BuildOptions, BuildPlan, KernelJob, RootfsJob } from './plan.js';
+import { BUILD_SOURCE_FLAGS, type BuildOptions, type BuildPlan, type KernelJob, type RootfsJob } from './plan.js';
 
 export interface StageContext {
   plan: BuildPlan;
@@ -208,7 +208,7 @@ function kernelTree(ctx: StageContext, version: string, variant: string): string
 
 export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise<KernelArtifact> {
   const choice = ctx.plan.kernelSource!;
-  const spec = planSource({ ...(choice.kind === 'kernel.org' ? { version: choice.version } : { source: choice.source }), ...(choice.sha256 ? { sha256: choice.sha256 } : {}) });
+  const spec = planSource({ ...(choice.kind === 'kernel.org' ? { version: choice.version } : { source: choice.source }), ...(choice.sha256 ? { sha256: choice.sha256 } : {}), flags: BUILD_SOURCE_FLAGS });
   const src = await step(`kernel source ${spec.location}`, () => obtainSource(spec));
   const gpu = job.variant === 'nvidia' ? 'nvidia' : undefined;
   const configVersion = readConfigVersion();

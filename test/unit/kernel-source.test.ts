@@ -208,3 +208,19 @@ describe('obtainSource', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 });
+
+describe('hints name the flags of the command that was run', () => {
+  const build = { source: '--kernel-source', sha256: '--kernel-sha256' };
+  it('osbuilder build: --kernel-source and --kernel-sha256; kernel setup: --source and --sha256', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'osb-flags-'));
+    const tarball = join(dir, 'linux-6.1.tar.gz');
+    await writeFile(tarball, 'not the right bytes');
+    for (const [flags, source, sum] of [[build, '--kernel-source', '--kernel-sha256'], [undefined, '--source', '--sha256']] as const) {
+      const missing = await obtainSource(planSource({ source: join(dir, 'absent.tar.xz'), ...(flags ? { flags } : {}) }), dir).catch((e: unknown) => e);
+      expect(missing).toMatchObject({ code: 'INPUT_NOT_FOUND', hint: expect.stringContaining(`omit ${source} `) });
+      const wrong = await obtainSource(planSource({ source: tarball, sha256: '0'.repeat(64), ...(flags ? { flags } : {}) }), dir).catch((e: unknown) => e);
+      expect(wrong).toMatchObject({ code: 'CHECKSUM_MISMATCH', hint: expect.stringContaining(`fix ${sum};`) });
+      expect(() => planSource({ sha256: 'xyz', version: '6.1', ...(flags ? { flags } : {}) })).toThrow(expect.objectContaining({ message: expect.stringContaining(sum) }));
+    }
+  });
+});
