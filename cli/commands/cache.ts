@@ -39,7 +39,7 @@ export const cacheCommand: CommandModule<GlobalArgs, CacheArgs> = {
           return `pruned ${r.removed.length} path${r.removed.length === 1 ? '' : 's'} from ${r.root}, kept ${r.kept} entr${r.kept === 1 ? 'y' : 'ies'}${busy}`;
         }
         if (r.entries.length === 0 && r.leftovers.length === 0) return `cache ${r.root} is empty`;
-        const out = [`cache ${r.root}`, table(['stage', 'key', 'size', 'last used', 'files'], r.entries.map((e) => [e.stage, e.key.slice(0, 16), mib(e.bytes), e.usedAt, e.files.join(' ')]))];
+        const out = [`cache ${r.root}`, r.entries.length ? table(['stage', 'key', 'size', 'last used', 'files'], r.entries.map((e) => [e.stage, e.key.slice(0, 16), mib(e.bytes), e.usedAt, e.files.join(' ')])) : 'no entries'];
         if (r.leftovers.length) {
           out.push('', 'temp paths, locks and holds (a dead owner\'s are removed by the next build or cache prune):');
           out.push(table(['path', 'owner', 'state', 'size'], r.leftovers.map((l) => [l.path, l.owner, l.alive ? 'running' : 'dead', mib(l.bytes)])));

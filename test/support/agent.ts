@@ -54,6 +54,7 @@ export async function startHostAgent(extraArgs: string[] = [], opts: { binary?: 
     stop: async () => {
       proc.kill('SIGTERM');
       await proc;
+      await rm(dir, { recursive: true, force: true });
     },
   };
 }
