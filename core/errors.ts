@@ -52,6 +52,13 @@ export class OsbuilderError extends Error {
   }
 }
 
+const BUG_HINT = 'this is a bug in osbuilder: rerun with --debug and report it';
+
+/** A broken invariant of osbuilder itself, never a fault of the user's input. */
+export function internalError(message: string, options?: { cause?: unknown }): OsbuilderError {
+  return new OsbuilderError('INTERNAL', message, BUG_HINT, options);
+}
+
 /** Wraps anything thrown into an OsbuilderError so the CLI has one shape to print. */
 export function asOsbuilderError(err: unknown): OsbuilderError {
   if (err instanceof OsbuilderError) return err;
@@ -63,7 +70,7 @@ export function asOsbuilderError(err: unknown): OsbuilderError {
     return new OsbuilderError('OUTPUT_INVALID', e.message, 'check the permissions of the paths involved', { cause: err });
   }
   const message = err instanceof Error ? err.message : String(err);
-  return new OsbuilderError('INTERNAL', message, 'this is a bug in osbuilder: rerun with --debug and report it', { cause: err });
+  return internalError(message, { cause: err });
 }
 
 /**

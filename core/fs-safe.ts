@@ -39,6 +39,7 @@ interface Level {
   name: string;
 }
 
+/** Shaped like node:fs's own errors (SafeRoot stands in for node:fs); asOsbuilderError types them at the CLI. */
 function errnoError(code: string, message: string): NodeJS.ErrnoException {
   const e = new Error(`${code}: ${message}`) as NodeJS.ErrnoException;
   e.code = code;

@@ -34,6 +34,8 @@
  * header, align = 2 MiB, version_major 0, version_minor 2, every other
  * field (uuids, flags, npfns, start_pad, end_trunc) zero.
  */
+import { internalError } from '../core/errors.js';
+
 export const PFN_SB_OFFSET = 4096;
 export const PFN_SB_SIZE = 4096;
 export const PFN_SIG = 'NVDIMM_PFN_INFO\0';
@@ -120,7 +122,7 @@ export interface ParsedPfnSb {
 }
 
 export function parsePfnSb(block: Buffer): ParsedPfnSb {
-  if (block.length < PFN_SB_SIZE) throw new Error(`pfn info block is ${block.length} bytes, expected ${PFN_SB_SIZE}`);
+  if (block.length < PFN_SB_SIZE) throw internalError(`pfn info block is ${block.length} bytes, expected ${PFN_SB_SIZE}`);
   const f = PFN_SB_FIELDS;
   const checksum = block.readBigUInt64LE(f.checksum);
   return {

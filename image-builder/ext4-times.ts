@@ -15,6 +15,7 @@
  * crc32c(~0, s_uuid) unless INCOMPAT_CSUM_SEED stores it.
  */
 import { open } from 'node:fs/promises';
+import { internalError } from '../core/errors.js';
 import { crc32cRaw } from './crc32c.js';
 
 const SB = {
@@ -81,7 +82,7 @@ export async function normalizeExt4Times(file: string, offset: number, epoch: nu
   try {
     const sb = Buffer.alloc(1024);
     await fh.read(sb, 0, 1024, offset + 1024);
-    if (sb.readUInt16LE(SB.magic) !== 0xef53) throw new Error(`no ext4 superblock at byte ${offset + 1024} of ${file}`);
+    if (sb.readUInt16LE(SB.magic) !== 0xef53) throw internalError(`no ext4 superblock at byte ${offset + 1024} of ${file}`);
     const blockSize = 1024 << sb.readUInt32LE(SB.log_block_size);
     const inodesPerGroup = sb.readUInt32LE(SB.inodes_per_group);
     const inodeSize = sb.readUInt16LE(SB.inode_size);

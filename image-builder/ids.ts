@@ -5,6 +5,7 @@
  * so two builds of the same rootfs are byte-identical; without it they are random.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { internalError } from '../core/errors.js';
 
 /** `n` bytes for `role`: sha256("osbuilder-image:<epoch>:<role>"), or random. */
 export function derivedBytes(epoch: number | undefined, role: string, n: number): Buffer {
@@ -33,7 +34,7 @@ export function deriveUuid(epoch: number | undefined, role: string): string {
 
 function uuidHex(uuid: string): string {
   const hex = uuid.replace(/-/g, '');
-  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new Error(`not a UUID: ${uuid}`);
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw internalError(`not a UUID: ${uuid}`);
   return hex;
 }
 

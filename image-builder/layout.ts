@@ -2,6 +2,7 @@
  * Partition tables and the DAX header as byte writes into the image file.
  * Pure: the executor writes them after the filesystem is in place.
  */
+import { internalError } from '../core/errors.js';
 import { buildPfnSb, PFN_SB_OFFSET } from './dax.js';
 import { buildGpt, GPT_TYPE_LINUX_FS } from './gpt.js';
 import type { ImageIds } from './ids.js';
@@ -50,7 +51,7 @@ export function planTables(size: SizePlan, opts: { dax: boolean; table: Partitio
   const verity = size.hash !== undefined;
   const parts = regions(size);
   if (opts.table === 'gpt') {
-    if (opts.dax) throw new Error('GPT with the DAX header is refused earlier (see options.ts)');
+    if (opts.dax) throw internalError('GPT with the DAX header is refused earlier (see options.ts)');
     const gpt = buildGpt({
       totalSectors: size.totalBytes / SECTOR,
       diskGuid: opts.ids.diskGuid,

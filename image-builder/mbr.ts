@@ -6,6 +6,8 @@
  * Entry: status (0x80 = bootable), CHS of first sector (3 bytes), type,
  * CHS of last sector (3), first LBA (u32 LE), number of sectors (u32 LE).
  */
+import { OsbuilderError } from '../core/errors.js';
+
 export const SECTOR = 512;
 export const MBR_TYPE_LINUX = 0x83;
 export const MBR_TYPE_GPT_PROTECTIVE = 0xee;
@@ -75,7 +77,9 @@ export interface ParsedMbr {
 
 /** Reads the non-empty entries of an MBR sector; throws without the 0x55AA mark. */
 export function parseMbr(sector: Buffer): ParsedMbr {
-  if (sector.length < SECTOR || sector[510] !== 0x55 || sector[511] !== 0xaa) throw new Error('no MBR boot signature (0x55AA at byte 510)');
+  if (sector.length < SECTOR || sector[510] !== 0x55 || sector[511] !== 0xaa) {
+    throw new OsbuilderError('INPUT_INVALID', 'no MBR boot signature (0x55AA at byte 510)', 'the image has no partition table: it is a bare filesystem or damaged; rebuild it with osbuilder image');
+  }
   const entries: ParsedMbr['entries'] = [];
   for (let i = 0; i < 4; i++) {
     const o = 446 + 16 * i;

@@ -1,5 +1,6 @@
 /** Command lines of the tools that make and check the filesystem (plain argv arrays). */
 import { fileURLToPath } from 'node:url';
+import { OsbuilderError } from '../core/errors.js';
 import { BLOCK } from './scan.js';
 import { RESERVED_PERCENT } from './size.js';
 
@@ -106,6 +107,8 @@ export interface VerityFormatOutput {
 export function parseVerityFormat(stdout: string): VerityFormatOutput {
   const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)\\s*$`, 'm').exec(stdout)?.[1];
   const rootHash = field('Root hash');
-  if (!rootHash || !/^[0-9a-f]{64}$/.test(rootHash)) throw new Error(`no root hash in veritysetup output:\n${stdout}`);
+  if (!rootHash || !/^[0-9a-f]{64}$/.test(rootHash)) {
+    throw new OsbuilderError('COMMAND_FAILED', `no root hash in veritysetup output:\n${stdout}`, 'veritysetup format did not report a root hash: check that cryptsetup-bin (veritysetup) is installed and working');
+  }
   return { rootHash, salt: field('Salt') ?? '', uuid: field('UUID') ?? '' };
 }

@@ -14,6 +14,8 @@
  *
  * Pure functions only: encoding and decoding of one header.
  */
+import { OsbuilderError } from '../core/errors.js';
+
 export const NEWC_MAGIC = '070701';
 export const NEWC_CRC_MAGIC = '070702';
 export const HEADER_SIZE = 110;
@@ -22,6 +24,13 @@ export const TRAILER_NAME = 'TRAILER!!!';
 export const BLOCK_SIZE = 512;
 /** Every numeric field is 8 hex digits. */
 export const FIELD_MAX = 0xffffffff;
+
+/** A malformed archive: INPUT_INVALID, so callers that do not catch it still print a typed error. */
+export class CpioFormatError extends OsbuilderError {
+  constructor(message: string) {
+    super('INPUT_INVALID', message, 'the archive is damaged or not an uncompressed cpio newc (070701) archive');
+  }
+}
 
 export const S_IFMT = 0o170000;
 export const S_IFSOCK = 0o140000;
@@ -98,12 +107,12 @@ export interface DecodedHeader extends NewcHeader {
 export function decodeHeader(buf: Buffer, offset = 0): DecodedHeader {
   const magic = buf.toString('latin1', offset, offset + 6);
   if (magic !== NEWC_MAGIC && magic !== NEWC_CRC_MAGIC) {
-    throw new Error(`bad cpio magic ${JSON.stringify(magic)} at offset ${offset} (want ${NEWC_MAGIC})`);
+    throw new CpioFormatError(`bad cpio magic ${JSON.stringify(magic)} at offset ${offset} (want ${NEWC_MAGIC})`);
   }
   const nums: number[] = [];
   for (let i = 0; i < 13; i++) {
     const s = buf.toString('latin1', offset + 6 + i * 8, offset + 14 + i * 8);
-    if (!/^[0-9A-Fa-f]{8}$/.test(s)) throw new Error(`bad cpio header field ${JSON.stringify(s)} at offset ${offset + 6 + i * 8}`);
+    if (!/^[0-9A-Fa-f]{8}$/.test(s)) throw new CpioFormatError(`bad cpio header field ${JSON.stringify(s)} at offset ${offset + 6 + i * 8}`);
     nums.push(parseInt(s, 16));
   }
   const [ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor, namesize, check] = nums as [

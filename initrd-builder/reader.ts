@@ -3,8 +3,9 @@
  * of bytes, one entry at a time. Used to verify what we wrote, and by tests.
  * Only the data of entries the caller asks for is kept in memory.
  */
-import { OsbuilderError } from '../core/errors.js';
-import { HEADER_SIZE, TRAILER_NAME, decodeHeader, kindOfMode, pad4, type DecodedHeader, type EntryKind } from './newc.js';
+import { CpioFormatError, HEADER_SIZE, TRAILER_NAME, decodeHeader, kindOfMode, pad4, type DecodedHeader, type EntryKind } from './newc.js';
+
+export { CpioFormatError };
 
 export interface ReadEntry {
   /** Archive name as text (UTF-8). */
@@ -23,13 +24,6 @@ export interface ReadOptions {
   collect?: (header: DecodedHeader, name: string) => boolean;
   /** Called for every piece of every entry's data (e.g. to hash contents). */
   onData?: (entry: { name: string; header: DecodedHeader }, piece: Buffer) => void;
-}
-
-/** A malformed archive: INPUT_INVALID, so callers that do not catch it still print a typed error. */
-export class CpioFormatError extends OsbuilderError {
-  constructor(message: string) {
-    super('INPUT_INVALID', message, 'the archive is damaged or not an uncompressed cpio newc (070701) archive');
-  }
 }
 
 class ByteQueue {
@@ -129,7 +123,7 @@ export async function* readNewc(source: AsyncIterable<Buffer | Uint8Array>, opts
     try {
       header = decodeHeader(raw);
     } catch (err) {
-      throw new CpioFormatError((err as Error).message.replace(/offset (\d+)/, (_, o: string) => `offset ${offset + Number(o)}`));
+      throw new CpioFormatError((err as CpioFormatError).message.replace(/offset (\d+)/, (_, o: string) => `offset ${offset + Number(o)}`));
     }
     if (header.namesize < 1) throw new CpioFormatError(`entry at offset ${offset} has namesize 0`);
     const nameField = await q.take(header.namesize + pad4(HEADER_SIZE + header.namesize));

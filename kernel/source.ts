@@ -198,6 +198,7 @@ export async function extractTarball(tarball: string, compression: Compression, 
   const warnings: string[] = [];
   const corrupt = (detail: string) =>
     new OsbuilderError('INPUT_INVALID', `${tarball} is not a valid ${compression === 'xz' ? '.tar.xz' : '.tar.gz'} archive: ${detail}`, 'the download is truncated or damaged: fetch it again (nothing was extracted)');
+  const interruption = () => new OsbuilderError('INTERRUPTED', `extraction of ${tarball} was interrupted`, 'nothing was extracted: run the command again');
   // SIGINT/SIGTERM mid-extraction (a kernel tree takes minutes): stop unpacking, remove the partial tree.
   let stop = () => {};
   let settled: Promise<unknown> = Promise.resolve();
@@ -230,7 +231,7 @@ export async function extractTarball(tarball: string, compression: Compression, 
       onwarn: (code, message) => warnings.push(`${code}: ${message}`),
     });
     unpack.on('eof', () => (sawEnd = true));
-    stop = () => unpack.abort(new Error('interrupted'));
+    stop = () => unpack.abort(interruption());
     const done = new Promise<void>((resolve, reject) => {
       unpack.on('finish', () => resolve());
       unpack.on('error', (err: Error) => reject(err));
@@ -269,7 +270,7 @@ export async function extractTarball(tarball: string, compression: Compression, 
     return { topDir: top, entries };
   } catch (err) {
     // Interrupted: the interrupt handler removes the partial tree.
-    if (interrupted) throw new OsbuilderError('INTERRUPTED', `extraction of ${tarball} was interrupted`, 'nothing was extracted: run the command again');
+    if (interrupted) throw interruption();
     await removePartialTree(tmp);
     if (err instanceof OsbuilderError) throw err;
     const e = err as { code?: string; message?: string };

@@ -1,3 +1,5 @@
+import { internalError } from '../core/errors.js';
+
 /**
  * Runs jobs that depend on each other with at most `jobs` running at once.
  * A job starts when all its dependencies have finished; the first failure
@@ -12,7 +14,7 @@ export interface Job<T> {
 export async function runDag<T>(jobs: Job<T>[], concurrency: number): Promise<Record<string, T>> {
   const byId = new Map(jobs.map((j) => [j.id, j]));
   for (const j of jobs) {
-    for (const d of j.deps) if (!byId.has(d)) throw new Error(`job ${j.id} depends on unknown job ${d}`);
+    for (const d of j.deps) if (!byId.has(d)) throw internalError(`job ${j.id} depends on unknown job ${d}`);
   }
   const done: Record<string, T> = {};
   const pending = new Set(jobs.map((j) => j.id));
@@ -38,7 +40,7 @@ export async function runDag<T>(jobs: Job<T>[], concurrency: number): Promise<Re
     }
     if (running.size === 0) {
       if (failure !== undefined) break;
-      if (pending.size > 0) throw new Error(`dependency cycle among ${[...pending].join(', ')}`);
+      if (pending.size > 0) throw internalError(`dependency cycle among ${[...pending].join(', ')}`);
       break;
     }
     await Promise.race(running.values());

@@ -2,6 +2,7 @@
  * The per-build plan: plain data computed from validated options, with no
  * I/O beyond reading our own templates. Same inputs, same plan.
  */
+import { internalError } from '../core/errors.js';
 import { sha256 } from '../core/hash.js';
 import { DEB_ARCH, OCI_PLATFORM, type Arch, type BootstrapInput, type Command, type FileOp, type InitMode, type PackageSource } from '../distros/types.js';
 import { renderDockerfile } from './dockerfile.js';
@@ -178,7 +179,7 @@ export function localBaseArgv(suite: string, arch: Arch, mirror: string, include
 
 /** Tag of the builder image: changes whenever what goes into it changes. */
 export function builderTag(plan: RootfsPlan, baseImageId: string): string {
-  if (!plan.builder) throw new Error('no builder in a native plan');
+  if (!plan.builder) throw internalError('no builder in a native plan');
   const key = sha256(JSON.stringify({ dockerfile: plan.builder.dockerfile, args: plan.builder.buildArgs, platform: plan.builder.platform ?? '', base: baseImageId }));
   return `${plan.builder.repository}:${plan.version}-${plan.arch}-${key.slice(0, 12)}`;
 }

@@ -224,15 +224,20 @@ export async function boot<S = unknown>(opts: BootOptions<S>): Promise<BootResul
   const name = opts.name ?? `osbuilder-vm-${process.pid}-${randomInt(1 << 30).toString(36)}`;
   const sandboxId = name.replace(/[^A-Za-z0-9_.-]/g, '-');
   const runDir = await mkdtemp(join(tmpdir(), 'osb-vm-'));
-  const channel: AgentChannel = p.channel.kind === 'vsock' ? { kind: 'vsock', cid: randomInt(3, 0x7fffffff) } : { kind: 'serial', socket: join(runDir, 'agent.sock') };
   let shared: SharedDir | undefined;
   let vm: Vm | undefined;
-  const unregister = onInterrupt(async () => {
-    await vm?.kill();
-    await shared?.cleanup();
-    await rm(runDir, { recursive: true, force: true });
-  });
+  // Every way out from here (result, failure, interrupt) ends the VM and removes the run dir, whatever else fails.
+  const cleanup = async () => {
+    try {
+      await vm?.kill();
+      await shared?.cleanup();
+    } finally {
+      await rm(runDir, { recursive: true, force: true });
+    }
+  };
+  const unregister = onInterrupt(cleanup);
   try {
+    const channel: AgentChannel = p.channel.kind === 'vsock' ? { kind: 'vsock', cid: randomInt(3, 0x7fffffff) } : { kind: 'serial', socket: join(runDir, 'agent.sock') };
     if (p.config.hypervisor.sharedFs === 'virtio-9p') shared = await SharedDir.create(sandboxId);
     const plan = planFor(p, opts as BootOptions<unknown>, name, runDir, channel, shared);
     const vsockRelay = channel.kind === 'vsock' ? (await defaultAgentBinary()).path : undefined;
@@ -275,9 +280,6 @@ export async function boot<S = unknown>(opts: BootOptions<S>): Promise<BootResul
       warnings: p.config.warnings,
     };
   } finally {
-    await vm?.kill();
-    await shared?.cleanup();
-    await rm(runDir, { recursive: true, force: true });
-    unregister();
+    await cleanup().finally(unregister);
   }
 }

@@ -149,18 +149,19 @@ export function describeProbe(accel: Accel, markers: string, outcome: { exitCode
 /** Starts the probe guest; never faked: the verdict is what the guest did. */
 export async function runProbe(qemu: string, accel: Accel, timeoutMs: number): Promise<ProbeResult> {
   const dir = await mkdtemp(join(tmpdir(), 'osb-probe-'));
-  const image = join(dir, 'probe-guest.bin');
-  await writeFile(image, probeGuestImage());
-  const name = `osbuilder-probe-${accel}-${process.pid}`;
-  const started = performance.now();
-  const child = start(qemu, probeArgv(accel, image, name), { reject: false, stdin: 'ignore', timeout: timeoutMs, killSignal: 'SIGKILL' });
+  let child: ReturnType<typeof start> | undefined;
   // Wait until QEMU is gone (and its scratch dir too): the process exits right after the handlers.
   const unregister = onInterrupt(async () => {
-    child.kill('SIGKILL');
-    await child.catch(() => undefined);
+    child?.kill('SIGKILL');
+    await child?.catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
   try {
+    const image = join(dir, 'probe-guest.bin');
+    await writeFile(image, probeGuestImage());
+    const name = `osbuilder-probe-${accel}-${process.pid}`;
+    const started = performance.now();
+    child = start(qemu, probeArgv(accel, image, name), { reject: false, stdin: 'ignore', timeout: timeoutMs, killSignal: 'SIGKILL' });
     const r = await child;
     const ms = Math.round(performance.now() - started);
     const markers = String(r.stdout ?? '').replace(/\s+/g, '');

@@ -88,6 +88,7 @@ describe('newc header encoding', () => {
     const bad = encodeHeader(base, Buffer.from('a'));
     bad.write('070707', 0, 'latin1');
     expect(() => decodeHeader(bad)).toThrow(/magic/);
+    expect(() => decodeHeader(bad)).toThrow(CpioFormatError);
   });
 
   it('classifies modes', () => {

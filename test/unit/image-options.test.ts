@@ -85,5 +85,6 @@ describe('command lines', () => {
     const out = parseVerityFormat(`VERITY header information for x\nUUID:            \tuuu\nHash type:       \t1\nSalt:            \t${'a'.repeat(64)}\nRoot hash:      \t${'b'.repeat(64)}\n`);
     expect(out).toEqual({ rootHash: 'b'.repeat(64), salt: 'a'.repeat(64), uuid: 'uuu' });
     expect(() => parseVerityFormat('nothing')).toThrow(/no root hash/);
+    expect(() => parseVerityFormat('nothing')).toThrow(expect.objectContaining({ code: 'COMMAND_FAILED' }));
   });
 });

@@ -57,7 +57,7 @@ describe('runDag', () => {
   });
 
   it('rejects unknown dependencies and cycles', async () => {
-    await expect(runDag([{ id: 'a', deps: ['x'], run: async () => 1 }], 1)).rejects.toThrow('unknown job x');
-    await expect(runDag([{ id: 'a', deps: ['b'], run: async () => 1 }, { id: 'b', deps: ['a'], run: async () => 1 }], 1)).rejects.toThrow('cycle');
+    await expect(runDag([{ id: 'a', deps: ['x'], run: async () => 1 }], 1)).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('unknown job x') });
+    await expect(runDag([{ id: 'a', deps: ['b'], run: async () => 1 }, { id: 'b', deps: ['a'], run: async () => 1 }], 1)).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('cycle') });
   });
 });
