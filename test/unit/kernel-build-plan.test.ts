@@ -111,7 +111,7 @@ describe('arch and versions', () => {
   it('plans kernel.org downloads with the checksum list, local tarballs and URLs', () => {
     expect(kernelOrgUrl('6.1.62')).toBe('https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.62.tar.xz');
     expect(kernelOrgSumsUrl('5.15.1')).toBe('https://cdn.kernel.org/pub/linux/kernel/v5.x/sha256sums.asc');
-    expect(planSource({ version: '6.1.62' })).toEqual({ kind: 'url', location: 'https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.62.tar.xz', compression: 'xz', sha256: undefined, sumsUrl: 'https://cdn.kernel.org/pub/linux/kernel/v6.x/sha256sums.asc' });
+    expect(planSource({ version: '6.1.62' })).toEqual({ kind: 'url', location: 'https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.62.tar.xz', compression: 'xz', sha256: undefined, sumsUrl: 'https://cdn.kernel.org/pub/linux/kernel/v6.x/sha256sums.asc', flags: { source: '--source', sha256: '--sha256' } });
     const sha = 'A'.repeat(64);
     expect(planSource({ version: '6.1.62', sha256: sha })).toMatchObject({ sha256: 'a'.repeat(64), sumsUrl: undefined });
     expect(planSource({ source: '/tmp/linux.tar.gz' })).toMatchObject({ kind: 'file', compression: 'gzip' });
