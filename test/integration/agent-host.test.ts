@@ -81,8 +81,15 @@ let rootfs: string;
 let rootfsOsRelease: string;
 
 /** The `sleep` processes that agent `a` started (its descendants): no one else's. */
-async function sleepsUnder(a: HostAgent): Promise<Proc[]> {
-  return (await descendants(a.proc.pid!)).filter((p) => p.argv[0] === 'sleep');
+/**
+ * The agent's descendants running `sleep`, once there are `n` of them (up to
+ * 10 s): StartContainer returns when the container's init was told to start,
+ * which may be just before it has exec'd its command.
+ */
+async function sleepsUnder(a: HostAgent, n = 1): Promise<Proc[]> {
+  const sleeps = async () => (await descendants(a.proc.pid!)).filter((p) => p.argv[0] === 'sleep');
+  for (let i = 0; i < 100 && (await sleeps()).length < n; i++) await new Promise((r) => setTimeout(r, 100));
+  return sleeps();
 }
 let seq = 0;
 
