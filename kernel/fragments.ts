@@ -77,7 +77,8 @@ export function parseFragment(name: string, text: string): Fragment {
   return { name, text, arches, entries };
 }
 
-function archMatches(arches: Fragment['arches'], arch: Arch): boolean {
+/** Whether a fragment's `# arch:` header admits `arch`. */
+export function archMatches(arches: Fragment['arches'], arch: Arch): boolean {
   if (!arches) return true;
   const names = [arch, ARCHES[arch].kernelArch, ARCHES[arch].srcarch];
   if (arches.not.some((a) => names.includes(a))) return false;

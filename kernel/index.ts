@@ -27,12 +27,15 @@ import { planBuilderImage, ensureBuilderImage } from './builder-image.js';
 import { kernelRelease, writeHeadersTarball } from './headers.js';
 import { installFiles, installNames, type InstallAction, type InstallResult } from './install.js';
 import { ownerTag } from '../core/owner.js';
+import { diffConfigs, fragmentSide, OURS, type ConfigDiff, type DiffSide, type MenuIndex } from './diff.js';
+import { cachedKernelTree, kernelMenus, readSide } from './diff-input.js';
 
 export type { Arch } from './arch.js';
 export type { VerifyReport, OptionResult, Reason } from './verify.js';
 export type { KernelState } from './state.js';
 export type { BuildPlan, Engine } from './build.js';
 export type { InstallResult } from './install.js';
+export type { ConfigDiff, DiffGroup } from './diff.js';
 export { ARCHES, parseArch } from './arch.js';
 export { installNames } from './install.js';
 export { planBuild } from './build.js';
@@ -70,9 +73,10 @@ interface Resolved {
   extra: string[];
 }
 
-function resolveOptions(opts: KernelOptions): Resolved {
+type Variant = Pick<Resolved, 'arch' | 'gpu' | 'confidential'>;
+
+function resolveVariant(opts: Pick<KernelOptions, 'arch' | 'gpu' | 'confidential'>): Variant {
   const arch = parseArch(opts.arch);
-  const version = opts.version !== undefined ? parseKernelVersion(opts.version) : undefined;
   let gpu: Resolved['gpu'];
   if (opts.gpu) {
     if (opts.gpu !== 'nvidia') throw new OsbuilderError('UNSUPPORTED', `GPU vendor ${JSON.stringify(opts.gpu)} has no fragments`, 'use -g nvidia');
@@ -83,6 +87,12 @@ function resolveOptions(opts: KernelOptions): Resolved {
     if (!['tdx', 'sev', 'snp'].includes(opts.confidential)) throw new OsbuilderError('USAGE', `unknown confidential guest type ${JSON.stringify(opts.confidential)}`, 'use --confidential tdx, sev or snp');
     confidential = opts.confidential as Resolved['confidential'];
   }
+  return { arch, gpu, confidential };
+}
+
+function resolveOptions(opts: KernelOptions): Resolved {
+  const { arch, gpu, confidential } = resolveVariant(opts);
+  const version = opts.version !== undefined ? parseKernelVersion(opts.version) : undefined;
   normaliseSha256(opts.sha256);
   const configVersion = readConfigVersion();
   let kernelDir: string;
@@ -466,4 +476,52 @@ export async function installKernel(opts: InstallOptions): Promise<KernelInstall
   ];
   const res = await step(`install into ${names.dir}`, () => installFiles(names.dir, actions, !!opts.force));
   return { ...res, vmlinuz: join(names.dir, names.vmlinuz), vmlinux: join(names.dir, names.vmlinux), config: join(names.dir, names.config), version: state.version, configVersion: state.configVersion };
+}
+
+export interface DiffOptions extends Pick<KernelOptions, 'arch' | 'gpu' | 'confidential' | 'kernelDir' | 'fragments'> {
+  /** Each side: a .config file, a fragments directory, or "ours". */
+  left: string;
+  right: string;
+}
+
+/** Our config as one side: resolved in --kernel-dir when given, else the merged fragment request. */
+async function oursSide(v: Variant, tree: string | undefined, extra: string[]): Promise<DiffSide> {
+  const what = `${v.arch}${variantSuffix(v)}`;
+  if (!tree) {
+    const frags = selectFragments({ ...v, extra });
+    return fragmentSide('ours', 'ours-requested', `our fragments for ${what} as requested (${frags.length} files), not resolved: no --kernel-dir given`, frags);
+  }
+  const version = await treeVersion(tree);
+  const asm = await step(`assemble our .config for ${what} in ${tree}`, () => assembleConfig({ tree, ...v, extra }));
+  const failed = asm.report.dropped.length + asm.report.unknown.length;
+  const note = failed ? `; ${failed} requested option(s) did not survive (osbuilder kernel config explains)` : '';
+  return { source: 'ours', kind: 'ours-resolved', detail: `our .config for ${what} resolved by make olddefconfig in ${tree} (Linux ${version})${note}`, values: parseDotConfig(asm.config) };
+}
+
+/** Menus of a kernel tree in the build cache, if one is there and readable (grouping only: never fatal). */
+function cachedMenus(arch: Arch): MenuIndex | undefined {
+  const tree = cachedKernelTree(arch);
+  try {
+    return tree ? kernelMenus(tree, arch, 'build cache') : undefined;
+  } catch (err) {
+    if (!(err instanceof OsbuilderError)) throw err;
+    info(`not grouping by Kconfig menu: ${err.message}`);
+    return undefined;
+  }
+}
+
+/**
+ * Compares two kernel configs by symbol, grouped by Kconfig menu when a source
+ * tree is known (--kernel-dir, else a tree in the build cache). Files are read
+ * before `ours` is resolved, so bad input fails before any make runs.
+ */
+export async function diffKernel(opts: DiffOptions): Promise<ConfigDiff> {
+  const v = resolveVariant(opts);
+  const extra = (opts.fragments ?? []).map((f) => resolve(f));
+  const tree = opts.kernelDir ? resolve(opts.kernelDir) : undefined;
+  const read = (arg: string) => (arg === OURS ? undefined : readSide(arg, v.arch));
+  const [left, right] = [read(opts.left), read(opts.right)];
+  const menus = tree ? kernelMenus(tree, v.arch, '--kernel-dir') : cachedMenus(v.arch);
+  const ours = left && right ? undefined : await oursSide(v, tree, extra);
+  return diffConfigs(left ?? ours!, right ?? ours!, menus);
 }

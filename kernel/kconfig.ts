@@ -3,7 +3,7 @@
  * requested option did not survive `make olddefconfig`: it records, for every
  * symbol, its type, prompts (with their `if` conditions), `depends on` clauses
  * plus the conditions inherited from enclosing `if`/`menu`/`choice` blocks, its
- * defaults, and who `select`s it. Expressions are evaluated against a final
+ * defaults, who `select`s it, and the menus it sits in. Expressions are evaluated against a final
  * .config with Kconfig's tristate logic (n=0, m=1, y=2; && = min, || = max, !x = 2-x).
  *
  * Covered syntax (Documentation/kbuild/kconfig-language.rst): config, menuconfig,
@@ -52,6 +52,8 @@ export interface SymbolDef extends Location {
   ranges: Array<{ min: Expr; max: Expr; cond?: Expr } & Location>;
   /** Set when the symbol is a member of a choice block. */
   choice?: Location;
+  /** Titles of the enclosing menus, outermost first (a `menuconfig X` + `if X` block counts as menu X). */
+  menus: string[];
 }
 
 export interface ReverseDep extends Location {
@@ -296,6 +298,8 @@ interface Block {
   deps: Dependency[];
   visibleIf: Dependency[];
   loc: Location;
+  /** Menu title, for `menu` and for the `if X` right after `menuconfig X`. */
+  title?: string;
 }
 
 const ATTR_RE = /^(bool|tristate|string|int|hex|def_bool|def_tristate|prompt|default|depends\s+on|select|imply|range|visible\s+if|option|modules|optional|transitional)\b\s*(.*)$/s;
@@ -386,9 +390,9 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
 
   // Block conditions change only at block boundaries and menu/choice attributes:
   // flatten once per change, share the result between the entries inside.
-  let cachedInherited: { deps: Dependency[]; visibleIf: Dependency[] } | undefined;
-  const inherited = (): { deps: Dependency[]; visibleIf: Dependency[] } =>
-    (cachedInherited ??= { deps: stack.flatMap((b) => b.deps), visibleIf: stack.flatMap((b) => b.visibleIf) });
+  let cachedInherited: { deps: Dependency[]; visibleIf: Dependency[]; menus: string[] } | undefined;
+  const inherited = (): { deps: Dependency[]; visibleIf: Dependency[]; menus: string[] } =>
+    (cachedInherited ??= { deps: stack.flatMap((b) => b.deps), visibleIf: stack.flatMap((b) => b.visibleIf), menus: stack.flatMap((b) => (b.title ? [b.title] : [])) });
   const blocksChanged = () => {
     cachedInherited = undefined;
   };
@@ -410,6 +414,7 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
     const raw = content.split('\n');
     let cur: SymbolDef | undefined;
     let curBlock: Block | undefined; // the menu/choice whose attributes we are reading
+    let lastMenuconfig: SymbolDef | undefined; // an `if` on it right after its entry is a menu in menuconfig's UI
     let choiceLoc: Location | undefined;
     const choiceStack: Array<Location | undefined> = [];
     let i = 0;
@@ -447,8 +452,9 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
       if (word === 'config' || word === 'menuconfig') {
         const name = rest.trim();
         const inh = inherited();
-        cur = { name, file: rel, line: lineNo, prompts: [], deps: [...inh.deps], visibleIf: inh.visibleIf, defaults: [], selects: [], implies: [], ranges: [] };
+        cur = { name, file: rel, line: lineNo, prompts: [], deps: [...inh.deps], visibleIf: inh.visibleIf, defaults: [], selects: [], implies: [], ranges: [], menus: inh.menus };
         if (choiceLoc) cur.choice = choiceLoc;
+        lastMenuconfig = word === 'menuconfig' ? cur : undefined;
         const list = tree.symbols.get(name) ?? [];
         list.push(cur);
         tree.symbols.set(name, list);
@@ -474,7 +480,7 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
       }
       if (word === 'menu') {
         cur = undefined;
-        const block: Block = { kind: 'menu', deps: [], visibleIf: [], loc };
+        const block: Block = { kind: 'menu', deps: [], visibleIf: [], loc, title: unquote(subst(rest)) };
         stack.push(block);
         blocksChanged();
         curBlock = block;
@@ -487,8 +493,9 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
         continue;
       }
       if (word === 'if') {
+        const title = cur && cur === lastMenuconfig && cur.name === rest.trim() ? cur.prompts[0]?.text : undefined;
         cur = undefined;
-        stack.push({ kind: 'if', deps: [{ origin: 'if', expr: parseExpr(subst(rest), loc), ...loc }], visibleIf: [], loc });
+        stack.push({ kind: 'if', deps: [{ origin: 'if', expr: parseExpr(subst(rest), loc), ...loc }], visibleIf: [], loc, ...(title ? { title } : {}) });
         blocksChanged();
         curBlock = undefined;
         continue;

@@ -1,9 +1,12 @@
 import type { CommandModule } from 'yargs';
-import { buildKernel, configKernel, installKernel, setupKernel, type ConfigSummary } from '../../kernel/index.js';
+import { OsbuilderError } from '../../core/errors.js';
+import { buildKernel, configKernel, diffKernel, installKernel, setupKernel, type ConfigDiff, type ConfigSummary } from '../../kernel/index.js';
 import { runCommand, type GlobalArgs } from '../output.js';
 
 interface KernelArgs extends GlobalArgs {
-  action: 'setup' | 'config' | 'build' | 'install';
+  action: 'setup' | 'config' | 'build' | 'install' | 'diff';
+  left?: string;
+  right?: string;
   'kernel-version'?: string;
   source?: string;
   sha256?: string;
@@ -30,12 +33,32 @@ function verifyLines(v: ConfigSummary): string[] {
   return lines;
 }
 
+function diffLines(d: ConfigDiff): string {
+  const out = [`A: ${d.left.source}  ${d.left.detail}`, `B: ${d.right.source}  ${d.right.detail}`];
+  if (d.grouping.by === 'kconfig') out.push(`grouped by Kconfig menu of ${d.grouping.tree} (${d.grouping.from})`);
+  else if (d.grouping.by === 'fragment') out.push('grouped by fragment file (no kernel tree: --kernel-dir groups by Kconfig menu)');
+  for (const g of d.groups) {
+    const rows = [
+      ...g.onlyLeft.map((e) => ['only in A', `CONFIG_${e.symbol}`, e.value]),
+      ...g.onlyRight.map((e) => ['only in B', `CONFIG_${e.symbol}`, e.value]),
+      ...g.differ.map((e) => ['differs', `CONFIG_${e.symbol}`, `A=${e.left} B=${e.right}`]),
+    ];
+    const width = Math.max(...rows.map((r) => r[1]!.length));
+    out.push('', `${g.menu}:`, ...rows.map(([kind, symbol, value]) => `  ${kind!.padEnd(9)}  ${symbol!.padEnd(width)}  ${value}`));
+  }
+  const c = d.counts;
+  out.push('', `${c.onlyLeft} only in A, ${c.onlyRight} only in B, ${c.differ} differ, ${c.same} the same`);
+  return out.join('\n');
+}
+
 export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
-  command: 'kernel <action>',
-  describe: "Guest kernel: setup (source + verified .config), config (report only), build, install (Kata's build-kernel.sh)",
+  command: 'kernel <action> [left] [right]',
+  describe: "Guest kernel: setup (source + verified .config), config (report only), build, install (Kata's build-kernel.sh); diff <left> <right> compares two configs",
   builder: (y) =>
     y
-      .positional('action', { choices: ['setup', 'config', 'build', 'install'] as const, demandOption: true })
+      .positional('action', { choices: ['setup', 'config', 'build', 'install', 'diff'] as const, demandOption: true })
+      .positional('left', { type: 'string', describe: 'diff: one side: a .config file, a fragments directory (common/*.conf + <arch>/*.conf as in Kata, else its *.conf), or ours (resolved in --kernel-dir, else our merged fragments)' })
+      .positional('right', { type: 'string', describe: 'diff: the other side, the same kinds; grouped by Kconfig menu with --kernel-dir (or a kernel tree in the build cache)' })
       .option('kernel-version', { alias: 'v', type: 'string', describe: 'Kernel version, MAJOR.MINOR[.PATCH] (downloads linux-<v>.tar.xz from kernel.org unless --source)' })
       .option('source', { type: 'string', describe: 'Kernel tarball (.tar.xz/.tar.gz), local path or URL' })
       .option('sha256', { type: 'string', describe: 'Expected sha256 of the tarball (kernel.org: read from its sha256sums.asc)' })
@@ -43,7 +66,7 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
       .option('gpu', { alias: 'g', type: 'string', describe: 'GPU variant: nvidia (modules, VFIO, no nouveau; builds headers tarball + .deb)' })
       .option('confidential', { type: 'string', choices: ['tdx', 'sev', 'snp'], describe: 'Confidential guest fragments' })
       .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'setup: replace a tree holding other source; install: replace different installed files' })
-      .option('kernel-dir', { alias: 'k', type: 'string', describe: 'Source tree directory (default ./kata-linux-<version>-<config version>[-nvidia-gpu])' })
+      .option('kernel-dir', { alias: 'k', type: 'string', describe: 'Source tree directory (default ./kata-linux-<version>-<config version>[-nvidia-gpu]; diff: resolves ours there and groups by its Kconfig menus)' })
       .option('fragment', { type: 'string', array: true, describe: 'Extra config fragment merged last (repeatable)' })
       .option('output', { alias: 'o', type: 'string', describe: 'config: also write the verified config to this file (- prints it on stdout, the report on stderr)' })
       .option('engine', { type: 'string', choices: ['native', 'docker'] as const, default: 'native', describe: 'build: run make here or in a locally bootstrapped Debian builder container' })
@@ -53,6 +76,11 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
       .option('mirror', { type: 'string', describe: 'build --engine docker: Debian mirror for the builder image' })
       .option('prefix', { type: 'string', default: '/', describe: 'install: files go to <prefix>/usr/share/kata-containers' }) as never,
   handler: (argv) => {
+    if (argv.action !== 'diff' && argv.left !== undefined) {
+      return runCommand(argv, async () => {
+        throw new OsbuilderError('USAGE', `kernel ${argv.action} takes no ${JSON.stringify(argv.left)}`, 'only kernel diff takes two sides');
+      }, () => '');
+    }
     const common = {
       version: argv['kernel-version'],
       source: argv.source,
@@ -65,6 +93,17 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
       fragments: argv.fragment,
     };
     switch (argv.action) {
+      case 'diff':
+        return runCommand(
+          argv,
+          async () => {
+            if (argv.left === undefined || argv.right === undefined) {
+              throw new OsbuilderError('USAGE', 'kernel diff needs two sides', 'e.g. osbuilder kernel diff ours kata/tools/packaging/kernel/configs/fragments');
+            }
+            return diffKernel({ left: argv.left, right: argv.right, arch: argv.arch, gpu: argv.gpu, confidential: argv.confidential, kernelDir: argv['kernel-dir'], fragments: argv.fragment });
+          },
+          diffLines,
+        );
       case 'setup':
         return runCommand(argv, () => setupKernel(common), (r) =>
           [`kernel tree ${r.kernelDir}`, `  Linux ${r.version} ${r.arch} ${r.variant}, kata_config_version ${r.configVersion}`, `  .config ${r.config}`, `  source sha256 ${r.source.sha256 || '(existing tree)'}${r.source.reused ? ' (reused)' : ''}`, ...verifyLines(r.verify)].join('\n'),

@@ -85,6 +85,17 @@ describe('kernel setup/config on linux-source-6.1', () => {
     expect(r.stderr).toMatch(/^config for Linux 6\.1\.\d+ x86_64 default .*: verified$/m);
   });
 
+  it('diff ours <tree>/.config -k <tree>: our resolved config is the one setup wrote, grouped by the Kconfig menus of the tree', async () => {
+    const r = await runCli(['kernel', 'diff', 'ours', join(tree, '.config'), '-a', 'x86_64', '-k', tree, '--json'], { timeout: 5 * 60_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.json.left).toMatchObject({ source: 'ours', kind: 'ours-resolved', detail: expect.stringContaining(`make olddefconfig in ${tree} (Linux 6.1.`) });
+    expect(r.json.right).toMatchObject({ source: join(tree, '.config'), kind: 'config' });
+    expect(r.json.grouping).toEqual({ by: 'kconfig', tree, from: '--kernel-dir' });
+    expect(r.json.groups).toEqual([]);
+    expect(r.json.counts).toMatchObject({ onlyLeft: 0, onlyRight: 0, differ: 0 });
+    expect(r.json.counts.same).toBeGreaterThan(500);
+  });
+
   it('config --json with a dropped option prints {"error": {...}} listing the failed options with their reasons, exits 1, writes no -o file', async () => {
     const frag = join(work, 'drop.conf');
     const out = join(work, 'drop.config');

@@ -101,6 +101,7 @@ describe('readKconfig', () => {
     expect(drv.type).toBe('tristate');
     expect(drv.deps.map((d) => `${d.origin}:${formatExpr(d.expr)}@${d.line}`)).toEqual(['menu:HAS_IOMEM@5', 'depends on:PCI@10']);
     expect(drv.visibleIf.map((d) => formatExpr(d.expr))).toEqual(['EXPERT']);
+    expect(drv.menus).toEqual(['Drivers']);
     expect(drv.prompts[0]!.text).toBe('driver');
     expect(formatExpr(drv.prompts[0]!.cond!)).toBe('BLOCK && PCI');
     const sub = tree.symbols.get('SUB')![0]!;
