@@ -256,11 +256,16 @@ async function packageVersion(pkg: string): Promise<string> {
 
 /** What the native toolchain is: the compiler's version, musl's, protobuf-c's. */
 async function toolchainIdentity(cmd: string, arch: AgentArch, crossMusl: boolean): Promise<string> {
-  const r = await start(cmd, ['--version'], { reject: false });
+  // musl-gcc wraps gcc; the musl version matters too. The probes run at once (every build asks).
+  const withMusl = crossMusl || cmd === 'musl-gcc';
+  const [r, musl, compiler, lib] = await Promise.all([
+    start(cmd, ['--version'], { reject: false }),
+    withMusl ? packageVersion(`musl-dev:${DEBIAN_ARCH[arch]}`) : undefined,
+    packageVersion('protobuf-c-compiler'),
+    packageVersion('libprotobuf-c-dev'),
+  ]);
   const first = String(r.stdout).split('\n')[0] ?? '';
-  // musl-gcc wraps gcc; the musl version matters too.
-  const musl = crossMusl || cmd === 'musl-gcc' ? ` musl ${await packageVersion(`musl-dev:${DEBIAN_ARCH[arch]}`)}` : '';
-  return `${first}${musl} protobuf-c ${await packageVersion('protobuf-c-compiler')}/${await packageVersion('libprotobuf-c-dev')}`;
+  return `${first}${withMusl ? ` musl ${musl}` : ''} protobuf-c ${compiler}/${lib}`;
 }
 
 const COMPILE_HINT = 'the agent sources must compile cleanly; rerun with --debug to see the compiler output';

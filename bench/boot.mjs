@@ -8,21 +8,24 @@
 // over 9p, the default busybox container), for that initrd and for an ext4
 // image of the same tree, beside boot to agent ready of the same boot.
 // Needs `npm run build`. Usage: node bench/boot.mjs
-//   OSBUILDER_BENCH_KERNEL=<bzImage>   our kernel (default: the guest kernel the tests build and cache)
+//   OSBUILDER_BENCH_KERNEL=<bzImage>   our kernel (default: see ourKernel(); the one used is printed)
 //   OSBUILDER_BENCH_RUNS=<n>            boots per side (default 3; the median is reported)
 import { execa } from 'execa';
-import { mkdir, mkdtemp, readdir, rm, stat, symlink, copyFile, chmod, rename } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, copyFile, chmod, rename } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { planQemu, Vm, resolveAccel, findQemu, boot } from '../dist/runtime/index.js';
 import { buildImage } from '../dist/image-builder/index.js';
 import { defaultAgentBinary } from '../dist/agent/index.js';
 import { configureLog } from '../dist/core/log.js';
+import { cacheRoot } from '../dist/core/cache.js';
+import { mainIfRun } from './lib/rows.mjs';
 
 const GOAL = '≤ 0.6×';
 const CONTAINER_GOAL_MS = { initrd: 1500, image: 3000 };
 const RUNS = Number(process.env.OSBUILDER_BENCH_RUNS ?? 3);
+const REPO = fileURLToPath(new URL('..', import.meta.url));
 const TEST_CACHE = process.env.OSBUILDER_TEST_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'osbuilder-test');
 
 async function exists(p) {
@@ -49,15 +52,33 @@ async function debianCloudKernel() {
   return join(boot, f);
 }
 
-/** Our guest kernel: $OSBUILDER_BENCH_KERNEL, else the one the test suite built (test/support/kernel.ts caches it). */
-async function ourKernel() {
-  if (process.env.OSBUILDER_BENCH_KERNEL) return process.env.OSBUILDER_BENCH_KERNEL;
-  const stage = join(TEST_CACHE, 'build-cache', 'kernel-default');
+/** The newest kernel-default entry's vmlinuz in a build cache (by the entry's createdAt). */
+async function cachedKernel(root) {
+  const stage = join(root, 'kernel-default');
+  let best;
   for (const key of await readdir(stage).catch(() => [])) {
-    const f = (await readdir(join(stage, key)).catch(() => [])).find((n) => n.startsWith('vmlinuz-'));
-    if (f) return join(stage, key, f);
+    const entry = JSON.parse(await readFile(join(stage, key, 'entry.json'), 'utf8').catch(() => '{}'));
+    const f = Object.keys(entry.files ?? {}).find((n) => n.startsWith('vmlinuz-'));
+    if (f && (!best || entry.createdAt > best.createdAt)) best = { path: join(stage, key, f), createdAt: entry.createdAt };
   }
-  throw new Error('no guest kernel: run the kernel integration tests once (they build and cache it), or set OSBUILDER_BENCH_KERNEL');
+  return best?.path;
+}
+
+/**
+ * Our guest kernel, the first of: --kernel / $OSBUILDER_BENCH_KERNEL; the build
+ * cache's newest kernel-default entry ($OSBUILDER_CACHE_DIR, else
+ * $XDG_CACHE_HOME/osbuilder: what `osbuilder build` made); ./out's install
+ * (`bash scripts/build.sh`'s default prefix); the test suite's cache.
+ */
+export async function ourKernel() {
+  if (process.env.OSBUILDER_BENCH_KERNEL) return { path: process.env.OSBUILDER_BENCH_KERNEL, from: 'OSBUILDER_BENCH_KERNEL' };
+  const cache = await cachedKernel(cacheRoot());
+  if (cache) return { path: cache, from: `build cache ${cacheRoot()}` };
+  const out = join(REPO, 'out/usr/share/kata-containers/vmlinuz.container');
+  if (await exists(out)) return { path: await realpath(out), from: `install ${join(REPO, 'out')}` };
+  const test = await cachedKernel(join(TEST_CACHE, 'build-cache'));
+  if (test) return { path: test, from: `test cache ${TEST_CACHE}` };
+  throw new Error(`no guest kernel: none in ${cacheRoot()} nor ${out}; run bash scripts/build.sh, or pass --kernel <bzImage> (OSBUILDER_BENCH_KERNEL)`);
 }
 
 /** busybox + the agent as /init and /sbin/init, as a newc cpio, gzip (Kata's format); and its tree. */
@@ -104,7 +125,6 @@ async function containerRows({ accel, reason, kernel, initrd, image }) {
       name: `boot to container output (${kind}) vs to agent ready, ${accel}`,
       ours_ms: out,
       baseline_ms: ready,
-      ratio: out / ready,
       goal: `≤ ${CONTAINER_GOAL_MS[kind] / 1000} s`,
       note: `median of ${RUNS}; accel ${accel} (${reason}); output ${runs.map((x) => Math.round(x.outputMs)).join('/')} ms; CreateSandbox (9p) + CreateContainer + StartContainer + ReadStdout; our kernel, 512 MiB`,
     });
@@ -139,7 +159,10 @@ export async function run() {
     const qemu = (await findQemu('qemu-system-x86_64')).path;
     if (!qemu) throw new Error('qemu-system-x86_64 is not installed');
     const { accel, reason } = await resolveAccel('auto', qemu);
-    const [ours, debian, { initrd, root }] = [await ourKernel(), await debianCloudKernel(), await agentInitrd(work)];
+    const kernel = await ourKernel();
+    process.stderr.write(`bench: boot: our kernel ${kernel.path} (from ${kernel.from})\n`);
+    const ours = kernel.path;
+    const [debian, { initrd, root }] = [await debianCloudKernel(), await agentInitrd(work)];
     const image = join(work, 'agent.img');
     await buildImage({ rootfs: root, output: image });
     const o = [];
@@ -155,9 +178,8 @@ export async function run() {
         name: `boot to agent ready (ours) vs to /init (Debian cloud kernel), ${accel}`,
         ours_ms: om,
         baseline_ms: dm,
-        ratio: om / dm,
         goal: GOAL,
-        note: `median of ${RUNS}; accel ${accel} (${reason}); ours ${o.map(Math.round).join('/')} ms, debian ${d.map(Math.round).join('/')} ms; same busybox+agent initrd, 512 MiB, 1 vCPU`,
+        note: `median of ${RUNS}; accel ${accel} (${reason}); ours ${o.map(Math.round).join('/')} ms, debian ${d.map(Math.round).join('/')} ms; same busybox+agent initrd, 512 MiB, 1 vCPU; our kernel from ${kernel.from}`,
       },
       ...(await containerRows({ accel, reason, kernel: ours, initrd, image })),
     ];
@@ -166,10 +188,4 @@ export async function run() {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const rows = await run();
-  const fmt = (v, d = 0) => (typeof v === 'number' ? v.toFixed(d) : String(v ?? ''));
-  console.log('| case | ours ms | baseline ms | ratio | goal | note |');
-  console.log('|---|---|---|---|---|---|');
-  for (const r of rows) console.log(`| ${r.name} | ${fmt(r.ours_ms)} | ${fmt(r.baseline_ms)} | ${fmt(r.ratio, 2)} | ${r.goal} | ${r.note} |`);
-}
+await mainIfRun(import.meta.url, run);

@@ -2,9 +2,10 @@
 // `osbuilder build` with no input change (everything from the cache, boot
 // tests already passed, install untouched) against the least a pipeline must
 // do to trust an existing install: `sha256sum -c SHA256SUMS` over it.
-// Goal: the warm rebuild ≤ 2 s. The first run fills the cache (cold row: the
-// debian image, busybox initrd and kernel, boot-tested), unless the cache
-// already has them.
+// Goal: the warm rebuild ≤ 1 s. A first build into the empty prefix fills the
+// cache (the debian image, busybox initrd and kernel, boot-tested) unless it
+// has them; its time is in the note. Warm builds after it check the install
+// by its record (pipeline/record.ts), hashing only files whose stat changed.
 //   OSBUILDER_BENCH_CACHE   build cache to use (default: the test suite's, whose kernel it reuses)
 //   OSBUILDER_BENCH_RUNS    warm runs per side (default 3; the median is reported)
 // Needs `npm run build`. Usage: node bench/build.mjs
@@ -12,7 +13,8 @@ import { execa } from 'execa';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
+import { mainIfRun } from './lib/rows.mjs';
 
 const RUNS = Number(process.env.OSBUILDER_BENCH_RUNS ?? 3);
 const TEST_CACHE = process.env.OSBUILDER_TEST_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'osbuilder-test');
@@ -45,14 +47,17 @@ export async function run() {
     const ours = median(warm);
     const baseline = median(sums);
     return [
-      { name: 'first build into an empty prefix (what the cache lacked was built)', ours_ms: cold, note: 'cold or partly cached' },
-      { name: 'warm rebuild vs sha256sum -c of the install', ours_ms: ours, baseline_ms: baseline, ratio: ours / baseline, goal: 'ours ≤ 2000 ms', note: ours <= 2000 ? 'goal met' : 'goal missed' },
+      {
+        name: 'warm rebuild vs sha256sum -c of the install',
+        ours_ms: ours,
+        baseline_ms: baseline,
+        goal: 'ours ≤ 1000 ms',
+        note: `${ours <= 1000 ? 'goal met' : 'goal missed'}; median of ${RUNS}: ours ${warm.map(Math.round).join('/')} ms, sha256sum ${sums.map(Math.round).join('/')} ms; first build into the empty prefix ${Math.round(cold)} ms`,
+      },
     ];
   } finally {
     await rm(prefix, { recursive: true, force: true });
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  for (const r of await run()) console.log(JSON.stringify(r));
-}
+await mainIfRun(import.meta.url, run);

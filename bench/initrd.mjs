@@ -9,9 +9,9 @@ import { execa } from 'execa';
 import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { buildInitrd, CODECS, COMPRESSIONS, DEFAULT_COMPRESSION } from '../dist/initrd-builder/index.js';
 import { configureLog } from '../dist/core/log.js';
+import { mainIfRun } from './lib/rows.mjs';
 
 const RUNS = Number(process.env.OSBUILDER_BENCH_RUNS ?? 1);
 const TEST_CACHE = process.env.OSBUILDER_TEST_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'osbuilder-test');
@@ -41,7 +41,7 @@ async function cachedDir(name, build) {
 /** Same caches as test/support/fixtures.ts (debianMinbaseRootfs) and test/support/initrd.ts (debianMinbaseWithInit). */
 async function debianWithInit() {
   const base = await cachedDir('debian-minbase-bookworm', (dir) =>
-    execa('mmdebstrap', ['--variant=minbase', '--mode=root', '--skip=cleanup/apt/lists', 'bookworm', dir, MIRROR], { stdio: 'inherit' }),
+    execa('mmdebstrap', ['--variant=minbase', '--mode=root', '--skip=cleanup/apt/lists', 'bookworm', dir, MIRROR], { stdio: ['ignore', 2, 2] }),
   );
   return cachedDir('debian-minbase-bookworm-init', async (dir) => {
     await execa('cp', ['-a', '--', `${base}/.`, dir]);
@@ -102,7 +102,6 @@ export async function run() {
       name: `time: default (${label(DEFAULT_COMPRESSION)}) vs find|cpio|gzip -9`,
       ours_ms: dm,
       baseline_ms: bm,
-      ratio: dm / bm,
       goal: '≤ 0.25× (≥ 4× faster)',
       note: `${(bm / dm).toFixed(1)}× faster; Debian minbase, ${RUNS} run(s), ours includes read-back verification`,
     });
@@ -110,7 +109,6 @@ export async function run() {
       name: `size: default (${label(DEFAULT_COMPRESSION)}) vs find|cpio|gzip -9`,
       ours_bytes: sizeOf[DEFAULT_COMPRESSION],
       baseline_bytes: baseSize,
-      ratio: sizeOf[DEFAULT_COMPRESSION] / baseSize,
       goal: '≤ 1.0',
       note: `${mb(sizeOf[DEFAULT_COMPRESSION])} vs ${mb(baseSize)}`,
     });
@@ -120,7 +118,6 @@ export async function run() {
         name: `codec ${label(c)}`,
         ours_ms: m,
         baseline_ms: bm,
-        ratio: m / bm,
         goal: '',
         note: `size ${mb(sizeOf[c])} (${(sizeOf[c] / baseSize).toFixed(3)}× gzip -9's)`,
       });
@@ -131,10 +128,4 @@ export async function run() {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const rows = await run();
-  const fmt = (v, d = 0) => (typeof v === 'number' ? v.toFixed(d) : String(v ?? ''));
-  console.log('| case | ours ms | baseline ms | ratio | goal | note |');
-  console.log('|---|---|---|---|---|---|');
-  for (const r of rows) console.log(`| ${r.name} | ${fmt(r.ours_ms)} | ${fmt(r.baseline_ms)} | ${fmt(r.ratio, 2)} | ${r.goal} | ${r.note} |`);
-}
+await mainIfRun(import.meta.url, run);

@@ -8,10 +8,10 @@ import { execa } from 'execa';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { buildRootfs, ensureDebianBase, resolveRootfsOptions } from '../dist/rootfs-builder/index.js';
 import { defaultAgentBinary } from '../dist/agent/index.js';
 import { configureLog } from '../dist/core/log.js';
+import { mainIfRun } from './lib/rows.mjs';
 
 const GOAL = '≤ 1.3×';
 const MIRROR = process.env.OSBUILDER_TEST_MIRROR ?? 'http://deb.debian.org/debian';
@@ -46,18 +46,12 @@ export async function run() {
     const warm = await ours('warm');
     const note = `packages: ${packages.join(' ')}`;
     return [
-      { name: 'debian bookworm systemd, cold (builder image built)', ours_ms: cold, baseline_ms: base1, ratio: cold / base1, goal: GOAL, note: `baseline: bare mmdebstrap; ${note}` },
-      { name: 'debian bookworm systemd, warm (builder image cached)', ours_ms: warm, baseline_ms: base2, ratio: warm / base2, goal: GOAL, note: 'same package set' },
+      { name: 'debian bookworm systemd, cold (builder image built)', ours_ms: cold, baseline_ms: base1, goal: GOAL, note: `baseline: bare mmdebstrap; ${note}` },
+      { name: 'debian bookworm systemd, warm (builder image cached)', ours_ms: warm, baseline_ms: base2, goal: GOAL, note: 'same package set' },
     ];
   } finally {
     await rm(work, { recursive: true, force: true });
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const rows = await run();
-  const fmt = (v, d = 0) => (typeof v === 'number' ? v.toFixed(d) : String(v ?? ''));
-  console.log('| case | ours ms | mmdebstrap ms | ratio | goal |');
-  console.log('|---|---|---|---|---|');
-  for (const r of rows) console.log(`| ${r.name} | ${fmt(r.ours_ms)} | ${fmt(r.baseline_ms)} | ${fmt(r.ratio, 2)} | ${r.goal} |`);
-}
+await mainIfRun(import.meta.url, run);

@@ -11,6 +11,7 @@ import { dirname, join, relative } from 'node:path';
 import { sha256 } from '../core/hash.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { firstDifference, switchTrees, treeDigest, type SwitchOutcome } from './switch.js';
+import { fsClock, readRecord, stampFile, writeRecord, type Stamped } from './record.js';
 import { ownerTag } from '../core/owner.js';
 import { removeDeadTemps } from '../core/atomic.js';
 
@@ -97,19 +98,36 @@ async function copyIn(from: string, to: string): Promise<void> {
 }
 
 /**
+ * Whether the tree at `dest` is exactly `planned`. Files the record vouches
+ * for are not hashed; what had to be hashed is recorded for next time.
+ */
+async function holdsPlanned(dest: string, planned: Map<string, string>): Promise<boolean> {
+  const known = await readRecord(dest);
+  const clock = await fsClock(dest).catch(() => undefined);
+  if (clock === undefined) return false;
+  const seen = new Map<string, Stamped>();
+  const digest = await treeDigest(dest, { known, seen }).catch(() => undefined);
+  if (!digest || firstDifference(digest, planned) !== undefined) return false;
+  if ([...seen].some(([rel, f]) => known.get(rel)?.stamp !== f.stamp)) await writeRecord(dest, seen, clock);
+  return true;
+}
+
+/**
  * Stages every entry beside its destination directory and switches the trees
- * in. An install identical to the plan is left alone without staging.
+ * in. An install identical to the plan is left alone without staging. The
+ * files staged here are recorded with the sha256 of what was copied in.
  */
 export async function writeInstall(prefix: string, entries: InstallEntry[], force: boolean): Promise<SwitchOutcome> {
   const roots = [SHARE, DEFAULTS];
-  const digests = await Promise.all(roots.map((r) => treeDigest(join(prefix, r)).catch(() => undefined)));
-  if (roots.every((r, i) => digests[i] && firstDifference(digests[i]!, plannedDigest(entries, r)) === undefined)) return 'unchanged';
+  const held = await Promise.all(roots.map((r) => holdsPlanned(join(prefix, r), plannedDigest(entries, r))));
+  if (held.every(Boolean)) return 'unchanged';
 
   const staged = roots.map((r) => join(prefix, dirname(r), `.${r.split('/').pop()}.staged-${ownerTag()}`));
+  const stamps = roots.map(() => new Map<string, Stamped>());
   const cleanup = () => Promise.all(staged.map((s) => rm(s, { recursive: true, force: true }))).then(() => undefined);
   const unregister = onInterrupt(cleanup);
   try {
-    for (const r of roots) await removeDeadTemps(join(prefix, dirname(r)), `.${r.split('/').pop()}.staged-`);
+    for (const r of roots) await removeDeadTemps(join(prefix, dirname(r)), `.${r.split('/').pop()}.`);
     for (const s of staged) await mkdir(s, { recursive: true });
     for (const e of entries) {
       const i = roots.findIndex((r) => e.path.startsWith(`${r}/`));
@@ -119,7 +137,16 @@ export async function writeInstall(prefix: string, entries: InstallEntry[], forc
       else if (e.kind === 'text') await writeFile(dest, e.content);
       else await symlink(e.target, dest);
     }
-    return await switchTrees(roots.map((r, i) => ({ staged: staged[i]!, dest: join(prefix, r) })), force);
+    // Stamps after every write (the renames below keep them): a file still changing in this tick is left unrecorded.
+    const clocks = await Promise.all(staged.map((s) => fsClock(s)));
+    for (const e of entries) {
+      const i = roots.findIndex((r) => e.path.startsWith(`${r}/`));
+      const rel = relative(roots[i]!, e.path);
+      if (e.kind !== 'link') stamps[i]!.set(rel, { ...(await stampFile(join(staged[i]!, rel))), sha256: e.kind === 'file' ? e.sha256 : sha256(e.content) });
+    }
+    const outcome = await switchTrees(roots.map((r, i) => ({ staged: staged[i]!, dest: join(prefix, r) })), force);
+    if (outcome !== 'unchanged') for (const [i, r] of roots.entries()) await writeRecord(join(prefix, r), stamps[i]!, clocks[i]!);
+    return outcome;
   } finally {
     await cleanup();
     unregister();
@@ -136,7 +163,8 @@ export async function carriedEntries(prefix: string, planned: InstallEntry[]): P
   const paths = new Set(planned.map((e) => e.path));
   const out: InstallEntry[] = [];
   for (const root of [SHARE, DEFAULTS]) {
-    const digest = await treeDigest(join(prefix, root)).catch(() => undefined);
+    const dest = join(prefix, root);
+    const digest = await treeDigest(dest, { known: await readRecord(dest) }).catch(() => undefined);
     for (const [rel, v] of digest ?? []) {
       const path = `${root}/${rel}`;
       if (v === 'dir' || paths.has(path) || regenerated(path)) continue;

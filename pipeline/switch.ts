@@ -8,13 +8,24 @@ import { lstat, mkdir, readdir, readlink, rename, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { sha256File } from '../core/hash.js';
+import { stampFile, type Known, type Stamped } from './record.js';
 
 /**
  * A tree's content: relative path -> "file:<sha256>" | "link:<target>" | "dir".
  * With `metadata`, each value also carries mode, owner and mtime (what an
- * image or archive of the tree records).
+ * image or archive of the tree records). A file whose stamp matches `known`
+ * takes its recorded sha256 instead of being hashed; `seen` collects every
+ * file's stamp and sha256 (for a new record).
  */
-export async function treeDigest(root: string, opts: { metadata?: boolean } = {}): Promise<Map<string, string>> {
+export async function treeDigest(root: string, opts: { metadata?: boolean; known?: Known; seen?: Map<string, Stamped> } = {}): Promise<Map<string, string>> {
+  async function fileSha(p: string, rel: string): Promise<string> {
+    if (!opts.known && !opts.seen) return sha256File(p);
+    const s = await stampFile(p);
+    const k = opts.known?.get(rel);
+    const sha = k?.stamp === s.stamp ? k.sha256 : await sha256File(p);
+    opts.seen?.set(rel, { ...s, sha256: sha });
+    return sha;
+  }
   const out = new Map<string, string>();
   async function walk(dir: string): Promise<void> {
     for (const name of (await readdir(dir)).sort()) {
@@ -26,7 +37,7 @@ export async function treeDigest(root: string, opts: { metadata?: boolean } = {}
       else if (st.isDirectory()) {
         out.set(rel, `dir${meta}`);
         await walk(p);
-      } else out.set(rel, `${st.isFile() ? `file:${await sha256File(p)}` : `special:${st.rdev}`}${meta}`);
+      } else out.set(rel, `${st.isFile() ? `file:${await fileSha(p, rel)}` : `special:${st.rdev}`}${meta}`);
     }
   }
   await walk(root);

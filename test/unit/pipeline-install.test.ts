@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, readFile, readdir, readlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { carriedEntries, DEFAULTS, plannedDigest, renderQemuConfig, renderSha256Sums, SHARE, writeInstall, type InstallEntry } from '../../pipeline/install.js';
 import { artifactEntries, configEntries } from '../../pipeline/build.js';
 import { planBuild } from '../../pipeline/plan.js';
 import { treeDigest } from '../../pipeline/switch.js';
+import { fsClock, readRecord, recordPath } from '../../pipeline/record.js';
 import { parseConfig } from '../../runtime/config.js';
 import { sha256 } from '../../core/hash.js';
 import type { KernelArtifact, RootfsArtifact } from '../../pipeline/stages.js';
@@ -114,8 +115,77 @@ describe('writeInstall', () => {
     expect(await readFile(join(prefix, SHARE, 'a.image'), 'utf8')).toBe('B');
     expect(await readFile(join(prefix, SHARE, 'vmlinuz-1'), 'utf8')).toBe('K');
     expect(await readlink(join(prefix, SHARE, 'kata-containers.img'))).toBe('a.image');
-    // No staged or old trees are left beside the install.
-    expect((await readdir(join(prefix, 'usr/share'))).sort()).toEqual(['defaults', 'kata-containers']);
-    expect((await readdir(join(prefix, 'usr/share/defaults')))).toEqual(['kata-containers']);
+    // No staged or old trees (or clock probes) are left beside the install, only its record.
+    expect((await readdir(join(prefix, 'usr/share'))).sort()).toEqual(['.kata-containers.record.json', 'defaults', 'kata-containers']);
+    expect((await readdir(join(prefix, 'usr/share/defaults'))).sort()).toEqual(['.kata-containers.record.json', 'kata-containers']);
+  });
+});
+
+/** Returns once the filesystem's clock beside `path` has moved past the file's ctime (a condition, not a delay). */
+async function pastCtime(path: string): Promise<void> {
+  const { ctimeNs } = await lstat(path, { bigint: true });
+  while ((await fsClock(path)) <= ctimeNs);
+}
+
+describe('warm install check (the record)', () => {
+  async function installed() {
+    const d = await mkdtemp(join(tmpdir(), 'osb-record-'));
+    const src = join(d, 'src');
+    await mkdir(src);
+    const prefix = join(d, 'prefix');
+    const entries: InstallEntry[] = [await sourceFile(src, 'a.image', 'AAAA'), { kind: 'text', path: `${DEFAULTS}/configuration-qemu.toml`, content: 'x = 1\n' }];
+    expect(await writeInstall(prefix, entries, false)).toBe('installed');
+    const image = join(prefix, SHARE, 'a.image');
+    // Recorded once its ctime is older than a check's clock probe: wait for the clock, then check.
+    await pastCtime(image);
+    expect(await writeInstall(prefix, entries, false)).toBe('unchanged');
+    expect((await readRecord(join(prefix, SHARE))).get('a.image')?.sha256).toBe(sha256('AAAA'));
+    return { prefix, entries, image };
+  }
+
+  it('an unchanged install is unchanged, and a recorded file is not hashed again', async () => {
+    const { prefix, entries } = await installed();
+    expect(await writeInstall(prefix, entries, false)).toBe('unchanged');
+    // The digest takes the recorded sha256 while the stamp matches (a lie in the record shows through).
+    const record = JSON.parse(await readFile(recordPath(join(prefix, SHARE)), 'utf8'));
+    record['a.image'].sha256 = sha256('other');
+    await writeFile(recordPath(join(prefix, SHARE)), JSON.stringify(record));
+    expect((await treeDigest(join(prefix, SHARE), { known: await readRecord(join(prefix, SHARE)) })).get('a.image')).toBe(`file:${sha256('other')}`);
+  });
+
+  it('a changed installed file is detected', async () => {
+    const { prefix, entries, image } = await installed();
+    await writeFile(image, 'BB');
+    await expect(writeInstall(prefix, entries, false)).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
+    expect(await writeInstall(prefix, entries, true)).toBe('replaced');
+    expect(await readFile(image, 'utf8')).toBe('AAAA');
+  });
+
+  it('a file changed in place with its size and mtime restored is detected (its ctime moved)', async () => {
+    const { prefix, entries, image } = await installed();
+    // A whole-second mtime can be restored exactly; record the file with it.
+    await utimes(image, 1700000000, 1700000000);
+    await pastCtime(image);
+    expect(await writeInstall(prefix, entries, false)).toBe('unchanged');
+    const recorded = (await readRecord(join(prefix, SHARE))).get('a.image')?.stamp;
+    const before = await lstat(image, { bigint: true });
+    expect(recorded).toContain(`:${before.mtimeNs}:${before.ctimeNs}`);
+    await pastCtime(image);
+    const fh = await open(image, 'r+');
+    await fh.write('ZZZZ', 0);
+    await fh.close();
+    await utimes(image, 1700000000, 1700000000);
+    const after = await lstat(image, { bigint: true });
+    expect([after.ino, after.size, after.mtimeNs]).toEqual([before.ino, before.size, before.mtimeNs]);
+    await expect(writeInstall(prefix, entries, false)).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
+  });
+
+  it('a missing or corrupt record only means hashing everything', async () => {
+    const { prefix, entries, image } = await installed();
+    await writeFile(recordPath(join(prefix, SHARE)), '{not json');
+    expect(await writeInstall(prefix, entries, false)).toBe('unchanged');
+    await writeFile(image, 'CCCC');
+    await writeFile(recordPath(join(prefix, SHARE)), '{not json');
+    await expect(writeInstall(prefix, entries, false)).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
   });
 });
