@@ -10,3 +10,13 @@ export async function failure(p: Promise<unknown>): Promise<OsbuilderError> {
   expect(err).toBeInstanceOf(OsbuilderError);
   return err as OsbuilderError;
 }
+
+/** The code of the OsbuilderError `fn` throws (another error's text; undefined when it returns). */
+export function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return err instanceof OsbuilderError ? err.code : String(err);
+  }
+  return undefined;
+}

@@ -5,16 +5,8 @@ import { parseArch, ARCHES } from '../../kernel/arch.js';
 import { checksumFromSums, kernelOrgSumsUrl, kernelOrgUrl, parseKernelVersion, versionFromMakefile, versionMatches } from '../../kernel/version.js';
 import { planSource } from '../../kernel/source.js';
 import { runArgv } from '../../core/docker.js';
-import { OsbuilderError } from '../../core/errors.js';
+import { codeOf as code } from '../support/errors.js';
 
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof OsbuilderError ? e.code : String(e);
-  }
-  return undefined;
-}
 
 describe('planBuild', () => {
   it('x86_64 default: one make for bzImage + vmlinux with -j and ARCH, no modules', () => {

@@ -16,6 +16,7 @@ import { diffKernel } from '../../kernel/index.js';
 import { kernelCommand } from '../../cli/commands/kernel.js';
 import { OsbuilderError } from '../../core/errors.js';
 import { failure } from '../support/errors.js';
+import { codeOf } from '../support/errors.js';
 
 function tree(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'osb-kdiff-'));
@@ -26,14 +27,6 @@ function tree(files: Record<string, string>): string {
   return dir;
 }
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof OsbuilderError ? err.code : String(err);
-  }
-  return undefined;
-}
 
 // The hand-made pair: A and B share SAME, disagree on TRI (y/m), NR (numbers), NAME (strings),
 // each enables what the other lacks, and OFF_A/OFF_B are "is not set" on one side and absent on the other.

@@ -15,7 +15,7 @@ import {
   FRAGMENTS_DIR,
 } from '../../kernel/fragments.js';
 import type { Arch } from '../../kernel/arch.js';
-import { OsbuilderError } from '../../core/errors.js';
+import { codeOf } from '../support/errors.js';
 
 /**
  * kata_config_version -> sha256 of every fragment file (fragmentsHash). When the
@@ -25,14 +25,6 @@ const RECORDED: Record<string, string> = {
   '1': 'b0c7e836d9d0e3593cf5d6b31e788535e69a1b6cbf9a046e32fc355ff0995ed4',
 };
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof OsbuilderError ? err.code : String(err);
-  }
-  return undefined;
-}
 
 describe('parseFragment', () => {
   it('reads y/m/numbers/strings and "is not set" lines with their line numbers', () => {
