@@ -17,6 +17,8 @@ import { lstat, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } 
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { sha256, sha256File } from './hash.js';
+import { atomicOutput } from './atomic.js';
+import { fsClock, stampFile } from './stamp.js';
 import { onInterrupt } from './cleanup.js';
 import { info, warn } from './log.js';
 import { lockHeld, lockOwner, removeIfDead, withLock } from './lock.js';
@@ -96,13 +98,10 @@ export class BuildCache {
       if ((await stat(dir).catch(() => undefined)) !== undefined) await this.discard(dir, 'unreadable entry.json');
       return undefined;
     }
-    for (const [name, want] of Object.entries(entry.files)) {
-      const path = join(dir, name);
-      const st = await stat(path).catch(() => undefined);
-      if (!st || st.size !== want.size || (await sha256File(path)) !== want.sha256) {
-        await this.discard(dir, `${name} does not match its stored sha256`);
-        return undefined;
-      }
+    const mismatch = await verifyFiles(dir, entry.files);
+    if (mismatch) {
+      await this.discard(dir, `${mismatch} does not match its stored sha256`);
+      return undefined;
     }
     const now = new Date();
     await utimes(join(dir, 'entry.json'), now, now).catch(() => undefined);
@@ -272,6 +271,29 @@ export class BuildCache {
     warn(`cache entry ${dir} is corrupt (${why}): rebuilding`);
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Stamps of an entry's files whose content was last hashed and matched (core/stamp.ts). */
+const VERIFIED = '.verified.json';
+
+/**
+ * The first file of an entry without its stored size and sha256, or undefined
+ * when all have them. A file is hashed unless its stamp is the one recorded
+ * when it last matched; what matched is recorded for the next lookup.
+ */
+async function verifyFiles(dir: string, files: CacheEntry['files']): Promise<string | undefined> {
+  const known = await readFile(join(dir, VERIFIED), 'utf8').then((t) => JSON.parse(t) as Record<string, string>, () => ({}) as Record<string, string>);
+  const clock = await fsClock(join(dir, VERIFIED));
+  const verified: Record<string, string> = {};
+  for (const [name, want] of Object.entries(files)) {
+    const path = join(dir, name);
+    const st = await stampFile(path).catch(() => undefined);
+    if (!st) return name;
+    if (known[name] !== st.stamp && ((await stat(path)).size !== want.size || (await sha256File(path)) !== want.sha256)) return name;
+    if (st.ctimeNs < clock) verified[name] = st.stamp;
+  }
+  if (canonicalJson(verified) !== canonicalJson(known)) await atomicOutput(join(dir, VERIFIED), (tmp) => writeFile(tmp, JSON.stringify(verified) + '\n'));
+  return undefined;
 }
 
 /** Bytes under `path` (not following links). */

@@ -11,7 +11,8 @@ import { dirname, join, relative } from 'node:path';
 import { sha256 } from '../core/hash.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { firstDifference, switchTrees, treeDigest, type SwitchOutcome } from './switch.js';
-import { fsClock, readRecord, stampFile, writeRecord, type Stamped } from './record.js';
+import { fsClock, stampFile, type Stamped } from '../core/stamp.js';
+import { readRecord, writeRecord } from './record.js';
 import { ownerTag } from '../core/owner.js';
 import { removeDeadTemps } from '../core/atomic.js';
 

@@ -9,18 +9,10 @@
  * same timestamp tick would not show) and is hashed next time.
  * The record is `.<root>.record.json` beside each install root.
  */
-import type { BigIntStats } from 'node:fs';
-import { lstat, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { atomicOutput } from '../core/atomic.js';
-import { ownerTag } from '../core/owner.js';
-
-/** What a file's stat says, and the sha256 its content had under that stat. */
-export interface Stamped {
-  stamp: string;
-  ctimeNs: bigint;
-  sha256: string;
-}
+import type { Stamped } from '../core/stamp.js';
 
 /** Relative path -> recorded stamp and sha256. */
 export type Known = Map<string, { stamp: string; sha256: string }>;
@@ -29,26 +21,6 @@ export function recordPath(root: string): string {
   return join(dirname(root), `.${basename(root)}.record.json`);
 }
 
-function stampOf(st: BigIntStats): string {
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
-
-export async function stampFile(path: string): Promise<{ stamp: string; ctimeNs: bigint }> {
-  const st = await lstat(path, { bigint: true });
-  return { stamp: stampOf(st), ctimeNs: st.ctimeNs };
-}
-
-/** The filesystem's clock beside `near`: the ctime of a file created there now. */
-export async function fsClock(near: string): Promise<bigint> {
-  const probe = join(dirname(near), `.${basename(near)}.clock.tmp-${ownerTag()}`);
-  const fh = await open(probe, 'wx');
-  try {
-    return (await fh.stat({ bigint: true })).ctimeNs;
-  } finally {
-    await fh.close();
-    await rm(probe, { force: true });
-  }
-}
 
 /** The record of `root`; empty when missing or unreadable (then every file is hashed). */
 export async function readRecord(root: string): Promise<Known> {

@@ -8,7 +8,8 @@ import { lstat, mkdir, readdir, readlink, rename, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { sha256File } from '../core/hash.js';
-import { stampFile, type Known, type Stamped } from './record.js';
+import { stampFile, type Stamped } from '../core/stamp.js';
+import type { Known } from './record.js';
 
 /**
  * A tree's content: relative path -> "file:<sha256>" | "link:<target>" | "dir".

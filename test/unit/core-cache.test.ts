@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, writeFile, readdir, truncate, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile, readdir, truncate, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BuildCache, cacheKey, canonicalJson } from '../../core/cache.js';
 import { ownerTag } from '../../core/owner.js';
+import { fsClock, stampFile } from '../../core/stamp.js';
 import { liveProcess } from '../support/owner.js';
 
 async function cache(): Promise<BuildCache> {
@@ -156,5 +157,25 @@ describe('BuildCache', () => {
     } finally {
       await other.stop();
     }
+  });
+
+  it('hashes a file again only when its stamp changed since it last matched', async () => {
+    const c = await cache();
+    const { entry } = await c.obtain('initrd', 'k', {}, async (dir) => writeFile(join(dir, 'x'), 'abcdef'));
+    const file = join(entry.dir, 'x');
+    const { ctimeNs } = await stampFile(file);
+    while ((await fsClock(file)) <= ctimeNs);
+    expect(await c.lookup('initrd', 'k')).toBeDefined(); // hashed, matched: its stamp is recorded
+    // A recorded stamp is trusted: a wrong stored sha256 goes unnoticed while the file is untouched…
+    const json = join(entry.dir, 'entry.json');
+    const stored = JSON.parse(await readFile(json, 'utf8'));
+    stored.files.x.sha256 = '0'.repeat(64);
+    await writeFile(json, JSON.stringify(stored));
+    expect(await c.lookup('initrd', 'k')).toBeDefined();
+    // …and any change to the file, even with its size and mtime restored, makes it hashed again.
+    const before = await stat(file);
+    await writeFile(file, 'abcdeF');
+    await utimes(file, before.atime, before.mtime);
+    expect(await c.lookup('initrd', 'k')).toBeUndefined();
   });
 });

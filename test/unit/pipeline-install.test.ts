@@ -6,7 +6,8 @@ import { carriedEntries, DEFAULTS, plannedDigest, renderQemuConfig, renderSha256
 import { artifactEntries, configEntries } from '../../pipeline/build.js';
 import { planBuild } from '../../pipeline/plan.js';
 import { treeDigest } from '../../pipeline/switch.js';
-import { fsClock, readRecord, recordPath } from '../../pipeline/record.js';
+import { fsClock } from '../../core/stamp.js';
+import { readRecord, recordPath } from '../../pipeline/record.js';
 import { parseConfig } from '../../runtime/config.js';
 import { sha256 } from '../../core/hash.js';
 import type { KernelArtifact, RootfsArtifact } from '../../pipeline/stages.js';
