@@ -7,10 +7,14 @@
  * even when its size and mtime were restored. A file whose ctime is not older
  * than the clock probe taken before its stat is left out (a change within the
  * same timestamp tick would not show) and is hashed next time.
- * The record is `.<root>.record.json` beside each install root.
+ * The record lives in the build cache (install-records/, one file per install
+ * root), so the install tree holds nothing but Kata's files; a pruned record
+ * only means hashing everything once.
  */
-import { readFile, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { cacheRoot } from '../core/cache.js';
+import { sha256 } from '../core/hash.js';
 import { atomicOutput } from '../core/atomic.js';
 import type { Stamped } from '../core/stamp.js';
 
@@ -18,7 +22,7 @@ import type { Stamped } from '../core/stamp.js';
 export type Known = Map<string, { stamp: string; sha256: string }>;
 
 export function recordPath(root: string): string {
-  return join(dirname(root), `.${basename(root)}.record.json`);
+  return join(cacheRoot(), 'install-records', `${sha256(resolve(root)).slice(0, 32)}.json`);
 }
 
 
@@ -36,5 +40,6 @@ export async function readRecord(root: string): Promise<Known> {
 export async function writeRecord(root: string, files: Map<string, Stamped>, clock: bigint): Promise<void> {
   const obj: Record<string, { stamp: string; sha256: string }> = {};
   for (const [rel, f] of [...files].sort(([a], [b]) => (a < b ? -1 : 1))) if (f.ctimeNs < clock) obj[rel] = { stamp: f.stamp, sha256: f.sha256 };
+  await mkdir(dirname(recordPath(root)), { recursive: true });
   await atomicOutput(recordPath(root), (tmp) => writeFile(tmp, JSON.stringify(obj, null, 1) + '\n'));
 }

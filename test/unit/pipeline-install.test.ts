@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,11 @@ import { parseConfig } from '../../runtime/config.js';
 import { sha256 } from '../../core/hash.js';
 import type { KernelArtifact, RootfsArtifact } from '../../pipeline/stages.js';
 import { installNames } from '../../kernel/index.js';
+
+// Install records go to the build cache: this file's own.
+beforeAll(async () => {
+  process.env.OSBUILDER_CACHE_DIR = await mkdtemp(join(tmpdir(), 'osb-install-cache-'));
+});
 
 describe('configuration-qemu.toml', () => {
   it('is read back by the runtime without warnings; the image wins, the initrd is left commented', () => {
@@ -116,9 +121,10 @@ describe('writeInstall', () => {
     expect(await readFile(join(prefix, SHARE, 'a.image'), 'utf8')).toBe('B');
     expect(await readFile(join(prefix, SHARE, 'vmlinuz-1'), 'utf8')).toBe('K');
     expect(await readlink(join(prefix, SHARE, 'kata-containers.img'))).toBe('a.image');
-    // No staged or old trees (or clock probes) are left beside the install, only its record.
-    expect((await readdir(join(prefix, 'usr/share'))).sort()).toEqual(['.kata-containers.record.json', 'defaults', 'kata-containers']);
-    expect((await readdir(join(prefix, 'usr/share/defaults'))).sort()).toEqual(['.kata-containers.record.json', 'kata-containers']);
+    // No staged or old trees, clock probes or records are left beside the install: the record is in the cache.
+    expect((await readdir(join(prefix, 'usr/share'))).sort()).toEqual(['defaults', 'kata-containers']);
+    expect((await readdir(join(prefix, 'usr/share/defaults'))).sort()).toEqual(['kata-containers']);
+    expect(recordPath(join(prefix, SHARE)).startsWith(join(process.env.OSBUILDER_CACHE_DIR!, 'install-records') + '/')).toBe(true);
   });
 });
 
