@@ -9,6 +9,7 @@
 import type { BigIntStats } from 'node:fs';
 import { lstat, open, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { onInterrupt } from './cleanup.js';
 import { ownerTag } from './owner.js';
 
 /** What a file's stat says, and the sha256 its content had under that stat. */
@@ -30,11 +31,17 @@ export async function stampFile(path: string): Promise<{ stamp: string; ctimeNs:
 /** The filesystem's clock beside `near`: the ctime of a file created there now. */
 export async function fsClock(near: string): Promise<bigint> {
   const probe = join(dirname(near), `.${basename(near)}.clock.tmp-${ownerTag()}`);
-  const fh = await open(probe, 'wx');
+  const remove = () => rm(probe, { force: true });
+  const unregister = onInterrupt(remove);
   try {
-    return (await fh.stat({ bigint: true })).ctimeNs;
+    const fh = await open(probe, 'wx');
+    try {
+      return (await fh.stat({ bigint: true })).ctimeNs;
+    } finally {
+      await fh.close();
+    }
   } finally {
-    await fh.close();
-    await rm(probe, { force: true });
+    await remove();
+    unregister();
   }
 }
