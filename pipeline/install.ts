@@ -9,7 +9,8 @@
 import { copyFile, constants, link, mkdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { sha256 } from '../core/hash.js';
-import { onInterrupt } from '../core/cleanup.js';
+import { interruptedBy, onInterrupt } from '../core/cleanup.js';
+import { interruptedError } from '../core/errors.js';
 import { firstDifference, switchTrees, treeDigest, type SwitchOutcome } from './switch.js';
 import { fsClock, stampFile, type Stamped } from '../core/stamp.js';
 import { readRecord, writeRecord } from './record.js';
@@ -124,27 +125,30 @@ export async function writeInstall(prefix: string, entries: InstallEntry[], forc
   if (held.every(Boolean)) return 'unchanged';
 
   const staged = roots.map((r) => join(prefix, dirname(r), `.${r.split('/').pop()}.staged-${ownerTag()}`));
-  const stamps = roots.map(() => new Map<string, Stamped>());
   const cleanup = () => Promise.all(staged.map((s) => rm(s, { recursive: true, force: true }))).then(() => undefined);
-  const unregister = onInterrupt(cleanup);
+  // An interrupt lets the entry being written finish (else it lands after the removal), then removes the staged trees.
+  let writing: Promise<unknown> = Promise.resolve();
+  const unregister = onInterrupt(async () => {
+    await writing.catch(() => undefined);
+    await cleanup();
+  });
+  const notInterrupted = () => {
+    const signal = interruptedBy();
+    if (signal) throw interruptedError(signal);
+  };
   try {
     for (const r of roots) await removeDeadTemps(join(prefix, dirname(r)), `.${r.split('/').pop()}.`);
     for (const s of staged) await mkdir(s, { recursive: true });
     for (const e of entries) {
+      notInterrupted();
       const i = roots.findIndex((r) => e.path.startsWith(`${r}/`));
-      const dest = join(staged[i]!, relative(roots[i]!, e.path));
-      await mkdir(dirname(dest), { recursive: true });
-      if (e.kind === 'file') await (e.carried ? link(e.from, dest) : copyIn(e.from, dest));
-      else if (e.kind === 'text') await writeFile(dest, e.content);
-      else await symlink(e.target, dest);
+      writing = stageEntry(e, join(staged[i]!, relative(roots[i]!, e.path)));
+      await writing;
     }
     // Stamps after every write (the renames below keep them): a file still changing in this tick is left unrecorded.
     const clocks = await Promise.all(staged.map((s) => fsClock(s)));
-    for (const e of entries) {
-      const i = roots.findIndex((r) => e.path.startsWith(`${r}/`));
-      const rel = relative(roots[i]!, e.path);
-      if (e.kind !== 'link') stamps[i]!.set(rel, { ...(await stampFile(join(staged[i]!, rel))), sha256: e.kind === 'file' ? e.sha256 : sha256(e.content) });
-    }
+    const stamps = await Promise.all(roots.map((r, i) => stampStaged(entries, r, staged[i]!)));
+    notInterrupted();
     const outcome = await switchTrees(roots.map((r, i) => ({ staged: staged[i]!, dest: join(prefix, r) })), force);
     if (outcome !== 'unchanged') for (const [i, r] of roots.entries()) await writeRecord(join(prefix, r), stamps[i]!, clocks[i]!);
     return outcome;
@@ -152,6 +156,24 @@ export async function writeInstall(prefix: string, entries: InstallEntry[], forc
     await cleanup();
     unregister();
   }
+}
+
+async function stageEntry(e: InstallEntry, dest: string): Promise<void> {
+  await mkdir(dirname(dest), { recursive: true });
+  if (e.kind === 'file') await (e.carried ? link(e.from, dest) : copyIn(e.from, dest));
+  else if (e.kind === 'text') await writeFile(dest, e.content);
+  else await symlink(e.target, dest);
+}
+
+/** The stamps of the files staged for `root`, with the sha256 of what was put there. */
+async function stampStaged(entries: InstallEntry[], root: string, staged: string): Promise<Map<string, Stamped>> {
+  const stamps = new Map<string, Stamped>();
+  for (const e of entries) {
+    if (e.kind === 'link' || !e.path.startsWith(`${root}/`)) continue;
+    const rel = relative(root, e.path);
+    stamps.set(rel, { ...(await stampFile(join(staged, rel))), sha256: e.kind === 'file' ? e.sha256 : sha256(e.content) });
+  }
+  return stamps;
 }
 
 /** Files every build regenerates for the whole install, never carried over. */

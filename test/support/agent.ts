@@ -6,6 +6,7 @@
  * "listening on" line.
  */
 import { execa, type ResultPromise } from 'execa';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import { defaultAgentBinary } from '../../agent/index.js';
