@@ -182,9 +182,33 @@ async function removePartialTree(tmp: string): Promise<void> {
 }
 
 /**
+ * Feeds the decompressed archive to `sink` and waits for `done` (the sink's
+ * end or its error); a failed decompressor is `corrupt`.
+ */
+async function readDecompressed(tarball: string, compression: Compression, sink: NodeJS.WritableStream, done: Promise<Error | undefined>, corrupt: (detail: string) => OsbuilderError): Promise<void> {
+  if (compression === 'xz') {
+    const xz = start('xz', ['-dc', '--', tarball], { buffer: { stdout: false }, stdout: 'pipe', stderr: 'pipe', reject: false });
+    xz.stdout!.pipe(sink);
+    // A failed parse stops reading: stop xz too instead of leaving it blocked on a full pipe.
+    void done.then((err) => err && xz.kill());
+    const [r, err] = await Promise.all([xz, done]);
+    if ((r as { code?: string }).code === 'ENOENT') throw new OsbuilderError('TOOL_MISSING', 'xz is not installed', 'install xz-utils');
+    if (err) throw err;
+    if (r.exitCode !== 0) throw corrupt(String(r.stderr).trim().split('\n').pop() || `xz exit ${r.exitCode}`);
+    return;
+  }
+  const input = createReadStream(tarball);
+  input.pipe(sink);
+  const err = await done;
+  input.destroy();
+  if (err) throw err;
+}
+
+/**
  * Extracts `tarball` into `dest` (which must not exist), stripping the single
- * top-level directory. Extraction goes to a sibling temp dir that is renamed
- * only when the archive was complete and every entry passed checkTarEntry.
+ * top-level directory. node-tar's parser reads the whole archive first (every
+ * entry through checkTarEntry, the end-of-archive blocks seen); only then does
+ * GNU tar write it, into a sibling temp dir renamed into place when it is done.
  */
 export async function extractTarball(tarball: string, compression: Compression, dest: string): Promise<{ topDir: string; entries: number }> {
   const tmp = `${dest}.extract-${ownerTag()}`;
@@ -210,52 +234,30 @@ export async function extractTarball(tarball: string, compression: Compression, 
     await removePartialTree(tmp);
   });
   try {
-    const unpack = tar.x({
-      cwd: tmp,
-      strip: 1,
+    // 1. Read the archive with node-tar's parser only (no file written): every entry checked, the end seen.
+    const parser = tar.t({
       strict: true,
-      preservePaths: false,
-      // Ownership of the tarball is not kept (we may run as root).
-      preserveOwner: false,
       filter: (path, entry) => {
         const e = entry as unknown as { type: string; linkpath?: string };
         const r = checkTarEntry(path, e.type, e.linkpath, top);
         top = r.top;
-        if (r.why) {
-          violations.push({ path, why: r.why });
-          return false;
-        }
-        entries++;
-        return true;
+        if (r.why) violations.push({ path, why: r.why });
+        else entries++;
+        return false;
       },
       onwarn: (code, message) => warnings.push(`${code}: ${message}`),
     });
-    unpack.on('eof', () => (sawEnd = true));
-    stop = () => unpack.abort(interruption());
-    const done = new Promise<void>((resolve, reject) => {
-      unpack.on('finish', () => resolve());
-      unpack.on('error', (err: Error) => reject(err));
+    parser.on('eof', () => (sawEnd = true));
+    stop = () => parser.abort(interruption());
+    const parsed = new Promise<void>((resolve, reject) => {
+      parser.on('end', () => resolve());
+      parser.on('error', (err: Error) => reject(err));
     }).then(
       () => undefined,
       (err: Error) => err,
     );
-    settled = done;
-    if (compression === 'xz') {
-      const xz = start('xz', ['-dc', '--', tarball], { buffer: { stdout: false }, stdout: 'pipe', stderr: 'pipe', reject: false });
-      xz.stdout!.pipe(unpack as unknown as NodeJS.WritableStream);
-      // A failed unpack stops reading: stop xz too instead of leaving it blocked on a full pipe.
-      void done.then((err) => err && xz.kill());
-      const [r, err] = await Promise.all([xz, done]);
-      if ((r as { code?: string }).code === 'ENOENT') throw new OsbuilderError('TOOL_MISSING', 'xz is not installed', 'install xz-utils');
-      if (err) throw err;
-      if (r.exitCode !== 0) throw corrupt(String(r.stderr).trim().split('\n').pop() || `xz exit ${r.exitCode}`);
-    } else {
-      const input = createReadStream(tarball);
-      input.pipe(unpack as unknown as NodeJS.WritableStream);
-      const err = await done;
-      input.destroy();
-      if (err) throw err;
-    }
+    settled = parsed;
+    await readDecompressed(tarball, compression, parser as unknown as NodeJS.WritableStream, parsed, corrupt);
     if (violations.length) {
       throw new OsbuilderError(
         'INPUT_INVALID',
@@ -266,6 +268,14 @@ export async function extractTarball(tarball: string, compression: Compression, 
     if (!top || entries === 0) throw corrupt('no entries');
     if (!sawEnd) throw corrupt('it ends without the end-of-archive blocks (truncated)');
     if (warnings.length) debug(`tar warnings:\n${warnings.join('\n')}`);
+    // 2. Every entry passed: GNU tar writes the tree (node-tar's unpacker could stop pulling mid-archive).
+    if (interrupted) throw interruption();
+    const untar = start('tar', ['-x', compression === 'xz' ? '-J' : '-z', '-f', tarball, '-C', tmp, '--strip-components=1', '--no-same-owner', '--delay-directory-restore'], { reject: false, stdin: 'ignore' });
+    stop = () => untar.kill('SIGKILL');
+    settled = untar.then(() => undefined, () => undefined);
+    const x = await untar;
+    if (interrupted) throw interruption();
+    if (x.exitCode !== 0) throw corrupt(String(x.stderr).trim().split('\n').pop() || `tar exit ${x.exitCode}`);
     await rename(tmp, dest);
     return { topDir: top, entries };
   } catch (err) {
