@@ -109,7 +109,7 @@ async function buildRows(tree) {
       await utimes(join(copy, 'fs/ext4/super.c'), now, now);
     };
     const make = () => execa('make', [`-j${jobs}`, 'ARCH=x86_64', 'bzImage', 'vmlinux'], { cwd: copy, env: { ...process.env, KBUILD_BUILD_USER: 'osbuilder', KBUILD_BUILD_HOST: 'kata' } });
-    const ours = () => execa('node', [cli, 'kernel', 'build', '-v', '6.1', '-a', 'x86_64', '-k', copy, '--jobs', String(jobs), '--json']);
+    const ours = () => execa('node', [cli, 'kernel', 'build', '-v', '6.1', '-a', 'x86_64', '-k', copy, '--make-jobs', String(jobs), '--json']);
     // settle: the copy's first make may redo some work (paths); not measured
     await make();
     const o = [];

@@ -346,7 +346,7 @@ export async function planKernelBuild(opts: BuildOptions): Promise<{ plan: Build
   if (opts.headersOnly && !r.gpu) throw new OsbuilderError('USAGE', '--headers-only is for GPU kernels (-g nvidia)', 'drop --headers-only');
   const deb = !!r.gpu && !opts.noDeb && (engine === 'docker' || (await haveTool('dpkg-buildpackage')));
   const jobs = opts.jobs ?? defaultJobs();
-  if (!Number.isInteger(jobs) || jobs < 1) throw new OsbuilderError('USAGE', `--jobs must be a positive integer, got ${opts.jobs}`, 'e.g. --jobs 2');
+  if (!Number.isInteger(jobs) || jobs < 1) throw new OsbuilderError('USAGE', `--make-jobs must be a positive integer, got ${opts.jobs}`, 'e.g. --make-jobs 2');
   const plan = planBuild({ arch: r.arch, jobs, cross, modules, devel: !!r.gpu, headersOnly: opts.headersOnly, deb, sourceDateEpoch: sourceDateEpoch() });
   if (engine === 'native' && cross && !(await haveTool(`${cross}gcc`))) {
     throw new OsbuilderError('TOOL_MISSING', `${cross}gcc is not installed (cross-building for ${r.arch})`, `install ${ARCHES[r.arch].crossPackage}, or use --engine docker`);

@@ -4,6 +4,7 @@
  * Stages run as a dependency graph (--jobs at once), each behind the cache.
  */
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { BuildCache } from '../core/cache.js';
 import { ContainerEngine } from '../core/docker.js';
@@ -56,7 +57,7 @@ const ROOT_LINKS = { image: 'kata-containers.img', initrd: 'kata-containers-init
 
 export async function resolveBuildPlan(opts: BuildOptions): Promise<BuildPlan> {
   const local = pickDebianSource(await readdir('/usr/src').catch(() => []));
-  return planBuild(opts, local, hostArch());
+  return planBuild(opts, local, hostArch(), availableParallelism());
 }
 
 /** The installed kernel that boot-tests this run's image/initrd when it builds no kernel. */

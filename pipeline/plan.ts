@@ -24,6 +24,8 @@ export interface BuildOptions {
   /** Install root: artifacts go to <prefix>/usr/share/kata-containers. */
   prefix?: string;
   jobs?: number;
+  /** make -j of each kernel build. */
+  makeJobs?: number;
   noCache?: boolean;
   noBootTest?: boolean;
   force?: boolean;
@@ -71,6 +73,8 @@ export interface BuildPlan {
   kernels: KernelJob[];
   kernelSource?: KernelSourceChoice;
   jobs: number;
+  /** make -j of each kernel build. */
+  makeJobs: number;
   cache: boolean;
   bootTest: boolean;
   force: boolean;
@@ -138,10 +142,23 @@ function rootfsJob(role: RootfsRole, name: string, osVersion: string | undefined
   return { role, distro, version, agentInit, fileName: `kata-${distro.name}-${version}.${role}` };
 }
 
+/**
+ * make -j of each kernel build: as given, else the cores split among the
+ * kernels built at once (two kernels each given every core would fight).
+ */
+export function makeJobs(given: number | undefined, cores: number, concurrentKernels: number): number {
+  if (given !== undefined) {
+    if (!Number.isInteger(given) || given < 1) throw new OsbuilderError('USAGE', `--make-jobs must be a positive integer, got ${given}`, 'e.g. --make-jobs 2');
+    return given;
+  }
+  return Math.max(1, Math.floor(cores / Math.max(1, concurrentKernels)));
+}
+
 /** Refuses options this build would silently ignore (a user who gives one expects it to count). */
-function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; initrd: boolean; bootTest: boolean }): void {
+function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; initrd: boolean; kernel: boolean; bootTest: boolean }): void {
   const unused = (flag: string, why: string, hint: string) => new OsbuilderError('USAGE', `${flag} was given but ${why}`, hint);
   if (opts.accel !== undefined && !(ACCELS as readonly string[]).includes(opts.accel)) throw new OsbuilderError('USAGE', `unknown --accel "${opts.accel}" for the boot test`, `use --accel ${ACCELS.join('|')}`);
+  if (opts.makeJobs !== undefined && !builds.kernel) throw unused('--make-jobs', 'no kernel is built', 'add --kernel, or drop --make-jobs');
   if (opts.initrdDistro !== undefined && !builds.initrd) throw unused('--initrd-distro', 'no initrd is built', 'add --initrd, or drop --initrd-distro');
   if (!builds.rootfs) {
     for (const [flag, v] of [['--extra-pkgs', opts.extraPackages?.length ? 1 : undefined], ['--mirror', opts.mirror], ['--base-image', opts.baseImage], ['--agent', opts.agent], ['--os-version', opts.osVersion]] as const) {
@@ -155,7 +172,7 @@ function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; initrd: bool
   }
 }
 
-export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefined, hostArch: string): BuildPlan {
+export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefined, hostArch: string, cores = 1): BuildPlan {
   // -g adds the GPU kernel to whatever else is built (by default: everything).
   const any = opts.image || opts.initrd || opts.kernel;
   const wantImage = opts.image ?? !any;
@@ -175,7 +192,7 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
     throw new OsbuilderError('USAGE', '--kernel-sha256 was given but no kernel is built, so nothing would check it', 'add --kernel (or drop --image/--initrd), or drop --kernel-sha256');
   }
   if (opts.bootTimeout !== undefined && !(opts.bootTimeout > 0)) throw new OsbuilderError('USAGE', `--boot-timeout must be a positive number of seconds, got ${opts.bootTimeout}`, 'e.g. --boot-timeout 300');
-  checkUnused(opts, { rootfs: wantImage || wantInitrd, initrd: wantInitrd, bootTest: !opts.noBootTest });
+  checkUnused(opts, { rootfs: wantImage || wantInitrd, initrd: wantInitrd, kernel: wantKernel, bootTest: !opts.noBootTest });
 
   const rootfs: RootfsJob[] = [];
   if (wantImage) rootfs.push(rootfsJob('image', opts.distro ?? 'debian', opts.osVersion));
@@ -198,6 +215,7 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
     kernels,
     ...(wantKernel ? { kernelSource: chooseKernelSource(opts, local) } : {}),
     jobs,
+    makeJobs: makeJobs(opts.makeJobs, cores, Math.min(jobs, kernels.length)),
     cache: !opts.noCache,
     bootTest: !opts.noBootTest,
     force: !!opts.force,

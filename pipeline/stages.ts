@@ -4,7 +4,6 @@
  * builds through the stage's public entry point and stores the result.
  */
 import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { BuildCache, cacheKey, type CacheEntry, type CacheInputs } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
@@ -222,7 +221,7 @@ export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise
     const common = { ...(requested ? { version: requested } : {}), arch: ctx.plan.arch, kernelDir: tree, ...(gpu ? { gpu } : {}) };
     const setup = await step(`kernel setup ${job.variant}`, () => setupKernel({ ...common, source: src.tarball, sha256: src.sha256, force: true }));
     const engine = (await haveTool('make')) && (await haveTool('gcc')) ? 'native' : 'docker';
-    const b = await step(`kernel build ${job.variant} (${engine})`, () => buildKernel({ ...common, version: setup.version, engine, jobs: availableParallelism() }));
+    const b = await step(`kernel build ${job.variant} (${engine})`, () => buildKernel({ ...common, version: setup.version, engine, jobs: ctx.plan.makeJobs }));
     const names = installNames({ prefix: '/', version: setup.version, configVersion, ...(gpu ? { gpu } : {}) });
     await copyFile(b.vmlinuz!, join(dir, names.vmlinuz));
     await copyFile(b.vmlinux!, join(dir, names.vmlinux));

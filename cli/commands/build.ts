@@ -17,6 +17,7 @@ interface BuildArgs extends GlobalArgs {
   arch?: string;
   prefix: string;
   jobs: number;
+  'make-jobs'?: number;
   cache: boolean;
   'boot-test': boolean;
   force: boolean;
@@ -67,6 +68,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       .option('arch', { alias: 'a', type: 'string', describe: 'Target architecture (default: the host)' })
       .option('prefix', { type: 'string', default: '/', describe: 'Install root: <prefix>/usr/share/kata-containers, <prefix>/usr/share/defaults/kata-containers' })
       .option('jobs', { alias: 'j', type: 'number', default: 1, describe: 'Independent stages run at once' })
+      .option('make-jobs', { type: 'number', describe: 'make -j of each kernel build (default: the cores split among the kernels built at once)' })
       .option('cache', { type: 'boolean', default: true, describe: 'Reuse cached artifacts (--no-cache rebuilds and refreshes them)' })
       .option('boot-test', { type: 'boolean', default: true, describe: 'Boot every kernel × artifact pair and check the agent (--no-boot-test skips)' })
       .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Replace an existing different install' })
@@ -96,6 +98,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       ...(argv.arch ? { arch: argv.arch } : {}),
       prefix: argv.prefix,
       jobs: argv.jobs,
+      ...(argv['make-jobs'] !== undefined ? { makeJobs: argv['make-jobs'] } : {}),
       noCache: !argv.cache,
       noBootTest: !argv['boot-test'],
       force: argv.force,

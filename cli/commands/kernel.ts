@@ -18,7 +18,7 @@ interface KernelArgs extends GlobalArgs {
   fragment?: string[];
   output?: string;
   engine?: 'native' | 'docker';
-  jobs?: number;
+  'make-jobs'?: number;
   'headers-only'?: boolean;
   'no-deb'?: boolean;
   deb?: boolean;
@@ -70,7 +70,7 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
       .option('fragment', { type: 'string', array: true, describe: 'Extra config fragment merged last (repeatable)' })
       .option('output', { alias: 'o', type: 'string', describe: 'config: also write the verified config to this file (- prints it on stdout, the report on stderr)' })
       .option('engine', { type: 'string', choices: ['native', 'docker'] as const, default: 'native', describe: 'build: run make here or in a locally bootstrapped Debian builder container' })
-      .option('jobs', { alias: 'j', type: 'number', describe: 'build: make -j (default: all cores)' })
+      .option('make-jobs', { type: 'number', describe: 'build: make -j (default: all cores)' })
       .option('headers-only', { type: 'boolean', default: false, describe: 'build (-g nvidia): only modules_prepare + the headers tarball' })
       .option('deb', { type: 'boolean', default: true, describe: 'build (-g nvidia): also make bindeb-pkg when dpkg-buildpackage exists (--no-deb skips)' })
       .option('mirror', { type: 'string', describe: 'build --engine docker: Debian mirror for the builder image' })
@@ -127,7 +127,7 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
       case 'build':
         return runCommand(
           argv,
-          () => buildKernel({ ...common, engine: argv.engine, jobs: argv.jobs, headersOnly: argv['headers-only'], noDeb: argv.deb === false, mirror: argv.mirror }),
+          () => buildKernel({ ...common, engine: argv.engine, jobs: argv['make-jobs'], headersOnly: argv['headers-only'], noDeb: argv.deb === false, mirror: argv.mirror }),
           (r) =>
             [
               `built Linux ${r.kernelRelease} (${r.arch}, ${r.engine}, -j${r.jobs}) in ${r.kernelDir}`,

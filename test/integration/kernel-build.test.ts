@@ -40,7 +40,7 @@ describe('default kernel build + install (CLI)', () => {
 
   it('kernel build on the built tree runs make and keeps the same images', async () => {
     // The epoch the tree was built with: make then has nothing to do.
-    const r = await runCli(['kernel', 'build', '-v', '6.1', '-a', 'x86_64', '-k', kernel.tree, '--jobs', '2', '--json'], { env: { SOURCE_DATE_EPOCH: KERNEL_SDE }, timeout: 20 * 60_000 });
+    const r = await runCli(['kernel', 'build', '-v', '6.1', '-a', 'x86_64', '-k', kernel.tree, '--make-jobs', '2', '--json'], { env: { SOURCE_DATE_EPOCH: KERNEL_SDE }, timeout: 20 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json).toMatchObject({ kernelRelease: kernel.release, engine: 'native', jobs: 2, vmlinuz: join(kernel.tree, 'arch/x86/boot/bzImage'), vmlinux: join(kernel.tree, 'vmlinux') });
     expect(await sha256File(r.json.vmlinuz)).toBe(await sha256File(kernel.bzImage));

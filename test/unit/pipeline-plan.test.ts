@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkBootTestable, chooseKernelSource, DEFAULT_KERNEL_VERSION, pickDebianSource, planBuild } from '../../pipeline/plan.js';
+import { checkBootTestable, chooseKernelSource, DEFAULT_KERNEL_VERSION, pickDebianSource, makeJobs, planBuild } from '../../pipeline/plan.js';
 
 const debianSrc = { path: '/usr/src/linux-source-6.1.tar.xz', version: '6.1' };
 const sha = 'ab'.repeat(32);
@@ -57,6 +57,7 @@ describe('planBuild', () => {
     }
     refused({ noBootTest: true, accel: 'tcg' }, '--accel');
     refused({ noBootTest: true, bootTimeout: 60 }, '--boot-timeout');
+    refused({ image: true, makeJobs: 2 }, '--make-jobs');
     // What the build does use is accepted.
     expect(planBuild({ initrd: true, initrdDistro: 'debian', accel: 'kvm', bootTimeout: 60, extraPackages: ['file'] }, undefined, 'x86_64').rootfs).toHaveLength(1);
   });
@@ -116,5 +117,19 @@ describe('kernel source choice', () => {
     expect(pickDebianSource(['linux-source-5.10.tar.xz', 'linux-source-6.1.tar.xz', 'linux-source-6.1', 'linux-headers-6.1'])).toEqual(debianSrc);
     expect(pickDebianSource(['linux-source-6.10.tar.xz', 'linux-source-6.9.tar.xz'])?.version).toBe('6.10');
     expect(pickDebianSource(['README'])).toBeUndefined();
+  });
+});
+
+describe('make -j of the kernel builds', () => {
+  it('as given, else the cores split among the kernels built at once', () => {
+    expect(makeJobs(undefined, 8, 1)).toBe(8);
+    expect(makeJobs(undefined, 8, 2)).toBe(4);
+    expect(makeJobs(undefined, 1, 2)).toBe(1);
+    expect(makeJobs(undefined, 4, 0)).toBe(4);
+    expect(makeJobs(3, 8, 2)).toBe(3);
+    expect(() => makeJobs(0, 8, 1)).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('--make-jobs') }));
+    // -g nvidia builds two kernels: with --jobs 2 they run at once and share the cores; with --jobs 1, one after the other.
+    expect(planBuild({ kernel: true, gpu: 'nvidia', noBootTest: true, jobs: 2 }, undefined, 'x86_64', 8).makeJobs).toBe(4);
+    expect(planBuild({ kernel: true, gpu: 'nvidia', noBootTest: true, jobs: 1 }, undefined, 'x86_64', 8).makeJobs).toBe(8);
   });
 });
