@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'TOOL_MISSING'
   | 'COMMAND_FAILED'
   | 'VERIFY_FAILED'
+  | 'VERITY_FAILED'
   | 'DOCKER_UNAVAILABLE'
   | 'BOOT_FAILED'
   | 'BOOT_TIMEOUT'

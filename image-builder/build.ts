@@ -8,6 +8,7 @@ import { rmSync } from 'node:fs';
 import { atomicOutput, checkOutputPath, tempPathFor } from '../core/atomic.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { OsbuilderError } from '../core/errors.js';
+import { formatVerityParams } from '../core/verity-params.js';
 import { run } from '../core/exec.js';
 import { sha256File } from '../core/hash.js';
 import { step } from '../core/log.js';
@@ -49,7 +50,21 @@ export interface ImageResult {
   rootfs: { path: string; inodes: number; fileBytes: number };
   sha256?: string;
   rootHash?: string;
-  verity?: { rootHash: string; salt: string; uuid: string; hashAlgorithm: 'sha256'; dataBlocks: number; hashOffset: number; rootHashFile: string };
+  verity?: {
+    rootHash: string;
+    salt: string;
+    hashAlgorithm: 'sha256';
+    dataBlocks: number;
+    dataBlockSize: number;
+    hashBlockSize: number;
+    hashOffset: number;
+    /** Kata's kernel_verity_params for this image (configuration.toml). */
+    kernelVerityParams: string;
+    /** veritysetup format's report (root_hash.txt, as Kata's older image_builder.sh kept it). */
+    rootHashFile: string;
+    /** kernel_verity_params in root_hash_<variant>.txt, as Kata's image_builder.sh writes it. */
+    paramsFile: string;
+  };
   /** What was checked before the image was renamed into place. */
   checks: string[];
 }
@@ -230,7 +245,7 @@ async function buildErofs(tmp: string, ctx: Ctx): Promise<FsDone> {
   return { size, fsFile };
 }
 
-type VerityInfo = Omit<NonNullable<ImageResult['verity']>, 'rootHashFile'> & { report: string };
+type VerityInfo = Omit<NonNullable<ImageResult['verity']>, 'rootHashFile' | 'paramsFile'> & { report: string };
 
 async function addVerity(tmp: string, fsFile: string, size: SizePlan, ctx: Ctx): Promise<VerityInfo> {
   const hash = size.hash!;
@@ -240,13 +255,25 @@ async function addVerity(tmp: string, fsFile: string, size: SizePlan, ctx: Ctx):
     hash: tmp,
     hashOffset: hash.start,
     dataBlocks: size.root.size / BLOCK,
-    ...(epoch !== undefined ? { salt: ctx.ids.veritySalt, uuid: ctx.ids.verityUuid } : {}),
+    ...(epoch !== undefined ? { salt: ctx.ids.veritySalt } : {}),
   };
   const formatted = await step('veritysetup format', () => run('veritysetup', verityFormatArgs(spec)));
   const out = parseVerityFormat(formatted.stdout);
-  await step('veritysetup verify', () => check('veritysetup verify of the hash tree', 'veritysetup', verityVerifyArgs(spec, out.rootHash)));
+  await step('veritysetup verify', () => check('veritysetup verify of the hash tree', 'veritysetup', verityVerifyArgs(spec, out.salt, out.rootHash)));
   ctx.checks.push('veritysetup verify');
-  return { rootHash: out.rootHash, salt: out.salt, uuid: out.uuid, hashAlgorithm: 'sha256', dataBlocks: spec.dataBlocks, hashOffset: hash.start, report: formatted.stdout };
+  const params = { rootHash: out.rootHash, salt: out.salt, dataBlocks: spec.dataBlocks, dataBlockSize: BLOCK, hashBlockSize: BLOCK };
+  return { ...params, hashAlgorithm: 'sha256', hashOffset: hash.start, kernelVerityParams: formatVerityParams(params), report: formatted.stdout };
+}
+
+/** Beside the image: veritysetup's report (root_hash.txt) and kernel_verity_params (root_hash_<variant>.txt). */
+export function verityFiles(o: Pick<ResolvedImageOptions, 'output' | 'buildVariant'>): [string, string] {
+  const dir = dirname(o.output);
+  return [join(dir, 'root_hash.txt'), join(dir, `root_hash_${o.buildVariant}.txt`)];
+}
+
+function withoutReport(v: VerityInfo): Omit<VerityInfo, 'report'> {
+  const { report: _report, ...rest } = v;
+  return rest;
 }
 
 export async function buildImage(options: BuildImageOptions): Promise<ImageResult> {
@@ -286,7 +313,7 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
   // Interrupt handlers are asynchronous: a file step already in flight can
   // create a temp file after they removed it. The exit hook runs last, synchronously.
   const lastResort = () => {
-    for (const f of [tempPathFor(o.output), tempPathFor(join(dirname(o.output), 'root_hash.txt')), ...ctx.scratch]) rmSync(f, { force: true });
+    for (const f of [tempPathFor(o.output), ...verityFiles(o).map(tempPathFor), ...ctx.scratch]) rmSync(f, { force: true });
   };
   process.on('exit', lastResort);
   try {
@@ -312,12 +339,10 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
         ctx.checks.push('nd_pfn_sb at 4 KiB passes nd_pfn_validate checks');
       }
       const sha = o.sha256 ? await step('sha256', () => sha256File(tmp)) : undefined;
-      let rootHashFile: string | undefined;
+      const [rootHashFile, paramsFile] = verityFiles(o);
       if (verity) {
-        rootHashFile = join(dirname(o.output), 'root_hash.txt');
-        // Kata keeps veritysetup format's report as root_hash.txt ("Root hash:", "Salt:", …).
-        const report = verity.report.split(tmp).join(o.output);
-        await atomicOutput(rootHashFile, (t) => writeFile(t, report));
+        await atomicOutput(rootHashFile, (t) => writeFile(t, verity.report.split(tmp).join(o.output)));
+        await atomicOutput(paramsFile, (t) => writeFile(t, `${verity.kernelVerityParams}\n`));
       }
       return {
         path: o.output,
@@ -334,7 +359,7 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
         ...(verity
           ? {
               rootHash: verity.rootHash,
-              verity: { rootHash: verity.rootHash, salt: verity.salt, uuid: verity.uuid, hashAlgorithm: verity.hashAlgorithm, dataBlocks: verity.dataBlocks, hashOffset: verity.hashOffset, rootHashFile: rootHashFile! },
+              verity: { ...withoutReport(verity), rootHashFile, paramsFile },
             }
           : {}),
         checks: ctx.checks,

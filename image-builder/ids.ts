@@ -1,6 +1,6 @@
 /**
  * Identifiers of an image: filesystem UUID, ext4 hash seed, GPT disk and
- * partition GUIDs, MBR disk signatures, the dm-verity salt and UUID. With
+ * partition GUIDs, MBR disk signatures, the dm-verity salt. With
  * SOURCE_DATE_EPOCH each one is derived from a hash of the epoch and its role,
  * so two builds of the same rootfs are byte-identical; without it they are random.
  */
@@ -67,7 +67,6 @@ export interface ImageIds {
   /** MBR #1 (byte 0) and MBR #2 (byte 2 MiB) disk signatures; never 0. */
   mbrSignatures: [number, number];
   veritySalt: string;
-  verityUuid: string;
 }
 
 function signature(epoch: number | undefined, role: string): number {
@@ -83,6 +82,5 @@ export function imageIds(epoch: number | undefined): ImageIds {
     partitionGuids: [deriveUuid(epoch, 'gpt-part-1').toUpperCase(), deriveUuid(epoch, 'gpt-part-2').toUpperCase()],
     mbrSignatures: [signature(epoch, 'mbr-1'), signature(epoch, 'mbr-2')],
     veritySalt: derivedBytes(epoch, 'verity-salt', 32).toString('hex'),
-    verityUuid: deriveUuid(epoch, 'verity-uuid'),
   };
 }

@@ -72,43 +72,44 @@ export interface VeritySpec {
   hash: string;
   hashOffset: number;
   dataBlocks: number;
-  /** Hex salt and UUID; omitted = veritysetup picks random ones. */
+  /** Hex salt; omitted = veritysetup picks a random one. */
   salt?: string;
-  uuid?: string;
 }
 
-/** veritysetup works on regular files for format and verify (no device mapper involved). */
+/**
+ * The hash tree with no superblock, as Kata's image_builder.sh makes it: the
+ * kernel's dm-verity table (kernel_verity_params) reads the tree from block 0
+ * of the hash partition. veritysetup works on regular files for format and
+ * verify (no device mapper involved).
+ */
+function treeArgs(v: VeritySpec, salt: string | undefined): string[] {
+  return ['--no-superblock', '--hash=sha256', `--data-block-size=${BLOCK}`, `--hash-block-size=${BLOCK}`, `--data-blocks=${v.dataBlocks}`, `--hash-offset=${v.hashOffset}`, ...(salt ? [`--salt=${salt}`] : [])];
+}
+
 export function verityFormatArgs(v: VeritySpec): string[] {
-  return [
-    'format',
-    '--hash=sha256',
-    `--data-block-size=${BLOCK}`,
-    `--hash-block-size=${BLOCK}`,
-    `--data-blocks=${v.dataBlocks}`,
-    `--hash-offset=${v.hashOffset}`,
-    ...(v.salt ? [`--salt=${v.salt}`] : []),
-    ...(v.uuid ? [`--uuid=${v.uuid}`] : []),
-    v.data,
-    v.hash,
-  ];
+  return ['format', ...treeArgs(v, v.salt), v.data, v.hash];
 }
 
-export function verityVerifyArgs(v: VeritySpec, rootHash: string): string[] {
-  return ['verify', `--hash-offset=${v.hashOffset}`, v.data, v.hash, rootHash];
+/** With no superblock, verify needs the format's parameters again, the salt it used included. */
+export function verityVerifyArgs(v: VeritySpec, salt: string, rootHash: string): string[] {
+  return ['verify', ...treeArgs(v, salt), v.data, v.hash, rootHash];
 }
 
 export interface VerityFormatOutput {
   rootHash: string;
   salt: string;
-  uuid: string;
 }
 
-/** Reads "Root hash:", "Salt:" and "UUID:" from veritysetup format's report. */
+/** Reads "Root hash:" and "Salt:" from veritysetup format's report. */
 export function parseVerityFormat(stdout: string): VerityFormatOutput {
   const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)\\s*$`, 'm').exec(stdout)?.[1];
   const rootHash = field('Root hash');
   if (!rootHash || !/^[0-9a-f]{64}$/.test(rootHash)) {
     throw new OsbuilderError('COMMAND_FAILED', `no root hash in veritysetup output:\n${stdout}`, 'veritysetup format did not report a root hash: check that cryptsetup-bin (veritysetup) is installed and working');
   }
-  return { rootHash, salt: field('Salt') ?? '', uuid: field('UUID') ?? '' };
+  const salt = field('Salt');
+  if (!salt || !/^[0-9a-f]+$/.test(salt)) {
+    throw new OsbuilderError('COMMAND_FAILED', `no salt in veritysetup output:\n${stdout}`, 'veritysetup format did not report its salt: check that cryptsetup-bin (veritysetup) is installed and working');
+  }
+  return { rootHash, salt };
 }

@@ -26,6 +26,8 @@ export interface BuildImageOptions {
   partitionTable?: string;
   /** Add a dm-verity hash partition and write root_hash.txt beside the image (Kata's MEASURED_ROOTFS). */
   verity?: boolean;
+  /** Names root_hash_<variant>.txt, the kernel_verity_params file (Kata's BUILD_VARIANT; default empty). */
+  buildVariant?: string;
   /** Do not require an init and /usr/bin/kata-agent (bare images). */
   skipAgentCheck?: boolean;
   /** Also report the image's sha256 (reads the whole file once more). */
@@ -43,6 +45,7 @@ export interface ResolvedImageOptions {
   dax: boolean;
   partitionTable: PartitionTable;
   verity: boolean;
+  buildVariant: string;
   skipAgentCheck: boolean;
   sha256: boolean;
   epoch?: number;
@@ -95,6 +98,13 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
   }
   // An odd --size with DAX is refused by the builder, whose hint needs the rootfs (build.ts).
   if (o.sizeMiB !== undefined && o.sizeMiB > MAX_IMAGE_MIB) throw new OsbuilderError('USAGE', `--size ${o.sizeMiB} MiB is above the 2 TiB an MBR-era image can address`, 'choose a smaller --size');
+  const buildVariant = o.buildVariant ?? '';
+  if (!/^[A-Za-z0-9._-]*$/.test(buildVariant)) {
+    throw new OsbuilderError('USAGE', `--build-variant ${JSON.stringify(buildVariant)} is not a file name part: letters, digits, ".", "_" and "-" only`, 'e.g. --build-variant confidential');
+  }
+  if (o.buildVariant !== undefined && !(o.verity ?? false)) {
+    throw new OsbuilderError('USAGE', '--build-variant names the verity parameters file: it needs --verity', 'add --verity, or drop --build-variant');
+  }
   const epoch = o.sourceDateEpoch === null ? undefined : (o.sourceDateEpoch ?? sourceDateEpoch(env));
   return {
     rootfs: resolve(o.rootfs),
@@ -105,6 +115,7 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
     dax,
     partitionTable: table as PartitionTable,
     verity: o.verity ?? false,
+    buildVariant,
     skipAgentCheck: o.skipAgentCheck ?? false,
     sha256: o.sha256 ?? false,
     ...(epoch !== undefined ? { epoch } : {}),
@@ -120,13 +131,14 @@ export interface ImageCliArgs {
   dax?: boolean;
   partitionTable?: string;
   verity?: boolean;
+  buildVariant?: string;
   skipAgentCheck?: boolean;
   sha256?: boolean;
 }
 
 /**
  * CLI flags, with Kata's environment variables as defaults: IMAGE (-o),
- * FS_TYPE, ROOT_FREE_SPACE, MEASURED_ROOTFS=yes (--verity).
+ * FS_TYPE, ROOT_FREE_SPACE, MEASURED_ROOTFS=yes (--verity), BUILD_VARIANT.
  */
 export function imageOptionsFromCli(a: ImageCliArgs, env: NodeJS.ProcessEnv = process.env): BuildImageOptions {
   const output = a.output ?? env.IMAGE;
@@ -142,6 +154,7 @@ export function imageOptionsFromCli(a: ImageCliArgs, env: NodeJS.ProcessEnv = pr
     dax: a.dax ?? true,
     partitionTable: a.partitionTable ?? 'mbr',
     verity: a.verity ?? env.MEASURED_ROOTFS === 'yes',
+    ...(a.buildVariant !== undefined ? { buildVariant: a.buildVariant } : env.BUILD_VARIANT && (a.verity ?? env.MEASURED_ROOTFS === 'yes') ? { buildVariant: env.BUILD_VARIANT } : {}),
     skipAgentCheck: a.skipAgentCheck ?? false,
     sha256: a.sha256 ?? false,
   };

@@ -3,7 +3,7 @@
  * test of every kernel × artifact pair, then one staged, switched install.
  * Stages run as a dependency graph (--jobs at once), each behind the cache.
  */
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { BuildCache } from '../core/cache.js';
@@ -11,6 +11,7 @@ import { ContainerEngine } from '../core/docker.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { info, step } from '../core/log.js';
 import { sourceDateEpoch } from '../core/time.js';
+import { parseVerityParams } from '../core/verity-params.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { hostArch } from '../rootfs-builder/index.js';
 import { findQemu, qemuBinaryFor } from '../runtime/index.js';
@@ -54,6 +55,8 @@ function kernelLink(variant: KernelArtifact['variant']): string {
 export const DEFAULT_BOOT_TIMEOUT_SEC = 300;
 
 const ROOT_LINKS = { image: 'kata-containers.img', initrd: 'kata-containers-initrd.img' } as const;
+/** A verity image's kernel_verity_params, installed as Kata's build_image.sh does for the base image (empty variant). */
+export const VERITY_PARAMS_FILE = 'root_hash_.txt';
 
 export async function resolveBuildPlan(opts: BuildOptions): Promise<BuildPlan> {
   const local = pickDebianSource(await readdir('/usr/src').catch(() => []));
@@ -111,8 +114,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
               const k = kid ? (deps[kid] as KernelArtifact) : undefined;
               const kernel = k ? { label: k.names.vmlinuz, path: k.vmlinuz, sha256: k.vmlinuzSha256 } : fallbackKernel!;
               const config = join(workDir, `boot-${++seq}.toml`);
-              await writeFile(config, renderQemuConfig({ qemuPath: qemu, machineType, kernel: kernel.path, [r.role]: a.path, toolVersion: TOOL_VERSION }));
-              return bootTest(ctx, kernel, { label: a.fileName, role: r.role, path: a.path, sha256: a.sha256, osRelease: a.osRelease }, config, {
+              const verity = a.kernelVerityParams ? { kernelVerityParams: a.kernelVerityParams } : {};
+              await writeFile(config, renderQemuConfig({ qemuPath: qemu, machineType, kernel: kernel.path, [r.role]: a.path, ...verity, toolVersion: TOOL_VERSION }));
+              return bootTest(ctx, kernel, { label: a.fileName, role: r.role, path: a.path, sha256: a.sha256, osRelease: a.osRelease, ...verity }, config, {
                 ...(opts.accel ? { accel: opts.accel } : {}),
                 timeoutSec: opts.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_SEC,
               });
@@ -129,9 +133,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 
     const entries = artifactEntries(rootfs, kernels);
     // A full build makes the whole install; a partial one keeps what it does not make.
-    const carried = plan.rootfs.length === 2 && plan.kernels.length > 0 ? [] : await carriedEntries(plan.prefix, entries);
+    const builtImage = plan.rootfs.some((r) => r.role === 'image');
+    // The verity parameters belong to the image they were made with: a new image replaces them (or has none).
+    const carried = plan.rootfs.length === 2 && plan.kernels.length > 0 ? [] : (await carriedEntries(plan.prefix, entries)).filter((c) => !(builtImage && c.path === `${SHARE}/${VERITY_PARAMS_FILE}`));
     if (carried.length) notes.push(`kept from the existing install: ${carried.map((c) => c.path.split('/').pop()).join(', ')}`);
-    entries.push(...configEntries(plan, [...entries, ...carried], qemu, machineType));
+    const verityParams = builtImage ? rootfs.find((r) => r.role === 'image')?.kernelVerityParams : await carriedVerityParams(carried);
+    entries.push(...configEntries(plan, [...entries, ...carried], qemu, machineType, verityParams));
     const manifest = buildManifest({ toolVersion: TOOL_VERSION, arch: plan.arch, bootTested: plan.bootTest, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), agent: { source: agent.source, sha256: agent.sha256 }, rootfs, kernels, bootTests, kept: carried.map((c) => c.path) });
     const all: InstallEntry[] = [...entries, ...carried, { kind: 'text', path: `${SHARE}/manifest.json`, content: JSON.stringify(manifest, null, 2) + '\n' }];
     all.push({ kind: 'text', path: `${SHARE}/SHA256SUMS`, content: renderSha256Sums(all) });
@@ -169,6 +176,7 @@ export function artifactEntries(rootfs: RootfsArtifact[], kernels: KernelArtifac
   for (const r of rootfs) {
     out.push({ kind: 'file', path: share(r.fileName), from: r.path, sha256: r.sha256, size: r.size });
     out.push({ kind: 'link', path: share(ROOT_LINKS[r.role]), target: r.fileName });
+    if (r.kernelVerityParams) out.push({ kind: 'text', path: share(VERITY_PARAMS_FILE), content: `${r.kernelVerityParams}\n` });
   }
   for (const k of kernels) {
     for (const f of k.files) {
@@ -181,12 +189,21 @@ export function artifactEntries(rootfs: RootfsArtifact[], kernels: KernelArtifac
   return out;
 }
 
+/** The kernel_verity_params of a verity image kept from the existing install, checked as the runtime will. */
+async function carriedVerityParams(carried: InstallEntry[]): Promise<string | undefined> {
+  const file = carried.find((c) => c.path === `${SHARE}/${VERITY_PARAMS_FILE}`);
+  if (file?.kind !== 'file') return undefined;
+  const text = (await readFile(file.from, 'utf8')).trim();
+  parseVerityParams(text, `${file.from} (kept from the existing install)`);
+  return text;
+}
+
 /**
  * configuration-qemu.toml (and -nvidia-gpu) for what the install will hold,
  * built here or kept from before (pure): one per installed kernel link, with
  * the installed image (else the initrd).
  */
-export function configEntries(plan: BuildPlan, installed: InstallEntry[], qemuPath: string, machineType: string): InstallEntry[] {
+export function configEntries(plan: BuildPlan, installed: InstallEntry[], qemuPath: string, machineType: string, kernelVerityParams?: string): InstallEntry[] {
   const has = (name: string) => installed.some((e) => e.path === `${SHARE}/${name}`);
   const abs = (name: string) => join(plan.shareDir, name);
   const image = has(ROOT_LINKS.image) ? abs(ROOT_LINKS.image) : undefined;
@@ -196,6 +213,6 @@ export function configEntries(plan: BuildPlan, installed: InstallEntry[], qemuPa
   return (variants.length ? variants : (['default'] as const)).map((variant) => ({
     kind: 'text' as const,
     path: `${DEFAULTS}/${variant === 'nvidia' ? 'configuration-qemu-nvidia-gpu.toml' : 'configuration-qemu.toml'}`,
-    content: renderQemuConfig({ qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), toolVersion: TOOL_VERSION }),
+    content: renderQemuConfig({ qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), ...(image && kernelVerityParams ? { kernelVerityParams } : {}), toolVersion: TOOL_VERSION }),
   }));
 }

@@ -32,6 +32,8 @@ export interface QemuConfigInput {
   kernel: string;
   image?: string;
   initrd?: string;
+  /** The image's kernel_verity_params when it is a dm-verity image. */
+  kernelVerityParams?: string;
   toolVersion: string;
 }
 
@@ -55,6 +57,7 @@ export function renderQemuConfig(c: QemuConfigInput): string {
   lines.push(
     `machine_type = ${q(c.machineType)}`,
     'kernel_params = ""',
+    ...(c.image && c.kernelVerityParams ? [`kernel_verity_params = ${q(c.kernelVerityParams)}`] : []),
     'default_vcpus = 1',
     'default_memory = 2048',
     'block_device_driver = "virtio-blk"',

@@ -26,6 +26,8 @@ export interface Manifest {
     cacheKey: string;
     inputs: CacheInputs;
     packages: string[];
+    /** A dm-verity image's kernel_verity_params (also in configuration-qemu.toml and root_hash_.txt). */
+    kernelVerityParams?: string;
   }>;
   kernels: Array<{
     variant: string;
@@ -72,6 +74,7 @@ export function buildManifest(m: {
       cacheKey: r.key,
       inputs: r.inputs,
       packages: r.packages,
+      ...(r.kernelVerityParams ? { kernelVerityParams: r.kernelVerityParams } : {}),
     })),
     kernels: m.kernels.map((k) => ({
       variant: k.variant,

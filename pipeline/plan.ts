@@ -20,6 +20,8 @@ export interface BuildOptions {
   kernel?: boolean;
   /** -g nvidia: the GPU kernel variant too. */
   gpu?: string;
+  /** A dm-verity image (Kata's MEASURED_ROOTFS), booted and installed with its kernel_verity_params. */
+  verity?: boolean;
   arch?: string;
   /** Install root: artifacts go to <prefix>/usr/share/kata-containers. */
   prefix?: string;
@@ -80,6 +82,8 @@ export interface BuildPlan {
   force: boolean;
   verifyReproducible: boolean;
   engine: 'docker' | 'podman';
+  /** The image is a dm-verity one. */
+  verity: boolean;
 }
 
 /** Kata 3.x guest kernels are 6.x LTS; used when nothing local is found and -v is not given. */
@@ -155,11 +159,12 @@ export function makeJobs(given: number | undefined, cores: number, concurrentKer
 }
 
 /** Refuses options this build would silently ignore (a user who gives one expects it to count). */
-function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; initrd: boolean; kernel: boolean; bootTest: boolean }): void {
+function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; image: boolean; initrd: boolean; kernel: boolean; bootTest: boolean }): void {
   const unused = (flag: string, why: string, hint: string) => new OsbuilderError('USAGE', `${flag} was given but ${why}`, hint);
   if (opts.accel !== undefined && !(ACCELS as readonly string[]).includes(opts.accel)) throw new OsbuilderError('USAGE', `unknown --accel "${opts.accel}" for the boot test`, `use --accel ${ACCELS.join('|')}`);
   if (opts.makeJobs !== undefined && !builds.kernel) throw unused('--make-jobs', 'no kernel is built', 'add --kernel, or drop --make-jobs');
   if (opts.initrdDistro !== undefined && !builds.initrd) throw unused('--initrd-distro', 'no initrd is built', 'add --initrd, or drop --initrd-distro');
+  if (opts.verity && !builds.image) throw unused('--verity', 'no image is built (an initrd has no root partition to verify)', 'add --image, or drop --verity');
   if (!builds.rootfs) {
     for (const [flag, v] of [['--extra-pkgs', opts.extraPackages?.length ? 1 : undefined], ['--mirror', opts.mirror], ['--base-image', opts.baseImage], ['--agent', opts.agent], ['--os-version', opts.osVersion]] as const) {
       if (v !== undefined) throw unused(flag, 'no image or initrd is built', `add --image and/or --initrd, or drop ${flag}`);
@@ -192,7 +197,7 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
     throw new OsbuilderError('USAGE', '--kernel-sha256 was given but no kernel is built, so nothing would check it', 'add --kernel (or drop --image/--initrd), or drop --kernel-sha256');
   }
   if (opts.bootTimeout !== undefined && !(opts.bootTimeout > 0)) throw new OsbuilderError('USAGE', `--boot-timeout must be a positive number of seconds, got ${opts.bootTimeout}`, 'e.g. --boot-timeout 300');
-  checkUnused(opts, { rootfs: wantImage || wantInitrd, initrd: wantInitrd, kernel: wantKernel, bootTest: !opts.noBootTest });
+  checkUnused(opts, { rootfs: wantImage || wantInitrd, image: wantImage, initrd: wantInitrd, kernel: wantKernel, bootTest: !opts.noBootTest });
 
   const rootfs: RootfsJob[] = [];
   if (wantImage) rootfs.push(rootfsJob('image', opts.distro ?? 'debian', opts.osVersion));
@@ -221,6 +226,7 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
     force: !!opts.force,
     verifyReproducible: !!opts.verifyReproducible,
     engine,
+    verity: !!opts.verity,
   };
 }
 

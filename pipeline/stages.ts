@@ -87,6 +87,8 @@ export interface RootfsArtifact {
   buildMs: number;
   /** With keepRootfs: the rootfs tree it was made from. */
   rootfsDir?: string;
+  /** A verity image's kernel_verity_params (its root_hash.txt files are in the entry, beside it). */
+  kernelVerityParams?: string;
 }
 
 interface RootfsMeta {
@@ -94,6 +96,12 @@ interface RootfsMeta {
   packages: string[];
   osRelease: string;
   initMode: 'systemd' | 'agent-init';
+  kernelVerityParams?: string;
+}
+
+/** What the image stage adds to a rootfs (buildImage's defaults, and verity when asked). */
+export function imageLayout(plan: Pick<BuildPlan, 'verity'>): string {
+  return `ext4,dax,mbr${plan.verity ? ',verity' : ''}`;
 }
 
 export function rootfsOptionsFor(ctx: StageContext, job: RootfsJob, output: string): RootfsOptions {
@@ -129,7 +137,7 @@ export function rootfsInputs(ctx: StageContext, job: RootfsJob): CacheInputs {
     agent: ctx.agent.sha256,
     sourceDateEpoch: ctx.sourceDateEpoch ?? null,
     // What the image/initrd stage adds on top (defaults of buildImage / buildInitrd).
-    artifact: job.role === 'image' ? 'ext4,dax,mbr' : 'zstd,root-owned',
+    artifact: job.role === 'image' ? imageLayout(ctx.plan) : 'zstd,root-owned',
   };
 }
 
@@ -142,14 +150,16 @@ export async function rootfsArtifact(ctx: StageContext, job: RootfsJob): Promise
       buildRootfs(rootfsOptionsFor(ctx, job, rootfsDir)),
     );
     const out = join(dir, job.fileName);
+    let kernelVerityParams: string | undefined;
     if (job.role === 'image') {
-      await step(`image ${job.fileName}`, () => buildImage({ rootfs: rootfsDir, output: out }));
+      const image = await step(`image ${job.fileName}${ctx.plan.verity ? ' (dm-verity)' : ''}`, () => buildImage({ rootfs: rootfsDir, output: out, verity: ctx.plan.verity }));
+      kernelVerityParams = image.verity?.kernelVerityParams;
     } else {
       await step(`initrd ${job.fileName}`, () => buildInitrd({ rootfs: rootfsDir, output: out, rootOwned: true }));
     }
     const [packages, osRelease] = await withSafeRoot(rootfsDir, async (fs) => [(await fs.readText(PACKAGES_PATH)) ?? '', (await fs.readText('/etc/os-release')) ?? '']);
     if (!ctx.keepRootfs) await rm(rootfsDir, { recursive: true, force: true });
-    return { buildMs: Math.round(performance.now() - t0), packages: packages.split('\n').filter(Boolean), osRelease, initMode: r.initMode as RootfsMeta['initMode'] };
+    return { buildMs: Math.round(performance.now() - t0), packages: packages.split('\n').filter(Boolean), osRelease, initMode: r.initMode as RootfsMeta['initMode'], ...(kernelVerityParams ? { kernelVerityParams } : {}) };
   });
   const f = built.entry.files[job.fileName]!;
   return {
@@ -168,6 +178,7 @@ export async function rootfsArtifact(ctx: StageContext, job: RootfsJob): Promise
     cached: built.cached,
     buildMs: built.entry.meta.buildMs,
     ...(ctx.keepRootfs && !built.cached ? { rootfsDir } : {}),
+    ...(built.entry.meta.kernelVerityParams ? { kernelVerityParams: built.entry.meta.kernelVerityParams } : {}),
   };
 }
 
@@ -269,6 +280,8 @@ export interface BootTest {
   agentVersion: string;
   /** PRETTY_NAME of the guest's os-release, as the container saw it. */
   osRelease: string;
+  /** The guest's root device (root=): /dev/dm-0 for a dm-verity image; "initrd" for an initrd. */
+  root: string;
   container: ContainerChecks;
   /** Every RPC sent, first use first: Kata's standard ones only. */
   rpcs: string[];
@@ -277,7 +290,7 @@ export interface BootTest {
 }
 
 /** Bumped when the boot test changes: earlier passes do not count. */
-export const BOOT_TEST_VERSION = 'container-1';
+export const BOOT_TEST_VERSION = 'container-2';
 
 /**
  * Boots kernel + artifact as kata-runtime would and runs the boot test's
@@ -287,11 +300,11 @@ export const BOOT_TEST_VERSION = 'container-1';
 export async function bootTest(
   ctx: StageContext,
   kernel: { label: string; path: string; sha256: string },
-  artifact: { label: string; role: 'image' | 'initrd'; path: string; sha256: string; osRelease: string },
+  artifact: { label: string; role: 'image' | 'initrd'; path: string; sha256: string; osRelease: string; kernelVerityParams?: string },
   configFile: string,
   opts: { accel?: string; timeoutSec?: number },
 ): Promise<BootTest> {
-  const inputs: CacheInputs = { tool: TOOL_VERSION, test: BOOT_TEST_VERSION, kernel: kernel.sha256, artifact: artifact.sha256, role: artifact.role };
+  const inputs: CacheInputs = { tool: TOOL_VERSION, test: BOOT_TEST_VERSION, kernel: kernel.sha256, artifact: artifact.sha256, role: artifact.role, verity: artifact.kernelVerityParams ?? null };
   const built = await cachedStage<BootTest>(ctx, 'boot', inputs, async (dir) => {
     const rpcs: string[] = [];
     const r = await step(`boot test ${kernel.label} + ${artifact.label}`, () =>
@@ -313,6 +326,7 @@ export async function bootTest(
       channel: r.channel,
       agentVersion: r.agent.version,
       osRelease: r.session!.guestOs,
+      root: r.kernelParams.find((p) => p.startsWith('root='))?.slice('root='.length) ?? 'initrd',
       container: r.session!,
       rpcs,
       readyMs: r.timings.qemuStartToAgentReadyMs,

@@ -18,7 +18,7 @@ import { AgentService, type RpcObserver } from './agent-client.js';
 import { applyOverrides, defaultConfig, findConfig, loadConfig, type ConfigOverrides, type GuestArch, type RuntimeConfig } from './config.js';
 import { resolveContainer, runContainer, type ContainerRequest, type ContainerResult, type ResolvedContainer } from './container-run.js';
 import { agentChannelFor, findQemu, hostGuestArch, resolveAccel, vhostVsockState } from './host.js';
-import { planQemu, type Accel, type AgentChannel, type QemuPlan, type RootDevice } from './qemu.js';
+import { imageRootDevice, planQemu, type Accel, type AgentChannel, type QemuPlan, type RootDevice } from './qemu.js';
 import { GuestSandbox } from './sandbox.js';
 import { SharedDir } from './shared-fs.js';
 import { Vm } from './vm.js';
@@ -114,9 +114,10 @@ async function rootDevice(hv: RuntimeConfig['hypervisor']): Promise<RootDevice> 
         'build the image with osbuilder image, or boot it as a virtio disk with --disable-image-nvdimm',
       );
     }
-    return { kind: 'image', path: resolve(hv.image), sizeBytes: size, nvdimm: !hv.disableImageNvdimm, rootfsType: hv.rootfsType };
+    return imageRootDevice(hv, resolve(hv.image), size);
   }
   if (hv.initrd) {
+    if (hv.kernelVerityParams) warn('kernel_verity_params is ignored: the guest boots from an initrd, not an image');
     await requireFile(hv.initrd, 'initrd', '--initrd / hypervisor.qemu.initrd', 'build one (osbuilder initrd) or give its path with --initrd');
     return { kind: 'initrd', path: resolve(hv.initrd) };
   }
@@ -252,13 +253,22 @@ export async function boot<S = unknown>(opts: BootOptions<S>): Promise<BootResul
     const c0 = performance.now();
     if (shared) {
       const sandbox = new GuestSandbox(client, shared, sandboxId, p.config.hypervisor.msize9p);
-      await sandbox.create(hostname);
-      if (p.container) container = await guarded(started, runContainer(sandbox, p.container, opts.container?.io ?? {}), opts.commandTimeoutSec, 'container');
-      if (opts.session) session = await guarded(started, opts.session({ sandbox, hostname, arch: p.arch }), opts.commandTimeoutSec, 'boot test');
+      try {
+        await sandbox.create(hostname);
+        if (p.container) container = await guarded(started, runContainer(sandbox, p.container, opts.container?.io ?? {}), opts.commandTimeoutSec, 'container');
+        if (opts.session) session = await guarded(started, opts.session({ sandbox, hostname, arch: p.arch }), opts.commandTimeoutSec, 'boot test');
+      } catch (err) {
+        // The whole console is in once QEMU is gone: a dm-verity report explains the failure.
+        await started.kill();
+        throw started.verityError(`then: ${(err as Error).message}`) ?? err;
+      }
     }
     const containerMs = container || session !== null ? Math.round(performance.now() - c0) : null;
     const s0 = performance.now();
     const shutdown = await started.shutdown();
+    // A block the guest could not read is a failed boot, whatever the command made of it.
+    const verity = started.verityError(container ? `the container exited with ${container.exitCode}` : 'while the guest ran');
+    if (verity) throw verity;
     return {
       name,
       sandboxId,

@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse, TomlError } from 'smol-toml';
 import { OsbuilderError } from '../core/errors.js';
+import { parseVerityParams } from '../core/verity-params.js';
 
 /**
  * Kata's block_device_driver values (katautils blockDeviceDriver). In Kata it
@@ -30,6 +31,8 @@ export interface HypervisorConfig {
   blockDeviceDriver: BlockDeviceDriver;
   disableImageNvdimm: boolean;
   rootfsType: RootfsType;
+  /** Kata's kernel_verity_params ('' = the root is not verity-checked). */
+  kernelVerityParams: string;
   entropySource: string;
   enableDebug: boolean;
   /** How containers' files reach the guest: virtio-9p (Kata's shared_fs), or none. */
@@ -77,6 +80,7 @@ export function defaultConfig(arch: GuestArch = 'x86_64'): RuntimeConfig {
       blockDeviceDriver: 'virtio-scsi',
       disableImageNvdimm: false,
       rootfsType: 'ext4',
+      kernelVerityParams: '',
       entropySource: '/dev/urandom',
       enableDebug: false,
       sharedFs: 'virtio-9p',
@@ -94,6 +98,8 @@ interface KeySpec {
   min?: number;
   max?: number;
   choices?: readonly string[];
+  /** Further checks of a string value; throws an OsbuilderError naming `key`. */
+  check?: (value: string, key: string) => void;
 }
 
 const QEMU_KEYS: Record<string, KeySpec> = {
@@ -108,6 +114,7 @@ const QEMU_KEYS: Record<string, KeySpec> = {
   block_device_driver: { kind: 'string', choices: BLOCK_DEVICE_DRIVERS, set: (c, v: BlockDeviceDriver) => (c.hypervisor.blockDeviceDriver = v) },
   disable_image_nvdimm: { kind: 'bool', set: (c, v: boolean) => (c.hypervisor.disableImageNvdimm = v) },
   rootfs_type: { kind: 'string', choices: ['ext4', 'xfs', 'erofs'], set: (c, v: RootfsType) => (c.hypervisor.rootfsType = v) },
+  kernel_verity_params: { kind: 'string', check: (v: string, key) => void parseVerityParams(v, key), set: (c, v: string) => (c.hypervisor.kernelVerityParams = v) },
   entropy_source: { kind: 'path', set: (c, v: string) => (c.hypervisor.entropySource = v) },
   enable_debug: { kind: 'bool', set: (c, v: boolean) => (c.hypervisor.enableDebug = v) },
   shared_fs: { kind: 'string', choices: SHARED_FS, set: (c, v: SharedFs) => (c.hypervisor.sharedFs = v) },
@@ -130,7 +137,7 @@ const KATA_QEMU_OTHER = new Set([
   'valid_file_mem_backends', 'pflashes', 'disable_block_device_use', 'disable_nesting_checks', 'disable_vhost_net',
   'guest_hook_path', 'rx_rate_limiter_max_rate', 'tx_rate_limiter_max_rate', 'guest_memory_dump_path', 'guest_memory_dump_paging',
   'enable_guest_swap', 'use_legacy_serial', 'disable_selinux', 'disable_guest_selinux', 'valid_entropy_sources', 'confidential_guest',
-  'sev_snp_guest', 'hot_plug_vfio', 'cold_plug_vfio', 'pcie_root_port', 'pcie_switch_port', 'enable_annotations', 'kernel_verity_params',
+  'sev_snp_guest', 'hot_plug_vfio', 'cold_plug_vfio', 'pcie_root_port', 'pcie_switch_port', 'enable_annotations',
   'image_type', 'reclaim_guest_freed_memory', 'snp_id_block', 'snp_id_auth', 'snp_guest_policy', 'extra_monitor_socket', 'qgs_port',
 ]);
 const KATA_AGENT_OTHER = new Set([
@@ -156,6 +163,14 @@ function applyKey(config: RuntimeConfig, fullKey: string, spec: KeySpec, value: 
       if (typeof value !== 'string') throw invalid(fullKey, `expected a string, got ${describe(value)}`, file);
       if (spec.kind === 'path' && value === '' && !fullKey.endsWith('.image') && !fullKey.endsWith('.initrd')) throw invalid(fullKey, 'must not be empty', file);
       if (spec.choices && !spec.choices.includes(value)) throw invalid(fullKey, `must be one of ${spec.choices.join(', ')}, got ${describe(value)}`, file);
+      if (spec.check) {
+        try {
+          spec.check(value, fullKey);
+        } catch (err) {
+          if (err instanceof OsbuilderError && file) throw new OsbuilderError(err.code, `${err.message} (in ${file})`, err.hint, { cause: err });
+          throw err;
+        }
+      }
       break;
     case 'int': {
       const n = typeof value === 'bigint' ? Number(value) : value;
@@ -255,6 +270,7 @@ export interface ConfigOverrides {
   image?: string;
   initrd?: string;
   kernelParams?: string;
+  kernelVerityParams?: string;
   vcpus?: number;
   memory?: number;
   machineType?: string;
@@ -279,6 +295,7 @@ export function applyOverrides(base: RuntimeConfig, o: ConfigOverrides): Runtime
     c.hypervisor.image = null;
   }
   if (o.kernelParams !== undefined) c.hypervisor.kernelParams = [c.hypervisor.kernelParams, o.kernelParams].filter(Boolean).join(' ');
+  if (o.kernelVerityParams !== undefined) flag('kernel-verity-params', QEMU_KEYS.kernel_verity_params!, o.kernelVerityParams);
   if (o.vcpus !== undefined) flag('vcpus', QEMU_KEYS.default_vcpus!, o.vcpus);
   if (o.memory !== undefined) flag('memory', QEMU_KEYS.default_memory!, o.memory);
   if (o.machineType !== undefined) flag('machine-type', QEMU_KEYS.machine_type!, o.machineType);

@@ -4,7 +4,7 @@
  * symlinks, a passwd, and an /etc/os-release of its own (so a container can
  * be told from the guest it runs in). Made once per busybox binary and kept
  * in the build cache; busybox itself is a verified cache file, hard-linked
- * into the tree. /guest/os-release and /guest/proc are mount points for the
+ * into the tree. /guest/os-release, /guest/proc and /guest/sys are mount points for the
  * guest's own paths (the boot test binds the guest's /etc/os-release there).
  */
 import { chmod, copyFile, link, mkdir, symlink, writeFile } from 'node:fs/promises';
@@ -22,7 +22,7 @@ import { foreignBusybox, qemuUser } from './foreign-busybox.js';
 export const HOST_BUSYBOX = '/bin/busybox';
 export const CONTAINER_OS_ID = 'osbuilder-container';
 /** Bumped when makeTree changes: older trees in the cache are not used. */
-const LAYOUT = 2;
+const LAYOUT = 3;
 
 export function containerOsRelease(busyboxVersion: string): string {
   return [
@@ -53,7 +53,7 @@ async function checkBusybox(path: string, exec: Runner): Promise<string> {
 }
 
 async function makeTree(root: string, busybox: string, version: string, exec: Runner): Promise<void> {
-  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'proc', 'sys', 'dev', 'run', 'tmp', 'var/tmp', 'root', 'guest/proc']) await mkdir(join(root, d), { recursive: true });
+  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'proc', 'sys', 'dev', 'run', 'tmp', 'var/tmp', 'root', 'guest/proc', 'guest/sys']) await mkdir(join(root, d), { recursive: true });
   await chmod(join(root, 'tmp'), 0o1777);
   await link(busybox, join(root, 'bin/busybox'));
   const applets = String((await start(...exec(busybox, ['--list-full']))).stdout).split('\n').map((a) => a.trim()).filter((a) => /^(usr\/)?s?bin\/[\w.[\]-]+$/.test(a) && a !== 'bin/busybox');

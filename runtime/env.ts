@@ -9,7 +9,7 @@ import { TOOL_VERSION } from '../core/version.js';
 import { AGENT_SERIAL_NAME, AGENT_VSOCK_PORT } from '../agent/index.js';
 import type { RuntimeConfig } from './config.js';
 import { checkHost, findQemu, type HostReport } from './host.js';
-import { kernelParams, rootParams, type RootDevice } from './qemu.js';
+import { imageRootDevice, kernelParams, rootParams, type RootDevice } from './qemu.js';
 
 export interface EnvReport {
   Meta: { Version: string; ConfigFile: string; Warnings: string[] };
@@ -27,6 +27,7 @@ export interface EnvReport {
     BlockDeviceDriver: string;
     DisableImageNvdimm: boolean;
     RootfsType: string;
+    KernelVerityParams: string;
     EntropySource: string;
     Debug: boolean;
   };
@@ -53,7 +54,7 @@ async function fileInfo(path: string | null): Promise<{ exists: boolean; size: n
 export function envReport(config: RuntimeConfig, host: HostReport, files: { kernel: boolean; image: { exists: boolean; size: number }; initrd: boolean }, distro: { name: string; version: string }, qemuVersion: string | null): EnvReport {
   const hv = config.hypervisor;
   const root: RootDevice = hv.image
-    ? { kind: 'image', path: hv.image, sizeBytes: files.image.size, nvdimm: !hv.disableImageNvdimm, rootfsType: hv.rootfsType }
+    ? imageRootDevice(hv, hv.image, files.image.size)
     : { kind: 'initrd', path: hv.initrd ?? '' };
   const params = kernelParams({ arch: host.arch, root, console: 'hvc', debug: hv.enableDebug, agentDebug: config.agent.enableDebug, extraKernelParams: hv.kernelParams });
   return {
@@ -72,6 +73,7 @@ export function envReport(config: RuntimeConfig, host: HostReport, files: { kern
       BlockDeviceDriver: hv.blockDeviceDriver,
       DisableImageNvdimm: hv.disableImageNvdimm,
       RootfsType: hv.rootfsType,
+      KernelVerityParams: hv.kernelVerityParams,
       EntropySource: hv.entropySource,
       Debug: hv.enableDebug,
     },

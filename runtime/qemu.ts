@@ -9,12 +9,13 @@
  * directory over virtio-9p (tag kataShared), QMP, virtio-rng and a console.
  */
 import { OsbuilderError } from '../core/errors.js';
-import type { GuestArch, RootfsType } from './config.js';
+import { parseVerityParams, verityRootParams, type VerityParams } from '../core/verity-params.js';
+import type { GuestArch, HypervisorConfig, RootfsType } from './config.js';
 
 export type Accel = 'kvm' | 'tcg';
 
 export type RootDevice =
-  | { kind: 'image'; path: string; sizeBytes: number; nvdimm: boolean; rootfsType: RootfsType }
+  | { kind: 'image'; path: string; sizeBytes: number; nvdimm: boolean; rootfsType: RootfsType; verity?: VerityParams }
   | { kind: 'initrd'; path: string };
 
 export type AgentChannel = { kind: 'serial'; socket: string } | { kind: 'vsock'; cid: number };
@@ -76,9 +77,16 @@ export const KATA_ARM64_PARAMS = ['iommu.passthrough=0'];
 /** systemd guests boot Kata's target and skip networkd (rootfs.sh / kata-containers.target). */
 export const KATA_SYSTEMD_PARAMS = ['systemd.unit=kata-containers.target', 'systemd.mask=systemd-networkd.service', 'systemd.mask=systemd-networkd.socket'];
 
-/** root= and friends for an image (Kata's kernelRootParams: pmem0p1, else the virtio-blk vda1). */
+/** The image as the configuration attaches it: nvdimm unless disabled, verity-checked when kernel_verity_params is set. */
+export function imageRootDevice(hv: HypervisorConfig, path: string, sizeBytes: number): RootDevice {
+  const verity = parseVerityParams(hv.kernelVerityParams);
+  return { kind: 'image', path, sizeBytes, nvdimm: !hv.disableImageNvdimm, rootfsType: hv.rootfsType, ...(verity ? { verity } : {}) };
+}
+
+/** root= and friends for an image (Kata's kernelRootParams: pmem0p1, else the virtio-blk vda1; dm-0 over both partitions with verity). */
 export function rootParams(root: RootDevice): string[] {
   if (root.kind === 'initrd') return [];
+  if (root.verity) return verityRootParams(root.verity, root.nvdimm, root.rootfsType);
   const device = root.nvdimm ? '/dev/pmem0p1' : '/dev/vda1';
   const flags: Record<RootfsType, string> = {
     ext4: root.nvdimm ? 'dax,data=ordered,errors=remount-ro' : 'data=ordered,errors=remount-ro',

@@ -39,6 +39,8 @@ export interface VmExit {
 const PANIC_LINE = /Kernel panic - not syncing[^\n]*\n/;
 const PANIC_ANY = /Kernel panic - not syncing[^\n]*/;
 const TAIL_BYTES = 64 * 1024;
+/** dm-verity found a block whose hash does not match the tree (or the tree not the root hash). */
+const VERITY_LINE = /device-mapper: verity: [^\n]*corrupted[^\n]*\n/;
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -53,6 +55,7 @@ export class Vm {
   private log: WriteStream | undefined;
   private exit: VmExit | undefined;
   private panic: string | undefined;
+  private verity: string | undefined;
   private consoleWaiters = new Set<() => void>();
   private unregister: () => void;
   private agent: AgentClient | undefined;
@@ -111,6 +114,7 @@ export class Vm {
       const m = PANIC_LINE.exec(this.tail);
       if (m) this.panic = m[0].trim();
     }
+    this.verity ??= VERITY_LINE.exec(this.tail)?.[0].trim();
     this.wake();
   }
 
@@ -123,9 +127,25 @@ export class Vm {
     return this.panic;
   }
 
+  /** The first dm-verity corruption report on the console, if any. */
+  get verityLine(): string | undefined {
+    return this.verity;
+  }
+
+  /** The root image failed dm-verity: what went wrong after it (`then`) is a consequence. */
+  verityError(then: string): OsbuilderError | undefined {
+    if (!this.verity) return undefined;
+    return new OsbuilderError(
+      'VERITY_FAILED',
+      `dm-verity verification of the root image failed: ${this.verity}\n${then}\nlast console lines:\n${this.consoleTail()}`,
+      'the image does not match kernel_verity_params (modified after it was built, or the parameters belong to another build): rebuild it, and use the root_hash_<variant>.txt written with it',
+    );
+  }
+
   /** The error to report when the guest is gone or panicked (undefined while all is well). */
   failure(what: string): OsbuilderError | undefined {
     const logHint = this.options.consoleLog ? `full console log: ${this.options.consoleLog}` : 'rerun with --console-log FILE to keep the whole console';
+    if ((this.panic || this.exit) && this.verity) return this.verityError(this.panic ? `then a kernel panic ${what}: ${this.panic}` : `then QEMU stopped ${what}`);
     if (this.panic) {
       return new OsbuilderError('BOOT_FAILED', `kernel panic ${what}: ${this.panic}\nlast console lines:\n${this.consoleTail()}`, `check the kernel config and root device, and that the guest's init (the agent) keeps running; ${logHint}`);
     }
@@ -164,6 +184,8 @@ export class Vm {
 
   private timeoutError(what: string, deadline: number): OsbuilderError {
     const secs = ((deadline - this.startedAt) / 1000).toFixed(1);
+    const verity = this.verityError(`then ${what} within ${secs}s`);
+    if (verity) return verity;
     const con = this.consoleTail();
     return new OsbuilderError(
       'BOOT_TIMEOUT',

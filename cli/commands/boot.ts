@@ -14,6 +14,7 @@ export interface RuntimeArgs extends GlobalArgs {
   memory?: number;
   'machine-type'?: string;
   'disable-image-nvdimm'?: boolean;
+  'kernel-verity-params'?: string;
 }
 
 /** Options shared by boot and env: a configuration file and what overrides it. */
@@ -27,7 +28,8 @@ export function runtimeOptions<T>(y: Argv<T>): Argv<T> {
     .option('vcpus', { type: 'number', describe: 'vCPUs (overrides default_vcpus)' })
     .option('memory', { type: 'number', describe: 'Memory in MiB (overrides default_memory)' })
     .option('machine-type', { type: 'string', describe: 'q35 or pc (x86_64), virt (aarch64)' })
-    .option('disable-image-nvdimm', { type: 'boolean', describe: 'Attach the image as a virtio disk instead of nvdimm (root=/dev/vda1)' }) as Argv<T>;
+    .option('disable-image-nvdimm', { type: 'boolean', describe: 'Attach the image as a virtio disk instead of nvdimm (root=/dev/vda1)' })
+    .option('kernel-verity-params', { type: 'string', describe: 'dm-verity root: root_hash=…,salt=…,data_blocks=…,data_block_size=…,hash_block_size=… as the image build wrote it (overrides kernel_verity_params; "" turns it off)' }) as Argv<T>;
 }
 
 export function overridesFrom(argv: RuntimeArgs): ConfigOverrides {
@@ -40,6 +42,7 @@ export function overridesFrom(argv: RuntimeArgs): ConfigOverrides {
   if (argv.memory !== undefined) o.memory = argv.memory;
   if (argv['machine-type'] !== undefined) o.machineType = argv['machine-type'];
   if (argv['disable-image-nvdimm'] !== undefined) o.disableImageNvdimm = argv['disable-image-nvdimm'];
+  if (argv['kernel-verity-params'] !== undefined) o.kernelVerityParams = argv['kernel-verity-params'];
   return o;
 }
 

@@ -14,6 +14,7 @@ interface BuildArgs extends GlobalArgs {
   initrd?: boolean;
   kernel?: boolean;
   gpu?: string;
+  verity?: boolean;
   arch?: string;
   prefix: string;
   jobs: number;
@@ -65,6 +66,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       .option('initrd', { type: 'boolean', describe: 'Build the initrd (agent as init)' })
       .option('kernel', { type: 'boolean', describe: 'Build the guest kernel (none of --image/--initrd/--kernel: all three)' })
       .option('gpu', { alias: 'g', type: 'string', describe: 'Also build the GPU kernel variant (nvidia), boot-tested with every artifact' })
+      .option('verity', { type: 'boolean', describe: "dm-verity image (Kata's MEASURED_ROOTFS): booted with root on /dev/dm-0; kernel_verity_params go into configuration-qemu.toml, root_hash_.txt and manifest.json" })
       .option('arch', { alias: 'a', type: 'string', describe: 'Target architecture (default: the host)' })
       .option('prefix', { type: 'string', default: '/', describe: 'Install root: <prefix>/usr/share/kata-containers, <prefix>/usr/share/defaults/kata-containers' })
       .option('jobs', { alias: 'j', type: 'number', default: 1, describe: 'Independent stages run at once' })
@@ -95,6 +97,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       ...(argv.initrd !== undefined ? { initrd: argv.initrd } : {}),
       ...(argv.kernel !== undefined ? { kernel: argv.kernel } : {}),
       ...(argv.gpu ? { gpu: argv.gpu } : {}),
+      ...(argv.verity ? { verity: true } : {}),
       ...(argv.arch ? { arch: argv.arch } : {}),
       prefix: argv.prefix,
       jobs: argv.jobs,

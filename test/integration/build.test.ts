@@ -197,6 +197,41 @@ describe('the default build', () => {
   });
 });
 
+describe('a measured rootfs (--verity)', () => {
+  const vp = () => join(work, 'verity');
+  const cfgPath = () => join(vp(), 'usr/share/defaults/kata-containers/configuration-qemu.toml');
+
+  it('boot-tests the dm-verity image with root on /dev/dm-0 and installs its kernel_verity_params: root_hash_.txt, configuration-qemu.toml, manifest.json', async () => {
+    const r = await osb(['build', '--image', '--kernel', '--verity', '--prefix', vp(), '--boot-timeout', '600']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.json.bootTests).toEqual([expect.objectContaining({ passed: true, cached: false, root: '/dev/dm-0', artifact: 'kata-debian-bookworm.image', osRelease: 'Debian GNU/Linux 12 (bookworm)' })]);
+    expect(await listing(share(vp()))).toContain('root_hash_.txt');
+    const params = (await readFile(join(share(vp()), 'root_hash_.txt'), 'utf8')).trim();
+    expect(params).toMatch(/^root_hash=[0-9a-f]{64},salt=[0-9a-f]{64},data_blocks=\d+,data_block_size=4096,hash_block_size=4096$/);
+    expect(await readFile(cfgPath(), 'utf8')).toContain(`kernel_verity_params = "${params}"`);
+    const m = JSON.parse(await readFile(join(share(vp()), 'manifest.json'), 'utf8'));
+    expect(m.rootfs[0]).toMatchObject({ role: 'image', kernelVerityParams: params });
+    expect(m.rootfs[0].inputs.artifact).toBe('ext4,dax,mbr,verity');
+    const sums = await execa('sha256sum', ['-c', 'usr/share/kata-containers/SHA256SUMS'], { cwd: vp(), reject: false });
+    expect(sums.exitCode, String(sums.stdout)).toBe(0);
+    expect(String(sums.stdout)).toContain('usr/share/kata-containers/root_hash_.txt: OK');
+  });
+
+  it('boots from the installed configuration-qemu.toml with the verity table on the command line', async () => {
+    const r = await runCli(['boot', '--config', cfgPath(), '--timeout', '600', '--json', '--', 'cat', '/proc/cmdline'], { timeout: 15 * 60_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.json.container.stdout).toMatch(/dm-mod\.create="dm-verity,,,ro,0 \d+ verity 1 \/dev\/pmem0p1 \/dev\/pmem0p2 4096 4096 \d+ 0 sha256 [0-9a-f]{64} [0-9a-f]{64}" root=\/dev\/dm-0 /);
+  });
+
+  it('a new image without --verity takes the verity parameters out of the install', async () => {
+    const r = await osb(['build', '--image', '--kernel', '--prefix', vp(), '-f', '--boot-timeout', '600']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(await listing(share(vp()))).not.toContain('root_hash_.txt');
+    expect(await readFile(cfgPath(), 'utf8')).not.toContain('kernel_verity_params');
+    expect(r.json.bootTests).toEqual([expect.objectContaining({ passed: true, root: '/dev/pmem0p1' })]);
+  });
+});
+
 describe('cache faults', () => {
   it('a corrupt cache entry is detected, rebuilt and not used', async () => {
     // The entry of the installed initrd: the -f test above added another one (another epoch).

@@ -247,11 +247,11 @@ describe('other layouts and filesystems', () => {
     expect(again.sha256).toBe(await sha256Of(img));
   });
 
-  it('--verity: hash partition after the root, root_hash.txt beside the image, veritysetup verify passes and catches a flipped byte', async () => {
+  it('--verity: hash partition after the root (no superblock, as Kata), root_hash.txt and root_hash_<variant>.txt beside the image; veritysetup verifies the tree with only kernel_verity_params and catches a flipped byte', async () => {
     const dir = join(work, 'verity');
     await mkdir(dir);
     const img = join(dir, 'kata.img');
-    const j = await image([busybox, '-o', img, '--verity'], { SOURCE_DATE_EPOCH: EPOCH });
+    const j = await image([busybox, '-o', img, '--verity', '--build-variant', 'measured'], { SOURCE_DATE_EPOCH: EPOCH });
     const [root, hash] = j.partitions;
     expect(root).toMatchObject({ number: 1, role: 'root', start: 3 * MiB });
     expect(hash).toMatchObject({ number: 2, role: 'verity', start: root.start + root.size });
@@ -264,9 +264,17 @@ describe('other layouts and filesystems', () => {
     expect(txt).toMatch(new RegExp(`^Root hash:\\s+${j.rootHash}$`, 'm'));
     expect(txt).toMatch(new RegExp(`^Salt:\\s+${j.verity.salt}$`, 'm'));
     expect(txt).toContain(img);
+    // kernel_verity_params, Kata's form, is all a verifier needs
+    const params = (await readFile(join(dir, 'root_hash_measured.txt'), 'utf8')).trim();
+    expect(params).toBe(j.verity.kernelVerityParams);
+    const kv = Object.fromEntries(params.split(',').map((f) => f.split('=') as [string, string]));
+    expect(Object.keys(kv)).toEqual(['root_hash', 'salt', 'data_blocks', 'data_block_size', 'hash_block_size']);
+    expect(Number(kv.data_blocks) * Number(kv.data_block_size)).toBe(root.size);
+    const verify = (data: string, tree: string) =>
+      execa('veritysetup', ['verify', '--no-superblock', `--data-blocks=${kv.data_blocks}`, `--data-block-size=${kv.data_block_size}`, `--hash-block-size=${kv.hash_block_size}`, `--salt=${kv.salt}`, data, tree, kv.root_hash!], { reject: false });
     const data = await extract(img, root.start, root.size, join(work, 'verity.data'));
     const tree = await extract(img, hash.start, hash.size, join(work, 'verity.hash'));
-    const ok = await execa('veritysetup', ['verify', data, tree, j.rootHash], { reject: false });
+    const ok = await verify(data, tree);
     expect(ok.exitCode, String(ok.stderr)).toBe(0);
     await e2fsck(img, root.start);
     // flip one byte inside the filesystem's first block group: verification must fail
@@ -276,14 +284,15 @@ describe('other layouts and filesystems', () => {
     b[0] = b[0]! ^ 0xff;
     await fh.write(b, 0, 1, 1024 + 0x30);
     await fh.close();
-    const bad = await execa('veritysetup', ['verify', data, tree, j.rootHash], { reject: false });
+    const bad = await verify(data, tree);
     expect(bad.exitCode).not.toBe(0);
-    // byte-identical rebuild, root_hash.txt included (same path)
+    // byte-identical rebuild, both files included (same path)
     await rename(img, `${img}.first`);
     await rename(join(dir, 'root_hash.txt'), join(dir, 'root_hash.txt.first'));
-    await image([busybox, '-o', img, '--verity'], { SOURCE_DATE_EPOCH: EPOCH });
+    await image([busybox, '-o', img, '--verity', '--build-variant', 'measured'], { SOURCE_DATE_EPOCH: EPOCH });
     expect(await sha256Of(img)).toBe(await sha256Of(`${img}.first`));
     expect(await readFile(join(dir, 'root_hash.txt'), 'utf8')).toBe(txt);
+    expect((await readFile(join(dir, 'root_hash_measured.txt'), 'utf8')).trim()).toBe(params);
   });
 
   it('--root-free-space leaves at least that much free for unprivileged users', async () => {

@@ -20,3 +20,15 @@ export function codeOf(fn: () => unknown): string | undefined {
   }
   return undefined;
 }
+
+/** The OsbuilderError `fn` throws (the test fails if it returns or throws anything else). */
+export function thrown(fn: () => unknown): OsbuilderError {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(OsbuilderError);
+  return err as OsbuilderError;
+}

@@ -9,6 +9,7 @@
  */
 import { cp, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { BuildCache } from '../../core/cache.js';
 import { sha256File } from '../../core/hash.js';
 import { kernelArtifact, type KernelArtifact } from '../../pipeline/stages.js';
@@ -56,7 +57,7 @@ let memo: Promise<GuestKernel> | undefined;
 
 export function guestKernel(): Promise<GuestKernel> {
   memo ??= (async () => {
-    const plan = planBuild({ kernel: true, kernelSource: LINUX_SOURCE_TARBALL, kernelVersion: LINUX_SOURCE_VERSION, arch: 'x86_64' }, undefined, 'x86_64');
+    const plan = planBuild({ kernel: true, kernelSource: LINUX_SOURCE_TARBALL, kernelVersion: LINUX_SOURCE_VERSION, arch: 'x86_64' }, undefined, 'x86_64', availableParallelism());
     // The same source choice `osbuilder build` makes when Debian's linux-source is installed: same cache key.
     plan.kernelSource = { kind: 'debian-package', source: LINUX_SOURCE_TARBALL, version: LINUX_SOURCE_VERSION };
     const cache = new BuildCache(KERNEL_CACHE);

@@ -19,7 +19,7 @@ const base = { rootfs: '/r', output: '/o/x.img', sourceDateEpoch: null };
 
 describe('resolveImageOptions', () => {
   it('defaults: ext4, DAX, MBR, no verity, Kata env honoured only through the CLI', () => {
-    expect(resolveImageOptions(base, {})).toEqual({ rootfs: '/r', output: '/o/x.img', rootFreeSpaceMiB: 0, fsType: 'ext4', dax: true, partitionTable: 'mbr', verity: false, skipAgentCheck: false, sha256: false });
+    expect(resolveImageOptions(base, {})).toEqual({ rootfs: '/r', output: '/o/x.img', rootFreeSpaceMiB: 0, fsType: 'ext4', dax: true, partitionTable: 'mbr', verity: false, buildVariant: '', skipAgentCheck: false, sha256: false });
     expect(resolveImageOptions({ rootfs: '/r', output: '/o/x.img' }, { SOURCE_DATE_EPOCH: '1700000000' }).epoch).toBe(1700000000);
   });
 
@@ -45,6 +45,12 @@ describe('resolveImageOptions', () => {
     const env = { IMAGE: '/e.img', FS_TYPE: 'erofs', ROOT_FREE_SPACE: '64', MEASURED_ROOTFS: 'yes' };
     expect(imageOptionsFromCli({ rootfs: 'r' }, env)).toMatchObject({ output: '/e.img', fsType: 'erofs', rootFreeSpaceMiB: 64, verity: true });
     expect(imageOptionsFromCli({ rootfs: 'r', output: 'o', fsType: 'ext4', rootFreeSpace: '0', verity: false }, env)).toMatchObject({ output: 'o', fsType: 'ext4', rootFreeSpaceMiB: 0, verity: false });
+    // BUILD_VARIANT names root_hash_<variant>.txt only when verity is on; the flag wins
+    expect(imageOptionsFromCli({ rootfs: 'r' }, { ...env, BUILD_VARIANT: 'cc' })).toMatchObject({ verity: true, buildVariant: 'cc' });
+    expect(imageOptionsFromCli({ rootfs: 'r', verity: false }, { ...env, BUILD_VARIANT: 'cc' })).not.toHaveProperty('buildVariant');
+    expect(resolveImageOptions(imageOptionsFromCli({ rootfs: 'r', buildVariant: 'x', rootFreeSpace: '0' }, env), {}).buildVariant).toBe('x');
+    expect(code(() => resolveImageOptions({ ...base, verity: true, buildVariant: '../x' }, {}))).toMatch(/^USAGE: --build-variant "..\/x" is not a file name part/);
+    expect(code(() => resolveImageOptions({ ...base, buildVariant: 'x' }, {}))).toMatch(/^USAGE: --build-variant .* needs --verity/);
     expect(code(() => imageOptionsFromCli({ rootfs: 'r' }, {}))).toMatch(/^USAGE: no output file/);
     expect(code(() => imageOptionsFromCli({ rootfs: 'r', output: 'o', size: 'big' }, {}))).toMatch(/^USAGE: --size must be a whole number of MiB, got "big"/);
   });
@@ -55,7 +61,7 @@ describe('ids', () => {
     expect(imageIds(1700000000)).toEqual(imageIds(1700000000));
     expect(imageIds(1700000000).fsUuid).not.toBe(imageIds(1700000001).fsUuid);
     const a = imageIds(1);
-    expect(new Set([a.fsUuid, a.hashSeed, a.diskGuid.toLowerCase(), ...a.partitionGuids.map((g) => g.toLowerCase()), a.verityUuid]).size).toBe(6);
+    expect(new Set([a.fsUuid, a.hashSeed, a.diskGuid.toLowerCase(), ...a.partitionGuids.map((g) => g.toLowerCase())]).size).toBe(5);
     expect(deriveUuid(1, 'x')).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(deriveUuid(undefined, 'x')).not.toBe(deriveUuid(undefined, 'x'));
     expect(a.veritySalt).toMatch(/^[0-9a-f]{64}$/);
@@ -79,11 +85,14 @@ describe('command lines', () => {
 
   it('mkfs.erofs as Kata (-Enoinline_data) with our UUID; veritysetup on files with the hash at an offset', () => {
     expect(mkfsErofsArgs('/t/fs', '/r', 'u')).toEqual(['--quiet', '-Enoinline_data', '-U', 'u', '/t/fs', '/r']);
-    const v = { data: '/t/fs', hash: '/t/img', hashOffset: 131072, dataBlocks: 100, salt: 'ab', uuid: 'u' };
-    expect(verityFormatArgs(v)).toEqual(['format', '--hash=sha256', '--data-block-size=4096', '--hash-block-size=4096', '--data-blocks=100', '--hash-offset=131072', '--salt=ab', '--uuid=u', '/t/fs', '/t/img']);
-    expect(verityVerifyArgs(v, 'f'.repeat(64))).toEqual(['verify', '--hash-offset=131072', '/t/fs', '/t/img', 'f'.repeat(64)]);
-    const out = parseVerityFormat(`VERITY header information for x\nUUID:            \tuuu\nHash type:       \t1\nSalt:            \t${'a'.repeat(64)}\nRoot hash:      \t${'b'.repeat(64)}\n`);
-    expect(out).toEqual({ rootHash: 'b'.repeat(64), salt: 'a'.repeat(64), uuid: 'uuu' });
+    const v = { data: '/t/fs', hash: '/t/img', hashOffset: 131072, dataBlocks: 100, salt: 'ab' };
+    const tree = ['--no-superblock', '--hash=sha256', '--data-block-size=4096', '--hash-block-size=4096', '--data-blocks=100', '--hash-offset=131072'];
+    expect(verityFormatArgs(v)).toEqual(['format', ...tree, '--salt=ab', '/t/fs', '/t/img']);
+    expect(verityFormatArgs({ ...v, salt: undefined as unknown as string })).toEqual(['format', ...tree, '/t/fs', '/t/img']);
+    expect(verityVerifyArgs(v, 'cd', 'f'.repeat(64))).toEqual(['verify', ...tree, '--salt=cd', '/t/fs', '/t/img', 'f'.repeat(64)]);
+    const out = parseVerityFormat(`VERITY header information for x\nUUID:            \t\nHash type:       \t1\nSalt:            \t${'a'.repeat(64)}\nRoot hash:      \t${'b'.repeat(64)}\n`);
+    expect(out).toEqual({ rootHash: 'b'.repeat(64), salt: 'a'.repeat(64) });
+    expect(() => parseVerityFormat(`Root hash:      \t${'b'.repeat(64)}\n`)).toThrow(/no salt/);
     expect(() => parseVerityFormat('nothing')).toThrow(/no root hash/);
     expect(() => parseVerityFormat('nothing')).toThrow(expect.objectContaining({ code: 'COMMAND_FAILED' }));
   });

@@ -23,6 +23,7 @@ import { codeOf } from '../support/errors.js';
  */
 const RECORDED: Record<string, string> = {
   '1': 'b0c7e836d9d0e3593cf5d6b31e788535e69a1b6cbf9a046e32fc355ff0995ed4',
+  '2': '7df0ca884beefe21b9cbb7b59708088fc6153555e39a26cc56a0cd74d12fd07e',
 };
 
 

@@ -84,6 +84,19 @@ describe('artifactEntries + configEntries', () => {
     expect(c.hypervisor).toMatchObject({ kernel: '/p/usr/share/kata-containers/vmlinuz.container', image: '/p/usr/share/kata-containers/kata-containers.img', initrd: null });
     expect(configEntries(plan, [], 'q', 'q35')).toEqual([]);
   });
+
+  it('a verity image installs its kernel_verity_params as root_hash_.txt and in the configuration the runtime reads; an initrd configuration never carries them', () => {
+    const params = `root_hash=${'a'.repeat(64)},salt=${'b'.repeat(64)},data_blocks=100,data_block_size=4096,hash_block_size=4096`;
+    const plan = planBuild({ prefix: '/p', verity: true }, undefined, 'x86_64');
+    const artifacts = artifactEntries([{ ...fakeRootfs('image', 'kata-debian-bookworm.image'), kernelVerityParams: params }, fakeRootfs('initrd', 'kata-busybox-bookworm.initrd')], [fakeKernel('default')]);
+    expect(artifacts.find((e) => e.path === `${SHARE}/root_hash_.txt`)).toEqual({ kind: 'text', path: `${SHARE}/root_hash_.txt`, content: `${params}\n` });
+    const [cfg] = configEntries(plan, artifacts, 'q', 'q35', params);
+    const c = parseConfig(cfg!.kind === 'text' ? cfg!.content : '', 'x');
+    expect(c.warnings).toEqual([]);
+    expect(c.hypervisor).toMatchObject({ image: '/p/usr/share/kata-containers/kata-containers.img', kernelVerityParams: params });
+    expect(renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', initrd: '/p/i', kernelVerityParams: params, toolVersion: '1' })).not.toContain('kernel_verity_params');
+    expect(artifactEntries([fakeRootfs('image', 'kata-debian-bookworm.image')], []).some((e) => e.path.endsWith('root_hash_.txt'))).toBe(false);
+  });
 });
 
 async function sourceFile(dir: string, name: string, content: string): Promise<InstallEntry> {

@@ -58,6 +58,8 @@ describe('planBuild', () => {
     refused({ noBootTest: true, accel: 'tcg' }, '--accel');
     refused({ noBootTest: true, bootTimeout: 60 }, '--boot-timeout');
     refused({ image: true, makeJobs: 2 }, '--make-jobs');
+    refused({ initrd: true, kernel: true, verity: true }, '--verity');
+    expect(planBuild({ verity: true }, undefined, 'x86_64').verity).toBe(true);
     // What the build does use is accepted.
     expect(planBuild({ initrd: true, initrdDistro: 'debian', accel: 'kvm', bootTimeout: 60, extraPackages: ['file'] }, undefined, 'x86_64').rootfs).toHaveLength(1);
   });

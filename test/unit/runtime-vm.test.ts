@@ -101,6 +101,25 @@ function fakeQmp(path: string, onQuit: () => void): Promise<Server> {
 }
 
 describe('Vm: the guest fails', () => {
+  it('a dm-verity corruption report before the panic makes it VERITY_FAILED, the report first', async () => {
+    const { vm } = await fakeVm('echo "device-mapper: verity: 254:0: metadata block 0 is corrupted"; echo "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(254,0)"; exec sleep 1000');
+    const e = await rejection(vm.waitForAgent(vm.startedAt + 120_000));
+    expect(e.code).toBe('VERITY_FAILED');
+    expect(e.message).toMatch(/^dm-verity verification of the root image failed: device-mapper: verity: 254:0: metadata block 0 is corrupted\nthen a kernel panic before the agent answered: Kernel panic - not syncing: VFS: Unable to mount root fs/);
+    expect(e.hint).toMatch(/does not match kernel_verity_params/);
+    expect(vm.verityLine).toBe('device-mapper: verity: 254:0: metadata block 0 is corrupted');
+  });
+
+  it('a dm-verity report and no agent by the deadline is VERITY_FAILED too; other device-mapper lines are not', async () => {
+    const { vm } = await fakeVm('echo "device-mapper: verity: 254:1: data block 7 is corrupted"; exec sleep 1000');
+    const e = await rejection(vm.waitForAgent(vm.startedAt + 1500));
+    expect(e.code).toBe('VERITY_FAILED');
+    expect(e.message).toMatch(/then the agent did not answer within 1\.5s/);
+    const { vm: other } = await fakeVm('echo "device-mapper: init: dm-0 is ready"; exec sleep 1000');
+    expect((await rejection(other.waitForAgent(other.startedAt + 1000))).code).toBe('BOOT_TIMEOUT');
+    expect(other.verityError('x')).toBeUndefined();
+  });
+
   it('a kernel panic is BOOT_FAILED with the panic line and the last console lines; kill() ends QEMU', async () => {
     const { vm } = await fakeVm('echo OSB-BOOTING; echo "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000"; exec sleep 1000');
     const e = await rejection(vm.waitForAgent(vm.startedAt + 120_000));

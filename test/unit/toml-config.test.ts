@@ -64,6 +64,7 @@ describe('configuration.toml', () => {
       blockDeviceDriver: 'virtio-scsi',
       disableImageNvdimm: true,
       rootfsType: 'ext4',
+      kernelVerityParams: '',
       entropySource: '/dev/urandom',
       enableDebug: true,
       sharedFs: 'virtio-9p',
