@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { conjuncts, evalExpr, formatExpr, parseExpr, readKconfig, type ConfigValues } from '../../kernel/kconfig.js';
-import { OsbuilderError } from '../../core/errors.js';
+import { thrown } from '../support/errors.js';
 
 export function kconfigTree(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'osb-kconfig-'));
@@ -132,16 +132,8 @@ describe('readKconfig', () => {
   });
 
   // Counterexamples found by parsers-property: each escaped as a bare Error, a TypeError or a RangeError.
-  const refusal = (fn: () => unknown, message: RegExp) => {
-    let err: unknown;
-    try {
-      fn();
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(OsbuilderError);
-    expect(err).toMatchObject({ code: 'KERNEL_CONFIG', message: expect.stringMatching(message), hint: expect.stringMatching(/kernel source tree/) });
-  };
+  const refusal = (fn: () => unknown, message: RegExp) =>
+    expect(thrown(fn)).toMatchObject({ code: 'KERNEL_CONFIG', message: expect.stringMatching(message), hint: expect.stringMatching(/kernel source tree/) });
 
   it('refuses bad input with KERNEL_CONFIG, located at the Kconfig line', () => {
     refusal(() => parseExpr(''), /cannot parse Kconfig expression "": unexpected end/);
