@@ -213,6 +213,6 @@ export function configEntries(plan: BuildPlan, installed: InstallEntry[], qemuPa
   return (variants.length ? variants : (['default'] as const)).map((variant) => ({
     kind: 'text' as const,
     path: `${DEFAULTS}/${variant === 'nvidia' ? 'configuration-qemu-nvidia-gpu.toml' : 'configuration-qemu.toml'}`,
-    content: renderQemuConfig({ qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), ...(image && kernelVerityParams ? { kernelVerityParams } : {}), toolVersion: TOOL_VERSION }),
+    content: renderQemuConfig({ qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), ...(image && kernelVerityParams ? { kernelVerityParams } : {}), ...(variant === 'nvidia' ? { gpu: true } : {}), toolVersion: TOOL_VERSION }),
   }));
 }

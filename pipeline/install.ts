@@ -34,6 +34,8 @@ export interface QemuConfigInput {
   initrd?: string;
   /** The image's kernel_verity_params when it is a dm-verity image. */
   kernelVerityParams?: string;
+  /** The GPU kernel's configuration: a root port to hot-plug the GPU into, as Kata's GPU passthrough guide sets. */
+  gpu?: boolean;
   toolVersion: string;
 }
 
@@ -64,6 +66,7 @@ export function renderQemuConfig(c: QemuConfigInput): string {
     'disable_image_nvdimm = false',
     'shared_fs = "virtio-9p"',
     'msize_9p = 8192',
+    ...(c.gpu ? ['# GPU passthrough: hot-plug into a PCIe root port with room for large 64-bit BARs (Kata 2.x and 3.x keys).', 'hotplug_vfio_on_root_bus = true', 'hot_plug_vfio = "root-port"', 'pcie_root_port = 1'] : []),
     'entropy_source = "/dev/urandom"',
     'enable_debug = false',
     '',

@@ -15,7 +15,8 @@ import { onInterrupt } from '../core/cleanup.js';
 import { step, warn } from '../core/log.js';
 import { defaultAgentBinary } from '../agent/index.js';
 import { AgentService, type RpcObserver } from './agent-client.js';
-import { applyOverrides, defaultConfig, findConfig, loadConfig, type ConfigOverrides, type GuestArch, type RuntimeConfig } from './config.js';
+import { applyOverrides, defaultConfig, findConfig, loadConfig, rootPortCount, type ConfigOverrides, type GuestArch, type RuntimeConfig } from './config.js';
+import { Hotplug, noRootPortError, type DeviceSpec, type ObjectSpec } from './hotplug.js';
 import { resolveContainer, runContainer, type ContainerRequest, type ContainerResult, type ResolvedContainer } from './container-run.js';
 import { agentChannelFor, findQemu, hostGuestArch, resolveAccel, vhostVsockState } from './host.js';
 import { imageRootDevice, planQemu, type Accel, type AgentChannel, type QemuPlan, type RootDevice } from './qemu.js';
@@ -44,6 +45,14 @@ export interface BootSession {
   hostname: string;
   /** The guest's arch (its containers need binaries for it). */
   arch: GuestArch;
+  /** PCIe hotplug into the VM's root ports (pcie_root_port). */
+  hotplug: Hotplug;
+}
+
+/** Devices to hot-add once the sandbox is up (osbuilder boot --hot-add / --hot-add-object). */
+export interface HotAdd {
+  objects: ObjectSpec[];
+  devices: DeviceSpec[];
 }
 
 export interface BootOptions<S = unknown> {
@@ -70,6 +79,7 @@ export interface BootOptions<S = unknown> {
   env?: NodeJS.ProcessEnv;
   onConsole?: (text: string) => void;
   observe?: RpcObserver;
+  hotAdd?: HotAdd;
 }
 
 export interface BootResult<S = unknown> {
@@ -87,6 +97,8 @@ export interface BootResult<S = unknown> {
   agent: { version: string; grpcVersion: string; initDaemon: boolean; storageHandlers: string[] };
   container: ContainerResult | null;
   session: S | null;
+  /** Devices hot-added (and still plugged at the end), with their root ports. */
+  hotplugged: Array<{ id: string; port: string }>;
   shutdown: 'clean' | 'quit' | 'killed';
   consoleLog: string | null;
   timings: { qemuStartToAgentReadyMs: number; containerMs: number | null; shutdownMs: number; totalMs: number };
@@ -149,6 +161,7 @@ interface Prepared {
   channel: { kind: AgentChannel['kind']; reason: string };
   container: ResolvedContainer | null;
   timeoutSec: number;
+  rootPorts: number;
 }
 
 /** Everything that can be wrong with the input, found before any VM or directory exists. */
@@ -169,6 +182,9 @@ async function prepare(opts: BootOptions<unknown>): Promise<Prepared> {
   if ((container || opts.session) && hv.sharedFs === 'none') {
     throw new OsbuilderError('CONFIG_INVALID', 'hypervisor.qemu.shared_fs is "none": a container rootfs cannot reach the guest', 'set shared_fs = "virtio-9p"');
   }
+  const rootPorts = rootPortCount(hv);
+  const first = opts.hotAdd?.devices[0];
+  if (first && rootPorts === 0) throw noRootPortError(first.id);
   const qemu = await findQemu(hv.path);
   if (!qemu.path) {
     throw new OsbuilderError('TOOL_MISSING', `QEMU ${hv.path} is not installed (hypervisor.qemu.path)`, `install qemu-system-${arch === 'aarch64' ? 'arm' : 'x86'} (scripts/setup-host.sh does) or set hypervisor.qemu.path`);
@@ -176,7 +192,7 @@ async function prepare(opts: BootOptions<unknown>): Promise<Prepared> {
   if (opts.consoleLog) await checkOutputPath(resolve(opts.consoleLog), { flag: '--console-log', name: 'console.log' });
   const accel = await resolveAccel(opts.accel ?? 'auto', qemu.path, arch);
   const channel = await pickChannel(opts.channel ?? 'auto');
-  return { arch, config, root, qemu: { path: qemu.path, version: qemu.version }, accel, channel, container, timeoutSec };
+  return { arch, config, root, qemu: { path: qemu.path, version: qemu.version }, accel, channel, container, timeoutSec, rootPorts };
 }
 
 function planFor(p: Prepared, opts: BootOptions<unknown>, name: string, runDir: string, channel: AgentChannel, shared: SharedDir | undefined): QemuPlan {
@@ -194,12 +210,18 @@ function planFor(p: Prepared, opts: BootOptions<unknown>, name: string, runDir: 
     channel,
     ...(shared ? { sharedDir: shared.path } : {}),
     qmpSocket: join(runDir, 'qmp.sock'),
+    rootPorts: p.rootPorts,
     console: opts.console ?? 'hvc',
     entropySource: hv.entropySource,
     name,
     debug: hv.enableDebug,
     agentDebug: p.config.agent.enableDebug,
   });
+}
+
+async function hotAddAll(hotplug: Hotplug, h: HotAdd): Promise<void> {
+  for (const o of h.objects) await step(`hot-add object ${o.qomType} ${o.id}`, () => hotplug.addObject(o));
+  for (const d of h.devices) await step(`hot-add ${d.driver} ${d.id}`, () => hotplug.add(d));
 }
 
 /** Races the container or session against the VM's end and the command timeout. */
@@ -251,12 +273,14 @@ export async function boot<S = unknown>(opts: BootOptions<S>): Promise<BootResul
     let container: ContainerResult | null = null;
     let session: S | null = null;
     const c0 = performance.now();
+    const hotplug = new Hotplug(join(runDir, 'qmp.sock'), p.rootPorts);
     if (shared) {
       const sandbox = new GuestSandbox(client, shared, sandboxId, p.config.hypervisor.msize9p);
       try {
         await sandbox.create(hostname);
+        if (opts.hotAdd) await hotAddAll(hotplug, opts.hotAdd);
         if (p.container) container = await guarded(started, runContainer(sandbox, p.container, opts.container?.io ?? {}), opts.commandTimeoutSec, 'container');
-        if (opts.session) session = await guarded(started, opts.session({ sandbox, hostname, arch: p.arch }), opts.commandTimeoutSec, 'boot test');
+        if (opts.session) session = await guarded(started, opts.session({ sandbox, hostname, arch: p.arch, hotplug }), opts.commandTimeoutSec, 'boot test');
       } catch (err) {
         // The whole console is in once QEMU is gone: a dm-verity report explains the failure.
         await started.kill();
@@ -284,6 +308,7 @@ export async function boot<S = unknown>(opts: BootOptions<S>): Promise<BootResul
       agent: { version: version.agentVersion, grpcVersion: version.grpcVersion, initDaemon: details?.initDaemon ?? false, storageHandlers: details?.storageHandlers ?? [] },
       container,
       session,
+      hotplugged: hotplug.devices,
       shutdown,
       consoleLog: opts.consoleLog ? resolve(opts.consoleLog) : null,
       timings: { qemuStartToAgentReadyMs: Math.round(readyMs), containerMs, shutdownMs: Math.round(performance.now() - s0), totalMs: Math.round(performance.now() - total0) },

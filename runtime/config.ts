@@ -37,11 +37,21 @@ export interface HypervisorConfig {
   enableDebug: boolean;
   /** How containers' files reach the guest: virtio-9p (Kata's shared_fs), or none. */
   sharedFs: SharedFs;
+  /** Kata's pcie_root_port: pcie-root-port devices for hotplugged (VFIO) devices, on q35. */
+  pcieRootPort: number;
+  /** Kata 2.x's hotplug_vfio_on_root_bus, and 3.x's hot_plug_vfio: where hotplugged devices go. */
+  hotplugVfioOnRootBus: boolean;
+  hotPlugVfio: HotPlugVfio;
   msize9p: number;
 }
 
 /** Kata's shared_fs values that osbuilder runs (virtio-fs needs virtiofsd, which Debian 12 lacks). */
 export const SHARED_FS = ['virtio-9p', 'none'] as const;
+/** Kata's hot_plug_vfio values; osbuilder plugs into root ports ("root-port"). */
+export const HOT_PLUG_VFIO = ['no-port', 'bridge-port', 'root-port', 'switch-port'] as const;
+export type HotPlugVfio = (typeof HOT_PLUG_VFIO)[number];
+/** Kata's maxPCIeRootPort. */
+export const MAX_PCIE_ROOT_PORTS = 16;
 export type SharedFs = (typeof SHARED_FS)[number];
 
 export interface AgentConfig {
@@ -85,6 +95,9 @@ export function defaultConfig(arch: GuestArch = 'x86_64'): RuntimeConfig {
       enableDebug: false,
       sharedFs: 'virtio-9p',
       msize9p: 8192,
+      pcieRootPort: 0,
+      hotplugVfioOnRootBus: false,
+      hotPlugVfio: 'no-port',
     },
     agent: { enableDebug: false, dialTimeout: 45 },
     warnings: [],
@@ -119,6 +132,9 @@ const QEMU_KEYS: Record<string, KeySpec> = {
   enable_debug: { kind: 'bool', set: (c, v: boolean) => (c.hypervisor.enableDebug = v) },
   shared_fs: { kind: 'string', choices: SHARED_FS, set: (c, v: SharedFs) => (c.hypervisor.sharedFs = v) },
   msize_9p: { kind: 'int', min: 4096, max: 1 << 20, set: (c, v: number) => (c.hypervisor.msize9p = v) },
+  pcie_root_port: { kind: 'int', min: 0, max: MAX_PCIE_ROOT_PORTS, set: (c, v: number) => (c.hypervisor.pcieRootPort = v) },
+  hotplug_vfio_on_root_bus: { kind: 'bool', set: (c, v: boolean) => (c.hypervisor.hotplugVfioOnRootBus = v) },
+  hot_plug_vfio: { kind: 'string', choices: HOT_PLUG_VFIO, set: (c, v: HotPlugVfio) => (c.hypervisor.hotPlugVfio = v) },
 };
 
 const AGENT_KEYS: Record<string, KeySpec> = {
@@ -137,7 +153,7 @@ const KATA_QEMU_OTHER = new Set([
   'valid_file_mem_backends', 'pflashes', 'disable_block_device_use', 'disable_nesting_checks', 'disable_vhost_net',
   'guest_hook_path', 'rx_rate_limiter_max_rate', 'tx_rate_limiter_max_rate', 'guest_memory_dump_path', 'guest_memory_dump_paging',
   'enable_guest_swap', 'use_legacy_serial', 'disable_selinux', 'disable_guest_selinux', 'valid_entropy_sources', 'confidential_guest',
-  'sev_snp_guest', 'hot_plug_vfio', 'cold_plug_vfio', 'pcie_root_port', 'pcie_switch_port', 'enable_annotations',
+  'sev_snp_guest', 'cold_plug_vfio', 'pcie_switch_port', 'enable_annotations',
   'image_type', 'reclaim_guest_freed_memory', 'snp_id_block', 'snp_id_auth', 'snp_guest_policy', 'extra_monitor_socket', 'qgs_port',
 ]);
 const KATA_AGENT_OTHER = new Set([
@@ -232,6 +248,7 @@ export function parseConfig(text: string, file: string | null, arch: GuestArch =
       config.warnings.push(`unknown ${isTable(value) ? 'table' : 'key'} ${top}${file ? ` in ${file}` : ''} (ignored)`);
     }
   }
+  config.warnings.push(...rootPortWarnings(config.hypervisor));
   if (config.hypervisor.image && config.hypervisor.initrd) {
     throw new OsbuilderError(
       'CONFIG_INVALID',
@@ -240,6 +257,18 @@ export function parseConfig(text: string, file: string | null, arch: GuestArch =
     );
   }
   return config;
+}
+
+/** How many pcie-root-port devices the VM gets: Kata adds them for root-port hotplug on q35 only. */
+export function rootPortCount(hv: Pick<HypervisorConfig, 'pcieRootPort' | 'hotplugVfioOnRootBus' | 'hotPlugVfio' | 'machineType'>): number {
+  const onRootPort = hv.hotplugVfioOnRootBus || hv.hotPlugVfio === 'root-port';
+  return onRootPort && hv.machineType === 'q35' ? hv.pcieRootPort : 0;
+}
+
+function rootPortWarnings(hv: HypervisorConfig): string[] {
+  if (hv.pcieRootPort === 0 || rootPortCount(hv) > 0) return [];
+  if (hv.machineType !== 'q35') return [`pcie_root_port = ${hv.pcieRootPort} is ignored: root ports exist on q35 only (machine_type = "${hv.machineType}")`];
+  return [`pcie_root_port = ${hv.pcieRootPort} is ignored without hotplug_vfio_on_root_bus = true or hot_plug_vfio = "root-port", as in Kata`];
 }
 
 /** Reads a configuration file; a missing file is an error naming it. */
@@ -275,6 +304,8 @@ export interface ConfigOverrides {
   memory?: number;
   machineType?: string;
   disableImageNvdimm?: boolean;
+  /** pcie_root_port = N, plugged into by root-port hotplug (hot_plug_vfio = "root-port"). */
+  pcieRootPort?: number;
   debug?: boolean;
 }
 
@@ -300,6 +331,12 @@ export function applyOverrides(base: RuntimeConfig, o: ConfigOverrides): Runtime
   if (o.memory !== undefined) flag('memory', QEMU_KEYS.default_memory!, o.memory);
   if (o.machineType !== undefined) flag('machine-type', QEMU_KEYS.machine_type!, o.machineType);
   if (o.disableImageNvdimm !== undefined) c.hypervisor.disableImageNvdimm = o.disableImageNvdimm;
+  if (o.pcieRootPort !== undefined) {
+    flag('pcie-root-port', QEMU_KEYS.pcie_root_port!, o.pcieRootPort);
+    c.hypervisor.hotPlugVfio = 'root-port';
+    c.warnings = c.warnings.filter((w) => !w.startsWith('pcie_root_port = '));
+    c.warnings.push(...rootPortWarnings(c.hypervisor));
+  }
   if (o.debug) {
     c.hypervisor.enableDebug = true;
     c.agent.enableDebug = true;

@@ -35,6 +35,8 @@ export interface QemuPlanInput {
   /** The sandbox's shared directory (shared_fs = "virtio-9p"), exported as kataShared. */
   sharedDir?: string;
   qmpSocket: string;
+  /** pcie-root-port devices to hotplug into (Kata's pcie_root_port with root-port hotplug; q35). */
+  rootPorts?: number;
   /** 'hvc': Kata's virtio console (console=hvc0); 'serial': the UART (ttyS0 / ttyAMA0), which also shows early boot. */
   console: 'hvc' | 'serial';
   entropySource: string;
@@ -116,6 +118,24 @@ export function kernelParams(input: Pick<QemuPlanInput, 'arch' | 'root' | 'conso
   return [...params, ...extra];
 }
 
+/** Room each root port reserves for a hotplugged device's 64-bit prefetchable BARs (a Tesla P100's BAR is 16 GiB). */
+export const ROOT_PORT_PREF64_RESERVE = '16G';
+export const rootPortId = (i: number) => `rp${i}`;
+
+/**
+ * Root ports as Kata's genericAppendPCIeRootPort lays them out (rp<i> on
+ * pcie.0, chassis 0, slot i), each reserving a 64-bit prefetchable window the
+ * firmware places above 4 GiB, so a large BAR plugged later fits. q35's ACPI
+ * hotplug is turned off for bridges: the guest's native pciehp drives the
+ * ports, as GPU passthrough needs.
+ */
+export function rootPortArgs(count: number): string[] {
+  if (count === 0) return [];
+  const a = ['-global', 'ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off'];
+  for (let i = 0; i < count; i++) a.push('-device', `pcie-root-port,id=${rootPortId(i)},bus=pcie.0,chassis=0,slot=${i},multifunction=off,pref64-reserve=${ROOT_PORT_PREF64_RESERVE}`);
+  return a;
+}
+
 /** QEMU's option syntax doubles commas inside values. */
 export function qemuEscape(value: string): string {
   return value.replace(/,/g, ',,');
@@ -183,6 +203,11 @@ export function planQemu(input: QemuPlanInput): QemuPlan {
   if (input.sharedDir) {
     a.push('-device', 'virtio-9p-pci,disable-modern=false,fsdev=extra-9p-kataShared,mount_tag=kataShared');
     a.push('-fsdev', `local,id=extra-9p-kataShared,path=${qemuEscape(input.sharedDir)},security_model=none,multidevs=remap`);
+  }
+
+  if (input.rootPorts) {
+    if (input.machineType !== 'q35') throw new OsbuilderError('CONFIG_INVALID', `PCIe root ports need machine_type = "q35", not "${input.machineType}"`, 'set machine_type = "q35", or pcie_root_port = 0');
+    a.push(...rootPortArgs(input.rootPorts));
   }
 
   // Entropy.

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { boot, parseGuestArch, ACCELS, CHANNELS, type BootResult, type ContainerRequest, type GuestMount } from '../../runtime/index.js';
+import { boot, parseGuestArch, parseDeviceSpec, parseObjectSpec, ACCELS, CHANNELS, type BootResult, type ContainerRequest, type GuestMount, type HotAdd } from '../../runtime/index.js';
 import { OsbuilderError } from '../../core/errors.js';
 import type { ConfigOverrides } from '../../runtime/config.js';
 import { runCommand, type GlobalArgs } from '../output.js';
@@ -15,6 +15,7 @@ export interface RuntimeArgs extends GlobalArgs {
   'machine-type'?: string;
   'disable-image-nvdimm'?: boolean;
   'kernel-verity-params'?: string;
+  'pcie-root-port'?: number;
 }
 
 /** Options shared by boot and env: a configuration file and what overrides it. */
@@ -29,6 +30,7 @@ export function runtimeOptions<T>(y: Argv<T>): Argv<T> {
     .option('memory', { type: 'number', describe: 'Memory in MiB (overrides default_memory)' })
     .option('machine-type', { type: 'string', describe: 'q35 or pc (x86_64), virt (aarch64)' })
     .option('disable-image-nvdimm', { type: 'boolean', describe: 'Attach the image as a virtio disk instead of nvdimm (root=/dev/vda1)' })
+    .option('pcie-root-port', { type: 'number', describe: 'PCIe root ports to hotplug into (pcie_root_port = N with hot_plug_vfio = "root-port"; q35)' })
     .option('kernel-verity-params', { type: 'string', describe: 'dm-verity root: root_hash=…,salt=…,data_blocks=…,data_block_size=…,hash_block_size=… as the image build wrote it (overrides kernel_verity_params; "" turns it off)' }) as Argv<T>;
 }
 
@@ -43,6 +45,7 @@ export function overridesFrom(argv: RuntimeArgs): ConfigOverrides {
   if (argv['machine-type'] !== undefined) o.machineType = argv['machine-type'];
   if (argv['disable-image-nvdimm'] !== undefined) o.disableImageNvdimm = argv['disable-image-nvdimm'];
   if (argv['kernel-verity-params'] !== undefined) o.kernelVerityParams = argv['kernel-verity-params'];
+  if (argv['pcie-root-port'] !== undefined) o.pcieRootPort = argv['pcie-root-port'];
   return o;
 }
 
@@ -61,7 +64,16 @@ interface BootArgs extends RuntimeArgs {
   hostname?: string;
   interactive?: boolean;
   'guest-mount'?: string[];
+  'hot-add'?: string[];
+  'hot-add-object'?: string[];
   command?: string[];
+}
+
+/** --hot-add-object specs (added first), then --hot-add devices (hp0, hp1, … without an id=). */
+function hotAdd(argv: BootArgs): HotAdd | undefined {
+  const devices = (argv['hot-add'] ?? []).map((s, i) => parseDeviceSpec(s, `hp${i}`));
+  const objects = (argv['hot-add-object'] ?? []).map(parseObjectSpec);
+  return devices.length || objects.length ? { devices, objects } : undefined;
 }
 
 /** The guest command: everything after `--`, verbatim (yargs would turn "010" into 10). */
@@ -121,6 +133,8 @@ export const bootCommand: CommandModule<GlobalArgs, BootArgs> = {
       .option('interactive', { alias: 'i', type: 'boolean', describe: "Pass our stdin to the container's (WriteStdin, CloseStdin at its end)" })
       .option('hostname', { type: 'string', describe: 'Sandbox and container hostname (default: osbuilder, or the bundle\'s)' })
       .option('guest-mount', { type: 'string', array: true, describe: 'GUEST_PATH:CONTAINER_PATH: bind a path of the guest into the container, read-only (to inspect the guest)' })
+      .option('hot-add', { type: 'string', array: true, describe: 'Hot-add a PCIe device (QEMU -device syntax, e.g. ivshmem-plain,id=gpu0,memdev=gpumem) into a free root port once the sandbox is up, before the command runs' })
+      .option('hot-add-object', { type: 'string', array: true, describe: 'Backing object for --hot-add (QEMU -object syntax, e.g. memory-backend-ram,id=gpumem,size=4G), added first' })
       .option('arch', { type: 'string', describe: 'Guest arch: x86_64 or aarch64 (default: the host; another arch runs under TCG)' })
       .option('accel', { type: 'string', default: 'auto', describe: `Accelerator: ${ACCELS.join('|')} (auto probes KVM and falls back to TCG)` })
       .option('timeout', { type: 'number', describe: 'Seconds to wait for the agent (default: agent.kata.dial_timeout)' })
@@ -150,6 +164,10 @@ export const bootCommand: CommandModule<GlobalArgs, BootArgs> = {
           ...(argv.hostname ? { hostname: argv.hostname } : {}),
           channel: argv.channel,
           console: argv.console,
+          ...(() => {
+            const h = hotAdd(argv);
+            return h ? { hotAdd: h } : {};
+          })(),
         }),
       (r) => {
         // The container's output has been streamed; the summary goes to stderr when there was one.

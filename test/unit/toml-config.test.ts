@@ -69,6 +69,9 @@ describe('configuration.toml', () => {
       enableDebug: true,
       sharedFs: 'virtio-9p',
       msize9p: 16384,
+      pcieRootPort: 0,
+      hotplugVfioOnRootBus: false,
+      hotPlugVfio: 'no-port',
     });
     expect(c.agent).toEqual({ enableDebug: true, dialTimeout: 30 });
     expect(c.warnings).toEqual([]);

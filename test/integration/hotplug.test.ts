@@ -1,0 +1,154 @@
+/**
+ * PCIe hotplug the way GPU passthrough uses it, with QEMU standing in for the
+ * GPU (TCG, no GPU here): the default kernel (it has pciehp and 64-bit MMIO,
+ * like the nvidia variant) boots with two pcie-root-ports; an ivshmem-plain
+ * device whose 4 GiB memory backend is its 64-bit prefetchable BAR (a GPU's
+ * large BAR) and a plain virtio-rng-pci are hot-added over QMP. A container
+ * that binds the guest's /sys shows both, with vendor/device ids and the BAR
+ * assigned above 4 GiB at its full size, and pciehp on the console; after a
+ * hot-remove the next container no longer sees it. Through the CLI the same
+ * hot-add works with --hot-add, and with no root port it is refused before
+ * any VM starts.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { guestKernel, type GuestKernel } from '../support/kernel.js';
+import { agentRootfs } from '../support/agent.js';
+import { runCli } from '../support/cli.js';
+import { makeTempDir } from '../support/fixtures.js';
+import { qemuNamed } from '../support/procs.js';
+import { buildInitrd } from '../../initrd-builder/index.js';
+import { KATA_HOST_SHARED_BASE, boot, bindMount, defaultContainerRootfs, defaultSpec, parseDeviceSpec, parseObjectSpec, setRoot, type BootSession } from '../../runtime/index.js';
+
+const GiB = 2 ** 30;
+let dir: string;
+let kernel: GuestKernel;
+let initrd: string;
+const tag = `osb-hotplug-${process.pid}`;
+let seq = 0;
+const vmName = () => `${tag}-${++seq}`;
+
+beforeAll(async () => {
+  dir = await makeTempDir('osb-hotplug-');
+  kernel = await guestKernel();
+  const root = await agentRootfs(join(dir, 'root'));
+  initrd = join(dir, 'agent.initrd');
+  await buildInitrd({ rootfs: root, output: initrd });
+});
+
+async function nothingLeft(name: string): Promise<void> {
+  expect((await qemuNamed(name)).map((p) => p.pid)).toEqual([]);
+  expect(await stat(join(KATA_HOST_SHARED_BASE, name)).catch(() => 'gone')).toBe('gone');
+}
+
+/** Each PCI device of the guest: address, vendor, device, and its resource lines (start end flags). */
+const PCI_LIST = 'for d in /guest/sys/bus/pci/devices/*; do echo "$(basename $d) $(cat $d/vendor) $(cat $d/device)"; cat $d/resource | grep -v "^0x0000000000000000 0x0000000000000000" | sed "s/^/  /"; done';
+
+interface PciDevice {
+  address: string;
+  vendor: string;
+  device: string;
+  resources: Array<{ start: number; end: number }>;
+}
+
+function parsePci(text: string): PciDevice[] {
+  const out: PciDevice[] = [];
+  for (const line of text.split('\n').filter(Boolean)) {
+    if (line.startsWith('  ')) {
+      const [start, end] = line.trim().split(' ');
+      out.at(-1)!.resources.push({ start: Number(start), end: Number(end) }); // below 2^53 here
+    } else {
+      const [address, vendor, device] = line.split(' ');
+      out.push({ address: address!, vendor: vendor!, device: device!, resources: [] });
+    }
+  }
+  return out;
+}
+
+/** Runs PCI_LIST in a container that sees the guest's /sys. */
+async function guestPci(s: BootSession, n: number): Promise<PciDevice[]> {
+  const spec = defaultSpec({ args: ['sh', '-c', PCI_LIST], hostname: s.hostname });
+  setRoot(spec, (await defaultContainerRootfs()).path, true);
+  spec.Mounts.push(bindMount('/sys', '/guest/sys', true));
+  const c = await s.sandbox.createContainer(`pci-${n}`, { spec, readonlyRootfs: true, guestSources: new Set(['/sys']) });
+  const out: Uint8Array[] = [];
+  try {
+    await c.start();
+    expect(await c.init.run({ onStdout: (b) => out.push(b) })).toBe(0);
+  } finally {
+    await c.remove();
+  }
+  return parsePci(Buffer.concat(out).toString());
+}
+
+const isIvshmem = (d: PciDevice) => d.vendor === '0x1af4' && d.device === '0x1110';
+const isRng = (d: PciDevice) => d.vendor === '0x1af4' && d.device === '0x1044';
+
+describe('PCIe hotplug into root ports (the default kernel)', () => {
+  it('a 4 GiB 64-bit BAR device and a plain one come up through pciehp, the BAR above 4 GiB at full size; hot-removed, it is gone', async () => {
+    const name = vmName();
+    const consoleLog = join(dir, 'hotplug-console.log');
+    const r = await boot({
+      name,
+      // loglevel=7: pciehp reports at KERN_INFO, which Kata's `quiet` hides.
+      overrides: { kernel: kernel.bzImage, initrd, memory: 512, pcieRootPort: 2, kernelParams: 'loglevel=7' },
+      timeoutSec: 300,
+      consoleLog,
+      session: async (s) => {
+        const before = await guestPci(s, 1);
+        await s.hotplug.addObject(parseObjectSpec('memory-backend-ram,id=gpumem,size=4G'));
+        const gpuPort = await s.hotplug.add(parseDeviceSpec('ivshmem-plain,id=gpu0,memdev=gpumem', 'x'));
+        const plainPort = await s.hotplug.add(parseDeviceSpec('virtio-rng-pci,id=plain0', 'x'));
+        // pciehp brings a slot up after its link does: wait until the guest lists both.
+        let after = await guestPci(s, 2);
+        for (let i = 3; i < 40 && !(after.some(isIvshmem) && after.some(isRng)); i++) after = await guestPci(s, i);
+        await s.hotplug.remove('gpu0');
+        await s.hotplug.removeObject('gpumem');
+        const removed = await guestPci(s, 100);
+        return { before, after, removed, ports: [gpuPort, plainPort] };
+      },
+    });
+    await nothingLeft(name);
+    const { before, after, removed, ports } = r.session!;
+    expect(ports).toEqual(['rp0', 'rp1']);
+    expect(before.some(isIvshmem) || before.some(isRng)).toBe(false);
+    const gpu = after.find(isIvshmem);
+    expect(gpu, JSON.stringify(after)).toBeDefined();
+    expect(after.find(isRng)).toBeDefined();
+    // BAR 2 is the shared memory: 64-bit prefetchable, above 4 GiB, exactly 4 GiB long.
+    const bar = gpu!.resources.find((x) => x.end - x.start + 1 === 4 * GiB);
+    expect(bar, JSON.stringify(gpu)).toBeDefined();
+    expect(bar!.start).toBeGreaterThanOrEqual(4 * GiB);
+    expect(removed.some(isIvshmem)).toBe(false);
+    expect(removed.some(isRng)).toBe(true);
+    expect(r.hotplugged).toEqual([{ id: 'plain0', port: 'rp1' }]);
+    const con = await readFile(consoleLog, 'utf8');
+    expect(con).toMatch(/pciehp: Slot\(0\): Link Up/);
+    expect(con).toMatch(/pciehp: Slot\(1\): Link Up/);
+    expect(r.qemu.argv).toEqual(expect.arrayContaining(['ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off', 'pcie-root-port,id=rp1,bus=pcie.0,chassis=0,slot=1,multifunction=off,pref64-reserve=16G']));
+  });
+
+  // QEMU answers device_add before the guest's pciehp has brought the slot up: the command waits for it (bounded).
+  const WAIT_RNG = 'for i in $(seq 240); do grep -qx 0x1044 /guest/sys/bus/pci/devices/*/device && break; sleep 0.25; done; cat /guest/sys/bus/pci/devices/*/device';
+
+  it('osbuilder boot --hot-add: the device is plugged once the sandbox is up, and the command sees it arrive', async () => {
+    const name = vmName();
+    const r = await runCli(
+      ['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--memory', '512', '--timeout', '300', '--pcie-root-port', '1', '--hot-add', 'virtio-rng-pci,id=rng7', '--guest-mount', '/sys:/guest/sys', '--', 'sh', '-c', WAIT_RNG],
+      { timeout: 10 * 60_000 },
+    );
+    await nothingLeft(name);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    expect(r.json.hotplugged).toEqual([{ id: 'rng7', port: 'rp0' }]);
+    expect(r.json.container.stdout.split('\n')).toContain('0x1044');
+  });
+
+  it('hot-adding with no root port is refused before any VM starts, naming the fix', async () => {
+    const name = vmName();
+    const r = await runCli(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--hot-add', 'virtio-rng-pci', '--', 'true']);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.json.error).toMatchObject({ code: 'CONFIG_INVALID', message: 'cannot hot-add hp0: the VM has no PCIe root port to plug it into', hint: expect.stringContaining('--pcie-root-port N') });
+    expect(await qemuNamed(name)).toEqual([]);
+  });
+});
