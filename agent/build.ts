@@ -11,10 +11,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BuildCache, cacheKey, type CacheInputs } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
-import { haveTool, run, start } from '../core/exec.js';
+import { haveTool, run, start, which } from '../core/exec.js';
 import { ContainerEngine, type EngineKind, type RunSpec } from '../core/docker.js';
 import { atomicOutput, checkOutputPath } from '../core/atomic.js';
 import { sha256, sha256File } from '../core/hash.js';
+import { memoByFiles } from '../core/memo.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { step } from '../core/log.js';
 import { isMuslArch, muslInstalled, muslSpecs } from './musl.js';
@@ -255,8 +256,16 @@ async function packageVersion(pkg: string): Promise<string> {
 }
 
 /** What the native toolchain is: the compiler's version, musl's, protobuf-c's. */
+/** The identity, remembered while the compiler binary and dpkg's database keep their stamps (no probe on a warm build). */
 async function toolchainIdentity(cmd: string, arch: AgentArch, crossMusl: boolean): Promise<string> {
-  // musl-gcc wraps gcc; the musl version matters too. The probes run at once (every build asks).
+  const binary = (await which(cmd)) ?? cmd;
+  return memoByFiles('toolchain', `${binary} ${arch} ${crossMusl}`, [binary, DPKG_STATUS], () => probeToolchain(cmd, arch, crossMusl));
+}
+
+const DPKG_STATUS = '/var/lib/dpkg/status';
+
+async function probeToolchain(cmd: string, arch: AgentArch, crossMusl: boolean): Promise<string> {
+  // musl-gcc wraps gcc; the musl version matters too. The probes run at once.
   const withMusl = crossMusl || cmd === 'musl-gcc';
   const [r, musl, compiler, lib] = await Promise.all([
     start(cmd, ['--version'], { reject: false }),

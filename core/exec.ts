@@ -1,5 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
 import { track } from './children.js';
 import { OsbuilderError } from './errors.js';
@@ -110,7 +112,16 @@ function commandError(cmd: string, args: readonly string[], err: unknown, hint?:
 }
 
 /** True when `cmd` can be found on PATH. */
+/** Where `cmd` runs from: itself when it holds a slash, else the first executable file of that name on $PATH (as `command -v`, without a shell). */
+export async function which(cmd: string, path = process.env.PATH ?? ''): Promise<string | undefined> {
+  const candidates = cmd.includes('/') ? [cmd] : path.split(':').map((d) => join(d || '.', cmd));
+  for (const c of candidates) {
+    const st = await stat(c).catch(() => undefined);
+    if (st?.isFile() && (await access(c, constants.X_OK).then(() => true, () => false))) return c;
+  }
+  return undefined;
+}
+
 export async function haveTool(cmd: string): Promise<boolean> {
-  const r = await start('sh', ['-c', 'command -v "$1"', 'sh', cmd], { reject: false });
-  return r.exitCode === 0;
+  return (await which(cmd)) !== undefined;
 }

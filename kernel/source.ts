@@ -13,6 +13,7 @@ import { start } from '../core/exec.js';
 import * as tar from 'tar';
 import { OsbuilderError } from '../core/errors.js';
 import { sha256File } from '../core/hash.js';
+import { memoSha256 } from '../core/memo.js';
 import { cacheRoot } from '../core/cache.js';
 import { atomicOutput } from '../core/atomic.js';
 import { onInterrupt } from '../core/cleanup.js';
@@ -129,7 +130,8 @@ export async function obtainSource(spec: SourceSpec, downloadDir = join(cacheRoo
     const have = await stat(tarball).catch(() => undefined);
     if (!have || (expected && (await sha256File(tarball)) !== expected)) await download(spec.location, tarball, spec.flags);
   }
-  const actual = await sha256File(tarball);
+  // A tarball unchanged since it was last hashed (stamp: inode, size, mtime, ctime) is not read again.
+  const actual = await memoSha256(tarball);
   if (expected && actual !== expected) {
     throw new OsbuilderError('CHECKSUM_MISMATCH', `${tarball} has sha256 ${actual}, expected ${expected}`, `the tarball is corrupt or not the one you meant: fetch it again or fix ${spec.flags.sha256}; nothing was extracted`);
   }

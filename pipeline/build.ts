@@ -14,7 +14,8 @@ import { sourceDateEpoch } from '../core/time.js';
 import { parseVerityParams } from '../core/verity-params.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { hostArch } from '../rootfs-builder/index.js';
-import { findQemu, qemuBinaryFor } from '../runtime/index.js';
+import { qemuBinaryFor } from '../runtime/index.js';
+import { which } from '../core/exec.js';
 import { runDag, type Job } from './dag.js';
 import { DEFAULTS, SHARE, carriedEntries, installedTarget, renderQemuConfig, renderSha256Sums, writeInstall, type InstallEntry } from './install.js';
 import { buildManifest } from './manifest.js';
@@ -81,17 +82,21 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const sde = sourceDateEpoch();
   const cache = new BuildCache();
   // A killed run's builder containers may still write into its work dir: stop them before removing it.
-  if (plan.rootfs.length) await new ContainerEngine(plan.engine).removeOrphans();
-  const reaped = await cache.reapDead();
-  if (reaped.length) info(`removed what killed runs left in the cache: ${reaped.join(', ')}`);
+  const cleanUp = async () => {
+    if (plan.rootfs.length) await new ContainerEngine(plan.engine).removeOrphans();
+    const reaped = await cache.reapDead();
+    if (reaped.length) info(`removed what killed runs left in the cache: ${reaped.join(', ')}`);
+  };
+  // The agent (a cache entry of its own, under its own lock) is resolved meanwhile.
+  const [, agent] = await Promise.all([cleanUp(), plan.rootfs.length === 0 ? { path: '', sha256: '', source: 'none' } : step(`agent for ${plan.arch}`, () => resolveAgent(opts.agent, plan.arch))]);
   await mkdir(join(cache.root, 'work'), { recursive: true });
   const workDir = await mkdtemp(join(cache.root, 'work', `build-${ownerTag()}-`));
   const unregister = onInterrupt(() => rm(workDir, { recursive: true, force: true }));
   const notes: string[] = [];
   try {
-    const agent = plan.rootfs.length === 0 ? { path: '', sha256: '', source: 'none' } : await step(`agent for ${plan.arch}`, () => resolveAgent(opts.agent, plan.arch));
     const ctx = stageContext(plan, opts, { cache, workDir, agent, sourceDateEpoch: sde });
-    const qemu = (await findQemu(qemuBinaryFor(plan.arch === 'aarch64' ? 'aarch64' : 'x86_64'))).path ?? `/usr/bin/${qemuBinaryFor(plan.arch === 'aarch64' ? 'aarch64' : 'x86_64')}`;
+    const qemuBin = qemuBinaryFor(plan.arch === 'aarch64' ? 'aarch64' : 'x86_64');
+    const qemu = (await which(qemuBin)) ?? `/usr/bin/${qemuBin}`;
     const machineType = plan.arch === 'aarch64' ? 'virt' : 'q35';
 
     const jobs: Job<StageOutput>[] = [];

@@ -9,6 +9,7 @@ import { BuildCache, cacheKey, type CacheEntry, type CacheInputs } from '../core
 import { OsbuilderError } from '../core/errors.js';
 import { haveTool } from '../core/exec.js';
 import { sha256, sha256File } from '../core/hash.js';
+import { memoSha256 } from '../core/memo.js';
 import { step } from '../core/log.js';
 import { withSafeRoot } from '../core/fs-safe.js';
 import { TOOL_VERSION } from '../core/version.js';
@@ -38,7 +39,7 @@ export interface StageContext {
 /** The agent the rootfs stages install: --agent, checked for the arch, else osbuilder's own. */
 export async function resolveAgent(agentPath: string | undefined, arch: BuildPlan['arch']): Promise<StageContext['agent']> {
   const a = agentPath ? await checkAgentFile(resolve(agentPath), arch) : await defaultAgent(arch);
-  return { path: a.path, sha256: await sha256File(a.path), source: a.source };
+  return { path: a.path, sha256: await memoSha256(a.path), source: a.source };
 }
 
 /** A stage context from the build options (what every rootfs stage reads of them). */

@@ -12,7 +12,7 @@ import { arch as nodeArch, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheRoot } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
-import { haveTool, start } from '../core/exec.js';
+import { haveTool, start, which } from '../core/exec.js';
 import { sha256 } from '../core/hash.js';
 import { debug } from '../core/log.js';
 import { onInterrupt } from '../core/cleanup.js';
@@ -111,7 +111,7 @@ export function qemuBinaryFor(arch: GuestArch): string {
 export async function findQemu(pathOrName: string): Promise<{ path: string | null; version: string | null }> {
   let path: string | null = null;
   if (pathOrName.includes('/')) path = (await stat(pathOrName).catch(() => undefined))?.isFile() ? pathOrName : null;
-  else if (await haveTool(pathOrName)) path = String((await start('sh', ['-c', 'command -v "$1"', 'sh', pathOrName])).stdout).trim();
+  else path = (await which(pathOrName)) ?? null;
   if (!path) return { path: null, version: null };
   const r = await start(path, ['--version'], { reject: false, timeout: 30_000 });
   const version = /version\s+([^\s]+)/.exec(String(r.stdout))?.[1] ?? null;
