@@ -7,7 +7,7 @@ import { cpus, freemem, totalmem } from 'node:os';
 import { stringify } from 'smol-toml';
 import { TOOL_VERSION } from '../core/version.js';
 import { AGENT_SERIAL_NAME, AGENT_VSOCK_PORT } from '../agent/index.js';
-import type { RuntimeConfig } from './config.js';
+import { rootPortCount, type RuntimeConfig } from './config.js';
 import { checkHost, findQemu, type HostReport } from './host.js';
 import { imageRootDevice, kernelParams, rootParams, type RootDevice } from './qemu.js';
 
@@ -28,6 +28,8 @@ export interface EnvReport {
     DisableImageNvdimm: boolean;
     RootfsType: string;
     KernelVerityParams: string;
+    /** Root ports the VM gets (0 unless root-port hotplug on q35). */
+    PCIeRootPort: number;
     EntropySource: string;
     Debug: boolean;
   };
@@ -74,6 +76,7 @@ export function envReport(config: RuntimeConfig, host: HostReport, files: { kern
       DisableImageNvdimm: hv.disableImageNvdimm,
       RootfsType: hv.rootfsType,
       KernelVerityParams: hv.kernelVerityParams,
+      PCIeRootPort: rootPortCount(hv),
       EntropySource: hv.entropySource,
       Debug: hv.enableDebug,
     },
