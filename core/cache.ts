@@ -68,6 +68,19 @@ export interface Leftover {
 /** Top-level directories of the cache that are not stages. */
 const LOCKS = 'locks';
 const HOLDS = 'holds';
+/** Marks a store: a directory that is not an entry (e.g. the apt package cache), kept by last use as entries are. */
+const STORE_FILE = 'store.json';
+
+export interface Store {
+  top: string;
+  name: string;
+  dir: string;
+  /** What store.json says about it (e.g. mirror, suite, arch). */
+  info: Record<string, string>;
+  files: number;
+  bytes: number;
+  usedAt: Date;
+}
 
 export class BuildCache {
   private holding = false;
@@ -156,6 +169,36 @@ export class BuildCache {
     }
   }
 
+  /**
+   * A store `<root>/<top>/<name>/`, made when absent, marked used now and held
+   * by this process until it exits (prune leaves it alone meanwhile). Temp
+   * files that dead processes left in it are removed.
+   */
+  async openStore(top: string, name: string, info: Record<string, string>): Promise<string> {
+    const dir = join(this.root, top, name);
+    await mkdir(dir, { recursive: true });
+    this.hold(dir);
+    const file = join(dir, STORE_FILE);
+    if (!(await stat(file).catch(() => undefined))) await atomicOutput(file, (tmp) => writeFile(tmp, JSON.stringify(info, null, 2) + '\n'));
+    const now = new Date();
+    await utimes(file, now, now);
+    await reapStoreTemps(dir);
+    return dir;
+  }
+
+  /** Every store, newest use first. */
+  async stores(): Promise<Store[]> {
+    const out: Store[] = [];
+    for (const [top, name, dir] of await this.children()) {
+      const file = join(dir, STORE_FILE);
+      const info = await readFile(file, 'utf8').then((t) => JSON.parse(t) as Record<string, string>, () => undefined);
+      if (!info) continue;
+      const names = (await readdir(dir)).filter((n) => n !== STORE_FILE && !n.startsWith('.'));
+      out.push({ top, name, dir, info, files: names.length, bytes: await treeBytes(dir), usedAt: (await stat(file)).mtime });
+    }
+    return out.sort((a, b) => b.usedAt.getTime() - a.usedAt.getTime());
+  }
+
   /** Records that this process uses `dir` (until it exits). */
   private hold(dir: string): void {
     const file = join(this.root, HOLDS, ownerTag());
@@ -239,9 +282,10 @@ export class BuildCache {
   }
 
   /**
-   * Keeps the `keep` most recently used entries per stage and removes the rest
-   * (kernel trees and sources too), except what a live process holds, locks or
-   * is writing; what dead processes left is removed.
+   * Keeps the `keep` most recently used entries per stage (and stores per top
+   * directory) and removes the rest (kernel trees and sources too), except
+   * what a live process holds, locks or is writing; what dead processes left
+   * is removed.
    */
   async prune(keep: number): Promise<{ removed: string[]; kept: number; inUse: string[] }> {
     const removed = await this.reapDead();
@@ -253,6 +297,12 @@ export class BuildCache {
       const n = (seen.get(e.stage) ?? 0) + 1;
       seen.set(e.stage, n);
       if (n <= keep) keepDirs.add(e.dir);
+    }
+    for (const st of await this.stores()) {
+      const n = (seen.get(`store:${st.top}`) ?? 0) + 1;
+      seen.set(`store:${st.top}`, n);
+      if (n <= keep) keepDirs.add(st.dir);
+      removed.push(...(await reapStoreTemps(st.dir)));
     }
     const inUse: string[] = [];
     for (const [top, name, path] of await this.children()) {
@@ -294,6 +344,18 @@ async function verifyFiles(dir: string, files: CacheEntry['files']): Promise<str
   }
   if (canonicalJson(verified) !== canonicalJson(known)) await atomicOutput(join(dir, VERIFIED), (tmp) => writeFile(tmp, JSON.stringify(verified) + '\n'));
   return undefined;
+}
+
+/** Removes the temp files dead processes left in a store; returns their paths. */
+async function reapStoreTemps(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const o = ownerOfName(name);
+    if (!o || ownerAlive(o)) continue;
+    await rm(join(dir, name), { force: true, recursive: true });
+    removed.push(join(dir, name));
+  }
+  return removed;
 }
 
 /** Bytes under `path` (not following links). */

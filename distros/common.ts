@@ -41,6 +41,43 @@ export function mmdebstrapCommand(input: BootstrapInput, suite: string, componen
   return { title: `mmdebstrap ${suite}`, argv };
 }
 
+/** Names the package cache directory (as the bootstrap command sees it) for the hooks: no path is ever put in a shell string. */
+export const PACKAGE_CACHE_ENV = 'OSBUILDER_PACKAGE_CACHE';
+/** The build's owner tag (core/owner.ts), in the names of the hooks' temp files. */
+export const PACKAGE_CACHE_OWNER_ENV = 'OSBUILDER_OWNER';
+
+/**
+ * Seeds apt's partial/ directory (never archives/) with a copy of every cached
+ * .deb. apt trusts a file in archives/ by its size alone, but a file in
+ * partial/ is a download to finish: apt hashes it against the signed
+ * Packages index, keeps it when it matches and fetches it again when it does
+ * not. The copy is private to this build: nothing apt does touches the cache.
+ */
+export const APT_CACHE_SEED_HOOK =
+  `mkdir -p "$1/var/cache/apt/archives/partial" && ` +
+  `find "$${PACKAGE_CACHE_ENV}" -maxdepth 1 -type f -name '*.deb' -exec cp -p -t "$1/var/cache/apt/archives/partial/" {} +`;
+
+/**
+ * Publishes what apt verified (every .deb in archives/ came through partial/
+ * or the network, both hash-checked) into the cache, by copy to a temp file
+ * and rename: concurrent builds never see a half-written .deb. Files equal to
+ * the cached ones are left alone.
+ */
+export const APT_CACHE_STORE_HOOK =
+  `c="$${PACKAGE_CACHE_ENV}"; for f in "$1"/var/cache/apt/archives/*.deb; do ` +
+  `[ -f "$f" ] || continue; n="\${f##*/}"; cmp -s "$f" "$c/$n" && continue; ` +
+  `t="$(mktemp "$c/.$n.tmp-$${PACKAGE_CACHE_OWNER_ENV}-XXXXXX")" && cp -p "$f" "$t" && mv -f "$t" "$c/$n" || exit 1; done`;
+
+/**
+ * mmdebstrap's documented package-cache recipe (its man page: sync-in/sync-out
+ * with --skip=essential/unlink), with the seed in partial/ so apt verifies
+ * every reused file. apt-get clean (mmdebstrap's cleanup) and the builder's
+ * /var/cache/apt cleanup keep the .debs out of the rootfs.
+ */
+export function mmdebstrapPackageCacheArgs(): string[] {
+  return ['--skip=essential/unlink', `--setup-hook=${APT_CACHE_SEED_HOOK}`, `--customize-hook=${APT_CACHE_STORE_HOOK}`];
+}
+
 export const APT_UNKNOWN_PACKAGE = [/E: Unable to locate package (\S+)/, /E: Package '([^']+)' has no installation candidate/];
 
 /** Where tools keep their own configuration during a build (outside the rootfs). */

@@ -149,4 +149,19 @@ export interface DistroDefinition {
   unknownPackagePatterns: RegExp[];
   /** /etc/os-release the guest should have when the distro does not ship one. */
   osRelease?(version: string, captured: Record<string, string>): string;
+  /**
+   * The bootstrap can reuse downloaded packages from a host-side cache
+   * (rootfs-builder/package-cache.ts). Unset: no package cache for this distro.
+   */
+  packageCache?(input: BootstrapInput): PackageCacheSupport;
+}
+
+/** How a distro's bootstrap uses the package cache: plain data. */
+export interface PackageCacheSupport {
+  /** What keys the cache besides the mirror and the arch (an apt suite). */
+  suite: string;
+  /** argv[0] of the bootstrap command that takes `args`. */
+  tool: string;
+  /** Inserted after argv[0]; they read the cache directory from $OSBUILDER_PACKAGE_CACHE. */
+  args: string[];
 }

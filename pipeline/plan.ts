@@ -29,6 +29,8 @@ export interface BuildOptions {
   /** make -j of each kernel build. */
   makeJobs?: number;
   noCache?: boolean;
+  /** Download every package (the package cache changes no output, so no key includes it). */
+  noPackageCache?: boolean;
   noBootTest?: boolean;
   force?: boolean;
   verifyReproducible?: boolean;

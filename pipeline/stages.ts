@@ -34,6 +34,8 @@ export interface StageContext {
   baseImage?: string;
   /** Keep each rootfs tree in workDir (for --verify-reproducible). */
   keepRootfs?: boolean;
+  /** --no-package-cache. */
+  noPackageCache?: boolean;
 }
 
 /** The agent the rootfs stages install: --agent, checked for the arch, else osbuilder's own. */
@@ -45,7 +47,7 @@ export async function resolveAgent(agentPath: string | undefined, arch: BuildPla
 /** A stage context from the build options (what every rootfs stage reads of them). */
 export function stageContext(
   plan: BuildPlan,
-  opts: Pick<BuildOptions, 'extraPackages' | 'mirror' | 'baseImage'>,
+  opts: Pick<BuildOptions, 'extraPackages' | 'mirror' | 'baseImage' | 'noPackageCache'>,
   parts: Pick<StageContext, 'cache' | 'workDir' | 'agent'> & { sourceDateEpoch?: number | undefined; keepRootfs?: boolean },
 ): StageContext {
   return {
@@ -58,6 +60,7 @@ export function stageContext(
     ...(opts.mirror ? { mirror: opts.mirror } : {}),
     ...(opts.baseImage ? { baseImage: opts.baseImage } : {}),
     ...(parts.keepRootfs ? { keepRootfs: true } : {}),
+    ...(opts.noPackageCache ? { noPackageCache: true } : {}),
   };
 }
 
@@ -119,6 +122,7 @@ export function rootfsOptionsFor(ctx: StageContext, job: RootfsJob, output: stri
     ...(ctx.mirror ? { mirror: ctx.mirror } : {}),
     // The base: rootfs-builder's chooseBase (made locally for Debian-based builders) unless given.
     ...(ctx.baseImage ? { baseImage: ctx.baseImage } : {}),
+    ...(ctx.noPackageCache ? { packageCache: false } : {}),
   };
 }
 
@@ -130,7 +134,8 @@ export function rootfsOptionsFor(ctx: StageContext, job: RootfsJob, output: stri
 export function rootfsInputs(ctx: StageContext, job: RootfsJob): CacheInputs {
   const opts = rootfsOptionsFor(ctx, job, '/osbuilder/rootfs');
   const plan = planRootfs(resolveRootfsOptions(opts), { toolVersion: TOOL_VERSION, ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}) });
-  const { agent: _agent, ...rest } = plan;
+  // The package cache changes no output: never part of the key (planned without a cache root, it is absent anyway).
+  const { agent: _agent, packageCache: _packageCache, ...rest } = plan;
   return {
     tool: TOOL_VERSION,
     role: job.role,

@@ -10,6 +10,7 @@ import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { atomicDirectory, tempPathFor } from '../core/atomic.js';
+import { BuildCache } from '../core/cache.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { ContainerEngine, type EngineKind } from '../core/docker.js';
 import { OsbuilderError } from '../core/errors.js';
@@ -27,6 +28,7 @@ import { prettyName, renderMetadata, renderPackageList } from './metadata.js';
 import { hostArch, isKernelRelease, localBaseTag, localBaseTools, resolveRootfsOptions, type ResolvedRootfsOptions, type RootfsOptions } from './options.js';
 import { clearBundles, parseApkInstalled, parseDpkgStatus, parseNameVersionLines } from './packages.js';
 import { builderTag, localBaseArgv, planRootfs, type RootfsPlan } from './plan.js';
+import { openPackageCache, packageCacheEnv, packageCacheReport, snapshotPackages, usesPackageCache, withPackageCache, type PackageCacheReport, type PackageSnapshot } from './package-cache.js';
 import { AGENT_PATH } from './systemd.js';
 
 export interface BuildRootfsResult {
@@ -44,6 +46,8 @@ export interface BuildRootfsResult {
   osRelease?: string;
   metadata: string;
   files: number;
+  /** The package cache this build used (absent: off, or the distro has none). */
+  packageCache?: PackageCacheReport;
 }
 
 export interface BuildDeps {
@@ -126,10 +130,14 @@ class Runner {
     private readonly hostRoot: string,
   ) {}
 
-  async run(cmd: Command): Promise<string> {
+  async run(command: Command): Promise<string> {
+    const pc = this.plan.packageCache;
+    const cached = usesPackageCache(command, pc);
+    const cmd = withPackageCache(command, pc);
+    const pcEnv = cached ? packageCacheEnv(pc) : {};
     if (!this.engine) {
       const [bin, ...args] = cmd.argv;
-      const r = await run(bin!, args, { input: cmd.input, timeout: 60 * 60_000 });
+      const r = await run(bin!, args, { input: cmd.input, timeout: 60 * 60_000, ...(cached ? { env: pcEnv } : {}) });
       return r.stdout;
     }
     const c = this.plan.container!;
@@ -137,8 +145,8 @@ class Runner {
       image: this.image!,
       name: `osbuilder-rootfs-${process.pid}-${containerSeq++}`,
       argv: cmd.argv,
-      mounts: cmd.builderOnly ? [] : [{ host: this.hostRoot, container: c.mountPoint }],
-      env: c.env,
+      mounts: cmd.builderOnly ? [] : [{ host: this.hostRoot, container: c.mountPoint }, ...(cached && pc.mount ? [pc.mount] : [])],
+      env: { ...c.env, ...pcEnv },
       ulimits: c.ulimits,
       labels: { 'org.osbuilder.role': 'rootfs' },
       ...(c.platform ? { platform: c.platform } : {}),
@@ -285,7 +293,8 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
   const agentSha = await sha256File(agent.path);
 
   const tmp = tempPathFor(resolved.output);
-  const plan = planRootfs(resolved, { toolVersion: VERSION, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), nativeRoot: tmp });
+  const cache = new BuildCache();
+  const plan = planRootfs(resolved, { toolVersion: VERSION, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), nativeRoot: tmp, packageCacheRoot: cache.root });
   if (resolved.builderArch !== resolved.hostArch && !(await canRunForeign(plan))) {
     throw new OsbuilderError('UNSUPPORTED_ARCH', `building a ${plan.arch} rootfs on ${resolved.hostArch} needs a qemu-user binfmt handler, and none is registered`, 'apt-get install qemu-user-static binfmt-support, or build on a matching host');
   }
@@ -301,18 +310,23 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
   let report!: Awaited<ReturnType<typeof verifyRootfs>>;
   let packageCount = 0;
   let osRelease: string | undefined;
+  let packageCache: PackageCacheReport | undefined;
   await atomicDirectory(resolved.output, async (dir) => {
     if (dir !== tmp) throw new OsbuilderError('INTERNAL', `temp dir ${dir} is not ${tmp}`);
     const runner = new Runner(plan, engine, image, dir);
     const captured: Record<string, string> = {};
+    const pc = plan.packageCache;
+    const before: PackageSnapshot | undefined = pc ? await openPackageCache(cache, pc) : undefined;
     for (const cmd of plan.bootstrap) {
       try {
-        const out = await step(cmd.title, () => runner.run(cmd));
+        const title = usesPackageCache(cmd, pc) ? `${cmd.title} (package cache: ${before!.size} .debs)` : cmd.title;
+        const out = await step(title, () => runner.run(cmd));
         if (cmd.capture) captured[cmd.capture] = out;
       } catch (err) {
         throw packageNotFound(err, d, plan.version, plan.packages.extra) ?? err;
       }
     }
+    if (pc) packageCache = packageCacheReport(pc, before!, await snapshotPackages(pc.hostDir));
 
     const fs = await SafeRoot.open(dir);
     try {
@@ -381,5 +395,6 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
   if (image) result.builderImage = image;
   if (baseRef) result.baseImage = baseRef;
   if (osRelease) result.osRelease = osRelease;
+  if (packageCache) result.packageCache = packageCache;
   return result;
 }

@@ -7,6 +7,7 @@ export {
   hostArch,
   localBaseTag,
   ENGINES,
+  PACKAGE_CACHE_OPTION,
   type Engine,
   type RootfsOptions,
   type RootfsCliArgs,
@@ -18,3 +19,4 @@ export { verifyRootfs, checkAgentInRoot } from './checks.js';
 export { AGENT_PATH, KATA_TRIMMED_UNITS, KATA_TRIMMED_FILES } from './systemd.js';
 export { checkAgentFile, defaultAgent, type AgentBinary } from './agent-source.js';
 export { prettyName } from './metadata.js';
+export { PACKAGE_CACHE_TOP, PACKAGE_CACHE_MOUNT, packageCacheKey, planPackageCache, withPackageCache, type PackageCachePlan, type PackageCacheReport } from './package-cache.js';

@@ -28,6 +28,8 @@ export interface RootfsOptions {
   baseImage?: string;
   /** Unset: made locally for Debian-based distros (chooseBase); false: pulled from the registry. */
   bootstrapBase?: boolean;
+  /** Reuse downloaded packages across builds (distros with `packageCache`); default true. */
+  packageCache?: boolean;
   debug?: boolean;
 }
 
@@ -45,8 +47,16 @@ export interface RootfsCliArgs {
   mirror?: string;
   baseImage?: string;
   bootstrapBase?: boolean;
+  packageCache?: boolean;
   debug?: boolean;
 }
+
+/** --no-package-cache, declared once for `osbuilder rootfs` and `osbuilder build` (Kata has no variable for it). */
+export const PACKAGE_CACHE_OPTION = {
+  type: 'boolean',
+  default: true,
+  describe: 'Reuse downloaded .debs across builds (Debian, Ubuntu: <cache>/packages/<mirror+suite+arch>, verified by apt; changes no output); --no-package-cache downloads everything',
+} as const;
 
 type Env = Record<string, string | undefined>;
 
@@ -100,6 +110,7 @@ export function rootfsOptionsFromCli(args: RootfsCliArgs, env: Env = process.env
   if (args.mirror !== undefined) opts.mirror = args.mirror;
   if (args.baseImage !== undefined) opts.baseImage = args.baseImage;
   if (args.bootstrapBase !== undefined) opts.bootstrapBase = args.bootstrapBase;
+  if (args.packageCache === false) opts.packageCache = false;
   if (args.debug || set(env.DEBUG)) opts.debug = true;
   return opts;
 }
@@ -135,6 +146,8 @@ export interface ResolvedRootfsOptions {
   mirror: string;
   mirrorGiven: boolean;
   base?: BaseImageChoice;
+  /** Reuse downloaded packages (when the distro can). */
+  packageCache: boolean;
   debug: boolean;
 }
 
@@ -268,6 +281,7 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
     defaultPackages,
     mirror,
     mirrorGiven,
+    packageCache: opts.packageCache ?? true,
     debug: opts.debug ?? false,
   };
   if (opts.agent !== undefined) r.agent = resolve(opts.agent);

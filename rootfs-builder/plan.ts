@@ -6,6 +6,7 @@ import { internalError } from '../core/errors.js';
 import { sha256 } from '../core/hash.js';
 import { DEB_ARCH, OCI_PLATFORM, type Arch, type BootstrapInput, type Command, type FileOp, type InitMode, type PackageSource } from '../distros/types.js';
 import { renderDockerfile } from './dockerfile.js';
+import { planPackageCache, type PackageCachePlan } from './package-cache.js';
 import { resolveRootfsOptions, type BaseImageChoice, type Engine, type ResolvedRootfsOptions, type RootfsOptions } from './options.js';
 import { AGENT_PATH, systemdOps } from './systemd.js';
 
@@ -50,11 +51,15 @@ export interface RootfsPlan {
   metadata: { path: string; packagesPath: string };
   sourceDateEpoch?: number;
   toolVersion: string;
+  /** Downloaded packages reused across builds; changes no output, so no cache key includes it. */
+  packageCache?: PackageCachePlan;
 }
 
 export interface PlanContext {
   toolVersion: string;
   sourceDateEpoch?: number;
+  /** The build cache's root, where package caches live; unset: no package cache (cache keys plan without it). */
+  packageCacheRoot?: string;
   /** For --engine native: the host path being filled (the temp dir). Containers use /rootfs. */
   nativeRoot?: string;
 }
@@ -135,6 +140,8 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
     toolVersion: ctx.toolVersion,
   };
   if (ctx.sourceDateEpoch !== undefined) plan.sourceDateEpoch = ctx.sourceDateEpoch;
+  const pc = r.packageCache ? planPackageCache(d, input, ctx.packageCacheRoot, container) : undefined;
+  if (pc) plan.packageCache = pc;
 
   if (container && r.base) {
     plan.base = { ...r.base };

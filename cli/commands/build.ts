@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { build, type BuildResult } from '../../pipeline/build.js';
 import { verifyReproducible, type ReproducibleResult } from '../../pipeline/reproducible.js';
 import type { BuildOptions } from '../../pipeline/plan.js';
-import { splitPackages } from '../../rootfs-builder/options.js';
+import { PACKAGE_CACHE_OPTION, splitPackages } from '../../rootfs-builder/options.js';
 import { mib, runCommand, table, type GlobalArgs } from '../output.js';
 import { formatElapsed } from '../../core/log.js';
 
@@ -20,6 +20,7 @@ interface BuildArgs extends GlobalArgs {
   jobs: number;
   'make-jobs'?: number;
   cache: boolean;
+  'package-cache': boolean;
   'boot-test': boolean;
   force: boolean;
   'verify-reproducible': boolean;
@@ -72,6 +73,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       .option('jobs', { alias: 'j', type: 'number', default: 1, describe: 'Independent stages run at once' })
       .option('make-jobs', { type: 'number', describe: 'make -j of each kernel build (default: the cores split among the kernels built at once)' })
       .option('cache', { type: 'boolean', default: true, describe: 'Reuse cached artifacts (--no-cache rebuilds and refreshes them)' })
+      .option('package-cache', PACKAGE_CACHE_OPTION)
       .option('boot-test', { type: 'boolean', default: true, describe: 'Boot every kernel × artifact pair and check the agent (--no-boot-test skips)' })
       .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Replace an existing different install' })
       .option('verify-reproducible', { type: 'boolean', default: false, describe: 'Build the image/initrd twice from empty caches and compare (installs nothing)' })
@@ -103,6 +105,7 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       jobs: argv.jobs,
       ...(argv['make-jobs'] !== undefined ? { makeJobs: argv['make-jobs'] } : {}),
       noCache: !argv.cache,
+      ...(argv['package-cache'] === false ? { noPackageCache: true } : {}),
       noBootTest: !argv['boot-test'],
       force: argv.force,
       engine: argv.engine,

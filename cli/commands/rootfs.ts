@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { buildRootfs, rootfsOptionsFromCli, ENGINES, type RootfsCliArgs } from '../../rootfs-builder/index.js';
+import { buildRootfs, rootfsOptionsFromCli, ENGINES, PACKAGE_CACHE_OPTION, type RootfsCliArgs } from '../../rootfs-builder/index.js';
 import { runCommand, type GlobalArgs } from '../output.js';
 
 interface RootfsArgs extends GlobalArgs, Omit<RootfsCliArgs, 'debug'> {}
@@ -20,7 +20,8 @@ export const rootfsCommand: CommandModule<GlobalArgs, RootfsArgs> = {
       .option('kernel-modules', { type: 'string', describe: 'Modules directory of one kernel, copied to /lib/modules/<release> [env KERNEL_MODULES_DIR]' })
       .option('mirror', { type: 'string', describe: 'Package archive URL for the guest and the builder' })
       .option('base-image', { type: 'string', describe: 'Local image to base the builder on (default: made locally for Debian-based distros, else pulled from the registry)' })
-      .option('bootstrap-base', { type: 'boolean', describe: 'Make the Debian base image locally (mmdebstrap | docker import), reused when present: the default for Debian-based distros; --no-bootstrap-base pulls it' }) as never,
+      .option('bootstrap-base', { type: 'boolean', describe: 'Make the Debian base image locally (mmdebstrap | docker import), reused when present: the default for Debian-based distros; --no-bootstrap-base pulls it' })
+      .option('package-cache', PACKAGE_CACHE_OPTION) as never,
   handler: (argv) => {
     let opts: ReturnType<typeof rootfsOptionsFromCli> | undefined;
     let early: unknown;
@@ -42,6 +43,7 @@ export const rootfsCommand: CommandModule<GlobalArgs, RootfsArgs> = {
           `  agent /usr/bin/kata-agent sha256 ${r.agent.sha256.slice(0, 16)}… from ${r.agent.source}`,
           ...(r.kernelModules ? [`  kernel modules ${r.kernelModules}`] : []),
           ...(r.builderImage ? [`  builder ${r.builderImage}`] : []),
+          ...(r.packageCache ? [`  package cache ${r.packageCache.dir}: ${r.packageCache.before} .debs before, ${r.packageCache.stored} stored`] : []),
         ].join('\n'),
     );
   },

@@ -1,4 +1,4 @@
-import { APT_UNKNOWN_PACKAGE, mmdebstrapCommand } from '../common.js';
+import { APT_UNKNOWN_PACKAGE, mmdebstrapCommand, mmdebstrapPackageCacheArgs } from '../common.js';
 import type { DistroDefinition } from '../types.js';
 
 const MIRROR = 'http://deb.debian.org/debian';
@@ -35,4 +35,5 @@ export const debian: DistroDefinition = {
   packageSource: () => ({ kind: 'dpkg-status', path: '/var/lib/dpkg/status' }),
   chrony: { conf: ['/etc/chrony/chrony.conf'], service: ['/usr/lib/systemd/system/chrony.service'] },
   unknownPackagePatterns: APT_UNKNOWN_PACKAGE,
+  packageCache: (input) => ({ suite: input.version, tool: 'mmdebstrap', args: mmdebstrapPackageCacheArgs() }),
 };

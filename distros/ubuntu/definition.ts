@@ -1,4 +1,4 @@
-import { APT_UNKNOWN_PACKAGE, mmdebstrapCommand } from '../common.js';
+import { APT_UNKNOWN_PACKAGE, mmdebstrapCommand, mmdebstrapPackageCacheArgs } from '../common.js';
 import type { Arch, DistroDefinition } from '../types.js';
 
 /** amd64 lives on the main archive, the other arches on ports. */
@@ -37,4 +37,5 @@ export const ubuntu: DistroDefinition = {
   packageSource: () => ({ kind: 'dpkg-status', path: '/var/lib/dpkg/status' }),
   chrony: { conf: ['/etc/chrony/chrony.conf'], service: ['/usr/lib/systemd/system/chrony.service'] },
   unknownPackagePatterns: APT_UNKNOWN_PACKAGE,
+  packageCache: (input) => ({ suite: input.version, tool: 'mmdebstrap', args: mmdebstrapPackageCacheArgs() }),
 };
