@@ -168,7 +168,7 @@ function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; image: boole
   if (opts.initrdDistro !== undefined && !builds.initrd) throw unused('--initrd-distro', 'no initrd is built', 'add --initrd, or drop --initrd-distro');
   if (opts.verity && !builds.image) throw unused('--verity', 'no image is built (an initrd has no root partition to verify)', 'add --image, or drop --verity');
   if (!builds.rootfs) {
-    for (const [flag, v] of [['--extra-pkgs', opts.extraPackages?.length ? 1 : undefined], ['--mirror', opts.mirror], ['--base-image', opts.baseImage], ['--agent', opts.agent], ['--os-version', opts.osVersion]] as const) {
+    for (const [flag, v] of [['--extra-pkgs', opts.extraPackages?.length ? 1 : undefined], ['--mirror', opts.mirror], ['--base-image', opts.baseImage], ['--agent', opts.agent], ['--os-version', opts.osVersion], ['--no-package-cache', opts.noPackageCache ? 1 : undefined]] as const) {
       if (v !== undefined) throw unused(flag, 'no image or initrd is built', `add --image and/or --initrd, or drop ${flag}`);
     }
   }

@@ -263,6 +263,24 @@ async function listPackages(fs: SafeRoot, plan: RootfsPlan, runner: Runner): Pro
   }
 }
 
+/** Runs the bootstrap commands (the package cache, if any, opened before and compared after); returns what they captured. */
+async function runBootstrap(plan: RootfsPlan, runner: Runner, cache: BuildCache, d: DistroDefinition): Promise<{ captured: Record<string, string>; packageCache?: PackageCacheReport }> {
+  const captured: Record<string, string> = {};
+  const pc = plan.packageCache;
+  const before: PackageSnapshot | undefined = pc ? await openPackageCache(cache, pc) : undefined;
+  for (const cmd of plan.bootstrap) {
+    try {
+      const title = usesPackageCache(cmd, pc) ? `${cmd.title} (package cache: ${before!.size} .debs)` : cmd.title;
+      const out = await step(title, () => runner.run(cmd));
+      if (cmd.capture) captured[cmd.capture] = out;
+    } catch (err) {
+      throw packageNotFound(err, d, plan.version, plan.packages.extra) ?? err;
+    }
+  }
+  if (!pc) return { captured };
+  return { captured, packageCache: packageCacheReport(pc, before!, await snapshotPackages(pc.hostDir)) };
+}
+
 /** Builds a rootfs directory. See RootfsOptions; env-var defaults are applied by rootfsOptionsFromCli. */
 export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}): Promise<BuildRootfsResult> {
   const resolved: ResolvedRootfsOptions = resolveRootfsOptions(options);
@@ -314,19 +332,9 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
   await atomicDirectory(resolved.output, async (dir) => {
     if (dir !== tmp) throw new OsbuilderError('INTERNAL', `temp dir ${dir} is not ${tmp}`);
     const runner = new Runner(plan, engine, image, dir);
-    const captured: Record<string, string> = {};
-    const pc = plan.packageCache;
-    const before: PackageSnapshot | undefined = pc ? await openPackageCache(cache, pc) : undefined;
-    for (const cmd of plan.bootstrap) {
-      try {
-        const title = usesPackageCache(cmd, pc) ? `${cmd.title} (package cache: ${before!.size} .debs)` : cmd.title;
-        const out = await step(title, () => runner.run(cmd));
-        if (cmd.capture) captured[cmd.capture] = out;
-      } catch (err) {
-        throw packageNotFound(err, d, plan.version, plan.packages.extra) ?? err;
-      }
-    }
-    if (pc) packageCache = packageCacheReport(pc, before!, await snapshotPackages(pc.hostDir));
+    const bootstrapped = await runBootstrap(plan, runner, cache, d);
+    const captured = bootstrapped.captured;
+    packageCache = bootstrapped.packageCache;
 
     const fs = await SafeRoot.open(dir);
     try {

@@ -55,6 +55,7 @@ describe('planBuild', () => {
     for (const o of [{ extraPackages: ['file'] }, { mirror: 'http://m/debian' }, { baseImage: 'b' }, { agent: '/a' }, { osVersion: 'bookworm' }]) {
       refused({ kernel: true, ...o }, `--${Object.keys(o)[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace('extra-packages', 'extra-pkgs')}`);
     }
+    refused({ kernel: true, noPackageCache: true }, '--no-package-cache');
     refused({ noBootTest: true, accel: 'tcg' }, '--accel');
     refused({ noBootTest: true, bootTimeout: 60 }, '--boot-timeout');
     refused({ image: true, makeJobs: 2 }, '--make-jobs');

@@ -2,9 +2,9 @@
  * The shared package cache, planned (keys, paths, mounts, arguments) and its
  * hooks run for real with sh on a fake root (no Docker, no network).
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { mkdir, mkdtemp, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BuildCache } from '../../core/cache.js';
@@ -16,6 +16,16 @@ import { packageCacheEnv, packageCacheReport, snapshotPackages } from '../../roo
 import { liveProcess } from '../support/owner.js';
 
 const ROOT = '/osb-test-cache-root';
+
+const temps: string[] = [];
+async function tempDir(prefix: string): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  temps.push(d);
+  return d;
+}
+afterAll(async () => {
+  for (const d of temps) await rm(d, { recursive: true, force: true });
+});
 const CTX = { toolVersion: 'test', sourceDateEpoch: 1700000000 };
 
 function plan(opts: Partial<RootfsOptions> & { distro: string }, packageCacheRoot: string | null = ROOT) {
@@ -96,7 +106,7 @@ describe('package cache: keys and plans', () => {
 });
 
 async function fakeBuild(): Promise<{ root: string; cache: string; env: Record<string, string> }> {
-  const top = await mkdtemp(join(tmpdir(), 'osb-pkgcache-'));
+  const top = await tempDir('osb-pkghooks-');
   const root = join(top, 'rootfs');
   const cache = join(top, 'cache');
   await mkdir(join(root, 'var/cache/apt/archives/partial'), { recursive: true });
@@ -142,7 +152,7 @@ describe('package cache: the hooks, run with sh', () => {
 
 describe('package cache: a store of the build cache', () => {
   it('is made with store.json, listed, held by its user, and cleared of dead builds\' temp files', async () => {
-    const c = new BuildCache(await mkdtemp(join(tmpdir(), 'osb-cache-')));
+    const c = new BuildCache(await tempDir('osb-cache-'));
     const dead = await liveProcess();
     await dead.stop();
     await mkdir(join(c.root, 'packages', 'k1'), { recursive: true });
@@ -157,7 +167,7 @@ describe('package cache: a store of the build cache', () => {
   });
 
   it('prune keeps the newest --keep stores, and none that another live build holds', async () => {
-    const c = new BuildCache(await mkdtemp(join(tmpdir(), 'osb-cache-')));
+    const c = new BuildCache(await tempDir('osb-cache-'));
     for (const [k, t] of [['old', 1600000000], ['mid', 1650000000], ['new', 1700000000]] as const) {
       await c.openStore('packages', k, { suite: k });
       await utimes(join(c.root, 'packages', k, 'store.json'), t, t);
@@ -173,5 +183,20 @@ describe('package cache: a store of the build cache', () => {
     } finally {
       await other.stop();
     }
+  });
+});
+
+describe('package cache: not part of the rootfs stage key', () => {
+  it('osbuilder build keys the image/initrd the same with and without --no-package-cache', async () => {
+    const { planBuild } = await import('../../pipeline/plan.js');
+    const { rootfsInputs, stageContext } = await import('../../pipeline/stages.js');
+    const parts = { cache: new BuildCache('/osb-test-cache-root'), workDir: '/w', agent: { path: '/a', sha256: 'a'.repeat(64), source: 'default' }, sourceDateEpoch: 1700000000 };
+    const key = (noPackageCache: boolean) => {
+      const p = planBuild({ image: true, initrd: true, noPackageCache }, undefined, 'x86_64');
+      const ctx = stageContext(p, { noPackageCache }, parts);
+      return p.rootfs.map((job) => rootfsInputs(ctx, job));
+    };
+    expect(key(true)).toEqual(key(false));
+    expect(key(false)).toHaveLength(2);
   });
 });
