@@ -152,11 +152,11 @@ export class ContainerEngine {
    * (docker rm -f), so Ctrl-C never leaves a builder container behind. Every
    * container carries BUILD_LABEL=<our pid>: what a run started is found by it.
    */
-  async run(spec: RunSpec, opts: { hint?: string; timeout?: number } = {}): Promise<RunResult> {
+  async run(spec: RunSpec, opts: { hint?: string; timeout?: number; onOutput?: (chunk: string) => void } = {}): Promise<RunResult> {
     const unregister = onInterrupt(() => this.remove(spec.name));
     const labelled = { ...spec, labels: { ...spec.labels, [BUILD_LABEL]: String(process.pid), [OWNER_LABEL]: ownerTag() } };
     try {
-      return await run(this.cmd, runArgv(labelled), { input: spec.input, hint: opts.hint, timeout: opts.timeout ?? 60 * 60_000 });
+      return await run(this.cmd, runArgv(labelled), { input: spec.input, hint: opts.hint, timeout: opts.timeout ?? 60 * 60_000, onOutput: opts.onOutput });
     } catch (err) {
       await this.remove(spec.name);
       throw err;

@@ -18,6 +18,8 @@ export interface RunOptions {
   /** Exit codes that are not failures (e.g. e2fsck's 1 = fixed). */
   okExitCodes?: number[];
   hint?: string;
+  /** Sees the child's stdout and stderr as they arrive (e.g. to count a make's progress); output is still captured. */
+  onOutput?: (chunk: string) => void;
 }
 
 export interface RunResult {
@@ -50,7 +52,13 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
   } as Options;
   let result;
   try {
-    result = await start(cmd, args, execOpts);
+    const child = start(cmd, args, execOpts);
+    if (opts.onOutput) {
+      const see = opts.onOutput;
+      child.stdout?.on('data', (b: Buffer | string) => see(String(b)));
+      child.stderr?.on('data', (b: Buffer | string) => see(String(b)));
+    }
+    result = await child;
   } catch (err) {
     throw commandError(cmd, args, err, opts.hint);
   }

@@ -48,6 +48,33 @@ export function formatElapsed(ms: number): string {
  * line with its elapsed time. Steps nest; nested lines are indented.
  */
 let depth = 0;
+/** The spinner of the running top-level step (TTY only), which progress() updates. */
+let active: { spinner: Ora; title: string } | undefined;
+
+/**
+ * Reports how far the running step got (e.g. a kernel make's files compiled):
+ * on a TTY the top-level step's spinner line shows it; with --json it is one
+ * event line on stderr, `{"event":"progress","step":…,"done":…,"total":…,"percent":…,"unit":…,"text":…}`
+ * (stdout keeps only the result object). Elsewhere nothing is printed.
+ */
+export interface ProgressReport {
+  done: number;
+  total?: number;
+  percent?: number;
+  unit: string;
+  /** Human form, e.g. "1234/3456 files compiled (35%)". */
+  text: string;
+}
+
+export function progress(stepTitle: string, p: ProgressReport): void {
+  if (state.json) {
+    const event = { event: 'progress', step: stepTitle, done: p.done, ...(p.total !== undefined ? { total: p.total } : {}), ...(p.percent !== undefined ? { percent: p.percent } : {}), unit: p.unit, text: p.text };
+    process.stderr.write(JSON.stringify(event) + '\n');
+    return;
+  }
+  if (active) active.spinner.text = `${active.title}: ${stepTitle === active.title ? '' : `${stepTitle}: `}${p.text}`;
+}
+
 export async function step<T>(title: string, fn: () => Promise<T>): Promise<T> {
   const start = performance.now();
   const indent = '  '.repeat(depth);
@@ -55,6 +82,8 @@ export async function step<T>(title: string, fn: () => Promise<T>): Promise<T> {
     !state.json && !state.debug && depth === 0 && process.stderr.isTTY
       ? ora({ text: title, stream: process.stderr }).start()
       : undefined;
+  const mine = spinner ? { spinner, title } : undefined;
+  if (mine) active = mine;
   depth++;
   try {
     const result = await fn();
@@ -69,5 +98,6 @@ export async function step<T>(title: string, fn: () => Promise<T>): Promise<T> {
     throw err;
   } finally {
     depth--;
+    if (mine && active === mine) active = undefined;
   }
 }

@@ -25,6 +25,7 @@ import { readState, writeState, variantSuffix, type Artifact, type KernelState }
 import { planBuild, defaultJobs, type Engine, type BuildPlan } from './build.js';
 import { planBuilderImage, ensureBuilderImage } from './builder-image.js';
 import { kernelRelease, writeHeadersTarball } from './headers.js';
+import { watchMake } from './make-watch.js';
 import { installFiles, installNames, type InstallAction, type InstallResult } from './install.js';
 import { ownerTag } from '../core/owner.js';
 import { diffConfigs, fragmentSide, OURS, type ConfigDiff, type DiffSide, type MenuIndex } from './diff.js';
@@ -373,31 +374,38 @@ export async function buildKernel(opts: BuildOptions): Promise<BuildResult> {
   const engine = opts.engine ?? 'native';
   const tree = r.kernelDir;
   const notes: string[] = [];
-  let runMake: (args: string[], mountParent: boolean) => Promise<void>;
+  let runMake: (args: string[], mountParent: boolean, onOutput: (chunk: string) => void) => Promise<void>;
   let builderImage: string | undefined;
   if (engine === 'docker') {
     const eng = new ContainerEngine('docker');
     const img = await ensureBuilderImage(eng, planBuilderImage({ arch: r.arch, mirror: opts.mirror }));
     builderImage = img.tag;
     const user = typeof process.getuid === 'function' ? `${process.getuid()}:${process.getgid!()}` : undefined;
-    runMake = async (args, mountParent) => {
+    runMake = async (args, mountParent, onOutput) => {
       const host = mountParent ? dirname(tree) : tree;
       await eng.run(
         { image: img.tag, name: `osbuilder-kernel-${process.pid}-${Date.now()}`, argv: ['make', ...args], mounts: [{ host, container: host }], workdir: tree, user, env: { ...plan.env, HOME: '/tmp' } },
-        { hint: 'the kernel build failed inside the builder container: rerun with --debug to see the make output', timeout: 6 * 60 * 60_000 },
+        { hint: 'the kernel build failed inside the builder container: rerun with --debug to see the make output', timeout: 6 * 60 * 60_000, onOutput },
       );
     };
   } else {
     if (!(await haveTool('make'))) throw new OsbuilderError('TOOL_MISSING', 'make is not installed', 'install build-essential flex bison bc libelf-dev libssl-dev, or use --engine docker');
-    runMake = async (args) => {
-      await run(...diesWithUs('make', args), { cwd: tree, env: { ...process.env, ...plan.env }, hint: 'the kernel build failed: rerun with --debug to see the make output' });
+    runMake = async (args, _mountParent, onOutput) => {
+      await run(...diesWithUs('make', args), { cwd: tree, env: { ...process.env, ...plan.env }, hint: 'the kernel build failed: rerun with --debug to see the make output', onOutput });
     };
   }
   const outDir = join(tree, SCRATCH, 'out');
   await mkdir(outDir, { recursive: true });
   const started = Date.now();
+  const config = await readFile(join(tree, '.config'), 'utf8');
   for (const s of plan.steps) {
-    await step(`make ${s.name} (-j${plan.jobs}, ${engine})`, () => runMake(s.args, s.name === 'bindeb-pkg'));
+    const title = `make ${s.name} (-j${plan.jobs}, ${engine})`;
+    await step(title, async () => {
+      // Files compiled (of the total an earlier build of this config counted): spinner line on a TTY, --json events.
+      const watch = await watchMake(tree, title, s.name, config);
+      await runMake(s.args, s.name === 'bindeb-pkg', watch.onOutput);
+      await watch.finish();
+    });
   }
   const release = await kernelRelease(tree);
   const build: NonNullable<KernelState['build']> = {
