@@ -4,7 +4,7 @@
  * build cache, and safe extraction into a temp directory that is renamed into
  * place only when every entry passed the checks.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { posix, join, basename } from 'node:path';
 import { Readable } from 'node:stream';
@@ -183,49 +183,136 @@ async function removePartialTree(tmp: string): Promise<void> {
   }
 }
 
+interface ScanState {
+  top?: string;
+  entries: number;
+  /** Two zero blocks end every tar archive: without them it was cut short (maybe between entries). */
+  sawEnd: boolean;
+  violations: TarViolation[];
+  warnings: string[];
+}
+
 /**
- * Feeds the decompressed archive to `sink` and waits for `done` (the sink's
- * end or its error); a failed decompressor is `corrupt`.
+ * node-tar's parser used as a checker only (it writes nothing): every entry
+ * through checkTarEntry; `onViolation` runs at the first unsafe entry.
  */
-async function readDecompressed(tarball: string, compression: Compression, sink: NodeJS.WritableStream, done: Promise<Error | undefined>, corrupt: (detail: string) => OsbuilderError): Promise<void> {
-  if (compression === 'xz') {
-    const xz = start('xz', ['-dc', '--', tarball], { buffer: { stdout: false }, stdout: 'pipe', stderr: 'pipe', reject: false });
-    xz.stdout!.pipe(sink);
-    // A failed parse stops reading: stop xz too instead of leaving it blocked on a full pipe.
-    void done.then((err) => err && xz.kill());
-    const [r, err] = await Promise.all([xz, done]);
-    if ((r as { code?: string }).code === 'ENOENT') throw new OsbuilderError('TOOL_MISSING', 'xz is not installed', 'install xz-utils');
-    if (err) throw err;
-    if (r.exitCode !== 0) throw corrupt(String(r.stderr).trim().split('\n').pop() || `xz exit ${r.exitCode}`);
-    return;
+function entryChecker(scan: ScanState, onViolation: () => void) {
+  const parser = tar.t({
+    strict: true,
+    filter: (path, entry) => {
+      const e = entry as unknown as { type: string; linkpath?: string };
+      const r = checkTarEntry(path, e.type, e.linkpath, scan.top);
+      scan.top = r.top;
+      if (r.why) {
+        if (!scan.violations.length) onViolation();
+        scan.violations.push({ path, why: r.why });
+      } else scan.entries++;
+      return false;
+    },
+    onwarn: (code, message) => scan.warnings.push(`${code}: ${message}`),
+  });
+  parser.on('eof', () => (scan.sawEnd = true));
+  // The parser's end or its error (never rejects).
+  const done = new Promise<Error | undefined>((resolve) => {
+    parser.on('end', () => resolve(undefined));
+    parser.on('error', (err: Error) => resolve(err));
+  });
+  return { parser, done };
+}
+
+/** The decompressor: xz with two threads (Debian's and kernel.org's tarballs are multi-block), or gzip. */
+function decompressor(tarball: string, compression: Compression) {
+  const argv = compression === 'xz' ? ['xz', ['-dc', '-T2', '--', tarball]] as const : ['gzip', ['-dc', '--', tarball]] as const;
+  return start(argv[0], argv[1], { buffer: { stdout: false }, stdout: 'pipe', stderr: 'pipe', stdin: 'ignore', reject: false });
+}
+
+/** GNU tar writing the stream it is fed into `tmp`, the top directory stripped. */
+function unpacker(tmp: string) {
+  return start('tar', ['-x', '-f', '-', '-C', tmp, '--strip-components=1', '--no-same-owner', '--delay-directory-restore'], { stdin: 'pipe', reject: false });
+}
+
+type Proc = ReturnType<typeof start>;
+type Done = Awaited<Proc>;
+
+interface Passes {
+  decompressed: Done;
+  parseError: Error | undefined;
+  untarred: Done | undefined;
+}
+
+/**
+ * One decompression feeds both node-tar's checker and GNU tar (the archive is
+ * read once, the check overlaps the write). The first unsafe entry kills tar
+ * (GNU tar itself refuses `..` and absolute names and writes `..`/absolute
+ * symlinks as placeholders until its end, so nothing lands outside `tmp`
+ * meanwhile); a parse error stops everything. Resolves once all are reaped.
+ */
+async function readOnce(tarball: string, compression: Compression, tmp: string, scan: ScanState, setStop: (stop: () => void) => void): Promise<Passes> {
+  let untar: Proc | undefined;
+  const killUntar = () => {
+    if (!untar) return;
+    decomp.stdout!.unpipe(untar.stdin!);
+    untar.stdin!.destroy();
+    untar.kill('SIGKILL');
+  };
+  const { parser, done } = entryChecker(scan, killUntar);
+  const decomp = decompressor(tarball, compression);
+  untar = unpacker(tmp);
+  untar.stdin!.on('error', () => decomp.stdout!.unpipe(untar!.stdin!));
+  decomp.stdout!.pipe(parser as unknown as NodeJS.WritableStream);
+  decomp.stdout!.pipe(untar.stdin!);
+  const stopAll = () => {
+    killUntar();
+    decomp.kill('SIGKILL');
+  };
+  setStop(() => {
+    stopAll();
+    parser.abort(new Error('interrupted'));
+  });
+  // A failed parse stops reading: stop the decompressor and tar too instead of leaving them blocked on full pipes.
+  void done.then((err) => err && stopAll());
+  const [decompressed, parseError, untarred] = await Promise.all([decomp, done, untar]);
+  return { decompressed, parseError, untarred };
+}
+
+/** The first reason the extraction must be refused, in order: parse, decompress, unsafe entries, no entries, no end, tar. */
+function verdict(p: Passes, scan: ScanState, corrupt: (detail: string) => OsbuilderError, tarball: string): OsbuilderError | Error | undefined {
+  if ((p.decompressed as { code?: string }).code === 'ENOENT') return new OsbuilderError('TOOL_MISSING', `${p.decompressed.command.split(' ')[0]} is not installed`, 'install xz-utils and gzip');
+  if (p.parseError) return p.parseError;
+  if (p.decompressed.exitCode !== 0) return corrupt(String(p.decompressed.stderr).trim().split('\n').pop() || `decompressor exit ${p.decompressed.exitCode}`);
+  if (scan.violations.length) {
+    const v = scan.violations;
+    return new OsbuilderError(
+      'INPUT_INVALID',
+      `${tarball} has unsafe entries (nothing was extracted):\n${v.slice(0, 10).map((x) => `  ${x.path}: ${x.why}`).join('\n')}${v.length > 10 ? `\n  … and ${v.length - 10} more` : ''}`,
+      'use a genuine kernel source tarball',
+    );
   }
-  const input = createReadStream(tarball);
-  input.pipe(sink);
-  const err = await done;
-  input.destroy();
-  if (err) throw err;
+  if (!scan.top || scan.entries === 0) return corrupt('no entries');
+  if (!scan.sawEnd) return corrupt('it ends without the end-of-archive blocks (truncated)');
+  const x = p.untarred;
+  if (x && (x as { code?: string }).code === 'ENOENT') return new OsbuilderError('TOOL_MISSING', 'tar is not installed', 'install GNU tar');
+  if (!x || x.exitCode !== 0) return corrupt(String(x?.stderr ?? '').trim().split('\n').pop() || `tar exit ${x?.exitCode}`);
+  return undefined;
 }
 
 /**
  * Extracts `tarball` into `dest` (which must not exist), stripping the single
- * top-level directory. node-tar's parser reads the whole archive first (every
- * entry through checkTarEntry, the end-of-archive blocks seen); only then does
- * GNU tar write it, into a sibling temp dir renamed into place when it is done.
+ * top-level directory. The archive is decompressed once and fed both to
+ * node-tar's parser (every entry through checkTarEntry, the end-of-archive
+ * blocks seen; it writes nothing) and to GNU tar, which writes a sibling temp
+ * dir; the temp dir is renamed into place only when both finished and every
+ * check passed, else removed whole.
  */
 export async function extractTarball(tarball: string, compression: Compression, dest: string): Promise<{ topDir: string; entries: number }> {
   const tmp = `${dest}.extract-${ownerTag()}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
-  let top: string | undefined;
-  let entries = 0;
-  // Two zero blocks end every tar archive: without them it was cut short (maybe between entries).
-  let sawEnd = false;
-  const violations: TarViolation[] = [];
-  const warnings: string[] = [];
+  const scan: ScanState = { entries: 0, sawEnd: false, violations: [], warnings: [] };
   const corrupt = (detail: string) =>
     new OsbuilderError('INPUT_INVALID', `${tarball} is not a valid ${compression === 'xz' ? '.tar.xz' : '.tar.gz'} archive: ${detail}`, 'the download is truncated or damaged: fetch it again (nothing was extracted)');
   const interruption = () => new OsbuilderError('INTERRUPTED', `extraction of ${tarball} was interrupted`, 'nothing was extracted: run the command again');
-  // SIGINT/SIGTERM mid-extraction (a kernel tree takes minutes): stop unpacking, remove the partial tree.
+  // SIGINT/SIGTERM mid-extraction (a kernel tree takes a while): stop unpacking, remove the partial tree.
   let stop = () => {};
   let settled: Promise<unknown> = Promise.resolve();
   let interrupted = false;
@@ -236,50 +323,14 @@ export async function extractTarball(tarball: string, compression: Compression, 
     await removePartialTree(tmp);
   });
   try {
-    // 1. Read the archive with node-tar's parser only (no file written): every entry checked, the end seen.
-    const parser = tar.t({
-      strict: true,
-      filter: (path, entry) => {
-        const e = entry as unknown as { type: string; linkpath?: string };
-        const r = checkTarEntry(path, e.type, e.linkpath, top);
-        top = r.top;
-        if (r.why) violations.push({ path, why: r.why });
-        else entries++;
-        return false;
-      },
-      onwarn: (code, message) => warnings.push(`${code}: ${message}`),
-    });
-    parser.on('eof', () => (sawEnd = true));
-    stop = () => parser.abort(interruption());
-    const parsed = new Promise<void>((resolve, reject) => {
-      parser.on('end', () => resolve());
-      parser.on('error', (err: Error) => reject(err));
-    }).then(
-      () => undefined,
-      (err: Error) => err,
-    );
-    settled = parsed;
-    await readDecompressed(tarball, compression, parser as unknown as NodeJS.WritableStream, parsed, corrupt);
-    if (violations.length) {
-      throw new OsbuilderError(
-        'INPUT_INVALID',
-        `${tarball} has unsafe entries (nothing was extracted):\n${violations.slice(0, 10).map((v) => `  ${v.path}: ${v.why}`).join('\n')}${violations.length > 10 ? `\n  … and ${violations.length - 10} more` : ''}`,
-        'use a genuine kernel source tarball',
-      );
-    }
-    if (!top || entries === 0) throw corrupt('no entries');
-    if (!sawEnd) throw corrupt('it ends without the end-of-archive blocks (truncated)');
-    if (warnings.length) debug(`tar warnings:\n${warnings.join('\n')}`);
-    // 2. Every entry passed: GNU tar writes the tree (node-tar's unpacker could stop pulling mid-archive).
+    const passes = readOnce(tarball, compression, tmp, scan, (s) => (stop = s));
+    settled = passes.catch(() => undefined);
+    const failure = verdict(await passes, scan, corrupt, tarball);
     if (interrupted) throw interruption();
-    const untar = start('tar', ['-x', compression === 'xz' ? '-J' : '-z', '-f', tarball, '-C', tmp, '--strip-components=1', '--no-same-owner', '--delay-directory-restore'], { reject: false, stdin: 'ignore' });
-    stop = () => untar.kill('SIGKILL');
-    settled = untar.then(() => undefined, () => undefined);
-    const x = await untar;
-    if (interrupted) throw interruption();
-    if (x.exitCode !== 0) throw corrupt(String(x.stderr).trim().split('\n').pop() || `tar exit ${x.exitCode}`);
+    if (failure) throw failure;
+    if (scan.warnings.length) debug(`tar warnings:\n${scan.warnings.join('\n')}`);
     await rename(tmp, dest);
-    return { topDir: top, entries };
+    return { topDir: scan.top!, entries: scan.entries };
   } catch (err) {
     // Interrupted: the interrupt handler removes the partial tree.
     if (interrupted) throw interruption();

@@ -122,6 +122,20 @@ describe('extractTarball', () => {
     });
   }
 
+  it('refuses a file written through an escaping symlink, and nothing lands outside while GNU tar writes beside the check', async () => {
+    const dir = await tmp();
+    const name = `osb-through-link-${process.pid}-${Date.now()}`;
+    // The tree's temp dir is <dir>/tree.extract-…: ../.. from it is the parent of <dir>.
+    const evil: Entry[] = [{ name: 'linux-6.1.1/esc', type: '2', link: '../..' }, { name: `linux-6.1.1/esc/${name}`, body: 'escaped' }];
+    const filler: Entry[] = Array.from({ length: 200 }, (_, i) => ({ name: `linux-6.1.1/fill${i}`, body: 'y'.repeat(4096) }));
+    for (const entries of [[...GOOD, ...evil], [...GOOD, ...filler, ...evil, ...filler.map((f) => ({ ...f, name: `${f.name}b` }))]]) {
+      const t = await writeTar(dir, 'evil.tar.xz', entries, 'xz');
+      await expect(extractTarball(t, 'xz', join(dir, 'tree'))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringContaining('symlink to ../.. escapes the tree') });
+      expect(await readdir(dir)).toEqual(['evil.tar.xz']);
+      expect(await stat(join(dir, '..', name)).catch(() => undefined)).toBeUndefined();
+    }
+  });
+
   it('reports a truncated or non-tar file as corrupt and leaves nothing behind', async () => {
     const dir = await tmp();
     const full = await readFile(await writeTar(dir, 'ok.tar.xz', GOOD, 'xz'));
