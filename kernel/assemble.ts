@@ -8,7 +8,8 @@
  * All of it happens on scratch files under <tree>/.osbuilder/ (KCONFIG_CONFIG),
  * so the tree's .config is only written once a config verified.
  */
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { run, haveTool } from '../core/exec.js';
@@ -44,6 +45,24 @@ async function compilerId(cross?: string): Promise<string> {
   return r ? r.stdout.split('\n')[0]! : cc;
 }
 
+/** `make allnoconfig` into `basePath` (temp file renamed into place); returns the base. */
+async function makeBase(tree: string, arch: Arch, basePath: string, cross: string | undefined, hint: string): Promise<string> {
+  const tmp = `${basePath}.tmp-${process.pid}`;
+  const a = configMakeArgv(arch, 'allnoconfig', join(SCRATCH, `${basePath.split('/').pop()}.tmp-${process.pid}`), cross);
+  await run(a.cmd, a.args, { cwd: tree, env: { ...process.env, ...a.env }, hint });
+  const base = await readFile(tmp, 'utf8');
+  await rename(tmp, basePath);
+  return base;
+}
+
+function readKconfigOf(tree: string, arch: Arch) {
+  try {
+    return readKconfig(tree, { srcarch: ARCHES[arch].srcarch, arch: ARCHES[arch].kernelArch });
+  } catch (err) {
+    throw new OsbuilderError('KERNEL_CONFIG', `cannot read the Kconfig files of ${tree}: ${(err as Error).message}`, 'is this a complete kernel source tree?');
+  }
+}
+
 export interface AssembleOptions extends FragmentSelection {
   tree: string;
 }
@@ -71,36 +90,28 @@ export async function assembleConfig(opts: AssembleOptions): Promise<AssembleRes
   const karch = ARCHES[arch].kernelArch;
   const hint = 'the kernel configurator failed: is this a complete kernel source tree, and are make, gcc, flex and bison installed?';
 
-  // 1. allnoconfig base, reused while the tree, arch and compiler are the same.
-  const baseName = `allnoconfig.${karch}.${sha256(await compilerId(cross)).slice(0, 12)}`;
-  const basePath = join(scratch, baseName);
-  let base = await readFile(basePath, 'utf8').catch(() => undefined);
-  if (base === undefined) {
-    const tmp = `${basePath}.tmp-${process.pid}`;
-    const a = configMakeArgv(arch, 'allnoconfig', join(SCRATCH, `${baseName}.tmp-${process.pid}`), cross);
-    await run(a.cmd, a.args, { cwd: tree, env: { ...process.env, ...a.env }, hint });
-    base = await readFile(tmp, 'utf8');
-    await rename(tmp, basePath);
-  }
-
-  // 2 + 3. merge and resolve; the Kconfig tree is read while make runs.
+  // 1. allnoconfig base (reused while the tree, arch and compiler are the same); the Kconfig
+  //    tree is parsed while the first make of this run works (allnoconfig on a first run, else olddefconfig).
+  const basePath = join(scratch, `allnoconfig.${karch}.${sha256(await compilerId(cross)).slice(0, 12)}`);
+  const cached = await readFile(basePath, 'utf8').catch(() => undefined);
+  const making = cached === undefined ? makeBase(tree, arch, basePath, cross, hint) : undefined;
+  // 2 + 3. merge onto the base and resolve with the real make olddefconfig.
   const work = join(scratch, `config.${karch}.${process.pid}`);
-  await writeFile(work, mergeOntoBase(base, merged.requested));
-  const o = configMakeArgv(arch, 'olddefconfig', join(SCRATCH, `config.${karch}.${process.pid}`), cross);
-  const resolving = run(o.cmd, o.args, { cwd: tree, env: { ...process.env, ...o.env }, hint });
+  // Synchronous up to the spawn, so make runs while readKconfig (synchronous) parses.
+  const resolve = (base: string) => {
+    writeFileSync(work, mergeOntoBase(base, merged.requested));
+    const o = configMakeArgv(arch, 'olddefconfig', join(SCRATCH, `config.${karch}.${process.pid}`), cross);
+    return run(o.cmd, o.args, { cwd: tree, env: { ...process.env, ...o.env }, hint });
+  };
+  const resolving = making ? making.then(resolve) : resolve(cached!);
+  let config: string;
   let kconfig;
   try {
-    kconfig = readKconfig(tree, { srcarch: ARCHES[arch].srcarch, arch: karch });
-  } catch (err) {
-    await resolving.catch(() => undefined);
-    await rm(work, { force: true });
-    throw new OsbuilderError('KERNEL_CONFIG', `cannot read the Kconfig files of ${tree}: ${(err as Error).message}`, 'is this a complete kernel source tree?');
-  }
-  let config: string;
-  try {
+    kconfig = readKconfigOf(tree, arch);
     await resolving;
     config = await readFile(work, 'utf8');
   } finally {
+    await resolving.catch(() => undefined);
     await rm(work, { force: true });
     await rm(`${work}.old`, { force: true });
   }
