@@ -276,9 +276,9 @@ async function readOnce(tarball: string, compression: Compression, tmp: string, 
 }
 
 /** The first reason the extraction must be refused, in order: parse, decompress, unsafe entries, no entries, no end, tar. */
-function verdict(p: Passes, scan: ScanState, corrupt: (detail: string) => OsbuilderError, tarball: string): OsbuilderError | Error | undefined {
+function verdict(p: Passes, scan: ScanState, corrupt: (detail: string) => OsbuilderError, tarball: string): OsbuilderError | undefined {
   if ((p.decompressed as { code?: string }).code === 'ENOENT') return new OsbuilderError('TOOL_MISSING', `${p.decompressed.command.split(' ')[0]} is not installed`, 'install xz-utils and gzip');
-  if (p.parseError) return p.parseError;
+  if (p.parseError) return corrupt(p.parseError.message);
   if (p.decompressed.exitCode !== 0) return corrupt(String(p.decompressed.stderr).trim().split('\n').pop() || `decompressor exit ${p.decompressed.exitCode}`);
   if (scan.violations.length) {
     const v = scan.violations;
