@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { buildImage } from '../dist/image-builder/index.js';
 import { configureLog } from '../dist/core/log.js';
 import { mainIfRun } from './lib/rows.mjs';
+import { timed } from './lib/stats.mjs';
 
 const RUNS = Number(process.env.OSBUILDER_BENCH_RUNS ?? 3);
 const TEST_CACHE = process.env.OSBUILDER_TEST_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'osbuilder-test');
@@ -57,12 +58,6 @@ async function debianKata() {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-async function timed(fn) {
-  const t = performance.now();
-  await fn();
-  return performance.now() - t;
-}
 
 async function bareMke2fs(rootfs, out, bytes) {
   await execa('truncate', ['-s', String(bytes), out]);

@@ -18,20 +18,10 @@ import * as tar from 'tar';
 import { extractTarball } from '../dist/kernel/source.js';
 import { configureLog } from '../dist/core/log.js';
 import { mainIfRun } from './lib/rows.mjs';
+import { median, timed } from './lib/stats.mjs';
 
 const TARBALL = process.env.OSBUILDER_TEST_KERNEL_TARBALL ?? '/usr/src/linux-source-6.1.tar.xz';
 const RUNS = Math.max(1, Number(process.env.OSBUILDER_BENCH_RUNS ?? 3) || 3);
-
-async function timed(fn) {
-  const t = performance.now();
-  await fn();
-  return performance.now() - t;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 const fmt = (xs) => xs.map((x) => (x / 1000).toFixed(1)).join('/');
 

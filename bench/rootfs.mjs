@@ -18,23 +18,12 @@ import { buildRootfs, ensureDebianBase, resolveRootfsOptions } from '../dist/roo
 import { defaultAgentBinary } from '../dist/agent/index.js';
 import { configureLog } from '../dist/core/log.js';
 import { mainIfRun } from './lib/rows.mjs';
+import { median, timed } from './lib/stats.mjs';
 
 const MIRROR = process.env.OSBUILDER_TEST_MIRROR ?? 'http://deb.debian.org/debian';
 const RUNS = Number(process.env.OSBUILDER_BENCH_RUNS ?? 3);
 const EXTRA = 'strace';
 const NOISE = '2 cores shared with other builds: network- and load-bound, it varies run to run';
-
-async function timed(fn) {
-  const t = performance.now();
-  await fn();
-  return performance.now() - t;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 async function removeDebianBuilders() {
   const r = await execa('docker', ['images', '-q', '--filter', 'label=org.osbuilder.role=rootfs-builder', '--filter', 'label=org.osbuilder.distro=debian'], { reject: false });
