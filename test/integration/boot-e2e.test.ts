@@ -20,11 +20,11 @@ import { agentRootfs } from '../support/agent.js';
 import { cliPath, runCli, repoRoot } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { qemuNamed, stillThere, type Proc } from '../support/procs.js';
+import { nothingLeft, qemuLeft } from '../support/vm-left.js';
 import { defaultAgentBinary } from '../../agent/index.js';
 import { runContainerChecks } from '../../pipeline/container-checks.js';
 import {
   AgentService,
-  KATA_HOST_SHARED_BASE,
   RpcError,
   boot,
   defaultContainerRootfs,
@@ -48,16 +48,6 @@ let agentVersion: string;
 const tag = `osb-e2e-${process.pid}`;
 let seq = 0;
 const vmName = () => `${tag}-${++seq}`;
-
-async function qemuLeft(name: string): Promise<string> {
-  return (await qemuNamed(name)).map((p) => `${p.pid} ${p.argv.join(' ')}`).join('\n');
-}
-
-/** No QEMU and no shared directory left behind by the VM `name`. */
-async function nothingLeft(name: string): Promise<void> {
-  expect(await qemuLeft(name)).toBe('');
-  expect(await stat(join(KATA_HOST_SHARED_BASE, name)).catch(() => 'gone')).toBe('gone');
-}
 
 async function initrdFrom(name: string, init?: string): Promise<string> {
   const root = await agentRootfs(join(dir, `${name}-root`), init ? { init } : {});

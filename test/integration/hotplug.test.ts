@@ -11,15 +11,16 @@
  * any VM starts.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { guestKernel, type GuestKernel } from '../support/kernel.js';
 import { agentRootfs } from '../support/agent.js';
 import { runCli } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { qemuNamed } from '../support/procs.js';
+import { nothingLeft } from '../support/vm-left.js';
 import { buildInitrd } from '../../initrd-builder/index.js';
-import { KATA_HOST_SHARED_BASE, boot, bindMount, defaultContainerRootfs, defaultSpec, parseDeviceSpec, parseObjectSpec, setRoot, type BootSession } from '../../runtime/index.js';
+import { boot, bindMount, defaultContainerRootfs, defaultSpec, parseDeviceSpec, parseObjectSpec, setRoot, type BootSession } from '../../runtime/index.js';
 
 const GiB = 2 ** 30;
 let dir: string;
@@ -36,11 +37,6 @@ beforeAll(async () => {
   initrd = join(dir, 'agent.initrd');
   await buildInitrd({ rootfs: root, output: initrd });
 });
-
-async function nothingLeft(name: string): Promise<void> {
-  expect((await qemuNamed(name)).map((p) => p.pid)).toEqual([]);
-  expect(await stat(join(KATA_HOST_SHARED_BASE, name)).catch(() => 'gone')).toBe('gone');
-}
 
 /** Each PCI device of the guest: address, vendor, device, and its resource lines (start end flags). */
 const PCI_LIST = 'for d in /guest/sys/bus/pci/devices/*; do echo "$(basename $d) $(cat $d/vendor) $(cat $d/device)"; cat $d/resource | grep -v "^0x0000000000000000 0x0000000000000000" | sed "s/^/  /"; done';

@@ -9,14 +9,13 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { copyFile, mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { guestKernel, type GuestKernel } from '../support/kernel.js';
 import { agentRootfs } from '../support/agent.js';
 import { runCli } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
-import { qemuNamed } from '../support/procs.js';
-import { KATA_HOST_SHARED_BASE } from '../../runtime/index.js';
+import { nothingLeft } from '../support/vm-left.js';
 
 const EPOCH = '1700000000';
 let dir: string;
@@ -50,11 +49,6 @@ beforeAll(async () => {
   ext4 = await verityImage('ext4', 'ext4');
   erofs = await verityImage('erofs', 'erofs');
 });
-
-async function nothingLeft(name: string): Promise<void> {
-  expect((await qemuNamed(name)).map((p) => p.pid)).toEqual([]);
-  expect(await stat(join(KATA_HOST_SHARED_BASE, name)).catch(() => 'gone')).toBe('gone');
-}
 
 async function bootJson(args: string[], command: string[]) {
   const name = vmName();
