@@ -9,6 +9,7 @@ import { run, formatCommand, start, type RunResult } from './exec.js';
 import { onInterrupt } from './cleanup.js';
 import { debug } from './log.js';
 import { ownerAlive, ownerTag, parseOwnerTag } from './owner.js';
+import { pipeline, type PipeStage } from './pipe.js';
 
 export type EngineKind = 'docker' | 'podman';
 
@@ -16,6 +17,12 @@ export interface BindMount {
   host: string;
   container: string;
   readonly?: boolean;
+}
+
+/** A named volume mounted into a container (storage on the engine's side, not a host path). */
+export interface VolumeMount {
+  volume: string;
+  container: string;
 }
 
 export interface BuildSpec {
@@ -38,6 +45,7 @@ export interface RunSpec {
   name: string;
   argv: string[];
   mounts?: BindMount[];
+  volumes?: VolumeMount[];
   env?: Record<string, string>;
   platform?: string;
   labels?: Record<string, string>;
@@ -49,6 +57,8 @@ export interface RunSpec {
   user?: string;
   /** --workdir inside the container. */
   workdir?: string;
+  /** --log-driver none: output streamed to us (a tar) is not also kept in the engine's logs. */
+  noLogs?: boolean;
 }
 
 function sorted(record: Record<string, string> | undefined): [string, string][] {
@@ -65,6 +75,37 @@ export function mountArg(m: BindMount): string {
   return `type=bind,source=${m.host},target=${m.container}${m.readonly ? ',readonly' : ''}`;
 }
 
+/** Volume names we create: the engine's own syntax, nothing a `--mount` value could misread. */
+const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+export function volumeMountArg(v: VolumeMount): string {
+  if (!VOLUME_NAME.test(v.volume) || /[,"\n]/.test(v.container)) {
+    throw new OsbuilderError('INTERNAL', `cannot mount volume ${JSON.stringify(v.volume)} at ${JSON.stringify(v.container)}`, 'this is a bug in osbuilder: rerun with --debug and report it');
+  }
+  return `type=volume,source=${v.volume},target=${v.container}`;
+}
+
+/** `volume create` argv, labelled. */
+export function volumeCreateArgv(name: string, labels: Record<string, string>): string[] {
+  if (!VOLUME_NAME.test(name)) throw new OsbuilderError('INTERNAL', `invalid volume name ${JSON.stringify(name)}`, 'this is a bug in osbuilder: rerun with --debug and report it');
+  return ['volume', 'create', ...sorted(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), name];
+}
+
+/** `volume ls --format` printing "<name> <owner tag>": docker's listing has .Label, podman's a .Labels map. */
+export function volumeOwnerFormat(kind: EngineKind): string {
+  return kind === 'docker' ? `{{.Name}} {{.Label "${OWNER_LABEL}"}}` : `{{.Name}} {{index .Labels "${OWNER_LABEL}"}}`;
+}
+
+/** Lines of `ps`/`volume ls` printing "<name> <owner tag>": the names whose tag is not `kept` (its owner is dead). */
+export function orphanNames(listing: string, kept: (tag: string) => boolean): string[] {
+  const names: string[] = [];
+  for (const line of listing.split('\n')) {
+    const [name, tag] = line.trim().split(' ');
+    if (name && tag && !kept(tag)) names.push(name);
+  }
+  return names;
+}
+
 export function buildArgv(spec: BuildSpec): string[] {
   const argv = ['build', '--force-rm', '-t', spec.tag, '-f', spec.dockerfile];
   if (spec.platform) argv.push('--platform', spec.platform);
@@ -78,22 +119,41 @@ export function buildArgv(spec: BuildSpec): string[] {
 export function runArgv(spec: RunSpec): string[] {
   const argv = ['run', '--rm', '--name', spec.name];
   if (spec.input !== undefined) argv.push('-i');
+  if (spec.noLogs) argv.push('--log-driver', 'none');
   if (spec.platform) argv.push('--platform', spec.platform);
   for (const [k, v] of sorted(spec.labels)) argv.push('--label', `${k}=${v}`);
   for (const u of spec.ulimits ?? []) argv.push('--ulimit', u);
   if (spec.user) argv.push('--user', spec.user);
   if (spec.workdir) argv.push('--workdir', spec.workdir);
   for (const m of spec.mounts ?? []) argv.push('--mount', mountArg(m));
+  for (const v of spec.volumes ?? []) argv.push('--mount', volumeMountArg(v));
   for (const [k, v] of sorted(spec.env)) argv.push('--env', `${k}=${v}`);
   argv.push(spec.image, ...spec.argv);
   return argv;
 }
+
+/** Every container and volume osbuilder makes carries its pid and its owner's tag. */
+function labelled(spec: RunSpec): RunSpec {
+  return { ...spec, labels: { ...spec.labels, [BUILD_LABEL]: String(process.pid), [OWNER_LABEL]: ownerTag() } };
+}
+
+const LOCAL_SOCKETS = new Set(['unix:///var/run/docker.sock', 'unix:///run/docker.sock']);
 
 export class ContainerEngine {
   constructor(readonly kind: EngineKind) {}
 
   get cmd(): string {
     return this.kind;
+  }
+
+  /**
+   * Does the engine share this machine's filesystem? Only when it is reached
+   * through the default local socket; any other DOCKER_HOST / CONTAINER_HOST
+   * may be another machine, where host paths mean nothing.
+   */
+  get local(): boolean {
+    const v = this.kind === 'docker' ? process.env.DOCKER_HOST : process.env.CONTAINER_HOST;
+    return !v || LOCAL_SOCKETS.has(v);
   }
 
   private endpoint(): string {
@@ -154,9 +214,8 @@ export class ContainerEngine {
    */
   async run(spec: RunSpec, opts: { hint?: string; timeout?: number; onOutput?: (chunk: string) => void } = {}): Promise<RunResult> {
     const unregister = onInterrupt(() => this.remove(spec.name));
-    const labelled = { ...spec, labels: { ...spec.labels, [BUILD_LABEL]: String(process.pid), [OWNER_LABEL]: ownerTag() } };
     try {
-      return await run(this.cmd, runArgv(labelled), { input: spec.input, hint: opts.hint, timeout: opts.timeout ?? 60 * 60_000, onOutput: opts.onOutput });
+      return await run(this.cmd, runArgv(labelled(spec)), { input: spec.input, hint: opts.hint, timeout: opts.timeout ?? 60 * 60_000, onOutput: opts.onOutput });
     } catch (err) {
       await this.remove(spec.name);
       throw err;
@@ -165,14 +224,47 @@ export class ContainerEngine {
     }
   }
 
-  /** Removes the containers whose osbuilder process is dead (SIGKILL, OOM): nothing else. */
-  async removeOrphans(): Promise<void> {
-    const r = await start(this.cmd, ['ps', '-a', '--filter', `label=${OWNER_LABEL}`, '--format', `{{.Names}} {{.Label "${OWNER_LABEL}"}}`], { reject: false, timeout: 60_000 });
-    for (const line of String(r.stdout).split('\n')) {
-      const [name, tag] = line.trim().split(' ');
-      const o = tag ? parseOwnerTag(tag) : undefined;
-      if (name && o && !ownerAlive(o)) await this.remove(name);
+  /**
+   * Runs `spec`'s container as one stage of a pipeline (core/pipe.ts): its
+   * stdin and stdout are the pipe's. Labelled like every container; removed
+   * when the pipeline fails or is interrupted (a dead client does not stop it).
+   */
+  async runPiped(before: PipeStage[], spec: RunSpec, after: PipeStage[], opts: { hint?: string; timeout?: number } = {}): Promise<void> {
+    const unregister = onInterrupt(() => this.remove(spec.name));
+    // -i (an `input`) when a stage feeds it; the pipe, not `input`, is its stdin.
+    const piped = { ...spec, noLogs: true, ...(before.length ? { input: '' } : {}) };
+    const stage: PipeStage = { cmd: this.cmd, args: runArgv(labelled(piped)), ...(opts.hint ? { hint: opts.hint } : {}) };
+    try {
+      await pipeline([...before, stage, ...after], { timeout: opts.timeout ?? 60 * 60_000 });
+    } catch (err) {
+      await this.remove(spec.name);
+      throw err;
+    } finally {
+      unregister();
     }
+  }
+
+  /** Creates a named volume carrying our labels (its owner's tag: a killed run's volume is found and removed). */
+  async createVolume(name: string, labels: Record<string, string> = {}): Promise<void> {
+    await run(this.cmd, volumeCreateArgv(name, { ...labels, [BUILD_LABEL]: String(process.pid), [OWNER_LABEL]: ownerTag() }), { timeout: 60_000 });
+  }
+
+  /** Removes a volume by name; an absent one is fine. */
+  async removeVolume(name: string): Promise<void> {
+    await start(this.cmd, ['volume', 'rm', '-f', name], { reject: false });
+  }
+
+  /** Removes the containers, then the volumes, whose osbuilder process is dead (SIGKILL, OOM): nothing else. */
+  async removeOrphans(): Promise<void> {
+    // A tag we cannot read is not ours to judge: kept.
+    const kept = (tag: string) => {
+      const o = parseOwnerTag(tag);
+      return o === undefined || ownerAlive(o);
+    };
+    const ps = await start(this.cmd, ['ps', '-a', '--filter', `label=${OWNER_LABEL}`, '--format', `{{.Names}} {{.Label "${OWNER_LABEL}"}}`], { reject: false, timeout: 60_000 });
+    for (const name of orphanNames(String(ps.stdout), kept)) await this.remove(name);
+    const vols = await start(this.cmd, ['volume', 'ls', '--filter', `label=${OWNER_LABEL}`, '--format', volumeOwnerFormat(this.kind)], { reject: false, timeout: 60_000 });
+    for (const name of orphanNames(String(vols.stdout), kept)) await this.removeVolume(name);
   }
 
   /** Removes a container by name; absent containers are fine. */

@@ -28,7 +28,8 @@ import { prettyName, renderMetadata, renderPackageList } from './metadata.js';
 import { hostArch, isKernelRelease, localBaseTag, localBaseTools, resolveRootfsOptions, type ResolvedRootfsOptions, type RootfsOptions } from './options.js';
 import { clearBundles, parseApkInstalled, parseDpkgStatus, parseNameVersionLines } from './packages.js';
 import { builderTag, localBaseArgv, planRootfs, type RootfsPlan } from './plan.js';
-import { openPackageCache, packageCacheEnv, packageCacheReport, snapshotPackages, usesPackageCache, withPackageCache, type PackageCacheReport, type PackageSnapshot } from './package-cache.js';
+import { listPackagesArgv, openPackageCache, packageCacheEnv, packageCacheReport, parsePackageListing, snapshotPackages, usesPackageCache, withPackageCache, type PackageCachePlan, type PackageCacheReport, type PackageSnapshot } from './package-cache.js';
+import { EngineTree } from './stream.js';
 import { AGENT_PATH } from './systemd.js';
 
 export interface BuildRootfsResult {
@@ -122,13 +123,26 @@ function buildingUid(): number | undefined {
 /** Container names are unique per process: `osbuilder build --jobs N` runs several rootfs builds at once. */
 let containerSeq = 0;
 
+/**
+ * Runs the plan's commands: on the host (--engine native, straight into the
+ * temp dir), or each in a fresh builder container with the engine-side tree
+ * (rootfs-builder/stream.ts) mounted, which `fetchTree` brings to the host.
+ */
 class Runner {
+  private readonly tree: EngineTree | undefined;
+
   constructor(
     private readonly plan: RootfsPlan,
     private readonly engine: ContainerEngine | undefined,
     private readonly image: string | undefined,
-    private readonly hostRoot: string,
-  ) {}
+  ) {
+    const c = plan.container;
+    if (engine && c) this.tree = new EngineTree(engine, { image: image!, env: c.env, ulimits: c.ulimits, ...(c.platform ? { platform: c.platform } : {}) }, c.mountPoint);
+  }
+
+  async open(): Promise<void> {
+    await this.tree?.open();
+  }
 
   async run(command: Command): Promise<string> {
     const pc = this.plan.packageCache;
@@ -145,7 +159,8 @@ class Runner {
       image: this.image!,
       name: `osbuilder-rootfs-${process.pid}-${containerSeq++}`,
       argv: cmd.argv,
-      mounts: cmd.builderOnly ? [] : [{ host: this.hostRoot, container: c.mountPoint }, ...(cached && pc.mount ? [pc.mount] : [])],
+      mounts: cmd.builderOnly ? [] : (cached ? pc.mounts : []),
+      volumes: cmd.builderOnly ? [] : [...(this.tree ? [{ volume: this.tree.volume, container: c.mountPoint }] : []), ...(cached ? pc.volumes : [])],
       env: { ...c.env, ...pcEnv },
       ulimits: c.ulimits,
       labels: { 'org.osbuilder.role': 'rootfs' },
@@ -153,6 +168,35 @@ class Runner {
       ...(cmd.input !== undefined ? { input: cmd.input } : {}),
     });
     return r.stdout;
+  }
+
+  /** The package cache's .debs: on the host, or listed in a container for a remote engine's volume. */
+  async snapshotPackages(pc: PackageCachePlan): Promise<PackageSnapshot> {
+    if (pc.volumes.length === 0 || !this.engine) return snapshotPackages(pc.hostDir);
+    const r = await this.engine.run({
+      image: this.image!,
+      name: `osbuilder-rootfs-${process.pid}-${containerSeq++}`,
+      argv: listPackagesArgv(pc.dir),
+      volumes: pc.volumes,
+      labels: { 'org.osbuilder.role': 'rootfs' },
+      ...(this.plan.container?.platform ? { platform: this.plan.container.platform } : {}),
+    });
+    return parsePackageListing(r.stdout);
+  }
+
+  /** The engine-side tree, unpacked into `dir` (natively it is there already). */
+  async fetchTree(dir: string): Promise<void> {
+    if (this.tree) await step('fetch the rootfs from the engine (tar stream)', () => this.tree!.exportTo(dir));
+  }
+
+  /** Removes the engine-side tree (idempotent). */
+  async close(): Promise<void> {
+    await this.tree?.close();
+  }
+
+  async depmod(km: NonNullable<RootfsPlan['kernelModules']>, hostModules: string, fs: SafeRoot): Promise<void> {
+    if (this.tree) await this.tree.depmod(km.depmod.argv, hostModules, fs, km.dest);
+    else await this.run(km.depmod);
   }
 }
 
@@ -240,7 +284,7 @@ async function ensureBuilderImage(engine: ContainerEngine, plan: RootfsPlan, bas
   return tag;
 }
 
-async function listPackages(fs: SafeRoot, plan: RootfsPlan, runner: Runner): Promise<string[]> {
+async function listPackages(fs: SafeRoot, plan: RootfsPlan, commandOutput: string | undefined): Promise<string[]> {
   const src = plan.packageSource;
   switch (src.kind) {
     case 'dpkg-status':
@@ -259,26 +303,47 @@ async function listPackages(fs: SafeRoot, plan: RootfsPlan, runner: Runner): Pro
       return clearBundles(names, (await fs.readText(src.osRelease)) ?? '');
     }
     case 'command':
-      return parseNameVersionLines(await runner.run(src.command));
+      return parseNameVersionLines(commandOutput ?? '');
   }
 }
 
-/** Runs the bootstrap commands (the package cache, if any, opened before and compared after); returns what they captured. */
-async function runBootstrap(plan: RootfsPlan, runner: Runner, cache: BuildCache, d: DistroDefinition): Promise<{ captured: Record<string, string>; packageCache?: PackageCacheReport }> {
+/**
+ * The bootstrap commands, then (a command-made package list reads the tree
+ * before it leaves the engine) the tree brought into `dir`. Returns the
+ * package command's output. The engine-side tree is removed whatever happens.
+ */
+interface Bootstrapped {
+  captured: Record<string, string>;
+  /** The package source command's output (dpkg status, …), when the distro lists packages by command. */
+  packageOutput?: string;
+  packageCache?: PackageCacheReport;
+}
+
+/** Runs the bootstrap commands, queries the packages and brings the tree into `dir`. */
+async function bootstrapTree(runner: Runner, plan: RootfsPlan, cache: BuildCache, d: DistroDefinition, dir: string): Promise<Bootstrapped> {
   const captured: Record<string, string> = {};
   const pc = plan.packageCache;
-  const before: PackageSnapshot | undefined = pc ? await openPackageCache(cache, pc) : undefined;
-  for (const cmd of plan.bootstrap) {
-    try {
-      const title = usesPackageCache(cmd, pc) ? `${cmd.title} (package cache: ${before!.size} .debs)` : cmd.title;
-      const out = await step(title, () => runner.run(cmd));
-      if (cmd.capture) captured[cmd.capture] = out;
-    } catch (err) {
-      throw packageNotFound(err, d, plan.version, plan.packages.extra) ?? err;
+  await runner.open();
+  try {
+    if (pc) await openPackageCache(cache, pc);
+    const before = pc ? await runner.snapshotPackages(pc) : undefined;
+    for (const cmd of plan.bootstrap) {
+      try {
+        const title = usesPackageCache(cmd, pc) ? `${cmd.title} (package cache: ${before!.size} .debs)` : cmd.title;
+        const out = await step(title, () => runner.run(cmd));
+        if (cmd.capture) captured[cmd.capture] = out;
+      } catch (err) {
+        throw packageNotFound(err, d, plan.version, plan.packages.extra) ?? err;
+      }
     }
+    const src = plan.packageSource;
+    const packageOutput = src.kind === 'command' ? await step('query packages', () => runner.run(src.command)) : undefined;
+    await runner.fetchTree(dir);
+    const packageCache = pc ? packageCacheReport(pc, before!, await runner.snapshotPackages(pc)) : undefined;
+    return { captured, ...(packageOutput !== undefined ? { packageOutput } : {}), ...(packageCache ? { packageCache } : {}) };
+  } finally {
+    await runner.close();
   }
-  if (!pc) return { captured };
-  return { captured, packageCache: packageCacheReport(pc, before!, await snapshotPackages(pc.hostDir)) };
 }
 
 /** Builds a rootfs directory. See RootfsOptions; env-var defaults are applied by rootfsOptionsFromCli. */
@@ -312,7 +377,7 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
 
   const tmp = tempPathFor(resolved.output);
   const cache = new BuildCache();
-  const plan = planRootfs(resolved, { toolVersion: VERSION, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), nativeRoot: tmp, packageCacheRoot: cache.root });
+  const plan = planRootfs(resolved, { toolVersion: VERSION, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), nativeRoot: tmp, packageCacheRoot: cache.root, remoteEngine: engine ? !engine.local : false });
   if (resolved.builderArch !== resolved.hostArch && !(await canRunForeign(plan))) {
     throw new OsbuilderError('UNSUPPORTED_ARCH', `building a ${plan.arch} rootfs on ${resolved.hostArch} needs a qemu-user binfmt handler, and none is registered`, 'apt-get install qemu-user-static binfmt-support, or build on a matching host');
   }
@@ -331,11 +396,11 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
   let packageCache: PackageCacheReport | undefined;
   await atomicDirectory(resolved.output, async (dir) => {
     if (dir !== tmp) throw new OsbuilderError('INTERNAL', `temp dir ${dir} is not ${tmp}`);
-    const runner = new Runner(plan, engine, image, dir);
-    const bootstrapped = await runBootstrap(plan, runner, cache, d);
+    const runner = new Runner(plan, engine, image);
+    const bootstrapped = await bootstrapTree(runner, plan, cache, d, dir);
     const captured = bootstrapped.captured;
+    const packageOutput = bootstrapped.packageOutput;
     packageCache = bootstrapped.packageCache;
-
     const fs = await SafeRoot.open(dir);
     try {
       const distroOps: FileOp[] = [...(d.postBootstrap?.(plan.bootstrapInput, captured) ?? [])];
@@ -350,13 +415,13 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
         await step(`kernel modules ${km.kver}`, async () => {
           await fs.remove(km.dest, { recursive: true });
           await fs.copyTreeIn(resolved.kernelModules!.dir, km.dest);
-          await runner.run(km.depmod);
+          await runner.depmod(km, resolved.kernelModules!.dir, fs);
         });
       }
 
       await step(`install agent ${AGENT_PATH}${plan.agent.init ? ' as init' : ''}`, () => fs.copyIn(agent!.path, AGENT_PATH, { mode: 0o755 }));
 
-      const packages = await step('list packages', () => listPackages(fs, plan, runner));
+      const packages = await step('list packages', () => listPackages(fs, plan, packageOutput));
       packageCount = packages.length;
       await fs.writeFile(plan.metadata.packagesPath, renderPackageList(packages), { mode: 0o644 });
       await fs.writeFile(

@@ -10,7 +10,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { canonicalJson, type BuildCache } from '../core/cache.js';
-import type { BindMount } from '../core/docker.js';
+import type { BindMount, VolumeMount } from '../core/docker.js';
 import { sha256 } from '../core/hash.js';
 import { ownerTag } from '../core/owner.js';
 import { PACKAGE_CACHE_ENV, PACKAGE_CACHE_OWNER_ENV } from '../distros/common.js';
@@ -31,12 +31,14 @@ export interface PackageCacheSource {
 export interface PackageCachePlan {
   key: string;
   source: PackageCacheSource;
-  /** The directory on the host. */
+  /** The directory on the host; for a remote engine, the volume's name on its side. */
   hostDir: string;
   /** The same directory as the bootstrap command sees it. */
   dir: string;
-  /** Container engines: the bind mount making `hostDir` visible at `dir`. */
-  mount?: BindMount;
+  /** A local engine: the bind mount making `hostDir` visible at `dir`. */
+  mounts: BindMount[];
+  /** A remote engine (no shared path): the cache is this named volume on its side. */
+  volumes: VolumeMount[];
   /** argv[0] of the command that takes `args`. */
   tool: string;
   args: string[];
@@ -47,15 +49,25 @@ export function packageCacheKey(source: PackageCacheSource): string {
   return sha256(canonicalJson({ ...source, mirror: source.mirror.replace(/\/+$/, '') })).slice(0, 32);
 }
 
+/** Where the bootstrap runs: on this machine, in a local engine's container, or on a remote engine. */
+export type PackageCacheSite = 'native' | 'local' | 'remote';
+
+/** A remote engine's package-cache volume (one per archive, like the host directories). */
+export function packageCacheVolume(key: string): string {
+  return `osbuilder-packages-${key}`;
+}
+
 /** The package cache of a build, or undefined when the distro has none or it is off (`cacheRoot` unset). */
-export function planPackageCache(d: DistroDefinition, input: BootstrapInput, cacheRoot: string | undefined, container: boolean): PackageCachePlan | undefined {
+export function planPackageCache(d: DistroDefinition, input: BootstrapInput, cacheRoot: string | undefined, site: PackageCacheSite): PackageCachePlan | undefined {
   if (!cacheRoot || !d.packageCache) return undefined;
   const support = d.packageCache(input);
   const source: PackageCacheSource = { mirror: input.mirror, suite: support.suite, arch: DEB_ARCH[input.arch] };
   const key = packageCacheKey(source);
+  const common = { key, source, tool: support.tool, args: support.args };
+  if (site === 'remote') return { ...common, hostDir: packageCacheVolume(key), dir: PACKAGE_CACHE_MOUNT, mounts: [], volumes: [{ volume: packageCacheVolume(key), container: PACKAGE_CACHE_MOUNT }] };
   const hostDir = join(cacheRoot, PACKAGE_CACHE_TOP, key);
-  const dir = container ? PACKAGE_CACHE_MOUNT : hostDir;
-  return { key, source, hostDir, dir, ...(container ? { mount: { host: hostDir, container: dir } } : {}), tool: support.tool, args: support.args };
+  if (site === 'native') return { ...common, hostDir, dir: hostDir, mounts: [], volumes: [] };
+  return { ...common, hostDir, dir: PACKAGE_CACHE_MOUNT, mounts: [{ host: hostDir, container: PACKAGE_CACHE_MOUNT }], volumes: [] };
 }
 
 /** Does `cmd` get the package cache? */
@@ -76,6 +88,21 @@ export function packageCacheEnv(pc: PackageCachePlan, owner: string = ownerTag()
 
 /** name → size:mtime:inode of the cached .debs. */
 export type PackageSnapshot = Map<string, string>;
+
+/** The `find` listing a remote cache volume in the form of a snapshot (run in the builder image). */
+export function listPackagesArgv(dir: string): string[] {
+  return ['find', dir, '-maxdepth', '1', '-type', 'f', '-name', '*.deb', '!', '-name', '.*', '-printf', '%f %s:%T@:%i\\n'];
+}
+
+/** Reads `listPackagesArgv`'s output. */
+export function parsePackageListing(out: string): PackageSnapshot {
+  const snap: PackageSnapshot = new Map();
+  for (const line of out.split('\n').sort()) {
+    const sp = line.indexOf(' ');
+    if (sp > 0) snap.set(line.slice(0, sp), line.slice(sp + 1));
+  }
+  return snap;
+}
 
 export async function snapshotPackages(dir: string): Promise<PackageSnapshot> {
   const out: PackageSnapshot = new Map();
@@ -104,8 +131,7 @@ export function packageCacheReport(pc: PackageCachePlan, before: PackageSnapshot
   return { dir: pc.hostDir, key: pc.key, before: before.size, stored, after: after.size };
 }
 
-/** Makes the cache directory (held by this build: prune leaves it alone) and snapshots it. */
-export async function openPackageCache(cache: BuildCache, pc: PackageCachePlan): Promise<PackageSnapshot> {
-  await cache.openStore(PACKAGE_CACHE_TOP, pc.key, { kind: 'apt archives', ...pc.source });
-  return snapshotPackages(pc.hostDir);
+/** Makes the host's cache directory (held by this build: prune leaves it alone); a remote engine's volume needs nothing. */
+export async function openPackageCache(cache: BuildCache, pc: PackageCachePlan): Promise<void> {
+  if (pc.volumes.length === 0) await cache.openStore(PACKAGE_CACHE_TOP, pc.key, { kind: 'apt archives', ...pc.source });
 }

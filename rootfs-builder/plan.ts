@@ -7,6 +7,7 @@ import { sha256 } from '../core/hash.js';
 import { DEB_ARCH, OCI_PLATFORM, type Arch, type BootstrapInput, type Command, type FileOp, type InitMode, type PackageSource } from '../distros/types.js';
 import { renderDockerfile } from './dockerfile.js';
 import { planPackageCache, type PackageCachePlan } from './package-cache.js';
+import { depmodStreamArgv } from './stream.js';
 import { resolveRootfsOptions, type BaseImageChoice, type Engine, type ResolvedRootfsOptions, type RootfsOptions } from './options.js';
 import { AGENT_PATH, systemdOps } from './systemd.js';
 
@@ -60,6 +61,8 @@ export interface PlanContext {
   sourceDateEpoch?: number;
   /** The build cache's root, where package caches live; unset: no package cache (cache keys plan without it). */
   packageCacheRoot?: string;
+  /** The engine does not share this machine's filesystem (the package cache is a volume on its side). */
+  remoteEngine?: boolean;
   /** For --engine native: the host path being filled (the temp dir). Containers use /rootfs. */
   nativeRoot?: string;
 }
@@ -140,7 +143,7 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
     toolVersion: ctx.toolVersion,
   };
   if (ctx.sourceDateEpoch !== undefined) plan.sourceDateEpoch = ctx.sourceDateEpoch;
-  const pc = r.packageCache ? planPackageCache(d, input, ctx.packageCacheRoot, container) : undefined;
+  const pc = r.packageCache ? planPackageCache(d, input, ctx.packageCacheRoot, !container ? 'native' : ctx.remoteEngine ? 'remote' : 'local') : undefined;
   if (pc) plan.packageCache = pc;
 
   if (container && r.base) {
@@ -173,7 +176,8 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
       from: r.kernelModules.dir,
       kver: r.kernelModules.kver,
       dest: `/lib/modules/${r.kernelModules.kver}`,
-      depmod: { title: `depmod ${r.kernelModules.kver}`, argv: ['depmod', '-b', root, r.kernelModules.kver] },
+      // In a container the modules are streamed in (stdin) and modules.* back (stdout): no shared path.
+      depmod: { title: `depmod ${r.kernelModules.kver}`, argv: container ? depmodStreamArgv(r.kernelModules.kver) : ['depmod', '-b', root, r.kernelModules.kver] },
     };
   }
   return plan;

@@ -1,8 +1,18 @@
 import type { CommandModule } from 'yargs';
 import { buildRootfs, rootfsOptionsFromCli, ENGINES, PACKAGE_CACHE_OPTION, type RootfsCliArgs } from '../../rootfs-builder/index.js';
+import { OsbuilderError } from '../../core/errors.js';
 import { runCommand, type GlobalArgs } from '../output.js';
 
-interface RootfsArgs extends GlobalArgs, Omit<RootfsCliArgs, 'debug'> {}
+interface RootfsArgs extends GlobalArgs, Omit<RootfsCliArgs, 'debug'> {
+  'docker-host'?: string;
+}
+
+/** --docker-host: the engine to build on, near or far (only its API is used: the rootfs comes back as a tar stream). */
+function useDockerHost(host: string | undefined, engine: string | undefined): void {
+  if (host === undefined) return;
+  if (engine !== 'docker') throw new OsbuilderError('USAGE', `--docker-host is for --engine docker, not ${engine}`, 'drop --docker-host (podman reads CONTAINER_HOST)');
+  process.env.DOCKER_HOST = host;
+}
 
 export const rootfsCommand: CommandModule<GlobalArgs, RootfsArgs> = {
   command: 'rootfs <distro>',
@@ -20,6 +30,7 @@ export const rootfsCommand: CommandModule<GlobalArgs, RootfsArgs> = {
       .option('kernel-modules', { type: 'string', describe: 'Modules directory of one kernel, copied to /lib/modules/<release> [env KERNEL_MODULES_DIR]' })
       .option('mirror', { type: 'string', describe: 'Package archive URL for the guest and the builder' })
       .option('base-image', { type: 'string', describe: 'Local image to base the builder on (default: made locally for Debian-based distros, else pulled from the registry)' })
+      .option('docker-host', { type: 'string', describe: 'Docker engine to build on, local or remote (sets DOCKER_HOST; no shared path needed)' })
       .option('bootstrap-base', { type: 'boolean', describe: 'Make the Debian base image locally (mmdebstrap | docker import), reused when present: the default for Debian-based distros; --no-bootstrap-base pulls it' })
       .option('package-cache', PACKAGE_CACHE_OPTION) as never,
   handler: (argv) => {
@@ -34,6 +45,7 @@ export const rootfsCommand: CommandModule<GlobalArgs, RootfsArgs> = {
       { json: argv.json, debug: argv.debug || (opts?.debug ?? false) },
       async () => {
         if (early) throw early;
+        useDockerHost(argv['docker-host'], opts!.engine);
         return buildRootfs(opts!);
       },
       (r) =>

@@ -36,7 +36,7 @@ export const alpine: DistroDefinition = {
   extraPackages: true,
   defaultMirror: () => 'https://dl-cdn.alpinelinux.org/alpine',
   baseImage: (version) => `docker.io/library/alpine:${version === 'latest-stable' ? 'latest' : version}`,
-  builderPackages: ['apk-tools', 'ca-certificates', 'kmod'],
+  builderPackages: ['apk-tools', 'ca-certificates', 'kmod', 'tar'],
   dockerfileTemplate: new URL('./Dockerfile.hbs', import.meta.url),
   dockerfileVars: (version) => ({ branch: alpineBranch(version) }),
   nativeTools: ['apk', 'depmod'],

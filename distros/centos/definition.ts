@@ -40,7 +40,7 @@ export const centos: DistroDefinition = {
   extraPackages: true,
   defaultMirror: () => METALINK,
   baseImage: (version) => `quay.io/centos/centos:${version}`,
-  builderPackages: ['kmod', 'rpm'],
+  builderPackages: ['kmod', 'rpm', 'tar'],
   dockerfileTemplate: new URL('./Dockerfile.hbs', import.meta.url),
   nativeTools: ['dnf', 'rpm', 'depmod'],
   bootstrap: (input) => rpmInstallCommands('dnf', input, centosRelease(input.version), repos(input)),

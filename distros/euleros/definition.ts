@@ -19,7 +19,7 @@ export const euleros: DistroDefinition = {
   extraPackages: true,
   defaultMirror: () => 'http://developer.huawei.com/ict/site-euleros/euleros/repo/yum',
   baseImage: (version) => `docker.io/euleros:${version}`,
-  builderPackages: ['kmod', 'rpm'],
+  builderPackages: ['kmod', 'rpm', 'tar'],
   dockerfileTemplate: new URL('./Dockerfile.hbs', import.meta.url),
   nativeTools: ['yum', 'rpm', 'depmod'],
   bootstrap: (input) =>

@@ -31,7 +31,7 @@ export const fedora: DistroDefinition = {
   extraPackages: true,
   defaultMirror: () => METALINK,
   baseImage: (version) => `registry.fedoraproject.org/fedora:${version}`,
-  builderPackages: ['kmod', 'rpm'],
+  builderPackages: ['kmod', 'rpm', 'tar'],
   dockerfileTemplate: new URL('./Dockerfile.hbs', import.meta.url),
   nativeTools: ['dnf', 'rpm', 'depmod'],
   bootstrap: (input) => rpmInstallCommands('dnf', input, input.version, repos(input)),

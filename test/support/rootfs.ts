@@ -57,6 +57,12 @@ export async function buildContainers(pid: number): Promise<string[]> {
   return String(r.stdout).split('\n').filter(Boolean);
 }
 
+/** Volumes carrying that label (the engine-side tree of a rootfs build), for one CLI process. */
+export async function buildVolumes(pid: number): Promise<string[]> {
+  const r = await execa('docker', ['volume', 'ls', '-q', '--filter', `label=org.osbuilder.build=${pid}`]);
+  return String(r.stdout).split('\n').filter(Boolean);
+}
+
 /** `npm run build` (tsc, then the assets), so CLI-driven suites never test a stale dist/. */
 export async function buildDist(): Promise<void> {
   const cwd = fileURLToPath(new URL('../../', import.meta.url));

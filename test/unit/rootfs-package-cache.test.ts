@@ -12,7 +12,7 @@ import { APT_CACHE_SEED_HOOK, APT_CACHE_STORE_HOOK, PACKAGE_CACHE_ENV, PACKAGE_C
 import { DISTROS } from '../../distros/index.js';
 import { PACKAGE_CACHE_MOUNT, packageCacheKey, planRootfs, resolveRootfsOptions, withPackageCache, type RootfsOptions } from '../../rootfs-builder/index.js';
 import { rootfsOptionsFromCli } from '../../rootfs-builder/options.js';
-import { packageCacheEnv, packageCacheReport, snapshotPackages } from '../../rootfs-builder/package-cache.js';
+import { listPackagesArgv, packageCacheEnv, packageCacheReport, parsePackageListing, snapshotPackages } from '../../rootfs-builder/package-cache.js';
 import { liveProcess } from '../support/owner.js';
 
 const ROOT = '/osb-test-cache-root';
@@ -52,7 +52,8 @@ describe('package cache: keys and plans', () => {
     const pc = plan({ distro: 'debian' }).packageCache!;
     expect(pc.hostDir).toBe(`${ROOT}/packages/${pc.key}`);
     expect(pc.dir).toBe(PACKAGE_CACHE_MOUNT);
-    expect(pc.mount).toEqual({ host: pc.hostDir, container: PACKAGE_CACHE_MOUNT });
+    expect(pc.mounts).toEqual([{ host: pc.hostDir, container: PACKAGE_CACHE_MOUNT }]);
+    expect(pc.volumes).toEqual([]);
     expect(PACKAGE_CACHE_MOUNT.startsWith('/rootfs')).toBe(false);
     expect(packageCacheEnv(pc, '12-34')).toEqual({ [PACKAGE_CACHE_ENV]: PACKAGE_CACHE_MOUNT, [PACKAGE_CACHE_OWNER_ENV]: '12-34' });
   });
@@ -60,7 +61,33 @@ describe('package cache: keys and plans', () => {
   it('--engine native: the host directory itself, no mount', () => {
     const pc = plan({ distro: 'debian', engine: 'native' }).packageCache!;
     expect(pc.dir).toBe(pc.hostDir);
-    expect(pc.mount).toBeUndefined();
+    expect(pc.mounts).toEqual([]);
+    expect(pc.volumes).toEqual([]);
+  });
+
+  it('a remote engine (no shared path): a named volume per archive on its side, no host path', () => {
+    const pc = planRootfs(resolveRootfsOptions({ output: '/out/rootfs', distro: 'debian' }, 'x86_64'), { ...CTX, packageCacheRoot: ROOT, remoteEngine: true }).packageCache!;
+    expect(pc.mounts).toEqual([]);
+    expect(pc.volumes).toEqual([{ volume: `osbuilder-packages-${pc.key}`, container: PACKAGE_CACHE_MOUNT }]);
+    expect(pc.dir).toBe(PACKAGE_CACHE_MOUNT);
+    expect(pc.key).toBe(plan({ distro: 'debian' }).packageCache!.key);
+  });
+
+  it("a volume's listing (find in the builder) reads as a snapshot: .debs only, a rewritten file differs", async () => {
+    const dir = await tempDir('osb-pclist-');
+    await writeFile(join(dir, 'a_1_amd64.deb'), 'aaa');
+    await writeFile(join(dir, 'b_1_amd64.deb'), 'bb');
+    await writeFile(join(dir, '.partial.deb'), 'x');
+    await writeFile(join(dir, 'lock'), '');
+    const list = async () => parsePackageListing((await execa(listPackagesArgv(dir)[0]!, listPackagesArgv(dir).slice(1))).stdout);
+    const before = await list();
+    expect([...before.keys()]).toEqual(['a_1_amd64.deb', 'b_1_amd64.deb']);
+    expect(before.get('a_1_amd64.deb')).toMatch(/^3:/);
+    await rm(join(dir, 'b_1_amd64.deb'));
+    await writeFile(join(dir, 'b_1_amd64.deb'), 'b2');
+    const after = await list();
+    expect(after.get('a_1_amd64.deb')).toBe(before.get('a_1_amd64.deb'));
+    expect(after.get('b_1_amd64.deb')).not.toBe(before.get('b_1_amd64.deb'));
   });
 
   it('Debian and Ubuntu have it; the others (busybox takes its binary from the builder image) do not', () => {

@@ -8,5 +8,5 @@ ARG BRANCH=v3.20
 RUN if [ -n "$MIRROR" ]; then \
         printf '%s/%s/main\n%s/%s/community\n' "$MIRROR" "$BRANCH" "$MIRROR" "$BRANCH" > /etc/apk/repositories; \
     fi
-RUN apk add --no-cache apk-tools ca-certificates kmod
+RUN apk add --no-cache apk-tools ca-certificates kmod tar
 LABEL org.osbuilder.role="rootfs-builder" org.osbuilder.distro="alpine"

@@ -2,6 +2,6 @@
 # It only carries the bootstrap tool; the rootfs is made by `run` with the
 # output directory mounted at /rootfs.
 FROM quay.io/centos/centos:stream9
-RUN dnf -y install --setopt=install_weak_deps=False kmod rpm \
+RUN dnf -y install --setopt=install_weak_deps=False kmod rpm tar \
  && dnf clean all
 LABEL org.osbuilder.role="rootfs-builder" org.osbuilder.distro="centos"
