@@ -1,6 +1,6 @@
 /**
  * `--docker-host` with an engine that shares no path with us: a second
- * dockerd in its own privileged container (its own data-root volume, its
+ * dockerd in its own container (not --privileged; its own data-root volume, its
  * socket in a host temp dir). The rootfs is made in a volume on that engine
  * and comes back as a tar stream; busybox (with kernel modules, so depmod
  * runs there too) and Debian built through it are identical, entry by entry,

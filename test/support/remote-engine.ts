@@ -1,5 +1,5 @@
 /**
- * A second Docker engine for tests: dockerd in a privileged container, its
+ * A second Docker engine for tests: dockerd in a container with the rights it needs, its
  * image made here (the local Debian base + Debian's docker.io, cached by
  * tag), its data-root on its own volume, its socket in a host temp dir. Its
  * filesystem is not ours: a build through it shares no path with the host.
@@ -102,7 +102,7 @@ async function waitForApi(container: string): Promise<void> {
   }
 }
 
-/** Starts dockerd in a privileged container; `stop()` removes the container, its volume and the socket dir. */
+/** Starts dockerd in its container; `stop()` removes the container, its volume and the socket dir. */
 export async function startRemoteEngine(): Promise<RemoteEngine> {
   const image = await dockerdImage();
   const name = `osbuilder-test-dockerd-${process.pid}`;
