@@ -125,8 +125,9 @@ let containerSeq = 0;
 
 /**
  * Runs the plan's commands: on the host (--engine native, straight into the
- * temp dir), or each in a fresh builder container with the engine-side tree
- * (rootfs-builder/stream.ts) mounted, which `fetchTree` brings to the host.
+ * temp dir), or each in a fresh builder container with the temp dir
+ * bind-mounted (local engine) or the engine-side tree mounted
+ * (rootfs-builder/stream.ts; a remote engine), which `fetchTree` brings to the host.
  */
 class Runner {
   private readonly tree: EngineTree | undefined;
@@ -135,9 +136,11 @@ class Runner {
     private readonly plan: RootfsPlan,
     private readonly engine: ContainerEngine | undefined,
     private readonly image: string | undefined,
+    private readonly hostRoot: string,
   ) {
     const c = plan.container;
-    if (engine && c) this.tree = new EngineTree(engine, { image: image!, env: c.env, ulimits: c.ulimits, ...(c.platform ? { platform: c.platform } : {}) }, c.mountPoint);
+    // A local engine sees hostRoot; a remote one fills a volume on its side, streamed back by fetchTree.
+    if (engine && c && !engine.local) this.tree = new EngineTree(engine, { image: image!, env: c.env, ulimits: c.ulimits, ...(c.platform ? { platform: c.platform } : {}) }, c.mountPoint);
   }
 
   async open(): Promise<void> {
@@ -159,7 +162,7 @@ class Runner {
       image: this.image!,
       name: `osbuilder-rootfs-${process.pid}-${containerSeq++}`,
       argv: cmd.argv,
-      mounts: cmd.builderOnly ? [] : (cached ? pc.mounts : []),
+      mounts: cmd.builderOnly ? [] : [...(this.tree ? [] : [{ host: this.hostRoot, container: c.mountPoint }]), ...(cached ? pc.mounts : [])],
       volumes: cmd.builderOnly ? [] : [...(this.tree ? [{ volume: this.tree.volume, container: c.mountPoint }] : []), ...(cached ? pc.volumes : [])],
       env: { ...c.env, ...pcEnv },
       ulimits: c.ulimits,
@@ -396,7 +399,7 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
   let packageCache: PackageCacheReport | undefined;
   await atomicDirectory(resolved.output, async (dir) => {
     if (dir !== tmp) throw new OsbuilderError('INTERNAL', `temp dir ${dir} is not ${tmp}`);
-    const runner = new Runner(plan, engine, image);
+    const runner = new Runner(plan, engine, image, dir);
     const bootstrapped = await bootstrapTree(runner, plan, cache, d, dir);
     const captured = bootstrapped.captured;
     const packageOutput = bootstrapped.packageOutput;

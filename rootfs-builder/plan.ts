@@ -176,8 +176,8 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
       from: r.kernelModules.dir,
       kver: r.kernelModules.kver,
       dest: `/lib/modules/${r.kernelModules.kver}`,
-      // In a container the modules are streamed in (stdin) and modules.* back (stdout): no shared path.
-      depmod: { title: `depmod ${r.kernelModules.kver}`, argv: container ? depmodStreamArgv(r.kernelModules.kver) : ['depmod', '-b', root, r.kernelModules.kver] },
+      // On a remote engine the modules are streamed in (stdin) and modules.* back (stdout): no shared path.
+      depmod: { title: `depmod ${r.kernelModules.kver}`, argv: container && ctx.remoteEngine ? depmodStreamArgv(r.kernelModules.kver) : ['depmod', '-b', root, r.kernelModules.kver] },
     };
   }
   return plan;

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { copyFile, lstat, mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runCli, type CliResult } from '../support/cli.js';
+import { cliPath, repoRoot, runCli, type CliResult } from '../support/cli.js';
 import { debianCloudKernel, makeTempDir } from '../support/fixtures.js';
 import { startRemoteEngine, type RemoteEngine } from '../support/remote-engine.js';
 import { buildDist, standInAgent, treeDigest } from '../support/rootfs.js';
@@ -111,6 +111,32 @@ describe('a remote engine (no shared path)', () => {
     const kver = modules.split('/').pop()!;
     const dep = await readFile(join(work, 'busybox-remote', 'lib/modules', kver, 'modules.dep'), 'utf8');
     expect(dep).toMatch(/^kernel\/fs\/fat\/vfat\.ko: kernel\/fs\/fat\/fat\.ko$/m);
+  });
+
+  it('the package cache is a volume on the remote engine, filled by the Debian build', async () => {
+    const pc = built['debian-remote']!.json.packageCache;
+    expect(pc.dir).toMatch(/^osbuilder-packages-[0-9a-f]{32}$/);
+    expect(pc.stored).toBeGreaterThan(50);
+    const ls = await execa('docker', ['-H', remote!.host, 'run', '--rm', '--mount', `type=volume,src=${pc.dir},dst=/c`, BASE, 'find', '/c', '-maxdepth', '1', '-name', '*.deb']);
+    expect(ls.stdout.split('\n').filter(Boolean).length).toBe(pc.after);
+    // The local build's cache is a host directory, not that volume.
+    expect(built['debian-local']!.json.packageCache.dir).toMatch(/^\//);
+  });
+
+  it('SIGINT during a remote build removes its container and its volume there, and the partial rootfs', async () => {
+    const out = join(work, 'interrupted');
+    const child = execa('node', [cliPath, 'rootfs', 'busybox', '-o', out, '--agent', agent, '--docker-host', remote!.host], { cwd: repoRoot, reject: false });
+    let seen: string[] = [];
+    for (let i = 0; i < 600 && !seen.some((n) => n.startsWith('osbuilder-rootfs-volume-')); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      seen = await leftovers(child.pid!, remote!.host);
+    }
+    expect(seen).toContain(`osbuilder-rootfs-volume-${child.pid}-0`);
+    child.kill('SIGINT');
+    const r = await child;
+    expect(r.exitCode).toBe(130);
+    expect(await leftovers(child.pid!, remote!.host)).toEqual([]);
+    expect((await readdir(work)).filter((n) => n.includes('interrupted'))).toEqual([]);
   });
 
   it('no container or volume of those builds is left on either engine', async () => {

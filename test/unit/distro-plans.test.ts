@@ -64,14 +64,16 @@ describe('distro definitions: rendered Dockerfiles and plans (snapshots, reviewe
     expect(p.bootstrap[0]!.argv).toContain('/out/.rootfs.tmp-1');
   });
 
-  it('kernel modules: copied to /lib/modules/<release>, depmod run for that release (in a container: over the modules streamed in)', () => {
+  it('kernel modules: copied to /lib/modules/<release>, depmod run for that release against the rootfs (a remote engine: over the modules streamed in)', () => {
     const p = plan('debian', 'agent-init', { kernelModules: '/mods/lib/modules/6.1.62-kata' });
     expect(p.kernelModules).toEqual({
       from: '/mods/lib/modules/6.1.62-kata',
       kver: '6.1.62-kata',
       dest: '/lib/modules/6.1.62-kata',
-      depmod: { title: 'depmod 6.1.62-kata', argv: depmodStreamArgv('6.1.62-kata') },
+      depmod: { title: 'depmod 6.1.62-kata', argv: ['depmod', '-b', '/rootfs', '6.1.62-kata'] },
     });
+    const remote = planRootfs(resolveRootfsOptions({ distro: 'debian', output: '/out/rootfs', kernelModules: '/mods/lib/modules/6.1.62-kata' }, 'x86_64'), { ...CTX, remoteEngine: true });
+    expect(remote.kernelModules!.depmod.argv).toEqual(depmodStreamArgv('6.1.62-kata'));
     const r = resolveRootfsOptions({ distro: 'busybox', output: '/out/rootfs', engine: 'native', kernelModules: '/mods/6.6.1' }, 'x86_64');
     expect(planRootfs(r, { toolVersion: 't', nativeRoot: '/out/.rootfs.tmp-1' }).kernelModules!.depmod.argv).toEqual(['depmod', '-b', '/out/.rootfs.tmp-1', '6.6.1']);
     expect(plan('debian', 'systemd').kernelModules).toBeUndefined();
