@@ -4,6 +4,9 @@
  * through, so DOCKER_HOST (docker) and CONTAINER_HOST (podman) are honoured.
  * Argument builders are pure and unit-tested; the methods run them.
  */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { OsbuilderError } from './errors.js';
 import { run, formatCommand, start, type RunResult } from './exec.js';
 import { onInterrupt } from './cleanup.js';
@@ -139,6 +142,18 @@ function labelled(spec: RunSpec): RunSpec {
 
 const LOCAL_SOCKETS = new Set(['unix:///var/run/docker.sock', 'unix:///run/docker.sock']);
 
+/** The docker CLI's context: DOCKER_CONTEXT, else config.json's currentContext, else "default". */
+export function dockerContext(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.DOCKER_CONTEXT) return env.DOCKER_CONTEXT;
+  const dir = env.DOCKER_CONFIG ?? join(homedir(), '.docker');
+  try {
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { currentContext?: unknown };
+    return typeof cfg.currentContext === 'string' && cfg.currentContext ? cfg.currentContext : 'default';
+  } catch {
+    return 'default';
+  }
+}
+
 export class ContainerEngine {
   constructor(readonly kind: EngineKind) {}
 
@@ -148,12 +163,14 @@ export class ContainerEngine {
 
   /**
    * Does the engine share this machine's filesystem? Only when it is reached
-   * through the default local socket; any other DOCKER_HOST / CONTAINER_HOST
-   * may be another machine, where host paths mean nothing.
+   * through the default local socket; any other DOCKER_HOST / CONTAINER_HOST,
+   * or a docker context other than "default", may be another machine.
    */
   get local(): boolean {
-    const v = this.kind === 'docker' ? process.env.DOCKER_HOST : process.env.CONTAINER_HOST;
-    return !v || LOCAL_SOCKETS.has(v);
+    if (this.kind === 'podman') return !process.env.CONTAINER_HOST;
+    const host = process.env.DOCKER_HOST;
+    if (host) return LOCAL_SOCKETS.has(host);
+    return dockerContext() === 'default';
   }
 
   private endpoint(): string {

@@ -1,5 +1,5 @@
 /**
- * The rootfs on the engine's side: the bootstrap writes into a named volume
+ * A remote engine's rootfs (core/docker.ts `local` is false): the bootstrap writes into a named volume
  * (kept across the bootstrap commands, each in a fresh builder container),
  * and the finished tree comes back as a tar on the container's stdout,
  * unpacked on the host with its owners, modes, device nodes, hard links,

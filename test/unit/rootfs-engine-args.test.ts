@@ -1,5 +1,8 @@
-import { describe, expect, it } from 'vitest';
-import { buildArgv, mountArg, runArgv } from '../../core/docker.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildArgv, ContainerEngine, dockerContext, mountArg, runArgv } from '../../core/docker.js';
 import { builderTag, planRootfs, resolveRootfsOptions } from '../../rootfs-builder/index.js';
 
 describe('container engine argv', () => {
@@ -44,5 +47,50 @@ describe('container engine argv', () => {
     expect(builderTag(p, 'sha256:aaa')).toBe(t);
     expect(builderTag(p, 'sha256:bbb')).not.toBe(t);
     expect(builderTag(m, 'sha256:aaa')).not.toBe(t);
+  });
+});
+
+describe('is the engine local (shares our paths)?', () => {
+  const saved = { ...process.env };
+  afterEach(() => {
+    for (const k of ['DOCKER_HOST', 'DOCKER_CONTEXT', 'DOCKER_CONFIG', 'CONTAINER_HOST']) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  });
+
+  it('DOCKER_HOST: only the default sockets are local; tcp, ssh and other sockets are not', () => {
+    const docker = new ContainerEngine('docker');
+    for (const [host, local] of [['unix:///var/run/docker.sock', true], ['unix:///run/docker.sock', true], ['unix:///tmp/x/docker.sock', false], ['tcp://10.0.0.2:2376', false], ['ssh://builder@ci', false]] as const) {
+      process.env.DOCKER_HOST = host;
+      expect(docker.local, host).toBe(local);
+    }
+  });
+
+  it('no DOCKER_HOST: the docker context decides (DOCKER_CONTEXT, else config.json currentContext)', async () => {
+    delete process.env.DOCKER_HOST;
+    const dir = await mkdtemp(join(tmpdir(), 'osb-dockercfg-'));
+    try {
+      process.env.DOCKER_CONFIG = dir;
+      delete process.env.DOCKER_CONTEXT;
+      expect(dockerContext()).toBe('default');
+      expect(new ContainerEngine('docker').local).toBe(true);
+      await writeFile(join(dir, 'config.json'), JSON.stringify({ currentContext: 'far' }));
+      expect(new ContainerEngine('docker').local).toBe(false);
+      process.env.DOCKER_CONTEXT = 'default';
+      expect(new ContainerEngine('docker').local).toBe(true);
+      await writeFile(join(dir, 'config.json'), '{not json');
+      delete process.env.DOCKER_CONTEXT;
+      expect(dockerContext()).toBe('default');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('podman: CONTAINER_HOST makes it remote', () => {
+    delete process.env.CONTAINER_HOST;
+    expect(new ContainerEngine('podman').local).toBe(true);
+    process.env.CONTAINER_HOST = 'ssh://core@vm/run/podman/podman.sock';
+    expect(new ContainerEngine('podman').local).toBe(false);
   });
 });
