@@ -378,6 +378,7 @@ export async function buildKernel(opts: BuildOptions): Promise<BuildResult> {
   let builderImage: string | undefined;
   if (engine === 'docker') {
     const eng = new ContainerEngine('docker');
+    if (!eng.local) throw new OsbuilderError('UNSUPPORTED', 'kernel build --engine docker bind-mounts the kernel tree, so it needs a local engine (DOCKER_HOST / the docker context names another machine)', 'unset DOCKER_HOST (or use the default context), or use --engine native');
     const img = await ensureBuilderImage(eng, planBuilderImage({ arch: r.arch, mirror: opts.mirror }));
     builderImage = img.tag;
     const user = typeof process.getuid === 'function' ? `${process.getuid()}:${process.getgid!()}` : undefined;

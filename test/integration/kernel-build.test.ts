@@ -135,4 +135,12 @@ describe('nvidia GPU variant (cheap path)', () => {
     const left = await execa('docker', ['ps', '-a', '--filter', `label=org.osbuilder.build=${r.pid}`, '--format', '{{.Names}}']);
     expect(left.stdout.trim()).toBe('');
   });
+
+  it('--engine docker with a remote engine (DOCKER_HOST elsewhere) is refused before any work: make would bind-mount the tree', async () => {
+    expect(nvidiaTree, 'needs the tree').toBeDefined();
+    const r = await runCli(['kernel', 'build', '-v', '6.1', '-g', 'nvidia', '-k', nvidiaTree!, '--headers-only', '--engine', 'docker'], { env: { DOCKER_HOST: 'tcp://192.0.2.1:2375' } });
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(/^error\[UNSUPPORTED\]: kernel build --engine docker bind-mounts the kernel tree/m);
+    expect(r.stderr).toMatch(/hint: unset DOCKER_HOST/);
+  });
 });
