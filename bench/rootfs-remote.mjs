@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Rootfs on a remote engine vs the local one: the same `osbuilder rootfs`
-// (the tree made in a volume on the engine's side, streamed back as a tar)
-// with DOCKER_HOST pointing at a second dockerd in its own container
+// (remote: the tree made in a volume on the engine's side, streamed back as a
+// tar; local: bind-mounted) with DOCKER_HOST pointing at a second dockerd in its own container
 // (its own data-root: no path shared with us), against the local dockerd.
 // Builder images are warm on both (one build each first); one timed build
 // each, alternating. Needs root, Docker and `npm run build`.
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { buildRootfs, ensureDebianBase } from '../dist/rootfs-builder/index.js';
 import { configureLog } from '../dist/core/log.js';
 import { mainIfRun } from './lib/rows.mjs';
-import { loadImage, startRemoteEngine } from './lib/remote-engine.mjs';
+import { loadImage, startRemoteEngine } from '../test/support/remote-engine.mjs';
 
 const GOAL = '≤ 1.15×';
 const MIRROR = process.env.OSBUILDER_TEST_MIRROR ?? 'http://deb.debian.org/debian';
@@ -36,7 +36,7 @@ export async function run() {
   process.env.SOURCE_DATE_EPOCH ??= '1700000000';
   const work = await mkdtemp(join(tmpdir(), 'osb-bench-remote-'));
   const base = await ensureDebianBase({ mirror: MIRROR });
-  const remote = await startRemoteEngine();
+  const remote = await startRemoteEngine('bench');
   try {
     await loadImage(base.ref, remote.host);
     let n = 0;

@@ -12,7 +12,7 @@ import { copyFile, lstat, mkdir, readFile, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path';
 import { cliPath, repoRoot, runCli, type CliResult } from '../support/cli.js';
 import { debianCloudKernel, makeTempDir } from '../support/fixtures.js';
-import { startRemoteEngine, type RemoteEngine } from '../support/remote-engine.js';
+import { loadImage, startRemoteEngine } from '../support/remote-engine.mjs';
 import { buildDist, standInAgent, treeDigest } from '../support/rootfs.js';
 
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
@@ -22,7 +22,7 @@ const BASE = 'osbuilder/debian-base:bookworm-x86_64';
 let work: string;
 let agent: string;
 let modules: string;
-let remote: RemoteEngine | undefined;
+let remote: Awaited<ReturnType<typeof startRemoteEngine>> | undefined;
 const built: Record<string, CliResult> = {};
 
 async function rootfs(name: string, distro: string, extra: string[], dockerHost?: string): Promise<CliResult> {
@@ -31,14 +31,6 @@ async function rootfs(name: string, distro: string, extra: string[], dockerHost?
   const r = await runCli(args, { env: { SOURCE_DATE_EPOCH: SDE } });
   if (r.exitCode !== 0) throw new Error(`osbuilder ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
   return r;
-}
-
-/** The local base image, handed to the remote engine as a user would (docker save | docker load): no second mmdebstrap. */
-async function loadBase(host: string): Promise<void> {
-  const save = execa('docker', ['save', BASE], { buffer: { stdout: false } });
-  const load = execa('docker', ['-H', host, 'load'], { stdin: 'pipe' });
-  save.stdout!.pipe(load.stdin!);
-  await Promise.all([save, load]);
 }
 
 async function modulesTree(): Promise<string> {
@@ -65,7 +57,7 @@ beforeAll(async () => {
   agent = await standInAgent();
   modules = await modulesTree();
   remote = await startRemoteEngine();
-  await loadBase(remote.host);
+  await loadImage(BASE, remote.host); // as a user would: no second mmdebstrap there
   for (const [where, host] of [['local', undefined], ['remote', remote.host]] as const) {
     built[`busybox-${where}`] = await rootfs(`busybox-${where}`, 'busybox', ['--kernel-modules', modules], host);
     built[`debian-${where}`] = await rootfs(`debian-${where}`, 'debian', [], host);

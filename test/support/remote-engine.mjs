@@ -1,16 +1,26 @@
-// A second Docker engine for the rootfs-remote bench: dockerd in a container
-// with the rights dockerd needs (the local Debian base + Debian's docker.io), its data-root on its
-// own volume, its socket in a host temp dir; the same as the integration
-// suite's test/support/remote-engine.ts, whose image it reuses when present.
+/**
+ * A second Docker engine for the remote-engine test and the rootfs-remote bench:
+ * dockerd in a container with the rights it needs, its image made here (the
+ * local Debian base + Debian's docker.io, cached by tag), its data-root on its
+ * own volume, its socket in a host temp dir. Its filesystem is not ours: a
+ * build through it shares no path with the host. Everything is named and
+ * labelled after the calling process and its role, and removed by stop().
+ * Plain JS over dist/ (`npm run build` first), so the bench can use it too.
+ */
 import { execa } from 'execa';
 import { createHash } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDebianBase } from '../../dist/rootfs-builder/index.js';
 
-const MIRROR = process.env.OSBUILDER_TEST_MIRROR ?? 'http://deb.debian.org/debian';
+const debianMirror = process.env.OSBUILDER_TEST_MIRROR ?? 'http://deb.debian.org/debian';
 
+/**
+ * Writable cgroups for the inner dockerd. v2: remount rw, move ourselves out of
+ * the root cgroup so controllers can be delegated (as docker:dind does). v1:
+ * the container's hierarchies are read-only without --privileged; mount its
+ * own (its cgroup namespace's) writable in their place.
+ */
 const ENTRYPOINT = `#!/bin/sh
 set -e
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
@@ -41,7 +51,7 @@ const ENGINE_RIGHTS = [
 function dockerfile(base) {
   return [
     `FROM ${base}`,
-    `RUN printf 'deb ${MIRROR} bookworm main\\n' > /etc/apt/sources.list && rm -f /etc/apt/sources.list.d/debian.sources \\`,
+    `RUN printf 'deb ${debianMirror} bookworm main\\n' > /etc/apt/sources.list && rm -f /etc/apt/sources.list.d/debian.sources \\`,
     ' && apt-get update && apt-get install -y --no-install-recommends docker.io iptables ca-certificates \\',
     ' && apt-get clean && rm -rf /var/lib/apt/lists/*',
     'COPY entrypoint.sh /usr/local/bin/entrypoint.sh',
@@ -50,8 +60,11 @@ function dockerfile(base) {
   ].join('\n');
 }
 
-async function dockerdImage() {
-  const base = await ensureDebianBase({ mirror: MIRROR });
+/** The dockerd image, built once per base image and Dockerfile text (kept between runs, like the test cache). */
+export async function dockerdImage() {
+  // dist/ at call time: the suites rebuild it in their beforeAll.
+  const { ensureDebianBase } = await import('../../dist/rootfs-builder/index.js');
+  const base = await ensureDebianBase({ mirror: debianMirror });
   const text = dockerfile(base.ref);
   const tag = `osbuilder-test/dockerd:bookworm-${createHash('sha256').update(`${text}\n${ENTRYPOINT}\n${base.id}`).digest('hex').slice(0, 12)}`;
   if ((await execa('docker', ['image', 'inspect', tag], { reject: false })).exitCode === 0) return tag;
@@ -67,6 +80,7 @@ async function dockerdImage() {
   return tag;
 }
 
+/** Resolves once dockerd logs that its API listens; rejects with its log when the container ends first. */
 async function waitForApi(container) {
   const logs = execa('docker', ['logs', '-f', container], { reject: false, all: true, buffer: false });
   let seen = '';
@@ -84,12 +98,15 @@ async function waitForApi(container) {
   }
 }
 
-/** { host, stop() }: host is a DOCKER_HOST value; stop() removes the container, its volume and the socket dir. */
-export async function startRemoteEngine() {
+/**
+ * Starts dockerd in its container. `role` ('test' or 'bench') names it.
+ * Returns { host: DOCKER_HOST for it (unix://<host temp dir>/docker.sock), container, volume, stop() }.
+ */
+export async function startRemoteEngine(role = 'test') {
   const image = await dockerdImage();
-  const name = `osbuilder-bench-dockerd-${process.pid}`;
+  const name = `osbuilder-${role}-dockerd-${process.pid}`;
   const volume = `${name}-data`;
-  const label = `org.osbuilder.bench=remote-engine-${process.pid}`;
+  const label = `org.osbuilder.${role}=remote-engine-${process.pid}`;
   const socketDir = await mkdtemp(join(tmpdir(), 'osb-dockerd-sock-'));
   const stop = async () => {
     await execa('docker', ['rm', '-f', '-v', name], { reject: false });
@@ -109,10 +126,10 @@ export async function startRemoteEngine() {
     await stop();
     throw err;
   }
-  return { host: `unix://${socketDir}/docker.sock`, stop };
+  return { host: `unix://${socketDir}/docker.sock`, container: name, volume, stop };
 }
 
-/** The local image `ref`, loaded into the engine at `host` (docker save | docker load). */
+/** The local image `ref`, loaded into the engine at `host` (docker save | docker load): no second bootstrap there. */
 export async function loadImage(ref, host) {
   const save = execa('docker', ['save', ref], { buffer: { stdout: false } });
   const load = execa('docker', ['-H', host, 'load'], { stdin: 'pipe' });
