@@ -4,7 +4,7 @@
  * rootfs-downstream, build); everything else is "rendered": its Dockerfile and
  * plan are unit-tested (Debian's archive is the only mirror CI can reach).
  */
-import type { Arch } from './types.js';
+import type { Arch } from '../core/arch.js';
 
 export type Format = 'image' | 'initrd';
 export type Coverage = 'booted' | 'rendered';

@@ -11,7 +11,8 @@ import { euleros } from './euleros/definition.js';
 import { fedora } from './fedora/definition.js';
 import { ubuntu } from './ubuntu/definition.js';
 import { OsbuilderError } from '../core/errors.js';
-import type { Arch, DistroDefinition } from './types.js';
+import type { Arch } from '../core/arch.js';
+import type { DistroDefinition } from './types.js';
 import { bootedIn, type Format } from './coverage.js';
 
 export * from './types.js';

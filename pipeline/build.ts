@@ -13,8 +13,7 @@ import { info, step } from '../core/log.js';
 import { sourceDateEpoch } from '../core/time.js';
 import { parseVerityParams } from '../core/verity-params.js';
 import { TOOL_VERSION } from '../core/version.js';
-import { hostArch } from '../rootfs-builder/index.js';
-import { qemuBinaryFor } from '../runtime/index.js';
+import { ARCH_FACTS, hostArch } from '../core/arch.js';
 import { which } from '../core/exec.js';
 import { runDag, type Job } from './dag.js';
 import { DEFAULTS, SHARE, carriedEntries, installedTarget, renderQemuConfig, renderSha256Sums, writeInstall, type InstallEntry } from './install.js';
@@ -95,9 +94,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const notes: string[] = [];
   try {
     const ctx = stageContext(plan, opts, { cache, workDir, agent, sourceDateEpoch: sde });
-    const qemuBin = qemuBinaryFor(plan.arch === 'aarch64' ? 'aarch64' : 'x86_64');
-    const qemu = (await which(qemuBin)) ?? `/usr/bin/${qemuBin}`;
-    const machineType = plan.arch === 'aarch64' ? 'virt' : 'q35';
+    const guest = ARCH_FACTS[plan.arch === 'aarch64' ? 'aarch64' : 'x86_64'];
+    const qemu = (await which(guest.qemuSystem)) ?? `/usr/bin/${guest.qemuSystem}`;
+    const machineType = guest.qemuMachine;
 
     const jobs: Job<StageOutput>[] = [];
     for (const r of plan.rootfs) jobs.push({ id: `rootfs:${r.role}`, deps: [], run: () => rootfsArtifact(ctx, r) });

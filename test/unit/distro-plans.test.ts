@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
+import { ARCHES, type Arch } from '../../core/arch.js';
 import { DISTROS, getDistro, summarize } from '../../distros/index.js';
-import { ARCHES, type Arch, type InitMode } from '../../distros/types.js';
+import type { InitMode } from '../../distros/types.js';
 import { planRootfs, renderDockerfile, resolveRootfsOptions, shellRunBodies, dockerInstructions } from '../../rootfs-builder/index.js';
 import { busyboxLayout } from '../../distros/busybox/definition.js';
 
