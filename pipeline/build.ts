@@ -119,7 +119,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
               const kernel = k ? { label: k.names.vmlinuz, path: k.vmlinuz, sha256: k.vmlinuzSha256 } : fallbackKernel!;
               const config = join(workDir, `boot-${++seq}.toml`);
               const verity = a.kernelVerityParams ? { kernelVerityParams: a.kernelVerityParams } : {};
-              await writeFile(config, renderQemuConfig({ qemuPath: qemu, machineType, kernel: kernel.path, [r.role]: a.path, ...verity, toolVersion: TOOL_VERSION }));
+              await writeFile(config, renderQemuConfig({ arch: plan.arch, qemuPath: qemu, machineType, kernel: kernel.path, [r.role]: a.path, ...verity, toolVersion: TOOL_VERSION }));
               return bootTest(ctx, kernel, { label: a.fileName, role: r.role, path: a.path, sha256: a.sha256, osRelease: a.osRelease, ...verity }, config, {
                 ...(opts.accel ? { accel: opts.accel } : {}),
                 timeoutSec: opts.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_SEC,
@@ -217,6 +217,6 @@ export function configEntries(plan: BuildPlan, installed: InstallEntry[], qemuPa
   return (variants.length ? variants : (['default'] as const)).map((variant) => ({
     kind: 'text' as const,
     path: `${DEFAULTS}/${variant === 'nvidia' ? 'configuration-qemu-nvidia-gpu.toml' : 'configuration-qemu.toml'}`,
-    content: renderQemuConfig({ qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), ...(image && kernelVerityParams ? { kernelVerityParams } : {}), ...(variant === 'nvidia' ? { gpu: true } : {}), toolVersion: TOOL_VERSION }),
+    content: renderQemuConfig({ arch: plan.arch, qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), ...(image && kernelVerityParams ? { kernelVerityParams } : {}), ...(variant === 'nvidia' ? { gpu: true } : {}), toolVersion: TOOL_VERSION }),
   }));
 }
