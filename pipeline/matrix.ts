@@ -15,7 +15,7 @@ export interface MatrixRow {
   version: string;
   arch: Arch;
   format: 'image' | 'initrd';
-  /** booted: built and boot-tested by osbuilder's own tests; rendered: plan and Dockerfile tested only. */
+  /** booted: built and boot-tested by osbuilder's own tests; built: built and checked, not booted; rendered: plan and Dockerfile tested only. */
   tested: Coverage;
   /** The cell: one `osbuilder build` command line (the kernel is built with it, so it boot-tests on its own). */
   command: string;

@@ -120,7 +120,8 @@ describe('arch matrix', () => {
     for (const d of DISTROS) expect(summarize(d).arches).toEqual(MATRIX[d.name]);
     expect(summarize(getDistro('busybox'))).toMatchObject({ systemd: false, bootstrapTool: 'busybox', packageManager: null });
     expect(summarize(getDistro('debian'))).toMatchObject({ systemd: true, defaultVersion: 'bookworm', localBase: true, booted: [{ arch: 'x86_64', formats: ['image', 'initrd'] }] });
-    expect(summarize(getDistro('fedora')).booted).toEqual([]);
+    expect(summarize(getDistro('fedora'))).toMatchObject({ booted: [], built: [] });
+    expect(summarize(getDistro('busybox'))).toMatchObject({ booted: [{ arch: 'x86_64', formats: ['initrd'] }], built: [{ arch: 'aarch64', formats: ['initrd'] }] });
   });
 });
 
