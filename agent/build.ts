@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { copyFile, chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { arch as hostArchNode, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BuildCache, cacheKey, type CacheInputs } from '../core/cache.js';
@@ -18,9 +18,9 @@ import { sha256, sha256File } from '../core/hash.js';
 import { memoByFiles } from '../core/memo.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { step } from '../core/log.js';
+import { ARCH_FACTS, hostArch, type Arch } from '../core/arch.js';
 import { isMuslArch, muslInstalled, muslSpecs } from './musl.js';
 
-export type AgentArch = 'x86_64' | 'aarch64' | 'ppc64le' | 's390x';
 export type AgentEngine = 'native' | EngineKind;
 export type AgentLibc = 'musl' | 'glibc';
 
@@ -34,46 +34,27 @@ export function agentProtoDir(): string {
   return join(agentDir(), 'proto');
 }
 
-export function hostArch(): AgentArch {
-  const a = hostArchNode();
-  if (a === 'x64') return 'x86_64';
-  if (a === 'arm64') return 'aarch64';
-  if (a === 'ppc64') return 'ppc64le';
-  if (a === 's390x') return 's390x';
-  throw new OsbuilderError('UNSUPPORTED_ARCH', `host architecture ${a} is not supported`, 'build on x86_64, aarch64, ppc64le or s390x');
-}
-
-/** GNU triplets of Debian's cross compilers (gcc-<triplet>). */
-const TRIPLET: Record<AgentArch, string> = {
-  x86_64: 'x86_64-linux-gnu',
-  aarch64: 'aarch64-linux-gnu',
-  ppc64le: 'powerpc64le-linux-gnu',
-  s390x: 's390x-linux-gnu',
-};
-
-const DEBIAN_ARCH: Record<AgentArch, string> = { x86_64: 'amd64', aarch64: 'arm64', ppc64le: 'ppc64el', s390x: 's390x' };
-
 /** Debian packages for the protocol code: the generator (host arch) and the runtime library (target arch). */
 export const PROTOBUF_C_PACKAGES = ['protobuf-c-compiler', 'libprotobuf-dev'];
 
 /** Debian packages that provide a compiler able to link the agent statically for `arch`, and protobuf-c. */
-export function compilerPackages(arch: AgentArch, native: AgentArch): string[] {
-  const lib = arch === native ? 'libprotobuf-c-dev' : `libprotobuf-c-dev:${DEBIAN_ARCH[arch]}`;
+export function compilerPackages(arch: Arch, native: Arch): string[] {
+  const lib = arch === native ? 'libprotobuf-c-dev' : `libprotobuf-c-dev:${ARCH_FACTS[arch].debArch}`;
   if (arch === native) return [...(arch === 'x86_64' || arch === 'aarch64' ? ['gcc', 'libc6-dev', 'musl-tools'] : ['gcc', 'libc6-dev']), ...PROTOBUF_C_PACKAGES, lib];
-  const t = TRIPLET[arch];
-  const musl = isMuslArch(arch) ? [`musl-dev:${DEBIAN_ARCH[arch]}`] : [];
-  return [`gcc-${t}`, `libc6-dev-${DEBIAN_ARCH[arch]}-cross`, ...musl, ...PROTOBUF_C_PACKAGES, lib];
+  const t = ARCH_FACTS[arch].triplet;
+  const musl = isMuslArch(arch) ? [`musl-dev:${ARCH_FACTS[arch].debArch}`] : [];
+  return [`gcc-${t}`, `libc6-dev-${ARCH_FACTS[arch].debArch}-cross`, ...musl, ...PROTOBUF_C_PACKAGES, lib];
 }
 
 /** Compiler command for `arch`, preferring musl (a ~200 KiB binary) over static glibc (~900 KiB). */
-export function chooseCompiler(arch: AgentArch, native: AgentArch, available: (cmd: string) => boolean): string | undefined {
-  const candidates = arch === native ? ['musl-gcc', 'gcc', `${TRIPLET[arch]}-gcc`] : [`${TRIPLET[arch]}-gcc`];
+export function chooseCompiler(arch: Arch, native: Arch, available: (cmd: string) => boolean): string | undefined {
+  const candidates = arch === native ? ['musl-gcc', 'gcc', `${ARCH_FACTS[arch].triplet}-gcc`] : [`${ARCH_FACTS[arch].triplet}-gcc`];
   return candidates.find(available);
 }
 
 /** protobuf-c's static runtime library for `arch` (Debian's multiarch path). */
-export function protobufCLibrary(arch: AgentArch): string {
-  return `/usr/lib/${TRIPLET[arch]}/libprotobuf-c.a`;
+export function protobufCLibrary(arch: Arch): string {
+  return `/usr/lib/${ARCH_FACTS[arch].triplet}/libprotobuf-c.a`;
 }
 
 /** The protobuf-c header, copied into the build's own include dir (musl-gcc must not see /usr/include). */
@@ -132,7 +113,7 @@ export function agentVersion(sourceHash: string): string {
 }
 
 export interface AgentBuildInput {
-  arch: AgentArch;
+  arch: Arch;
   engine: AgentEngine;
   /** The compiler to run (native: chosen by chooseCompiler; container: musl-gcc or the cross gcc). */
   compiler: string;
@@ -150,7 +131,7 @@ export interface Command {
 }
 
 export interface AgentBuildPlan {
-  arch: AgentArch;
+  arch: Arch;
   engine: AgentEngine;
   compiler: string;
   libc: AgentLibc;
@@ -207,7 +188,7 @@ export function planAgentBuild(input: AgentBuildInput): AgentBuildPlan {
     // The builder runs on the host's arch; other arches use Debian's cross gcc.
     const packages = compilerPackages(input.arch, hostArch());
     const ref = `osbuilder-agent-builder:${sha256(packages.join(',')).slice(0, 12)}`;
-    const multiarch = input.arch === hostArch() ? [] : [`--architectures=${DEBIAN_ARCH[hostArch()]},${DEBIAN_ARCH[input.arch]}`];
+    const multiarch = input.arch === hostArch() ? [] : [`--architectures=${ARCH_FACTS[hostArch()].debArch},${ARCH_FACTS[input.arch].debArch}`];
     plan.builder = {
       ref,
       packages,
@@ -231,14 +212,14 @@ export interface BuildAgentOptions {
   /** Where the binary goes; written atomically. */
   output: string;
   engine?: AgentEngine;
-  arch?: AgentArch;
+  arch?: Arch;
   /** Debian mirror for making the builder image (container engines). */
   mirror?: string;
 }
 
 export interface AgentBuildResult {
   path: string;
-  arch: AgentArch;
+  arch: Arch;
   engine: AgentEngine;
   compiler: string;
   libc: AgentLibc;
@@ -257,19 +238,19 @@ async function packageVersion(pkg: string): Promise<string> {
 
 /** What the native toolchain is: the compiler's version, musl's, protobuf-c's. */
 /** The identity, remembered while the compiler binary and dpkg's database keep their stamps (no probe on a warm build). */
-async function toolchainIdentity(cmd: string, arch: AgentArch, crossMusl: boolean): Promise<string> {
+async function toolchainIdentity(cmd: string, arch: Arch, crossMusl: boolean): Promise<string> {
   const binary = (await which(cmd)) ?? cmd;
   return memoByFiles('toolchain', `${binary} ${arch} ${crossMusl}`, [binary, DPKG_STATUS], () => probeToolchain(cmd, arch, crossMusl));
 }
 
 const DPKG_STATUS = '/var/lib/dpkg/status';
 
-async function probeToolchain(cmd: string, arch: AgentArch, crossMusl: boolean): Promise<string> {
+async function probeToolchain(cmd: string, arch: Arch, crossMusl: boolean): Promise<string> {
   // musl-gcc wraps gcc; the musl version matters too. The probes run at once.
   const withMusl = crossMusl || cmd === 'musl-gcc';
   const [r, musl, compiler, lib] = await Promise.all([
     start(cmd, ['--version'], { reject: false }),
-    withMusl ? packageVersion(`musl-dev:${DEBIAN_ARCH[arch]}`) : undefined,
+    withMusl ? packageVersion(`musl-dev:${ARCH_FACTS[arch].debArch}`) : undefined,
     packageVersion('protobuf-c-compiler'),
     packageVersion('libprotobuf-c-dev'),
   ]);
@@ -302,10 +283,10 @@ async function executePlan(plan: AgentBuildPlan, workDir: string): Promise<void>
   for (const [i, s] of plan.steps.entries()) await engine.run({ ...plan.run!, name: `${plan.run!.name}-${i}`, argv: [s.cmd, ...s.args] }, { hint: COMPILE_HINT });
 }
 
-const SETUP_HINT = (arch: AgentArch, native: AgentArch) =>
+const SETUP_HINT = (arch: Arch, native: Arch) =>
   arch === native
     ? `apt-get install ${compilerPackages(arch, native).join(' ')}`
-    : `dpkg --add-architecture ${DEBIAN_ARCH[arch]} && apt-get update && apt-get install ${compilerPackages(arch, native).join(' ')}, or use --engine docker`;
+    : `dpkg --add-architecture ${ARCH_FACTS[arch].debArch} && apt-get update && apt-get install ${compilerPackages(arch, native).join(' ')}, or use --engine docker`;
 
 interface Compiler {
   compiler: string;
@@ -313,11 +294,11 @@ interface Compiler {
 }
 
 /** The compiler for `arch`; cross builds use musl where musl-dev:<arch> is there (in a builder: always). */
-async function resolveCompiler(arch: AgentArch, engine: AgentEngine): Promise<Compiler> {
+async function resolveCompiler(arch: Arch, engine: AgentEngine): Promise<Compiler> {
   const native = hostArch();
-  if (engine !== 'native') return arch === native ? { compiler: isMuslArch(arch) ? 'musl-gcc' : 'gcc', crossMusl: false } : { compiler: `${TRIPLET[arch]}-gcc`, crossMusl: isMuslArch(arch) };
+  if (engine !== 'native') return arch === native ? { compiler: isMuslArch(arch) ? 'musl-gcc' : 'gcc', crossMusl: false } : { compiler: `${ARCH_FACTS[arch].triplet}-gcc`, crossMusl: isMuslArch(arch) };
   const seen = new Map<string, boolean>();
-  for (const c of ['musl-gcc', 'gcc', `${TRIPLET[arch]}-gcc`]) seen.set(c, await haveTool(c));
+  for (const c of ['musl-gcc', 'gcc', `${ARCH_FACTS[arch].triplet}-gcc`]) seen.set(c, await haveTool(c));
   const cc = chooseCompiler(arch, native, (c) => seen.get(c) ?? false);
   if (!cc) throw new OsbuilderError('TOOL_MISSING', `no C compiler that can build a static agent for ${arch} on this ${native} host`, SETUP_HINT(arch, native));
   const missing = [
@@ -340,7 +321,7 @@ export async function buildAgent(opts: BuildAgentOptions): Promise<AgentBuildRes
 }
 
 /** osbuilder's own agent for `arch`, built into the cache when missing; returns the cached path. */
-export async function defaultAgentBinary(opts: { arch?: AgentArch; engine?: AgentEngine } = {}): Promise<AgentBuildResult> {
+export async function defaultAgentBinary(opts: { arch?: Arch; engine?: AgentEngine } = {}): Promise<AgentBuildResult> {
   const entry = await cachedAgent(opts);
   return { ...entry.result, path: join(entry.dir, 'kata-agent') };
 }
@@ -353,7 +334,7 @@ async function snapshotSources(sources: AgentSources): Promise<string> {
   return work;
 }
 
-async function cachedAgent(opts: { arch?: AgentArch; engine?: AgentEngine; mirror?: string }): Promise<{ dir: string; result: AgentBuildResult }> {
+async function cachedAgent(opts: { arch?: Arch; engine?: AgentEngine; mirror?: string }): Promise<{ dir: string; result: AgentBuildResult }> {
   const arch = opts.arch ?? hostArch();
   const engine = opts.engine ?? 'native';
   const sources = await readAgentSources();
@@ -385,15 +366,13 @@ async function cachedAgent(opts: { arch?: AgentArch; engine?: AgentEngine; mirro
   return { dir: entry.dir, result: { ...entry.meta, cached } };
 }
 
-const ELF_MACHINE: Record<AgentArch, number> = { x86_64: 62, aarch64: 183, ppc64le: 21, s390x: 22 };
-
 /** The binary is a static ELF executable for `arch` (no PT_INTERP). */
-export async function verifyAgentBinary(path: string, arch: AgentArch): Promise<void> {
+export async function verifyAgentBinary(path: string, arch: Arch): Promise<void> {
   const b = await readFile(path);
   if (b.length < 64 || b.readUInt32BE(0) !== 0x7f454c46) throw new OsbuilderError('VERIFY_FAILED', `${path} is not an ELF file`, 'rebuild the agent');
   const le = b[5] === 1;
   const machine = le ? b.readUInt16LE(18) : b.readUInt16BE(18);
-  if (machine !== ELF_MACHINE[arch]) throw new OsbuilderError('VERIFY_FAILED', `${path} is built for ELF machine ${machine}, not ${arch}`, 'rebuild the agent for the right arch');
+  if (machine !== ARCH_FACTS[arch].elfMachine) throw new OsbuilderError('VERIFY_FAILED', `${path} is built for ELF machine ${machine}, not ${arch}`, 'rebuild the agent for the right arch');
   const is64 = b[4] === 2;
   const phoff = Number(is64 ? (le ? b.readBigUInt64LE(32) : b.readBigUInt64BE(32)) : le ? b.readUInt32LE(28) : b.readUInt32BE(28));
   const phentsize = le ? b.readUInt16LE(is64 ? 54 : 42) : b.readUInt16BE(is64 ? 54 : 42);

@@ -4,9 +4,10 @@
  * libc.a, and this specs file points Debian's cross gcc at them, as musl-gcc
  * does natively.
  */
+import type { Arch } from '../core/arch.js';
 import { existsSync } from 'node:fs';
 
-export type MuslArch = 'x86_64' | 'aarch64';
+export type MuslArch = Extract<Arch, 'x86_64' | 'aarch64'>;
 
 /** Arches whose musl-dev Debian ships for bookworm (the ones we use musl on). */
 export function isMuslArch(arch: string): arch is MuslArch {

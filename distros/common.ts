@@ -1,5 +1,6 @@
 /** Building blocks shared by several distro definitions (pure). */
-import { DEB_ARCH, type Arch, type BootstrapInput, type Command } from './types.js';
+import { type Arch, ARCH_FACTS } from '../core/arch.js';
+import type { BootstrapInput, Command } from './types.js';
 
 /** Writes `content` to `path` inside the builder: sh -c 'cat > "$1"' with the text on stdin (no shell quoting of data). */
 export function writeFileCommand(title: string, path: string, content: string): Command {
@@ -30,7 +31,7 @@ export function mmdebstrapCommand(input: BootstrapInput, suite: string, componen
     'mmdebstrap',
     '--mode=root',
     '--variant=minbase',
-    `--arch=${DEB_ARCH[input.arch]}`,
+    `--arch=${ARCH_FACTS[input.arch].debArch}`,
     `--components=${components.join(',')}`,
   ];
   if (input.packages.length > 0) argv.push(`--include=${input.packages.join(',')}`);

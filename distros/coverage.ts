@@ -1,24 +1,28 @@
 /**
  * What the test suite proves per (distro, arch, format): "booted" pairs are
  * built for real and boot-tested with the container proof (test/integration:
- * rootfs-downstream, build); everything else is "rendered": its Dockerfile and
+ * rootfs-downstream, build); "built" ones are built for real and checked, not
+ * booted (rootfs-aarch64); everything else is "rendered": its Dockerfile and
  * plan are unit-tested (Debian's archive is the only mirror CI can reach).
  */
-import type { Arch } from './types.js';
+import type { Arch } from '../core/arch.js';
 
 export type Format = 'image' | 'initrd';
-export type Coverage = 'booted' | 'rendered';
+export type Coverage = 'booted' | 'built' | 'rendered';
+type Tested = Exclude<Coverage, 'rendered'>;
 
-const BOOTED: Readonly<Record<string, Partial<Record<Arch, readonly Format[]>>>> = {
-  debian: { x86_64: ['image', 'initrd'] },
-  busybox: { x86_64: ['initrd'] },
+const TESTED: Readonly<Record<string, Partial<Record<Arch, Partial<Record<Format, Tested>>>>>> = {
+  debian: { x86_64: { image: 'booted', initrd: 'booted' } },
+  busybox: { x86_64: { initrd: 'booted' }, aarch64: { initrd: 'built' } },
 };
 
 export function coverage(distro: string, arch: Arch, format: Format): Coverage {
-  return BOOTED[distro]?.[arch]?.includes(format) ? 'booted' : 'rendered';
+  return TESTED[distro]?.[arch]?.[format] ?? 'rendered';
 }
 
-/** "x86_64: image initrd" lines for one distro ([] = rendered only). */
-export function bootedIn(distro: string): Array<{ arch: Arch; formats: Format[] }> {
-  return Object.entries(BOOTED[distro] ?? {}).map(([arch, formats]) => ({ arch: arch as Arch, formats: [...(formats ?? [])] }));
+/** The (arch, formats) pairs of one distro the tests take to `level` ([] = none). */
+export function testedIn(distro: string, level: Tested): Array<{ arch: Arch; formats: Format[] }> {
+  return Object.entries(TESTED[distro] ?? {})
+    .map(([arch, formats]) => ({ arch: arch as Arch, formats: (Object.entries(formats ?? {}) as Array<[Format, Tested]>).filter(([, l]) => l === level).map(([f]) => f) }))
+    .filter((e) => e.formats.length > 0);
 }

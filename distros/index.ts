@@ -11,11 +11,12 @@ import { euleros } from './euleros/definition.js';
 import { fedora } from './fedora/definition.js';
 import { ubuntu } from './ubuntu/definition.js';
 import { OsbuilderError } from '../core/errors.js';
-import type { Arch, DistroDefinition } from './types.js';
-import { bootedIn, type Format } from './coverage.js';
+import type { Arch } from '../core/arch.js';
+import type { DistroDefinition } from './types.js';
+import { testedIn, type Format } from './coverage.js';
 
 export * from './types.js';
-export { bootedIn, coverage, type Coverage, type Format } from './coverage.js';
+export { testedIn, coverage, type Coverage, type Format } from './coverage.js';
 
 export const DISTROS: readonly DistroDefinition[] = [alpine, busybox, centos, clearlinux, debian, euleros, fedora, ubuntu];
 
@@ -53,8 +54,9 @@ export interface DistroSummary {
   systemd: boolean;
   initModes: string[];
   localBase: boolean;
-  /** Arch and formats the tests build and boot for real; the other arches are rendered only. */
+  /** Arch and formats the tests build and boot for real, and those they build but do not boot; the rest is rendered only. */
   booted: Array<{ arch: Arch; formats: Format[] }>;
+  built: Array<{ arch: Arch; formats: Format[] }>;
 }
 
 export function summarize(d: DistroDefinition): DistroSummary {
@@ -70,6 +72,7 @@ export function summarize(d: DistroDefinition): DistroSummary {
     systemd: d.initModes.includes('systemd'),
     initModes: [...d.initModes],
     localBase: d.localBase !== undefined,
-    booted: bootedIn(d.name),
+    booted: testedIn(d.name, 'booted'),
+    built: testedIn(d.name, 'built'),
   };
 }

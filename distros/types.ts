@@ -5,36 +5,7 @@
  * host with --engine native) and file operations for the host side.
  */
 
-/** Architectures as `uname -m` prints them (Kata's ARCH). */
-export const ARCHES = ['x86_64', 'aarch64', 'ppc64le', 's390x'] as const;
-export type Arch = (typeof ARCHES)[number];
-
-/** Names users may type for an arch, mapped to ours (Debian and Go spellings). */
-export const ARCH_ALIASES: Record<string, Arch> = {
-  x86_64: 'x86_64',
-  amd64: 'x86_64',
-  aarch64: 'aarch64',
-  arm64: 'aarch64',
-  ppc64le: 'ppc64le',
-  ppc64el: 'ppc64le',
-  s390x: 's390x',
-};
-
-/** OCI platform per arch, for --platform on cross builds. */
-export const OCI_PLATFORM: Record<Arch, string> = {
-  x86_64: 'linux/amd64',
-  aarch64: 'linux/arm64',
-  ppc64le: 'linux/ppc64le',
-  s390x: 'linux/s390x',
-};
-
-/** Debian's dpkg architecture names. */
-export const DEB_ARCH: Record<Arch, string> = {
-  x86_64: 'amd64',
-  aarch64: 'arm64',
-  ppc64le: 'ppc64el',
-  s390x: 's390x',
-};
+import type { Arch } from '../core/arch.js';
 
 export type InitMode = 'systemd' | 'agent-init';
 

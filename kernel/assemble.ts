@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { run, haveTool } from '../core/exec.js';
 import { sha256 } from '../core/hash.js';
-import { ARCHES, crossCompile, type Arch } from './arch.js';
+import { ARCH_FACTS, crossCompile, type Arch } from '../core/arch.js';
 import { mergeFragments, readIgnoreList, renderRequested, selectFragments, type FragmentSelection, type MergedFragments, type Requested } from './fragments.js';
 import { readKconfig } from './kconfig.js';
 import { parseDotConfig, verifyConfig, type VerifyReport } from './verify.js';
@@ -23,7 +23,7 @@ export const SCRATCH = '.osbuilder';
 
 /** make argv for a config target (pure). */
 export function configMakeArgv(arch: Arch, target: string, kconfigConfig: string, cross?: string): { cmd: string; args: string[]; env: Record<string, string> } {
-  const args = ['-s', `ARCH=${ARCHES[arch].kernelArch}`];
+  const args = ['-s', `ARCH=${ARCH_FACTS[arch].kernelArch}`];
   if (cross) args.push(`CROSS_COMPILE=${cross}`);
   args.push(target);
   return { cmd: 'make', args, env: { KCONFIG_CONFIG: kconfigConfig } };
@@ -57,7 +57,7 @@ async function makeBase(tree: string, arch: Arch, basePath: string, cross: strin
 
 function readKconfigOf(tree: string, arch: Arch) {
   try {
-    return readKconfig(tree, { srcarch: ARCHES[arch].srcarch, arch: ARCHES[arch].kernelArch });
+    return readKconfig(tree, { srcarch: ARCH_FACTS[arch].srcarch, arch: ARCH_FACTS[arch].kernelArch });
   } catch (err) {
     throw new OsbuilderError('KERNEL_CONFIG', `cannot read the Kconfig files of ${tree}: ${(err as Error).message}`, 'is this a complete kernel source tree?');
   }
@@ -87,7 +87,7 @@ export async function assembleConfig(opts: AssembleOptions): Promise<AssembleRes
 
   let cross = crossCompile(arch);
   if (cross && !(await haveTool(`${cross}gcc`))) cross = undefined; // Kconfig's compiler tests then use the host gcc
-  const karch = ARCHES[arch].kernelArch;
+  const karch = ARCH_FACTS[arch].kernelArch;
   const hint = 'the kernel configurator failed: is this a complete kernel source tree, and are make, gcc, flex and bison installed?';
 
   // 1. allnoconfig base (reused while the tree, arch and compiler are the same); the Kconfig

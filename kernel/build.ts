@@ -5,7 +5,8 @@
  * SOURCE_DATE_EPOCH when set).
  */
 import { availableParallelism } from 'node:os';
-import { ARCHES, type Arch } from './arch.js';
+import { ARCH_FACTS, type Arch } from '../core/arch.js';
+import { KERNEL_ARCH } from './arch.js';
 
 export type Engine = 'native' | 'docker';
 
@@ -48,7 +49,7 @@ export function defaultJobs(): number {
 
 /** make arguments common to every step. */
 export function makeBaseArgs(arch: Arch, jobs: number, cross?: string): string[] {
-  const args = [`-j${jobs}`, `ARCH=${ARCHES[arch].kernelArch}`];
+  const args = [`-j${jobs}`, `ARCH=${ARCH_FACTS[arch].kernelArch}`];
   if (cross) args.push(`CROSS_COMPILE=${cross}`);
   return args;
 }
@@ -62,7 +63,7 @@ export function buildEnv(sourceDateEpoch?: number): Record<string, string> {
 export function planBuild(input: BuildPlanInput): BuildPlan {
   const jobs = input.jobs ?? defaultJobs();
   const base = makeBaseArgs(input.arch, jobs, input.cross);
-  const info = ARCHES[input.arch];
+  const info = KERNEL_ARCH[input.arch];
   const steps: MakeInvocation[] = [];
   if (input.headersOnly) {
     steps.push({ name: 'modules_prepare', args: [...base, 'modules_prepare'] });

@@ -7,7 +7,7 @@
 import { sha256 } from '../core/hash.js';
 import { ContainerEngine } from '../core/docker.js';
 import { step } from '../core/log.js';
-import { ARCHES, crossCompile, type Arch } from './arch.js';
+import { ARCH_FACTS, crossCompile, type Arch } from '../core/arch.js';
 
 export const BUILDER_PACKAGES = ['gcc', 'make', 'flex', 'bison', 'bc', 'libelf-dev', 'libssl-dev', 'dwarves', 'kmod', 'cpio', 'xz-utils', 'zstd', 'python3', 'perl', 'rsync', 'dpkg-dev', 'fakeroot'];
 
@@ -26,7 +26,7 @@ export function planBuilderImage(opts: { arch: Arch; mirror?: string; suite?: st
   const suite = opts.suite ?? 'bookworm';
   const mirror = opts.mirror ?? process.env.OSBUILDER_MIRROR ?? 'http://deb.debian.org/debian';
   const packages = [...BUILDER_PACKAGES];
-  if (crossCompile(opts.arch)) packages.push(ARCHES[opts.arch].crossPackage);
+  if (crossCompile(opts.arch)) packages.push(ARCH_FACTS[opts.arch].crossPackage);
   packages.sort();
   const id = sha256(JSON.stringify({ suite, mirror, packages })).slice(0, 12);
   return {

@@ -8,7 +8,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { cacheRoot } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
-import { ARCHES, type Arch } from './arch.js';
+import { ARCH_FACTS, type Arch } from '../core/arch.js';
+import { KERNEL_ARCH } from './arch.js';
 import { fragmentSide, menuIndex, type DiffSide, type MenuIndex } from './diff.js';
 import { archMatches, parseFragment, type Fragment } from './fragments.js';
 import { readKconfig } from './kconfig.js';
@@ -68,7 +69,7 @@ function confFiles(dir: string): string[] {
 
 /** Kata's build-kernel.sh leaves out a common fragment that says `!<arch>` anywhere in it. */
 function kataExcludes(text: string, arch: Arch): boolean {
-  const names = new Set([arch, ARCHES[arch].kernelArch, ARCHES[arch].srcarch]);
+  const names = new Set([arch, ARCH_FACTS[arch].kernelArch, ARCH_FACTS[arch].srcarch]);
   return [...text.matchAll(/!([A-Za-z0-9_]+)/g)].some((m) => names.has(m[1]!));
 }
 
@@ -77,7 +78,7 @@ export function readFragmentsDir(dir: string, arch: Arch): DiffSide {
   let files: string[];
   let layout: string;
   if (isDir(join(dir, 'common'))) {
-    const info = ARCHES[arch];
+    const info = { ...KERNEL_ARCH[arch], ...ARCH_FACTS[arch] };
     const archDir = [info.fragmentDir, info.kernelArch, info.srcarch].find((d) => isDir(join(dir, d)));
     files = [...confFiles(join(dir, 'common')), ...(archDir ? confFiles(join(dir, archDir)) : [])];
     layout = `common/*.conf + ${archDir ? `${archDir}/*.conf` : `no ${info.fragmentDir}/ directory`}`;
@@ -127,5 +128,5 @@ export function kernelMenus(tree: string, arch: Arch, from: string): MenuIndex {
   if (!isFile(join(tree, 'Kconfig'))) {
     throw new OsbuilderError('INPUT_INVALID', `${tree} is not a kernel source tree (no Kconfig file)`, 'give --kernel-dir the top directory of a kernel source tree, or leave it out');
   }
-  return menuIndex(readKconfig(tree, { srcarch: ARCHES[arch].srcarch, arch: ARCHES[arch].kernelArch }), from);
+  return menuIndex(readKconfig(tree, { srcarch: ARCH_FACTS[arch].srcarch, arch: ARCH_FACTS[arch].kernelArch }), from);
 }

@@ -8,8 +8,8 @@ import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OsbuilderError } from '../core/errors.js';
 import { sha256 } from '../core/hash.js';
-import type { Arch } from './arch.js';
-import { ARCHES } from './arch.js';
+import { ARCH_FACTS, type Arch } from '../core/arch.js';
+import { KERNEL_ARCH } from './arch.js';
 
 export const FRAGMENTS_DIR = fileURLToPath(new URL('./fragments/', import.meta.url));
 
@@ -80,7 +80,7 @@ export function parseFragment(name: string, text: string): Fragment {
 /** Whether a fragment's `# arch:` header admits `arch`. */
 export function archMatches(arches: Fragment['arches'], arch: Arch): boolean {
   if (!arches) return true;
-  const names = [arch, ARCHES[arch].kernelArch, ARCHES[arch].srcarch];
+  const names = [arch, ARCH_FACTS[arch].kernelArch, ARCH_FACTS[arch].srcarch];
   if (arches.not.some((a) => names.includes(a))) return false;
   return arches.only.length === 0 || arches.only.some((a) => names.includes(a));
 }
@@ -108,7 +108,7 @@ export interface FragmentSelection {
 /** The fragments that apply, in merge order. */
 export function selectFragments(sel: FragmentSelection): Fragment[] {
   const dir = sel.dir ?? FRAGMENTS_DIR;
-  const files = [...confFiles(join(dir, 'common')), ...confFiles(join(dir, ARCHES[sel.arch].fragmentDir))];
+  const files = [...confFiles(join(dir, 'common')), ...confFiles(join(dir, KERNEL_ARCH[sel.arch].fragmentDir))];
   if (sel.gpu) files.push(...confFiles(join(dir, 'gpu', sel.gpu)));
   if (sel.confidential) files.push(...confFiles(join(dir, 'confidential', sel.confidential)));
   const out: Fragment[] = [];

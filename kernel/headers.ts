@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import * as tar from 'tar';
 import { OsbuilderError } from '../core/errors.js';
-import { ARCHES, type Arch } from './arch.js';
+import { ARCH_FACTS, type Arch } from '../core/arch.js';
 
 async function walk(root: string, rel: string, out: Set<string>, keep: (rel: string, isDir: boolean) => boolean = () => true): Promise<void> {
   const abs = join(root, rel);
@@ -30,7 +30,7 @@ async function walk(root: string, rel: string, out: Set<string>, keep: (rel: str
 
 /** Relative paths to pack (sorted). */
 export async function headerFiles(tree: string, arch: Arch): Promise<string[]> {
-  const src = ARCHES[arch].srcarch;
+  const src = ARCH_FACTS[arch].srcarch;
   const out = new Set<string>();
   const notScratch = (rel: string) => !rel.split('/').some((p) => p === '.osbuilder' || p === '.git');
   for (const dir of ['.', `arch/${src}`]) {

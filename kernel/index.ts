@@ -15,7 +15,7 @@ import { onInterrupt } from '../core/cleanup.js';
 import { step, info } from '../core/log.js';
 import { sourceDateEpoch } from '../core/time.js';
 import { ContainerEngine } from '../core/docker.js';
-import { ARCHES, crossCompile, parseArch, type Arch } from './arch.js';
+import { ARCH_FACTS, crossCompile, hostArch, parseArch, type Arch } from '../core/arch.js';
 import { assembleConfig, SCRATCH, type AssembleResult } from './assemble.js';
 import { fragmentsHash, readConfigVersion, selectFragments, FRAGMENTS_DIR } from './fragments.js';
 import { parseKernelVersion, treeVersion, versionMatches } from './version.js';
@@ -31,13 +31,13 @@ import { ownerTag } from '../core/owner.js';
 import { diffConfigs, fragmentSide, OURS, type ConfigDiff, type DiffSide, type MenuIndex } from './diff.js';
 import { cachedKernelTree, kernelMenus, readSide } from './diff-input.js';
 
-export type { Arch } from './arch.js';
+export type { Arch } from '../core/arch.js';
 export type { VerifyReport, OptionResult, Reason } from './verify.js';
 export type { KernelState } from './state.js';
 export type { BuildPlan, Engine } from './build.js';
 export type { InstallResult } from './install.js';
 export type { ConfigDiff, DiffGroup } from './diff.js';
-export { ARCHES, parseArch } from './arch.js';
+export { KERNEL_ARCH } from './arch.js';
 export { installNames } from './install.js';
 export { planBuild } from './build.js';
 export { planBuilderImage } from './builder-image.js';
@@ -77,7 +77,7 @@ interface Resolved {
 type Variant = Pick<Resolved, 'arch' | 'gpu' | 'confidential'>;
 
 function resolveVariant(opts: Pick<KernelOptions, 'arch' | 'gpu' | 'confidential'>): Variant {
-  const arch = parseArch(opts.arch);
+  const arch = opts.arch ? parseArch(opts.arch) : hostArch();
   let gpu: Resolved['gpu'];
   if (opts.gpu) {
     if (opts.gpu !== 'nvidia') throw new OsbuilderError('UNSUPPORTED', `GPU vendor ${JSON.stringify(opts.gpu)} has no fragments`, 'use -g nvidia');
@@ -185,7 +185,7 @@ export interface SetupResult {
 }
 
 function context(r: Resolved, version: string): string {
-  return `Linux ${version} (ARCH=${ARCHES[r.arch].kernelArch}${r.gpu ? `, -g ${r.gpu}` : ''}${r.confidential ? `, ${r.confidential}` : ''})`;
+  return `Linux ${version} (ARCH=${ARCH_FACTS[r.arch].kernelArch}${r.gpu ? `, -g ${r.gpu}` : ''}${r.confidential ? `, ${r.confidential}` : ''})`;
 }
 
 async function assembleIn(r: Resolved, version: string): Promise<AssembleResult> {
@@ -350,7 +350,7 @@ export async function planKernelBuild(opts: BuildOptions): Promise<{ plan: Build
   if (!Number.isInteger(jobs) || jobs < 1) throw new OsbuilderError('USAGE', `--make-jobs must be a positive integer, got ${opts.jobs}`, 'e.g. --make-jobs 2');
   const plan = planBuild({ arch: r.arch, jobs, cross, modules, devel: !!r.gpu, headersOnly: opts.headersOnly, deb, sourceDateEpoch: sourceDateEpoch() });
   if (engine === 'native' && cross && !(await haveTool(`${cross}gcc`))) {
-    throw new OsbuilderError('TOOL_MISSING', `${cross}gcc is not installed (cross-building for ${r.arch})`, `install ${ARCHES[r.arch].crossPackage}, or use --engine docker`);
+    throw new OsbuilderError('TOOL_MISSING', `${cross}gcc is not installed (cross-building for ${r.arch})`, `install ${ARCH_FACTS[r.arch].crossPackage}, or use --engine docker`);
   }
   return { plan, state, resolved: r };
 }

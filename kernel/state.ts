@@ -2,7 +2,7 @@
 import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
-import type { Arch } from './arch.js';
+import type { Arch } from '../core/arch.js';
 import { SCRATCH } from './assemble.js';
 import { ownerTag } from '../core/owner.js';
 

@@ -13,8 +13,7 @@ import { info, step } from '../core/log.js';
 import { sourceDateEpoch } from '../core/time.js';
 import { parseVerityParams } from '../core/verity-params.js';
 import { TOOL_VERSION } from '../core/version.js';
-import { hostArch } from '../rootfs-builder/index.js';
-import { qemuBinaryFor } from '../runtime/index.js';
+import { ARCH_FACTS, hostArch } from '../core/arch.js';
 import { which } from '../core/exec.js';
 import { runDag, type Job } from './dag.js';
 import { DEFAULTS, SHARE, carriedEntries, installedTarget, renderQemuConfig, renderSha256Sums, writeInstall, type InstallEntry } from './install.js';
@@ -95,9 +94,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const notes: string[] = [];
   try {
     const ctx = stageContext(plan, opts, { cache, workDir, agent, sourceDateEpoch: sde });
-    const qemuBin = qemuBinaryFor(plan.arch === 'aarch64' ? 'aarch64' : 'x86_64');
-    const qemu = (await which(qemuBin)) ?? `/usr/bin/${qemuBin}`;
-    const machineType = plan.arch === 'aarch64' ? 'virt' : 'q35';
+    const guest = ARCH_FACTS[plan.arch === 'aarch64' ? 'aarch64' : 'x86_64'];
+    const qemu = (await which(guest.qemuSystem)) ?? `/usr/bin/${guest.qemuSystem}`;
+    const machineType = guest.qemuMachine;
 
     const jobs: Job<StageOutput>[] = [];
     for (const r of plan.rootfs) jobs.push({ id: `rootfs:${r.role}`, deps: [], run: () => rootfsArtifact(ctx, r) });
@@ -120,7 +119,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
               const kernel = k ? { label: k.names.vmlinuz, path: k.vmlinuz, sha256: k.vmlinuzSha256 } : fallbackKernel!;
               const config = join(workDir, `boot-${++seq}.toml`);
               const verity = a.kernelVerityParams ? { kernelVerityParams: a.kernelVerityParams } : {};
-              await writeFile(config, renderQemuConfig({ qemuPath: qemu, machineType, kernel: kernel.path, [r.role]: a.path, ...verity, toolVersion: TOOL_VERSION }));
+              await writeFile(config, renderQemuConfig({ arch: plan.arch, qemuPath: qemu, machineType, kernel: kernel.path, [r.role]: a.path, ...verity, toolVersion: TOOL_VERSION }));
               return bootTest(ctx, kernel, { label: a.fileName, role: r.role, path: a.path, sha256: a.sha256, osRelease: a.osRelease, ...verity }, config, {
                 ...(opts.accel ? { accel: opts.accel } : {}),
                 timeoutSec: opts.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_SEC,
@@ -218,6 +217,6 @@ export function configEntries(plan: BuildPlan, installed: InstallEntry[], qemuPa
   return (variants.length ? variants : (['default'] as const)).map((variant) => ({
     kind: 'text' as const,
     path: `${DEFAULTS}/${variant === 'nvidia' ? 'configuration-qemu-nvidia-gpu.toml' : 'configuration-qemu.toml'}`,
-    content: renderQemuConfig({ qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), ...(image && kernelVerityParams ? { kernelVerityParams } : {}), ...(variant === 'nvidia' ? { gpu: true } : {}), toolVersion: TOOL_VERSION }),
+    content: renderQemuConfig({ arch: plan.arch, qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), ...(image && kernelVerityParams ? { kernelVerityParams } : {}), ...(variant === 'nvidia' ? { gpu: true } : {}), toolVersion: TOOL_VERSION }),
   }));
 }

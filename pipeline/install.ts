@@ -16,6 +16,7 @@ import { fsClock, stampFile, type Stamped } from '../core/stamp.js';
 import { readRecord, writeRecord } from './record.js';
 import { ownerTag } from '../core/owner.js';
 import { removeDeadTemps } from '../core/atomic.js';
+import type { Arch } from '../core/arch.js';
 
 export type InstallEntry =
   /** `carried`: already in the install (hard-linked into the staged tree, not copied). */
@@ -26,7 +27,23 @@ export type InstallEntry =
 export const SHARE = 'usr/share/kata-containers';
 export const DEFAULTS = 'usr/share/defaults/kata-containers';
 
+/**
+ * What Kata's runtime build writes for an arch besides path and machine type
+ * (src/runtime/arch/<arch>-options.mk); firmware from Debian's qemu-efi-aarch64,
+ * with the AAVMF file names Kata uses. Our runtime reads kernel_params only.
+ */
+export const KATA_ARCH_OPTIONS: Partial<Record<Arch, { kernelParams: string; firmware: string; firmwareVolume: string; cpuFeatures: string }>> = {
+  aarch64: {
+    kernelParams: 'cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1',
+    firmware: '/usr/share/AAVMF/AAVMF_CODE.fd',
+    firmwareVolume: '/usr/share/AAVMF/AAVMF_VARS.fd',
+    cpuFeatures: 'pmu=off',
+  },
+};
+
 export interface QemuConfigInput {
+  /** The guest arch; default x86_64. */
+  arch?: Arch;
   qemuPath: string;
   machineType: string;
   kernel: string;
@@ -56,9 +73,11 @@ export function renderQemuConfig(c: QemuConfigInput): string {
   ];
   if (c.image) lines.push(`image = ${q(c.image)}`);
   if (c.initrd) lines.push(`${c.image ? '# ' : ''}initrd = ${q(c.initrd)}`);
+  const opts = KATA_ARCH_OPTIONS[c.arch ?? 'x86_64'];
   lines.push(
     `machine_type = ${q(c.machineType)}`,
-    'kernel_params = ""',
+    `kernel_params = ${q(opts?.kernelParams ?? '')}`,
+    ...(opts ? [`firmware = ${q(opts.firmware)}`, `firmware_volume = ${q(opts.firmwareVolume)}`, `cpu_features = ${q(opts.cpuFeatures)}`] : []),
     ...(c.image && c.kernelVerityParams ? [`kernel_verity_params = ${q(c.kernelVerityParams)}`] : []),
     'default_vcpus = 1',
     'default_memory = 2048',

@@ -7,15 +7,15 @@
  * pipeline that runs as it is, or as plain rows.
  */
 import { stringify } from 'yaml';
-import { OsbuilderError } from '../core/errors.js';
-import { ARCHES, ARCH_ALIASES, DISTROS, coverage, getDistro, type Arch, type Coverage, type DistroDefinition } from '../distros/index.js';
+import { parseArch, type Arch } from '../core/arch.js';
+import { DISTROS, coverage, getDistro, type Coverage, type DistroDefinition } from '../distros/index.js';
 
 export interface MatrixRow {
   distro: string;
   version: string;
   arch: Arch;
   format: 'image' | 'initrd';
-  /** booted: built and boot-tested by osbuilder's own tests; rendered: plan and Dockerfile tested only. */
+  /** booted: built and boot-tested by osbuilder's own tests; built: built and checked, not booted; rendered: plan and Dockerfile tested only. */
   tested: Coverage;
   /** The cell: one `osbuilder build` command line (the kernel is built with it, so it boot-tests on its own). */
   command: string;
@@ -27,12 +27,7 @@ export const CELL_PREFIX = 'out';
 /** The filter as given on the command line, checked: names and arch spellings (arm64, amd64, …). */
 export function matrixFilter(distro: string[], arch: string[]): { distro: string[]; arch: Arch[] } {
   for (const d of distro) getDistro(d);
-  const arches = arch.map((a) => {
-    const hit = ARCH_ALIASES[a];
-    if (!hit) throw new OsbuilderError('UNSUPPORTED_ARCH', `unknown architecture "${a}"`, `use one of ${ARCHES.join(', ')}`);
-    return hit;
-  });
-  return { distro, arch: arches };
+  return { distro, arch: arch.map((a) => parseArch(a)) };
 }
 
 export type MatrixFormat = 'github' | 'gitlab' | 'json';

@@ -5,7 +5,8 @@
  */
 import { join, resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
-import { ARCH_ALIASES, ARCHES, getDistro, resolveVersion, type Arch, type DistroDefinition } from '../distros/index.js';
+import { parseArch, type Arch } from '../core/arch.js';
+import { getDistro, resolveVersion, type DistroDefinition } from '../distros/index.js';
 import { normaliseSha256, parseKernelVersion } from '../kernel/index.js';
 import { ACCELS } from '../runtime/index.js';
 
@@ -204,8 +205,7 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
   const rootfs: RootfsJob[] = [];
   if (wantImage) rootfs.push(rootfsJob('image', opts.distro ?? 'debian', opts.osVersion));
   if (wantInitrd) rootfs.push(rootfsJob('initrd', opts.initrdDistro ?? opts.distro ?? 'busybox', opts.initrdDistro ? undefined : opts.osVersion));
-  const arch = ARCH_ALIASES[opts.arch ?? hostArch];
-  if (!arch) throw new OsbuilderError('UNSUPPORTED_ARCH', `unknown architecture "${opts.arch}"`, `use one of ${ARCHES.join(', ')}`);
+  const arch = parseArch(opts.arch ?? hostArch);
   for (const r of rootfs) {
     if (!r.distro.arches.includes(arch)) {
       throw new OsbuilderError('UNSUPPORTED_ARCH', `${r.distro.name} does not support ${arch}; supported: ${r.distro.arches.join(', ')}`, 'choose another --arch or distro (osbuilder distros lists them)');

@@ -4,7 +4,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { OsbuilderError } from '../core/errors.js';
-import type { Arch } from '../distros/types.js';
+import type { Arch } from '../core/arch.js';
 import { checkElfForArch, readElf } from './elf.js';
 import { defaultAgentBinary } from '../agent/index.js';
 

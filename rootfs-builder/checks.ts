@@ -5,7 +5,8 @@
  */
 import type { SafeRoot } from '../core/fs-safe.js';
 import { OsbuilderError } from '../core/errors.js';
-import type { Arch, InitMode } from '../distros/types.js';
+import type { Arch } from '../core/arch.js';
+import type { InitMode } from '../distros/types.js';
 import { checkElfForArch, parseElf, type ElfInfo } from './elf.js';
 import { AGENT_PATH, UNIT_DIR } from './systemd.js';
 

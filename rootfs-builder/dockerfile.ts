@@ -1,7 +1,8 @@
 /** Renders a distro's Dockerfile.hbs and reads a Dockerfile back (for syntax checks). */
 import { readFileSync } from 'node:fs';
 import Handlebars from 'handlebars';
-import type { Arch, DistroDefinition } from '../distros/types.js';
+import type { Arch } from '../core/arch.js';
+import type { DistroDefinition } from '../distros/types.js';
 
 export function renderDockerfile(distro: DistroDefinition, version: string, arch: Arch, baseImage: string, template?: string): string {
   const src = template ?? readFileSync(distro.dockerfileTemplate, 'utf8');

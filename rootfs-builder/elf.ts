@@ -4,7 +4,7 @@
  */
 import { open } from 'node:fs/promises';
 import { OsbuilderError } from '../core/errors.js';
-import type { Arch } from '../distros/types.js';
+import { ARCH_FACTS, type Arch } from '../core/arch.js';
 
 export interface ElfInfo {
   class: 32 | 64;
@@ -18,14 +18,6 @@ export interface ElfInfo {
 const ET_EXEC = 2;
 const ET_DYN = 3;
 const PT_INTERP = 3;
-
-/** e_machine, class and byte order per arch (EM_* from elf.h). */
-export const ELF_ARCH: Record<Arch, { machine: number; class: 64; endian: 'little' | 'big'; name: string }> = {
-  x86_64: { machine: 62, class: 64, endian: 'little', name: 'EM_X86_64' },
-  aarch64: { machine: 183, class: 64, endian: 'little', name: 'EM_AARCH64' },
-  ppc64le: { machine: 21, class: 64, endian: 'little', name: 'EM_PPC64' },
-  s390x: { machine: 22, class: 64, endian: 'big', name: 'EM_S390' },
-};
 
 const MACHINE_NAMES: Record<number, string> = { 3: 'i386', 8: 'mips', 20: 'ppc', 21: 'ppc64', 22: 's390', 40: 'arm', 62: 'x86_64', 183: 'aarch64', 243: 'riscv' };
 
@@ -87,8 +79,8 @@ export function checkElfForArch(info: ElfInfo | undefined, arch: Arch, what: str
   if (!info) {
     throw new OsbuilderError('AGENT_INVALID', `${what} is not an ELF executable`, 'give the compiled agent binary (--agent or AGENT_SOURCE_BIN), not a script or an archive');
   }
-  const want = ELF_ARCH[arch];
-  if (info.machine !== want.machine || info.class !== want.class || info.endian !== want.endian) {
+  const want = ARCH_FACTS[arch];
+  if (info.machine !== want.elfMachine || info.class !== 64 || info.endian !== want.endian) {
     throw new OsbuilderError(
       'AGENT_INVALID',
       `${what} is built for ${machineName(info.machine, info.endian)} (${info.class}-bit ${info.endian}-endian), but the rootfs is ${arch}`,

@@ -4,7 +4,6 @@ export { planRootfs, builderTag, CONTAINER_ROOT, METADATA_PATH, PACKAGES_PATH, t
 export {
   rootfsOptionsFromCli,
   resolveRootfsOptions,
-  hostArch,
   localBaseTag,
   ENGINES,
   PACKAGE_CACHE_OPTION,
@@ -14,7 +13,7 @@ export {
   type ResolvedRootfsOptions,
 } from './options.js';
 export { renderDockerfile, dockerInstructions, shellRunBodies } from './dockerfile.js';
-export { parseElf, readElf, checkElfForArch, ELF_ARCH, type ElfInfo } from './elf.js';
+export { parseElf, readElf, checkElfForArch, type ElfInfo } from './elf.js';
 export { verifyRootfs, checkAgentInRoot } from './checks.js';
 export { AGENT_PATH, KATA_TRIMMED_UNITS, KATA_TRIMMED_FILES } from './systemd.js';
 export { checkAgentFile, defaultAgent, type AgentBinary } from './agent-source.js';

@@ -5,7 +5,8 @@
  * when set, keys and lists are in a fixed order.
  */
 import { stringify } from 'yaml';
-import type { Arch, InitMode } from '../distros/types.js';
+import type { Arch } from '../core/arch.js';
+import type { InitMode } from '../distros/types.js';
 
 export interface RootfsMetadata {
   toolVersion: string;

@@ -4,8 +4,9 @@
  */
 import { basename, resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
+import { hostArch, parseArch, type Arch } from '../core/arch.js';
 import { DISTROS, getDistro, resolveVersion } from '../distros/index.js';
-import { ARCHES, ARCH_ALIASES, type Arch, type DistroDefinition, type InitMode } from '../distros/types.js';
+import type { DistroDefinition, InitMode } from '../distros/types.js';
 
 export type Engine = 'docker' | 'podman' | 'native';
 export const ENGINES: readonly Engine[] = ['docker', 'podman', 'native'];
@@ -115,12 +116,6 @@ export function rootfsOptionsFromCli(args: RootfsCliArgs, env: Env = process.env
   return opts;
 }
 
-export function hostArch(nodeArch: string = process.arch): Arch {
-  const map: Record<string, Arch> = { x64: 'x86_64', arm64: 'aarch64', ppc64: 'ppc64le', s390x: 's390x' };
-  const a = map[nodeArch];
-  if (!a) throw new OsbuilderError('UNSUPPORTED_ARCH', `osbuilder does not run on ${nodeArch}`, `supported hosts: ${ARCHES.join(', ')}`);
-  return a;
-}
 
 export type BaseImageChoice =
   | { kind: 'registry'; ref: string }
@@ -217,11 +212,7 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
     const list = distro.versions.map((v) => (v.aliases?.length ? `${v.id} (${v.aliases.join(', ')})` : v.id)).join(', ');
     throw new OsbuilderError('INPUT_INVALID', `${distro.name} has no version "${opts.osVersion}"; versions: ${list}`, `pick one with --os-version (or OS_VERSION); default ${distro.defaultVersion}`);
   }
-  const archName = opts.arch ?? host;
-  const arch = ARCH_ALIASES[archName];
-  if (!arch) {
-    throw new OsbuilderError('UNSUPPORTED_ARCH', `unknown architecture "${archName}"`, `use one of ${ARCHES.join(', ')}`);
-  }
+  const arch = opts.arch === undefined ? host : parseArch(opts.arch);
   if (!distro.arches.includes(arch)) {
     throw new OsbuilderError('UNSUPPORTED_ARCH', `${distro.name} does not support ${arch}; supported: ${distro.arches.join(', ')}`, 'choose another --arch or another distro (osbuilder distros lists them)');
   }

@@ -14,7 +14,8 @@ import type { BindMount, VolumeMount } from '../core/docker.js';
 import { sha256 } from '../core/hash.js';
 import { ownerTag } from '../core/owner.js';
 import { PACKAGE_CACHE_ENV, PACKAGE_CACHE_OWNER_ENV } from '../distros/common.js';
-import { DEB_ARCH, type BootstrapInput, type Command, type DistroDefinition } from '../distros/types.js';
+import { ARCH_FACTS } from '../core/arch.js';
+import type { BootstrapInput, Command, DistroDefinition } from '../distros/types.js';
 
 /** Top-level directory of the build cache holding the package caches. */
 export const PACKAGE_CACHE_TOP = 'packages';
@@ -61,7 +62,7 @@ export function packageCacheVolume(key: string): string {
 export function planPackageCache(d: DistroDefinition, input: BootstrapInput, cacheRoot: string | undefined, site: PackageCacheSite): PackageCachePlan | undefined {
   if (!cacheRoot || !d.packageCache) return undefined;
   const support = d.packageCache(input);
-  const source: PackageCacheSource = { mirror: input.mirror, suite: support.suite, arch: DEB_ARCH[input.arch] };
+  const source: PackageCacheSource = { mirror: input.mirror, suite: support.suite, arch: ARCH_FACTS[input.arch].debArch };
   const key = packageCacheKey(source);
   const common = { key, source, tool: support.tool, args: support.args };
   if (site === 'remote') return { ...common, hostDir: packageCacheVolume(key), dir: PACKAGE_CACHE_MOUNT, mounts: [], volumes: [{ volume: packageCacheVolume(key), container: PACKAGE_CACHE_MOUNT }] };

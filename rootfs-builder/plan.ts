@@ -4,7 +4,8 @@
  */
 import { internalError } from '../core/errors.js';
 import { sha256 } from '../core/hash.js';
-import { DEB_ARCH, OCI_PLATFORM, type Arch, type BootstrapInput, type Command, type FileOp, type InitMode, type PackageSource } from '../distros/types.js';
+import { type Arch, ARCH_FACTS } from '../core/arch.js';
+import type { BootstrapInput, Command, FileOp, InitMode, PackageSource } from '../distros/types.js';
 import { renderDockerfile } from './dockerfile.js';
 import { planPackageCache, type PackageCachePlan } from './package-cache.js';
 import { depmodStreamArgv } from './stream.js';
@@ -157,7 +158,7 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
       repository: `osbuilder/rootfs-builder-${d.name}`,
       dockerfile: renderDockerfile(d, r.version, r.arch, r.base.ref),
       buildArgs,
-      ...(cross ? { platform: OCI_PLATFORM[r.arch] } : {}),
+      ...(cross ? { platform: ARCH_FACTS[r.arch].ociPlatform } : {}),
     };
     const env: Record<string, string> = { DEBIAN_FRONTEND: 'noninteractive' };
     if (ctx.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(ctx.sourceDateEpoch);
@@ -167,7 +168,7 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
       // dpkg and apt close every possible fd on each fork; a huge nofile limit makes that slow.
       // An explicit nproc too: podman otherwise copies limits runc may not be allowed to set.
       ulimits: ['nofile=1024:1024', 'nproc=4096:4096'],
-      ...(cross ? { platform: OCI_PLATFORM[r.arch] } : {}),
+      ...(cross ? { platform: ARCH_FACTS[r.arch].ociPlatform } : {}),
     };
   }
 
@@ -185,7 +186,7 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
 
 /** mmdebstrap arguments making the base image tar on stdout (for `docker import`). */
 export function localBaseArgv(suite: string, arch: Arch, mirror: string, include: string[]): string[] {
-  return ['--variant=minbase', `--arch=${DEB_ARCH[arch]}`, ...(include.length ? [`--include=${include.join(',')}`] : []), suite, '-', mirror];
+  return ['--variant=minbase', `--arch=${ARCH_FACTS[arch].debArch}`, ...(include.length ? [`--include=${include.join(',')}`] : []), suite, '-', mirror];
 }
 
 /** Tag of the builder image: changes whenever what goes into it changes. */

@@ -7,6 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse, TomlError } from 'smol-toml';
+import { ARCH_FACTS, type Arch } from '../core/arch.js';
 import { OsbuilderError } from '../core/errors.js';
 import { parseVerityParams } from '../core/verity-params.js';
 
@@ -68,7 +69,9 @@ export interface RuntimeConfig {
   warnings: string[];
 }
 
-export type GuestArch = 'x86_64' | 'aarch64';
+/** The arches osbuilder boots (others are built, not booted). */
+export const GUEST_ARCHES = ['x86_64', 'aarch64'] as const satisfies readonly Arch[];
+export type GuestArch = (typeof GUEST_ARCHES)[number];
 
 /** Kata's install locations and defaults (configuration-qemu.toml). */
 export const KATA_SHARE = '/usr/share/kata-containers';
@@ -78,11 +81,11 @@ export function defaultConfig(arch: GuestArch = 'x86_64'): RuntimeConfig {
   return {
     source: null,
     hypervisor: {
-      path: arch === 'aarch64' ? 'qemu-system-aarch64' : 'qemu-system-x86_64',
+      path: ARCH_FACTS[arch].qemuSystem,
       kernel: `${KATA_SHARE}/vmlinux.container`,
       image: `${KATA_SHARE}/kata-containers.img`,
       initrd: null,
-      machineType: arch === 'aarch64' ? 'virt' : 'q35',
+      machineType: ARCH_FACTS[arch].qemuMachine,
       kernelParams: '',
       defaultVcpus: 1,
       defaultMemory: 2048,

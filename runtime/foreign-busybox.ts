@@ -11,13 +11,12 @@ import { join } from 'node:path';
 import { BuildCache, cacheKey } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
 import { haveTool, run, start } from '../core/exec.js';
+import { ARCH_FACTS } from '../core/arch.js';
 import type { GuestArch } from './config.js';
-
-const DEB: Record<GuestArch, string> = { x86_64: 'amd64', aarch64: 'arm64' };
 
 /** The qemu-user binary that runs `arch` programs here (Debian's qemu-user-static). */
 export function qemuUser(arch: GuestArch): string {
-  return `qemu-${arch}-static`;
+  return ARCH_FACTS[arch].qemuUser;
 }
 
 async function candidateVersion(pkg: string): Promise<string> {
@@ -35,7 +34,7 @@ export async function foreignBusybox(arch: GuestArch, cache = new BuildCache()):
   if (!(await haveTool(qemuUser(arch)))) {
     throw new OsbuilderError('TOOL_MISSING', `${qemuUser(arch)} is not installed: it runs the ${arch} busybox that makes the default container`, 'apt-get install qemu-user-static, or give --rootfs / --bundle');
   }
-  const pkg = `busybox-static:${DEB[arch]}`;
+  const pkg = `busybox-static:${ARCH_FACTS[arch].debArch}`;
   const version = await candidateVersion(pkg);
   const inputs = { pkg, version };
   const key = cacheKey(inputs);

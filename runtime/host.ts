@@ -8,7 +8,7 @@
  */
 import { constants } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { arch as nodeArch, release, tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheRoot } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
@@ -16,7 +16,8 @@ import { haveTool, start, which } from '../core/exec.js';
 import { sha256 } from '../core/hash.js';
 import { debug } from '../core/log.js';
 import { onInterrupt } from '../core/cleanup.js';
-import type { GuestArch } from './config.js';
+import { ARCHES, ARCH_FACTS, hostArch, parseArch, type Arch } from '../core/arch.js';
+import { GUEST_ARCHES, type GuestArch } from './config.js';
 import type { Accel } from './qemu.js';
 import { PROBE_EXIT_STATUS, PROBE_MARKERS, probeGuestImage } from './probe-guest.js';
 import { ownerTag } from '../core/owner.js';
@@ -59,20 +60,19 @@ export async function vhostVsockState(): Promise<{ device: boolean; accessible: 
   return canOpenRw('/dev/vhost-vsock');
 }
 
-export function hostGuestArch(): GuestArch {
-  const a = nodeArch();
-  if (a === 'x64') return 'x86_64';
-  if (a === 'arm64') return 'aarch64';
-  throw new OsbuilderError('UNSUPPORTED_ARCH', `osbuilder boot supports x86_64 and aarch64 hosts, not ${a}`, 'run on x86_64 or aarch64');
-}
+const isGuestArch = (a: Arch): a is GuestArch => (GUEST_ARCHES as readonly Arch[]).includes(a);
 
-const GUEST_ARCHES: Record<string, GuestArch> = { x86_64: 'x86_64', amd64: 'x86_64', aarch64: 'aarch64', arm64: 'aarch64' };
+export function hostGuestArch(): GuestArch {
+  const a = hostArch();
+  if (!isGuestArch(a)) throw new OsbuilderError('UNSUPPORTED_ARCH', `osbuilder boot supports ${GUEST_ARCHES.join(' and ')} hosts, not ${a}`, `run on ${GUEST_ARCHES.join(' or ')}`);
+  return a;
+}
 
 /** A guest arch osbuilder can boot (another arch than the host's runs under TCG); undefined = the host's. */
 export function parseGuestArch(name: string | undefined): GuestArch {
   if (name === undefined || name === '') return hostGuestArch();
-  const a = GUEST_ARCHES[name];
-  if (!a) throw new OsbuilderError('UNSUPPORTED_ARCH', `osbuilder boot cannot boot ${JSON.stringify(name)} guests`, 'use --arch x86_64 or aarch64 (ppc64le and s390x are built, not booted)');
+  const a = parseArch(name);
+  if (!isGuestArch(a)) throw new OsbuilderError('UNSUPPORTED_ARCH', `osbuilder boot cannot boot ${a} guests`, `use --arch ${GUEST_ARCHES.join(' or ')} (${ARCHES.filter((x) => !isGuestArch(x)).join(' and ')} are built, not booted)`);
   return a;
 }
 
@@ -104,7 +104,7 @@ async function canOpenRw(path: string): Promise<{ device: boolean; accessible: b
 }
 
 export function qemuBinaryFor(arch: GuestArch): string {
-  return arch === 'aarch64' ? 'qemu-system-aarch64' : 'qemu-system-x86_64';
+  return ARCH_FACTS[arch].qemuSystem;
 }
 
 /** Finds QEMU (a path or a name on PATH) and its version; nulls when absent. */

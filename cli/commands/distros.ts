@@ -11,7 +11,7 @@ export const distrosCommand: CommandModule<GlobalArgs, GlobalArgs> = {
       async () => ({ distros: DISTROS.map(summarize) }),
       (r) =>
         table(
-          ['distro', 'versions (default first)', 'arches', 'bootstrap', 'systemd', 'init modes', 'booted in tests (else rendered)'],
+          ['distro', 'versions (default first)', 'arches', 'bootstrap', 'systemd', 'init modes', 'in tests (else rendered only)'],
           r.distros.map((d) => [
             d.name,
             [d.defaultVersion, ...d.versions.filter((v) => v !== d.defaultVersion)].join(' '),
@@ -19,7 +19,7 @@ export const distrosCommand: CommandModule<GlobalArgs, GlobalArgs> = {
             d.bootstrapTool,
             d.systemd ? 'yes' : 'no',
             d.initModes.join(' '),
-            d.booted.map((b) => `${b.arch} ${b.formats.join('+')}`).join(', ') || '-',
+            [...d.booted.map((b) => `${b.arch} ${b.formats.join('+')} booted`), ...d.built.map((b) => `${b.arch} ${b.formats.join('+')} built`)].join(', ') || '-',
           ]),
         ),
     ),

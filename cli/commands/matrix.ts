@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { matrixFilter, matrixRows, renderMatrix, type MatrixFormat } from '../../pipeline/matrix.js';
 import { runCommand, type GlobalArgs } from '../output.js';
-import { ARCHES } from '../../distros/index.js';
+import { ARCHES } from '../../core/arch.js';
 
 interface MatrixArgs extends GlobalArgs {
   format: MatrixFormat;

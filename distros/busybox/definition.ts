@@ -1,5 +1,6 @@
 import { APT_UNKNOWN_PACKAGE } from '../common.js';
-import { DEB_ARCH, type BootstrapInput, type Command, type DistroDefinition, type FileOp } from '../types.js';
+import { ARCH_FACTS } from '../../core/arch.js';
+import type { BootstrapInput, Command, DistroDefinition, FileOp } from '../types.js';
 
 const MIRROR = 'http://deb.debian.org/debian';
 
@@ -31,7 +32,7 @@ export const busybox: DistroDefinition = {
   localBase: (version) => ({ suite: version, mirror: MIRROR }),
   builderPackages: ['busybox-static', 'kmod'],
   dockerfileTemplate: new URL('./Dockerfile.hbs', import.meta.url),
-  dockerfileVars: (version, arch) => ({ suite: version, debArch: DEB_ARCH[arch] }),
+  dockerfileVars: (version, arch) => ({ suite: version, debArch: ARCH_FACTS[arch].debArch }),
   nativeTools: ['busybox', 'depmod', 'dpkg-query'],
   crossWithoutEmulation: true,
   bootstrap: (input) => [
@@ -59,7 +60,7 @@ export const busybox: DistroDefinition = {
 
 /** Where the builder keeps another arch's busybox-static (Dockerfile.hbs fetches it). */
 export function foreignDir(input: BootstrapInput): string {
-  return `/opt/busybox-static-${DEB_ARCH[input.arch]}`;
+  return `/opt/busybox-static-${ARCH_FACTS[input.arch].debArch}`;
 }
 
 function busyboxBinary(input: BootstrapInput): string {

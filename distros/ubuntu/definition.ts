@@ -1,5 +1,6 @@
 import { APT_UNKNOWN_PACKAGE, mmdebstrapCommand, mmdebstrapPackageCacheArgs } from '../common.js';
-import type { Arch, DistroDefinition } from '../types.js';
+import type { Arch } from '../../core/arch.js';
+import type { DistroDefinition } from '../types.js';
 
 /** amd64 lives on the main archive, the other arches on ports. */
 function mirror(arch: Arch): string {

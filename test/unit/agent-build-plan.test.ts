@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AGENT_CFLAGS, agentDir, agentVersion, chooseCompiler, compilerPackages, planAgentBuild, readAgentSources } from '../../agent/index.js';
+import { AGENT_CFLAGS, agentDir, agentVersion, chooseCompiler, compilerPackages, planAgentBuild, readAgentSources, verifyAgentBinary } from '../../agent/index.js';
 
 const sources = { files: ['proto/agent.proto', 'proto/health.proto', 'src/agent.h', 'src/main.c', 'src/util.c'], hash: 'ab'.repeat(32) };
 
@@ -88,5 +88,11 @@ describe('agent build plan', () => {
     await expect(readAgentSources(join(dir, 'none'))).rejects.toThrow(/no agent sources/);
     const real = await readAgentSources(agentDir());
     expect(real.files).toEqual(expect.arrayContaining(['src/main.c', 'src/dispatch.c', 'src/init.c', 'proto/agent.proto', 'proto/oci.proto', 'proto/ttrpc.proto']));
+  });
+
+  it('verifies the output: a static x86_64 binary passes for x86_64 and is refused for aarch64, naming its ELF machine', async () => {
+    await expect(verifyAgentBinary('/bin/busybox', 'x86_64')).resolves.toBeUndefined();
+    await expect(verifyAgentBinary('/bin/busybox', 'aarch64')).rejects.toMatchObject({ code: 'VERIFY_FAILED', message: '/bin/busybox is built for ELF machine 62, not aarch64' });
+    await expect(verifyAgentBinary('/bin/ls', 'x86_64')).rejects.toThrow(/dynamically linked/);
   });
 });

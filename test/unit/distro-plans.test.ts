@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
+import { ARCHES, type Arch } from '../../core/arch.js';
 import { DISTROS, getDistro, summarize } from '../../distros/index.js';
-import { ARCHES, type Arch, type InitMode } from '../../distros/types.js';
+import type { InitMode } from '../../distros/types.js';
 import { planRootfs, renderDockerfile, resolveRootfsOptions, shellRunBodies, dockerInstructions } from '../../rootfs-builder/index.js';
 import { busyboxLayout } from '../../distros/busybox/definition.js';
 import { depmodStreamArgv } from '../../rootfs-builder/stream.js';
@@ -122,7 +123,8 @@ describe('arch matrix', () => {
     for (const d of DISTROS) expect(summarize(d).arches).toEqual(MATRIX[d.name]);
     expect(summarize(getDistro('busybox'))).toMatchObject({ systemd: false, bootstrapTool: 'busybox', packageManager: null });
     expect(summarize(getDistro('debian'))).toMatchObject({ systemd: true, defaultVersion: 'bookworm', localBase: true, booted: [{ arch: 'x86_64', formats: ['image', 'initrd'] }] });
-    expect(summarize(getDistro('fedora')).booted).toEqual([]);
+    expect(summarize(getDistro('fedora'))).toMatchObject({ booted: [], built: [] });
+    expect(summarize(getDistro('busybox'))).toMatchObject({ booted: [{ arch: 'x86_64', formats: ['initrd'] }], built: [{ arch: 'aarch64', formats: ['initrd'] }] });
   });
 });
 

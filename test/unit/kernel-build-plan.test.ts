@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { planBuild, buildEnv } from '../../kernel/build.js';
 import { planBuilderImage, BUILDER_PACKAGES } from '../../kernel/builder-image.js';
-import { parseArch, ARCHES } from '../../kernel/arch.js';
+import { ARCH_FACTS, hostArch, parseArch } from '../../core/arch.js';
+import { KERNEL_ARCH } from '../../kernel/arch.js';
 import { checksumFromSums, kernelOrgSumsUrl, kernelOrgUrl, parseKernelVersion, versionFromMakefile, versionMatches } from '../../kernel/version.js';
 import { planSource } from '../../kernel/source.js';
 import { runArgv } from '../../core/docker.js';
@@ -63,10 +64,10 @@ describe('builder image', () => {
   });
 
   it('adds the cross compiler for a foreign arch', () => {
-    const host = parseArch(undefined);
+    const host = hostArch();
     const other = host === 'aarch64' ? 'x86_64' : 'aarch64';
-    expect(planBuilderImage({ arch: other }).packages).toContain(ARCHES[other].crossPackage);
-    expect(planBuilderImage({ arch: host }).packages).not.toContain(ARCHES[host].crossPackage);
+    expect(planBuilderImage({ arch: other }).packages).toContain(ARCH_FACTS[other].crossPackage);
+    expect(planBuilderImage({ arch: host }).packages).not.toContain(ARCH_FACTS[host].crossPackage);
   });
 
   it('runs make as the caller with the tree mounted at the same path', () => {
@@ -80,8 +81,9 @@ describe('arch and versions', () => {
   it('maps Kata arch names to the kernel ARCH', () => {
     expect(parseArch('x86_64')).toBe('x86_64');
     expect(parseArch('arm64')).toBe('aarch64');
-    expect(ARCHES[parseArch('s390x')].kernelArch).toBe('s390');
-    expect(ARCHES.ppc64le.kernelArch).toBe('powerpc');
+    expect(ARCH_FACTS[parseArch('s390x')].kernelArch).toBe('s390');
+    expect(ARCH_FACTS.ppc64le.kernelArch).toBe('powerpc');
+    expect(KERNEL_ARCH.aarch64).toMatchObject({ fragmentDir: 'arm64', vmlinux: 'arch/arm64/boot/Image', vmlinuz: 'arch/arm64/boot/Image.gz' });
     expect(code(() => parseArch('mips'))).toBe('UNSUPPORTED_ARCH');
   });
 

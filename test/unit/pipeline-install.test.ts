@@ -29,6 +29,25 @@ describe('configuration-qemu.toml', () => {
     const initrdOnly = parseConfig(renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', initrd: '/p/i', toolVersion: '1' }), 'x.toml');
     expect(initrdOnly.hypervisor).toMatchObject({ image: null, initrd: '/p/i' });
   });
+
+  it("aarch64: Kata's arm64 build options (kernel params, AAVMF firmware, pmu=off); x86_64 has none of them", () => {
+    const text = renderQemuConfig({ arch: 'aarch64', qemuPath: '/usr/bin/qemu-system-aarch64', machineType: 'virt', kernel: '/p/vmlinux.container', image: '/p/kata-containers.img', toolVersion: '1' });
+    const lines = text.split('\n');
+    expect(lines).toEqual(expect.arrayContaining([
+      'path = "/usr/bin/qemu-system-aarch64"',
+      'machine_type = "virt"',
+      'kernel_params = "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"',
+      'firmware = "/usr/share/AAVMF/AAVMF_CODE.fd"',
+      'firmware_volume = "/usr/share/AAVMF/AAVMF_VARS.fd"',
+      'cpu_features = "pmu=off"',
+    ]));
+    const c = parseConfig(text, 'configuration-qemu.toml', 'aarch64');
+    expect(c.warnings).toEqual([]);
+    expect(c.hypervisor).toMatchObject({ path: '/usr/bin/qemu-system-aarch64', machineType: 'virt', kernelParams: 'cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1' });
+    const x86 = renderQemuConfig({ arch: 'x86_64', qemuPath: 'q', machineType: 'q35', kernel: 'k', image: '/i', toolVersion: '1' });
+    expect(x86).toContain('kernel_params = ""');
+    expect(x86).not.toMatch(/^(firmware|firmware_volume|cpu_features) =/m);
+  });
 });
 
 function fakeRootfs(role: 'image' | 'initrd', fileName: string): RootfsArtifact {

@@ -70,6 +70,7 @@ describe('matrix', () => {
     const tested = Object.fromEntries(matrixRows().map((r) => [`${r.distro}/${r.arch}/${r.format}`, r.tested]));
     expect(Object.entries(tested).filter(([, t]) => t === 'booted').map(([k]) => k).sort()).toEqual(['busybox/x86_64/initrd', 'debian/x86_64/image', 'debian/x86_64/initrd']);
     expect(tested['debian/aarch64/image']).toBe('rendered');
+    expect(Object.entries(tested).filter(([, t]) => t === 'built').map(([k]) => k)).toEqual(['busybox/aarch64/initrd']);
     expect(tested['alpine/x86_64/initrd']).toBe('rendered');
   });
 

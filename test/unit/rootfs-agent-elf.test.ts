@@ -76,6 +76,8 @@ describe('ELF parsing', () => {
     await expect(checkAgentFile(join(dir, 'arm'), 'x86_64')).rejects.toThrow(/built for aarch64 .* but the rootfs is x86_64/);
     await expect(checkAgentFile(dir, 'x86_64')).rejects.toMatchObject({ code: 'AGENT_INVALID' });
     expect(await checkAgentFile('/bin/busybox', 'x86_64')).toEqual({ path: '/bin/busybox', source: 'busybox' });
+    // An x86_64 agent given for an aarch64 build names the machine it found.
+    await expect(checkAgentFile('/bin/busybox', 'aarch64')).rejects.toThrow(/built for x86_64 \(64-bit little-endian\), but the rootfs is aarch64/);
     expect((await readFile('/bin/busybox')).length).toBeGreaterThan(0);
     await rm(dir, { recursive: true, force: true });
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { resolveRootfsOptions, rootfsOptionsFromCli, hostArch } from '../../rootfs-builder/index.js';
+import { resolveRootfsOptions, rootfsOptionsFromCli } from '../../rootfs-builder/index.js';
 import { OsbuilderError } from '../../core/errors.js';
 import { BuildCache } from '../../core/cache.js';
 import { planBuild } from '../../pipeline/plan.js';
@@ -125,12 +125,6 @@ describe('resolveRootfsOptions', () => {
       mirror: 'http://mirror.example/debian',
     });
     expect(resolveRootfsOptions({ distro: 'fedora', output: '/o', baseImage: 'localhost/fedora:40' }, 'x86_64').base).toEqual({ kind: 'given', ref: 'localhost/fedora:40' });
-  });
-
-  it('maps the host arch from node', () => {
-    expect(hostArch('x64')).toBe('x86_64');
-    expect(hostArch('arm64')).toBe('aarch64');
-    expect(() => hostArch('ia32')).toThrow(/does not run on ia32/);
   });
 });
 
