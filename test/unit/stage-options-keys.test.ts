@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import yargs, { type Argv } from 'yargs';
+import { buildCommand, buildOptionsFromArgs, type BuildArgs } from '../../cli/commands/build.js';
+import type { GlobalArgs } from '../../cli/output.js';
+import { BuildCache, cacheKey } from '../../core/cache.js';
+import { OsbuilderError } from '../../core/errors.js';
+import { buildOptions, outputOptions, readOptions, type OptionSpec } from '../../core/options.js';
+import { IMAGE_OPTIONS } from '../../image-builder/index.js';
+import { INITRD_OPTIONS } from '../../initrd-builder/index.js';
+import { imageBoot } from '../../pipeline/build.js';
+import { renderQemuConfig } from '../../pipeline/install.js';
+import { planBuild } from '../../pipeline/plan.js';
+import { parseConfig } from '../../runtime/config.js';
+import { imageRootDevice, rootParams } from '../../runtime/qemu.js';
+import { artifactInputs, rootfsInputs, stageContext } from '../../pipeline/stages.js';
+
+/** `osbuilder build <args>` parsed as the CLI parses it (global --json/--debug included). */
+function parse(args: string[]): BuildArgs {
+  const y = yargs(args)
+    .option('json', { type: 'boolean', default: false, global: true })
+    .option('debug', { type: 'boolean', default: false, global: true })
+    .strict()
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new OsbuilderError('USAGE', msg, 'test');
+    });
+  const builder = buildCommand.builder as (y: Argv<GlobalArgs>) => Argv<BuildArgs>;
+  return builder(y).parseSync() as BuildArgs;
+}
+
+const parts = { cache: new BuildCache('/osb-test-cache-root'), workDir: '/w', agent: { path: '/a', sha256: 'a'.repeat(64), source: 'default' }, sourceDateEpoch: 1700000000 };
+
+/** The image and initrd stages' cache keys of `osbuilder build --image --initrd <args>`. */
+function keys(args: string[]): { image: string; initrd: string } {
+  const opts = buildOptionsFromArgs(parse(['--image', '--initrd', ...args]));
+  const plan = planBuild(opts, undefined, 'x86_64', 2);
+  const ctx = stageContext(plan, opts, parts);
+  const [image, initrd] = plan.rootfs.map((job) => cacheKey(rootfsInputs(ctx, job)));
+  return { image: image!, initrd: initrd! };
+}
+
+/** For each output-changing flag of `build`: the args it is changed under, and a changed value. */
+const changes: Record<string, { role: 'image' | 'initrd'; base?: string[]; changed: string[] }> = {
+  size: { role: 'image', changed: ['--size', '512'] },
+  'root-free-space': { role: 'image', changed: ['--root-free-space', '64'] },
+  'fs-type': { role: 'image', changed: ['--fs-type', 'erofs'] },
+  dax: { role: 'image', changed: ['--no-dax'] },
+  'partition-table': { role: 'image', base: ['--no-dax'], changed: ['--partition-table', 'gpt'] },
+  verity: { role: 'image', changed: ['--verity'] },
+  compression: { role: 'initrd', changed: ['--compression', 'gzip'] },
+  level: { role: 'initrd', changed: ['--level', '5'] },
+  'root-owned': { role: 'initrd', changed: ['--no-root-owned'] },
+};
+
+describe('stage options: one table each, the cache key from the resolved options', () => {
+  const offered = [...buildOptions(IMAGE_OPTIONS).map((s) => ['image', s] as const), ...buildOptions(INITRD_OPTIONS).map((s) => ['initrd', s] as const)];
+
+  it('osbuilder build offers every output-changing image/initrd option (bar the one the table says why not), under the stage command names', () => {
+    expect(offered.map(([, s]) => s.flag).sort()).toEqual(Object.keys(changes).sort());
+    const skipped = [...outputOptions(IMAGE_OPTIONS), ...outputOptions(INITRD_OPTIONS)].filter((s: OptionSpec) => !offered.some(([, o]) => o === s));
+    expect(skipped.map((s) => [s.flag, typeof s.notInBuild])).toEqual([['build-variant', 'string']]);
+  });
+
+  for (const [role, spec] of offered) {
+    it(`--${spec.flag} changes the ${role} key and only it`, () => {
+      const c = changes[spec.flag]!;
+      expect(c.role).toBe(role);
+      const before = keys(c.base ?? []);
+      const after = keys([...(c.base ?? []), ...c.changed]);
+      expect(after[role]).not.toBe(before[role]);
+      const other = role === 'image' ? 'initrd' : 'image';
+      expect(after[other]).toBe(before[other]);
+    });
+  }
+
+  it('--debug, --json and --jobs change no key; a default given explicitly is the default', () => {
+    const base = keys([]);
+    expect(keys(['--debug'])).toEqual(base);
+    expect(keys(['--json'])).toEqual(base);
+    expect(keys(['--jobs', '2'])).toEqual(base);
+    expect(keys(['--fs-type', 'ext4', '--dax', '--partition-table', 'mbr', '--no-verity', '--compression', 'zstd', '--level', '3', '--root-owned'])).toEqual(base);
+  });
+
+  it('the key inputs are every output-changing option, resolved (defaults filled in)', () => {
+    const plan = planBuild({ image: true, initrd: true }, undefined, 'x86_64');
+    expect(artifactInputs(plan, 'image')).toEqual({ sizeMiB: null, rootFreeSpaceMiB: 0, fsType: 'ext4', dax: true, partitionTable: 'mbr', verity: false, buildVariant: '' });
+    expect(artifactInputs(plan, 'initrd')).toEqual({ compression: 'zstd', level: 3, rootOwned: true });
+  });
+
+  it('a stage option given to build without its stage is refused, as is a bad value, before any work', () => {
+    expect(() => keys(['--fs-type', 'xfs'])).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+    expect(() => buildOptionsFromArgs(parse(['--kernel', '--verity']))).not.toThrow();
+    expect(() => planBuild(buildOptionsFromArgs(parse(['--kernel', '--initrd', '--fs-type', 'erofs'])), undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('--fs-type') }));
+    // Stage-only flags are not build's: strict parsing refuses them.
+    for (const flag of ['--sha256', '--skip-agent-check', '--build-variant=x', '-r', '1']) expect(() => parse([flag]), flag).toThrow();
+  });
+
+  it('the stage commands read Kata env vars from the same table; the flag wins', () => {
+    expect(readOptions(IMAGE_OPTIONS, {}, { FS_TYPE: 'erofs', MEASURED_ROOTFS: 'yes', ROOT_FREE_SPACE: '8' })).toEqual({ fsType: 'erofs', verity: true, rootFreeSpaceMiB: 8 });
+    expect(readOptions(IMAGE_OPTIONS, { 'fs-type': 'ext4', verity: false }, { FS_TYPE: 'erofs', MEASURED_ROOTFS: 'yes' })).toEqual({ fsType: 'ext4', verity: false });
+    expect(readOptions(INITRD_OPTIONS, { compression: 'xz', level: 2, 'root-owned': true })).toEqual({ compression: 'xz', level: 2, rootOwned: true });
+  });
+
+  it('the configuration the image is booted and installed with follows its fs type and layout', () => {
+    const root = (args: string[]) => {
+      const plan = planBuild(buildOptionsFromArgs(parse(['--image', '--kernel', ...args])), undefined, 'x86_64');
+      const text = renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', image: '/p/i.img', ...imageBoot(plan), toolVersion: '1' });
+      return rootParams(imageRootDevice(parseConfig(text, 'x.toml').hypervisor, '/p/i.img', 128 << 20));
+    };
+    expect(root([])).toEqual(['root=/dev/pmem0p1', 'rootflags=dax,data=ordered,errors=remount-ro', 'ro', 'rootfstype=ext4']);
+    expect(root(['--fs-type', 'erofs'])).toEqual(['root=/dev/pmem0p1', 'rootflags=dax', 'ro', 'rootfstype=erofs']);
+    expect(root(['--no-dax'])).toEqual(['root=/dev/vda1', 'rootflags=data=ordered,errors=remount-ro', 'ro', 'rootfstype=ext4']);
+    // The default build's configuration is what it was: no rootfs_type line, nvdimm on.
+    const plain = renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', image: '/p/i.img', ...imageBoot(planBuild({ image: true }, undefined, 'x86_64')), toolVersion: '1' });
+    expect(plain).toContain('disable_image_nvdimm = false\n');
+    expect(plain).not.toContain('rootfs_type');
+  });
+});
