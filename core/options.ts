@@ -15,6 +15,8 @@ export interface OptionSpec {
   /** The CLI flag, without dashes; the same in the stage command and in `osbuilder build`. */
   readonly flag: string;
   readonly kind: OptionKind;
+  /** The values a string option takes (checked by the stage, which explains a refused one). */
+  readonly choices?: readonly string[];
   /** The stage's default when neither flag nor environment gives one (shown in the help). */
   readonly default?: boolean | string | number;
   /** Kata's environment variable for it; a boolean one is true when set to "yes". */
@@ -50,8 +52,9 @@ export function tableDefaults<T extends readonly OptionSpec[]>(table: T): Option
 
 function describe(s: OptionSpec, defaults: Record<string, unknown>, env: boolean): string {
   const def = defaults[s.key] ?? s.default;
+  const choices = s.choices ? ` (${s.choices.join('|')})` : '';
   const shown = def === undefined ? '' : s.kind === 'boolean' ? (def ? ` (default; --no-${s.flag} turns it off)` : '') : ` (default ${def})`;
-  return `${s.describe}${shown}${env && s.env ? ` [env ${s.env}${s.kind === 'boolean' ? '=yes' : ''}]` : ''}`;
+  return `${s.describe}${choices}${shown}${env && s.env ? ` [env ${s.env}${s.kind === 'boolean' ? '=yes' : ''}]` : ''}`;
 }
 
 /**
@@ -114,14 +117,21 @@ export function givenFlags(table: readonly OptionSpec[], given: Record<string, u
 }
 
 /**
- * A stage's cache-key inputs: every output-changing option of the table with
- * its resolved value (defaults filled in; null when it has none).
+ * A stage's cache-key input: every output-changing option of the table with
+ * its resolved value (defaults filled in), in table order, as one line:
+ * a choice by its value, a boolean by its flag (`no-<flag>` when off against
+ * an on default), anything else as flag=value; an off value (false, 0, "",
+ * none) whose default is off too is left out. The default image reads
+ * "ext4,dax,mbr".
  */
-export function keyInputs(table: readonly OptionSpec[], resolved: Record<string, unknown>): Record<string, string | number | boolean | null> {
-  const out: Record<string, string | number | boolean | null> = {};
+export function keyString(table: readonly OptionSpec[], resolved: Record<string, unknown>): string {
+  const parts: string[] = [];
   for (const s of outputOptions(table)) {
     const v = resolved[s.key];
-    out[s.key] = v === undefined ? null : (v as string | number | boolean);
+    if ((v === undefined || v === null || v === false || v === 0 || v === '') && !s.default) continue;
+    if (s.kind === 'boolean') parts.push(v ? s.flag : `no-${s.flag}`);
+    else if (s.choices) parts.push(String(v));
+    else parts.push(`${s.flag}=${String(v ?? '')}`);
   }
-  return out;
+  return parts.join(',');
 }

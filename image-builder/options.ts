@@ -14,9 +14,9 @@ export const PARTITION_TABLES = ['mbr', 'gpt'] as const;
 export const IMAGE_OPTIONS = [
   { key: 'sizeMiB', flag: 'size', kind: 'mib', output: true, describe: 'Image size in MiB (default: the smallest multiple of 128 MiB that holds the rootfs)' },
   { key: 'rootFreeSpaceMiB', flag: 'root-free-space', alias: 'r', kind: 'mib', default: 0, env: 'ROOT_FREE_SPACE', output: true, describe: 'Free space to leave in the root filesystem, MiB' },
-  { key: 'fsType', flag: 'fs-type', alias: 'f', kind: 'string', default: 'ext4', env: 'FS_TYPE', output: true, describe: 'ext4 or erofs (read-only); xfs is refused: mkfs.xfs cannot populate it faithfully without privileges' },
+  { key: 'fsType', flag: 'fs-type', alias: 'f', kind: 'string', choices: FS_TYPES, default: 'ext4', env: 'FS_TYPE', output: true, describe: 'Root filesystem: ext4, or erofs (read-only); xfs is refused: mkfs.xfs cannot populate it faithfully without privileges' },
   { key: 'dax', flag: 'dax', kind: 'boolean', default: true, output: true, describe: "Kata's nvdimm layout: MBR #1 at 0, DAX info block at 4 KiB, MBR #2 at 2 MiB, root at 3 MiB. --no-dax: plain disk, root at 1 MiB, booted over virtio-blk" },
-  { key: 'partitionTable', flag: 'partition-table', kind: 'string', default: 'mbr', output: true, describe: 'mbr or gpt (the older layout, root from 1 MiB to 1 MiB before the end; needs --no-dax)' },
+  { key: 'partitionTable', flag: 'partition-table', kind: 'string', choices: PARTITION_TABLES, default: 'mbr', output: true, describe: 'Partition table: gpt is the older layout ( root from 1 MiB to 1 MiB before the end; needs --no-dax)' },
   { key: 'verity', flag: 'verity', kind: 'boolean', default: false, env: 'MEASURED_ROOTFS', output: true, describe: "Add a dm-verity hash partition (no superblock, as Kata) and, beside the image, root_hash.txt (veritysetup's report) and root_hash_<variant>.txt (kernel_verity_params)" },
   { key: 'buildVariant', flag: 'build-variant', kind: 'string', env: 'BUILD_VARIANT', output: true, describe: 'The <variant> of root_hash_<variant>.txt (default empty: root_hash_.txt, as Kata)', notInBuild: "osbuilder build installs the parameters as root_hash_.txt, Kata's name for the base image's" },
   { key: 'skipAgentCheck', flag: 'skip-agent-check', kind: 'boolean', output: false, describe: 'Do not require an init and /usr/bin/kata-agent (bare images)' },

@@ -14,7 +14,7 @@ import { step } from '../core/log.js';
 import { withSafeRoot } from '../core/fs-safe.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { buildRootfs, planRootfs, resolveRootfsOptions, PACKAGES_PATH, type RootfsOptions } from '../rootfs-builder/index.js';
-import { keyInputs } from '../core/options.js';
+import { keyString } from '../core/options.js';
 import { buildImage, IMAGE_OPTIONS, resolveImageOptions, type ResolvedImageOptions } from '../image-builder/index.js';
 import { buildInitrd, INITRD_OPTIONS, resolveInitrdOptions } from '../initrd-builder/index.js';
 import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel } from '../kernel/index.js';
@@ -110,8 +110,8 @@ export function resolvedImage(plan: Pick<BuildPlan, 'imageOptions'>): ResolvedIm
 }
 
 /** What the image/initrd stage adds to a rootfs: every output-changing option, resolved. */
-export function artifactInputs(plan: Pick<BuildPlan, 'imageOptions' | 'initrdOptions'>, role: RootfsJob['role']): CacheInputs {
-  return role === 'image' ? keyInputs(IMAGE_OPTIONS, { ...resolvedImage(plan) }) : keyInputs(INITRD_OPTIONS, resolveInitrdOptions(plan.initrdOptions));
+export function artifactInputs(plan: Pick<BuildPlan, 'imageOptions' | 'initrdOptions'>, role: RootfsJob['role']): string {
+  return role === 'image' ? keyString(IMAGE_OPTIONS, { ...resolvedImage(plan) }) : keyString(INITRD_OPTIONS, resolveInitrdOptions(plan.initrdOptions));
 }
 
 export function rootfsOptionsFor(ctx: StageContext, job: RootfsJob, output: string): RootfsOptions {
