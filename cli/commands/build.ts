@@ -110,7 +110,8 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
   command: 'build [distro]',
   describe: 'Build rootfs → image/initrd, kernel, boot-test every pair, install under <prefix>/usr/share/kata-containers',
   builder: (y) =>
-    addStageOptions(y)
+    addStageOptions(
+      y
       .positional('distro', { type: 'string', describe: 'Distro of the image (and initrd); default: debian image + busybox initrd' })
       .option('initrd-distro', { type: 'string', describe: 'Distro of the initrd (default: <distro>, else busybox)' })
       .option('os-version', { type: 'string', describe: "Distro version (default: the distro's default)" })
@@ -139,7 +140,8 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
       .option('accel', { type: 'string', describe: 'Boot test accelerator: auto, kvm or tcg (default auto: a real KVM probe)' })
       .option('boot-timeout', { type: 'number', describe: 'Seconds a boot test may wait for the agent (default 300: TCG is slow)' })
       .example('$0 build --prefix ./out', 'debian image + busybox initrd + kernel, boot-tested, installed under ./out')
-      .example('$0 build debian --image -g nvidia --prefix /', 'debian image, default and GPU kernels, both boot-tested with it') as never,
+      .example('$0 build debian --image -g nvidia --prefix /', 'debian image, default and GPU kernels, both boot-tested with it'),
+    ) as never,
   handler: (argv) => {
     const opts = buildOptionsFromArgs(argv);
     return runCommand<BuildResult | ReproducibleResult>(argv, () => (argv['verify-reproducible'] ? verifyReproducible(opts) : build(opts)), human);
