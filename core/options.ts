@@ -7,7 +7,8 @@
 import type { Argv, Options } from 'yargs';
 import { OsbuilderError } from './errors.js';
 
-export type OptionKind = 'boolean' | 'string' | 'number' | 'mib';
+/** `list`: words separated by spaces or commas (EXTRA_PKGS="a b"). */
+export type OptionKind = 'boolean' | 'string' | 'number' | 'mib' | 'list';
 
 export interface OptionSpec {
   /** The stage's field name. */
@@ -21,6 +22,8 @@ export interface OptionSpec {
   readonly default?: boolean | string | number;
   /** Kata's environment variable for it; a boolean one is true when set to "yes". */
   readonly env?: string;
+  /** Reads the environment where one variable's plain value will not do (e.g. USE_DOCKER / USE_PODMAN). */
+  readonly readEnv?: (env: NodeJS.ProcessEnv) => unknown;
   /** Short alias, in the stage command only (`build` has its own short flags). */
   readonly alias?: string;
   readonly describe: string;
@@ -30,7 +33,7 @@ export interface OptionSpec {
   readonly notInBuild?: string;
 }
 
-type ValueOf<K extends OptionKind> = K extends 'boolean' ? boolean : K extends 'string' ? string : number;
+type ValueOf<K extends OptionKind> = K extends 'boolean' ? boolean : K extends 'string' ? string : K extends 'list' ? string[] : number;
 
 /** The values of a table's options, each optional (a given one wins over the default). */
 export type OptionValues<T extends readonly OptionSpec[]> = { [S in T[number] as S['key']]?: ValueOf<S['kind']> };
@@ -54,7 +57,7 @@ function describe(s: OptionSpec, defaults: Record<string, unknown>, env: boolean
   const def = defaults[s.key] ?? s.default;
   const choices = s.choices ? ` (${s.choices.join('|')})` : '';
   const shown = def === undefined ? '' : s.kind === 'boolean' ? (def ? ` (default; --no-${s.flag} turns it off)` : '') : ` (default ${def})`;
-  return `${s.describe}${choices}${shown}${env && s.env ? ` [env ${s.env}${s.kind === 'boolean' ? '=yes' : ''}]` : ''}`;
+  return `${s.describe}${choices}${shown}${env && s.env ? ` [env ${s.env}${s.kind === 'boolean' && !s.readEnv ? '=yes' : ''}]` : ''}`;
 }
 
 /**
@@ -81,7 +84,13 @@ export function parseMiB(value: unknown, flag: string): number | undefined {
   return n;
 }
 
+/** Words separated by spaces or commas; empty ones dropped. */
+export function splitList(v: string | undefined): string[] {
+  return (v ?? '').split(/[\s,]+/).filter(Boolean);
+}
+
 function fromEnv(s: OptionSpec, env: NodeJS.ProcessEnv): unknown {
+  if (s.readEnv) return s.readEnv(env);
   const v = s.env ? env[s.env] : undefined;
   if (v === undefined || v === '') return undefined;
   if (s.kind === 'boolean') return v === 'yes';
@@ -106,7 +115,7 @@ export function readOptions<T extends readonly OptionSpec[]>(table: T, args: obj
   for (const s of table) {
     const raw = argv[s.flag] ?? argv[camel(s.flag)] ?? fromEnv(s, env);
     if (raw === undefined) continue;
-    out[s.key] = s.kind === 'mib' ? parseMiB(raw, `--${s.flag}`) : raw;
+    out[s.key] = s.kind === 'mib' ? parseMiB(raw, `--${s.flag}`) : s.kind === 'list' ? splitList(String(raw)) : raw;
   }
   return out as OptionValues<T>;
 }

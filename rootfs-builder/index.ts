@@ -7,7 +7,7 @@ export {
   hostArch,
   localBaseTag,
   ENGINES,
-  PACKAGE_CACHE_OPTION,
+  ROOTFS_OPTIONS,
   type Engine,
   type RootfsOptions,
   type RootfsCliArgs,

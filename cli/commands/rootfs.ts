@@ -1,27 +1,21 @@
 import type { CommandModule } from 'yargs';
-import { buildRootfs, rootfsOptionsFromCli, ENGINES, PACKAGE_CACHE_OPTION, type RootfsCliArgs } from '../../rootfs-builder/index.js';
+import { addOptions } from '../../core/options.js';
+import { buildRootfs, rootfsOptionsFromCli, ROOTFS_OPTIONS, type RootfsCliArgs } from '../../rootfs-builder/index.js';
 import { runCommand, type GlobalArgs } from '../output.js';
 
-interface RootfsArgs extends GlobalArgs, Omit<RootfsCliArgs, 'debug'> {}
+interface RootfsArgs extends GlobalArgs {
+  distro: string;
+  output?: string;
+}
 
 export const rootfsCommand: CommandModule<GlobalArgs, RootfsArgs> = {
   command: 'rootfs <distro>',
   describe: "Build a guest rootfs directory for a distro with the agent installed (Kata's rootfs.sh)",
   builder: (y) =>
-    y
+    addOptions(y, ROOTFS_OPTIONS)
       .positional('distro', { type: 'string', demandOption: true, describe: 'Distro to build (osbuilder distros lists them)' })
-      .option('output', { alias: 'o', type: 'string', describe: 'Rootfs directory to create [env ROOTFS_DIR]' })
-      .option('os-version', { type: 'string', describe: 'Distro version, e.g. bookworm or 12 [env OS_VERSION]' })
-      .option('arch', { type: 'string', describe: 'Target architecture (x86_64, aarch64, ppc64le, s390x) [env ARCH]; default: the host' })
-      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'Where to bootstrap [env USE_DOCKER / USE_PODMAN]; default docker' })
-      .option('agent', { type: 'string', describe: "Agent binary to install [env AGENT_SOURCE_BIN]; default: osbuilder's own agent" })
-      .option('agent-init', { type: 'boolean', describe: 'Make the agent /sbin/init and /init instead of using systemd [env AGENT_INIT=yes|no]' })
-      .option('extra-pkgs', { type: 'string', describe: 'Extra packages, space separated [env EXTRA_PKGS]' })
-      .option('kernel-modules', { type: 'string', describe: 'Modules directory of one kernel, copied to /lib/modules/<release> [env KERNEL_MODULES_DIR]' })
-      .option('mirror', { type: 'string', describe: 'Package archive URL for the guest and the builder' })
-      .option('base-image', { type: 'string', describe: 'Local image to base the builder on (default: made locally for Debian-based distros, else pulled from the registry)' })
-      .option('bootstrap-base', { type: 'boolean', describe: 'Make the Debian base image locally (mmdebstrap | docker import), reused when present: the default for Debian-based distros; --no-bootstrap-base pulls it' })
-      .option('package-cache', PACKAGE_CACHE_OPTION) as never,
+      .option('output', { alias: 'o', type: 'string', describe: 'Rootfs directory to create [env ROOTFS_DIR]' }) as never,
+
   handler: (argv) => {
     let opts: ReturnType<typeof rootfsOptionsFromCli> | undefined;
     let early: unknown;

@@ -7,6 +7,7 @@ import { OsbuilderError } from '../../core/errors.js';
 import { buildOptions, outputOptions, readOptions, type OptionSpec } from '../../core/options.js';
 import { IMAGE_OPTIONS } from '../../image-builder/index.js';
 import { INITRD_OPTIONS } from '../../initrd-builder/index.js';
+import { ROOTFS_OPTIONS } from '../../rootfs-builder/index.js';
 import { imageBoot } from '../../pipeline/build.js';
 import { renderQemuConfig } from '../../pipeline/install.js';
 import { planBuild } from '../../pipeline/plan.js';
@@ -39,39 +40,65 @@ function keys(args: string[]): { image: string; initrd: string } {
   return { image: image!, initrd: initrd! };
 }
 
-/** For each output-changing flag of `build`: the args it is changed under, and a changed value. */
-const changes: Record<string, { role: 'image' | 'initrd'; base?: string[]; changed: string[] }> = {
-  size: { role: 'image', changed: ['--size', '512'] },
-  'root-free-space': { role: 'image', changed: ['--root-free-space', '64'] },
-  'fs-type': { role: 'image', changed: ['--fs-type', 'erofs'] },
-  dax: { role: 'image', changed: ['--no-dax'] },
-  'partition-table': { role: 'image', base: ['--no-dax'], changed: ['--partition-table', 'gpt'] },
-  verity: { role: 'image', changed: ['--verity'] },
-  compression: { role: 'initrd', changed: ['--compression', 'gzip'] },
-  level: { role: 'initrd', changed: ['--level', '5'] },
-  'root-owned': { role: 'initrd', changed: ['--no-root-owned'] },
+type Role = 'image' | 'initrd';
+
+/** For each output-changing flag of `build`: the keys it changes, the args it is changed under, and a changed value. */
+const changes: Record<string, { roles: Role[]; base?: string[]; changed: string[] }> = {
+  // The rootfs stage's options enter both keys through the rootfs plan (distro, version, arch, packages, base).
+  'os-version': { roles: ['image', 'initrd'], changed: ['--os-version', 'trixie'] },
+  arch: { roles: ['image', 'initrd'], changed: ['--arch', 'aarch64'] },
+  engine: { roles: ['image', 'initrd'], changed: ['--engine', 'podman'] },
+  // busybox has no package manager: extra packages go into the debian image only.
+  'extra-pkgs': { roles: ['image'], changed: ['--extra-pkgs', 'file'] },
+  mirror: { roles: ['image', 'initrd'], changed: ['--mirror', 'http://mirror.example/debian'] },
+  'base-image': { roles: ['image', 'initrd'], changed: ['--base-image', 'local/builder-base'] },
+  // --agent enters both keys by the sha256 of the binary it names (tested below).
+  agent: { roles: [], changed: ['--agent', '/some/kata-agent'] },
+  size: { roles: ['image'], changed: ['--size', '512'] },
+  'root-free-space': { roles: ['image'], changed: ['--root-free-space', '64'] },
+  'fs-type': { roles: ['image'], changed: ['--fs-type', 'erofs'] },
+  dax: { roles: ['image'], changed: ['--no-dax'] },
+  'partition-table': { roles: ['image'], base: ['--no-dax'], changed: ['--partition-table', 'gpt'] },
+  verity: { roles: ['image'], changed: ['--verity'] },
+  compression: { roles: ['initrd'], changed: ['--compression', 'gzip'] },
+  level: { roles: ['initrd'], changed: ['--level', '5'] },
+  'root-owned': { roles: ['initrd'], changed: ['--no-root-owned'] },
 };
 
 describe('stage options: one table each, the cache key from the resolved options', () => {
-  const offered = [...buildOptions(IMAGE_OPTIONS).map((s) => ['image', s] as const), ...buildOptions(INITRD_OPTIONS).map((s) => ['initrd', s] as const)];
+  const offered = [...buildOptions(ROOTFS_OPTIONS), ...buildOptions(IMAGE_OPTIONS), ...buildOptions(INITRD_OPTIONS)];
 
-  it('osbuilder build offers every output-changing image/initrd option (bar the one the table says why not), under the stage command names', () => {
-    expect(offered.map(([, s]) => s.flag).sort()).toEqual(Object.keys(changes).sort());
-    const skipped = [...outputOptions(IMAGE_OPTIONS), ...outputOptions(INITRD_OPTIONS)].filter((s: OptionSpec) => !offered.some(([, o]) => o === s));
-    expect(skipped.map((s) => [s.flag, typeof s.notInBuild])).toEqual([['build-variant', 'string']]);
+  it('osbuilder build offers every output-changing rootfs/image/initrd option (bar those the table says why not), under the stage command names', () => {
+    expect(offered.map((s) => s.flag).sort()).toEqual(Object.keys(changes).sort());
+    const skipped = [...outputOptions(ROOTFS_OPTIONS), ...outputOptions(IMAGE_OPTIONS), ...outputOptions(INITRD_OPTIONS)].filter((s: OptionSpec) => !offered.includes(s));
+    expect(skipped.map((s) => [s.flag, typeof s.notInBuild])).toEqual([
+      ['agent-init', 'string'],
+      ['kernel-modules', 'string'],
+      ['bootstrap-base', 'string'],
+      ['build-variant', 'string'],
+    ]);
   });
 
-  for (const [role, spec] of offered) {
-    it(`--${spec.flag} changes the ${role} key and only it`, () => {
-      const c = changes[spec.flag]!;
-      expect(c.role).toBe(role);
+  for (const spec of offered) {
+    const c = changes[spec.flag]!;
+    const what = c.roles.length === 0 ? 'no key by its path (by the binary, below)' : `the ${c.roles.join(' and ')} key${c.roles.length === 1 ? ' and only it' : 's'}`;
+    it(`--${spec.flag} changes ${what}`, () => {
       const before = keys(c.base ?? []);
       const after = keys([...(c.base ?? []), ...c.changed]);
-      expect(after[role]).not.toBe(before[role]);
-      const other = role === 'image' ? 'initrd' : 'image';
-      expect(after[other]).toBe(before[other]);
+      for (const role of ['image', 'initrd'] as const) {
+        if (c.roles.includes(role)) expect(after[role], role).not.toBe(before[role]);
+        else expect(after[role], role).toBe(before[role]);
+      }
     });
   }
+
+  it("the agent enters both keys by its sha256 (build hashes the binary --agent names)", () => {
+    const plan = planBuild({ image: true, initrd: true }, undefined, 'x86_64');
+    const key = (sha: string) => plan.rootfs.map((job) => cacheKey(rootfsInputs(stageContext(plan, {}, { ...parts, agent: { ...parts.agent, sha256: sha } }), job)));
+    const [a, b] = [key('a'.repeat(64)), key('b'.repeat(64))];
+    expect(a[0]).not.toBe(b[0]);
+    expect(a[1]).not.toBe(b[1]);
+  });
 
   it('--debug, --json and --jobs change no key; a default given explicitly is the default', () => {
     const base = keys([]);
@@ -96,13 +123,15 @@ describe('stage options: one table each, the cache key from the resolved options
     expect(() => buildOptionsFromArgs(parse(['--kernel', '--verity']))).not.toThrow();
     expect(() => planBuild(buildOptionsFromArgs(parse(['--kernel', '--initrd', '--fs-type', 'erofs'])), undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('--fs-type') }));
     // Stage-only flags are not build's: strict parsing refuses them.
-    for (const flag of ['--sha256', '--skip-agent-check', '--build-variant=x', '-r', '1']) expect(() => parse([flag]), flag).toThrow();
+    for (const flag of ['--sha256', '--skip-agent-check', '--build-variant=x', '-r', '1', '--agent-init', '--kernel-modules=/m', '--no-bootstrap-base']) expect(() => parse([flag]), flag).toThrow();
   });
 
   it('the stage commands read Kata env vars from the same table; the flag wins', () => {
     expect(readOptions(IMAGE_OPTIONS, {}, { FS_TYPE: 'erofs', MEASURED_ROOTFS: 'yes', ROOT_FREE_SPACE: '8' })).toEqual({ fsType: 'erofs', verity: true, rootFreeSpaceMiB: 8 });
     expect(readOptions(IMAGE_OPTIONS, { 'fs-type': 'ext4', verity: false }, { FS_TYPE: 'erofs', MEASURED_ROOTFS: 'yes' })).toEqual({ fsType: 'ext4', verity: false });
     expect(readOptions(INITRD_OPTIONS, { compression: 'xz', level: 2, 'root-owned': true })).toEqual({ compression: 'xz', level: 2, rootOwned: true });
+    expect(readOptions(ROOTFS_OPTIONS, {}, { USE_PODMAN: 'yes', EXTRA_PKGS: 'a, b c', AGENT_INIT: 'no' })).toEqual({ engine: 'podman', extraPackages: ['a', 'b', 'c'], agentInit: false });
+    expect(buildOptionsFromArgs(parse(['--extra-pkgs', 'a b', '--no-package-cache', '-a', 'aarch64']))).toMatchObject({ extraPackages: ['a', 'b'], noPackageCache: true, arch: 'aarch64' });
   });
 
   it('the configuration the image is booted and installed with follows its fs type and layout', () => {
