@@ -1,6 +1,7 @@
 /** Options of `osbuilder image` / buildImage(), validated before any work. */
 import { resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
+import { parseMiB, readOptions, tableDefaults, type OptionSpec, type OptionValues } from '../core/options.js';
 import { sourceDateEpoch } from '../core/time.js';
 import type { PartitionTable } from './layout.js';
 import { MAX_IMAGE_MIB } from './size.js';
@@ -9,29 +10,28 @@ export const FS_TYPES = ['ext4', 'erofs', 'xfs'] as const;
 export type FsType = (typeof FS_TYPES)[number];
 export const PARTITION_TABLES = ['mbr', 'gpt'] as const;
 
-export interface BuildImageOptions {
+/** The image stage's options (the rootfs and -o are the command's own). */
+export const IMAGE_OPTIONS = [
+  { key: 'sizeMiB', flag: 'size', kind: 'mib', output: true, describe: 'Image size in MiB (default: the smallest multiple of 128 MiB that holds the rootfs)' },
+  { key: 'rootFreeSpaceMiB', flag: 'root-free-space', alias: 'r', kind: 'mib', default: 0, env: 'ROOT_FREE_SPACE', output: true, describe: 'Free space to leave in the root filesystem, MiB' },
+  { key: 'fsType', flag: 'fs-type', alias: 'f', kind: 'string', choices: FS_TYPES, default: 'ext4', env: 'FS_TYPE', output: true, describe: 'Root filesystem: ext4, or erofs (read-only); xfs is refused: mkfs.xfs cannot populate it faithfully without privileges' },
+  { key: 'dax', flag: 'dax', kind: 'boolean', default: true, output: true, describe: "Kata's nvdimm layout: MBR #1 at 0, DAX info block at 4 KiB, MBR #2 at 2 MiB, root at 3 MiB; off: a plain disk, root at 1 MiB, booted over virtio-blk" },
+  { key: 'partitionTable', flag: 'partition-table', kind: 'string', choices: PARTITION_TABLES, default: 'mbr', output: true, describe: 'Partition table; gpt is the older layout, root from 1 MiB to 1 MiB before the end, and needs --no-dax' },
+  { key: 'verity', flag: 'verity', kind: 'boolean', default: false, env: 'MEASURED_ROOTFS', output: true, describe: "Add a dm-verity hash partition (no superblock, as Kata) and, beside the image, root_hash.txt (veritysetup's report) and root_hash_<variant>.txt (kernel_verity_params)" },
+  { key: 'buildVariant', flag: 'build-variant', kind: 'string', env: 'BUILD_VARIANT', output: true, describe: 'The <variant> of root_hash_<variant>.txt (default empty: root_hash_.txt, as Kata)', notInBuild: "osbuilder build installs the parameters as root_hash_.txt, Kata's name for the base image's" },
+  { key: 'skipAgentCheck', flag: 'skip-agent-check', kind: 'boolean', output: false, describe: 'Do not require an init and /usr/bin/kata-agent (bare images)' },
+  { key: 'sha256', flag: 'sha256', kind: 'boolean', output: false, describe: "Report the image's sha256 (reads it once more)" },
+] as const satisfies readonly OptionSpec[];
+
+export type ImageOptionValues = OptionValues<typeof IMAGE_OPTIONS>;
+const DEFAULTS = tableDefaults(IMAGE_OPTIONS);
+
+/** Options of buildImage(): the rootfs, the image file, and IMAGE_OPTIONS. */
+export interface BuildImageOptions extends ImageOptionValues {
   /** Rootfs directory (made by `osbuilder rootfs`). */
   rootfs: string;
   /** Image file to write (nothing is left there on error). */
   output: string;
-  /** Image size in MiB; default: the smallest multiple of 128 MiB that fits. */
-  sizeMiB?: number;
-  /** Free space to leave in the root filesystem, MiB (Kata's ROOT_FREE_SPACE). Default 0. */
-  rootFreeSpaceMiB?: number;
-  /** ext4 (default), erofs (read-only); xfs is refused (see options.ts). */
-  fsType?: string;
-  /** Kata's nvdimm layout with the DAX header (default true). */
-  dax?: boolean;
-  /** mbr (default) or gpt (the older layout; needs dax: false). */
-  partitionTable?: string;
-  /** Add a dm-verity hash partition and write root_hash.txt beside the image (Kata's MEASURED_ROOTFS). */
-  verity?: boolean;
-  /** Names root_hash_<variant>.txt, the kernel_verity_params file (Kata's BUILD_VARIANT; default empty). */
-  buildVariant?: string;
-  /** Do not require an init and /usr/bin/kata-agent (bare images). */
-  skipAgentCheck?: boolean;
-  /** Also report the image's sha256 (reads the whole file once more). */
-  sha256?: boolean;
   /** Overrides SOURCE_DATE_EPOCH from the environment; null = none (random ids). */
   sourceDateEpoch?: number | null;
 }
@@ -51,19 +51,10 @@ export interface ResolvedImageOptions {
   epoch?: number;
 }
 
-/** Parses a whole number of MiB given on the command line or in the environment. */
-export function parseMiB(value: unknown, flag: string): number | undefined {
-  if (value === undefined || value === null || value === '') return undefined;
-  const text = String(value).trim();
-  const n = /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(n)) {
-    throw new OsbuilderError('USAGE', `${flag} must be a whole number of MiB, got "${text}"`, `e.g. ${flag} 512`);
-  }
-  return n;
-}
+export { parseMiB };
 
 export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv = process.env): ResolvedImageOptions {
-  const fsType = o.fsType ?? 'ext4';
+  const fsType = o.fsType ?? DEFAULTS.fsType!;
   if (!(FS_TYPES as readonly string[]).includes(fsType)) {
     throw new OsbuilderError('USAGE', `unknown filesystem type "${fsType}"; valid: ${FS_TYPES.join(', ')}`, 'use --fs-type ext4 (default) or erofs');
   }
@@ -74,11 +65,11 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
       "use --fs-type ext4 or erofs, or Kata's privileged image_builder.sh (loop device + mount) for xfs",
     );
   }
-  const table = o.partitionTable ?? 'mbr';
+  const table = o.partitionTable ?? DEFAULTS.partitionTable!;
   if (!(PARTITION_TABLES as readonly string[]).includes(table)) {
     throw new OsbuilderError('USAGE', `unknown partition table "${table}"; valid: ${PARTITION_TABLES.join(', ')}`, 'use --partition-table mbr (default) or gpt');
   }
-  const dax = o.dax ?? true;
+  const dax = o.dax ?? DEFAULTS.dax!;
   if (table === 'gpt' && dax) {
     throw new OsbuilderError(
       'UNSUPPORTED',
@@ -92,7 +83,7 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
   ] as const) {
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new OsbuilderError('USAGE', `${flag} must be a whole number of MiB, got ${v}`, `e.g. ${flag} 512`);
   }
-  const rootFree = o.rootFreeSpaceMiB ?? 0;
+  const rootFree = o.rootFreeSpaceMiB ?? DEFAULTS.rootFreeSpaceMiB!;
   if (fsType === 'erofs' && rootFree > 0) {
     throw new OsbuilderError('USAGE', 'erofs is read-only: --root-free-space does not apply to it', 'drop --root-free-space, or use --fs-type ext4');
   }
@@ -114,7 +105,7 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
     fsType: fsType as 'ext4' | 'erofs',
     dax,
     partitionTable: table as PartitionTable,
-    verity: o.verity ?? false,
+    verity: o.verity ?? DEFAULTS.verity!,
     buildVariant,
     skipAgentCheck: o.skipAgentCheck ?? false,
     sha256: o.sha256 ?? false,
@@ -125,37 +116,18 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
 export interface ImageCliArgs {
   rootfs: string;
   output?: string;
-  size?: string | number;
-  rootFreeSpace?: string | number;
-  fsType?: string;
-  dax?: boolean;
-  partitionTable?: string;
-  verity?: boolean;
-  buildVariant?: string;
-  skipAgentCheck?: boolean;
-  sha256?: boolean;
+  [flag: string]: unknown;
 }
 
 /**
- * CLI flags, with Kata's environment variables as defaults: IMAGE (-o),
- * FS_TYPE, ROOT_FREE_SPACE, MEASURED_ROOTFS=yes (--verity), BUILD_VARIANT.
+ * CLI flags, with Kata's environment variables as defaults: IMAGE (-o) and
+ * those of IMAGE_OPTIONS. BUILD_VARIANT counts only with verity on.
  */
 export function imageOptionsFromCli(a: ImageCliArgs, env: NodeJS.ProcessEnv = process.env): BuildImageOptions {
   const output = a.output ?? env.IMAGE;
   if (!output) throw new OsbuilderError('USAGE', 'no output file: give -o <file> (or IMAGE=<file>)', 'e.g. osbuilder image ./rootfs -o kata-containers.img');
-  const size = parseMiB(a.size, '--size');
-  const free = parseMiB(a.rootFreeSpace ?? env.ROOT_FREE_SPACE, '--root-free-space');
-  return {
-    rootfs: a.rootfs,
-    output,
-    ...(size !== undefined ? { sizeMiB: size } : {}),
-    ...(free !== undefined ? { rootFreeSpaceMiB: free } : {}),
-    fsType: a.fsType ?? (env.FS_TYPE || 'ext4'),
-    dax: a.dax ?? true,
-    partitionTable: a.partitionTable ?? 'mbr',
-    verity: a.verity ?? env.MEASURED_ROOTFS === 'yes',
-    ...(a.buildVariant !== undefined ? { buildVariant: a.buildVariant } : env.BUILD_VARIANT && (a.verity ?? env.MEASURED_ROOTFS === 'yes') ? { buildVariant: env.BUILD_VARIANT } : {}),
-    skipAgentCheck: a.skipAgentCheck ?? false,
-    sha256: a.sha256 ?? false,
-  };
+  const given = readOptions(IMAGE_OPTIONS, a, env);
+  const fromFlag = a['build-variant'] ?? a.buildVariant;
+  if (fromFlag === undefined && !given.verity) delete given.buildVariant;
+  return { rootfs: a.rootfs, output, ...given };
 }

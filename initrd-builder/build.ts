@@ -17,21 +17,17 @@ import { sourceDateEpoch } from '../core/time.js';
 import { step } from '../core/log.js';
 import { CODECS, DEFAULT_COMPRESSION, resolveCompression, type Compression } from './codecs.js';
 import { checkInit } from './init-check.js';
+import type { InitrdOptionValues } from './options.js';
 import { planEntries, type WalkOptions } from './walk.js';
 import { archiveChunks, ChunkPool, type WriteStats } from './writer.js';
 import { verifyInitrd } from './verify.js';
 
-export interface InitrdOptions {
+/** buildInitrd()'s options: the rootfs, the initrd file, and INITRD_OPTIONS. */
+export interface InitrdOptions extends InitrdOptionValues {
   /** The rootfs directory (its /init must exist). */
   rootfs: string;
   /** The initrd file to write. */
   output: string;
-  /** Default: zstd (see DEFAULT_COMPRESSION). */
-  compression?: Compression | string;
-  /** Codec level; default per codec (zstd 3, gzip 9, xz 6, lz4 9). */
-  level?: number;
-  /** Store every entry as owned by 0:0 (cpio -R 0:0); default: owners from the rootfs. */
-  rootOwned?: boolean;
   /** Clamp mtimes to this; default: SOURCE_DATE_EPOCH from the environment, if set. */
   sourceDateEpoch?: number;
 }

@@ -12,6 +12,7 @@ export {
   type Compression,
 } from './codecs.js';
 export { checkInit } from './init-check.js';
+export { INITRD_OPTIONS, resolveInitrdOptions, type InitrdOptionValues } from './options.js';
 export { readNewc, readNewcBuffer, CpioFormatError, type ReadEntry, type ReadOptions } from './reader.js';
 export { planEntries, type ArchiveEntry, type WalkOptions } from './walk.js';
 export { archiveChunks, type WriteStats } from './writer.js';

@@ -51,6 +51,10 @@ export interface QemuConfigInput {
   initrd?: string;
   /** The image's kernel_verity_params when it is a dm-verity image. */
   kernelVerityParams?: string;
+  /** The image's filesystem (Kata's rootfs_type; written when not ext4, the runtime's default). */
+  rootfsType?: 'ext4' | 'erofs';
+  /** The image has no DAX header (--no-dax): boot it over virtio-blk, not nvdimm. */
+  disableImageNvdimm?: boolean;
   /** The GPU kernel's configuration: a root port to hot-plug the GPU into, as Kata's GPU passthrough guide sets. */
   gpu?: boolean;
   toolVersion: string;
@@ -79,10 +83,11 @@ export function renderQemuConfig(c: QemuConfigInput): string {
     `kernel_params = ${q(opts?.kernelParams ?? '')}`,
     ...(opts ? [`firmware = ${q(opts.firmware)}`, `firmware_volume = ${q(opts.firmwareVolume)}`, `cpu_features = ${q(opts.cpuFeatures)}`] : []),
     ...(c.image && c.kernelVerityParams ? [`kernel_verity_params = ${q(c.kernelVerityParams)}`] : []),
+    ...(c.image && c.rootfsType && c.rootfsType !== 'ext4' ? [`rootfs_type = ${q(c.rootfsType)}`] : []),
     'default_vcpus = 1',
     'default_memory = 2048',
     'block_device_driver = "virtio-blk"',
-    'disable_image_nvdimm = false',
+    `disable_image_nvdimm = ${!!(c.image && c.disableImageNvdimm)}`,
     'shared_fs = "virtio-9p"',
     'msize_9p = 8192',
     ...(c.gpu ? ['# GPU passthrough: hot-plug into a PCIe root port with room for large 64-bit BARs (Kata 2.x and 3.x keys).', 'hotplug_vfio_on_root_bus = true', 'hot_plug_vfio = "root-port"', 'pcie_root_port = 1'] : []),

@@ -7,6 +7,9 @@ import { join, resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { parseArch, type Arch } from '../core/arch.js';
 import { getDistro, resolveVersion, type DistroDefinition } from '../distros/index.js';
+import { givenFlags } from '../core/options.js';
+import { IMAGE_OPTIONS, resolveImageOptions, type ImageOptionValues } from '../image-builder/index.js';
+import { INITRD_OPTIONS, resolveInitrdOptions, type InitrdOptionValues } from '../initrd-builder/index.js';
 import { normaliseSha256, parseKernelVersion } from '../kernel/index.js';
 import { ACCELS } from '../runtime/index.js';
 
@@ -21,8 +24,10 @@ export interface BuildOptions {
   kernel?: boolean;
   /** -g nvidia: the GPU kernel variant too. */
   gpu?: string;
-  /** A dm-verity image (Kata's MEASURED_ROOTFS), booted and installed with its kernel_verity_params. */
-  verity?: boolean;
+  /** The image stage's output options (IMAGE_OPTIONS), e.g. verity: a dm-verity image booted and installed with its kernel_verity_params. */
+  imageOptions?: ImageOptionValues;
+  /** The initrd stage's output options (INITRD_OPTIONS). */
+  initrdOptions?: InitrdOptionValues;
   arch?: string;
   /** Install root: artifacts go to <prefix>/usr/share/kata-containers. */
   prefix?: string;
@@ -85,9 +90,13 @@ export interface BuildPlan {
   force: boolean;
   verifyReproducible: boolean;
   engine: 'docker' | 'podman';
-  /** The image is a dm-verity one. */
-  verity: boolean;
+  /** What buildImage / buildInitrd are given, beside the rootfs and the output. */
+  imageOptions: ImageOptionValues;
+  initrdOptions: InitrdOptionValues;
 }
+
+/** The build's initrds are root-owned unless --no-root-owned (a guest's files belong to root). */
+export const BUILD_INITRD_DEFAULTS: InitrdOptionValues = { rootOwned: true };
 
 /** Kata 3.x guest kernels are 6.x LTS; used when nothing local is found and -v is not given. */
 export const DEFAULT_KERNEL_VERSION = '6.12.47';
@@ -167,7 +176,10 @@ function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; image: boole
   if (opts.accel !== undefined && !(ACCELS as readonly string[]).includes(opts.accel)) throw new OsbuilderError('USAGE', `unknown --accel "${opts.accel}" for the boot test`, `use --accel ${ACCELS.join('|')}`);
   if (opts.makeJobs !== undefined && !builds.kernel) throw unused('--make-jobs', 'no kernel is built', 'add --kernel, or drop --make-jobs');
   if (opts.initrdDistro !== undefined && !builds.initrd) throw unused('--initrd-distro', 'no initrd is built', 'add --initrd, or drop --initrd-distro');
-  if (opts.verity && !builds.image) throw unused('--verity', 'no image is built (an initrd has no root partition to verify)', 'add --image, or drop --verity');
+  for (const [table, given, built, role] of [[IMAGE_OPTIONS, opts.imageOptions, builds.image, 'image'], [INITRD_OPTIONS, opts.initrdOptions, builds.initrd, 'initrd']] as const) {
+    const flag = givenFlags(table, given ?? {})[0];
+    if (flag && !built) throw unused(flag, `no ${role} is built`, `add --${role}, or drop ${flag}`);
+  }
   if (!builds.rootfs) {
     for (const [flag, v] of [['--extra-pkgs', opts.extraPackages?.length ? 1 : undefined], ['--mirror', opts.mirror], ['--base-image', opts.baseImage], ['--agent', opts.agent], ['--os-version', opts.osVersion], ['--no-package-cache', opts.noPackageCache ? 1 : undefined]] as const) {
       if (v !== undefined) throw unused(flag, 'no image or initrd is built', `add --image and/or --initrd, or drop ${flag}`);
@@ -178,6 +190,15 @@ function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; image: boole
       if (v !== undefined) throw unused(flag, 'the boot test is off (--no-boot-test)', `drop ${flag} or --no-boot-test`);
     }
   }
+}
+
+/** The image/initrd options, checked now (by the stages' own validation) so bad ones fail before any work. */
+function stageOptions(opts: BuildOptions): Pick<BuildPlan, 'imageOptions' | 'initrdOptions'> {
+  const imageOptions = { ...opts.imageOptions };
+  const initrdOptions = { ...BUILD_INITRD_DEFAULTS, ...opts.initrdOptions };
+  resolveImageOptions({ rootfs: '/', output: '/', ...imageOptions, sourceDateEpoch: null });
+  resolveInitrdOptions(initrdOptions);
+  return { imageOptions, initrdOptions };
 }
 
 export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefined, hostArch: string, cores = 1): BuildPlan {
@@ -228,7 +249,7 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
     force: !!opts.force,
     verifyReproducible: !!opts.verifyReproducible,
     engine,
-    verity: !!opts.verity,
+    ...stageOptions(opts),
   };
 }
 

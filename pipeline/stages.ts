@@ -14,8 +14,9 @@ import { step } from '../core/log.js';
 import { withSafeRoot } from '../core/fs-safe.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { buildRootfs, planRootfs, resolveRootfsOptions, PACKAGES_PATH, type RootfsOptions } from '../rootfs-builder/index.js';
-import { buildImage } from '../image-builder/index.js';
-import { buildInitrd } from '../initrd-builder/index.js';
+import { keyString } from '../core/options.js';
+import { buildImage, IMAGE_OPTIONS, resolveImageOptions, type ResolvedImageOptions } from '../image-builder/index.js';
+import { buildInitrd, INITRD_OPTIONS, resolveInitrdOptions } from '../initrd-builder/index.js';
 import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel } from '../kernel/index.js';
 import { boot } from '../runtime/index.js';
 import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
@@ -103,9 +104,14 @@ interface RootfsMeta {
   kernelVerityParams?: string;
 }
 
-/** What the image stage adds to a rootfs (buildImage's defaults, and verity when asked). */
-export function imageLayout(plan: Pick<BuildPlan, 'verity'>): string {
-  return `ext4,dax,mbr${plan.verity ? ',verity' : ''}`;
+/** The image options with buildImage's defaults filled in (rootfs and output aside). */
+export function resolvedImage(plan: Pick<BuildPlan, 'imageOptions'>): ResolvedImageOptions {
+  return resolveImageOptions({ rootfs: '/', output: '/', ...plan.imageOptions, sourceDateEpoch: null });
+}
+
+/** What the image/initrd stage adds to a rootfs: every output-changing option, resolved. */
+export function artifactInputs(plan: Pick<BuildPlan, 'imageOptions' | 'initrdOptions'>, role: RootfsJob['role']): string {
+  return role === 'image' ? keyString(IMAGE_OPTIONS, { ...resolvedImage(plan) }) : keyString(INITRD_OPTIONS, resolveInitrdOptions(plan.initrdOptions));
 }
 
 export function rootfsOptionsFor(ctx: StageContext, job: RootfsJob, output: string): RootfsOptions {
@@ -142,8 +148,7 @@ export function rootfsInputs(ctx: StageContext, job: RootfsJob): CacheInputs {
     rootfsPlan: sha256(JSON.stringify(rest)),
     agent: ctx.agent.sha256,
     sourceDateEpoch: ctx.sourceDateEpoch ?? null,
-    // What the image/initrd stage adds on top (defaults of buildImage / buildInitrd).
-    artifact: job.role === 'image' ? imageLayout(ctx.plan) : 'zstd,root-owned',
+    artifact: artifactInputs(ctx.plan, job.role),
   };
 }
 
@@ -158,10 +163,11 @@ export async function rootfsArtifact(ctx: StageContext, job: RootfsJob): Promise
     const out = join(dir, job.fileName);
     let kernelVerityParams: string | undefined;
     if (job.role === 'image') {
-      const image = await step(`image ${job.fileName}${ctx.plan.verity ? ' (dm-verity)' : ''}`, () => buildImage({ rootfs: rootfsDir, output: out, verity: ctx.plan.verity }));
+      const o = ctx.plan.imageOptions;
+      const image = await step(`image ${job.fileName}${o.fsType ? ` (${o.fsType})` : ''}${o.verity ? ' (dm-verity)' : ''}`, () => buildImage({ rootfs: rootfsDir, output: out, ...o }));
       kernelVerityParams = image.verity?.kernelVerityParams;
     } else {
-      await step(`initrd ${job.fileName}`, () => buildInitrd({ rootfs: rootfsDir, output: out, rootOwned: true }));
+      await step(`initrd ${job.fileName}`, () => buildInitrd({ rootfs: rootfsDir, output: out, ...ctx.plan.initrdOptions }));
     }
     const [packages, osRelease] = await withSafeRoot(rootfsDir, async (fs) => [(await fs.readText(PACKAGES_PATH)) ?? '', (await fs.readText('/etc/os-release')) ?? '']);
     if (!ctx.keepRootfs) await rm(rootfsDir, { recursive: true, force: true });

@@ -6,7 +6,7 @@ export {
   resolveRootfsOptions,
   localBaseTag,
   ENGINES,
-  PACKAGE_CACHE_OPTION,
+  ROOTFS_OPTIONS,
   type Engine,
   type RootfsOptions,
   type RootfsCliArgs,

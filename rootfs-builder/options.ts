@@ -5,69 +5,20 @@
 import { basename, resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { hostArch, parseArch, type Arch } from '../core/arch.js';
+import { readOptions, splitList, type OptionSpec, type OptionValues } from '../core/options.js';
 import { DISTROS, getDistro, resolveVersion } from '../distros/index.js';
 import type { DistroDefinition, InitMode } from '../distros/types.js';
 
 export type Engine = 'docker' | 'podman' | 'native';
 export const ENGINES: readonly Engine[] = ['docker', 'podman', 'native'];
 
-export interface RootfsOptions {
-  distro: string;
-  /** The rootfs directory to produce. */
-  output: string;
-  osVersion?: string;
-  arch?: string;
-  engine?: Engine;
-  /** Agent binary on the host; unset = osbuilder's own agent. */
-  agent?: string;
-  /** true = agent is init; false = systemd; unset = the distro's default. */
-  agentInit?: boolean;
-  extraPackages?: string[];
-  /** Directory of modules for one kernel (named after its version, as Kata's KERNEL_MODULES_DIR). */
-  kernelModules?: string;
-  mirror?: string;
-  baseImage?: string;
-  /** Unset: made locally for Debian-based distros (chooseBase); false: pulled from the registry. */
-  bootstrapBase?: boolean;
-  /** Reuse downloaded packages across builds (distros with `packageCache`); default true. */
-  packageCache?: boolean;
-  debug?: boolean;
-}
-
-/** What `osbuilder rootfs` parsed (flags win over the environment). */
-export interface RootfsCliArgs {
-  distro: string;
-  output?: string;
-  osVersion?: string;
-  arch?: string;
-  engine?: string;
-  agent?: string;
-  agentInit?: boolean;
-  extraPkgs?: string;
-  kernelModules?: string;
-  mirror?: string;
-  baseImage?: string;
-  bootstrapBase?: boolean;
-  packageCache?: boolean;
-  debug?: boolean;
-}
-
-/** --no-package-cache, declared once for `osbuilder rootfs` and `osbuilder build` (Kata has no variable for it). */
-export const PACKAGE_CACHE_OPTION = {
-  type: 'boolean',
-  default: true,
-  describe: 'Reuse downloaded .debs across builds (Debian, Ubuntu: <cache>/packages/<mirror+suite+arch>, verified by apt; changes no output); --no-package-cache downloads everything',
-} as const;
-
-type Env = Record<string, string | undefined>;
-
-function set(v: string | undefined): v is string {
-  return v !== undefined && v !== '';
-}
-
 /** Kata tests USE_DOCKER/USE_PODMAN with -n; we also read the usual false spellings as unset. */
 function envFlag(v: string | undefined): boolean {
   return set(v) && !/^(0|no|false|off)$/i.test(v);
+}
+
+function set(v: string | undefined): v is string {
+  return v !== undefined && v !== '';
 }
 
 function parseAgentInit(v: string | undefined): boolean | undefined {
@@ -77,9 +28,56 @@ function parseAgentInit(v: string | undefined): boolean | undefined {
   throw new OsbuilderError('USAGE', `AGENT_INIT(${v}) is invalid (must be yes or no)`, 'unset it, or use --agent-init');
 }
 
-export function splitPackages(v: string | undefined): string[] {
-  return (v ?? '').split(/[\s,]+/).filter(Boolean);
+/** The rootfs stage's options (the distro and -o are the command's own), with Kata's rootfs.sh variables. */
+export const ROOTFS_OPTIONS = [
+  { key: 'osVersion', flag: 'os-version', kind: 'string', env: 'OS_VERSION', output: true, describe: "Distro version, e.g. bookworm or 12 (default: the distro's default)" },
+  { key: 'arch', flag: 'arch', alias: 'a', kind: 'string', env: 'ARCH', output: true, describe: 'Target architecture (x86_64, aarch64, ppc64le, s390x; default: the host)' },
+  {
+    key: 'engine', flag: 'engine', kind: 'string', choices: ENGINES, default: 'docker', env: 'USE_DOCKER / USE_PODMAN', output: true,
+    readEnv: (env) => (envFlag(env.USE_DOCKER) ? 'docker' : envFlag(env.USE_PODMAN) ? 'podman' : undefined),
+    describe: 'Where to bootstrap the rootfs (osbuilder build: docker or podman)',
+  },
+  { key: 'agent', flag: 'agent', kind: 'string', env: 'AGENT_SOURCE_BIN', output: true, describe: "Agent binary to install (default: osbuilder's own agent)" },
+  {
+    key: 'agentInit', flag: 'agent-init', kind: 'boolean', env: 'AGENT_INIT=yes|no', output: true, readEnv: (env) => parseAgentInit(env.AGENT_INIT),
+    describe: 'Make the agent /sbin/init and /init instead of using systemd (default: the distro\'s)', notInBuild: 'osbuilder build boots the image with systemd where the distro has it and makes the initrd with the agent as init',
+  },
+  { key: 'extraPackages', flag: 'extra-pkgs', kind: 'list', env: 'EXTRA_PKGS', output: true, describe: 'Extra packages for distros with a package manager, space separated' },
+  {
+    key: 'kernelModules', flag: 'kernel-modules', kind: 'string', env: 'KERNEL_MODULES_DIR', output: true, describe: 'Modules directory of one kernel, copied to /lib/modules/<release>',
+    notInBuild: "osbuilder build's kernels have their drivers built in",
+  },
+  { key: 'mirror', flag: 'mirror', kind: 'string', output: true, describe: 'Package archive URL for the guest and the builder' },
+  { key: 'baseImage', flag: 'base-image', kind: 'string', output: true, describe: 'Local image to base the builder on (default: made locally for Debian-based distros, else pulled from the registry)' },
+  {
+    key: 'bootstrapBase', flag: 'bootstrap-base', kind: 'boolean', output: true, describe: 'Make the Debian base image locally (mmdebstrap | docker import), reused when present: the default for Debian-based distros; --no-bootstrap-base pulls it',
+    notInBuild: 'osbuilder build pulls nothing from a registry: --base-image gives another base',
+  },
+  { key: 'packageCache', flag: 'package-cache', kind: 'boolean', default: true, output: false, describe: 'Reuse downloaded .debs across builds (Debian, Ubuntu: <cache>/packages/<mirror+suite+arch>, verified by apt; changes no output; off: every package is downloaded)' },
+] as const satisfies readonly OptionSpec[];
+
+export type RootfsOptionValues = OptionValues<typeof ROOTFS_OPTIONS>;
+
+/** buildRootfs()'s options: the distro, the rootfs directory, and ROOTFS_OPTIONS. */
+export interface RootfsOptions extends RootfsOptionValues {
+  distro: string;
+  /** The rootfs directory to produce. */
+  output: string;
+  engine?: Engine;
+  debug?: boolean;
 }
+
+/** What `osbuilder rootfs` parsed (flags win over the environment), by flag name or its camelCase. */
+export interface RootfsCliArgs {
+  distro: string;
+  output?: string;
+  debug?: boolean;
+  [flag: string]: unknown;
+}
+
+type Env = Record<string, string | undefined>;
+
+export const splitPackages = splitList;
 
 /**
  * Flags first, then Kata's environment variables: AGENT_INIT,
@@ -90,30 +88,19 @@ export function splitPackages(v: string | undefined): string[] {
 export function rootfsOptionsFromCli(args: RootfsCliArgs, env: Env = process.env): RootfsOptions {
   const output = args.output ?? (set(env.ROOTFS_DIR) ? env.ROOTFS_DIR : undefined);
   if (!output) throw new OsbuilderError('USAGE', 'no output directory', 'give -o <dir> (or set ROOTFS_DIR)');
-  let engine: string | undefined = args.engine;
-  if (engine === undefined) engine = envFlag(env.USE_DOCKER) ? 'docker' : envFlag(env.USE_PODMAN) ? 'podman' : 'docker';
+  const { engine = 'docker', extraPackages, packageCache, ...given } = readOptions(ROOTFS_OPTIONS, args, env);
   if (!(ENGINES as readonly string[]).includes(engine)) {
     throw new OsbuilderError('USAGE', `unknown engine "${engine}"`, `use one of ${ENGINES.join(', ')}`);
   }
-  const opts: RootfsOptions = { distro: args.distro, output, engine: engine as Engine };
-  const osVersion = args.osVersion ?? (set(env.OS_VERSION) ? env.OS_VERSION : undefined);
-  if (osVersion !== undefined) opts.osVersion = osVersion;
-  const arch = args.arch ?? (set(env.ARCH) ? env.ARCH : undefined);
-  if (arch !== undefined) opts.arch = arch;
-  const agent = args.agent ?? (set(env.AGENT_SOURCE_BIN) ? env.AGENT_SOURCE_BIN : undefined);
-  if (agent !== undefined) opts.agent = agent;
-  const agentInit = args.agentInit ?? parseAgentInit(env.AGENT_INIT);
-  if (agentInit !== undefined) opts.agentInit = agentInit;
-  const extra = splitPackages(args.extraPkgs ?? env.EXTRA_PKGS);
-  if (extra.length > 0) opts.extraPackages = extra;
-  const modules = args.kernelModules ?? (set(env.KERNEL_MODULES_DIR) ? env.KERNEL_MODULES_DIR : undefined);
-  if (modules !== undefined) opts.kernelModules = modules;
-  if (args.mirror !== undefined) opts.mirror = args.mirror;
-  if (args.baseImage !== undefined) opts.baseImage = args.baseImage;
-  if (args.bootstrapBase !== undefined) opts.bootstrapBase = args.bootstrapBase;
-  if (args.packageCache === false) opts.packageCache = false;
-  if (args.debug || set(env.DEBUG)) opts.debug = true;
-  return opts;
+  return {
+    distro: args.distro,
+    output,
+    engine: engine as Engine,
+    ...given,
+    ...(extraPackages?.length ? { extraPackages } : {}),
+    ...(packageCache === false ? { packageCache } : {}),
+    ...(args.debug || set(env.DEBUG) ? { debug: true } : {}),
+  };
 }
 
 

@@ -1,40 +1,89 @@
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
+import { addOptions, buildOptions, readOptions, type OptionSpec } from '../../core/options.js';
+import { IMAGE_OPTIONS, type ImageOptionValues } from '../../image-builder/index.js';
+import { INITRD_OPTIONS, type InitrdOptionValues } from '../../initrd-builder/index.js';
 import { build, type BuildResult } from '../../pipeline/build.js';
 import { verifyReproducible, type ReproducibleResult } from '../../pipeline/reproducible.js';
-import type { BuildOptions } from '../../pipeline/plan.js';
-import { PACKAGE_CACHE_OPTION, splitPackages } from '../../rootfs-builder/options.js';
+import { BUILD_INITRD_DEFAULTS, type BuildOptions } from '../../pipeline/plan.js';
+import { ROOTFS_OPTIONS, type RootfsOptionValues } from '../../rootfs-builder/options.js';
 import { mib, runCommand, table, type GlobalArgs } from '../output.js';
 import { formatElapsed } from '../../core/log.js';
 
-interface BuildArgs extends GlobalArgs {
+export interface BuildArgs extends GlobalArgs {
   distro?: string;
   'initrd-distro'?: string;
-  'os-version'?: string;
   image?: boolean;
   initrd?: boolean;
   kernel?: boolean;
   gpu?: string;
-  verity?: boolean;
-  arch?: string;
   prefix: string;
   jobs: number;
   'make-jobs'?: number;
   cache: boolean;
-  'package-cache': boolean;
   'boot-test': boolean;
   force: boolean;
   'verify-reproducible': boolean;
-  engine: string;
   'docker-host'?: string;
-  agent?: string;
-  'extra-pkgs'?: string;
-  mirror?: string;
-  'base-image'?: string;
   'kernel-version'?: string;
   'kernel-source'?: string;
   'kernel-sha256'?: string;
   accel?: string;
   'boot-timeout'?: number;
+}
+
+/**
+ * The rootfs, image and initrd stages' output-changing options, under the
+ * stage commands' names (the image's short aliases and the environment
+ * variables are the stage commands' own).
+ */
+function addStageOptions<Y extends Argv<unknown>>(y: Y): Y {
+  addOptions(y, rootfsFlags(), { env: false });
+  addOptions(y, buildOptions(IMAGE_OPTIONS), { aliases: false, env: false });
+  return addOptions(y, buildOptions(INITRD_OPTIONS), { aliases: false, env: false, defaults: BUILD_INITRD_DEFAULTS });
+}
+
+/** The rootfs stage's output-changing options, and --no-package-cache (it changes no output but saves the downloads). */
+function rootfsFlags(): OptionSpec[] {
+  return ROOTFS_OPTIONS.filter((s) => buildOptions(ROOTFS_OPTIONS).includes(s) || s.key === 'packageCache');
+}
+
+type RootfsFlags = 'osVersion' | 'arch' | 'engine' | 'agent' | 'extraPackages' | 'mirror' | 'baseImage';
+
+function stageOptionsOf(argv: object): Pick<BuildOptions, 'imageOptions' | 'initrdOptions' | 'noPackageCache' | RootfsFlags> {
+  const { packageCache, ...rootfs } = readOptions(rootfsFlags(), argv) as Pick<RootfsOptionValues, RootfsFlags | 'packageCache'>;
+  const imageOptions = readOptions(buildOptions(IMAGE_OPTIONS), argv) as ImageOptionValues;
+  const initrdOptions = readOptions(buildOptions(INITRD_OPTIONS), argv) as InitrdOptionValues;
+  return {
+    ...rootfs,
+    ...(packageCache === false ? { noPackageCache: true } : {}),
+    ...(Object.keys(imageOptions).length ? { imageOptions } : {}),
+    ...(Object.keys(initrdOptions).length ? { initrdOptions } : {}),
+  };
+}
+
+/** The build's options from its parsed flags (--json and --debug are the output's, not the build's). */
+export function buildOptionsFromArgs(argv: BuildArgs): BuildOptions {
+  return {
+    ...(argv.distro ? { distro: argv.distro } : {}),
+    ...(argv['initrd-distro'] ? { initrdDistro: argv['initrd-distro'] } : {}),
+    ...(argv.image !== undefined ? { image: argv.image } : {}),
+    ...(argv.initrd !== undefined ? { initrd: argv.initrd } : {}),
+    ...(argv.kernel !== undefined ? { kernel: argv.kernel } : {}),
+    ...(argv.gpu ? { gpu: argv.gpu } : {}),
+    ...stageOptionsOf(argv),
+    prefix: argv.prefix,
+    jobs: argv.jobs,
+    ...(argv['make-jobs'] !== undefined ? { makeJobs: argv['make-jobs'] } : {}),
+    noCache: !argv.cache,
+    noBootTest: !argv['boot-test'],
+    force: argv.force,
+    ...(argv['docker-host'] ? { dockerHost: argv['docker-host'] } : {}),
+    ...(argv['kernel-version'] ? { kernelVersion: argv['kernel-version'] } : {}),
+    ...(argv['kernel-source'] ? { kernelSource: argv['kernel-source'] } : {}),
+    ...(argv['kernel-sha256'] !== undefined ? { kernelSha256: argv['kernel-sha256'] } : {}),
+    ...(argv.accel ? { accel: argv.accel } : {}),
+    ...(argv['boot-timeout'] !== undefined ? { bootTimeout: argv['boot-timeout'] } : {}),
+  };
 }
 
 function human(r: BuildResult | ReproducibleResult): string {
@@ -59,67 +108,32 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
   command: 'build [distro]',
   describe: 'Build rootfs → image/initrd, kernel, boot-test every pair, install under <prefix>/usr/share/kata-containers',
   builder: (y) =>
-    y
+    addStageOptions(
+      y
       .positional('distro', { type: 'string', describe: 'Distro of the image (and initrd); default: debian image + busybox initrd' })
       .option('initrd-distro', { type: 'string', describe: 'Distro of the initrd (default: <distro>, else busybox)' })
-      .option('os-version', { type: 'string', describe: "Distro version (default: the distro's default)" })
       .option('image', { type: 'boolean', describe: 'Build the disk image (systemd guest, Kata layout)' })
       .option('initrd', { type: 'boolean', describe: 'Build the initrd (agent as init)' })
       .option('kernel', { type: 'boolean', describe: 'Build the guest kernel (none of --image/--initrd/--kernel: all three)' })
       .option('gpu', { alias: 'g', type: 'string', describe: 'Also build the GPU kernel variant (nvidia), boot-tested with every artifact' })
-      .option('verity', { type: 'boolean', describe: "dm-verity image (Kata's MEASURED_ROOTFS): booted with root on /dev/dm-0; kernel_verity_params go into configuration-qemu.toml, root_hash_.txt and manifest.json" })
-      .option('arch', { alias: 'a', type: 'string', describe: 'Target architecture (default: the host)' })
       .option('prefix', { type: 'string', default: '/', describe: 'Install root: <prefix>/usr/share/kata-containers, <prefix>/usr/share/defaults/kata-containers' })
       .option('jobs', { alias: 'j', type: 'number', default: 1, describe: 'Independent stages run at once' })
       .option('make-jobs', { type: 'number', describe: 'make -j of each kernel build (default: the cores split among the kernels built at once)' })
       .option('cache', { type: 'boolean', default: true, describe: 'Reuse cached artifacts (--no-cache rebuilds and refreshes them)' })
-      .option('package-cache', PACKAGE_CACHE_OPTION)
       .option('boot-test', { type: 'boolean', default: true, describe: 'Boot every kernel × artifact pair and check the agent (--no-boot-test skips)' })
       .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Replace an existing different install' })
       .option('verify-reproducible', { type: 'boolean', default: false, describe: 'Build the image/initrd twice from empty caches and compare (installs nothing)' })
-      .option('engine', { type: 'string', default: 'docker', describe: 'Container engine for the rootfs: docker or podman' })
       .option('docker-host', { type: 'string', describe: 'Docker engine to build on (sets DOCKER_HOST)' })
-      .option('agent', { type: 'string', describe: "Agent binary to install (default: osbuilder's own agent)" })
-      .option('extra-pkgs', { type: 'string', describe: 'Extra packages for distros with a package manager ("a b")' })
-      .option('mirror', { type: 'string', describe: 'Package mirror URL' })
-      .option('base-image', { type: 'string', describe: 'Local builder base image (default: bootstrapped locally for Debian-based distros)' })
       .option('kernel-version', { type: 'string', describe: "Kernel version (default: Debian's linux-source when installed, else a kernel.org LTS)" })
       .option('kernel-source', { type: 'string', describe: 'Kernel tarball (path or URL)' })
       .option('kernel-sha256', { type: 'string', describe: 'Expected sha256 of the kernel tarball' })
       .option('accel', { type: 'string', describe: 'Boot test accelerator: auto, kvm or tcg (default auto: a real KVM probe)' })
       .option('boot-timeout', { type: 'number', describe: 'Seconds a boot test may wait for the agent (default 300: TCG is slow)' })
       .example('$0 build --prefix ./out', 'debian image + busybox initrd + kernel, boot-tested, installed under ./out')
-      .example('$0 build debian --image -g nvidia --prefix /', 'debian image, default and GPU kernels, both boot-tested with it') as never,
+      .example('$0 build debian --image -g nvidia --prefix /', 'debian image, default and GPU kernels, both boot-tested with it'),
+    ) as never,
   handler: (argv) => {
-    const opts: BuildOptions = {
-      ...(argv.distro ? { distro: argv.distro } : {}),
-      ...(argv['initrd-distro'] ? { initrdDistro: argv['initrd-distro'] } : {}),
-      ...(argv['os-version'] ? { osVersion: argv['os-version'] } : {}),
-      ...(argv.image !== undefined ? { image: argv.image } : {}),
-      ...(argv.initrd !== undefined ? { initrd: argv.initrd } : {}),
-      ...(argv.kernel !== undefined ? { kernel: argv.kernel } : {}),
-      ...(argv.gpu ? { gpu: argv.gpu } : {}),
-      ...(argv.verity ? { verity: true } : {}),
-      ...(argv.arch ? { arch: argv.arch } : {}),
-      prefix: argv.prefix,
-      jobs: argv.jobs,
-      ...(argv['make-jobs'] !== undefined ? { makeJobs: argv['make-jobs'] } : {}),
-      noCache: !argv.cache,
-      ...(argv['package-cache'] === false ? { noPackageCache: true } : {}),
-      noBootTest: !argv['boot-test'],
-      force: argv.force,
-      engine: argv.engine,
-      ...(argv['docker-host'] ? { dockerHost: argv['docker-host'] } : {}),
-      ...(argv.agent ? { agent: argv.agent } : {}),
-      extraPackages: splitPackages(argv['extra-pkgs']),
-      ...(argv.mirror ? { mirror: argv.mirror } : {}),
-      ...(argv['base-image'] ? { baseImage: argv['base-image'] } : {}),
-      ...(argv['kernel-version'] ? { kernelVersion: argv['kernel-version'] } : {}),
-      ...(argv['kernel-source'] ? { kernelSource: argv['kernel-source'] } : {}),
-      ...(argv['kernel-sha256'] !== undefined ? { kernelSha256: argv['kernel-sha256'] } : {}),
-      ...(argv.accel ? { accel: argv.accel } : {}),
-      ...(argv['boot-timeout'] !== undefined ? { bootTimeout: argv['boot-timeout'] } : {}),
-    };
+    const opts = buildOptionsFromArgs(argv);
     return runCommand<BuildResult | ReproducibleResult>(argv, () => (argv['verify-reproducible'] ? verifyReproducible(opts) : build(opts)), human);
   },
 };

@@ -59,8 +59,14 @@ describe('planBuild', () => {
     refused({ noBootTest: true, accel: 'tcg' }, '--accel');
     refused({ noBootTest: true, bootTimeout: 60 }, '--boot-timeout');
     refused({ image: true, makeJobs: 2 }, '--make-jobs');
-    refused({ initrd: true, kernel: true, verity: true }, '--verity');
-    expect(planBuild({ verity: true }, undefined, 'x86_64').verity).toBe(true);
+    refused({ initrd: true, kernel: true, imageOptions: { verity: true } }, '--verity');
+    refused({ initrd: true, kernel: true, imageOptions: { fsType: 'erofs' } }, '--fs-type');
+    refused({ image: true, kernel: true, initrdOptions: { compression: 'gzip' } }, '--compression');
+    expect(planBuild({ imageOptions: { verity: true } }, undefined, 'x86_64').imageOptions.verity).toBe(true);
+    // The image/initrd stages' own checks run before any work.
+    expect(() => planBuild({ imageOptions: { fsType: 'btrfs' } }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('btrfs') }));
+    expect(() => planBuild({ imageOptions: { partitionTable: 'gpt' } }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+    expect(() => planBuild({ initrdOptions: { compression: 'gzip', level: 12 } }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('--level 12') }));
     // What the build does use is accepted.
     expect(planBuild({ initrd: true, initrdDistro: 'debian', accel: 'kvm', bootTimeout: 60, extraPackages: ['file'] }, undefined, 'x86_64').rootfs).toHaveLength(1);
   });
