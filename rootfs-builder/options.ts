@@ -53,7 +53,7 @@ export const ROOTFS_OPTIONS = [
     key: 'bootstrapBase', flag: 'bootstrap-base', kind: 'boolean', output: true, describe: 'Make the Debian base image locally (mmdebstrap | docker import), reused when present: the default for Debian-based distros; --no-bootstrap-base pulls it',
     notInBuild: 'osbuilder build pulls nothing from a registry: --base-image gives another base',
   },
-  { key: 'packageCache', flag: 'package-cache', kind: 'boolean', default: true, output: false, describe: 'Reuse downloaded .debs across builds (Debian, Ubuntu: <cache>/packages/<mirror+suite+arch>, verified by apt; changes no output; off: every package is downloaded)' },
+  { key: 'packageCache', flag: 'package-cache', kind: 'boolean', default: true, output: false, describe: 'Reuse downloaded .debs across builds (Debian, Ubuntu: <cache>/packages/<mirror+suite+arch>, on a remote engine its volume osbuilder-packages-<key>; verified by apt; changes no output; off: every package is downloaded)' },
 ] as const satisfies readonly OptionSpec[];
 
 export type RootfsOptionValues = OptionValues<typeof ROOTFS_OPTIONS>;
