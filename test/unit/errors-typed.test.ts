@@ -1,7 +1,8 @@
 /**
  * Every error osbuilder throws is an OsbuilderError with a stable code and a
  * hint: outside core/errors.ts no source constructs a plain Error (thrown,
- * rejected with or passed on), and every OsbuilderError is given a hint.
+ * rejected with or passed on), and no OsbuilderError or run() is given an
+ * empty hint.
  * Sources are parsed (TypeScript's parser), so a call split over lines counts.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -43,6 +44,7 @@ export function errorProblems(file: string, text: string): string[] {
         else if (isEmptyString(hint) || (ts.isBinaryExpression(hint) && hint.operatorToken.kind === ts.SyntaxKind.QuestionQuestionToken && isEmptyString(hint.right))) at(n, 'OsbuilderError with an empty hint');
       }
     }
+    if (ts.isPropertyAssignment(n) && ts.isIdentifier(n.name) && n.name.text === 'hint' && isEmptyString(n.initializer)) at(n, 'an empty hint');
     ts.forEachChild(n, visit);
   };
   visit(sf);
@@ -62,6 +64,7 @@ describe('typed errors', () => {
       "throw new OsbuilderError('USAGE', 'x', '');",
       "throw new OsbuilderError('COMMAND_FAILED', 'x', hint ?? '');",
       "throw new OsbuilderError(\n  'USAGE',\n  `x`,\n);",
+      "await run('umount', [m], { hint: '' });",
     ];
     for (const b of bad) expect(errorProblems('cli/x.ts', b), b).toHaveLength(1);
     const ok = [
