@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { OsbuilderError } from './errors.js';
-import { run, formatCommand, start, type RunResult } from './exec.js';
+import { RERUN_HINT, run, formatCommand, start, type RunResult } from './exec.js';
 import { onInterrupt } from './cleanup.js';
 import { debug } from './log.js';
 import { ownerAlive, ownerTag, parseOwnerTag } from './owner.js';
@@ -307,10 +307,10 @@ export class ContainerEngine {
       }
       if (src.exitCode !== 0) {
         const tail = String(src.stderr ?? '').trimEnd().split('\n').slice(-15).join('\n');
-        throw new OsbuilderError('COMMAND_FAILED', `${formatCommand(producer.cmd, producer.args)} failed (exit ${src.exitCode})${tail ? `:\n${tail}` : ''}`, hint ?? '');
+        throw new OsbuilderError('COMMAND_FAILED', `${formatCommand(producer.cmd, producer.args)} failed (exit ${src.exitCode})${tail ? `:\n${tail}` : ''}`, hint ?? RERUN_HINT);
       }
       if (dst.exitCode !== 0) {
-        throw new OsbuilderError('COMMAND_FAILED', `${this.cmd} import failed: ${String(dst.stderr).trim()}`, hint ?? '');
+        throw new OsbuilderError('COMMAND_FAILED', `${this.cmd} import failed: ${String(dst.stderr).trim()}`, hint ?? RERUN_HINT);
       }
       return String(dst.stdout).trim();
     } finally {

@@ -41,7 +41,7 @@ export class OsbuilderError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    readonly hint: string = '',
+    readonly hint: string,
     options?: { cause?: unknown; details?: unknown },
   ) {
     super(message, options);
@@ -58,6 +58,17 @@ const BUG_HINT = 'this is a bug in osbuilder: rerun with --debug and report it';
 /** A broken invariant of osbuilder itself, never a fault of the user's input. */
 export function internalError(message: string, options?: { cause?: unknown }): OsbuilderError {
   return new OsbuilderError('INTERNAL', message, BUG_HINT, options);
+}
+
+/**
+ * An error shaped like node:fs's own (`code` = 'ENOENT', …), for code that
+ * stands in for node:fs (SafeRoot): its callers branch on the errno code,
+ * and asOsbuilderError types it at the CLI like any fs error.
+ */
+export function errnoError(code: string, message: string): NodeJS.ErrnoException {
+  const e = new Error(`${code}: ${message}`) as NodeJS.ErrnoException;
+  e.code = code;
+  return e;
 }
 
 /** Wraps anything thrown into an OsbuilderError so the CLI has one shape to print. */

@@ -68,7 +68,7 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     throw toolMissing(cmd);
   }
   if (result.timedOut) {
-    throw new OsbuilderError('COMMAND_FAILED', `${formatCommand(cmd, args)} timed out after ${opts.timeout} ms`, opts.hint ?? '');
+    throw new OsbuilderError('COMMAND_FAILED', `${formatCommand(cmd, args)} timed out after ${opts.timeout} ms`, opts.hint ?? RERUN_HINT);
   }
   const exitCode = result.exitCode ?? -1;
   if (exitCode !== 0 && !(opts.okExitCodes ?? []).includes(exitCode)) {
@@ -76,7 +76,7 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     throw new OsbuilderError(
       'COMMAND_FAILED',
       `${formatCommand(cmd, args)} failed (${result.signal ? `signal ${result.signal}` : `exit ${exitCode}`})${detail ? `:\n${detail}` : ''}`,
-      opts.hint ?? 'rerun with --debug to see every command and its output',
+      opts.hint ?? RERUN_HINT,
     );
   }
   return { stdout, stderr, exitCode };
@@ -110,13 +110,16 @@ export function spawnProcess(cmd: string, args: readonly string[], opts: Options
   return start(cmd, args, { reject: false, ...opts });
 }
 
+/** The hint of a failed command when its caller has none better. */
+export const RERUN_HINT = 'rerun with --debug to see every command and its output';
+
 export function toolMissing(cmd: string): OsbuilderError {
   return new OsbuilderError('TOOL_MISSING', `${cmd} is not installed`, `install it (on Debian: see scripts/setup-host.sh), or put it on PATH`);
 }
 
 function commandError(cmd: string, args: readonly string[], err: unknown, hint?: string): OsbuilderError {
   if ((err as NodeJS.ErrnoException).code === 'ENOENT') return toolMissing(cmd);
-  return new OsbuilderError('COMMAND_FAILED', `${formatCommand(cmd, args)}: ${(err as Error).message}`, hint ?? '', { cause: err });
+  return new OsbuilderError('COMMAND_FAILED', `${formatCommand(cmd, args)}: ${(err as Error).message}`, hint ?? RERUN_HINT, { cause: err });
 }
 
 /** True when `cmd` can be found on PATH. */

@@ -27,7 +27,7 @@ import {
   type FileHandle,
 } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
-import { OsbuilderError } from './errors.js';
+import { errnoError, OsbuilderError } from './errors.js';
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = constants;
 const DIR_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
@@ -37,13 +37,6 @@ const MAX_SYMLINKS = 40;
 interface Level {
   handle: FileHandle;
   name: string;
-}
-
-/** Shaped like node:fs's own errors (SafeRoot stands in for node:fs); asOsbuilderError types them at the CLI. */
-function errnoError(code: string, message: string): NodeJS.ErrnoException {
-  const e = new Error(`${code}: ${message}`) as NodeJS.ErrnoException;
-  e.code = code;
-  return e;
 }
 
 function splitPath(p: string): string[] {

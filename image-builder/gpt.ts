@@ -10,6 +10,7 @@
  * (inclusive), attributes, name (36 UTF-16LE code units).
  */
 import { crc32 } from 'node:zlib';
+import { internalError } from '../core/errors.js';
 import { guidToBytes } from './ids.js';
 import { SECTOR, buildProtectiveMbr } from './mbr.js';
 
@@ -46,7 +47,7 @@ export interface GptBytes {
 }
 
 export function buildEntryArray(partitions: GptPartition[]): Buffer {
-  if (partitions.length > GPT_ENTRIES) throw new RangeError(`a GPT holds at most ${GPT_ENTRIES} entries`);
+  if (partitions.length > GPT_ENTRIES) throw internalError(`a GPT holds at most ${GPT_ENTRIES} entries`);
   const a = Buffer.alloc(GPT_ENTRIES * GPT_ENTRY_SIZE);
   partitions.forEach((p, i) => {
     const o = i * GPT_ENTRY_SIZE;
@@ -55,7 +56,7 @@ export function buildEntryArray(partitions: GptPartition[]): Buffer {
     a.writeBigUInt64LE(BigInt(p.firstLba), o + 32);
     a.writeBigUInt64LE(BigInt(p.lastLba), o + 40);
     a.writeBigUInt64LE(p.attributes ?? 0n, o + 48);
-    if (p.name.length > 36) throw new RangeError(`GPT partition name "${p.name}" is longer than 36 characters`);
+    if (p.name.length > 36) throw internalError(`GPT partition name "${p.name}" is longer than 36 characters`);
     Buffer.from(p.name, 'utf16le').copy(a, o + 56);
   });
   return a;
@@ -87,7 +88,7 @@ export function buildGpt(spec: GptSpec): GptBytes {
   const lastUsable = last - GPT_ARRAY_SECTORS - 1;
   for (const p of spec.partitions) {
     if (p.firstLba < firstUsable || p.lastLba > lastUsable || p.lastLba < p.firstLba) {
-      throw new RangeError(`GPT partition ${p.name} (${p.firstLba}..${p.lastLba}) is outside the usable sectors ${firstUsable}..${lastUsable}`);
+      throw internalError(`GPT partition ${p.name} (${p.firstLba}..${p.lastLba}) is outside the usable sectors ${firstUsable}..${lastUsable}`);
     }
   }
   const array = buildEntryArray(spec.partitions);

@@ -6,7 +6,7 @@
  * Entry: status (0x80 = bootable), CHS of first sector (3 bytes), type,
  * CHS of last sector (3), first LBA (u32 LE), number of sectors (u32 LE).
  */
-import { OsbuilderError } from '../core/errors.js';
+import { internalError, OsbuilderError } from '../core/errors.js';
 
 export const SECTOR = 512;
 export const MBR_TYPE_LINUX = 0x83;
@@ -38,12 +38,12 @@ export function chsBytes(lba: number): [number, number, number] {
 }
 
 function u32(n: number, what: string): number {
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`${what} ${n} does not fit an MBR entry (32-bit sectors)`);
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw internalError(`${what} ${n} does not fit an MBR entry (32-bit sectors)`);
   return n;
 }
 
 export function buildMbr(entries: MbrEntry[], diskSignature: number): Buffer {
-  if (entries.length > 4) throw new RangeError('an MBR holds at most 4 primary partitions');
+  if (entries.length > 4) throw internalError('an MBR holds at most 4 primary partitions');
   const b = Buffer.alloc(SECTOR);
   b.writeUInt32LE(u32(diskSignature, 'disk signature'), 440);
   entries.forEach((e, i) => {

@@ -14,7 +14,7 @@
  *
  * Pure functions only: encoding and decoding of one header.
  */
-import { OsbuilderError } from '../core/errors.js';
+import { internalError, OsbuilderError } from '../core/errors.js';
 
 export const NEWC_MAGIC = '070701';
 export const NEWC_CRC_MAGIC = '070702';
@@ -66,7 +66,7 @@ export function pad4(n: number): number {
 
 function hex8(field: string, value: number): string {
   if (!Number.isInteger(value) || value < 0 || value > FIELD_MAX) {
-    throw new RangeError(`cpio newc field ${field}=${value} does not fit 8 hex digits`);
+    throw internalError(`cpio newc field ${field}=${value} does not fit 8 hex digits`);
   }
   return value.toString(16).toUpperCase().padStart(8, '0');
 }

@@ -267,7 +267,7 @@ async function readOnce(tarball: string, compression: Compression, tmp: string, 
   };
   setStop(() => {
     stopAll();
-    parser.abort(new Error('interrupted'));
+    parser.abort(new OsbuilderError('INTERRUPTED', `extraction of ${tarball} was interrupted`, 'nothing was extracted: run the command again'));
   });
   // A failed parse stops reading: stop the decompressor and tar too instead of leaving them blocked on full pipes.
   void done.then((err) => err && stopAll());

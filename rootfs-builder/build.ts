@@ -13,7 +13,7 @@ import { atomicDirectory, tempPathFor } from '../core/atomic.js';
 import { BuildCache } from '../core/cache.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { ContainerEngine, type EngineKind } from '../core/docker.js';
-import { OsbuilderError } from '../core/errors.js';
+import { internalError, OsbuilderError } from '../core/errors.js';
 import { haveTool, run } from '../core/exec.js';
 import { SafeRoot } from '../core/fs-safe.js';
 import { sha256File } from '../core/hash.js';
@@ -399,7 +399,7 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
   let osRelease: string | undefined;
   let packageCache: PackageCacheReport | undefined;
   await atomicDirectory(resolved.output, async (dir) => {
-    if (dir !== tmp) throw new OsbuilderError('INTERNAL', `temp dir ${dir} is not ${tmp}`);
+    if (dir !== tmp) throw internalError(`temp dir ${dir} is not ${tmp}`);
     const runner = new Runner(plan, engine, image, dir);
     const bootstrapped = await bootstrapTree(runner, plan, cache, d, dir);
     const captured = bootstrapped.captured;

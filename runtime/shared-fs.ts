@@ -21,7 +21,7 @@ export const KATA_GUEST_SHARED_DIR = '/run/kata-containers/shared/containers';
 export const SHARED_FS_TAG = 'kataShared';
 
 /** Where sandboxes' directories go: Kata's path when we may write there, else a private one. */
-async function sharedBase(): Promise<string> {
+export async function sharedBase(): Promise<string> {
   if (process.getuid?.() === 0) return KATA_HOST_SHARED_BASE;
   const runtimeDir = process.env.XDG_RUNTIME_DIR;
   if (runtimeDir && (await access(runtimeDir, constants.W_OK).then(() => true, () => false))) return join(runtimeDir, 'osbuilder', 'sandboxes');
@@ -90,7 +90,7 @@ export class SharedDir {
   /** Unmounts everything shared, then removes the sandbox directory (not if something stays mounted). */
   async cleanup(): Promise<void> {
     for (const m of await mountsUnder(this.sandboxDir)) {
-      await run('umount', [m], { hint: '' }).catch(() => run('umount', ['-l', m], { hint: '' }).catch(() => undefined));
+      await run('umount', [m]).catch(() => run('umount', ['-l', m]).catch(() => undefined));
     }
     const left = await mountsUnder(this.sandboxDir);
     if (left.length) {

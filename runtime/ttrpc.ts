@@ -105,6 +105,8 @@ export const RPC_CODES = [
   'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
 ] as const;
 
+const LOST_HINT = 'see the guest console log (--console-log) for why the agent stopped';
+
 /** A non-OK status from the agent. */
 export class RpcError extends OsbuilderError {
   constructor(
@@ -142,11 +144,11 @@ export class TtrpcClient {
   ) {
     readable.on('data', (chunk: Buffer) => this.onData(chunk));
     const closed = (err?: Error) =>
-      this.fail(err ?? new OsbuilderError('AGENT_ERROR', 'the agent connection closed', 'see the guest console log for why the agent stopped'));
+      this.fail(err ?? new OsbuilderError('AGENT_ERROR', 'the agent connection closed', LOST_HINT));
     readable.on('end', () => closed());
     readable.on('close', () => closed());
-    readable.on('error', (e: Error) => closed(new OsbuilderError('AGENT_ERROR', `agent connection: ${e.message}`, '')));
-    writable.on('error', (e: Error) => closed(new OsbuilderError('AGENT_ERROR', `agent connection: ${e.message}`, '')));
+    readable.on('error', (e: Error) => closed(new OsbuilderError('AGENT_ERROR', `agent connection: ${e.message}`, LOST_HINT)));
+    writable.on('error', (e: Error) => closed(new OsbuilderError('AGENT_ERROR', `agent connection: ${e.message}`, LOST_HINT)));
   }
 
   static fromDuplex(stream: Duplex, onClose?: () => void): TtrpcClient {
@@ -233,6 +235,6 @@ export class TtrpcClient {
   }
 
   close(): void {
-    this.fail(new OsbuilderError('AGENT_ERROR', 'the agent connection was closed', ''));
+    this.fail(new OsbuilderError('AGENT_ERROR', 'the agent connection was closed', 'osbuilder closed it: no call can be made after close()'));
   }
 }

@@ -7,7 +7,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { connect } from 'node:net';
 import type { ResultPromise } from 'execa';
-import { OsbuilderError } from '../core/errors.js';
+import { internalError, OsbuilderError } from '../core/errors.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { debug } from '../core/log.js';
 import { diesWithUs, formatCommand, start } from '../core/exec.js';
@@ -208,7 +208,7 @@ export class Vm {
       });
       return TtrpcClient.fromDuplex(socket, () => socket.destroy());
     }
-    if (!this.options.vsockRelay) throw new OsbuilderError('INTERNAL', 'vsock channel without a relay binary', '');
+    if (!this.options.vsockRelay) throw internalError('vsock channel without a relay binary');
     const relay = start(this.options.vsockRelay, ['--connect', `vsock:${ch.cid}:1024`], { reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'ignore', buffer: false });
     void relay.catch(() => undefined);
     return new TtrpcClient(relay.stdout!, relay.stdin!, () => relay.kill('SIGKILL'));

@@ -8,6 +8,18 @@ interface CacheArgs extends GlobalArgs {
   keep: number;
 }
 
+/** What `osbuilder cache ls` reports (its --json output). */
+async function listing(cache: BuildCache) {
+  return {
+    root: cache.root,
+    entries: (await cache.list()).map((e) => ({ stage: e.stage, key: e.key, bytes: e.bytes, usedAt: e.usedAt.toISOString(), createdAt: e.createdAt, files: Object.keys(e.files) })),
+    stores: (await cache.stores()).map((s) => ({ top: s.top, key: s.name, info: s.info, files: s.files, bytes: s.bytes, usedAt: s.usedAt.toISOString() })),
+    leftovers: await cache.leftovers(),
+  };
+}
+
+export type CacheListing = Awaited<ReturnType<typeof listing>>;
+
 export const cacheCommand: CommandModule<GlobalArgs, CacheArgs> = {
   command: 'cache <action>',
   describe: 'List or prune the build cache ($XDG_CACHE_HOME/osbuilder, or $OSBUILDER_CACHE_DIR)',
@@ -26,13 +38,7 @@ export const cacheCommand: CommandModule<GlobalArgs, CacheArgs> = {
           }
           return { root: cache.root, ...(await cache.prune(argv.keep)) };
         }
-        const entries = await cache.list();
-        return {
-          root: cache.root,
-          entries: entries.map((e) => ({ stage: e.stage, key: e.key, bytes: e.bytes, usedAt: e.usedAt.toISOString(), createdAt: e.createdAt, files: Object.keys(e.files) })),
-          stores: (await cache.stores()).map((s) => ({ top: s.top, key: s.name, info: s.info, files: s.files, bytes: s.bytes, usedAt: s.usedAt.toISOString() })),
-          leftovers: await cache.leftovers(),
-        };
+        return listing(cache);
       },
       (r) => {
         if ('removed' in r) {

@@ -17,7 +17,7 @@ import { guestKernel, type GuestKernel } from '../support/kernel.js';
 import { buildInitrd } from '../../initrd-builder/index.js';
 import { buildImage } from '../../image-builder/index.js';
 import { agentRootfs } from '../support/agent.js';
-import { cliPath, runCli, repoRoot } from '../support/cli.js';
+import { cliPath, runCli, repoRoot, type CliErrorJson } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { qemuNamed, stillThere, type Proc } from '../support/procs.js';
 import { nothingLeft, qemuLeft } from '../support/vm-left.js';
@@ -34,6 +34,7 @@ import {
   setRoot,
   tmpfsMount,
   Vm,
+  type BootResult,
   type BootSession,
   type GuestContainer,
 } from '../../runtime/index.js';
@@ -69,7 +70,7 @@ beforeAll(async () => {
 
 /** Boots with the given extra args and parses the --json result. */
 async function bootJson(name: string, args: string[], command: string[]) {
-  const r = await runCli(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--memory', '512', '--timeout', '300', ...args, '--', ...command], { timeout: 10 * 60_000 });
+  const r = await runCli<BootResult>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--memory', '512', '--timeout', '300', ...args, '--', ...command], { timeout: 10 * 60_000 });
   await nothingLeft(name);
   return r;
 }
@@ -85,14 +86,14 @@ describe('boot an initrd with the agent as init', () => {
     const name = vmName();
     const r = await bootJson(name, ['--initrd', initrd, '--console-log', consoleLog, ...GUEST_VIEW], guestView('echo pid=$$ host=$(hostname)'));
     expect(r.exitCode).toBe(0);
-    const j = r.json;
+    const j = r.json!;
     expect(j.agent).toMatchObject({ version: agentVersion, grpcVersion: '0.0.1', storageHandlers: expect.arrayContaining(['9p']) });
     expect(j.channel).toBe('serial');
     expect(j.channelReason).toMatch(/vhost-vsock/);
     expect(j.sandboxId).toBe(name);
     expect(j.initrd).toBe(initrd);
     expect(j.container).toMatchObject({ source: 'default', exitCode: 0, stderr: '' });
-    const [mounts, release, , osRelease, ids] = parts(j.container.stdout);
+    const [mounts, release, , osRelease, ids] = parts(j.container!.stdout!);
     const table = mounts!.split('\n').map((l: string) => l.split(' ').slice(0, 3).join(' '));
     expect(table[0]).toMatch(/^(rootfs|none) \/ (rootfs|tmpfs|ramfs)$/);
     for (const m of ['proc /proc proc', 'sysfs /sys sysfs', 'dev /dev devtmpfs', 'devpts /dev/pts devpts', 'tmpfs /run tmpfs', 'tmpfs /tmp tmpfs', 'cgroup2 /sys/fs/cgroup cgroup2']) expect(table).toContain(m);
@@ -146,8 +147,8 @@ describe('boot an initrd with the agent as init', () => {
     const name = vmName();
     const r = await bootJson(name, ['--initrd', initrd, '--bundle', bundle], []);
     expect(r.exitCode).toBe(0);
-    expect(r.json.container).toMatchObject({ source: 'bundle', rootfs: join(bundle, 'rootfs'), exitCode: 0 });
-    expect(r.json.container.stdout).toBe('1000\n1000\n/work\nhello\nbundle-host\nID=bundle\nPRETTY_NAME="my bundle"\nshared from the host\n');
+    expect(r.json!.container).toMatchObject({ source: 'bundle', rootfs: join(bundle, 'rootfs'), exitCode: 0 });
+    expect(r.json!.container!.stdout).toBe('1000\n1000\n/work\nhello\nbundle-host\nID=bundle\nPRETTY_NAME="my bundle"\nshared from the host\n');
   });
 });
 
@@ -268,14 +269,14 @@ describe('boot an ext4 image', () => {
   it('via nvdimm: root on /dev/pmem0p1 mounted with dax', async () => {
     const r = await bootJson(vmName(), ['--image', image, ...GUEST_VIEW], guestView());
     expect(r.exitCode).toBe(0);
-    const [mounts, release, cmdline] = parts(r.json.container.stdout);
+    const [mounts, release, cmdline] = parts(r.json!.container!.stdout!);
     const root = mounts!.split('\n').find((l: string) => l.split(' ')[1] === '/');
     expect(root).toMatch(/^\/dev\/(root|pmem0p1) \/ ext4 ro,/);
     expect(root).toMatch(/[ ,]dax/);
     expect(release!.trim()).toBe(kernel.release);
     expect(cmdline).toMatch(/root=\/dev\/pmem0p1 rootflags=dax,data=ordered,errors=remount-ro ro rootfstype=ext4/);
-    expect(r.json.image).toBe(image);
-    expect(r.json.qemu.argv).toEqual(expect.arrayContaining(['nvdimm,id=nv0,memdev=mem0,unarmed=on']));
+    expect(r.json!.image).toBe(image);
+    expect(r.json!.qemu.argv).toEqual(expect.arrayContaining(['nvdimm,id=nv0,memdev=mem0,unarmed=on']));
   });
 
   it('passes the boot test of osbuilder build: pid 1, hostname, cgroup limits, exec, exit status, its own os-release', async () => {
@@ -291,7 +292,7 @@ describe('boot an ext4 image', () => {
   it('via virtio-blk with --disable-image-nvdimm: root on /dev/vda1, no dax', async () => {
     const r = await bootJson(vmName(), ['--image', image, '--disable-image-nvdimm', ...GUEST_VIEW], guestView());
     expect(r.exitCode).toBe(0);
-    const [mounts, , cmdline] = parts(r.json.container.stdout);
+    const [mounts, , cmdline] = parts(r.json!.container!.stdout!);
     const root = mounts!.split('\n').find((l: string) => l.split(' ')[1] === '/');
     expect(root).toMatch(/^\/dev\/(root|vda1) \/ ext4 ro,/);
     expect(root).not.toMatch(/dax/);
@@ -302,9 +303,9 @@ describe('boot an ext4 image', () => {
     const cfg = join(dir, 'configuration.toml');
     await writeFile(cfg, `[hypervisor.qemu]\nkernel = "${kernel.bzImage}"\nimage = "${image}"\ndisable_image_nvdimm = true\ndefault_memory = 512\ndefault_vcpus = 2\nshared_fs = "virtio-9p"\n[agent.kata]\ndial_timeout = 300\n`);
     const name = vmName();
-    const r = await runCli(['boot', '--json', '--name', name, '--config', cfg, '--', 'sh', '-c', 'grep -c ^processor /proc/cpuinfo; cat /proc/cmdline'], { timeout: 10 * 60_000 });
+    const r = await runCli<BootResult>(['boot', '--json', '--name', name, '--config', cfg, '--', 'sh', '-c', 'grep -c ^processor /proc/cpuinfo; cat /proc/cmdline'], { timeout: 10 * 60_000 });
     expect(r.exitCode).toBe(0);
-    const [cpus, cmdline] = r.json.container.stdout.split('\n');
+    const [cpus, cmdline] = r.json!.container!.stdout!.split('\n');
     expect(cpus).toBe('2');
     expect(cmdline).toMatch(/root=\/dev\/vda1 /);
     await nothingLeft(name);
@@ -345,11 +346,11 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
     await mkdir(join(bundle, 'rootfs'), { recursive: true });
     await writeFile(join(bundle, 'config.json'), '{"ociVersion": "1.1.0", "process": {"args": "sh"}, "root": {"path": "rootfs"}}');
     const name = vmName();
-    const r = await runCli(['boot', '--json', '--debug', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--bundle', bundle], { timeout: 60_000 });
+    const r = await runCli<CliErrorJson>(['boot', '--json', '--debug', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--bundle', bundle], { timeout: 60_000 });
     expect(r.exitCode).toBe(1);
-    expect(r.json.error.code).toBe('INPUT_INVALID');
-    expect(r.json.error.message).toContain(join(bundle, 'config.json'));
-    expect(r.json.error.message).toMatch(/process\.args/);
+    expect(r.json!.error.code).toBe('INPUT_INVALID');
+    expect(r.json!.error.message).toContain(join(bundle, 'config.json'));
+    expect(r.json!.error.message).toMatch(/process\.args/);
     expect(r.stderr).not.toMatch(/qemu-system/);
     await nothingLeft(name);
     await writeFile(join(bundle, 'config.json'), '{"ociVersion": ');
@@ -361,13 +362,13 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
   it('--channel vsock without a usable /dev/vhost-vsock is UNSUPPORTED, with a hint', async () => {
     const usable = await stat('/dev/vhost-vsock').then(() => true, () => false);
     const name = vmName();
-    const r = await runCli(['boot', '--json', '--name', name, '--channel', 'vsock', '--kernel', kernel.bzImage, '--initrd', initrd, '--', 'true'], { timeout: 10 * 60_000 });
+    const r = await runCli<BootResult | CliErrorJson>(['boot', '--json', '--name', name, '--channel', 'vsock', '--kernel', kernel.bzImage, '--initrd', initrd, '--', 'true'], { timeout: 10 * 60_000 });
     if (usable) {
       expect(r.exitCode).toBe(0);
-      expect(r.json.channel).toBe('vsock');
+      expect(r.json).toMatchObject({ channel: 'vsock' });
     } else {
       expect(r.exitCode).toBe(1);
-      expect(r.json.error).toMatchObject({ code: 'UNSUPPORTED', hint: expect.stringMatching(/--channel serial/) });
+      expect(r.json).toMatchObject({ error: { code: 'UNSUPPORTED', hint: expect.stringMatching(/--channel serial/) } });
     }
     await nothingLeft(name);
   });
@@ -385,11 +386,11 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
   it('an agent that never answers (/init sleeps) is BOOT_TIMEOUT after --timeout', async () => {
     const bad = await initrdFrom('sleeps', '#!/bin/sh\necho OSB-INIT-SLEEPING\nexec sleep 100000\n');
     const name = vmName();
-    const r = await runCli(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--initrd', bad, '--memory', '512', '--timeout', '20', '--', 'true'], { timeout: 10 * 60_000 });
+    const r = await runCli<CliErrorJson>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--initrd', bad, '--memory', '512', '--timeout', '20', '--', 'true'], { timeout: 10 * 60_000 });
     expect(r.exitCode).toBe(1);
-    expect(r.json.error.code).toBe('BOOT_TIMEOUT');
-    expect(r.json.error.message).toMatch(/^the agent did not answer within 20\.0s/);
-    expect(r.json.error.hint).toMatch(/raise --timeout/);
+    expect(r.json!.error.code).toBe('BOOT_TIMEOUT');
+    expect(r.json!.error.message).toMatch(/^the agent did not answer within 20\.0s/);
+    expect(r.json!.error.hint).toMatch(/raise --timeout/);
     await nothingLeft(name);
   });
 

@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliPath, repoRoot, runCli } from '../support/cli.js';
+import { cliPath, repoRoot, runCli, type CliErrorJson } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
 
 let work: string;
@@ -39,7 +39,7 @@ async function listing(path: string): Promise<string[]> {
 async function expectRefused(args: string[], code: string, message: RegExp, prefix: string, checked: 'plan' | 'kernel source' = 'plan'): Promise<void> {
   const before = await listing(prefix);
   const cache = join(work, `cache-${++seq}`);
-  const r = await runCli(['build', ...args, '--prefix', prefix, '--json'], { env: { ...process.env, OSBUILDER_CACHE_DIR: cache } as Record<string, string>, timeout: 120_000 });
+  const r = await runCli<CliErrorJson>(['build', ...args, '--prefix', prefix, '--json'], { env: { ...process.env, OSBUILDER_CACHE_DIR: cache } as Record<string, string>, timeout: 120_000 });
   expect(r.exitCode, r.stderr).toBe(code === 'USAGE' ? 2 : 1);
   expect(r.json?.error, r.stdout).toMatchObject({ code, message: expect.stringMatching(message), hint: expect.stringMatching(/\S/) });
   if (checked === 'plan') expect(existsSync(cache), 'no work started').toBe(false);

@@ -13,7 +13,10 @@ import { execa, type ResultPromise } from 'execa';
 import { cp, lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliPath, repoRoot, runCli } from '../support/cli.js';
+import { cliPath, repoRoot, runCli, type CliErrorJson } from '../support/cli.js';
+import type { BuildResult } from '../../pipeline/build.js';
+import type { ReproducibleResult } from '../../pipeline/reproducible.js';
+import type { BootResult } from '../../runtime/index.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { guestKernel, KERNEL_SDE, seedKernelEntry, type GuestKernel } from '../support/kernel.js';
 import { descendants, qemuNamed, stillThere } from '../support/procs.js';
@@ -29,8 +32,9 @@ let env: Record<string, string>;
 const prefix = () => join(work, 'prefix');
 const share = (p = prefix()) => join(p, 'usr/share/kata-containers');
 
-async function osb(args: string[], extraEnv: Record<string, string> = {}) {
-  return runCli([...args, '--json'], { env: { ...env, ...extraEnv }, timeout: 40 * 60_000 });
+/** `osbuilder <args> --json`; `T` is what it prints (a failing run: CliErrorJson). */
+async function osb<T = BuildResult>(args: string[], extraEnv: Record<string, string> = {}) {
+  return runCli<T>([...args, '--json'], { env: { ...env, ...extraEnv }, timeout: 40 * 60_000 });
 }
 
 /** Regular files and links under `root`, as "path" or "path -> target". */
@@ -107,21 +111,19 @@ afterAll(async () => {
 });
 
 describe('the default build', () => {
-  let result: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-
   it('builds, boot-tests and installs debian image + busybox initrd + kernel into a clean prefix', async () => {
     const r = await osb(['build', '--prefix', prefix(), '--jobs', '2', '--boot-timeout', '600']);
     expect(r.exitCode, r.stderr).toBe(0);
-    result = r.json;
+    const result = r.json!;
     expect(result.install).toBe('installed');
-    expect(result.rows.map((x: { artifact: string; cached: boolean }) => [x.artifact, x.cached])).toEqual([
+    expect(result.rows.map((x) => [x.artifact, x.cached])).toEqual([
       ['kata-debian-bookworm.image', false],
       ['kata-busybox-bookworm.initrd', false],
       [`vmlinuz-${kernel.version}-${kernel.configVersion}`, true], // seeded from the suite's kernel
     ]);
     expect(result.bootTests).toHaveLength(2);
     for (const b of result.bootTests) expect(b).toMatchObject({ passed: true, cached: false });
-    expect(result.bootTests.map((b: { osRelease: string }) => b.osRelease).sort()).toEqual(['BusyBox 1.35.0 (osbuilder guest)', 'Debian GNU/Linux 12 (bookworm)']);
+    expect(result.bootTests.map((b) => b.osRelease).sort()).toEqual(['BusyBox 1.35.0 (osbuilder guest)', 'Debian GNU/Linux 12 (bookworm)']);
     // Each artifact ran a container through Kata's API: its own rootfs, pid 1, the limits, an exec, status 3.
     const kata = JSON.parse(await readFile(join(repoRoot, 'test/fixtures/kata-protocol.json'), 'utf8')).services as Record<string, string[]>;
     const kataPaths = Object.entries(kata).flatMap(([svc, ms]) => ms.map((m) => `/${svc}/${m.split('(')[0]}`));
@@ -181,18 +183,18 @@ describe('the default build', () => {
     const before = await sha256File(join(share(), 'manifest.json'));
     const r = await osb(['build', '--prefix', prefix()]);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json.install).toBe('unchanged');
-    expect(r.json.rows.every((x: { cached: boolean }) => x.cached)).toBe(true);
-    expect(r.json.bootTests.every((b: { cached: boolean; passed: boolean }) => b.cached && b.passed)).toBe(true);
-    expect(r.json.notes).toContain('boot tests skipped: these exact artifacts already passed them');
+    expect(r.json!.install).toBe('unchanged');
+    expect(r.json!.rows.every((x) => x.cached)).toBe(true);
+    expect(r.json!.bootTests.every((b) => b.cached && b.passed)).toBe(true);
+    expect(r.json!.notes).toContain('boot tests skipped: these exact artifacts already passed them');
     expect(await sha256File(join(share(), 'manifest.json'))).toBe(before);
   });
 
   it('keeps an existing different install unless -f', async () => {
     const before = await listing(prefix());
-    const r = await osb(['build', 'busybox', '--initrd', '--prefix', prefix()], { SOURCE_DATE_EPOCH: '1700000001' });
+    const r = await osb<CliErrorJson>(['build', 'busybox', '--initrd', '--prefix', prefix()], { SOURCE_DATE_EPOCH: '1700000001' });
     expect(r.exitCode).toBe(1);
-    expect(r.json.error.code).toBe('OUTPUT_EXISTS');
+    expect(r.json!.error.code).toBe('OUTPUT_EXISTS');
     expect(await listing(prefix())).toEqual(before);
   });
 });
@@ -204,7 +206,7 @@ describe('a measured rootfs (--verity)', () => {
   it('boot-tests the dm-verity image with root on /dev/dm-0 and installs its kernel_verity_params: root_hash_.txt, configuration-qemu.toml, manifest.json', async () => {
     const r = await osb(['build', '--image', '--kernel', '--verity', '--prefix', vp(), '--boot-timeout', '600']);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json.bootTests).toEqual([expect.objectContaining({ passed: true, cached: false, root: '/dev/dm-0', artifact: 'kata-debian-bookworm.image', osRelease: 'Debian GNU/Linux 12 (bookworm)' })]);
+    expect(r.json!.bootTests).toEqual([expect.objectContaining({ passed: true, cached: false, root: '/dev/dm-0', artifact: 'kata-debian-bookworm.image', osRelease: 'Debian GNU/Linux 12 (bookworm)' })]);
     expect(await listing(share(vp()))).toContain('root_hash_.txt');
     const params = (await readFile(join(share(vp()), 'root_hash_.txt'), 'utf8')).trim();
     expect(params).toMatch(/^root_hash=[0-9a-f]{64},salt=[0-9a-f]{64},data_blocks=\d+,data_block_size=4096,hash_block_size=4096$/);
@@ -218,9 +220,9 @@ describe('a measured rootfs (--verity)', () => {
   });
 
   it('boots from the installed configuration-qemu.toml with the verity table on the command line', async () => {
-    const r = await runCli(['boot', '--config', cfgPath(), '--timeout', '600', '--json', '--', 'cat', '/proc/cmdline'], { timeout: 15 * 60_000 });
+    const r = await runCli<BootResult>(['boot', '--config', cfgPath(), '--timeout', '600', '--json', '--', 'cat', '/proc/cmdline'], { timeout: 15 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json.container.stdout).toMatch(/dm-mod\.create="dm-verity,,,ro,0 \d+ verity 1 \/dev\/pmem0p1 \/dev\/pmem0p2 4096 4096 \d+ 0 sha256 [0-9a-f]{64} [0-9a-f]{64}" root=\/dev\/dm-0 /);
+    expect(r.json!.container!.stdout).toMatch(/dm-mod\.create="dm-verity,,,ro,0 \d+ verity 1 \/dev\/pmem0p1 \/dev\/pmem0p2 4096 4096 \d+ 0 sha256 [0-9a-f]{64} [0-9a-f]{64}" root=\/dev\/dm-0 /);
   });
 
   it('a new image without --verity takes the verity parameters out of the install', async () => {
@@ -228,7 +230,7 @@ describe('a measured rootfs (--verity)', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(await listing(share(vp()))).not.toContain('root_hash_.txt');
     expect(await readFile(cfgPath(), 'utf8')).not.toContain('kernel_verity_params');
-    expect(r.json.bootTests).toEqual([expect.objectContaining({ passed: true, root: '/dev/pmem0p1' })]);
+    expect(r.json!.bootTests).toEqual([expect.objectContaining({ passed: true, root: '/dev/pmem0p1' })]);
   });
 });
 
@@ -247,19 +249,19 @@ describe('cache faults', () => {
     const r = await osb(['build', '--prefix', prefix()]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/cache entry .*initrd.* is corrupt/);
-    const initrd = r.json.rows.find((x: { artifact: string }) => x.artifact === 'kata-busybox-bookworm.initrd');
+    const initrd = r.json!.rows.find((x) => x.artifact === 'kata-busybox-bookworm.initrd');
     expect(initrd).toMatchObject({ cached: false, sha256: good }); // rebuilt bit-identical (SOURCE_DATE_EPOCH)
-    expect(r.json.install).toBe('unchanged');
+    expect(r.json!.install).toBe('unchanged');
     expect(await sha256File(file)).toBe(good);
   });
 });
 
 describe('--verify-reproducible', () => {
   it('busybox initrd: two builds from empty caches are bit-identical', async () => {
-    const r = await osb(['build', 'busybox', '--initrd', '--verify-reproducible']);
+    const r = await osb<ReproducibleResult>(['build', 'busybox', '--initrd', '--verify-reproducible']);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json.reproducible).toBe(true);
-    const [a] = r.json.artifacts;
+    expect(r.json!.reproducible).toBe(true);
+    const a = r.json!.artifacts[0]!;
     expect(a.file).toBe('kata-busybox-bookworm.initrd');
     expect(a.sha256[0]).toBe(a.sha256[1]);
   });
@@ -306,10 +308,10 @@ describe('interrupted builds', () => {
 
     const again = await osb(args.slice(0), { SOURCE_DATE_EPOCH: '1700000002' });
     expect(again.exitCode, again.stderr).toBe(0);
-    expect(again.json.install).toBe('replaced');
-    expect(again.json.bootTests).toEqual([expect.objectContaining({ passed: true, cached: false, kernel: `installed ${share(p)}/vmlinuz-${kernel.version}-${kernel.configVersion}` })]);
+    expect(again.json!.install).toBe('replaced');
+    expect(again.json!.bootTests).toEqual([expect.objectContaining({ passed: true, cached: false, kernel: `installed ${share(p)}/vmlinuz-${kernel.version}-${kernel.configVersion}` })]);
     // A partial build keeps what it did not build (the image, the kernel).
-    expect(again.json.notes.join('\n')).toMatch(/kept from the existing install: .*kata-debian-bookworm\.image/);
+    expect(again.json!.notes.join('\n')).toMatch(/kept from the existing install: .*kata-debian-bookworm\.image/);
     expect(await readlink(join(share(p), 'kata-containers.img'))).toBe('kata-debian-bookworm.image');
   });
 });
@@ -329,10 +331,10 @@ describe('kernel stage and engines', () => {
   });
 
   it('--docker-host: the rootfs is built on that engine (an unreachable one is DOCKER_UNAVAILABLE, naming it)', async () => {
-    const r = await osb(['build', 'busybox', '--initrd', '--no-cache', '--no-boot-test', '--prefix', join(work, 'remote'), '--docker-host', 'unix:///nonexistent/docker.sock']);
+    const r = await osb<CliErrorJson>(['build', 'busybox', '--initrd', '--no-cache', '--no-boot-test', '--prefix', join(work, 'remote'), '--docker-host', 'unix:///nonexistent/docker.sock']);
     expect(r.exitCode).toBe(1);
-    expect(r.json.error.code).toBe('DOCKER_UNAVAILABLE');
-    expect(r.json.error.message).toContain('at unix:///nonexistent/docker.sock');
+    expect(r.json!.error.code).toBe('DOCKER_UNAVAILABLE');
+    expect(r.json!.error.message).toContain('at unix:///nonexistent/docker.sock');
   });
 });
 
@@ -352,9 +354,9 @@ describe('a full disk under the prefix', () => {
     // Installed untested, as asked, and the manifest says so.
     expect(JSON.parse(await readFile(join(share(mnt()), 'manifest.json'), 'utf8')).bootTested).toBe(false);
     const before = await listing(mnt());
-    const r = await osb(['build', '--prefix', mnt(), '-f', '--no-boot-test']);
+    const r = await osb<CliErrorJson>(['build', '--prefix', mnt(), '-f', '--no-boot-test']);
     expect(r.exitCode).toBe(1);
-    expect(r.json.error.code).toBe('NO_SPACE');
+    expect(r.json!.error.code).toBe('NO_SPACE');
     expect(await listing(mnt())).toEqual(before);
     const sums = await execa('sha256sum', ['-c', 'usr/share/kata-containers/SHA256SUMS'], { cwd: mnt(), reject: false });
     expect(sums.exitCode).toBe(0);

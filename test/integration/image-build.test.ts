@@ -8,9 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { lstat, mkdir, open, readFile, readdir, rename, stat, utimes, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runCli } from '../support/cli.js';
+import { runCli, type Jsonified } from '../support/cli.js';
 import { makeBusyboxRootfs, makeTempDir } from '../support/fixtures.js';
 import { contentDigest, debianKataRootfs, extract, sha256Of } from '../support/image.js';
+import type { ImageResult } from '../../image-builder/index.js';
 
 const MiB = 1048576;
 const EPOCH = '1700000000';
@@ -29,16 +30,24 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function image(args: string[], env: Record<string, string> = {}) {
-  const r = await runCli(['image', ...args, '--json'], { env: { ...process.env, SOURCE_DATE_EPOCH: '', ...env }, timeout: 10 * 60_000 });
+async function image(args: string[], env: Record<string, string> = {}): Promise<Jsonified<ImageResult>> {
+  const r = await runCli<ImageResult>(['image', ...args, '--json'], { env: { ...process.env, SOURCE_DATE_EPOCH: '', ...env }, timeout: 10 * 60_000 });
   expect(r.exitCode, r.stderr + r.stdout).toBe(0);
-  return r.json;
+  return r.json!;
 }
 
-async function sfdisk(file: string) {
+/** The part of `sfdisk -J` the tests read. */
+interface SfdiskTable {
+  label: string;
+  id: string;
+  unit: string;
+  partitions: Array<{ node: string; start: number; size: number; type: string }>;
+}
+
+async function sfdisk(file: string): Promise<SfdiskTable> {
   const r = await execa('sfdisk', ['-J', file]);
   expect(String(r.stderr)).toBe('');
-  return JSON.parse(String(r.stdout)).partitiontable;
+  return (JSON.parse(String(r.stdout)) as { partitiontable: SfdiskTable }).partitiontable;
 }
 
 async function e2fsck(file: string, offset: number) {
@@ -69,7 +78,7 @@ async function expectSameContent(img: string, offset: number, rootfs: string, na
 
 describe('busybox rootfs, default layout (MBR #1, DAX block, MBR #2)', () => {
   let img: string;
-  let j: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  let j: Jsonified<ImageResult>;
 
   beforeAll(async () => {
     img = join(work, 'busybox.img');
@@ -85,11 +94,11 @@ describe('busybox rootfs, default layout (MBR #1, DAX block, MBR #2)', () => {
   it('sfdisk reads the partition at 3 MiB from byte 0 and at 1 MiB on the view from 2 MiB; blkid finds the ext4 UUID', async () => {
     const t0 = await sfdisk(img);
     expect(t0).toMatchObject({ label: 'dos', id: j.diskIds[0], unit: 'sectors' });
-    expect(t0.partitions.map((p: any) => [p.start, p.size, p.type])).toEqual([[6144, (124 * MiB) / 512, '83']]); // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(t0.partitions.map((p) => [p.start, p.size, p.type])).toEqual([[6144, (124 * MiB) / 512, '83']]);
     const view = await extract(img, 2 * MiB, 126 * MiB, join(work, 'busybox.view'));
     const t2 = await sfdisk(view);
     expect(t2).toMatchObject({ label: 'dos', id: j.diskIds[1] });
-    expect(t2.partitions.map((p: any) => [p.start, p.size, p.type])).toEqual([[2048, (124 * MiB) / 512, '83']]); // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(t2.partitions.map((p) => [p.start, p.size, p.type])).toEqual([[2048, (124 * MiB) / 512, '83']]);
     const blkid = await execa('blkid', ['-p', '-O', String(3 * MiB), '-o', 'export', img]);
     expect(String(blkid.stdout)).toMatch(new RegExp(`^UUID=${j.uuid}$`, 'm'));
     expect(String(blkid.stdout)).toMatch(/^TYPE=ext4$/m);
@@ -145,7 +154,7 @@ describe('busybox rootfs, default layout (MBR #1, DAX block, MBR #2)', () => {
 
 describe('Debian minbase rootfs', () => {
   let img: string;
-  let j: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  let j: Jsonified<ImageResult>;
 
   beforeAll(async () => {
     img = join(work, 'debian.img');
@@ -157,13 +166,13 @@ describe('Debian minbase rootfs', () => {
     expect(j.sizeBytes).toBe((await stat(img)).size);
     expect(j.sha256).toBe(await sha256Of(img));
     await e2fsck(img, 3 * MiB);
-    const size = j.partitions[0].size / 512;
-    expect((await sfdisk(img)).partitions.map((p: any) => [p.start, p.size])).toEqual([[6144, size]]); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const size = j.partitions[0]!.size / 512;
+    expect((await sfdisk(img)).partitions.map((p) => [p.start, p.size])).toEqual([[6144, size]]);
     const view = await extract(img, 2 * MiB, 2 * MiB, join(work, 'debian.view'));
     const fh = await open(view, 'r+'); // the nvdimm view: same size as the namespace data, table only
     await fh.truncate(j.sizeBytes - 2 * MiB);
     await fh.close();
-    expect((await sfdisk(view)).partitions.map((p: any) => [p.start, p.size])).toEqual([[2048, size]]); // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect((await sfdisk(view)).partitions.map((p) => [p.start, p.size])).toEqual([[2048, size]]);
   });
 
   it('debugfs ls /usr/bin lists what the rootfs has, and a file reads back identical; rdump matches the whole tree', async () => {
@@ -216,14 +225,14 @@ describe('other layouts and filesystems', () => {
     const t = await sfdisk(img);
     expect(t).toMatchObject({ label: 'gpt', id: j.diskIds[0], firstlba: 34, lastlba: (128 * MiB) / 512 - 34 });
     expect(t.partitions).toHaveLength(1);
-    expect(t.partitions[0]).toMatchObject({ start: 2048, size: (126 * MiB) / 512, type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4', uuid: j.partitions[0].uuid, name: 'rootfs' });
+    expect(t.partitions[0]).toMatchObject({ start: 2048, size: (126 * MiB) / 512, type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4', uuid: j.partitions[0]!.uuid, name: 'rootfs' });
     await e2fsck(img, MiB);
   });
 
   it('--no-dax (MBR): one table, partition at 1 MiB, no DAX block', async () => {
     const img = join(work, 'plain.img');
     await image([busybox, '-o', img, '--no-dax']);
-    expect((await sfdisk(img)).partitions.map((p: any) => [p.start, p.size])).toEqual([[2048, (126 * MiB) / 512]]); // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect((await sfdisk(img)).partitions.map((p) => [p.start, p.size])).toEqual([[2048, (126 * MiB) / 512]]);
     const fh = await open(img, 'r');
     const b = Buffer.alloc(16);
     await fh.read(b, 0, 16, 4096);
@@ -236,13 +245,13 @@ describe('other layouts and filesystems', () => {
     const img = join(work, 'erofs.img');
     const j = await image([busybox, '-o', img, '--fs-type', 'erofs'], { SOURCE_DATE_EPOCH: EPOCH });
     expect(j.fsType).toBe('erofs');
-    const part = await extract(img, j.partitions[0].start, j.partitions[0].size, join(work, 'erofs.part'));
+    const part = await extract(img, j.partitions[0]!.start, j.partitions[0]!.size, join(work, 'erofs.part'));
     const out = join(work, 'erofs-extract');
     await execa('fsck.erofs', [`--extract=${out}`, part]);
     const regular = (lines: string[]) => lines.filter((l) => /^\S+ (4|10|12)0000 /.test(l));
     expect(regular(await contentDigest(out))).toEqual(regular(await contentDigest(busybox)));
     expect(String((await execa('dump.erofs', ['-s', part])).stdout)).toMatch(new RegExp(`Filesystem UUID:\\s+${j.uuid}`));
-    expect(String((await execa('blkid', ['-p', '-O', String(j.partitions[0].start), '-o', 'export', img])).stdout)).toMatch(/^TYPE=erofs$/m);
+    expect(String((await execa('blkid', ['-p', '-O', String(j.partitions[0]!.start), '-o', 'export', img])).stdout)).toMatch(/^TYPE=erofs$/m);
     const again = await image([busybox, '-o', join(work, 'erofs-again.img'), '--fs-type', 'erofs', '--sha256'], { SOURCE_DATE_EPOCH: EPOCH });
     expect(again.sha256).toBe(await sha256Of(img));
   });
@@ -252,21 +261,22 @@ describe('other layouts and filesystems', () => {
     await mkdir(dir);
     const img = join(dir, 'kata.img');
     const j = await image([busybox, '-o', img, '--verity', '--build-variant', 'measured'], { SOURCE_DATE_EPOCH: EPOCH });
-    const [root, hash] = j.partitions;
+    const root = j.partitions[0]!;
+    const hash = j.partitions[1]!;
     expect(root).toMatchObject({ number: 1, role: 'root', start: 3 * MiB });
     expect(hash).toMatchObject({ number: 2, role: 'verity', start: root.start + root.size });
     expect(hash.start + hash.size).toBe(j.sizeBytes - MiB);
-    expect((await sfdisk(img)).partitions.map((p: any) => [p.start, p.size])).toEqual([ // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect((await sfdisk(img)).partitions.map((p) => [p.start, p.size])).toEqual([
       [root.start / 512, root.size / 512],
       [hash.start / 512, hash.size / 512],
     ]);
     const txt = await readFile(join(dir, 'root_hash.txt'), 'utf8');
     expect(txt).toMatch(new RegExp(`^Root hash:\\s+${j.rootHash}$`, 'm'));
-    expect(txt).toMatch(new RegExp(`^Salt:\\s+${j.verity.salt}$`, 'm'));
+    expect(txt).toMatch(new RegExp(`^Salt:\\s+${j.verity!.salt}$`, 'm'));
     expect(txt).toContain(img);
     // kernel_verity_params, Kata's form, is all a verifier needs
     const params = (await readFile(join(dir, 'root_hash_measured.txt'), 'utf8')).trim();
-    expect(params).toBe(j.verity.kernelVerityParams);
+    expect(params).toBe(j.verity!.kernelVerityParams);
     const kv = Object.fromEntries(params.split(',').map((f) => f.split('=') as [string, string]));
     expect(Object.keys(kv)).toEqual(['root_hash', 'salt', 'data_blocks', 'data_block_size', 'hash_block_size']);
     expect(Number(kv.data_blocks) * Number(kv.data_block_size)).toBe(root.size);

@@ -10,6 +10,7 @@ import { execa } from 'execa';
 import { lstat, mkdir, readdir, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliPath, runCli } from '../support/cli.js';
+import type { InitrdResult } from '../../initrd-builder/index.js';
 import { debianCloudKernel, makeBusyboxRootfs, makeTempDir } from '../support/fixtures.js';
 import { bootInitrd, cpioExtract, cpioList, debianMinbaseWithInit, decompressTo, dfsOrder, INIT_MARKER, snapshot, snapshotDiff } from '../support/initrd.js';
 
@@ -107,7 +108,7 @@ describe('busybox rootfs, every compression', () => {
   for (const compression of CODECS) {
     it(`${compression}: cpio -it lists exactly the rootfs, cpio -idm gives back its files`, async () => {
       const out = join(work, `bb.${compression}`);
-      const r = await runCli(['initrd', busybox, '-o', out, '--compression', compression, '--json']);
+      const r = await runCli<InitrdResult>(['initrd', busybox, '-o', out, '--compression', compression, '--json']);
       expect(r.exitCode, r.stderr).toBe(0);
       const size = (await stat(out)).size;
       expect(r.json).toEqual({
@@ -121,7 +122,7 @@ describe('busybox rootfs, every compression', () => {
       });
       const cpio = join(work, `bb-${compression}.cpio`);
       await decompressTo(out, compression, cpio);
-      expect((await stat(cpio)).size).toBe(r.json.uncompressedBytes);
+      expect((await stat(cpio)).size).toBe(r.json!.uncompressedBytes);
       expect(await cpioList(cpio)).toEqual(dfsOrder(busybox)); // no hard links: exactly our walk order
       const dest = join(work, `bb-${compression}-x`);
       await mkdir(dest);
@@ -141,10 +142,10 @@ describe('Debian minbase rootfs', () => {
 
   it('default build (zstd): cpio -it lists exactly the rootfs, cpio -idm gives back its files', async () => {
     const out = join(work, 'debian.initrd');
-    const r = await runCli(['initrd', debian, '-o', out, '--json'], { env: { SOURCE_DATE_EPOCH: String(EPOCH) } });
+    const r = await runCli<InitrdResult>(['initrd', debian, '-o', out, '--json'], { env: { SOURCE_DATE_EPOCH: String(EPOCH) } });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json).toMatchObject({ path: out, compression: 'zstd', level: 3, entries: dfsOrder(debian).length });
-    first = r.json;
+    first = r.json!;
     const cpio = join(work, 'debian.cpio');
     await decompressTo(out, 'zstd', cpio);
     const names = await cpioList(cpio);
@@ -168,7 +169,7 @@ describe('Debian minbase rootfs', () => {
 
   it('without SOURCE_DATE_EPOCH the archive equals `cpio -o -H newc --reproducible` byte for byte', async () => {
     const out = join(work, 'debian-noclamp.initrd');
-    const r = await runCli(['initrd', debian, '-o', out, '--compression', 'none', '--json']);
+    const r = await runCli<InitrdResult>(['initrd', debian, '-o', out, '--compression', 'none', '--json']);
     expect(r.exitCode, r.stderr).toBe(0);
     const gnu = join(work, 'debian-gnu.cpio');
     await execa('sh', ['-c', 'cpio -o -H newc --reproducible --quiet > "$0"', gnu], { cwd: debian, input: dfsOrder(debian).join('\n') + '\n' });
@@ -191,13 +192,13 @@ describe('Debian minbase rootfs', () => {
     const later = Date.now() / 1000 + 3600;
     for (const t of touched) await utimes(join(debian, t), later, later);
     const out = join(work, 'debian-2.initrd');
-    const r = await runCli(['initrd', debian, '-o', out, '--json'], { env: { SOURCE_DATE_EPOCH: String(EPOCH) } });
+    const r = await runCli<InitrdResult>(['initrd', debian, '-o', out, '--json'], { env: { SOURCE_DATE_EPOCH: String(EPOCH) } });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json.sha256).toBe(first.sha256);
+    expect(r.json!.sha256).toBe(first.sha256);
     expect((await readFile(out)).equals(await readFile(first.path))).toBe(true);
     // and the clamp is what makes it so: without it, the touched mtimes show
-    const loose = await runCli(['initrd', debian, '-o', join(work, 'debian-3.initrd'), '--json']);
-    expect(loose.json.sha256).not.toBe(first.sha256);
+    const loose = await runCli<InitrdResult>(['initrd', debian, '-o', join(work, 'debian-3.initrd'), '--json']);
+    expect(loose.json!.sha256).not.toBe(first.sha256);
   });
 
   it('is not larger than `find . | cpio -H newc -o | gzip -9` (Kata)', async () => {

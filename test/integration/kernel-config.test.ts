@@ -6,7 +6,8 @@
 import { copyFile, open, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { runCli, type CliErrorJson } from '../support/cli.js';
+import type { ConfigDiff, ConfigResult, SetupResult, VerifyReport } from '../../kernel/index.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { LINUX_SOURCE_TARBALL, sourceSha256 } from '../support/kernel.js';
 import { sha256File } from '../../core/hash.js';
@@ -33,9 +34,9 @@ beforeAll(async () => {
 
 describe('kernel setup/config on linux-source-6.1', () => {
   it('sets up the default x86_64 tree: extracted, verified, .config written, state recorded', async () => {
-    const r = await runCli(['kernel', 'setup', '-v', '6.1', '--source', LINUX_SOURCE_TARBALL, '--sha256', sha, '-a', 'x86_64', '-k', tree, '--json'], { timeout: 15 * 60_000 });
+    const r = await runCli<SetupResult>(['kernel', 'setup', '-v', '6.1', '--source', LINUX_SOURCE_TARBALL, '--sha256', sha, '-a', 'x86_64', '-k', tree, '--json'], { timeout: 15 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
-    const j = r.json;
+    const j = r.json!;
     expect(j.version).toMatch(/^6\.1\.\d+$/);
     expect(j.source).toMatchObject({ sha256: sha, reused: false });
     expect(j.verify.ok).toBe(true);
@@ -56,21 +57,21 @@ describe('kernel setup/config on linux-source-6.1', () => {
 
   it('setup again reuses the tree and leaves an identical .config alone', async () => {
     const before = (await stat(join(tree, '.config'))).mtimeMs;
-    const r = await runCli(['kernel', 'setup', '-v', '6.1', '--source', LINUX_SOURCE_TARBALL, '--sha256', sha, '-k', tree, '--json']);
+    const r = await runCli<SetupResult>(['kernel', 'setup', '-v', '6.1', '--source', LINUX_SOURCE_TARBALL, '--sha256', sha, '-k', tree, '--json']);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json.source.reused).toBe(true);
+    expect(r.json!.source.reused).toBe(true);
     expect((await stat(join(tree, '.config'))).mtimeMs).toBe(before);
   });
 
   it('config -g nvidia verifies the GPU variant and writes it only to -o', async () => {
     const out = join(work, 'nvidia.config');
     const dotBefore = await sha256File(join(tree, '.config'));
-    const r = await runCli(['kernel', 'config', '-v', '6.1', '-g', 'nvidia', '-k', tree, '-o', out, '--json']);
+    const r = await runCli<ConfigResult>(['kernel', 'config', '-v', '6.1', '-g', 'nvidia', '-k', tree, '-o', out, '--json']);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json.verify.ok).toBe(true);
-    expect(r.json.variant).toBe('nvidia-gpu');
-    expect(r.json.report.present.map((p: { symbol: string }) => p.symbol)).toEqual(expect.arrayContaining(['MODULES', 'MODULE_UNLOAD', 'HOTPLUG_PCI_PCIE', 'HOTPLUG_PCI_SHPC', 'PCI_MMCONFIG', 'DRM_NOUVEAU', 'VFIO_PCI']));
-    expect(r.json.verify.overrides).toEqual([{ symbol: 'MODULES', from: expect.stringContaining('common/base.conf'), to: expect.stringContaining('gpu/nvidia/nvidia.conf') }]);
+    expect(r.json!.verify.ok).toBe(true);
+    expect(r.json!.variant).toBe('nvidia-gpu');
+    expect(r.json!.report.present.map((p: { symbol: string }) => p.symbol)).toEqual(expect.arrayContaining(['MODULES', 'MODULE_UNLOAD', 'HOTPLUG_PCI_PCIE', 'HOTPLUG_PCI_SHPC', 'PCI_MMCONFIG', 'DRM_NOUVEAU', 'VFIO_PCI']));
+    expect(r.json!.verify.overrides).toEqual([{ symbol: 'MODULES', from: expect.stringContaining('common/base.conf'), to: expect.stringContaining('gpu/nvidia/nvidia.conf') }]);
     const cfg = await readFile(out, 'utf8');
     expect(cfg).toContain('CONFIG_MODULES=y');
     expect(cfg).toContain('CONFIG_VFIO_PCI=y');
@@ -86,34 +87,35 @@ describe('kernel setup/config on linux-source-6.1', () => {
   });
 
   it('diff ours <tree>/.config -k <tree>: our resolved config is the one setup wrote, grouped by the Kconfig menus of the tree', async () => {
-    const r = await runCli(['kernel', 'diff', 'ours', join(tree, '.config'), '-a', 'x86_64', '-k', tree, '--json'], { timeout: 5 * 60_000 });
+    const r = await runCli<ConfigDiff>(['kernel', 'diff', 'ours', join(tree, '.config'), '-a', 'x86_64', '-k', tree, '--json'], { timeout: 5 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json.left).toMatchObject({ source: 'ours', kind: 'ours-resolved', detail: expect.stringContaining(`make olddefconfig in ${tree} (Linux 6.1.`) });
-    expect(r.json.right).toMatchObject({ source: join(tree, '.config'), kind: 'config' });
-    expect(r.json.grouping).toEqual({ by: 'kconfig', tree, from: '--kernel-dir' });
-    expect(r.json.groups).toEqual([]);
-    expect(r.json.counts).toMatchObject({ onlyLeft: 0, onlyRight: 0, differ: 0 });
-    expect(r.json.counts.same).toBeGreaterThan(500);
+    expect(r.json!.left).toMatchObject({ source: 'ours', kind: 'ours-resolved', detail: expect.stringContaining(`make olddefconfig in ${tree} (Linux 6.1.`) });
+    expect(r.json!.right).toMatchObject({ source: join(tree, '.config'), kind: 'config' });
+    expect(r.json!.grouping).toEqual({ by: 'kconfig', tree, from: '--kernel-dir' });
+    expect(r.json!.groups).toEqual([]);
+    expect(r.json!.counts).toMatchObject({ onlyLeft: 0, onlyRight: 0, differ: 0 });
+    expect(r.json!.counts.same).toBeGreaterThan(500);
   });
 
   it('config --json with a dropped option prints {"error": {...}} listing the failed options with their reasons, exits 1, writes no -o file', async () => {
     const frag = join(work, 'drop.conf');
     const out = join(work, 'drop.config');
     await writeFile(frag, '# CONFIG_ACPI is not set\nCONFIG_ACPI_NFIT=y\n');
-    const r = await runCli(['kernel', 'config', '-v', '6.1', '-k', tree, '--fragment', frag, '-o', out, '--json']);
+    const r = await runCli<CliErrorJson>(['kernel', 'config', '-v', '6.1', '-k', tree, '--fragment', frag, '-o', out, '--json']);
     expect(r.exitCode).toBe(1);
-    expect(Object.keys(r.json)).toEqual(['error']);
-    const e = r.json.error;
+    expect(Object.keys(r.json!)).toEqual(['error']);
+    const e = r.json!.error;
     expect(e.code).toBe('KERNEL_OPTION_DROPPED');
     expect(e.message).toContain(`CONFIG_ACPI_NFIT=y  (${frag}:2) -> not set`);
     expect(e.hint).toContain('error.details');
-    expect(e.details.unknown).toEqual([]);
-    const nfit = e.details.dropped.find((d: { symbol: string }) => d.symbol === 'ACPI_NFIT');
+    const details = e.details as Pick<VerifyReport, 'dropped' | 'unknown'>;
+    expect(details.unknown).toEqual([]);
+    const nfit = details.dropped.find((d) => d.symbol === 'ACPI_NFIT')!;
     expect(nfit).toMatchObject({ requested: 'y', actual: 'n', status: 'dropped', from: `${frag}:2` });
     expect(nfit.reasons[0]).toMatchObject({ kind: 'depends', at: 'drivers/acpi/Kconfig:43' });
-    expect(nfit.reasons[0].text).toContain(`ACPI=n (requested in ${frag})`);
+    expect(nfit.reasons[0]!.text).toContain(`ACPI=n (requested in ${frag})`);
     // Some reliant options of the default fragments drop too: each is in the message and carries its reasons.
-    for (const d of e.details.dropped) {
+    for (const d of details.dropped) {
       expect(e.message, d.symbol).toContain(`(${d.from}) ->`);
       expect(d.reasons.length, d.symbol).toBeGreaterThan(0);
     }
@@ -128,12 +130,12 @@ describe('kernel setup/config on linux-source-6.1', () => {
     { name: 's390x', arch: 's390x', gpu: [], cc: 's390x-linux-gnu-gcc', marker: 'CONFIG_S390=y', fragment: 's390/base.conf' },
   ])('$name: every requested option survives olddefconfig with $cc', async ({ arch, gpu, cc, marker, fragment }) => {
     const out = join(work, `config-${arch}${gpu.length ? '-nvidia' : ''}`);
-    const r = await runCli(['kernel', 'config', '-v', '6.1', '-a', arch, ...gpu, '-k', tree, '-o', out, '--json'], { timeout: 5 * 60_000 });
+    const r = await runCli<ConfigResult>(['kernel', 'config', '-v', '6.1', '-a', arch, ...gpu, '-k', tree, '-o', out, '--json'], { timeout: 5 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json.arch).toBe(arch);
-    expect(r.json.fragments).toContain(fragment);
-    expect(r.json.verify).toMatchObject({ ok: true, dropped: [], unknown: [] });
-    expect(r.json.verify.present).toBe(r.json.verify.requested);
+    expect(r.json!.arch).toBe(arch);
+    expect(r.json!.fragments).toContain(fragment);
+    expect(r.json!.verify).toMatchObject({ ok: true, dropped: [], unknown: [] });
+    expect(r.json!.verify.present).toBe(r.json!.verify.requested);
     const config = await readFile(out, 'utf8');
     expect(config).toMatch(new RegExp(`^CONFIG_CC_VERSION_TEXT="${cc} \\(Debian`, 'm'));
     expect(config).toContain(`\n${marker}\n`);
@@ -170,9 +172,9 @@ describe('kernel bad input (CLI)', () => {
     const v = await runCli(['kernel', 'setup', '-v', '6.x', '--source', LINUX_SOURCE_TARBALL, '-k', dir]);
     expectError(v, 'INPUT_INVALID');
     expect(v.stderr).toContain('malformed kernel version');
-    const j = await runCli(['kernel', 'setup', '-v', 'latest', '-k', dir, '--json']);
+    const j = await runCli<CliErrorJson>(['kernel', 'setup', '-v', 'latest', '-k', dir, '--json']);
     expect(j.exitCode).toBe(1);
-    expect(j.json.error.code).toBe('INPUT_INVALID');
+    expect(j.json!.error.code).toBe('INPUT_INVALID');
     expect(await exists(dir)).toBe(false);
   });
 

@@ -10,6 +10,7 @@ import { execa } from 'execa';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliPath, repoRoot, runCli } from '../support/cli.js';
+import type { MatrixRow } from '../../pipeline/matrix.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { KERNEL_SDE, seedKernelEntry } from '../support/kernel.js';
 
@@ -32,7 +33,7 @@ async function gitlabCiLocal(text: string): Promise<{ exitCode: number; output: 
 
 describe('osbuilder matrix --format gitlab', () => {
   it("passes GitLab's schema (gitlab-ci-local) and expands into one job per row; a bad key fails it", async () => {
-    const rows = (await runCli(['matrix', '--json'])).json.rows as Array<{ distro: string; arch: string }>;
+    const rows = (await runCli<{ rows: MatrixRow[] }>(['matrix', '--json'])).json!.rows;
     const text = (await runCli(['matrix', '--format', 'gitlab'])).stdout;
     const ok = await gitlabCiLocal(text);
     expect(ok.exitCode, ok.output).toBe(0);
@@ -47,7 +48,7 @@ describe('osbuilder matrix --format gitlab', () => {
 
 describe('a matrix cell on its own', () => {
   it('the busybox x86_64 initrd cell, run verbatim in a fresh checkout dir, builds, boot-tests and installs under ./out', async () => {
-    const rows = (await runCli(['matrix', '--json', '--distro', 'busybox', '--arch', 'x86_64'])).json.rows as Array<{ format: string; command: string }>;
+    const rows = (await runCli<{ rows: MatrixRow[] }>(['matrix', '--json', '--distro', 'busybox', '--arch', 'x86_64'])).json!.rows;
     const cell = rows.find((r) => r.format === 'initrd')!;
     const [bin, ...args] = cell.command.split(' ');
     expect(bin).toBe('osbuilder');

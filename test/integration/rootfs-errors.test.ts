@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliPath, runCli, repoRoot } from '../support/cli.js';
+import type { DistroSummary } from '../../distros/index.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { buildContainers, buildDist, standInAgent } from '../support/rootfs.js';
 
@@ -102,11 +103,11 @@ describe('osbuilder rootfs refuses bad input', () => {
 
 describe('osbuilder distros', () => {
   it('lists every distro with versions, default, arches, bootstrap tool, systemd support and what the tests boot', async () => {
-    const r = await runCli(['distros', '--json']);
+    const r = await runCli<{ distros: DistroSummary[] }>(['distros', '--json']);
     expect(r.exitCode).toBe(0);
-    const names = r.json.distros.map((d: { name: string }) => d.name);
+    const names = r.json!.distros.map((d) => d.name);
     expect(names).toEqual(['alpine', 'busybox', 'centos', 'clearlinux', 'debian', 'euleros', 'fedora', 'ubuntu']);
-    expect(r.json.distros.find((d: { name: string }) => d.name === 'debian')).toMatchObject({
+    expect(r.json!.distros.find((d) => d.name === 'debian')).toMatchObject({
       defaultVersion: 'bookworm',
       versions: ['bookworm', 'trixie', 'bullseye'],
       arches: ['x86_64', 'aarch64', 'ppc64le', 's390x'],

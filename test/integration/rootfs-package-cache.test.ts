@@ -10,6 +10,8 @@ import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { runCli, type CliResult } from '../support/cli.js';
+import type { CacheListing } from '../../cli/commands/cache.js';
+import type { BuildRootfsResult } from '../../rootfs-builder/index.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { buildContainers, buildDist, standInAgent, treeDigest } from '../support/rootfs.js';
 import { snapshotPackages } from '../../rootfs-builder/package-cache.js';
@@ -20,10 +22,10 @@ const SDE = '1700000000';
 let work: string;
 let cacheDir: string;
 let agent: string;
-const built: Record<string, CliResult> = {};
+const built: Record<string, CliResult<BuildRootfsResult>> = {};
 
-async function rootfs(name: string, extra: string[] = []): Promise<CliResult> {
-  const r = await runCli(['rootfs', 'debian', '--agent-init', '--bootstrap-base', '--agent', agent, '-o', join(work, name), ...extra, '--json'], {
+async function rootfs(name: string, extra: string[] = []): Promise<CliResult<BuildRootfsResult>> {
+  const r = await runCli<BuildRootfsResult>(['rootfs', 'debian', '--agent-init', '--bootstrap-base', '--agent', agent, '-o', join(work, name), ...extra, '--json'], {
     env: { SOURCE_DATE_EPOCH: SDE, OSBUILDER_CACHE_DIR: cacheDir },
   });
   if (r.exitCode !== 0) throw new Error(`osbuilder rootfs (${name}) failed:\n${r.stdout}\n${r.stderr}`);
@@ -31,7 +33,7 @@ async function rootfs(name: string, extra: string[] = []): Promise<CliResult> {
 }
 
 const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
-const pkgDir = () => built.cold!.json.packageCache.dir as string;
+const pkgDir = () => built.cold!.json!.packageCache!.dir as string;
 
 /** Every path in the tree under a name ending in .deb. */
 async function debsIn(root: string): Promise<string[]> {
@@ -52,7 +54,7 @@ afterAll(async () => {
 
 describe('package cache (debian, real mmdebstrap)', () => {
   it('a cold build downloads and stores every package under <cache>/packages/<key>', async () => {
-    const pc = built.cold!.json.packageCache;
+    const pc = built.cold!.json!.packageCache!;
     expect(pc).toMatchObject({ before: 0, key: expect.stringMatching(/^[0-9a-f]{32}$/) });
     expect(pc.dir).toBe(join(cacheDir, 'packages', pc.key));
     expect(pc.stored).toBe(pc.after);
@@ -71,7 +73,7 @@ describe('package cache (debian, real mmdebstrap)', () => {
   it('a second build downloads nothing: the cache is unchanged, file by file, and the tree is identical', async () => {
     const before = await snapshotPackages(pkgDir());
     built.warm = await rootfs('warm');
-    expect(built.warm.json.packageCache).toMatchObject({ before: before.size, stored: 0, after: before.size });
+    expect(built.warm!.json!.packageCache).toMatchObject({ before: before.size, stored: 0, after: before.size });
     expect(await snapshotPackages(pkgDir())).toEqual(before);
     expect(await treeDigest(join(work, 'warm'))).toEqual(await treeDigest(join(work, 'cold')));
   });
@@ -86,7 +88,7 @@ describe('package cache (debian, real mmdebstrap)', () => {
     expect(await sha(file)).not.toBe(good);
 
     built.repaired = await rootfs('repaired');
-    expect(built.repaired.json.packageCache.stored).toBe(1);
+    expect(built.repaired!.json!.packageCache!.stored).toBe(1);
     expect(await sha(file)).toBe(good);
     expect(await treeDigest(join(work, 'repaired'))).toEqual(await treeDigest(join(work, 'cold')));
   });
@@ -94,15 +96,15 @@ describe('package cache (debian, real mmdebstrap)', () => {
   it('--no-package-cache builds the same tree and leaves the cache alone', async () => {
     const before = await snapshotPackages(pkgDir());
     built.off = await rootfs('off', ['--no-package-cache']);
-    expect(built.off.json.packageCache).toBeUndefined();
+    expect(built.off!.json!.packageCache).toBeUndefined();
     expect(await snapshotPackages(pkgDir())).toEqual(before);
     expect(await treeDigest(join(work, 'off'))).toEqual(await treeDigest(join(work, 'cold')));
   });
 
   it('cache ls lists the package cache; no container and no temp file is left', async () => {
-    const ls = await runCli(['cache', 'ls', '--json'], { env: { OSBUILDER_CACHE_DIR: cacheDir } });
+    const ls = await runCli<CacheListing>(['cache', 'ls', '--json'], { env: { OSBUILDER_CACHE_DIR: cacheDir } });
     expect(ls.exitCode, ls.stderr).toBe(0);
-    expect(ls.json.stores).toEqual([expect.objectContaining({ top: 'packages', key: built.cold!.json.packageCache.key, info: expect.objectContaining({ suite: 'bookworm', arch: 'amd64' }) })]);
+    expect(ls.json!.stores).toEqual([expect.objectContaining({ top: 'packages', key: built.cold!.json!.packageCache!.key, info: expect.objectContaining({ suite: 'bookworm', arch: 'amd64' }) })]);
     for (const r of Object.values(built)) expect(await buildContainers(r.pid)).toEqual([]);
     expect((await readdir(pkgDir())).filter((n) => n.startsWith('.'))).toEqual([]);
   });

@@ -7,7 +7,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'smol-toml';
-import { runCli } from '../support/cli.js';
+import { runCli, type CliErrorJson } from '../support/cli.js';
+import type { EnvReport, HostReport } from '../../runtime/index.js';
 import { qemuNamed } from '../support/procs.js';
 import { makeTempDir } from '../support/fixtures.js';
 
@@ -31,9 +32,9 @@ beforeAll(async () => {
 
 describe('osbuilder check', () => {
   it('reports the host and probes KVM and TCG with a real tiny VM', async () => {
-    const r = await runCli(['check', '--json'], { timeout: 120_000 });
+    const r = await runCli<HostReport>(['check', '--json'], { timeout: 120_000 });
     expect(r.exitCode).toBe(0);
-    const c = r.json;
+    const c = r.json!;
     expect(c.arch).toBe('x86_64');
     expect(typeof c.cpu.vendor).toBe('string');
     expect(Object.keys(c.kvm.modules)).toEqual(['kvm', 'kvm_intel', 'kvm_amd', 'vhost', 'vhost_net', 'vhost_vsock']);
@@ -44,8 +45,8 @@ describe('osbuilder check', () => {
     expect(c.tcg.available).toBe(true);
     // The KVM verdict is the probe's, and auto follows it.
     if (c.kvm.accessible) {
-      expect(c.kvm.probe.accel).toBe('kvm');
-      expect(c.kvm.usable).toBe(c.kvm.probe.ok);
+      expect(c.kvm.probe!.accel).toBe('kvm');
+      expect(c.kvm.usable).toBe(c.kvm.probe!.ok);
     } else {
       expect(c.kvm.usable).toBe(false);
     }
@@ -54,9 +55,9 @@ describe('osbuilder check', () => {
 
     // A second check reuses the KVM verdict (keyed by kernel and QEMU version).
     if (c.kvm.accessible) {
-      const again = await runCli(['check', '--json'], { timeout: 120_000 });
-      expect(again.json.kvm.probe.cached).toBe(true);
-      expect(again.json.kvm.usable).toBe(c.kvm.usable);
+      const again = await runCli<HostReport>(['check', '--json'], { timeout: 120_000 });
+      expect(again.json!.kvm.probe!.cached).toBe(true);
+      expect(again.json!.kvm.usable).toBe(c.kvm.usable);
     }
     const human = await runCli(['check'], { timeout: 120_000 });
     expect(human.stdout).toMatch(/^TCG probe\s+passed/m);
@@ -69,19 +70,19 @@ describe('osbuilder env', () => {
   it('prints the resolved configuration as TOML and JSON with the kata-env sections', async () => {
     const cfg = join(dir, 'configuration.toml');
     await writeFile(cfg, `[hypervisor.qemu]\nkernel = "${kernel}"\ninitrd = "${initrd}"\ndefault_vcpus = 2\nkernel_params = "foo=bar"\nbogus_key = 1\n[agent.kata]\ndial_timeout = 20\n`);
-    const j = await runCli(['env', '--config', cfg, '--json'], { timeout: 120_000 });
+    const j = await runCli<EnvReport>(['env', '--config', cfg, '--json'], { timeout: 120_000 });
     expect(j.exitCode).toBe(0);
-    expect(Object.keys(j.json)).toEqual(['Meta', 'Kernel', 'Image', 'Initrd', 'Hypervisor', 'Agent', 'Host']);
-    expect(j.json.Meta.ConfigFile).toBe(cfg);
-    expect(j.json.Meta.Warnings).toEqual([`unknown key hypervisor.qemu.bogus_key in ${cfg} (ignored)`]);
-    expect(j.json.Kernel).toMatchObject({ Path: kernel, Exists: true });
-    expect(j.json.Kernel.Parameters).toMatch(/console=hvc0 .*panic=1 .*foo=bar$/);
-    expect(j.json.Image).toMatchObject({ Path: '', Exists: false });
-    expect(j.json.Initrd).toEqual({ Path: initrd, Exists: true });
-    expect(j.json.Hypervisor).toMatchObject({ MachineType: 'q35', DefaultVCPUs: 2, DefaultMemory: 2048, EntropySource: '/dev/urandom' });
-    expect(['kvm', 'tcg']).toContain(j.json.Hypervisor.Accelerator);
-    expect(j.json.Agent).toMatchObject({ DialTimeout: 20, VsockPort: 1024, SerialPort: 'agent.channel.0' });
-    expect(j.json.Host.Architecture).toBe('x86_64');
+    expect(Object.keys(j.json!)).toEqual(['Meta', 'Kernel', 'Image', 'Initrd', 'Hypervisor', 'Agent', 'Host']);
+    expect(j.json!.Meta.ConfigFile).toBe(cfg);
+    expect(j.json!.Meta.Warnings).toEqual([`unknown key hypervisor.qemu.bogus_key in ${cfg} (ignored)`]);
+    expect(j.json!.Kernel).toMatchObject({ Path: kernel, Exists: true });
+    expect(j.json!.Kernel.Parameters).toMatch(/console=hvc0 .*panic=1 .*foo=bar$/);
+    expect(j.json!.Image).toMatchObject({ Path: '', Exists: false });
+    expect(j.json!.Initrd).toEqual({ Path: initrd, Exists: true });
+    expect(j.json!.Hypervisor).toMatchObject({ MachineType: 'q35', DefaultVCPUs: 2, DefaultMemory: 2048, EntropySource: '/dev/urandom' });
+    expect(['kvm', 'tcg']).toContain(j.json!.Hypervisor.Accelerator);
+    expect(j.json!.Agent).toMatchObject({ DialTimeout: 20, VsockPort: 1024, SerialPort: 'agent.channel.0' });
+    expect(j.json!.Host.Architecture).toBe('x86_64');
     expect(j.stderr).toMatch(/warning: unknown key hypervisor\.qemu\.bogus_key/);
 
     const t = await runCli(['env', '--config', cfg, '--vcpus', '3'], { timeout: 120_000 });
@@ -125,14 +126,14 @@ describe('osbuilder boot: bad input is refused before QEMU runs', () => {
   it('image and initrd both in the configuration, and bad TOML, name the problem', async () => {
     const both = join(dir, 'both.toml');
     await writeFile(both, `[hypervisor.qemu]\nkernel = "${kernel}"\nimage = "${initrd}"\ninitrd = "${initrd}"\n`);
-    let r = await runCli(['boot', '--name', name, '--config', both, '--json']);
+    let r = await runCli<CliErrorJson>(['boot', '--name', name, '--config', both, '--json']);
     expect(r.exitCode).toBe(1);
-    expect(r.json.error.code).toBe('CONFIG_INVALID');
-    expect(r.json.error.message).toMatch(/hypervisor\.qemu\.image and hypervisor\.qemu\.initrd are both set/);
+    expect(r.json!.error.code).toBe('CONFIG_INVALID');
+    expect(r.json!.error.message).toMatch(/hypervisor\.qemu\.image and hypervisor\.qemu\.initrd are both set/);
 
     const bad = join(dir, 'bad2.toml');
     await writeFile(bad, '[hypervisor.qemu]\ndefault_memory = "lots"\n');
-    r = await runCli(['boot', '--name', name, '--config', bad]);
+    r = await runCli<CliErrorJson>(['boot', '--name', name, '--config', bad]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/error\[CONFIG_INVALID\]: hypervisor\.qemu\.default_memory: expected a whole number, got "lots"/);
     expect(r.stderr).toMatch(/hint: fix hypervisor\.qemu\.default_memory in .*bad2\.toml/);

@@ -13,7 +13,9 @@ import { copyFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { guestKernel, type GuestKernel } from '../support/kernel.js';
 import { agentRootfs } from '../support/agent.js';
-import { runCli } from '../support/cli.js';
+import { runCli, type CliErrorJson } from '../support/cli.js';
+import type { ImageResult } from '../../image-builder/index.js';
+import type { BootResult } from '../../runtime/index.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { nothingLeft } from '../support/vm-left.js';
 
@@ -34,11 +36,11 @@ const vmName = () => `${tag}-${++seq}`;
 
 async function verityImage(name: string, fsType: string): Promise<VerityImage> {
   const out = join(dir, name);
-  const r = await runCli(['image', root, '-o', join(out, 'kata.img'), '--fs-type', fsType, '--verity', '--json'], { env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH } as Record<string, string> });
+  const r = await runCli<ImageResult>(['image', root, '-o', join(out, 'kata.img'), '--fs-type', fsType, '--verity', '--json'], { env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH } as Record<string, string> });
   expect(r.exitCode, r.stderr).toBe(0);
   const params = (await readFile(join(out, 'root_hash_.txt'), 'utf8')).trim();
-  expect(params).toBe(r.json.verity.kernelVerityParams);
-  return { path: r.json.path, params, rootStart: r.json.partitions[0].start };
+  expect(params).toBe(r.json!.verity!.kernelVerityParams);
+  return { path: r.json!.path, params, rootStart: r.json!.partitions[0]!.start };
 }
 
 beforeAll(async () => {
@@ -50,9 +52,9 @@ beforeAll(async () => {
   erofs = await verityImage('erofs', 'erofs');
 });
 
-async function bootJson(args: string[], command: string[]) {
+async function bootJson<T = BootResult>(args: string[], command: string[]) {
   const name = vmName();
-  const r = await runCli(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--memory', '512', '--timeout', '300', ...args, '--', ...command], { timeout: 10 * 60_000 });
+  const r = await runCli<T>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--memory', '512', '--timeout', '300', ...args, '--', ...command], { timeout: 10 * 60_000 });
   await nothingLeft(name);
   return r;
 }
@@ -72,18 +74,18 @@ describe('a dm-verity image boots with root on /dev/dm-0', () => {
   it('ext4 over nvdimm: the root is dm-0 (dm-verity over pmem0p1 + pmem0p2), read-only', async () => {
     const r = await bootJson(['--image', ext4.path, '--kernel-verity-params', ext4.params, ...GUEST_VIEW], ROOT_VIEW);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
-    const v = rootView(r.json.container.stdout);
+    const v = rootView(r.json!.container!.stdout!);
     expect(v).toMatchObject({ majorMinor: v.dev, fsType: 'ext4', dmName: 'dm-verity', ro: '1', slaves: ['pmem0p1', 'pmem0p2'] });
     expect(v.options).toContain('ro');
     expect(v.cmdline).toContain('root=/dev/dm-0 rootflags=data=ordered,errors=remount-ro ro rootfstype=ext4');
     expect(v.cmdline).toMatch(/dm-mod\.create="dm-verity,,,ro,0 \d+ verity 1 \/dev\/pmem0p1 \/dev\/pmem0p2 4096 4096 \d+ 0 sha256 [0-9a-f]{64} [0-9a-f]{64}"/);
-    expect(r.json.kernelParams).toContain('root=/dev/dm-0');
+    expect(r.json!.kernelParams).toContain('root=/dev/dm-0');
   });
 
   it('ext4 over virtio-blk (--disable-image-nvdimm): dm-verity over vda1 + vda2', async () => {
     const r = await bootJson(['--image', ext4.path, '--disable-image-nvdimm', '--kernel-verity-params', ext4.params, ...GUEST_VIEW], ROOT_VIEW);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
-    const v = rootView(r.json.container.stdout);
+    const v = rootView(r.json!.container!.stdout!);
     expect(v).toMatchObject({ majorMinor: v.dev, fsType: 'ext4', dmName: 'dm-verity', ro: '1', slaves: ['vda1', 'vda2'] });
     expect(v.cmdline).toMatch(/verity 1 \/dev\/vda1 \/dev\/vda2 /);
   });
@@ -93,7 +95,7 @@ describe('a dm-verity image boots with root on /dev/dm-0', () => {
     await writeFile(cfg, `[hypervisor.qemu]\nkernel = "${kernel.bzImage}"\nimage = "${erofs.path}"\nrootfs_type = "erofs"\nkernel_verity_params = "${erofs.params}"\ndefault_memory = 512\n[agent.kata]\ndial_timeout = 300\n`);
     const r = await bootJson(['--config', cfg, ...GUEST_VIEW], ROOT_VIEW);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
-    const v = rootView(r.json.container.stdout);
+    const v = rootView(r.json!.container!.stdout!);
     expect(v).toMatchObject({ majorMinor: v.dev, fsType: 'erofs', dmName: 'dm-verity', ro: '1', slaves: ['pmem0p1', 'pmem0p2'] });
     expect(v.cmdline).toContain('root=/dev/dm-0 rootflags=ro rootfstype=erofs');
   });
@@ -115,27 +117,27 @@ describe('a modified image or the wrong root hash is refused', () => {
     b[0] = b[0]! ^ 0x20;
     await fh.write(b, 0, 1, at);
     await fh.close();
-    const r = await bootJson(['--image', bad, '--kernel-verity-params', ext4.params, '--guest-mount', '/etc/os-release:/guest/os-release'], ['cat', '/guest/os-release']);
+    const r = await bootJson<CliErrorJson>(['--image', bad, '--kernel-verity-params', ext4.params, '--guest-mount', '/etc/os-release:/guest/os-release'], ['cat', '/guest/os-release']);
     expect(r.exitCode).not.toBe(0);
-    expect(r.json.error.code).toBe('VERITY_FAILED');
-    expect(r.json.error.message).toMatch(/^dm-verity verification of the root image failed: device-mapper: verity: [\d:]+: data block \d+ is corrupted/);
-    expect(r.json.error.hint).toMatch(/does not match kernel_verity_params/);
+    expect(r.json!.error.code).toBe('VERITY_FAILED');
+    expect(r.json!.error.message).toMatch(/^dm-verity verification of the root image failed: device-mapper: verity: [\d:]+: data block \d+ is corrupted/);
+    expect(r.json!.error.hint).toMatch(/does not match kernel_verity_params/);
   });
 
   it('a wrong root_hash: the root cannot be mounted, VERITY_FAILED says verification failed (no hang)', async () => {
     const wrong = ext4.params.replace(/root_hash=[0-9a-f]{64}/, `root_hash=${'0'.repeat(64)}`);
-    const r = await bootJson(['--image', ext4.path, '--kernel-verity-params', wrong], ['true']);
+    const r = await bootJson<CliErrorJson>(['--image', ext4.path, '--kernel-verity-params', wrong], ['true']);
     expect(r.exitCode).not.toBe(0);
-    expect(r.json.error.code).toBe('VERITY_FAILED');
-    expect(r.json.error.message).toMatch(/^dm-verity verification of the root image failed: device-mapper: verity: [\d:]+: metadata block \d+ is corrupted/);
-    expect(r.json.error.message).toMatch(/Kernel panic - not syncing/);
+    expect(r.json!.error.code).toBe('VERITY_FAILED');
+    expect(r.json!.error.message).toMatch(/^dm-verity verification of the root image failed: device-mapper: verity: [\d:]+: metadata block \d+ is corrupted/);
+    expect(r.json!.error.message).toMatch(/Kernel panic - not syncing/);
   });
 
   it('a malformed kernel_verity_params is refused before any VM starts', async () => {
     const name = vmName();
-    const r = await runCli(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--image', ext4.path, '--kernel-verity-params', 'root_hash=abcd,salt=00,data_blocks=x,data_block_size=4096,hash_block_size=4096', '--', 'true']);
+    const r = await runCli<CliErrorJson>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--image', ext4.path, '--kernel-verity-params', 'root_hash=abcd,salt=00,data_blocks=x,data_block_size=4096,hash_block_size=4096', '--', 'true']);
     expect(r.exitCode).not.toBe(0);
-    expect(r.json.error).toMatchObject({ code: 'CONFIG_INVALID', message: '--kernel-verity-params: data_blocks "x" is not a whole number' });
+    expect(r.json!.error).toMatchObject({ code: 'CONFIG_INVALID', message: '--kernel-verity-params: data_blocks "x" is not a whole number' });
     await nothingLeft(name);
   });
 });

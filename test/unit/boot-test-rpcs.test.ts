@@ -12,6 +12,7 @@ import { GuestSandbox } from '../../runtime/sandbox.js';
 import type { SharedDir } from '../../runtime/shared-fs.js';
 import type { TtrpcClient } from '../../runtime/ttrpc.js';
 import type { Spec } from '../../runtime/oci.js';
+import type { BootSession } from '../../runtime/boot.js';
 import { BOOT_TEST_LIMITS, BOOT_TEST_STDIN, runContainerChecks } from '../../pipeline/container-checks.js';
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/kata-protocol.json', import.meta.url), 'utf8')) as { services: Record<string, string[]> };
@@ -19,6 +20,13 @@ const kataPaths = Object.entries(fixture.services).flatMap(([svc, methods]) => m
 
 const GUEST_OS = 'PRETTY_NAME="Guest OS"\nID=guest\n';
 const CTR_OS = 'NAME="osbuilder container"\nID=osbuilder-container\nPRETTY_NAME="ctr"\n';
+
+/** The fields of the requests the boot test sends that the fake reads. */
+interface FakeRequest {
+  OCI?: Spec;
+  execId: string;
+  data: Uint8Array;
+}
 
 /** A container that behaves as the checks expect, driven by the requests it gets. */
 class FakeAgent {
@@ -48,7 +56,7 @@ class FakeAgent {
     return Buffer.from(parts[i] ?? '');
   }
 
-  async handle(method: string, req: any): Promise<object> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  async handle(method: string, req: FakeRequest): Promise<object> {
     switch (method) {
       case 'CreateContainer': this.spec = req.OCI; return {};
       case 'ReadStdout': return { data: await this.readStdout(req.execId) };
@@ -67,8 +75,8 @@ class FakeAgent {
       call: async (service: string, method: string, payload: Uint8Array) => {
         const m = services.find((s) => s.typeName === service)?.methods.find((x) => x.name === method);
         if (!m) throw new Error(`not a Kata method: ${service}/${method}`);
-        const out = await this.handle(method, fromBinary(m.input as DescMessage, payload));
-        return toBinary(m.output as DescMessage, create(m.output as DescMessage, out));
+        const out = await this.handle(method, fromBinary(m.input as DescMessage, payload) as unknown as FakeRequest);
+        return toBinary(m.output as DescMessage, create(m.output as DescMessage, out as Record<string, unknown>));
       },
     } as unknown as TtrpcClient;
   }
@@ -81,7 +89,7 @@ describe('the boot test sends only Kata standard RPCs', () => {
     const client = new AgentClient(fake.client(), (p) => calls.push(p));
     const shared = { shareRootfs: async (id: string) => `/run/kata-containers/shared/containers/${id}/rootfs`, shareMountSource: async () => { throw new Error('the boot test binds no host path'); } } as unknown as SharedDir;
     const sandbox = new GuestSandbox(client, shared, 'sbx');
-    const checks = await runContainerChecks({ sandbox, hostname: 'osb-boot-test' }, GUEST_OS, { path: '/cache/ctr-rootfs', osRelease: CTR_OS, busyboxSha256: '0' });
+    const checks = await runContainerChecks({ sandbox, hostname: 'osb-boot-test' } as BootSession, GUEST_OS, { path: '/cache/ctr-rootfs', osRelease: CTR_OS, busyboxSha256: '0' });
     expect(checks).toMatchObject({ initPid: 1, hostname: 'osb-boot-test', memoryMax: BOOT_TEST_LIMITS.memoryBytes, pidsMax: BOOT_TEST_LIMITS.pids, guestOs: 'Guest OS', containerOs: 'ctr', execPid: 9, initStatus: 3 });
     expect(fake.stdin).toBe(`${BOOT_TEST_STDIN}\n`);
     for (const p of calls) expect(kataPaths).toContain(p);

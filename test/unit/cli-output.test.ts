@@ -48,7 +48,7 @@ async function exited(): Promise<void> {
 describe('commandError', () => {
   it('maps any error to INTERRUPTED once a signal arrived, keeps the cause, and keeps an INTERRUPTED error as it is', async () => {
     const { commandError, OsbuilderError } = await load();
-    const failed = new OsbuilderError('COMMAND_FAILED', 'docker run … failed (exit 137)');
+    const failed = new OsbuilderError('COMMAND_FAILED', 'docker run … failed (exit 137)', 'rerun with --debug');
     expect(commandError(failed, undefined)).toBe(failed);
     const gone = Object.assign(new Error("ENOENT: no such file or directory, open '…/boot.json'"), { code: 'ENOENT' });
     expect(commandError(gone, undefined).code).toBe('INTERNAL');

@@ -31,7 +31,7 @@ describe('atomicOutput', () => {
     await expect(
       atomicOutput(out, async (tmp) => {
         await writeFile(tmp, 'partial');
-        throw new OsbuilderError('VERIFY_FAILED', 'bad');
+        throw new OsbuilderError('VERIFY_FAILED', 'bad', 'h');
       }),
     ).rejects.toMatchObject({ code: 'VERIFY_FAILED' });
     expect(await readdir(d)).toEqual(['a.img']);

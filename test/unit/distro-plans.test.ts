@@ -43,9 +43,9 @@ describe('distro definitions: rendered Dockerfiles and plans (snapshots, reviewe
 
   it('busybox: one link per applet, never an init applet', () => {
     const ops = busyboxLayout('bin/busybox\nbin/sh\nsbin/init\nlinuxrc\nusr/bin/[\nusr/bin/[[\nsbin/depmod\n../etc/evil\n');
-    const links = ops.filter((o) => o.op === 'symlink').map((o) => o.path);
+    const links = ops.flatMap((o) => (o.op === 'symlink' ? [o.path] : []));
     expect(links).toEqual(['/bin/sh', '/sbin/depmod', '/usr/bin/[', '/usr/bin/[[']);
-    expect(ops.find((o) => o.path === '/tmp')).toEqual({ op: 'mkdir', path: '/tmp', mode: 0o1777 });
+    expect(ops.find((o) => 'path' in o && o.path === '/tmp')).toEqual({ op: 'mkdir', path: '/tmp', mode: 0o1777 });
   });
 
   it('extra packages and the mirror reach the bootstrap command', () => {

@@ -26,7 +26,7 @@ vi.mock('../../core/exec.js', async (importOriginal) => {
     ...real,
     run: async (cmd: string, args: readonly string[], opts?: Parameters<typeof real.run>[2]) => {
       if (cmd === 'mke2fs' && Number(args.at(-1)) < fake.mke2fsNeeds) {
-        throw new OsbuilderError('COMMAND_FAILED', `mke2fs failed (exit 1):\nmke2fs: Could not allocate block in ext2 filesystem while populating file system`);
+        throw new OsbuilderError('COMMAND_FAILED', `mke2fs failed (exit 1):\nmke2fs: Could not allocate block in ext2 filesystem while populating file system`, '');
       }
       return real.run(cmd, args, opts);
     },

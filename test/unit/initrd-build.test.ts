@@ -205,7 +205,7 @@ describe('buildInitrd', () => {
   it('-o <existing directory>: the hint names an initrd file in it, and building to that path succeeds', async () => {
     const outDir = join(work, 'out-dir');
     await mkdir(outDir);
-    const err = await buildInitrd({ rootfs: root, output: outDir }).catch((e: unknown) => e as { code: string; hint: string });
+    const err = await buildInitrd({ rootfs: root, output: outDir }).then(() => undefined, (e: unknown) => e as { code: string; hint: string });
     expect(err).toMatchObject({ code: 'OUTPUT_INVALID' });
     const hinted = /^give a file name, e\.g\. -o (\S+)$/.exec(err!.hint)?.[1];
     expect(hinted).toBe(join(outDir, 'kata-containers-initrd.img'));

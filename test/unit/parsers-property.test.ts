@@ -353,7 +353,7 @@ async function callWith(chunks: Buffer[], call: (agent: AgentClient) => Promise<
   return answer;
 }
 
-const UNARY = [...Object.values(Health.method), ...Object.values(AgentService.method)].filter((m): m is DescMethodUnary<DescMessage, DescMessage> => m.methodKind === 'unary');
+const UNARY = [...Object.values(Health.method), ...Object.values(AgentService.method)].filter((m) => m.methodKind === 'unary') as unknown as Array<DescMethodUnary<DescMessage, DescMessage>>;
 
 describe('agent protocol, host side', () => {
   const version = Buffer.from(toBinary(VersionCheckResponseSchema, create(VersionCheckResponseSchema, { grpcVersion: '0.0.1', agentVersion: '3.2.0' })));

@@ -340,11 +340,11 @@ describe('inputs checked before building', () => {
   });
 
   it('unknown packages are reported in the tool\'s own words', () => {
-    const err = new OsbuilderError('COMMAND_FAILED', "docker run … failed (exit 1):\nI: running apt-get update...\nE: Unable to locate package nosuchpkg\nE: apt-get failed");
+    const err = new OsbuilderError('COMMAND_FAILED', "docker run … failed (exit 1):\nI: running apt-get update...\nE: Unable to locate package nosuchpkg\nE: apt-get failed", '');
     const e = packageNotFound(err, getDistro('debian'), 'bookworm', ['nosuchpkg']);
     expect(e).toMatchObject({ code: 'PACKAGE_NOT_FOUND' });
     expect(e!.message).toBe('Debian bookworm has no package "nosuchpkg" (asked for with --extra-pkgs/EXTRA_PKGS); mmdebstrap said: E: Unable to locate package nosuchpkg');
-    expect(packageNotFound(new OsbuilderError('COMMAND_FAILED', 'No match for argument: foo'), getDistro('fedora'), '40', ['foo'])!.message).toContain('"foo"');
-    expect(packageNotFound(new OsbuilderError('COMMAND_FAILED', 'network down'), getDistro('debian'), 'bookworm', [])).toBeUndefined();
+    expect(packageNotFound(new OsbuilderError('COMMAND_FAILED', 'No match for argument: foo', ''), getDistro('fedora'), '40', ['foo'])!.message).toContain('"foo"');
+    expect(packageNotFound(new OsbuilderError('COMMAND_FAILED', 'network down', ''), getDistro('debian'), 'bookworm', [])).toBeUndefined();
   });
 });
