@@ -19,6 +19,8 @@ mkdir -p .test-out
 # Reports of an earlier run must not stand in for this one's.
 rm -f .test-out/*.json
 status=0
+# Sources and tests type-check (vitest strips types without checking them).
+timed typecheck npm run --silent typecheck || status=$?
 timed unit npx vitest run --project unit --reporter=default --reporter=json --outputFile.json=.test-out/unit.json || status=$?
 # file-times: each integration file's time with its hooks (a kernel built in a beforeAll counts).
 timed integration env FILE_TIMES_OUT=.test-out/integration-files.json npx vitest run --project integration --reporter=default --reporter=json --outputFile.json=.test-out/integration.json --reporter=./test/support/file-times.ts || status=$?

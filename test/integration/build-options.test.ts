@@ -14,6 +14,7 @@ import { makeTempDir } from '../support/fixtures.js';
 import { guestKernel, KERNEL_SDE, seedKernelEntry, type GuestKernel } from '../support/kernel.js';
 import { nothingLeft } from '../support/vm-left.js';
 import { sha256File } from '../../core/hash.js';
+import type { BootResult } from '../../runtime/index.js';
 
 let work: string;
 let kernel: GuestKernel;
@@ -87,10 +88,10 @@ describe('osbuilder build --fs-type erofs', () => {
   it('boots from the installed configuration-qemu.toml: the guest root is erofs on pmem0p1, read-only', async () => {
     const name = `osb-build-options-${process.pid}`;
     const view = ['sh', '-c', 'grep " / / " /guest/proc/1/mountinfo; cat /proc/cmdline'];
-    const r = await runCli(['boot', '--json', '--name', name, '--config', config(), '--timeout', '600', '--guest-mount', '/proc:/guest/proc', '--', ...view], { timeout: 15 * 60_000 });
+    const r = await runCli<BootResult>(['boot', '--json', '--name', name, '--config', config(), '--timeout', '600', '--guest-mount', '/proc:/guest/proc', '--', ...view], { timeout: 15 * 60_000 });
     await nothingLeft(name);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
-    const [mount, cmdline] = String(r.json.container.stdout).split('\n');
+    const [mount, cmdline] = String(r.json!.container!.stdout).split('\n');
     // mountinfo: id parent major:minor root mountpoint options ... - fstype source superoptions
     const f = mount!.split(' ');
     expect(f[f.indexOf('-') + 1]).toBe('erofs');

@@ -10,7 +10,7 @@ import { mkdir, readFile, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defaultAgentBinary } from '../../agent/index.js';
 import { ARCH_FACTS } from '../../core/arch.js';
-import { parseElf } from '../../rootfs-builder/index.js';
+import { parseElf, type BuildRootfsResult } from '../../rootfs-builder/index.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { cpioExtract, decompressTo } from '../support/initrd.js';
@@ -21,7 +21,7 @@ const SDE = '1700000000';
 
 let work: string;
 let agent: string;
-let rootfs: CliResult;
+let rootfs: CliResult<BuildRootfsResult>;
 
 async function elf(path: string) {
   return parseElf(await readFile(path));
@@ -31,7 +31,7 @@ beforeAll(async () => {
   await buildDist();
   work = await makeTempDir('osb-rootfs-aarch64-');
   agent = (await defaultAgentBinary({ arch: 'aarch64' })).path;
-  rootfs = await runCli(['rootfs', 'busybox', '--arch', 'arm64', '--bootstrap-base', '--agent', agent, '-o', join(work, 'rootfs'), '--json'], { env: { SOURCE_DATE_EPOCH: SDE }, timeout: 20 * 60_000 });
+  rootfs = await runCli<BuildRootfsResult>(['rootfs', 'busybox', '--arch', 'arm64', '--bootstrap-base', '--agent', agent, '-o', join(work, 'rootfs'), '--json'], { env: { SOURCE_DATE_EPOCH: SDE }, timeout: 20 * 60_000 });
 }, 25 * 60_000);
 
 afterAll(async () => {
@@ -45,7 +45,7 @@ describe('busybox rootfs for aarch64 on x86_64', () => {
     expect(rootfs.exitCode, rootfs.stderr).toBe(0);
     expect(rootfs.json).toMatchObject({ distro: 'busybox', arch: 'aarch64', initMode: 'agent-init' });
     // The builder is an amd64 image: busybox-static:arm64 is unpacked, never run.
-    expect((await execa('docker', ['image', 'inspect', '--format', '{{.Architecture}}', rootfs.json.builderImage])).stdout).toBe('amd64');
+    expect((await execa('docker', ['image', 'inspect', '--format', '{{.Architecture}}', rootfs.json!.builderImage!])).stdout).toBe('amd64');
     expect(await readlink(join(dir(), 'sbin/init'))).toBe('/usr/bin/kata-agent');
     expect(await readFile(join(dir(), 'var/lib/osbuilder/packages.txt'), 'utf8')).toMatch(/^busybox-static=1:1\.\d+/m);
   });

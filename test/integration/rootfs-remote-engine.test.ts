@@ -11,6 +11,7 @@ import { execa } from 'execa';
 import { copyFile, lstat, mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliPath, repoRoot, runCli, type CliResult } from '../support/cli.js';
+import type { BuildRootfsResult } from '../../rootfs-builder/index.js';
 import { debianCloudKernel, makeTempDir } from '../support/fixtures.js';
 import { loadImage, startRemoteEngine } from '../support/remote-engine.mjs';
 import { buildDist, standInAgent, treeDigest } from '../support/rootfs.js';
@@ -23,12 +24,12 @@ let work: string;
 let agent: string;
 let modules: string;
 let remote: Awaited<ReturnType<typeof startRemoteEngine>> | undefined;
-const built: Record<string, CliResult> = {};
+const built: Record<string, CliResult<BuildRootfsResult>> = {};
 
-async function rootfs(name: string, distro: string, extra: string[], dockerHost?: string): Promise<CliResult> {
+async function rootfs(name: string, distro: string, extra: string[], dockerHost?: string): Promise<CliResult<BuildRootfsResult>> {
   const args = ['rootfs', distro, ...extra, '-o', join(work, name), '--bootstrap-base', '--agent', agent, '--json'];
   if (dockerHost) args.push('--docker-host', dockerHost);
-  const r = await runCli(args, { env: { SOURCE_DATE_EPOCH: SDE } });
+  const r = await runCli<BuildRootfsResult>(args, { env: { SOURCE_DATE_EPOCH: SDE } });
   if (r.exitCode !== 0) throw new Error(`osbuilder ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
   return r;
 }
@@ -74,7 +75,7 @@ describe('a remote engine (no shared path)', () => {
     for (const distro of ['busybox', 'debian']) {
       const r = built[`${distro}-remote`]!;
       expect(r.json).toMatchObject({ distro, engine: 'docker', baseImage: BASE });
-      const inspect = await execa('docker', ['-H', remote!.host, 'image', 'inspect', '--format', '{{.Id}}', r.json.builderImage], { reject: false });
+      const inspect = await execa('docker', ['-H', remote!.host, 'image', 'inspect', '--format', '{{.Id}}', r.json!.builderImage!], { reject: false });
       expect(inspect.exitCode, inspect.stderr).toBe(0);
     }
   });
@@ -106,13 +107,13 @@ describe('a remote engine (no shared path)', () => {
   });
 
   it('the package cache is a volume on the remote engine, filled by the Debian build', async () => {
-    const pc = built['debian-remote']!.json.packageCache;
+    const pc = built['debian-remote']!.json!.packageCache!;
     expect(pc.dir).toMatch(/^osbuilder-packages-[0-9a-f]{32}$/);
     expect(pc.stored).toBeGreaterThan(50);
     const ls = await execa('docker', ['-H', remote!.host, 'run', '--rm', '--mount', `type=volume,src=${pc.dir},dst=/c`, BASE, 'find', '/c', '-maxdepth', '1', '-name', '*.deb']);
     expect(ls.stdout.split('\n').filter(Boolean).length).toBe(pc.after);
     // The local build's cache is a host directory, not that volume.
-    expect(built['debian-local']!.json.packageCache.dir).toMatch(/^\//);
+    expect(built['debian-local']!.json!.packageCache!.dir).toMatch(/^\//);
   });
 
   it('SIGINT during a remote build removes its container and its volume there, and the partial rootfs', async () => {

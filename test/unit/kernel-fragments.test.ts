@@ -14,7 +14,7 @@ import {
   selectFragments,
   FRAGMENTS_DIR,
 } from '../../kernel/fragments.js';
-import type { Arch } from '../../kernel/arch.js';
+import type { Arch } from '../../core/arch.js';
 import { codeOf } from '../support/errors.js';
 
 /**

@@ -106,7 +106,7 @@ describe('artifactEntries + configEntries', () => {
 
   it('a verity image installs its kernel_verity_params as root_hash_.txt and in the configuration the runtime reads; an initrd configuration never carries them', () => {
     const params = `root_hash=${'a'.repeat(64)},salt=${'b'.repeat(64)},data_blocks=100,data_block_size=4096,hash_block_size=4096`;
-    const plan = planBuild({ prefix: '/p', verity: true }, undefined, 'x86_64');
+    const plan = planBuild({ prefix: '/p', imageOptions: { verity: true } }, undefined, 'x86_64');
     const artifacts = artifactEntries([{ ...fakeRootfs('image', 'kata-debian-bookworm.image'), kernelVerityParams: params }, fakeRootfs('initrd', 'kata-busybox-bookworm.initrd')], [fakeKernel('default')]);
     expect(artifacts.find((e) => e.path === `${SHARE}/root_hash_.txt`)).toEqual({ kind: 'text', path: `${SHARE}/root_hash_.txt`, content: `${params}\n` });
     const [cfg] = configEntries(plan, artifacts, 'q', 'q35', params);
