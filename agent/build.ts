@@ -40,7 +40,8 @@ export const PROTOBUF_C_PACKAGES = ['protobuf-c-compiler', 'libprotobuf-dev'];
 /** Debian packages that provide a compiler able to link the agent statically for `arch`, and protobuf-c. */
 export function compilerPackages(arch: Arch, native: Arch): string[] {
   const lib = arch === native ? 'libprotobuf-c-dev' : `libprotobuf-c-dev:${ARCH_FACTS[arch].debArch}`;
-  if (arch === native) return [...(arch === 'x86_64' || arch === 'aarch64' ? ['gcc', 'libc6-dev', 'musl-tools'] : ['gcc', 'libc6-dev']), ...PROTOBUF_C_PACKAGES, lib];
+  if (arch === native)
+    return [...(arch === 'x86_64' || arch === 'aarch64' ? ['gcc', 'libc6-dev', 'musl-tools'] : ['gcc', 'libc6-dev']), ...PROTOBUF_C_PACKAGES, lib];
   const t = ARCH_FACTS[arch].triplet;
   const musl = isMuslArch(arch) ? [`musl-dev:${ARCH_FACTS[arch].debArch}`] : [];
   return [`gcc-${t}`, `libc6-dev-${ARCH_FACTS[arch].debArch}-cross`, ...musl, ...PROTOBUF_C_PACKAGES, lib];
@@ -96,7 +97,11 @@ async function listSources(dir: string, sub: string, pattern: RegExp): Promise<s
 export async function readAgentSources(dir = agentDir()): Promise<AgentSources> {
   const files = [...(await listSources(dir, 'src', /\.[ch]$/)), ...(await listSources(dir, 'proto', /\.proto$/))].sort();
   if (!files.some((f) => f.endsWith('.c')) || !files.some((f) => f.endsWith('.proto'))) {
-    throw new OsbuilderError('INPUT_NOT_FOUND', `no agent sources in ${dir} (src/*.c and proto/*.proto)`, 'reinstall osbuilder: agent/src and agent/proto are part of the package');
+    throw new OsbuilderError(
+      'INPUT_NOT_FOUND',
+      `no agent sources in ${dir} (src/*.c and proto/*.proto)`,
+      'reinstall osbuilder: agent/src and agent/proto are part of the package',
+    );
   }
   const parts: string[] = [];
   const contents: Record<string, Buffer> = {};
@@ -163,8 +168,14 @@ function buildSteps(input: AgentBuildInput, w: string, cflags: string[]): Comman
       cmd: input.compiler,
       args: [
         ...cflags,
-        '-I', `${w}/inc`, '-I', `${w}/gen`, '-I', `${w}/gen/google/protobuf`,
-        '-o', `${w}/out/kata-agent`,
+        '-I',
+        `${w}/inc`,
+        '-I',
+        `${w}/gen`,
+        '-I',
+        `${w}/gen/google/protobuf`,
+        '-o',
+        `${w}/out/kata-agent`,
         ...cFiles.map((f) => `${w}/${f}`),
         ...genC.map((f) => `${w}/gen/${f}`),
         protobufCLibrary(input.arch),
@@ -183,7 +194,17 @@ export function planAgentBuild(input: AgentBuildInput): AgentBuildPlan {
   const cflags = [...AGENT_CFLAGS, ...(muslArch ? [`-specs=${w}/musl.specs`] : []), `-ffile-prefix-map=${w}=agent`, `-DAGENT_VERSION="${version}"`];
   const libc: AgentLibc = muslArch || input.compiler === 'musl-gcc' ? 'musl' : 'glibc';
   const files: Record<string, string> = muslArch ? { 'musl.specs': muslSpecs(muslArch) } : {};
-  const plan: AgentBuildPlan = { arch: input.arch, engine: input.engine, compiler: input.compiler, libc, version, cflags, files, steps: buildSteps(input, w, cflags), output: `${work}/out/kata-agent` };
+  const plan: AgentBuildPlan = {
+    arch: input.arch,
+    engine: input.engine,
+    compiler: input.compiler,
+    libc,
+    version,
+    cflags,
+    files,
+    steps: buildSteps(input, w, cflags),
+    output: `${work}/out/kata-agent`,
+  };
   if (inContainer) {
     // The builder runs on the host's arch; other arches use Debian's cross gcc.
     const packages = compilerPackages(input.arch, hostArch());
@@ -194,7 +215,16 @@ export function planAgentBuild(input: AgentBuildInput): AgentBuildPlan {
       packages,
       bootstrap: {
         cmd: 'mmdebstrap',
-        args: ['--mode=root', '--variant=minbase', ...multiarch, `--include=${packages.join(',')}`, '--aptopt=Acquire::Languages "none"', 'bookworm', '-', input.mirror ?? DEBIAN_MIRROR],
+        args: [
+          '--mode=root',
+          '--variant=minbase',
+          ...multiarch,
+          `--include=${packages.join(',')}`,
+          '--aptopt=Acquire::Languages "none"',
+          'bookworm',
+          '-',
+          input.mirror ?? DEBIAN_MIRROR,
+        ],
       },
     };
     plan.run = {
@@ -263,7 +293,11 @@ const COMPILE_HINT = 'the agent sources must compile cleanly; rerun with --debug
 async function ensureBuilder(engine: ContainerEngine, builder: NonNullable<AgentBuildPlan['builder']>): Promise<void> {
   if (await engine.imageId(builder.ref)) return;
   if (!(await haveTool('mmdebstrap'))) {
-    throw new OsbuilderError('TOOL_MISSING', 'mmdebstrap is not installed (it makes the agent builder image locally)', 'apt-get install mmdebstrap, or use --engine native');
+    throw new OsbuilderError(
+      'TOOL_MISSING',
+      'mmdebstrap is not installed (it makes the agent builder image locally)',
+      'apt-get install mmdebstrap, or use --engine native',
+    );
   }
   await step(`make builder image ${builder.ref} (mmdebstrap | ${engine.kind} import)`, () =>
     engine.importFrom(builder.bootstrap, builder.ref, 'check that the Debian mirror is reachable (--mirror), or use --engine native'),
@@ -280,7 +314,8 @@ async function executePlan(plan: AgentBuildPlan, workDir: string): Promise<void>
   const engine = new ContainerEngine(plan.engine);
   await engine.check();
   await ensureBuilder(engine, plan.builder!);
-  for (const [i, s] of plan.steps.entries()) await engine.run({ ...plan.run!, name: `${plan.run!.name}-${i}`, argv: [s.cmd, ...s.args] }, { hint: COMPILE_HINT });
+  for (const [i, s] of plan.steps.entries())
+    await engine.run({ ...plan.run!, name: `${plan.run!.name}-${i}`, argv: [s.cmd, ...s.args] }, { hint: COMPILE_HINT });
 }
 
 const SETUP_HINT = (arch: Arch, native: Arch) =>
@@ -296,7 +331,10 @@ interface Compiler {
 /** The compiler for `arch`; cross builds use musl where musl-dev:<arch> is there (in a builder: always). */
 async function resolveCompiler(arch: Arch, engine: AgentEngine): Promise<Compiler> {
   const native = hostArch();
-  if (engine !== 'native') return arch === native ? { compiler: isMuslArch(arch) ? 'musl-gcc' : 'gcc', crossMusl: false } : { compiler: `${ARCH_FACTS[arch].triplet}-gcc`, crossMusl: isMuslArch(arch) };
+  if (engine !== 'native')
+    return arch === native
+      ? { compiler: isMuslArch(arch) ? 'musl-gcc' : 'gcc', crossMusl: false }
+      : { compiler: `${ARCH_FACTS[arch].triplet}-gcc`, crossMusl: isMuslArch(arch) };
   const seen = new Map<string, boolean>();
   for (const c of ['musl-gcc', 'gcc', `${ARCH_FACTS[arch].triplet}-gcc`]) seen.set(c, await haveTool(c));
   const cc = chooseCompiler(arch, native, (c) => seen.get(c) ?? false);
@@ -305,7 +343,8 @@ async function resolveCompiler(arch: Arch, engine: AgentEngine): Promise<Compile
     ...((await haveTool('protoc-c')) ? [] : ['protoc-c']),
     ...[PROTOBUF_C_HEADER, protobufCLibrary(arch), `${WELL_KNOWN_PROTOS}/google/protobuf/empty.proto`].filter((f) => !existsSync(f)),
   ];
-  if (missing.length) throw new OsbuilderError('TOOL_MISSING', `the agent's protocol code needs protobuf-c: missing ${missing.join(', ')}`, SETUP_HINT(arch, native));
+  if (missing.length)
+    throw new OsbuilderError('TOOL_MISSING', `the agent's protocol code needs protobuf-c: missing ${missing.join(', ')}`, SETUP_HINT(arch, native));
   return { compiler: cc, crossMusl: arch !== native && isMuslArch(arch) && muslInstalled(arch) };
 }
 
@@ -342,7 +381,16 @@ async function cachedAgent(opts: { arch?: Arch; engine?: AgentEngine; mirror?: s
   // Container builds are keyed by their builder's package set; native ones by the toolchain found.
   const identity = engine === 'native' ? await toolchainIdentity(compiler, arch, crossMusl) : `container ${compilerPackages(arch, hostArch()).join(',')}`;
   const probe = planAgentBuild({ arch, engine, compiler, crossMusl, sources, workDir: '/work' });
-  const inputs: CacheInputs = { sourceHash: sources.hash, arch, engine: engine === 'native' ? 'native' : 'container', compiler, libc: probe.libc, identity, cflags: probe.cflags.filter((f) => !f.startsWith('-ffile-prefix-map')), version: probe.version };
+  const inputs: CacheInputs = {
+    sourceHash: sources.hash,
+    arch,
+    engine: engine === 'native' ? 'native' : 'container',
+    compiler,
+    libc: probe.libc,
+    identity,
+    cflags: probe.cflags.filter((f) => !f.startsWith('-ffile-prefix-map')),
+    version: probe.version,
+  };
   const key = cacheKey(inputs);
   const cache = new BuildCache();
   const { entry, cached } = await cache.obtain<AgentBuildResult>('agent', key, inputs, (dir) =>
@@ -353,11 +401,23 @@ async function cachedAgent(opts: { arch?: Arch; engine?: AgentEngine; mirror?: s
         const plan = planAgentBuild({ arch, engine, compiler, crossMusl, sources, workDir: work, ...(opts.mirror ? { mirror: opts.mirror } : {}) });
         await executePlan(plan, work);
         const st = await stat(plan.output).catch(() => undefined);
-        if (!st?.isFile() || st.size === 0) throw new OsbuilderError('VERIFY_FAILED', 'the compiler produced no agent binary', 'rerun with --debug to see the compiler output');
+        if (!st?.isFile() || st.size === 0)
+          throw new OsbuilderError('VERIFY_FAILED', 'the compiler produced no agent binary', 'rerun with --debug to see the compiler output');
         await verifyAgentBinary(plan.output, arch);
         await copyFile(plan.output, join(dir, 'kata-agent'));
         await chmod(join(dir, 'kata-agent'), 0o755);
-        return { path: join(dir, 'kata-agent'), arch, engine, compiler, libc: plan.libc, version: probe.version, sha256: await sha256File(plan.output), size: st.size, sourceHash: sources.hash, cached: false };
+        return {
+          path: join(dir, 'kata-agent'),
+          arch,
+          engine,
+          compiler,
+          libc: plan.libc,
+          version: probe.version,
+          sha256: await sha256File(plan.output),
+          size: st.size,
+          sourceHash: sources.hash,
+          cached: false,
+        };
       } finally {
         await rm(work, { recursive: true, force: true });
       }
@@ -372,7 +432,8 @@ export async function verifyAgentBinary(path: string, arch: Arch): Promise<void>
   if (b.length < 64 || b.readUInt32BE(0) !== 0x7f454c46) throw new OsbuilderError('VERIFY_FAILED', `${path} is not an ELF file`, 'rebuild the agent');
   const le = b[5] === 1;
   const machine = le ? b.readUInt16LE(18) : b.readUInt16BE(18);
-  if (machine !== ARCH_FACTS[arch].elfMachine) throw new OsbuilderError('VERIFY_FAILED', `${path} is built for ELF machine ${machine}, not ${arch}`, 'rebuild the agent for the right arch');
+  if (machine !== ARCH_FACTS[arch].elfMachine)
+    throw new OsbuilderError('VERIFY_FAILED', `${path} is built for ELF machine ${machine}, not ${arch}`, 'rebuild the agent for the right arch');
   const is64 = b[4] === 2;
   const phoff = Number(is64 ? (le ? b.readBigUInt64LE(32) : b.readBigUInt64BE(32)) : le ? b.readUInt32LE(28) : b.readUInt32BE(28));
   const phentsize = le ? b.readUInt16LE(is64 ? 54 : 42) : b.readUInt16BE(is64 ? 54 : 42);
@@ -381,6 +442,11 @@ export async function verifyAgentBinary(path: string, arch: Arch): Promise<void>
     const off = phoff + i * phentsize;
     if (off + 4 > b.length) break;
     const type = le ? b.readUInt32LE(off) : b.readUInt32BE(off);
-    if (type === 3) throw new OsbuilderError('VERIFY_FAILED', `${path} is dynamically linked (has PT_INTERP)`, 'the agent must be static: it runs before any libc is known to exist');
+    if (type === 3)
+      throw new OsbuilderError(
+        'VERIFY_FAILED',
+        `${path} is dynamically linked (has PT_INTERP)`,
+        'the agent must be static: it runs before any libc is known to exist',
+      );
   }
 }

@@ -116,7 +116,10 @@ async function containerBoot({ accel, kernel, root }) {
 
 async function containerRows({ accel, reason, kernel, initrd, image }) {
   const rows = [];
-  for (const [kind, root] of [['initrd', { initrd }], ['image', { image }]]) {
+  for (const [kind, root] of [
+    ['initrd', { initrd }],
+    ['image', { image }],
+  ]) {
     const runs = [];
     for (let i = 0; i < RUNS; i++) runs.push(await containerBoot({ accel, kernel, root }));
     const out = median(runs.map((x) => x.outputMs));
@@ -138,9 +141,21 @@ async function bootOnce({ qemu, accel, kernel, initrd, console, work, i, until }
   const runDir = await mkdtemp(join(work, `vm-${i}-`));
   const channel = { kind: 'serial', socket: join(runDir, 'agent.sock') };
   const plan = planQemu({
-    arch: 'x86_64', qemu, machineType: 'q35', accel, kernel, root: { kind: 'initrd', path: initrd }, vcpus: 1, memoryMiB: 512,
-    channel, qmpSocket: join(runDir, 'qmp.sock'), console, entropySource: '/dev/urandom', name: `osbuilder-bench-${process.pid}-${i}`,
-    debug: false, agentDebug: false,
+    arch: 'x86_64',
+    qemu,
+    machineType: 'q35',
+    accel,
+    kernel,
+    root: { kind: 'initrd', path: initrd },
+    vcpus: 1,
+    memoryMiB: 512,
+    channel,
+    qmpSocket: join(runDir, 'qmp.sock'),
+    console,
+    entropySource: '/dev/urandom',
+    name: `osbuilder-bench-${process.pid}-${i}`,
+    debug: false,
+    agentDebug: false,
   });
   const vm = Vm.start({ plan, channel });
   try {

@@ -51,7 +51,9 @@ async function debianKata() {
   );
   return cachedDir('debian-minbase-bookworm-kata', async (dir) => {
     await execa('cp', ['-a', `${base}/.`, dir]);
-    await writeFile(join(dir, 'usr/bin/kata-agent'), '#!/bin/sh\n# stand-in for the agent: image tests check layout, they do not boot\nexec sleep infinity\n', { mode: 0o755 });
+    await writeFile(join(dir, 'usr/bin/kata-agent'), '#!/bin/sh\n# stand-in for the agent: image tests check layout, they do not boot\nexec sleep infinity\n', {
+      mode: 0o755,
+    });
     await mkdir(join(dir, 'sbin'), { recursive: true });
     await symlink('/usr/bin/kata-agent', join(dir, 'sbin/init'));
   });
@@ -132,12 +134,30 @@ export async function run() {
     const b = median(bare);
     const note = `${size / MiB} MiB image, median of ${RUNS}`;
     const rows = [
-      { name: 'image vs bare mke2fs -d (same size)', ours_ms: o, baseline_ms: b, goal: '≤ 1.15×', note: `${note}; ours: DAX layout, checks (e2fsck, sfdisk x2, DAX block)` },
-      { name: 'image, SOURCE_DATE_EPOCH, vs bare mke2fs -d', ours_ms: os, baseline_ms: b, goal: '≤ 1.15×', note: 'reproducible build: fixed ids, inode times rewritten' },
+      {
+        name: 'image vs bare mke2fs -d (same size)',
+        ours_ms: o,
+        baseline_ms: b,
+        goal: '≤ 1.15×',
+        note: `${note}; ours: DAX layout, checks (e2fsck, sfdisk x2, DAX block)`,
+      },
+      {
+        name: 'image, SOURCE_DATE_EPOCH, vs bare mke2fs -d',
+        ours_ms: os,
+        baseline_ms: b,
+        goal: '≤ 1.15×',
+        note: 'reproducible build: fixed ids, inode times rewritten',
+      },
     ];
     if (kata.length) {
       const k = median(kata);
-      rows.push({ name: "image vs Kata's loop + mount + cp -a", ours_ms: o, baseline_ms: k, goal: '< 1×', note: `${kataNote}; Kata's size trials not counted` });
+      rows.push({
+        name: "image vs Kata's loop + mount + cp -a",
+        ours_ms: o,
+        baseline_ms: k,
+        goal: '< 1×',
+        note: `${kataNote}; Kata's size trials not counted`,
+      });
     } else {
       rows.push({ name: "image vs Kata's loop + mount + cp -a", note: kataSkip });
     }

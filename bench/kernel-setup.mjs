@@ -61,8 +61,20 @@ export async function run() {
     }
     const parts = await breakdown();
     return [
-      { name: `setup: checked extraction of ${TARBALL.split('/').pop()} vs bare tar -xJf`, ours_ms: median(ours), baseline_ms: median(base), goal: 'ratio ≤ 1.1', note: `median of ${RUNS} alternating runs (s): ours ${fmt(ours)}, tar ${fmt(base)}` },
-      { name: "setup breakdown: check pass alone (xz -dc -T2 into node-tar's parser) vs xz -dc alone", ours_ms: parts.check, baseline_ms: parts.one, goal: '', note: `one run each: xz -dc ${fmt([parts.one])} s, xz -dc -T2 ${fmt([parts.two])} s, check pass ${fmt([parts.check])} s` },
+      {
+        name: `setup: checked extraction of ${TARBALL.split('/').pop()} vs bare tar -xJf`,
+        ours_ms: median(ours),
+        baseline_ms: median(base),
+        goal: 'ratio ≤ 1.1',
+        note: `median of ${RUNS} alternating runs (s): ours ${fmt(ours)}, tar ${fmt(base)}`,
+      },
+      {
+        name: "setup breakdown: check pass alone (xz -dc -T2 into node-tar's parser) vs xz -dc alone",
+        ours_ms: parts.check,
+        baseline_ms: parts.one,
+        goal: '',
+        note: `one run each: xz -dc ${fmt([parts.one])} s, xz -dc -T2 ${fmt([parts.two])} s, check pass ${fmt([parts.check])} s`,
+      },
     ];
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -79,7 +79,11 @@ async function mergeConfigBaseline(tree, scratch) {
     files.push(p);
   }
   // No -O: kbuild refuses an output dir beside a built source tree; KCONFIG_CONFIG keeps the tree's .config untouched.
-  return () => execa(join(tree, 'scripts/kconfig/merge_config.sh'), ['-r', '-n', ...files], { cwd: tree, env: { ...process.env, ARCH: 'x86_64', KCONFIG_CONFIG: join(scratch, '.config') } });
+  return () =>
+    execa(join(tree, 'scripts/kconfig/merge_config.sh'), ['-r', '-n', ...files], {
+      cwd: tree,
+      env: { ...process.env, ARCH: 'x86_64', KCONFIG_CONFIG: join(scratch, '.config') },
+    });
 }
 
 /**
@@ -101,8 +105,20 @@ async function configRows(tree) {
     const [first] = await timed(() => assembleConfig({ tree, arch: 'x86_64' }));
     const note = (xs) => `median of ${RUNS} alternating runs (s): ours ${fmt(xs)}, merge_config.sh ${fmt(base)}`;
     return [
-      { name: '`osbuilder kernel config` x86_64 default, warm', ours_ms: median(warm), baseline_ms: median(base), goal: 'ours ≤ 1500 ms', note: `${note(warm)}; CLI process included (assembleConfig alone: ${(first / 1000).toFixed(2)} s); baseline: merge_config.sh -r -n (greps "not in final")` },
-      { name: '`osbuilder kernel config` x86_64 default, first run in a tree', ours_ms: median(cold), baseline_ms: median(base), goal: 'ours ≤ 2000 ms', note: `${note(cold)}; after make mrproper: kconfig's tools built and the allnoconfig base computed` },
+      {
+        name: '`osbuilder kernel config` x86_64 default, warm',
+        ours_ms: median(warm),
+        baseline_ms: median(base),
+        goal: 'ours ≤ 1500 ms',
+        note: `${note(warm)}; CLI process included (assembleConfig alone: ${(first / 1000).toFixed(2)} s); baseline: merge_config.sh -r -n (greps "not in final")`,
+      },
+      {
+        name: '`osbuilder kernel config` x86_64 default, first run in a tree',
+        ours_ms: median(cold),
+        baseline_ms: median(base),
+        goal: 'ours ≤ 2000 ms',
+        note: `${note(cold)}; after make mrproper: kconfig's tools built and the allnoconfig base computed`,
+      },
     ];
   } finally {
     await rm(scratch, { recursive: true, force: true });
@@ -119,7 +135,11 @@ async function buildRows(tree) {
       const now = new Date();
       await utimes(join(copy, 'fs/ext4/super.c'), now, now);
     };
-    const make = () => execa('make', [`-j${jobs}`, 'ARCH=x86_64', 'bzImage', 'vmlinux'], { cwd: copy, env: { ...process.env, KBUILD_BUILD_USER: 'osbuilder', KBUILD_BUILD_HOST: 'kata' } });
+    const make = () =>
+      execa('make', [`-j${jobs}`, 'ARCH=x86_64', 'bzImage', 'vmlinux'], {
+        cwd: copy,
+        env: { ...process.env, KBUILD_BUILD_USER: 'osbuilder', KBUILD_BUILD_HOST: 'kata' },
+      });
     const ours = () => execa('node', [cli, 'kernel', 'build', '-v', '6.1', '-a', 'x86_64', '-k', copy, '--make-jobs', String(jobs), '--json']);
     // settle: the copy's first make may redo some work (paths); not measured
     await make();
@@ -134,7 +154,15 @@ async function buildRows(tree) {
     // Best of the runs: with two, a median is the slower one, and the first bare make can redo more.
     const om = Math.min(...o);
     const bm = Math.min(...b);
-    return [{ name: `incremental build (touch fs/ext4/super.c), -j${jobs}`, ours_ms: om, baseline_ms: bm, goal: 'overhead ≤ 5 %', note: `runs: ours ${o.map((x) => x.toFixed(0)).join('/')} ms, make ${b.map((x) => x.toFixed(0)).join('/')} ms; ours = CLI start + state checks + make + artifact sha256` }];
+    return [
+      {
+        name: `incremental build (touch fs/ext4/super.c), -j${jobs}`,
+        ours_ms: om,
+        baseline_ms: bm,
+        goal: 'overhead ≤ 5 %',
+        note: `runs: ours ${o.map((x) => x.toFixed(0)).join('/')} ms, make ${b.map((x) => x.toFixed(0)).join('/')} ms; ours = CLI start + state checks + make + artifact sha256`,
+      },
+    ];
   } finally {
     await rm(work, { recursive: true, force: true });
   }

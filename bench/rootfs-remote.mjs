@@ -40,7 +40,8 @@ export async function run() {
   try {
     await loadImage(base.ref, remote.host);
     let n = 0;
-    const build = (host, distro) => onEngine(host, () => buildRootfs({ distro, output: join(work, `r${n++}`), bootstrapBase: true, mirror: MIRROR, agent: '/bin/busybox' }));
+    const build = (host, distro) =>
+      onEngine(host, () => buildRootfs({ distro, output: join(work, `r${n++}`), bootstrapBase: true, mirror: MIRROR, agent: '/bin/busybox' }));
     const rows = [];
     for (const distro of ['busybox', 'debian']) {
       await build(undefined, distro);
@@ -48,7 +49,13 @@ export async function run() {
       const local = await build(undefined, distro);
       const far = await build(remote.host, distro);
       const name = distro === 'debian' ? 'debian bookworm systemd' : 'busybox';
-      rows.push({ name: `${name}, remote engine (no shared path) vs local engine, builder images warm`, ours_ms: far, baseline_ms: local, goal: GOAL, note: 'remote: dockerd in a container on this host (not --privileged: every capability but SYS_RESOURCE), overlay2 on its own volume; both stream the tree back as a tar' });
+      rows.push({
+        name: `${name}, remote engine (no shared path) vs local engine, builder images warm`,
+        ours_ms: far,
+        baseline_ms: local,
+        goal: GOAL,
+        note: 'remote: dockerd in a container on this host (not --privileged: every capability but SYS_RESOURCE), overlay2 on its own volume; both stream the tree back as a tar',
+      });
     }
     return rows;
   } finally {

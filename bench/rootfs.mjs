@@ -26,7 +26,9 @@ const EXTRA = 'strace';
 const NOISE = '2 cores shared with other builds: network- and load-bound, it varies run to run';
 
 async function removeDebianBuilders() {
-  const r = await execa('docker', ['images', '-q', '--filter', 'label=org.osbuilder.role=rootfs-builder', '--filter', 'label=org.osbuilder.distro=debian'], { reject: false });
+  const r = await execa('docker', ['images', '-q', '--filter', 'label=org.osbuilder.role=rootfs-builder', '--filter', 'label=org.osbuilder.distro=debian'], {
+    reject: false,
+  });
   const ids = [...new Set(String(r.stdout).split('\n').filter(Boolean))];
   if (ids.length) await execa('docker', ['rmi', '-f', ...ids], { reject: false });
 }
@@ -35,12 +37,28 @@ function runners(work, agent) {
   const packages = resolveRootfsOptions({ distro: 'debian', output: join(work, 'x') }).packages;
   let n = 0;
   const bare = (extra = []) =>
-    timed(() => execa('mmdebstrap', ['--mode=root', '--variant=minbase', `--include=${[...packages, ...extra].join(',')}`, 'bookworm', join(work, `bare-${n++}`), MIRROR]));
+    timed(() =>
+      execa('mmdebstrap', [
+        '--mode=root',
+        '--variant=minbase',
+        `--include=${[...packages, ...extra].join(',')}`,
+        'bookworm',
+        join(work, `bare-${n++}`),
+        MIRROR,
+      ]),
+    );
   // The package cache lives in the build cache: a fresh one is an empty package cache.
   const ours = (cacheDir, extra = []) =>
     timed(async () => {
       process.env.OSBUILDER_CACHE_DIR = cacheDir;
-      await buildRootfs({ distro: 'debian', output: join(work, `ours-${n++}`), bootstrapBase: true, mirror: MIRROR, agent, ...(extra.length ? { extraPackages: extra } : {}) });
+      await buildRootfs({
+        distro: 'debian',
+        output: join(work, `ours-${n++}`),
+        bootstrapBase: true,
+        mirror: MIRROR,
+        agent,
+        ...(extra.length ? { extraPackages: extra } : {}),
+      });
     });
   return { packages, bare, ours };
 }
@@ -90,7 +108,13 @@ export async function run() {
       await removeDebianBuilders();
       const base = await bare();
       const cold = await ours(await mkdtemp(join(work, 'cache-')));
-      rows.push({ name: 'debian bookworm systemd, cold (builder image built, empty package cache)', ours_ms: cold, baseline_ms: base, goal: '≤ 1.3×', note: `one run; baseline: bare mmdebstrap; packages: ${packages.join(' ')}` });
+      rows.push({
+        name: 'debian bookworm systemd, cold (builder image built, empty package cache)',
+        ours_ms: cold,
+        baseline_ms: base,
+        goal: '≤ 1.3×',
+        note: `one run; baseline: bare mmdebstrap; packages: ${packages.join(' ')}`,
+      });
     }
     rows.push(...(await packageCacheRows(work, agent)));
     return rows;

@@ -19,7 +19,7 @@ const parser = yargs(hideBin(process.argv))
     if (err) throw err;
     const json = process.argv.includes('--json');
     const e = new OsbuilderError('USAGE', msg, 'see osbuilder <command> --help');
-    if (json) process.stdout.write(JSON.stringify({ error: e.toJSON() }, null, 2) + '\n');
+    if (json) process.stdout.write(`${JSON.stringify({ error: e.toJSON() }, null, 2)}\n`);
     else process.stderr.write(`error[USAGE]: ${msg}\n  hint: ${e.hint}\n`);
     process.exit(2);
   });

@@ -15,7 +15,7 @@ export function commandError(err: unknown, signal: NodeJS.Signals | undefined): 
 
 function printError(argv: GlobalArgs, e: OsbuilderError): void {
   if (argv.json) {
-    process.stdout.write(JSON.stringify({ error: e.toJSON() }, null, 2) + '\n');
+    process.stdout.write(`${JSON.stringify({ error: e.toJSON() }, null, 2)}\n`);
     return;
   }
   process.stderr.write(`error[${e.code}]: ${e.message}\n`);
@@ -53,10 +53,10 @@ export async function runCommand<T>(
     if (signal) fail(interruptedError(signal));
     else {
       reported = true;
-      if (argv.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+      if (argv.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       else {
         const text = human(result);
-        if (text) process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+        if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
       }
       process.exitCode = exitCode(result);
     }
@@ -78,6 +78,10 @@ export function mib(bytes: number): string {
 /** Formats rows as an aligned plain-text table. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }

@@ -44,28 +44,64 @@ export interface ArchFacts {
 
 export const ARCH_FACTS: Readonly<Record<Arch, ArchFacts>> = {
   x86_64: {
-    kernelArch: 'x86_64', srcarch: 'x86', debArch: 'amd64', ociPlatform: 'linux/amd64',
-    qemuSystem: 'qemu-system-x86_64', qemuMachine: 'q35', qemuUser: 'qemu-x86_64-static',
-    elfMachine: 62, elfName: 'EM_X86_64', endian: 'little',
-    triplet: 'x86_64-linux-gnu', crossPrefix: 'x86_64-linux-gnu-', crossPackage: 'gcc-x86-64-linux-gnu',
+    kernelArch: 'x86_64',
+    srcarch: 'x86',
+    debArch: 'amd64',
+    ociPlatform: 'linux/amd64',
+    qemuSystem: 'qemu-system-x86_64',
+    qemuMachine: 'q35',
+    qemuUser: 'qemu-x86_64-static',
+    elfMachine: 62,
+    elfName: 'EM_X86_64',
+    endian: 'little',
+    triplet: 'x86_64-linux-gnu',
+    crossPrefix: 'x86_64-linux-gnu-',
+    crossPackage: 'gcc-x86-64-linux-gnu',
   },
   aarch64: {
-    kernelArch: 'arm64', srcarch: 'arm64', debArch: 'arm64', ociPlatform: 'linux/arm64',
-    qemuSystem: 'qemu-system-aarch64', qemuMachine: 'virt', qemuUser: 'qemu-aarch64-static',
-    elfMachine: 183, elfName: 'EM_AARCH64', endian: 'little',
-    triplet: 'aarch64-linux-gnu', crossPrefix: 'aarch64-linux-gnu-', crossPackage: 'gcc-aarch64-linux-gnu',
+    kernelArch: 'arm64',
+    srcarch: 'arm64',
+    debArch: 'arm64',
+    ociPlatform: 'linux/arm64',
+    qemuSystem: 'qemu-system-aarch64',
+    qemuMachine: 'virt',
+    qemuUser: 'qemu-aarch64-static',
+    elfMachine: 183,
+    elfName: 'EM_AARCH64',
+    endian: 'little',
+    triplet: 'aarch64-linux-gnu',
+    crossPrefix: 'aarch64-linux-gnu-',
+    crossPackage: 'gcc-aarch64-linux-gnu',
   },
   ppc64le: {
-    kernelArch: 'powerpc', srcarch: 'powerpc', debArch: 'ppc64el', ociPlatform: 'linux/ppc64le',
-    qemuSystem: 'qemu-system-ppc64', qemuMachine: 'pseries', qemuUser: 'qemu-ppc64le-static',
-    elfMachine: 21, elfName: 'EM_PPC64', endian: 'little',
-    triplet: 'powerpc64le-linux-gnu', crossPrefix: 'powerpc64le-linux-gnu-', crossPackage: 'gcc-powerpc64le-linux-gnu',
+    kernelArch: 'powerpc',
+    srcarch: 'powerpc',
+    debArch: 'ppc64el',
+    ociPlatform: 'linux/ppc64le',
+    qemuSystem: 'qemu-system-ppc64',
+    qemuMachine: 'pseries',
+    qemuUser: 'qemu-ppc64le-static',
+    elfMachine: 21,
+    elfName: 'EM_PPC64',
+    endian: 'little',
+    triplet: 'powerpc64le-linux-gnu',
+    crossPrefix: 'powerpc64le-linux-gnu-',
+    crossPackage: 'gcc-powerpc64le-linux-gnu',
   },
   s390x: {
-    kernelArch: 's390', srcarch: 's390', debArch: 's390x', ociPlatform: 'linux/s390x',
-    qemuSystem: 'qemu-system-s390x', qemuMachine: 's390-ccw-virtio', qemuUser: 'qemu-s390x-static',
-    elfMachine: 22, elfName: 'EM_S390', endian: 'big',
-    triplet: 's390x-linux-gnu', crossPrefix: 's390x-linux-gnu-', crossPackage: 'gcc-s390x-linux-gnu',
+    kernelArch: 's390',
+    srcarch: 's390',
+    debArch: 's390x',
+    ociPlatform: 'linux/s390x',
+    qemuSystem: 'qemu-system-s390x',
+    qemuMachine: 's390-ccw-virtio',
+    qemuUser: 'qemu-s390x-static',
+    elfMachine: 22,
+    elfName: 'EM_S390',
+    endian: 'big',
+    triplet: 's390x-linux-gnu',
+    crossPrefix: 's390x-linux-gnu-',
+    crossPackage: 'gcc-s390x-linux-gnu',
   },
 };
 
@@ -73,7 +109,11 @@ export const ARCH_FACTS: Readonly<Record<Arch, ArchFacts>> = {
 export function parseArch(name: string): Arch {
   const a = Object.hasOwn(ARCH_ALIASES, name) ? ARCH_ALIASES[name] : undefined;
   if (!a) {
-    throw new OsbuilderError('UNSUPPORTED_ARCH', `unknown architecture ${JSON.stringify(name)}; supported: ${ARCHES.join(', ')}`, `use one of ${ARCHES.join(', ')}`);
+    throw new OsbuilderError(
+      'UNSUPPORTED_ARCH',
+      `unknown architecture ${JSON.stringify(name)}; supported: ${ARCHES.join(', ')}`,
+      `use one of ${ARCHES.join(', ')}`,
+    );
   }
   return a;
 }

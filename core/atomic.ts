@@ -32,13 +32,21 @@ export async function checkOutputPath(path: string, example: OutputExample): Pro
   const dir = dirname(path);
   const dirStat = await stat(dir).catch(() => undefined);
   if (!dirStat?.isDirectory()) {
-    throw new OsbuilderError('OUTPUT_INVALID', `output directory ${dir} does not exist`, `create it first (mkdir -p ${dir}) or choose another ${example.flag} path`);
+    throw new OsbuilderError(
+      'OUTPUT_INVALID',
+      `output directory ${dir} does not exist`,
+      `create it first (mkdir -p ${dir}) or choose another ${example.flag} path`,
+    );
   }
   const own = await stat(path).catch(() => undefined);
   if (own?.isDirectory()) {
     const inside = join(path, example.name);
     const taken = (await stat(inside).catch(() => undefined))?.isDirectory();
-    throw new OsbuilderError('OUTPUT_INVALID', `output path ${path} is a directory`, taken ? `give ${example.flag} the path of a file, not a directory` : `give a file name, e.g. ${example.flag} ${inside}`);
+    throw new OsbuilderError(
+      'OUTPUT_INVALID',
+      `output path ${path} is a directory`,
+      taken ? `give ${example.flag} the path of a file, not a directory` : `give a file name, e.g. ${example.flag} ${inside}`,
+    );
   }
 }
 

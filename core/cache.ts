@@ -126,7 +126,13 @@ export class BuildCache {
    * the entry's lock, a verified hit (unless `reuse` is false), else `produce`
    * builds it. The entry is held by this process until it exits.
    */
-  async obtain<M>(stage: string, key: string, inputs: CacheInputs, produce: (dir: string) => Promise<M>, reuse = true): Promise<{ entry: CacheEntry<M>; cached: boolean }> {
+  async obtain<M>(
+    stage: string,
+    key: string,
+    inputs: CacheInputs,
+    produce: (dir: string) => Promise<M>,
+    reuse = true,
+  ): Promise<{ entry: CacheEntry<M>; cached: boolean }> {
     return this.withLock(stage, key, async () => {
       const hit = reuse ? await this.lookup<M>(stage, key) : undefined;
       const entry = hit ?? (await this.store(stage, key, inputs, produce));
@@ -153,7 +159,7 @@ export class BuildCache {
         if (st.isFile()) files[name] = { sha256: await sha256File(join(tmp, name)), size: st.size };
       }
       const entry = { stage, key, inputs, files, createdAt: new Date().toISOString(), meta };
-      await writeFile(join(tmp, 'entry.json'), JSON.stringify(entry, null, 2) + '\n');
+      await writeFile(join(tmp, 'entry.json'), `${JSON.stringify(entry, null, 2)}\n`);
       if (await stat(dir).catch(() => undefined)) {
         await this.waitUntilUnheld(dir);
         await rename(dir, `${tmp}-old`);
@@ -179,7 +185,7 @@ export class BuildCache {
     await mkdir(dir, { recursive: true });
     this.hold(dir);
     const file = join(dir, STORE_FILE);
-    if (!(await stat(file).catch(() => undefined))) await atomicOutput(file, (tmp) => writeFile(tmp, JSON.stringify(info, null, 2) + '\n'));
+    if (!(await stat(file).catch(() => undefined))) await atomicOutput(file, (tmp) => writeFile(tmp, `${JSON.stringify(info, null, 2)}\n`));
     const now = new Date();
     await utimes(file, now, now);
     await reapStoreTemps(dir);
@@ -191,7 +197,10 @@ export class BuildCache {
     const out: Store[] = [];
     for (const [top, name, dir] of await this.children()) {
       const file = join(dir, STORE_FILE);
-      const info = await readFile(file, 'utf8').then((t) => JSON.parse(t) as Record<string, string>, () => undefined);
+      const info = await readFile(file, 'utf8').then(
+        (t) => JSON.parse(t) as Record<string, string>,
+        () => undefined,
+      );
       if (!info) continue;
       const names = (await readdir(dir)).filter((n) => n !== STORE_FILE && !n.startsWith('.'));
       out.push({ top, name, dir, info, files: names.length, bytes: await treeBytes(dir), usedAt: (await stat(file)).mtime });
@@ -203,7 +212,7 @@ export class BuildCache {
   private hold(dir: string): void {
     const file = join(this.root, HOLDS, ownerTag());
     mkdirSync(join(this.root, HOLDS), { recursive: true });
-    appendFileSync(file, dir + '\n');
+    appendFileSync(file, `${dir}\n`);
     if (!this.holding) process.once('exit', () => rmSync(file, { force: true }));
     this.holding = true;
   }
@@ -271,7 +280,7 @@ export class BuildCache {
     for (const l of await this.leftovers()) {
       if (l.alive) continue;
       try {
-        if (l.path.startsWith(join(this.root, LOCKS) + '/')) await removeIfDead(l.path);
+        if (l.path.startsWith(`${join(this.root, LOCKS)}/`)) await removeIfDead(l.path);
         else await rm(l.path, { recursive: true, force: true, maxRetries: 5 });
         removed.push(l.path);
       } catch (err) {
@@ -332,7 +341,10 @@ const VERIFIED = '.verified.json';
  * when it last matched; what matched is recorded for the next lookup.
  */
 async function verifyFiles(dir: string, files: CacheEntry['files']): Promise<string | undefined> {
-  const known = await readFile(join(dir, VERIFIED), 'utf8').then((t) => JSON.parse(t) as Record<string, string>, () => ({}) as Record<string, string>);
+  const known = await readFile(join(dir, VERIFIED), 'utf8').then(
+    (t) => JSON.parse(t) as Record<string, string>,
+    () => ({}) as Record<string, string>,
+  );
   const clock = await fsClock(join(dir, VERIFIED));
   const verified: Record<string, string> = {};
   for (const [name, want] of Object.entries(files)) {
@@ -342,7 +354,7 @@ async function verifyFiles(dir: string, files: CacheEntry['files']): Promise<str
     if (known[name] !== st.stamp && ((await stat(path)).size !== want.size || (await sha256File(path)) !== want.sha256)) return name;
     if (st.ctimeNs < clock) verified[name] = st.stamp;
   }
-  if (canonicalJson(verified) !== canonicalJson(known)) await atomicOutput(join(dir, VERIFIED), (tmp) => writeFile(tmp, JSON.stringify(verified) + '\n'));
+  if (canonicalJson(verified) !== canonicalJson(known)) await atomicOutput(join(dir, VERIFIED), (tmp) => writeFile(tmp, `${JSON.stringify(verified)}\n`));
   return undefined;
 }
 

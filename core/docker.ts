@@ -72,7 +72,11 @@ function sorted(record: Record<string, string> | undefined): [string, string][] 
 export function mountArg(m: BindMount): string {
   for (const p of [m.host, m.container]) {
     if (/[,"\n]/.test(p)) {
-      throw new OsbuilderError('OUTPUT_INVALID', `cannot bind-mount ${JSON.stringify(p)}: commas, quotes and newlines are not allowed in mounted paths`, 'choose an output path without those characters');
+      throw new OsbuilderError(
+        'OUTPUT_INVALID',
+        `cannot bind-mount ${JSON.stringify(p)}: commas, quotes and newlines are not allowed in mounted paths`,
+        'choose an output path without those characters',
+      );
     }
   }
   return `type=bind,source=${m.host},target=${m.container}${m.readonly ? ',readonly' : ''}`;
@@ -83,14 +87,19 @@ const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 export function volumeMountArg(v: VolumeMount): string {
   if (!VOLUME_NAME.test(v.volume) || /[,"\n]/.test(v.container)) {
-    throw new OsbuilderError('INTERNAL', `cannot mount volume ${JSON.stringify(v.volume)} at ${JSON.stringify(v.container)}`, 'this is a bug in osbuilder: rerun with --debug and report it');
+    throw new OsbuilderError(
+      'INTERNAL',
+      `cannot mount volume ${JSON.stringify(v.volume)} at ${JSON.stringify(v.container)}`,
+      'this is a bug in osbuilder: rerun with --debug and report it',
+    );
   }
   return `type=volume,source=${v.volume},target=${v.container}`;
 }
 
 /** `volume create` argv, labelled. */
 export function volumeCreateArgv(name: string, labels: Record<string, string>): string[] {
-  if (!VOLUME_NAME.test(name)) throw new OsbuilderError('INTERNAL', `invalid volume name ${JSON.stringify(name)}`, 'this is a bug in osbuilder: rerun with --debug and report it');
+  if (!VOLUME_NAME.test(name))
+    throw new OsbuilderError('INTERNAL', `invalid volume name ${JSON.stringify(name)}`, 'this is a bug in osbuilder: rerun with --debug and report it');
   return ['volume', 'create', ...sorted(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), name];
 }
 
@@ -180,7 +189,7 @@ export class ContainerEngine {
 
   /** Fails with DOCKER_UNAVAILABLE when the engine cannot be reached. */
   async check(): Promise<string> {
-    let r;
+    let r: Awaited<ReturnType<typeof start<{ reject: false; timeout: number }>>>;
     try {
       // podman without a service has no "Server" in `version`; `info` reaches the engine either way.
       const args = this.kind === 'docker' ? ['version', '--format', '{{.Server.Version}}'] : ['info', '--format', '{{.Version.Version}}'];
@@ -189,7 +198,13 @@ export class ContainerEngine {
       throw this.unavailable(String((err as Error).message));
     }
     if ((r as { code?: string }).code === 'ENOENT') {
-      throw new OsbuilderError('DOCKER_UNAVAILABLE', `${this.cmd} is not installed`, this.kind === 'docker' ? 'install docker.io (scripts/setup-host.sh does), or use --engine podman|native' : 'install podman, or use --engine docker|native');
+      throw new OsbuilderError(
+        'DOCKER_UNAVAILABLE',
+        `${this.cmd} is not installed`,
+        this.kind === 'docker'
+          ? 'install docker.io (scripts/setup-host.sh does), or use --engine podman|native'
+          : 'install podman, or use --engine docker|native',
+      );
     }
     const out = String(r.stdout).trim();
     if (r.exitCode !== 0 || !out) throw this.unavailable(String(r.stderr || r.stdout));
@@ -232,7 +247,12 @@ export class ContainerEngine {
   async run(spec: RunSpec, opts: { hint?: string; timeout?: number; onOutput?: (chunk: string) => void } = {}): Promise<RunResult> {
     const unregister = onInterrupt(() => this.remove(spec.name));
     try {
-      return await run(this.cmd, runArgv(labelled(spec)), { input: spec.input, hint: opts.hint, timeout: opts.timeout ?? 60 * 60_000, onOutput: opts.onOutput });
+      return await run(this.cmd, runArgv(labelled(spec)), {
+        input: spec.input,
+        hint: opts.hint,
+        timeout: opts.timeout ?? 60 * 60_000,
+        onOutput: opts.onOutput,
+      });
     } catch (err) {
       await this.remove(spec.name);
       throw err;
@@ -278,9 +298,15 @@ export class ContainerEngine {
       const o = parseOwnerTag(tag);
       return o === undefined || ownerAlive(o);
     };
-    const ps = await start(this.cmd, ['ps', '-a', '--filter', `label=${OWNER_LABEL}`, '--format', `{{.Names}} {{.Label "${OWNER_LABEL}"}}`], { reject: false, timeout: 60_000 });
+    const ps = await start(this.cmd, ['ps', '-a', '--filter', `label=${OWNER_LABEL}`, '--format', `{{.Names}} {{.Label "${OWNER_LABEL}"}}`], {
+      reject: false,
+      timeout: 60_000,
+    });
     for (const name of orphanNames(String(ps.stdout), kept)) await this.remove(name);
-    const vols = await start(this.cmd, ['volume', 'ls', '--filter', `label=${OWNER_LABEL}`, '--format', volumeOwnerFormat(this.kind)], { reject: false, timeout: 60_000 });
+    const vols = await start(this.cmd, ['volume', 'ls', '--filter', `label=${OWNER_LABEL}`, '--format', volumeOwnerFormat(this.kind)], {
+      reject: false,
+      timeout: 60_000,
+    });
     for (const name of orphanNames(String(vols.stdout), kept)) await this.removeVolume(name);
   }
 
@@ -290,7 +316,12 @@ export class ContainerEngine {
   }
 
   /** Pipes a tar stream from `producer` into `<engine> import - <tag>`; `changes` are Dockerfile lines (e.g. LABEL k=v). */
-  async importFrom(producer: { cmd: string; args: string[]; env?: Record<string, string> }, tag: string, hint?: string, changes: string[] = []): Promise<string> {
+  async importFrom(
+    producer: { cmd: string; args: string[]; env?: Record<string, string> },
+    tag: string,
+    hint?: string,
+    changes: string[] = [],
+  ): Promise<string> {
     const importArgs = ['import', ...changes.flatMap((c) => ['--change', c]), '-', tag];
     debug(`$ ${formatCommand(producer.cmd, producer.args)} | ${formatCommand(this.cmd, importArgs)}`);
     const source = start(producer.cmd, producer.args, { env: producer.env, stdout: 'pipe', stderr: 'pipe', reject: false, buffer: { stdout: false } });
@@ -306,8 +337,16 @@ export class ContainerEngine {
         throw new OsbuilderError('TOOL_MISSING', `${producer.cmd} is not installed`, hint ?? 'install it (on Debian: see scripts/setup-host.sh)');
       }
       if (src.exitCode !== 0) {
-        const tail = String(src.stderr ?? '').trimEnd().split('\n').slice(-15).join('\n');
-        throw new OsbuilderError('COMMAND_FAILED', `${formatCommand(producer.cmd, producer.args)} failed (exit ${src.exitCode})${tail ? `:\n${tail}` : ''}`, hint ?? RERUN_HINT);
+        const tail = String(src.stderr ?? '')
+          .trimEnd()
+          .split('\n')
+          .slice(-15)
+          .join('\n');
+        throw new OsbuilderError(
+          'COMMAND_FAILED',
+          `${formatCommand(producer.cmd, producer.args)} failed (exit ${src.exitCode})${tail ? `:\n${tail}` : ''}`,
+          hint ?? RERUN_HINT,
+        );
       }
       if (dst.exitCode !== 0) {
         throw new OsbuilderError('COMMAND_FAILED', `${this.cmd} import failed: ${String(dst.stderr).trim()}`, hint ?? RERUN_HINT);

@@ -92,5 +92,10 @@ export function asOsbuilderError(err: unknown): OsbuilderError {
  */
 export function interruptedError(signal: string, cause?: unknown): OsbuilderError {
   if (cause instanceof OsbuilderError && cause.code === 'INTERRUPTED') return cause;
-  return new OsbuilderError('INTERRUPTED', `interrupted by ${signal}`, 'what osbuilder had started was cleaned up (temp files, containers, VMs): run the command again', cause === undefined ? undefined : { cause });
+  return new OsbuilderError(
+    'INTERRUPTED',
+    `interrupted by ${signal}`,
+    'what osbuilder had started was cleaned up (temp files, containers, VMs): run the command again',
+    cause === undefined ? undefined : { cause },
+  );
 }

@@ -50,7 +50,7 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     stripFinalNewline: false,
     ...(opts.inherit || isDebug() ? { stdout: ['pipe', 'inherit'], stderr: ['pipe', 'inherit'] } : {}),
   } as Options;
-  let result;
+  let result: Awaited<ReturnType<typeof start<Options>>>;
   try {
     const child = start(cmd, args, execOpts);
     if (opts.onOutput) {
@@ -86,7 +86,7 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
  * execa, with the child recorded until it is reaped (core/children.ts): the
  * only way osbuilder starts a process, so none outlives an interrupted run.
  */
-export function start<O extends Options = {}>(cmd: string, args: readonly string[], opts?: O) {
+export function start<O extends Options = Options>(cmd: string, args: readonly string[], opts?: O) {
   const child = execa(cmd, args, opts);
   track(child as unknown as ChildProcess);
   return child;
@@ -114,7 +114,7 @@ export function spawnProcess(cmd: string, args: readonly string[], opts: Options
 export const RERUN_HINT = 'rerun with --debug to see every command and its output';
 
 export function toolMissing(cmd: string): OsbuilderError {
-  return new OsbuilderError('TOOL_MISSING', `${cmd} is not installed`, `install it (on Debian: see scripts/setup-host.sh), or put it on PATH`);
+  return new OsbuilderError('TOOL_MISSING', `${cmd} is not installed`, 'install it (on Debian: see scripts/setup-host.sh), or put it on PATH');
 }
 
 function commandError(cmd: string, args: readonly string[], err: unknown, hint?: string): OsbuilderError {
@@ -128,7 +128,14 @@ export async function which(cmd: string, path = process.env.PATH ?? ''): Promise
   const candidates = cmd.includes('/') ? [cmd] : path.split(':').map((d) => join(d || '.', cmd));
   for (const c of candidates) {
     const st = await stat(c).catch(() => undefined);
-    if (st?.isFile() && (await access(c, constants.X_OK).then(() => true, () => false))) return c;
+    if (
+      st?.isFile() &&
+      (await access(c, constants.X_OK).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return c;
   }
   return undefined;
 }

@@ -34,6 +34,9 @@ const DIR_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
 /** Same bound as the kernel's MAXSYMLINKS. */
 const MAX_SYMLINKS = 40;
 
+/** Where a walk ended: the open directories from the root down, and the final name. */
+type Walked = { stack: Level[]; name: string | undefined };
+
 interface Level {
   handle: FileHandle;
   name: string;
@@ -88,10 +91,7 @@ export class SafeRoot {
    * (undefined when the path is the root itself or ends in a followed dir).
    * With `create`, missing intermediate directories are made (mode 0755).
    */
-  private async walk(
-    path: string,
-    opts: { create?: boolean; followFinal?: boolean; finalIsDir?: boolean; finalMode?: number },
-  ): Promise<{ stack: Level[]; name: string | undefined }> {
+  private async walk(path: string, opts: { create?: boolean; followFinal?: boolean; finalIsDir?: boolean; finalMode?: number }): Promise<Walked> {
     const stack: Level[] = [{ handle: this.rootHandle, name: '' }];
     const queue = splitPath(path);
     let links = 0;
@@ -152,7 +152,7 @@ export class SafeRoot {
   private static logical(stack: Level[], name?: string): string {
     const parts = stack.slice(1).map((l) => l.name);
     if (name !== undefined) parts.push(name);
-    return '/' + parts.join('/');
+    return `/${parts.join('/')}`;
   }
 
   /** The in-root path `path` resolves to, symlinks followed inside the root. */
@@ -172,7 +172,7 @@ export class SafeRoot {
 
   /** lstat of the final component (not followed); undefined when missing. */
   async lstat(path: string): Promise<Stats | undefined> {
-    let walked;
+    let walked: Walked;
     try {
       walked = await this.walk(path, {});
     } catch (err) {
@@ -194,7 +194,7 @@ export class SafeRoot {
 
   /** stat with symlinks followed inside the root; undefined when missing or dangling. */
   async stat(path: string): Promise<Stats | undefined> {
-    let walked;
+    let walked: Walked;
     try {
       walked = await this.walk(path, { followFinal: true });
     } catch (err) {
@@ -319,7 +319,7 @@ export class SafeRoot {
 
   /** Removes `path` (the final component is never followed). Missing paths are fine. */
   async remove(path: string, opts: { recursive?: boolean } = {}): Promise<boolean> {
-    let walked;
+    let walked: Walked;
     try {
       walked = await this.walk(path, {});
     } catch (err) {
@@ -412,6 +412,7 @@ export class SafeRoot {
    * Visits every entry under the root (depth first, names sorted), never
    * following a symlink. `visit` may return 'skip' to not descend into a dir.
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a visitor that returns nothing means 'descend'
   async walkTree(visit: (entry: WalkEntry) => Promise<void | 'skip'> | void | 'skip', start = '/'): Promise<void> {
     const walkDir = async (dirFd: number, prefix: string): Promise<void> => {
       const names = (await readdir(SafeRoot.at(dirFd))).sort();
@@ -489,5 +490,7 @@ export async function withSafeRoot<T>(root: string, fn: (fs: SafeRoot) => Promis
 /** Maps errno failures from confined operations to a clear OsbuilderError. */
 export function confinedError(err: unknown, root: string): OsbuilderError {
   const e = err as NodeJS.ErrnoException;
-  return new OsbuilderError('OUTPUT_INVALID', `cannot update rootfs ${root}: ${e.message}`, 'the rootfs has an unexpected layout; rebuild it from scratch', { cause: err });
+  return new OsbuilderError('OUTPUT_INVALID', `cannot update rootfs ${root}: ${e.message}`, 'the rootfs has an unexpected layout; rebuild it from scratch', {
+    cause: err,
+  });
 }

@@ -13,7 +13,10 @@ const POLL_MS = 200;
 
 /** The tag in a lock file, or undefined when it is gone. */
 export async function lockOwner(path: string): Promise<string | undefined> {
-  return readFile(path, 'utf8').then((t) => t.trim(), () => undefined);
+  return readFile(path, 'utf8').then(
+    (t) => t.trim(),
+    () => undefined,
+  );
 }
 
 /** True when `path` is held by a live process. */
@@ -28,7 +31,7 @@ let seq = 0;
 
 async function tryLock(path: string): Promise<boolean> {
   const mine = `${path}.${ownerTag()}-${++seq}`;
-  await writeFile(mine, ownerTag() + '\n');
+  await writeFile(mine, `${ownerTag()}\n`);
   try {
     await link(mine, path);
     return true;

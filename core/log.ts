@@ -24,7 +24,7 @@ export function isJson(): boolean {
 }
 
 function write(line: string): void {
-  process.stderr.write(line + '\n');
+  process.stderr.write(`${line}\n`);
 }
 
 export function info(message: string): void {
@@ -68,8 +68,16 @@ export interface ProgressReport {
 
 export function progress(stepTitle: string, p: ProgressReport): void {
   if (state.json) {
-    const event = { event: 'progress', step: stepTitle, done: p.done, ...(p.total !== undefined ? { total: p.total } : {}), ...(p.percent !== undefined ? { percent: p.percent } : {}), unit: p.unit, text: p.text };
-    process.stderr.write(JSON.stringify(event) + '\n');
+    const event = {
+      event: 'progress',
+      step: stepTitle,
+      done: p.done,
+      ...(p.total !== undefined ? { total: p.total } : {}),
+      ...(p.percent !== undefined ? { percent: p.percent } : {}),
+      unit: p.unit,
+      text: p.text,
+    };
+    process.stderr.write(`${JSON.stringify(event)}\n`);
     return;
   }
   if (active) active.spinner.text = `${active.title}: ${stepTitle === active.title ? '' : `${stepTitle}: `}${p.text}`;
@@ -79,9 +87,7 @@ export async function step<T>(title: string, fn: () => Promise<T>): Promise<T> {
   const start = performance.now();
   const indent = '  '.repeat(depth);
   const spinner: Ora | undefined =
-    !state.json && !state.debug && depth === 0 && process.stderr.isTTY
-      ? ora({ text: title, stream: process.stderr }).start()
-      : undefined;
+    !state.json && !state.debug && depth === 0 && process.stderr.isTTY ? ora({ text: title, stream: process.stderr }).start() : undefined;
   const mine = spinner ? { spinner, title } : undefined;
   if (mine) active = mine;
   depth++;

@@ -64,9 +64,16 @@ function describe(s: OptionSpec, defaults: Record<string, unknown>, env: boolean
  * Adds a table's flags to a yargs builder. No yargs defaults: an unset flag
  * falls back to the environment, then to the stage's default.
  */
-export function addOptions<Y extends Argv<unknown>>(y: Y, table: readonly OptionSpec[], how: { aliases?: boolean; defaults?: Record<string, unknown>; env?: boolean } = {}): Y {
+export function addOptions<Y extends Argv<unknown>>(
+  y: Y,
+  table: readonly OptionSpec[],
+  how: { aliases?: boolean; defaults?: Record<string, unknown>; env?: boolean } = {},
+): Y {
   for (const s of table) {
-    const o: Options = { type: s.kind === 'boolean' ? 'boolean' : s.kind === 'number' ? 'number' : 'string', describe: describe(s, how.defaults ?? {}, how.env !== false) };
+    const o: Options = {
+      type: s.kind === 'boolean' ? 'boolean' : s.kind === 'number' ? 'number' : 'string',
+      describe: describe(s, how.defaults ?? {}, how.env !== false),
+    };
     if (how.aliases !== false && s.alias) o.alias = s.alias;
     y.option(s.flag, o);
   }
@@ -77,7 +84,7 @@ export function addOptions<Y extends Argv<unknown>>(y: Y, table: readonly Option
 export function parseMiB(value: unknown, flag: string): number | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   const text = String(value).trim();
-  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isSafeInteger(n)) {
     throw new OsbuilderError('USAGE', `${flag} must be a whole number of MiB, got "${text}"`, `e.g. ${flag} 512`);
   }

@@ -33,8 +33,16 @@ interface StageResult {
 function stageError(stage: PipeStage, r: StageResult, timeout?: number): OsbuilderError {
   if (r.code === 'ENOENT') return toolMissing(stage.cmd);
   const what = r.timedOut ? `timed out after ${timeout} ms` : r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`;
-  const tail = String(r.stderr ?? '').trimEnd().split('\n').slice(-15).join('\n');
-  return new OsbuilderError('COMMAND_FAILED', `${formatCommand(stage.cmd, stage.args)} failed (${what})${tail ? `:\n${tail}` : ''}`, stage.hint ?? 'rerun with --debug to see every command and its output');
+  const tail = String(r.stderr ?? '')
+    .trimEnd()
+    .split('\n')
+    .slice(-15)
+    .join('\n');
+  return new OsbuilderError(
+    'COMMAND_FAILED',
+    `${formatCommand(stage.cmd, stage.args)} failed (${what})${tail ? `:\n${tail}` : ''}`,
+    stage.hint ?? 'rerun with --debug to see every command and its output',
+  );
 }
 
 /**
@@ -73,7 +81,9 @@ export async function pipeline(stages: PipeStage[], opts: PipeOptions = {}): Pro
   });
   try {
     const results = (await Promise.all(procs)) as unknown as StageResult[];
-    const i = blame(results.map((r) => ({ failed: r.code !== undefined || r.timedOut === true || r.exitCode !== 0, ...(r.signal ? { signal: r.signal } : {}) })));
+    const i = blame(
+      results.map((r) => ({ failed: r.code !== undefined || r.timedOut === true || r.exitCode !== 0, ...(r.signal ? { signal: r.signal } : {}) })),
+    );
     if (i >= 0) throw stageError(stages[i]!, results[i]!, opts.timeout);
   } finally {
     unregister();

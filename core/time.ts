@@ -5,7 +5,11 @@ export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | 
   const raw = env.SOURCE_DATE_EPOCH;
   if (raw === undefined || raw === '') return undefined;
   if (!/^\d+$/.test(raw)) {
-    throw new OsbuilderError('INPUT_INVALID', `SOURCE_DATE_EPOCH=${raw} is not a number of seconds`, 'set it to a Unix timestamp, e.g. $(git log -1 --format=%ct)');
+    throw new OsbuilderError(
+      'INPUT_INVALID',
+      `SOURCE_DATE_EPOCH=${raw} is not a number of seconds`,
+      'set it to a Unix timestamp, e.g. $(git log -1 --format=%ct)',
+    );
   }
   return Number(raw);
 }

@@ -27,13 +27,7 @@ export const DPKG_PATH_INCLUDES = ['/usr/share/doc/*/copyright'];
  * real owners because the container's root is the host's root.
  */
 export function mmdebstrapCommand(input: BootstrapInput, suite: string, components: string[]): Command {
-  const argv = [
-    'mmdebstrap',
-    '--mode=root',
-    '--variant=minbase',
-    `--arch=${ARCH_FACTS[input.arch].debArch}`,
-    `--components=${components.join(',')}`,
-  ];
+  const argv = ['mmdebstrap', '--mode=root', '--variant=minbase', `--arch=${ARCH_FACTS[input.arch].debArch}`, `--components=${components.join(',')}`];
   if (input.packages.length > 0) argv.push(`--include=${input.packages.join(',')}`);
   argv.push('--aptopt=Acquire::Languages "none"');
   for (const p of DPKG_PATH_EXCLUDES) argv.push(`--dpkgopt=path-exclude=${p}`);
@@ -54,9 +48,7 @@ export const PACKAGE_CACHE_OWNER_ENV = 'OSBUILDER_OWNER';
  * Packages index, keeps it when it matches and fetches it again when it does
  * not. The copy is private to this build: nothing apt does touches the cache.
  */
-export const APT_CACHE_SEED_HOOK =
-  `mkdir -p "$1/var/cache/apt/archives/partial" && ` +
-  `find "$${PACKAGE_CACHE_ENV}" -maxdepth 1 -type f -name '*.deb' -exec cp -p -t "$1/var/cache/apt/archives/partial/" {} +`;
+export const APT_CACHE_SEED_HOOK = `mkdir -p "$1/var/cache/apt/archives/partial" && find "$${PACKAGE_CACHE_ENV}" -maxdepth 1 -type f -name '*.deb' -exec cp -p -t "$1/var/cache/apt/archives/partial/" {} +`;
 
 /**
  * Publishes what apt verified (every .deb in archives/ came through partial/
@@ -64,10 +56,7 @@ export const APT_CACHE_SEED_HOOK =
  * and rename: concurrent builds never see a half-written .deb. Files equal to
  * the cached ones are left alone.
  */
-export const APT_CACHE_STORE_HOOK =
-  `c="$${PACKAGE_CACHE_ENV}"; for f in "$1"/var/cache/apt/archives/*.deb; do ` +
-  `[ -f "$f" ] || continue; n="\${f##*/}"; cmp -s "$f" "$c/$n" && continue; ` +
-  `t="$(mktemp "$c/.$n.tmp-$${PACKAGE_CACHE_OWNER_ENV}-XXXXXX")" && cp -p "$f" "$t" && mv -f "$t" "$c/$n" || exit 1; done`;
+export const APT_CACHE_STORE_HOOK = `c="$${PACKAGE_CACHE_ENV}"; for f in "$1"/var/cache/apt/archives/*.deb; do [ -f "$f" ] || continue; n="\${f##*/}"; cmp -s "$f" "$c/$n" && continue; t="$(mktemp "$c/.$n.tmp-$${PACKAGE_CACHE_OWNER_ENV}-XXXXXX")" && cp -p "$f" "$t" && mv -f "$t" "$c/$n" || exit 1; done`;
 
 /**
  * mmdebstrap's documented package-cache recipe (its man page: sync-in/sync-out

@@ -23,6 +23,9 @@ export function coverage(distro: string, arch: Arch, format: Format): Coverage {
 /** The (arch, formats) pairs of one distro the tests take to `level` ([] = none). */
 export function testedIn(distro: string, level: Tested): Array<{ arch: Arch; formats: Format[] }> {
   return Object.entries(TESTED[distro] ?? {})
-    .map(([arch, formats]) => ({ arch: arch as Arch, formats: (Object.entries(formats ?? {}) as Array<[Format, Tested]>).filter(([, l]) => l === level).map(([f]) => f) }))
+    .map(([arch, formats]) => ({
+      arch: arch as Arch,
+      formats: (Object.entries(formats ?? {}) as Array<[Format, Tested]>).filter(([, l]) => l === level).map(([f]) => f),
+    }))
     .filter((e) => e.formats.length > 0);
 }

@@ -27,7 +27,11 @@ export function distroNames(): string[] {
 export function getDistro(name: string): DistroDefinition {
   const d = DISTROS.find((x) => x.name === name);
   if (!d) {
-    throw new OsbuilderError('UNKNOWN_DISTRO', `unknown distro "${name}"; valid distros: ${distroNames().join(', ')}`, 'osbuilder distros lists them with their versions and arches');
+    throw new OsbuilderError(
+      'UNKNOWN_DISTRO',
+      `unknown distro "${name}"; valid distros: ${distroNames().join(', ')}`,
+      'osbuilder distros lists them with their versions and arches',
+    );
   }
   return d;
 }

@@ -88,11 +88,16 @@ function checkDaxAlignment(o: ResolvedImageOptions, req: Omit<SizeRequest, 'size
   throw new OsbuilderError(
     'USAGE',
     `--size ${o.sizeMiB} MiB is not a multiple of 2 MiB, the DAX alignment the nvdimm namespace needs`,
-    next ? `use --size ${next}${next > o.sizeMiB + 1 ? ` (the smallest even size above ${o.sizeMiB} MiB the rootfs fits in)` : ''}, or leave --size out to size the image automatically` : 'leave --size out to size the image automatically',
+    next
+      ? `use --size ${next}${next > o.sizeMiB + 1 ? ` (the smallest even size above ${o.sizeMiB} MiB the rootfs fits in)` : ''}, or leave --size out to size the image automatically`
+      : 'leave --size out to size the image automatically',
   );
 }
 
-const isNoSpace = (err: unknown) => err instanceof OsbuilderError && err.code === 'COMMAND_FAILED' && /Could not allocate|No free space|No space left|while populating file system/i.test(err.message);
+const isNoSpace = (err: unknown) =>
+  err instanceof OsbuilderError &&
+  err.code === 'COMMAND_FAILED' &&
+  /Could not allocate|No free space|No space left|while populating file system/i.test(err.message);
 
 /** Runs a checking tool; its failure is VERIFY_FAILED (a missing tool stays TOOL_MISSING). */
 async function check(what: string, cmd: string, args: string[]): Promise<void> {
@@ -100,7 +105,9 @@ async function check(what: string, cmd: string, args: string[]): Promise<void> {
     await run(cmd, args);
   } catch (err) {
     if (err instanceof OsbuilderError && err.code === 'COMMAND_FAILED') {
-      throw new OsbuilderError('VERIFY_FAILED', `${what} failed: ${err.message}`, 'the image was not written; rerun with --debug and report it', { cause: err });
+      throw new OsbuilderError('VERIFY_FAILED', `${what} failed: ${err.message}`, 'the image was not written; rerun with --debug and report it', {
+        cause: err,
+      });
     }
     throw err;
   }
@@ -282,7 +289,11 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
   await checkOutputPath(o.output, { flag: '-o', name: 'kata-containers.img' });
   // e2fsck (like every e2fsprogs tool) cuts its device argument at the first "?" anywhere in the path.
   if (o.fsType === 'ext4' && o.output.includes('?')) {
-    throw new OsbuilderError('OUTPUT_INVALID', `output path ${o.output} contains "?", which e2fsprogs reads as an option separator`, 'choose an output path (directory and file name) without "?"');
+    throw new OsbuilderError(
+      'OUTPUT_INVALID',
+      `output path ${o.output} contains "?", which e2fsprogs reads as an option separator`,
+      'choose an output path (directory and file name) without "?"',
+    );
   }
   if (!o.skipAgentCheck) await step('check init and agent', () => checkRootfsContent(o.rootfs));
   const stats = await step('scan rootfs', async () => scanRootfs(o.rootfs));
@@ -302,7 +313,8 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
   } else if (o.sizeMiB !== undefined) {
     // erofs stores every file's data in whole blocks (-Enoinline_data): a lower bound known before mkfs.erofs.
     const room = regionsFor(o.sizeMiB * MiB, o.dax, o.verity);
-    if (!room || room.root.size < stats.dataBlocks * BLOCK) throw tooLarge(o, `at least ${((stats.dataBlocks * BLOCK) / MiB).toFixed(1)} MiB of file data`, undefined);
+    if (!room || room.root.size < stats.dataBlocks * BLOCK)
+      throw tooLarge(o, `at least ${((stats.dataBlocks * BLOCK) / MiB).toFixed(1)} MiB of file data`, undefined);
   }
 
   const ctx: Ctx = { o, stats, ids, checks: [], scratch: [] };
@@ -325,7 +337,14 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
         if (o.verity) verity = await addVerity(tmp, done.fsFile, size, ctx);
         await step('copy the filesystem into the root partition', async () => {
           await copyInto(done.fsFile!, tmp, size.root.start, size.root.size);
-          await check('comparing the root partition with the checked filesystem', 'cmp', ['-n', String(size.root.size), done.fsFile!, tmp, '0', String(size.root.start)]);
+          await check('comparing the root partition with the checked filesystem', 'cmp', [
+            '-n',
+            String(size.root.size),
+            done.fsFile!,
+            tmp,
+            '0',
+            String(size.root.start),
+          ]);
         });
         ctx.checks.push('root partition identical to the checked filesystem (cmp)');
       }

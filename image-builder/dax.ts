@@ -155,6 +155,7 @@ export function pfnSbProblems(block: Buffer, namespaceBytes: number): string[] {
   const align = p.versionMinor >= 2 ? p.align : 0;
   if (align > namespaceBytes) problems.push(`align ${align} exceeds the namespace size ${namespaceBytes}`);
   if (p.dataOffset >= BigInt(namespaceBytes)) problems.push(`dataoff ${p.dataOffset} is past the namespace end`);
-  if (p.dataOffset % 4096n !== 0n || (align && p.dataOffset % BigInt(align) !== 0n)) problems.push(`dataoff ${p.dataOffset} is not aligned to the page size and to align ${align}`);
+  if (p.dataOffset % 4096n !== 0n || (align && p.dataOffset % BigInt(align) !== 0n))
+    problems.push(`dataoff ${p.dataOffset} is not aligned to the page size and to align ${align}`);
   return problems;
 }

@@ -1,5 +1,16 @@
 /** Public entry point of the image stage: `buildImage(options) => Promise<ImageResult>`. */
 export { buildImage, type ImageResult } from './build.js';
-export { FS_TYPES, IMAGE_OPTIONS, PARTITION_TABLES, imageOptionsFromCli, parseMiB, resolveImageOptions, type BuildImageOptions, type ImageCliArgs, type ImageOptionValues, type ResolvedImageOptions } from './options.js';
+export {
+  FS_TYPES,
+  IMAGE_OPTIONS,
+  PARTITION_TABLES,
+  imageOptionsFromCli,
+  parseMiB,
+  resolveImageOptions,
+  type BuildImageOptions,
+  type ImageCliArgs,
+  type ImageOptionValues,
+  type ResolvedImageOptions,
+} from './options.js';
 export type { PlannedPartition, PartitionTable } from './layout.js';
 export { AGENT_PATH, INIT_PATHS } from './rootfs-check.js';

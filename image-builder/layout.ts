@@ -75,7 +75,11 @@ export function planTables(size: SizePlan, opts: { dax: boolean; table: Partitio
   const [sig1, sig2] = opts.ids.mbrSignatures;
   const partitions = parts.map((r, i) => ({ number: i + 1, ...r, type: MBR_TYPE_LINUX.toString(16) }));
   if (!opts.dax) {
-    return { writes: [{ offset: 0, bytes: buildMbr(mbrEntries(size, 0, verity), sig1), what: 'MBR' }], partitions, views: [{ offset: 0, label: 'dos', id: hex32(sig1) }] };
+    return {
+      writes: [{ offset: 0, bytes: buildMbr(mbrEntries(size, 0, verity), sig1), what: 'MBR' }],
+      partitions,
+      views: [{ offset: 0, label: 'dos', id: hex32(sig1) }],
+    };
   }
   return {
     writes: [

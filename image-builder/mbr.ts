@@ -78,7 +78,11 @@ export interface ParsedMbr {
 /** Reads the non-empty entries of an MBR sector; throws without the 0x55AA mark. */
 export function parseMbr(sector: Buffer): ParsedMbr {
   if (sector.length < SECTOR || sector[510] !== 0x55 || sector[511] !== 0xaa) {
-    throw new OsbuilderError('INPUT_INVALID', 'no MBR boot signature (0x55AA at byte 510)', 'the image has no partition table: it is a bare filesystem or damaged; rebuild it with osbuilder image');
+    throw new OsbuilderError(
+      'INPUT_INVALID',
+      'no MBR boot signature (0x55AA at byte 510)',
+      'the image has no partition table: it is a bare filesystem or damaged; rebuild it with osbuilder image',
+    );
   }
   const entries: ParsedMbr['entries'] = [];
   for (let i = 0; i < 4; i++) {

@@ -28,13 +28,20 @@ export function mke2fsArgs(s: Mke2fsSpec): string[] {
   return [
     '-q',
     '-F',
-    '-t', 'ext4',
-    '-b', String(BLOCK),
-    '-m', String(RESERVED_PERCENT),
-    '-N', String(s.inodes),
-    '-U', s.uuid,
-    '-E', [`offset=${s.offset}`, `hash_seed=${s.hashSeed}`, 'assume_storage_prezeroed=1', 'nodiscard'].join(','),
-    '-d', s.rootfs,
+    '-t',
+    'ext4',
+    '-b',
+    String(BLOCK),
+    '-m',
+    String(RESERVED_PERCENT),
+    '-N',
+    String(s.inodes),
+    '-U',
+    s.uuid,
+    '-E',
+    [`offset=${s.offset}`, `hash_seed=${s.hashSeed}`, 'assume_storage_prezeroed=1', 'nodiscard'].join(','),
+    '-d',
+    s.rootfs,
     s.device,
     String(s.bytes / BLOCK),
   ];
@@ -83,7 +90,15 @@ export interface VeritySpec {
  * verify (no device mapper involved).
  */
 function treeArgs(v: VeritySpec, salt: string | undefined): string[] {
-  return ['--no-superblock', '--hash=sha256', `--data-block-size=${BLOCK}`, `--hash-block-size=${BLOCK}`, `--data-blocks=${v.dataBlocks}`, `--hash-offset=${v.hashOffset}`, ...(salt ? [`--salt=${salt}`] : [])];
+  return [
+    '--no-superblock',
+    '--hash=sha256',
+    `--data-block-size=${BLOCK}`,
+    `--hash-block-size=${BLOCK}`,
+    `--data-blocks=${v.dataBlocks}`,
+    `--hash-offset=${v.hashOffset}`,
+    ...(salt ? [`--salt=${salt}`] : []),
+  ];
 }
 
 export function verityFormatArgs(v: VeritySpec): string[] {
@@ -105,11 +120,19 @@ export function parseVerityFormat(stdout: string): VerityFormatOutput {
   const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)\\s*$`, 'm').exec(stdout)?.[1];
   const rootHash = field('Root hash');
   if (!rootHash || !/^[0-9a-f]{64}$/.test(rootHash)) {
-    throw new OsbuilderError('COMMAND_FAILED', `no root hash in veritysetup output:\n${stdout}`, 'veritysetup format did not report a root hash: check that cryptsetup-bin (veritysetup) is installed and working');
+    throw new OsbuilderError(
+      'COMMAND_FAILED',
+      `no root hash in veritysetup output:\n${stdout}`,
+      'veritysetup format did not report a root hash: check that cryptsetup-bin (veritysetup) is installed and working',
+    );
   }
   const salt = field('Salt');
   if (!salt || !/^[0-9a-f]+$/.test(salt)) {
-    throw new OsbuilderError('COMMAND_FAILED', `no salt in veritysetup output:\n${stdout}`, 'veritysetup format did not report its salt: check that cryptsetup-bin (veritysetup) is installed and working');
+    throw new OsbuilderError(
+      'COMMAND_FAILED',
+      `no salt in veritysetup output:\n${stdout}`,
+      'veritysetup format did not report its salt: check that cryptsetup-bin (veritysetup) is installed and working',
+    );
   }
   return { rootHash, salt };
 }

@@ -13,12 +13,64 @@ export const PARTITION_TABLES = ['mbr', 'gpt'] as const;
 /** The image stage's options (the rootfs and -o are the command's own). */
 export const IMAGE_OPTIONS = [
   { key: 'sizeMiB', flag: 'size', kind: 'mib', output: true, describe: 'Image size in MiB (default: the smallest multiple of 128 MiB that holds the rootfs)' },
-  { key: 'rootFreeSpaceMiB', flag: 'root-free-space', alias: 'r', kind: 'mib', default: 0, env: 'ROOT_FREE_SPACE', output: true, describe: 'Free space to leave in the root filesystem, MiB' },
-  { key: 'fsType', flag: 'fs-type', alias: 'f', kind: 'string', choices: FS_TYPES, default: 'ext4', env: 'FS_TYPE', output: true, describe: 'Root filesystem: ext4, or erofs (read-only); xfs is refused: mkfs.xfs cannot populate it faithfully without privileges' },
-  { key: 'dax', flag: 'dax', kind: 'boolean', default: true, output: true, describe: "Kata's nvdimm layout: MBR #1 at 0, DAX info block at 4 KiB, MBR #2 at 2 MiB, root at 3 MiB; off: a plain disk, root at 1 MiB, booted over virtio-blk" },
-  { key: 'partitionTable', flag: 'partition-table', kind: 'string', choices: PARTITION_TABLES, default: 'mbr', output: true, describe: 'Partition table; gpt is the older layout, root from 1 MiB to 1 MiB before the end, and needs --no-dax' },
-  { key: 'verity', flag: 'verity', kind: 'boolean', default: false, env: 'MEASURED_ROOTFS', output: true, describe: "Add a dm-verity hash partition (no superblock, as Kata) and, beside the image, root_hash.txt (veritysetup's report) and root_hash_<variant>.txt (kernel_verity_params)" },
-  { key: 'buildVariant', flag: 'build-variant', kind: 'string', env: 'BUILD_VARIANT', output: true, describe: 'The <variant> of root_hash_<variant>.txt (default empty: root_hash_.txt, as Kata)', notInBuild: "osbuilder build installs the parameters as root_hash_.txt, Kata's name for the base image's" },
+  {
+    key: 'rootFreeSpaceMiB',
+    flag: 'root-free-space',
+    alias: 'r',
+    kind: 'mib',
+    default: 0,
+    env: 'ROOT_FREE_SPACE',
+    output: true,
+    describe: 'Free space to leave in the root filesystem, MiB',
+  },
+  {
+    key: 'fsType',
+    flag: 'fs-type',
+    alias: 'f',
+    kind: 'string',
+    choices: FS_TYPES,
+    default: 'ext4',
+    env: 'FS_TYPE',
+    output: true,
+    describe: 'Root filesystem: ext4, or erofs (read-only); xfs is refused: mkfs.xfs cannot populate it faithfully without privileges',
+  },
+  {
+    key: 'dax',
+    flag: 'dax',
+    kind: 'boolean',
+    default: true,
+    output: true,
+    describe:
+      "Kata's nvdimm layout: MBR #1 at 0, DAX info block at 4 KiB, MBR #2 at 2 MiB, root at 3 MiB; off: a plain disk, root at 1 MiB, booted over virtio-blk",
+  },
+  {
+    key: 'partitionTable',
+    flag: 'partition-table',
+    kind: 'string',
+    choices: PARTITION_TABLES,
+    default: 'mbr',
+    output: true,
+    describe: 'Partition table; gpt is the older layout, root from 1 MiB to 1 MiB before the end, and needs --no-dax',
+  },
+  {
+    key: 'verity',
+    flag: 'verity',
+    kind: 'boolean',
+    default: false,
+    env: 'MEASURED_ROOTFS',
+    output: true,
+    describe:
+      "Add a dm-verity hash partition (no superblock, as Kata) and, beside the image, root_hash.txt (veritysetup's report) and root_hash_<variant>.txt (kernel_verity_params)",
+  },
+  {
+    key: 'buildVariant',
+    flag: 'build-variant',
+    kind: 'string',
+    env: 'BUILD_VARIANT',
+    output: true,
+    describe: 'The <variant> of root_hash_<variant>.txt (default empty: root_hash_.txt, as Kata)',
+    notInBuild: "osbuilder build installs the parameters as root_hash_.txt, Kata's name for the base image's",
+  },
   { key: 'skipAgentCheck', flag: 'skip-agent-check', kind: 'boolean', output: false, describe: 'Do not require an init and /usr/bin/kata-agent (bare images)' },
   { key: 'sha256', flag: 'sha256', kind: 'boolean', output: false, describe: "Report the image's sha256 (reads it once more)" },
 ] as const satisfies readonly OptionSpec[];
@@ -67,7 +119,11 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
   }
   const table = o.partitionTable ?? DEFAULTS.partitionTable!;
   if (!(PARTITION_TABLES as readonly string[]).includes(table)) {
-    throw new OsbuilderError('USAGE', `unknown partition table "${table}"; valid: ${PARTITION_TABLES.join(', ')}`, 'use --partition-table mbr (default) or gpt');
+    throw new OsbuilderError(
+      'USAGE',
+      `unknown partition table "${table}"; valid: ${PARTITION_TABLES.join(', ')}`,
+      'use --partition-table mbr (default) or gpt',
+    );
   }
   const dax = o.dax ?? DEFAULTS.dax!;
   if (table === 'gpt' && dax) {
@@ -81,17 +137,23 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
     [o.sizeMiB, '--size'],
     [o.rootFreeSpaceMiB, '--root-free-space'],
   ] as const) {
-    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new OsbuilderError('USAGE', `${flag} must be a whole number of MiB, got ${v}`, `e.g. ${flag} 512`);
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0))
+      throw new OsbuilderError('USAGE', `${flag} must be a whole number of MiB, got ${v}`, `e.g. ${flag} 512`);
   }
   const rootFree = o.rootFreeSpaceMiB ?? DEFAULTS.rootFreeSpaceMiB!;
   if (fsType === 'erofs' && rootFree > 0) {
     throw new OsbuilderError('USAGE', 'erofs is read-only: --root-free-space does not apply to it', 'drop --root-free-space, or use --fs-type ext4');
   }
   // An odd --size with DAX is refused by the builder, whose hint needs the rootfs (build.ts).
-  if (o.sizeMiB !== undefined && o.sizeMiB > MAX_IMAGE_MIB) throw new OsbuilderError('USAGE', `--size ${o.sizeMiB} MiB is above the 2 TiB an MBR-era image can address`, 'choose a smaller --size');
+  if (o.sizeMiB !== undefined && o.sizeMiB > MAX_IMAGE_MIB)
+    throw new OsbuilderError('USAGE', `--size ${o.sizeMiB} MiB is above the 2 TiB an MBR-era image can address`, 'choose a smaller --size');
   const buildVariant = o.buildVariant ?? '';
   if (!/^[A-Za-z0-9._-]*$/.test(buildVariant)) {
-    throw new OsbuilderError('USAGE', `--build-variant ${JSON.stringify(buildVariant)} is not a file name part: letters, digits, ".", "_" and "-" only`, 'e.g. --build-variant confidential');
+    throw new OsbuilderError(
+      'USAGE',
+      `--build-variant ${JSON.stringify(buildVariant)} is not a file name part: letters, digits, ".", "_" and "-" only`,
+      'e.g. --build-variant confidential',
+    );
   }
   if (o.buildVariant !== undefined && !(o.verity ?? false)) {
     throw new OsbuilderError('USAGE', '--build-variant names the verity parameters file: it needs --verity', 'add --verity, or drop --build-variant');

@@ -15,10 +15,15 @@ export const AGENT_PATH = '/usr/bin/kata-agent';
 export async function checkRootfsDir(rootfs: string, output: string): Promise<void> {
   const st = await stat(rootfs).catch(() => undefined);
   if (!st) throw new OsbuilderError('INPUT_NOT_FOUND', `rootfs ${rootfs} does not exist`, 'build one first: osbuilder rootfs <distro> -o <dir>');
-  if (!st.isDirectory()) throw new OsbuilderError('INPUT_INVALID', `rootfs ${rootfs} is not a directory`, 'give the rootfs directory made by osbuilder rootfs, not a file');
+  if (!st.isDirectory())
+    throw new OsbuilderError('INPUT_INVALID', `rootfs ${rootfs} is not a directory`, 'give the rootfs directory made by osbuilder rootfs, not a file');
   const rel = relative(resolve(rootfs), resolve(output));
   if (!rel.startsWith('..') && rel !== '') {
-    throw new OsbuilderError('OUTPUT_INVALID', `output ${output} is inside the rootfs ${rootfs}`, 'write the image outside the rootfs, or it would copy itself into the image');
+    throw new OsbuilderError(
+      'OUTPUT_INVALID',
+      `output ${output} is inside the rootfs ${rootfs}`,
+      'write the image outside the rootfs, or it would copy itself into the image',
+    );
   }
 }
 
@@ -65,7 +70,11 @@ export async function checkRootfsContent(rootfs: string): Promise<RootfsContent>
     }
     const agent = await executable(root, AGENT_PATH);
     if (!('resolved' in agent)) {
-      throw new OsbuilderError('MISSING_AGENT', `rootfs ${rootfs} has no agent: ${AGENT_PATH} is ${agent.problem}`, 'build the rootfs with osbuilder rootfs (it installs the agent), or pass --skip-agent-check for a bare image');
+      throw new OsbuilderError(
+        'MISSING_AGENT',
+        `rootfs ${rootfs} has no agent: ${AGENT_PATH} is ${agent.problem}`,
+        'build the rootfs with osbuilder rootfs (it installs the agent), or pass --skip-agent-check for a bare image',
+      );
     }
     return { init, agent };
   } finally {

@@ -82,7 +82,12 @@ export function scanRootfs(root: string): RootfsStats {
     }
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new OsbuilderError('INPUT_INVALID', `cannot read the rootfs: ${e.message}`, 'run as a user that can read every file of the rootfs (root for a rootfs with root-owned files)', { cause: err });
+    throw new OsbuilderError(
+      'INPUT_INVALID',
+      `cannot read the rootfs: ${e.message}`,
+      'run as a user that can read every file of the rootfs (root for a rootfs with root-owned files)',
+      { cause: err },
+    );
   }
   return s;
 }

@@ -96,7 +96,13 @@ export function ext4Geometry(bytes: number, inodesWanted: number): Ext4Geometry 
     let copies = 0;
     for (let g = 0; g < groups; g++) if (hasSuperblockBackup(g)) copies++;
     const metadataBlocks =
-      copies * superblockCopy + 2 * groups + (inodes * INODE_SIZE) / BLOCK + journalBlocks(blocks) + 4 /* lost+found */ + 1 /* resize inode */ + 32; /* extent and journal index blocks, margin */
+      copies * superblockCopy +
+      2 * groups +
+      (inodes * INODE_SIZE) / BLOCK +
+      journalBlocks(blocks) +
+      4 /* lost+found */ +
+      1 /* resize inode */ +
+      32; /* extent and journal index blocks, margin */
     return { blocks, groups, inodes, metadataBlocks };
   }
 }

@@ -27,7 +27,12 @@ export interface SfdiskTable {
 /** `sfdisk -J` of a file; a warning on stderr (bad CRC, overlapping partitions…) is a failure. */
 export async function sfdiskDump(file: string): Promise<SfdiskTable> {
   const r = await run('sfdisk', ['-J', file], { hint: 'the partition table was not written correctly: this is a bug in osbuilder' });
-  if (r.stderr.trim()) throw new OsbuilderError('VERIFY_FAILED', `sfdisk warns about ${file}:\n${r.stderr.trim()}`, 'this is a bug in osbuilder: rerun with --debug and report it');
+  if (r.stderr.trim())
+    throw new OsbuilderError(
+      'VERIFY_FAILED',
+      `sfdisk warns about ${file}:\n${r.stderr.trim()}`,
+      'this is a bug in osbuilder: rerun with --debug and report it',
+    );
   const parsed = JSON.parse(r.stdout) as { partitiontable: SfdiskTable };
   return { ...parsed.partitiontable, partitions: parsed.partitiontable.partitions ?? [] };
 }
@@ -90,7 +95,11 @@ export async function verifyTables(image: string, plan: TablePlan, totalBytes: n
     try {
       const problems = tableProblems(await sfdiskDump(file), plan, view.offset);
       if (problems.length) {
-        throw new OsbuilderError('VERIFY_FAILED', `partition table at byte ${view.offset} of ${image} is not as planned: ${problems.join('; ')}`, 'this is a bug in osbuilder: rerun with --debug and report it');
+        throw new OsbuilderError(
+          'VERIFY_FAILED',
+          `partition table at byte ${view.offset} of ${image} is not as planned: ${problems.join('; ')}`,
+          'this is a bug in osbuilder: rerun with --debug and report it',
+        );
       }
     } finally {
       if (file !== image) await rm(file, { force: true });
@@ -108,5 +117,10 @@ export async function verifyDax(image: string, totalBytes: number): Promise<void
     await fh.close();
   }
   const problems = pfnSbProblems(block, totalBytes);
-  if (problems.length) throw new OsbuilderError('VERIFY_FAILED', `DAX info block at 4 KiB is invalid: ${problems.join('; ')}`, 'this is a bug in osbuilder: rerun with --debug and report it');
+  if (problems.length)
+    throw new OsbuilderError(
+      'VERIFY_FAILED',
+      `DAX info block at 4 KiB is invalid: ${problems.join('; ')}`,
+      'this is a bug in osbuilder: rerun with --debug and report it',
+    );
 }

@@ -46,7 +46,12 @@ export interface InitrdResult {
 
 async function checkRootfs(rootfs: string): Promise<string> {
   const st = await stat(rootfs).catch(() => undefined);
-  if (!st) throw new OsbuilderError('INPUT_NOT_FOUND', `rootfs ${rootfs} does not exist`, 'give the directory made by `osbuilder rootfs` (with --agent-init for an initrd)');
+  if (!st)
+    throw new OsbuilderError(
+      'INPUT_NOT_FOUND',
+      `rootfs ${rootfs} does not exist`,
+      'give the directory made by `osbuilder rootfs` (with --agent-init for an initrd)',
+    );
   if (!st.isDirectory()) throw new OsbuilderError('INPUT_INVALID', `rootfs ${rootfs} is not a directory`, 'give a rootfs directory, not a file or an image');
   return realpath(rootfs);
 }
@@ -129,8 +134,16 @@ async function writeCompressed(tmp: string, rootfs: string, walk: WalkOptions, s
 }
 
 function compressorFailed(tool: string, args: string[], r: { exitCode?: number; signal?: string; stderr?: unknown }): OsbuilderError {
-  const detail = String(r.stderr ?? '').trim().split('\n').slice(-10).join('\n');
-  return new OsbuilderError('COMMAND_FAILED', `${formatCommand(tool, args)} failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`})${detail ? `:\n${detail}` : ''}`, 'rerun with --debug; check free space at the output path');
+  const detail = String(r.stderr ?? '')
+    .trim()
+    .split('\n')
+    .slice(-10)
+    .join('\n');
+  return new OsbuilderError(
+    'COMMAND_FAILED',
+    `${formatCommand(tool, args)} failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`})${detail ? `:\n${detail}` : ''}`,
+    'rerun with --debug; check free space at the output path',
+  );
 }
 
 export async function buildInitrd(options: InitrdOptions): Promise<InitrdResult> {

@@ -100,7 +100,11 @@ export function resolveCompression(compression: string, level: number | undefine
   const { min, max, default: def } = CODECS[compression].levels;
   if (level === undefined) return { compression, level: def };
   if (!Number.isInteger(level) || level < min || level > max) {
-    throw new OsbuilderError('USAGE', `--level ${level} is not valid for ${compression}`, `${compression} levels are whole numbers from ${min} to ${max} (default ${def})`);
+    throw new OsbuilderError(
+      'USAGE',
+      `--level ${level} is not valid for ${compression}`,
+      `${compression} levels are whole numbers from ${min} to ${max} (default ${def})`,
+    );
   }
   return { compression, level };
 }

@@ -2,7 +2,7 @@ import { OsbuilderError } from '../core/errors.js';
 import { withSafeRoot } from '../core/fs-safe.js';
 
 const HINT =
-  'an initrd boots /init: build the rootfs with the agent as init (osbuilder rootfs … --agent-init, Kata\'s AGENT_INIT=yes), ' +
+  "an initrd boots /init: build the rootfs with the agent as init (osbuilder rootfs … --agent-init, Kata's AGENT_INIT=yes), " +
   'which makes /init a link to /usr/bin/kata-agent — or put an executable /init in the rootfs';
 
 /**

@@ -113,10 +113,22 @@ export function decodeHeader(buf: Buffer, offset = 0): DecodedHeader {
   for (let i = 0; i < 13; i++) {
     const s = buf.toString('latin1', offset + 6 + i * 8, offset + 14 + i * 8);
     if (!/^[0-9A-Fa-f]{8}$/.test(s)) throw new CpioFormatError(`bad cpio header field ${JSON.stringify(s)} at offset ${offset + 6 + i * 8}`);
-    nums.push(parseInt(s, 16));
+    nums.push(Number.parseInt(s, 16));
   }
   const [ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor, namesize, check] = nums as [
-    number, number, number, number, number, number, number, number, number, number, number, number, number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
   ];
   return { magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor, namesize, check };
 }
@@ -125,14 +137,22 @@ export type EntryKind = 'file' | 'dir' | 'symlink' | 'chardev' | 'blockdev' | 'f
 
 export function kindOfMode(mode: number): EntryKind | undefined {
   switch (mode & S_IFMT) {
-    case S_IFREG: return 'file';
-    case S_IFDIR: return 'dir';
-    case S_IFLNK: return 'symlink';
-    case S_IFCHR: return 'chardev';
-    case S_IFBLK: return 'blockdev';
-    case S_IFIFO: return 'fifo';
-    case S_IFSOCK: return 'socket';
-    default: return undefined;
+    case S_IFREG:
+      return 'file';
+    case S_IFDIR:
+      return 'dir';
+    case S_IFLNK:
+      return 'symlink';
+    case S_IFCHR:
+      return 'chardev';
+    case S_IFBLK:
+      return 'blockdev';
+    case S_IFIFO:
+      return 'fifo';
+    case S_IFSOCK:
+      return 'socket';
+    default:
+      return undefined;
   }
 }
 

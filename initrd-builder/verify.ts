@@ -24,7 +24,11 @@ export interface VerifyExpect {
 const FIELDS: (keyof NewcHeader)[] = ['ino', 'mode', 'uid', 'gid', 'nlink', 'mtime', 'filesize', 'devmajor', 'devminor', 'rdevmajor', 'rdevminor'];
 
 function failed(message: string): OsbuilderError {
-  return new OsbuilderError('VERIFY_FAILED', message, 'the rootfs may have changed during the build (run it again on a quiet rootfs); otherwise this is a bug in osbuilder: rerun with --debug and report it');
+  return new OsbuilderError(
+    'VERIFY_FAILED',
+    message,
+    'the rootfs may have changed during the build (run it again on a quiet rootfs); otherwise this is a bug in osbuilder: rerun with --debug and report it',
+  );
 }
 
 /** Differences between an archive entry and the planned one, as text; empty when equal. */
@@ -32,7 +36,8 @@ export function compareEntry(got: ReadEntry, want: ArchiveEntry): string[] {
   const diffs: string[] = [];
   if (!got.nameBytes.equals(want.name)) diffs.push(`name ${JSON.stringify(got.name)} != ${JSON.stringify(want.name.toString('utf8'))}`);
   for (const f of FIELDS) if (got.header[f] !== want.header[f]) diffs.push(`${f} ${got.header[f]} != ${want.header[f]}`);
-  if (want.linkTarget && !(got.data ?? Buffer.alloc(0)).equals(want.linkTarget)) diffs.push(`symlink target ${JSON.stringify(got.data?.toString('utf8'))} != ${JSON.stringify(want.linkTarget.toString('utf8'))}`);
+  if (want.linkTarget && !(got.data ?? Buffer.alloc(0)).equals(want.linkTarget))
+    diffs.push(`symlink target ${JSON.stringify(got.data?.toString('utf8'))} != ${JSON.stringify(want.linkTarget.toString('utf8'))}`);
   return diffs;
 }
 
@@ -53,7 +58,10 @@ async function* decompressed(path: string, compression: Compression, tool: strin
     const r = await proc;
     unregister();
     if (complete && r.exitCode !== 0) {
-      throw failed(`${formatCommand(tool, args)} failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`}): ${String(r.stderr).trim().split('\n').slice(-5).join('\n')}`);
+      // biome-ignore lint/correctness/noUnsafeFinally: thrown only when the body completed (complete), so no error of its is masked
+      throw failed(
+        `${formatCommand(tool, args)} failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`}): ${String(r.stderr).trim().split('\n').slice(-5).join('\n')}`,
+      );
     }
   }
 }

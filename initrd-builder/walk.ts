@@ -118,7 +118,11 @@ export function* planEntries(root: string, opts: WalkOptions = {}): Generator<Ar
   };
 
   const tooLarge = (name: Buffer, what: string) =>
-    new OsbuilderError('TOO_LARGE', `${display(name)}: ${what} does not fit a cpio newc header (32-bit fields)`, 'newc cannot store files of 4 GiB or more, or ids above 2^32-1: remove or shrink that file');
+    new OsbuilderError(
+      'TOO_LARGE',
+      `${display(name)}: ${what} does not fit a cpio newc header (32-bit fields)`,
+      'newc cannot store files of 4 GiB or more, or ids above 2^32-1: remove or shrink that file',
+    );
 
   const checkIds = (name: Buffer, st: Stats) => {
     if (!opts.rootOwned && (st.uid > FIELD_MAX || st.gid > FIELD_MAX)) throw tooLarge(name, `owner ${st.uid}:${st.gid}`);
@@ -157,7 +161,8 @@ export function* planEntries(root: string, opts: WalkOptions = {}): Generator<Ar
   function* leaf(name: Buffer, path: Buffer, st: Stats): Generator<ArchiveEntry> {
     checkIds(name, st);
     const kind = kindOfMode(st.mode);
-    if (!kind || kind === 'dir') throw new OsbuilderError('INPUT_INVALID', `${display(path)}: unsupported file type (mode ${st.mode.toString(8)})`, 'remove it from the rootfs');
+    if (!kind || kind === 'dir')
+      throw new OsbuilderError('INPUT_INVALID', `${display(path)}: unsupported file type (mode ${st.mode.toString(8)})`, 'remove it from the rootfs');
     if (kind === 'file') {
       if (st.size > FIELD_MAX) throw tooLarge(name, `size ${st.size}`);
       if (st.nlink > 1) {
@@ -204,6 +209,10 @@ export function* planEntries(root: string, opts: WalkOptions = {}): Generator<Ar
     }
   }
 
-  yield* dir(DOT, rootPath, io(rootPath, () => lstatSync(rootPath)));
+  yield* dir(
+    DOT,
+    rootPath,
+    io(rootPath, () => lstatSync(rootPath)),
+  );
   yield* flushIncomplete();
 }

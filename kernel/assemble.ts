@@ -16,13 +16,18 @@ import { run, haveTool } from '../core/exec.js';
 import { sha256 } from '../core/hash.js';
 import { ARCH_FACTS, crossCompile, type Arch } from '../core/arch.js';
 import { mergeFragments, readIgnoreList, renderRequested, selectFragments, type FragmentSelection, type MergedFragments, type Requested } from './fragments.js';
-import { readKconfig } from './kconfig.js';
+import { readKconfig, type KconfigTree } from './kconfig.js';
 import { parseDotConfig, verifyConfig, type VerifyReport } from './verify.js';
 
 export const SCRATCH = '.osbuilder';
 
 /** make argv for a config target (pure). */
-export function configMakeArgv(arch: Arch, target: string, kconfigConfig: string, cross?: string): { cmd: string; args: string[]; env: Record<string, string> } {
+export function configMakeArgv(
+  arch: Arch,
+  target: string,
+  kconfigConfig: string,
+  cross?: string,
+): { cmd: string; args: string[]; env: Record<string, string> } {
   const args = ['-s', `ARCH=${ARCH_FACTS[arch].kernelArch}`];
   if (cross) args.push(`CROSS_COMPILE=${cross}`);
   args.push(target);
@@ -105,7 +110,7 @@ export async function assembleConfig(opts: AssembleOptions): Promise<AssembleRes
   };
   const resolving = making ? making.then(resolve) : resolve(cached!);
   let config: string;
-  let kconfig;
+  let kconfig: KconfigTree;
   try {
     kconfig = readKconfigOf(tree, arch);
     await resolving;
@@ -123,7 +128,14 @@ export async function assembleConfig(opts: AssembleOptions): Promise<AssembleRes
     const elsewhere = await findDefinitions(tree, new Set(unknown.map((u) => u.symbol)));
     for (const u of unknown) {
       const where = elsewhere.get(u.symbol);
-      u.reasons = [{ kind: 'unknown', text: where ? `not defined for ARCH=${karch}; defined in ${where.slice(0, 3).join(', ')}` : 'no Kconfig file in this source defines it (typo, or added/removed in another kernel version)' }];
+      u.reasons = [
+        {
+          kind: 'unknown',
+          text: where
+            ? `not defined for ARCH=${karch}; defined in ${where.slice(0, 3).join(', ')}`
+            : 'no Kconfig file in this source defines it (typo, or added/removed in another kernel version)',
+        },
+      ];
     }
   }
   return { config, report, merged, fragments: merged.fragments, configSha256: sha256(config) };

@@ -5,11 +5,29 @@
  * and tagged by a hash of what went into it, so an existing tag is reused.
  */
 import { sha256 } from '../core/hash.js';
-import { ContainerEngine } from '../core/docker.js';
+import type { ContainerEngine } from '../core/docker.js';
 import { step } from '../core/log.js';
 import { ARCH_FACTS, crossCompile, type Arch } from '../core/arch.js';
 
-export const BUILDER_PACKAGES = ['gcc', 'make', 'flex', 'bison', 'bc', 'libelf-dev', 'libssl-dev', 'dwarves', 'kmod', 'cpio', 'xz-utils', 'zstd', 'python3', 'perl', 'rsync', 'dpkg-dev', 'fakeroot'];
+export const BUILDER_PACKAGES = [
+  'gcc',
+  'make',
+  'flex',
+  'bison',
+  'bc',
+  'libelf-dev',
+  'libssl-dev',
+  'dwarves',
+  'kmod',
+  'cpio',
+  'xz-utils',
+  'zstd',
+  'python3',
+  'perl',
+  'rsync',
+  'dpkg-dev',
+  'fakeroot',
+];
 
 export interface BuilderImagePlan {
   tag: string;
@@ -35,7 +53,11 @@ export function planBuilderImage(opts: { arch: Arch; mirror?: string; suite?: st
     mirror,
     packages,
     bootstrap: { cmd: 'mmdebstrap', args: ['--variant=minbase', `--include=${packages.join(',')}`, '--mode=auto', suite, '-', mirror] },
-    changes: ['ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LABEL org.osbuilder.role=kernel-builder', `LABEL org.osbuilder.packages=${packages.join(',')}`],
+    changes: [
+      'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      'LABEL org.osbuilder.role=kernel-builder',
+      `LABEL org.osbuilder.packages=${packages.join(',')}`,
+    ],
   };
 }
 

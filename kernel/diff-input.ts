@@ -54,7 +54,12 @@ function parseConfigText(name: string, text: string): Fragment {
 export function readConfigFile(path: string): DiffSide {
   const frag = parseConfigText(path, readText(path));
   if (frag.entries.length === 0) throw new OsbuilderError('INPUT_INVALID', `${path} has no CONFIG_ lines: not a kernel config`, SIDE_HINT);
-  return { source: path, kind: 'config', detail: `.config file, ${frag.entries.length} symbols`, values: new Map(frag.entries.map((e) => [e.symbol, e.value])) };
+  return {
+    source: path,
+    kind: 'config',
+    detail: `.config file, ${frag.entries.length} symbols`,
+    values: new Map(frag.entries.map((e) => [e.symbol, e.value])),
+  };
 }
 
 function confFiles(dir: string): string[] {
@@ -64,7 +69,10 @@ function confFiles(dir: string): string[] {
   } catch (err) {
     throw unreadable(dir, err);
   }
-  return names.filter((n) => n.endsWith('.conf') && isFile(join(dir, n))).sort().map((n) => join(dir, n));
+  return names
+    .filter((n) => n.endsWith('.conf') && isFile(join(dir, n)))
+    .sort()
+    .map((n) => join(dir, n));
 }
 
 /** Kata's build-kernel.sh leaves out a common fragment that says `!<arch>` anywhere in it. */
@@ -126,7 +134,11 @@ export function cachedKernelTree(arch: Arch, root = cacheRoot()): string | undef
 /** The Kconfig menus of a source tree, read for `arch`. */
 export function kernelMenus(tree: string, arch: Arch, from: string): MenuIndex {
   if (!isFile(join(tree, 'Kconfig'))) {
-    throw new OsbuilderError('INPUT_INVALID', `${tree} is not a kernel source tree (no Kconfig file)`, 'give --kernel-dir the top directory of a kernel source tree, or leave it out');
+    throw new OsbuilderError(
+      'INPUT_INVALID',
+      `${tree} is not a kernel source tree (no Kconfig file)`,
+      'give --kernel-dir the top directory of a kernel source tree, or leave it out',
+    );
   }
   return menuIndex(readKconfig(tree, { srcarch: ARCH_FACTS[arch].srcarch, arch: ARCH_FACTS[arch].kernelArch }), from);
 }

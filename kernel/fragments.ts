@@ -60,16 +60,28 @@ export function parseFragment(name: string, text: string): Fragment {
     else if (set) {
       const value = set[2]!.trim();
       if (!validValue(value)) {
-        throw new OsbuilderError('KERNEL_CONFIG', `${name}:${lineNo}: bad value in ${JSON.stringify(line)}`, 'use CONFIG_X=y, =m, =<number>, ="string" or "# CONFIG_X is not set"');
+        throw new OsbuilderError(
+          'KERNEL_CONFIG',
+          `${name}:${lineNo}: bad value in ${JSON.stringify(line)}`,
+          'use CONFIG_X=y, =m, =<number>, ="string" or "# CONFIG_X is not set"',
+        );
       }
       entry = { symbol: set[1]!, value, file: name, line: lineNo };
     } else if (line.startsWith('#')) return;
     else {
-      throw new OsbuilderError('KERNEL_CONFIG', `${name}:${lineNo}: not a config line: ${JSON.stringify(line)}`, 'fragment lines are CONFIG_X=value, "# CONFIG_X is not set", comments or blank');
+      throw new OsbuilderError(
+        'KERNEL_CONFIG',
+        `${name}:${lineNo}: not a config line: ${JSON.stringify(line)}`,
+        'fragment lines are CONFIG_X=value, "# CONFIG_X is not set", comments or blank',
+      );
     }
     const prev = seen.get(entry.symbol);
     if (prev !== undefined) {
-      throw new OsbuilderError('KERNEL_CONFIG', `${name}:${lineNo}: CONFIG_${entry.symbol} is already set on line ${prev}`, 'keep one line per option in a fragment');
+      throw new OsbuilderError(
+        'KERNEL_CONFIG',
+        `${name}:${lineNo}: CONFIG_${entry.symbol} is already set on line ${prev}`,
+        'keep one line per option in a fragment',
+      );
     }
     seen.set(entry.symbol, lineNo);
     entries.push(entry);
@@ -92,7 +104,10 @@ function confFiles(dir: string): string[] {
   } catch {
     return [];
   }
-  return entries.filter((f) => f.endsWith('.conf') && statSync(join(dir, f)).isFile()).sort().map((f) => join(dir, f));
+  return entries
+    .filter((f) => f.endsWith('.conf') && statSync(join(dir, f)).isFile())
+    .sort()
+    .map((f) => join(dir, f));
 }
 
 export interface FragmentSelection {
@@ -162,7 +177,7 @@ export function mergeFragments(fragments: Fragment[]): MergedFragments {
 
 /** `.config` lines for requested values (what gets merged onto the base). */
 export function renderRequested(requested: Requested[]): string {
-  return requested.map((r) => (r.value === 'n' ? `# CONFIG_${r.symbol} is not set` : `CONFIG_${r.symbol}=${r.value}`)).join('\n') + '\n';
+  return `${requested.map((r) => (r.value === 'n' ? `# CONFIG_${r.symbol} is not set` : `CONFIG_${r.symbol}=${r.value}`)).join('\n')}\n`;
 }
 
 export interface IgnoreEntry {
@@ -179,7 +194,11 @@ export function parseIgnoreList(text: string, name = 'ignore.list'): Map<string,
     if (!line || line.startsWith('#')) return;
     const m = /^CONFIG_([A-Za-z0-9_]+)\s+(\S.*)$/.exec(line);
     if (!m) {
-      throw new OsbuilderError('KERNEL_CONFIG', `${name}:${idx + 1}: expected "CONFIG_X <reason>", got ${JSON.stringify(line)}`, 'every ignored option needs a reason on the same line');
+      throw new OsbuilderError(
+        'KERNEL_CONFIG',
+        `${name}:${idx + 1}: expected "CONFIG_X <reason>", got ${JSON.stringify(line)}`,
+        'every ignored option needs a reason on the same line',
+      );
     }
     out.set(m[1]!, { symbol: m[1]!, reason: m[2]!, line: idx + 1 });
   });
@@ -193,7 +212,12 @@ export function readIgnoreList(dir = FRAGMENTS_DIR): Map<string, IgnoreEntry> {
 /** Kata's kata_config_version: a positive integer. */
 export function readConfigVersion(dir = FRAGMENTS_DIR): string {
   const v = readFileSync(join(dir, 'kata_config_version'), 'utf8').trim();
-  if (!/^\d+$/.test(v)) throw new OsbuilderError('KERNEL_CONFIG', `kata_config_version is ${JSON.stringify(v)}, not a number`, 'write a single integer into kernel/fragments/kata_config_version');
+  if (!/^\d+$/.test(v))
+    throw new OsbuilderError(
+      'KERNEL_CONFIG',
+      `kata_config_version is ${JSON.stringify(v)}, not a number`,
+      'write a single integer into kernel/fragments/kata_config_version',
+    );
   return v;
 }
 

@@ -58,15 +58,30 @@ export async function headerFiles(tree: string, arch: Arch): Promise<string[]> {
 
 export async function kernelRelease(tree: string): Promise<string> {
   const r = await readFile(join(tree, 'include/config/kernel.release'), 'utf8').catch(() => undefined);
-  if (!r?.trim()) throw new OsbuilderError('VERIFY_FAILED', `${tree}/include/config/kernel.release is missing`, 'the build did not run prepare: rerun osbuilder kernel build');
+  if (!r?.trim())
+    throw new OsbuilderError(
+      'VERIFY_FAILED',
+      `${tree}/include/config/kernel.release is missing`,
+      'the build did not run prepare: rerun osbuilder kernel build',
+    );
   return r.trim();
 }
 
 /** Writes the tarball (caller makes it atomic). */
-export async function writeHeadersTarball(tree: string, arch: Arch, release: string, dest: string, mtime: Date): Promise<{ files: number; hasSymvers: boolean }> {
+export async function writeHeadersTarball(
+  tree: string,
+  arch: Arch,
+  release: string,
+  dest: string,
+  mtime: Date,
+): Promise<{ files: number; hasSymvers: boolean }> {
   const files = await headerFiles(tree, arch);
   if (!files.includes('.config') || !files.includes('scripts/basic/fixdep')) {
-    throw new OsbuilderError('VERIFY_FAILED', `${tree} is not prepared for external modules (no scripts/basic/fixdep or .config)`, 'run the build (make modules_prepare) first');
+    throw new OsbuilderError(
+      'VERIFY_FAILED',
+      `${tree} is not prepared for external modules (no scripts/basic/fixdep or .config)`,
+      'run the build (make modules_prepare) first',
+    );
   }
   const prefix = `linux-headers-${release}`;
   const stream = tar.c(

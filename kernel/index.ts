@@ -85,7 +85,8 @@ function resolveVariant(opts: Pick<KernelOptions, 'arch' | 'gpu' | 'confidential
   }
   let confidential: Resolved['confidential'];
   if (opts.confidential) {
-    if (!['tdx', 'sev', 'snp'].includes(opts.confidential)) throw new OsbuilderError('USAGE', `unknown confidential guest type ${JSON.stringify(opts.confidential)}`, 'use --confidential tdx, sev or snp');
+    if (!['tdx', 'sev', 'snp'].includes(opts.confidential))
+      throw new OsbuilderError('USAGE', `unknown confidential guest type ${JSON.stringify(opts.confidential)}`, 'use --confidential tdx, sev or snp');
     confidential = opts.confidential as Resolved['confidential'];
   }
   return { arch, gpu, confidential };
@@ -112,9 +113,11 @@ async function prepareTree(r: Resolved, opts: KernelOptions): Promise<KernelStat
   if (!opts.source && !r.version) throw new OsbuilderError('USAGE', 'give -v <version> or --source <tarball>', 'e.g. osbuilder kernel setup -v 6.1.62');
   if (await isDir(r.kernelDir)) {
     const state = await readState(r.kernelDir);
-    const wantSha = normaliseSha256(opts.sha256) ?? (opts.source && !/^https?:/.test(opts.source) ? await sha256File(opts.source).catch(() => undefined) : undefined);
+    const wantSha =
+      normaliseSha256(opts.sha256) ?? (opts.source && !/^https?:/.test(opts.source) ? await sha256File(opts.source).catch(() => undefined) : undefined);
     const version = await treeVersion(r.kernelDir).catch(() => undefined);
-    const same = state && version && (wantSha ? state.source.sha256 === wantSha : !opts.source && r.version !== undefined && versionMatches(r.version, state.version));
+    const same =
+      state && version && (wantSha ? state.source.sha256 === wantSha : !opts.source && r.version !== undefined && versionMatches(r.version, state.version));
     const foreign = !state && version && !opts.source && !opts.sha256; // a tree the user made (Kata's -k)
     if (same || foreign) {
       if (r.version && version && !versionMatches(r.version, version)) {
@@ -123,11 +126,19 @@ async function prepareTree(r: Resolved, opts: KernelOptions): Promise<KernelStat
       return { ...(state?.source ?? { origin: r.kernelDir, sha256: '', topDir: '' }), version: version!, reused: true };
     }
     if (!opts.force) {
-      throw new OsbuilderError('OUTPUT_EXISTS', `${r.kernelDir} already exists and holds ${version ? `another source (Linux ${version})` : 'something else'}`, 'pass -f to replace it, or choose another --kernel-dir');
+      throw new OsbuilderError(
+        'OUTPUT_EXISTS',
+        `${r.kernelDir} already exists and holds ${version ? `another source (Linux ${version})` : 'something else'}`,
+        'pass -f to replace it, or choose another --kernel-dir',
+      );
     }
     // -f replaces kernel trees only, never an arbitrary directory.
     if (!state && !version && (await readdir(r.kernelDir)).length > 0) {
-      throw new OsbuilderError('OUTPUT_INVALID', `${r.kernelDir} is not a kernel source tree; refusing to replace it even with -f`, 'choose another --kernel-dir, or empty it yourself');
+      throw new OsbuilderError(
+        'OUTPUT_INVALID',
+        `${r.kernelDir} is not a kernel source tree; refusing to replace it even with -f`,
+        'choose another --kernel-dir, or empty it yourself',
+      );
     }
   }
   const spec = planSource({ version: r.version, source: opts.source, sha256: opts.sha256 });
@@ -141,13 +152,27 @@ async function prepareTree(r: Resolved, opts: KernelOptions): Promise<KernelStat
     const ex = await step(`extract ${src.tarball}`, () => extractTarball(src.tarball, src.compression, staging));
     version = await treeVersion(staging);
     if (r.version && !versionMatches(r.version, version)) {
-      throw new OsbuilderError('INPUT_INVALID', `${src.tarball} contains Linux ${version}, not ${r.version}`, `pass -v ${version}, or the tarball of ${r.version}`);
+      throw new OsbuilderError(
+        'INPUT_INVALID',
+        `${src.tarball} contains Linux ${version}, not ${r.version}`,
+        `pass -v ${version}, or the tarball of ${r.version}`,
+      );
     }
     await rm(r.kernelDir, { recursive: true, force: true });
     await rename(staging, r.kernelDir);
     // Record the source at once: a rerun after a failed verification reuses the tree.
     const source = { origin: src.origin, sha256: src.sha256, topDir: ex.topDir };
-    await writeState(r.kernelDir, { version, arch: r.arch, gpu: r.gpu, confidential: r.confidential, configVersion: r.configVersion, source, fragmentsHash: '', fragments: [], configSha256: '' });
+    await writeState(r.kernelDir, {
+      version,
+      arch: r.arch,
+      gpu: r.gpu,
+      confidential: r.confidential,
+      configVersion: r.configVersion,
+      source,
+      fragmentsHash: '',
+      fragments: [],
+      configSha256: '',
+    });
     return { ...source, version, reused: false };
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
@@ -168,7 +193,15 @@ export interface ConfigSummary {
 }
 
 function summary(rep: VerifyReport): ConfigSummary {
-  return { ok: rep.ok, requested: rep.requested, present: rep.present.length, dropped: rep.dropped, unknown: rep.unknown, ignored: rep.ignored, overrides: rep.overrides };
+  return {
+    ok: rep.ok,
+    requested: rep.requested,
+    present: rep.present.length,
+    dropped: rep.dropped,
+    unknown: rep.unknown,
+    ignored: rep.ignored,
+    overrides: rep.overrides,
+  };
 }
 
 export interface SetupResult {
@@ -287,17 +320,29 @@ export async function configKernel(opts: KernelOptions & { output?: string }): P
 async function loadState(r: Resolved, what: string): Promise<KernelState> {
   const state = await readState(r.kernelDir);
   if (!state) {
-    throw new OsbuilderError('INPUT_NOT_FOUND', `${r.kernelDir} has not been set up`, `run osbuilder kernel setup first (with the same -v/-g/--kernel-dir), then ${what}`);
+    throw new OsbuilderError(
+      'INPUT_NOT_FOUND',
+      `${r.kernelDir} has not been set up`,
+      `run osbuilder kernel setup first (with the same -v/-g/--kernel-dir), then ${what}`,
+    );
   }
   if ((r.gpu ?? null) !== (state.gpu ?? null) || (r.confidential ?? null) !== (state.confidential ?? null) || r.arch !== state.arch) {
-    throw new OsbuilderError('INPUT_INVALID', `${r.kernelDir} was set up for ${state.arch}${variantSuffix(state)}, not ${r.arch}${variantSuffix(r)}`, 'pass the same -a/-g/--confidential as to setup, or set up another --kernel-dir');
+    throw new OsbuilderError(
+      'INPUT_INVALID',
+      `${r.kernelDir} was set up for ${state.arch}${variantSuffix(state)}, not ${r.arch}${variantSuffix(r)}`,
+      'pass the same -a/-g/--confidential as to setup, or set up another --kernel-dir',
+    );
   }
   if (!state.configSha256) {
     throw new OsbuilderError('KERNEL_CONFIG', `${r.kernelDir} has no verified .config yet`, 'run osbuilder kernel setup until it verifies');
   }
   const cfg = await readFile(join(r.kernelDir, '.config'), 'utf8').catch(() => '');
   if (sha256(cfg) !== state.configSha256) {
-    throw new OsbuilderError('KERNEL_CONFIG', `${r.kernelDir}/.config changed since it was verified`, 'rerun osbuilder kernel setup to assemble and verify it again');
+    throw new OsbuilderError(
+      'KERNEL_CONFIG',
+      `${r.kernelDir}/.config changed since it was verified`,
+      'rerun osbuilder kernel setup to assemble and verify it again',
+    );
   }
   return state;
 }
@@ -350,7 +395,11 @@ export async function planKernelBuild(opts: BuildOptions): Promise<{ plan: Build
   if (!Number.isInteger(jobs) || jobs < 1) throw new OsbuilderError('USAGE', `--make-jobs must be a positive integer, got ${opts.jobs}`, 'e.g. --make-jobs 2');
   const plan = planBuild({ arch: r.arch, jobs, cross, modules, devel: !!r.gpu, headersOnly: opts.headersOnly, deb, sourceDateEpoch: sourceDateEpoch() });
   if (engine === 'native' && cross && !(await haveTool(`${cross}gcc`))) {
-    throw new OsbuilderError('TOOL_MISSING', `${cross}gcc is not installed (cross-building for ${r.arch})`, `install ${ARCH_FACTS[r.arch].crossPackage}, or use --engine docker`);
+    throw new OsbuilderError(
+      'TOOL_MISSING',
+      `${cross}gcc is not installed (cross-building for ${r.arch})`,
+      `install ${ARCH_FACTS[r.arch].crossPackage}, or use --engine docker`,
+    );
   }
   return { plan, state, resolved: r };
 }
@@ -378,21 +427,40 @@ export async function buildKernel(opts: BuildOptions): Promise<BuildResult> {
   let builderImage: string | undefined;
   if (engine === 'docker') {
     const eng = new ContainerEngine('docker');
-    if (!eng.local) throw new OsbuilderError('UNSUPPORTED', 'kernel build --engine docker bind-mounts the kernel tree, so it needs a local engine (DOCKER_HOST / the docker context names another machine)', 'unset DOCKER_HOST (or use the default context), or use --engine native');
+    if (!eng.local)
+      throw new OsbuilderError(
+        'UNSUPPORTED',
+        'kernel build --engine docker bind-mounts the kernel tree, so it needs a local engine (DOCKER_HOST / the docker context names another machine)',
+        'unset DOCKER_HOST (or use the default context), or use --engine native',
+      );
     const img = await ensureBuilderImage(eng, planBuilderImage({ arch: r.arch, mirror: opts.mirror }));
     builderImage = img.tag;
     const user = typeof process.getuid === 'function' ? `${process.getuid()}:${process.getgid!()}` : undefined;
     runMake = async (args, mountParent, onOutput) => {
       const host = mountParent ? dirname(tree) : tree;
       await eng.run(
-        { image: img.tag, name: `osbuilder-kernel-${process.pid}-${Date.now()}`, argv: ['make', ...args], mounts: [{ host, container: host }], workdir: tree, user, env: { ...plan.env, HOME: '/tmp' } },
+        {
+          image: img.tag,
+          name: `osbuilder-kernel-${process.pid}-${Date.now()}`,
+          argv: ['make', ...args],
+          mounts: [{ host, container: host }],
+          workdir: tree,
+          user,
+          env: { ...plan.env, HOME: '/tmp' },
+        },
         { hint: 'the kernel build failed inside the builder container: rerun with --debug to see the make output', timeout: 6 * 60 * 60_000, onOutput },
       );
     };
   } else {
-    if (!(await haveTool('make'))) throw new OsbuilderError('TOOL_MISSING', 'make is not installed', 'install build-essential flex bison bc libelf-dev libssl-dev, or use --engine docker');
+    if (!(await haveTool('make')))
+      throw new OsbuilderError('TOOL_MISSING', 'make is not installed', 'install build-essential flex bison bc libelf-dev libssl-dev, or use --engine docker');
     runMake = async (args, _mountParent, onOutput) => {
-      await run(...diesWithUs('make', args), { cwd: tree, env: { ...process.env, ...plan.env }, hint: 'the kernel build failed: rerun with --debug to see the make output', onOutput });
+      await run(...diesWithUs('make', args), {
+        cwd: tree,
+        env: { ...process.env, ...plan.env },
+        hint: 'the kernel build failed: rerun with --debug to see the make output',
+        onOutput,
+      });
     };
   }
   const outDir = join(tree, SCRATCH, 'out');
@@ -474,7 +542,13 @@ export async function installKernel(opts: InstallOptions): Promise<KernelInstall
       throw new OsbuilderError('VERIFY_FAILED', `${abs} changed or disappeared since the build`, 'rerun osbuilder kernel build');
     }
   }
-  const names = installNames({ prefix: resolve(opts.prefix ?? '/'), version: state.version, configVersion: state.configVersion, gpu: state.gpu, confidential: state.confidential });
+  const names = installNames({
+    prefix: resolve(opts.prefix ?? '/'),
+    version: state.version,
+    configVersion: state.configVersion,
+    gpu: state.gpu,
+    confidential: state.confidential,
+  });
   const cfgPath = join(r.kernelDir, '.config');
   const actions: InstallAction[] = [
     { kind: 'file', from: join(r.kernelDir, state.build.vmlinuz.path), to: join(names.dir, names.vmlinuz), sha256: state.build.vmlinuz.sha256 },
@@ -484,7 +558,14 @@ export async function installKernel(opts: InstallOptions): Promise<KernelInstall
     { kind: 'link', target: names.vmlinux, to: join(names.dir, names.vmlinuxLink) },
   ];
   const res = await step(`install into ${names.dir}`, () => installFiles(names.dir, actions, !!opts.force));
-  return { ...res, vmlinuz: join(names.dir, names.vmlinuz), vmlinux: join(names.dir, names.vmlinux), config: join(names.dir, names.config), version: state.version, configVersion: state.configVersion };
+  return {
+    ...res,
+    vmlinuz: join(names.dir, names.vmlinuz),
+    vmlinux: join(names.dir, names.vmlinux),
+    config: join(names.dir, names.config),
+    version: state.version,
+    configVersion: state.configVersion,
+  };
 }
 
 export interface DiffOptions extends Pick<KernelOptions, 'arch' | 'gpu' | 'confidential' | 'kernelDir' | 'fragments'> {
@@ -504,7 +585,12 @@ async function oursSide(v: Variant, tree: string | undefined, extra: string[]): 
   const asm = await step(`assemble our .config for ${what} in ${tree}`, () => assembleConfig({ tree, ...v, extra }));
   const failed = asm.report.dropped.length + asm.report.unknown.length;
   const note = failed ? `; ${failed} requested option(s) did not survive (osbuilder kernel config explains)` : '';
-  return { source: 'ours', kind: 'ours-resolved', detail: `our .config for ${what} resolved by make olddefconfig in ${tree} (Linux ${version})${note}`, values: parseDotConfig(asm.config) };
+  return {
+    source: 'ours',
+    kind: 'ours-resolved',
+    detail: `our .config for ${what} resolved by make olddefconfig in ${tree} (Linux ${version})${note}`,
+    values: parseDotConfig(asm.config),
+  };
 }
 
 /** Menus of a kernel tree in the build cache, if one is there and readable (grouping only: never fatal). */

@@ -85,7 +85,8 @@ export async function installFiles(dir: string, actions: InstallAction[], force:
       if (s.action.kind === 'file') {
         await copyFile(s.action.from, tmp);
         await chmod(tmp, 0o644);
-        if ((await sha256File(tmp)) !== s.action.sha256) throw new OsbuilderError('VERIFY_FAILED', `copy of ${s.action.from} does not match its sha256`, 'check the disk and retry');
+        if ((await sha256File(tmp)) !== s.action.sha256)
+          throw new OsbuilderError('VERIFY_FAILED', `copy of ${s.action.from} does not match its sha256`, 'check the disk and retry');
       } else {
         await symlink(s.action.target, tmp);
       }

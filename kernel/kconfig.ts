@@ -164,7 +164,13 @@ export function parseExpr(text: string, at?: Location): Expr {
       const rt = toks[p++];
       if (!rt || rt.t === 'op') fail(`missing operand after ${op.v}`);
       const right: Expr =
-        rt!.t === 'str' ? { k: 'const', value: rt!.v } : rt!.t === 'macro' ? { k: 'macro', text: rt!.v } : /^(y|m|n|-?\d+|0x[0-9a-fA-F]+)$/.test(rt!.v) ? { k: 'const', value: rt!.v } : { k: 'sym', name: rt!.v };
+        rt!.t === 'str'
+          ? { k: 'const', value: rt!.v }
+          : rt!.t === 'macro'
+            ? { k: 'macro', text: rt!.v }
+            : /^(y|m|n|-?\d+|0x[0-9a-fA-F]+)$/.test(rt!.v)
+              ? { k: 'const', value: rt!.v }
+              : { k: 'sym', name: rt!.v };
       return { k: 'cmp', op: op.v as '=', a: left, b: right };
     }
     return left;
@@ -302,7 +308,8 @@ interface Block {
   title?: string;
 }
 
-const ATTR_RE = /^(bool|tristate|string|int|hex|def_bool|def_tristate|prompt|default|depends\s+on|select|imply|range|visible\s+if|option|modules|optional|transitional)\b\s*(.*)$/s;
+const ATTR_RE =
+  /^(bool|tristate|string|int|hex|def_bool|def_tristate|prompt|default|depends\s+on|select|imply|range|visible\s+if|option|modules|optional|transitional)\b\s*(.*)$/s;
 
 function indentWidth(line: string): number {
   let w = 0;
@@ -381,7 +388,13 @@ export interface ReadKconfigOptions {
 
 /** Reads the Kconfig tree reachable from `root` for one architecture. */
 export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigTree {
-  const vars: Record<string, string> = { SRCARCH: opts.srcarch, ARCH: opts.arch ?? opts.srcarch, HEADER_ARCH: opts.srcarch, srctree: '.', ...(opts.vars ?? {}) };
+  const vars: Record<string, string> = {
+    SRCARCH: opts.srcarch,
+    ARCH: opts.arch ?? opts.srcarch,
+    HEADER_ARCH: opts.srcarch,
+    srctree: '.',
+    ...(opts.vars ?? {}),
+  };
   const tree: KconfigTree = { srctree, srcarch: opts.srcarch, symbols: new Map(), reverse: new Map(), files: 0 };
   const stack: Block[] = [];
   const seen = new Set<string>();
@@ -392,7 +405,11 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
   // flatten once per change, share the result between the entries inside.
   let cachedInherited: { deps: Dependency[]; visibleIf: Dependency[]; menus: string[] } | undefined;
   const inherited = (): { deps: Dependency[]; visibleIf: Dependency[]; menus: string[] } =>
-    (cachedInherited ??= { deps: stack.flatMap((b) => b.deps), visibleIf: stack.flatMap((b) => b.visibleIf), menus: stack.flatMap((b) => (b.title ? [b.title] : [])) });
+    (cachedInherited ??= {
+      deps: stack.flatMap((b) => b.deps),
+      visibleIf: stack.flatMap((b) => b.visibleIf),
+      menus: stack.flatMap((b) => (b.title ? [b.title] : [])),
+    });
   const blocksChanged = () => {
     cachedInherited = undefined;
   };
@@ -407,7 +424,10 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
       const code = (err as NodeJS.ErrnoException).code;
       const missing = code === 'ENOENT' || code === 'ENOTDIR';
       if (optional && missing) return;
-      throw kconfigError(`${from ? 'sourced ' : ''}Kconfig file ${rel} ${missing ? `does not exist in ${srctree}` : `cannot be read: ${(err as Error).message}`}`, from);
+      throw kconfigError(
+        `${from ? 'sourced ' : ''}Kconfig file ${rel} ${missing ? `does not exist in ${srctree}` : `cannot be read: ${(err as Error).message}`}`,
+        from,
+      );
     }
     seen.add(abs);
     tree.files++;
@@ -422,7 +442,7 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
       const lineNo = i + 1;
       let line = raw[i]!;
       i++;
-      while (line.endsWith('\\') && i < raw.length) line = line.slice(0, -1) + ' ' + raw[i++]!;
+      while (line.endsWith('\\') && i < raw.length) line = `${line.slice(0, -1)} ${raw[i++]!}`;
       const text = stripComment(line).trim();
       if (!text) continue;
       const loc = { file: rel, line: lineNo };
@@ -452,7 +472,19 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
       if (word === 'config' || word === 'menuconfig') {
         const name = rest.trim();
         const inh = inherited();
-        cur = { name, file: rel, line: lineNo, prompts: [], deps: [...inh.deps], visibleIf: inh.visibleIf, defaults: [], selects: [], implies: [], ranges: [], menus: inh.menus };
+        cur = {
+          name,
+          file: rel,
+          line: lineNo,
+          prompts: [],
+          deps: [...inh.deps],
+          visibleIf: inh.visibleIf,
+          defaults: [],
+          selects: [],
+          implies: [],
+          ranges: [],
+          menus: inh.menus,
+        };
         if (choiceLoc) cur.choice = choiceLoc;
         lastMenuconfig = word === 'menuconfig' ? cur : undefined;
         const list = tree.symbols.get(name) ?? [];

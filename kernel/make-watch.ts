@@ -32,7 +32,7 @@ async function writeRecord(record: Record<string, number>): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
   try {
     await mkdir(dirname(path), { recursive: true });
-    await writeFile(tmp, JSON.stringify(record, null, 1) + '\n');
+    await writeFile(tmp, `${JSON.stringify(record, null, 1)}\n`);
     await rename(tmp, path);
   } catch (err) {
     debug(`cannot record the kernel make's file count in ${path}: ${(err as Error).message}`);

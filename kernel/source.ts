@@ -53,7 +53,8 @@ function compressionOf(name: string): Compression {
 export function normaliseSha256(hex: string | undefined, flag = '--sha256'): string | undefined {
   if (hex === undefined) return undefined;
   const h = hex.trim().toLowerCase();
-  if (!/^[0-9a-f]{64}$/.test(h)) throw new OsbuilderError('INPUT_INVALID', `${flag} ${JSON.stringify(hex)} is not 64 hex digits`, 'pass the tarball sha256, e.g. from sha256sum');
+  if (!/^[0-9a-f]{64}$/.test(h))
+    throw new OsbuilderError('INPUT_INVALID', `${flag} ${JSON.stringify(hex)} is not 64 hex digits`, 'pass the tarball sha256, e.g. from sha256sum');
   return h;
 }
 
@@ -79,10 +80,18 @@ async function download(url: string, dest: string, flags: SourceFlags): Promise<
     res = await fetch(url, { redirect: 'follow' });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, `check the network or proxy, or download the tarball yourself and pass ${flags.source} <file> ${flags.sha256} <hex>`);
+    throw new OsbuilderError(
+      'DOWNLOAD_FAILED',
+      `cannot download ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+      `check the network or proxy, or download the tarball yourself and pass ${flags.source} <file> ${flags.sha256} <hex>`,
+    );
   }
   if (!res.ok || !res.body) {
-    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: HTTP ${res.status}`, `check the version exists on kernel.org, or pass ${flags.source} <file|url>`);
+    throw new OsbuilderError(
+      'DOWNLOAD_FAILED',
+      `cannot download ${url}: HTTP ${res.status}`,
+      `check the version exists on kernel.org, or pass ${flags.source} <file|url>`,
+    );
   }
   await atomicOutput(dest, async (tmp) => {
     await pipeline(Readable.fromWeb(res.body as never), createWriteStream(tmp));
@@ -95,7 +104,11 @@ async function fetchText(url: string, flags: SourceFlags): Promise<string> {
     res = await fetch(url, { redirect: 'follow' });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, `check the network, or pass ${flags.sha256} <hex> (and ${flags.source} <file>) yourself`);
+    throw new OsbuilderError(
+      'DOWNLOAD_FAILED',
+      `cannot download ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+      `check the network, or pass ${flags.sha256} <hex> (and ${flags.source} <file>) yourself`,
+    );
   }
   if (!res.ok) throw new OsbuilderError('DOWNLOAD_FAILED', `cannot download ${url}: HTTP ${res.status}`, `pass ${flags.sha256} <hex> yourself`);
   return res.text();
@@ -116,14 +129,20 @@ export async function obtainSource(spec: SourceSpec, downloadDir = join(cacheRoo
   let expected = spec.sha256;
   if (spec.kind === 'file') {
     const st = await stat(spec.location).catch(() => undefined);
-    if (!st?.isFile()) throw new OsbuilderError('INPUT_NOT_FOUND', `kernel tarball ${spec.location} does not exist`, `give the path of a .tar.xz/.tar.gz kernel tarball, or omit ${spec.flags.source} to download from kernel.org`);
+    if (!st?.isFile())
+      throw new OsbuilderError(
+        'INPUT_NOT_FOUND',
+        `kernel tarball ${spec.location} does not exist`,
+        `give the path of a .tar.xz/.tar.gz kernel tarball, or omit ${spec.flags.source} to download from kernel.org`,
+      );
     tarball = spec.location;
   } else {
     const name = basename(new URL(spec.location).pathname);
     if (!expected && spec.sumsUrl) {
       const sums = await fetchText(spec.sumsUrl, spec.flags);
       expected = checksumFromSums(sums, name);
-      if (!expected) throw new OsbuilderError('DOWNLOAD_FAILED', `${spec.sumsUrl} has no checksum for ${name}`, `check the version exists, or pass ${spec.flags.sha256}`);
+      if (!expected)
+        throw new OsbuilderError('DOWNLOAD_FAILED', `${spec.sumsUrl} has no checksum for ${name}`, `check the version exists, or pass ${spec.flags.sha256}`);
     }
     await mkdir(downloadDir, { recursive: true });
     tarball = join(downloadDir, name);
@@ -133,7 +152,11 @@ export async function obtainSource(spec: SourceSpec, downloadDir = join(cacheRoo
   // A tarball unchanged since it was last hashed (stamp: inode, size, mtime, ctime) is not read again.
   const actual = await memoSha256(tarball);
   if (expected && actual !== expected) {
-    throw new OsbuilderError('CHECKSUM_MISMATCH', `${tarball} has sha256 ${actual}, expected ${expected}`, `the tarball is corrupt or not the one you meant: fetch it again or fix ${spec.flags.sha256}; nothing was extracted`);
+    throw new OsbuilderError(
+      'CHECKSUM_MISMATCH',
+      `${tarball} has sha256 ${actual}, expected ${expected}`,
+      `the tarball is corrupt or not the one you meant: fetch it again or fix ${spec.flags.sha256}; nothing was extracted`,
+    );
   }
   return { tarball, sha256: actual, compression: spec.compression, origin: spec.location, verified: expected !== undefined };
 }
@@ -166,7 +189,8 @@ export function checkTarEntry(rawPath: string, type: string, linkpath: string | 
   }
   if (type === 'Link') {
     const target = posix.normalize((linkpath ?? '').replace(/^(\.\/)+/, ''));
-    if (target.startsWith('/') || target.split('/').includes('..') || !target.startsWith(`${theTop}/`)) return { why: `hard link to ${linkpath} escapes the tree`, top: theTop };
+    if (target.startsWith('/') || target.split('/').includes('..') || !target.startsWith(`${theTop}/`))
+      return { why: `hard link to ${linkpath} escapes the tree`, top: theTop };
   }
   return { top: theTop };
 }
@@ -222,7 +246,7 @@ function entryChecker(scan: ScanState, onViolation: () => void) {
 
 /** The decompressor: xz with two threads (Debian's and kernel.org's tarballs are multi-block), or gzip. */
 function decompressor(tarball: string, compression: Compression) {
-  const argv = compression === 'xz' ? ['xz', ['-dc', '-T2', '--', tarball]] as const : ['gzip', ['-dc', '--', tarball]] as const;
+  const argv = compression === 'xz' ? (['xz', ['-dc', '-T2', '--', tarball]] as const) : (['gzip', ['-dc', '--', tarball]] as const);
   return start(argv[0], argv[1], { buffer: { stdout: false }, stdout: 'pipe', stderr: 'pipe', stdin: 'ignore', reject: false });
 }
 
@@ -248,6 +272,7 @@ interface Passes {
  * meanwhile); a parse error stops everything. Resolves once all are reaped.
  */
 async function readOnce(tarball: string, compression: Compression, tmp: string, scan: ScanState, setStop: (stop: () => void) => void): Promise<Passes> {
+  // biome-ignore lint/style/useConst: killUntar (made first) may run before the unpacker exists
   let untar: Proc | undefined;
   const killUntar = () => {
     if (!untar) return;
@@ -277,14 +302,18 @@ async function readOnce(tarball: string, compression: Compression, tmp: string, 
 
 /** The first reason the extraction must be refused, in order: parse, decompress, unsafe entries, no entries, no end, tar. */
 function verdict(p: Passes, scan: ScanState, corrupt: (detail: string) => OsbuilderError, tarball: string): OsbuilderError | undefined {
-  if ((p.decompressed as { code?: string }).code === 'ENOENT') return new OsbuilderError('TOOL_MISSING', `${p.decompressed.command.split(' ')[0]} is not installed`, 'install xz-utils and gzip');
+  if ((p.decompressed as { code?: string }).code === 'ENOENT')
+    return new OsbuilderError('TOOL_MISSING', `${p.decompressed.command.split(' ')[0]} is not installed`, 'install xz-utils and gzip');
   if (p.parseError) return corrupt(p.parseError.message);
   if (p.decompressed.exitCode !== 0) return corrupt(String(p.decompressed.stderr).trim().split('\n').pop() || `decompressor exit ${p.decompressed.exitCode}`);
   if (scan.violations.length) {
     const v = scan.violations;
     return new OsbuilderError(
       'INPUT_INVALID',
-      `${tarball} has unsafe entries (nothing was extracted):\n${v.slice(0, 10).map((x) => `  ${x.path}: ${x.why}`).join('\n')}${v.length > 10 ? `\n  … and ${v.length - 10} more` : ''}`,
+      `${tarball} has unsafe entries (nothing was extracted):\n${v
+        .slice(0, 10)
+        .map((x) => `  ${x.path}: ${x.why}`)
+        .join('\n')}${v.length > 10 ? `\n  … and ${v.length - 10} more` : ''}`,
       'use a genuine kernel source tarball',
     );
   }
@@ -292,7 +321,13 @@ function verdict(p: Passes, scan: ScanState, corrupt: (detail: string) => Osbuil
   if (!scan.sawEnd) return corrupt('it ends without the end-of-archive blocks (truncated)');
   const x = p.untarred;
   if (x && (x as { code?: string }).code === 'ENOENT') return new OsbuilderError('TOOL_MISSING', 'tar is not installed', 'install GNU tar');
-  if (!x || x.exitCode !== 0) return corrupt(String(x?.stderr ?? '').trim().split('\n').pop() || `tar exit ${x?.exitCode}`);
+  if (!x || x.exitCode !== 0)
+    return corrupt(
+      String(x?.stderr ?? '')
+        .trim()
+        .split('\n')
+        .pop() || `tar exit ${x?.exitCode}`,
+    );
   return undefined;
 }
 
@@ -310,7 +345,11 @@ export async function extractTarball(tarball: string, compression: Compression, 
   await mkdir(tmp, { recursive: true });
   const scan: ScanState = { entries: 0, sawEnd: false, violations: [], warnings: [] };
   const corrupt = (detail: string) =>
-    new OsbuilderError('INPUT_INVALID', `${tarball} is not a valid ${compression === 'xz' ? '.tar.xz' : '.tar.gz'} archive: ${detail}`, 'the download is truncated or damaged: fetch it again (nothing was extracted)');
+    new OsbuilderError(
+      'INPUT_INVALID',
+      `${tarball} is not a valid ${compression === 'xz' ? '.tar.xz' : '.tar.gz'} archive: ${detail}`,
+      'the download is truncated or damaged: fetch it again (nothing was extracted)',
+    );
   const interruption = () => new OsbuilderError('INTERRUPTED', `extraction of ${tarball} was interrupted`, 'nothing was extracted: run the command again');
   // SIGINT/SIGTERM mid-extraction (a kernel tree takes a while): stop unpacking, remove the partial tree.
   let stop = () => {};

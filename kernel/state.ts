@@ -55,7 +55,7 @@ export async function writeState(tree: string, state: KernelState): Promise<void
   const p = statePath(tree);
   await mkdir(dirname(p), { recursive: true });
   const tmp = `${p}.tmp-${ownerTag()}`;
-  await writeFile(tmp, JSON.stringify(state, null, 2) + '\n');
+  await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`);
   await rename(tmp, p);
 }
 

@@ -7,7 +7,17 @@
  */
 import { OsbuilderError } from '../core/errors.js';
 import type { IgnoreEntry, Override, Requested } from './fragments.js';
-import { conjuncts, evalExpr, exprSymbols, formatExpr, type ConfigValues, type Dependency, type KconfigTree, type SymbolDef, type Tristate } from './kconfig.js';
+import {
+  conjuncts,
+  evalExpr,
+  exprSymbols,
+  formatExpr,
+  type ConfigValues,
+  type Dependency,
+  type KconfigTree,
+  type SymbolDef,
+  type Tristate,
+} from './kconfig.js';
 
 export type OptionStatus = 'ok' | 'dropped' | 'changed' | 'unknown' | 'ignored';
 
@@ -67,7 +77,13 @@ function at(loc: { file: string; line: number }): string {
   return `${loc.file}:${loc.line}`;
 }
 
-function describeSymbols(expr: Dependency['expr'], cfg: ConfigValues, requested: Map<string, Requested>, final: Map<string, OptionResult>, tree: KconfigTree): string {
+function describeSymbols(
+  expr: Dependency['expr'],
+  cfg: ConfigValues,
+  requested: Map<string, Requested>,
+  final: Map<string, OptionResult>,
+  tree: KconfigTree,
+): string {
   const parts: string[] = [];
   for (const s of exprSymbols(expr)) {
     const v = cfg.get(s) ?? 'n';
@@ -82,7 +98,9 @@ function describeSymbols(expr: Dependency['expr'], cfg: ConfigValues, requested:
       if (v === 'n' && (tree.symbols.get(s) ?? []).every((d) => d.prompts.length === 0)) {
         const sel = (tree.reverse.get(s) ?? []).filter((r) => r.kind === 'select');
         const shown = sel.slice(0, 3).map((r) => `${r.by}${r.cond ? ` if ${formatExpr(r.cond)}` : ''}`);
-        note += sel.length ? `; no prompt, selected by ${shown.join(', ')}${sel.length > 3 ? ` and ${sel.length - 3} more` : ''}` : '; no prompt and nothing selects it';
+        note += sel.length
+          ? `; no prompt, selected by ${shown.join(', ')}${sel.length > 3 ? ` and ${sel.length - 3} more` : ''}`
+          : '; no prompt and nothing selects it';
       }
     }
     parts.push(`${s}=${v} (${note})`);
@@ -91,7 +109,13 @@ function describeSymbols(expr: Dependency['expr'], cfg: ConfigValues, requested:
 }
 
 function originText(d: Dependency): string {
-  return d.origin === 'depends on' ? 'depends on' : d.origin === 'if' ? 'inside "if"' : d.origin === 'menu' ? 'inside menu that depends on' : 'inside choice that depends on';
+  return d.origin === 'depends on'
+    ? 'depends on'
+    : d.origin === 'if'
+      ? 'inside "if"'
+      : d.origin === 'menu'
+        ? 'inside menu that depends on'
+        : 'inside choice that depends on';
 }
 
 function depReasons(def: SymbolDef, want: Tristate, cfg: ConfigValues, ctx: Ctx): Reason[] {
@@ -111,7 +135,12 @@ function depReasons(def: SymbolDef, want: Tristate, cfg: ConfigValues, ctx: Ctx)
   return reasons;
 }
 
-function selectorsOf(symbol: string, cfg: ConfigValues, ctx: Ctx, kinds: Array<'select' | 'imply'>): Array<{ by: string; value: string; cond?: string; at: string; active: boolean }> {
+function selectorsOf(
+  symbol: string,
+  cfg: ConfigValues,
+  ctx: Ctx,
+  kinds: Array<'select' | 'imply'>,
+): Array<{ by: string; value: string; cond?: string; at: string; active: boolean }> {
   return (ctx.tree.reverse.get(symbol) ?? [])
     .filter((r) => kinds.includes(r.kind))
     .map((r) => {
@@ -144,14 +173,24 @@ function explainNotEnabled(symbol: string, want: Tristate, ctx: Ctx): Reason[] {
   if (prompts.length === 0) {
     const sel = selectorsOf(symbol, ctx.cfg, ctx, ['select', 'imply']);
     const list = sel.length ? sel.map((s) => `${s.by}=${s.value}${s.cond ? ` if ${s.cond}` : ''} (${s.at})`).join(', ') : 'nothing selects it';
-    return [{ kind: 'no-prompt', text: `has no prompt, so a fragment cannot set it: only select/imply or its default enable it; selected by: ${list}`, at: at(defs[0]!) }];
+    return [
+      {
+        kind: 'no-prompt',
+        text: `has no prompt, so a fragment cannot set it: only select/imply or its default enable it; selected by: ${list}`,
+        at: at(defs[0]!),
+      },
+    ];
   }
   const visible = prompts.filter(({ p, d }) => (p.cond ? evalExpr(p.cond, ctx.cfg) : 2) > 0 && d.visibleIf.every((v) => evalExpr(v.expr, ctx.cfg) > 0));
   if (visible.length === 0) {
     const out: Reason[] = [];
     for (const { p, d } of prompts) {
       if (p.cond && evalExpr(p.cond, ctx.cfg) === 0) {
-        out.push({ kind: 'prompt-hidden', text: `prompt "${p.text}" only shows if ${formatExpr(p.cond)} = n: ${describeSymbols(p.cond, ctx.rawCfg, ctx.requested, ctx.results, ctx.tree)}; the default applies`, at: at(p) });
+        out.push({
+          kind: 'prompt-hidden',
+          text: `prompt "${p.text}" only shows if ${formatExpr(p.cond)} = n: ${describeSymbols(p.cond, ctx.rawCfg, ctx.requested, ctx.results, ctx.tree)}; the default applies`,
+          at: at(p),
+        });
       }
       for (const v of d.visibleIf) {
         if (evalExpr(v.expr, ctx.cfg) === 0) out.push({ kind: 'prompt-hidden', text: `menu is visible only if ${formatExpr(v.expr)} = n`, at: at(v) });
@@ -161,8 +200,17 @@ function explainNotEnabled(symbol: string, want: Tristate, ctx: Ctx): Reason[] {
   }
   for (const def of defs) {
     if (def.choice) {
-      const chosen = [...ctx.tree.symbols.values()].flat().filter((d) => d.choice && d.choice.file === def.choice!.file && d.choice.line === def.choice!.line && d.name !== symbol && ctx.cfg.get(d.name) === 'y');
-      return [{ kind: 'choice', text: `member of the choice at ${at(def.choice)}; ${chosen.length ? `${chosen.map((c) => c.name).join(', ')} is chosen instead` : 'another member is chosen'}` }];
+      const chosen = [...ctx.tree.symbols.values()]
+        .flat()
+        .filter(
+          (d) => d.choice && d.choice.file === def.choice!.file && d.choice.line === def.choice!.line && d.name !== symbol && ctx.cfg.get(d.name) === 'y',
+        );
+      return [
+        {
+          kind: 'choice',
+          text: `member of the choice at ${at(def.choice)}; ${chosen.length ? `${chosen.map((c) => c.name).join(', ')} is chosen instead` : 'another member is chosen'}`,
+        },
+      ];
     }
   }
   return [{ kind: 'unexplained', text: 'all dependencies are met; Kconfig still chose another value (check the symbol type and its defaults)' }];
@@ -178,7 +226,16 @@ function explainForcedOn(symbol: string, ctx: Ctx): Reason[] {
   if (!visible) {
     const defaults = defs.flatMap((d) => d.defaults).filter((df) => (df.cond ? evalExpr(df.cond, ctx.cfg) : 2) > 0);
     const d = defaults[0];
-    return [{ kind: 'default', text: `has no visible prompt; its default ${d ? `${formatExpr(d.value)}${d.cond ? ` if ${formatExpr(d.cond)}` : ''}` : ''} applies`.replace(/\s+applies/, ' applies'), at: d ? at(d) : undefined }];
+    return [
+      {
+        kind: 'default',
+        text: `has no visible prompt; its default ${d ? `${formatExpr(d.value)}${d.cond ? ` if ${formatExpr(d.cond)}` : ''}` : ''} applies`.replace(
+          /\s+applies/,
+          ' applies',
+        ),
+        at: d ? at(d) : undefined,
+      },
+    ];
   }
   return [{ kind: 'unexplained', text: 'nothing selects it and its prompt is visible; Kconfig still enabled it' }];
 }
@@ -191,10 +248,16 @@ function explainValue(symbol: string, requested: string, ctx: Ctx): Reason[] {
   for (const d of defs) {
     for (const r of d.ranges) {
       if (r.cond && evalExpr(r.cond, ctx.cfg) === 0) continue;
-      const val = (e: typeof r.min) => (e.k === 'sym' ? Number(ctx.cfg.get(e.name) ?? NaN) : e.k === 'const' ? Number(e.value.startsWith('0x') ? Number.parseInt(e.value, 16) : e.value) : NaN);
+      const val = (e: typeof r.min) =>
+        e.k === 'sym'
+          ? Number(ctx.cfg.get(e.name) ?? Number.NaN)
+          : e.k === 'const'
+            ? Number(e.value.startsWith('0x') ? Number.parseInt(e.value, 16) : e.value)
+            : Number.NaN;
       const lo = val(r.min);
       const hi = val(r.max);
-      if (Number.isFinite(n) && (n < lo || n > hi)) return [{ kind: 'range', text: `value ${requested} is outside the range ${lo}..${hi}${r.cond ? ` (if ${formatExpr(r.cond)})` : ''}`, at: at(r) }];
+      if (Number.isFinite(n) && (n < lo || n > hi))
+        return [{ kind: 'range', text: `value ${requested} is outside the range ${lo}..${hi}${r.cond ? ` (if ${formatExpr(r.cond)})` : ''}`, at: at(r) }];
     }
     const hidden = d.prompts.length === 0 || d.prompts.every((p) => p.cond && evalExpr(p.cond, ctx.cfg) === 0);
     if (hidden) return [{ kind: 'prompt-hidden', text: 'has no visible prompt: its default applies', at: at(d) }];
@@ -260,7 +323,11 @@ export function verifyConfig(input: VerifyInput): VerifyReport {
     dropped,
     unknown,
     ignored: pick('ignored'),
-    overrides: (input.overrides ?? []).map((o) => ({ symbol: o.symbol, from: `${o.from.value} (${o.from.file}:${o.from.line})`, to: `${o.to.value} (${o.to.file}:${o.to.line})` })),
+    overrides: (input.overrides ?? []).map((o) => ({
+      symbol: o.symbol,
+      from: `${o.from.value} (${o.from.file}:${o.from.line})`,
+      to: `${o.to.value} (${o.to.file}:${o.to.line})`,
+    })),
     ok: dropped.length === 0 && unknown.length === 0,
   };
 }

@@ -11,7 +11,10 @@ export function parseKernelVersion(v: string): string {
   if (!m) {
     throw new OsbuilderError('INPUT_INVALID', `malformed kernel version ${JSON.stringify(v)}`, 'give MAJOR.MINOR[.PATCH], e.g. -v 6.1 or -v 6.1.62');
   }
-  return m.slice(1).filter((x) => x !== undefined).join('.');
+  return m
+    .slice(1)
+    .filter((x) => x !== undefined)
+    .join('.');
 }
 
 /** kernel.org release tarball, as build-kernel.sh downloads it. */
@@ -47,7 +50,12 @@ export function versionFromMakefile(text: string): string | undefined {
 export async function treeVersion(tree: string): Promise<string> {
   const text = await readFile(join(tree, 'Makefile'), 'utf8').catch(() => undefined);
   const v = text === undefined ? undefined : versionFromMakefile(text);
-  if (!v) throw new OsbuilderError('INPUT_INVALID', `${tree} is not a kernel source tree (no VERSION/PATCHLEVEL in its Makefile)`, 'point --source at a kernel tarball');
+  if (!v)
+    throw new OsbuilderError(
+      'INPUT_INVALID',
+      `${tree} is not a kernel source tree (no VERSION/PATCHLEVEL in its Makefile)`,
+      'point --source at a kernel tarball',
+    );
   return v;
 }
 

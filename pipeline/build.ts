@@ -16,11 +16,32 @@ import { TOOL_VERSION } from '../core/version.js';
 import { ARCH_FACTS, hostArch } from '../core/arch.js';
 import { which } from '../core/exec.js';
 import { runDag, type Job } from './dag.js';
-import { DEFAULTS, SHARE, carriedEntries, installedTarget, renderQemuConfig, renderSha256Sums, writeInstall, type InstallEntry, type QemuConfigInput } from './install.js';
+import {
+  DEFAULTS,
+  SHARE,
+  carriedEntries,
+  installedTarget,
+  renderQemuConfig,
+  renderSha256Sums,
+  writeInstall,
+  type InstallEntry,
+  type QemuConfigInput,
+} from './install.js';
 import { buildManifest } from './manifest.js';
 import { checkBootTestable, planBuild, pickDebianSource, type BuildOptions, type BuildPlan } from './plan.js';
 import { checkPrefix } from './prefix.js';
-import { bootTest, installedFileSha256, kernelArtifact, resolveAgent, resolvedImage, rootfsArtifact, stageContext, type BootTest, type KernelArtifact, type RootfsArtifact } from './stages.js';
+import {
+  bootTest,
+  installedFileSha256,
+  kernelArtifact,
+  resolveAgent,
+  resolvedImage,
+  rootfsArtifact,
+  stageContext,
+  type BootTest,
+  type KernelArtifact,
+  type RootfsArtifact,
+} from './stages.js';
 import type { SwitchOutcome } from './switch.js';
 import { ownerTag } from '../core/owner.js';
 
@@ -87,7 +108,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (reaped.length) info(`removed what killed runs left in the cache: ${reaped.join(', ')}`);
   };
   // The agent (a cache entry of its own, under its own lock) is resolved meanwhile.
-  const [, agent] = await Promise.all([cleanUp(), plan.rootfs.length === 0 ? { path: '', sha256: '', source: 'none' } : step(`agent for ${plan.arch}`, () => resolveAgent(opts.agent, plan.arch))]);
+  const [, agent] = await Promise.all([
+    cleanUp(),
+    plan.rootfs.length === 0 ? { path: '', sha256: '', source: 'none' } : step(`agent for ${plan.arch}`, () => resolveAgent(opts.agent, plan.arch)),
+  ]);
   await mkdir(join(cache.root, 'work'), { recursive: true });
   const workDir = await mkdtemp(join(cache.root, 'work', `build-${ownerTag()}-`));
   const unregister = onInterrupt(() => rm(workDir, { recursive: true, force: true }));
@@ -119,7 +143,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
               const kernel = k ? { label: k.names.vmlinuz, path: k.vmlinuz, sha256: k.vmlinuzSha256 } : fallbackKernel!;
               const config = join(workDir, `boot-${++seq}.toml`);
               const verity = a.kernelVerityParams ? { kernelVerityParams: a.kernelVerityParams } : {};
-              await writeFile(config, renderQemuConfig({ arch: plan.arch, qemuPath: qemu, machineType, kernel: kernel.path, [r.role]: a.path, ...verity, ...imageBoot(plan), toolVersion: TOOL_VERSION }));
+              await writeFile(
+                config,
+                renderQemuConfig({
+                  arch: plan.arch,
+                  qemuPath: qemu,
+                  machineType,
+                  kernel: kernel.path,
+                  [r.role]: a.path,
+                  ...verity,
+                  ...imageBoot(plan),
+                  toolVersion: TOOL_VERSION,
+                }),
+              );
               return bootTest(ctx, kernel, { label: a.fileName, role: r.role, path: a.path, sha256: a.sha256, osRelease: a.osRelease, ...verity }, config, {
                 ...(opts.accel ? { accel: opts.accel } : {}),
                 timeoutSec: opts.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_SEC,
@@ -139,12 +175,25 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     // A full build makes the whole install; a partial one keeps what it does not make.
     const builtImage = plan.rootfs.some((r) => r.role === 'image');
     // The verity parameters belong to the image they were made with: a new image replaces them (or has none).
-    const carried = plan.rootfs.length === 2 && plan.kernels.length > 0 ? [] : (await carriedEntries(plan.prefix, entries)).filter((c) => !(builtImage && c.path === `${SHARE}/${VERITY_PARAMS_FILE}`));
+    const carried =
+      plan.rootfs.length === 2 && plan.kernels.length > 0
+        ? []
+        : (await carriedEntries(plan.prefix, entries)).filter((c) => !(builtImage && c.path === `${SHARE}/${VERITY_PARAMS_FILE}`));
     if (carried.length) notes.push(`kept from the existing install: ${carried.map((c) => c.path.split('/').pop()).join(', ')}`);
     const verityParams = builtImage ? rootfs.find((r) => r.role === 'image')?.kernelVerityParams : await carriedVerityParams(carried);
     entries.push(...configEntries(plan, [...entries, ...carried], qemu, machineType, verityParams, builtImage ? imageBoot(plan) : {}));
-    const manifest = buildManifest({ toolVersion: TOOL_VERSION, arch: plan.arch, bootTested: plan.bootTest, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), agent: { source: agent.source, sha256: agent.sha256 }, rootfs, kernels, bootTests, kept: carried.map((c) => c.path) });
-    const all: InstallEntry[] = [...entries, ...carried, { kind: 'text', path: `${SHARE}/manifest.json`, content: JSON.stringify(manifest, null, 2) + '\n' }];
+    const manifest = buildManifest({
+      toolVersion: TOOL_VERSION,
+      arch: plan.arch,
+      bootTested: plan.bootTest,
+      ...(sde !== undefined ? { sourceDateEpoch: sde } : {}),
+      agent: { source: agent.source, sha256: agent.sha256 },
+      rootfs,
+      kernels,
+      bootTests,
+      kept: carried.map((c) => c.path),
+    });
+    const all: InstallEntry[] = [...entries, ...carried, { kind: 'text', path: `${SHARE}/manifest.json`, content: `${JSON.stringify(manifest, null, 2)}\n` }];
     all.push({ kind: 'text', path: `${SHARE}/SHA256SUMS`, content: renderSha256Sums(all) });
     const install = await step(`install into ${plan.shareDir}`, () => writeInstall(plan.prefix, all, plan.force));
 
@@ -161,7 +210,16 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       }),
     ];
     if (bootTests.length && bootTests.every((b) => b.cached)) notes.push('boot tests skipped: these exact artifacts already passed them');
-    return { prefix: plan.prefix, shareDir: plan.shareDir, manifest: join(plan.shareDir, 'manifest.json'), install, rows, bootTests, notes, totalMs: Math.round(performance.now() - t0) };
+    return {
+      prefix: plan.prefix,
+      shareDir: plan.shareDir,
+      manifest: join(plan.shareDir, 'manifest.json'),
+      install,
+      rows,
+      bootTests,
+      notes,
+      totalMs: Math.round(performance.now() - t0),
+    };
   } finally {
     await rm(workDir, { recursive: true, force: true });
     unregister();
@@ -215,7 +273,14 @@ async function carriedVerityParams(carried: InstallEntry[]): Promise<string | un
  * built here or kept from before (pure): one per installed kernel link, with
  * the installed image (else the initrd).
  */
-export function configEntries(plan: BuildPlan, installed: InstallEntry[], qemuPath: string, machineType: string, kernelVerityParams?: string, boot: ImageBoot = {}): InstallEntry[] {
+export function configEntries(
+  plan: BuildPlan,
+  installed: InstallEntry[],
+  qemuPath: string,
+  machineType: string,
+  kernelVerityParams?: string,
+  boot: ImageBoot = {},
+): InstallEntry[] {
   const has = (name: string) => installed.some((e) => e.path === `${SHARE}/${name}`);
   const abs = (name: string) => join(plan.shareDir, name);
   const image = has(ROOT_LINKS.image) ? abs(ROOT_LINKS.image) : undefined;
@@ -225,6 +290,17 @@ export function configEntries(plan: BuildPlan, installed: InstallEntry[], qemuPa
   return (variants.length ? variants : (['default'] as const)).map((variant) => ({
     kind: 'text' as const,
     path: `${DEFAULTS}/${variant === 'nvidia' ? 'configuration-qemu-nvidia-gpu.toml' : 'configuration-qemu.toml'}`,
-    content: renderQemuConfig({ arch: plan.arch, qemuPath, machineType, kernel: abs(kernelLink(variant)), ...(image ? { image } : {}), ...(initrd ? { initrd } : {}), ...(image && kernelVerityParams ? { kernelVerityParams } : {}), ...boot, ...(variant === 'nvidia' ? { gpu: true } : {}), toolVersion: TOOL_VERSION }),
+    content: renderQemuConfig({
+      arch: plan.arch,
+      qemuPath,
+      machineType,
+      kernel: abs(kernelLink(variant)),
+      ...(image ? { image } : {}),
+      ...(initrd ? { initrd } : {}),
+      ...(image && kernelVerityParams ? { kernelVerityParams } : {}),
+      ...boot,
+      ...(variant === 'nvidia' ? { gpu: true } : {}),
+      toolVersion: TOOL_VERSION,
+    }),
   }));
 }

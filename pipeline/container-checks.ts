@@ -63,11 +63,21 @@ export function sections(text: string): Record<string, string> {
 }
 
 function expect(what: string, got: string | number, want: string | number): void {
-  if (got !== want) throw new OsbuilderError('BOOT_FAILED', `boot test: ${what} is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`, 'the guest cannot run containers as Kata runs them: see the guest console log (osbuilder boot --console-log)');
+  if (got !== want)
+    throw new OsbuilderError(
+      'BOOT_FAILED',
+      `boot test: ${what} is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`,
+      'the guest cannot run containers as Kata runs them: see the guest console log (osbuilder boot --console-log)',
+    );
 }
 
 /** Decodes and asserts the container's reports; returns the checks (without the rpcs). */
-export function verifyReports(init: string, exec: string, statuses: { init: number; exec: number }, want: { hostname: string; guestOsRelease: string; containerOsRelease: string }): ContainerChecks {
+export function verifyReports(
+  init: string,
+  exec: string,
+  statuses: { init: number; exec: number },
+  want: { hostname: string; guestOsRelease: string; containerOsRelease: string },
+): ContainerChecks {
   const s = sections(init);
   const e = sections(exec);
   const line = (x: string | undefined) => (x ?? '').trim();
@@ -102,7 +112,12 @@ const text = (chunks: Uint8Array[]) => Buffer.concat(chunks).toString('utf8');
 /** Runs the container in the sandbox and checks it; `guestOsRelease` is the artifact's rootfs's. */
 export async function runContainerChecks(session: BootSession, guestOsRelease: string, container?: ContainerRootfs): Promise<ContainerChecks> {
   const def = container ?? (await defaultContainerRootfs({ arch: session.arch }));
-  const spec = defaultSpec({ args: ['sh', '-c', INIT_SCRIPT], hostname: session.hostname, memoryLimit: BOOT_TEST_LIMITS.memoryBytes, pidsLimit: BOOT_TEST_LIMITS.pids });
+  const spec = defaultSpec({
+    args: ['sh', '-c', INIT_SCRIPT],
+    hostname: session.hostname,
+    memoryLimit: BOOT_TEST_LIMITS.memoryBytes,
+    pidsLimit: BOOT_TEST_LIMITS.pids,
+  });
   setRoot(spec, def.path, true);
   spec.Mounts.push(tmpfsMount('/tmp'), bindMount('/etc/os-release', '/guest/os-release'));
   const c = await session.sandbox.createContainer('osb-boot-test', { spec, readonlyRootfs: true, guestSources: new Set(['/etc/os-release']) });
@@ -123,7 +138,12 @@ export async function runContainerChecks(session: BootSession, guestOsRelease: s
     await c.init.feed(Buffer.from(`${BOOT_TEST_STDIN}\n`));
     await Promise.all([reading, stderr]);
     const initStatus = await c.init.wait();
-    return verifyReports(text(out), text(execOut), { init: initStatus, exec: execStatus }, { hostname: session.hostname, guestOsRelease, containerOsRelease: def.osRelease });
+    return verifyReports(
+      text(out),
+      text(execOut),
+      { init: initStatus, exec: execStatus },
+      { hostname: session.hostname, guestOsRelease, containerOsRelease: def.osRelease },
+    );
   } finally {
     await c.remove().catch(() => undefined);
   }

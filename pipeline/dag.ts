@@ -31,10 +31,13 @@ export async function runDag<T>(jobs: Job<T>[], concurrency: number): Promise<Re
         const deps = Object.fromEntries(job.deps.map((d) => [d, done[d] as T]));
         running.set(
           id,
-          job.run(deps).then(
-            (v) => void (done[id] = v),
-            (err: unknown) => void (failure ??= err),
-          ).finally(() => running.delete(id)),
+          job
+            .run(deps)
+            .then(
+              (v) => void (done[id] = v),
+              (err: unknown) => void (failure ??= err),
+            )
+            .finally(() => running.delete(id)),
         );
       }
     }

@@ -90,7 +90,14 @@ export function renderQemuConfig(c: QemuConfigInput): string {
     `disable_image_nvdimm = ${!!(c.image && c.disableImageNvdimm)}`,
     'shared_fs = "virtio-9p"',
     'msize_9p = 8192',
-    ...(c.gpu ? ['# GPU passthrough: hot-plug into a PCIe root port with room for large 64-bit BARs (Kata 2.x and 3.x keys).', 'hotplug_vfio_on_root_bus = true', 'hot_plug_vfio = "root-port"', 'pcie_root_port = 1'] : []),
+    ...(c.gpu
+      ? [
+          '# GPU passthrough: hot-plug into a PCIe root port with room for large 64-bit BARs (Kata 2.x and 3.x keys).',
+          'hotplug_vfio_on_root_bus = true',
+          'hot_plug_vfio = "root-port"',
+          'pcie_root_port = 1',
+        ]
+      : []),
     'entropy_source = "/dev/urandom"',
     'enable_debug = false',
     '',
@@ -108,7 +115,7 @@ export function renderSha256Sums(entries: InstallEntry[]): string {
     .flatMap((e) => (e.kind === 'file' ? [[e.path, e.sha256]] : e.kind === 'text' ? [[e.path, sha256(e.content)]] : []))
     .sort(([a], [b]) => (a! < b! ? -1 : 1))
     .map(([p, h]) => `${h}  ${p}`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /** The digest switchTrees compares, computed from the plan without writing anything. */
@@ -179,7 +186,10 @@ export async function writeInstall(prefix: string, entries: InstallEntry[], forc
     const clocks = await Promise.all(staged.map((s) => fsClock(s)));
     const stamps = await Promise.all(roots.map((r, i) => stampStaged(entries, r, staged[i]!)));
     notInterrupted();
-    const outcome = await switchTrees(roots.map((r, i) => ({ staged: staged[i]!, dest: join(prefix, r) })), force);
+    const outcome = await switchTrees(
+      roots.map((r, i) => ({ staged: staged[i]!, dest: join(prefix, r) })),
+      force,
+    );
     if (outcome !== 'unchanged') for (const [i, r] of roots.entries()) await writeRecord(join(prefix, r), stamps[i]!, clocks[i]!);
     return outcome;
   } finally {
@@ -208,7 +218,9 @@ async function stampStaged(entries: InstallEntry[], root: string, staged: string
 
 /** Files every build regenerates for the whole install, never carried over. */
 function regenerated(path: string): boolean {
-  return path === `${SHARE}/manifest.json` || path === `${SHARE}/SHA256SUMS` || /^usr\/share\/defaults\/kata-containers\/configuration-qemu[\w-]*\.toml$/.test(path);
+  return (
+    path === `${SHARE}/manifest.json` || path === `${SHARE}/SHA256SUMS` || /^usr\/share\/defaults\/kata-containers\/configuration-qemu[\w-]*\.toml$/.test(path)
+  );
 }
 
 /** What an existing install holds that `planned` does not produce: a partial build keeps it. */
@@ -222,7 +234,8 @@ export async function carriedEntries(prefix: string, planned: InstallEntry[]): P
       const path = `${root}/${rel}`;
       if (v === 'dir' || paths.has(path) || regenerated(path)) continue;
       if (v.startsWith('link:')) out.push({ kind: 'link', path, target: v.slice('link:'.length) });
-      else out.push({ kind: 'file', path, from: join(prefix, path), sha256: v.slice('file:'.length), size: (await stat(join(prefix, path))).size, carried: true });
+      else
+        out.push({ kind: 'file', path, from: join(prefix, path), sha256: v.slice('file:'.length), size: (await stat(join(prefix, path))).size, carried: true });
     }
   }
   return out;

@@ -100,7 +100,15 @@ function gitlabPipeline(rows: MatrixRow[]): string {
       tags: ['$RUNNER_TAG'],
       timeout: '90m',
       parallel: {
-        matrix: rows.map((r) => ({ DISTRO: r.distro, OS_VERSION: r.version, ARCH: r.arch, FORMAT: r.format, TESTED: r.tested, RUNNER_TAG: gitlabRunnerTag(r.arch), OSBUILDER_BUILD: r.command })),
+        matrix: rows.map((r) => ({
+          DISTRO: r.distro,
+          OS_VERSION: r.version,
+          ARCH: r.arch,
+          FORMAT: r.format,
+          TESTED: r.tested,
+          RUNNER_TAG: gitlabRunnerTag(r.arch),
+          OSBUILDER_BUILD: r.command,
+        })),
       },
       script: ['bash scripts/setup-host.sh', 'npm link', '$OSBUILDER_BUILD'],
       artifacts: { name: 'kata-$DISTRO-$OS_VERSION-$ARCH-$FORMAT', paths: [`${CELL_PREFIX}/usr/share`] },

@@ -129,7 +129,10 @@ export const BUILD_SOURCE_FLAGS = { source: '--kernel-source', sha256: '--kernel
  * when installed (and no other -v was asked for), else kernel.org. A
  * --kernel-sha256 goes with whichever is chosen: it is always enforced.
  */
-export function chooseKernelSource(opts: Pick<BuildOptions, 'kernelSource' | 'kernelVersion' | 'kernelSha256'>, local: LocalKernelSource | undefined): KernelSourceChoice {
+export function chooseKernelSource(
+  opts: Pick<BuildOptions, 'kernelSource' | 'kernelVersion' | 'kernelSha256'>,
+  local: LocalKernelSource | undefined,
+): KernelSourceChoice {
   const version = opts.kernelVersion !== undefined ? parseKernelVersion(opts.kernelVersion) : undefined;
   const sha256 = normaliseSha256(opts.kernelSha256, BUILD_SOURCE_FLAGS.sha256);
   const checked = sha256 ? { sha256 } : {};
@@ -142,13 +145,21 @@ function rootfsJob(role: RootfsRole, name: string, osVersion: string | undefined
   const distro = getDistro(name);
   const version = resolveVersion(distro, osVersion);
   if (version === undefined) {
-    throw new OsbuilderError('INPUT_INVALID', `${distro.name} has no version "${osVersion}"; versions: ${distro.versions.map((v) => v.id).join(', ')}`, `pick one with --os-version; default ${distro.defaultVersion}`);
+    throw new OsbuilderError(
+      'INPUT_INVALID',
+      `${distro.name} has no version "${osVersion}"; versions: ${distro.versions.map((v) => v.id).join(', ')}`,
+      `pick one with --os-version; default ${distro.defaultVersion}`,
+    );
   }
   let agentInit: boolean;
   if (role === 'initrd') {
     // An initrd boots /init: the agent must be init (Kata's AGENT_INIT=yes).
     if (!distro.initModes.includes('agent-init')) {
-      throw new OsbuilderError('UNSUPPORTED', `${distro.name} cannot run the agent as init, so it cannot make an initrd`, 'pick another --initrd-distro (e.g. busybox or debian)');
+      throw new OsbuilderError(
+        'UNSUPPORTED',
+        `${distro.name} cannot run the agent as init, so it cannot make an initrd`,
+        'pick another --initrd-distro (e.g. busybox or debian)',
+      );
     }
     agentInit = true;
   } else {
@@ -173,20 +184,34 @@ export function makeJobs(given: number | undefined, cores: number, concurrentKer
 /** Refuses options this build would silently ignore (a user who gives one expects it to count). */
 function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; image: boolean; initrd: boolean; kernel: boolean; bootTest: boolean }): void {
   const unused = (flag: string, why: string, hint: string) => new OsbuilderError('USAGE', `${flag} was given but ${why}`, hint);
-  if (opts.accel !== undefined && !(ACCELS as readonly string[]).includes(opts.accel)) throw new OsbuilderError('USAGE', `unknown --accel "${opts.accel}" for the boot test`, `use --accel ${ACCELS.join('|')}`);
+  if (opts.accel !== undefined && !(ACCELS as readonly string[]).includes(opts.accel))
+    throw new OsbuilderError('USAGE', `unknown --accel "${opts.accel}" for the boot test`, `use --accel ${ACCELS.join('|')}`);
   if (opts.makeJobs !== undefined && !builds.kernel) throw unused('--make-jobs', 'no kernel is built', 'add --kernel, or drop --make-jobs');
   if (opts.initrdDistro !== undefined && !builds.initrd) throw unused('--initrd-distro', 'no initrd is built', 'add --initrd, or drop --initrd-distro');
-  for (const [table, given, built, role] of [[IMAGE_OPTIONS, opts.imageOptions, builds.image, 'image'], [INITRD_OPTIONS, opts.initrdOptions, builds.initrd, 'initrd']] as const) {
+  for (const [table, given, built, role] of [
+    [IMAGE_OPTIONS, opts.imageOptions, builds.image, 'image'],
+    [INITRD_OPTIONS, opts.initrdOptions, builds.initrd, 'initrd'],
+  ] as const) {
     const flag = givenFlags(table, given ?? {})[0];
     if (flag && !built) throw unused(flag, `no ${role} is built`, `add --${role}, or drop ${flag}`);
   }
   if (!builds.rootfs) {
-    for (const [flag, v] of [['--extra-pkgs', opts.extraPackages?.length ? 1 : undefined], ['--mirror', opts.mirror], ['--base-image', opts.baseImage], ['--agent', opts.agent], ['--os-version', opts.osVersion], ['--no-package-cache', opts.noPackageCache ? 1 : undefined]] as const) {
+    for (const [flag, v] of [
+      ['--extra-pkgs', opts.extraPackages?.length ? 1 : undefined],
+      ['--mirror', opts.mirror],
+      ['--base-image', opts.baseImage],
+      ['--agent', opts.agent],
+      ['--os-version', opts.osVersion],
+      ['--no-package-cache', opts.noPackageCache ? 1 : undefined],
+    ] as const) {
       if (v !== undefined) throw unused(flag, 'no image or initrd is built', `add --image and/or --initrd, or drop ${flag}`);
     }
   }
   if (!builds.bootTest) {
-    for (const [flag, v] of [['--accel', opts.accel], ['--boot-timeout', opts.bootTimeout]] as const) {
+    for (const [flag, v] of [
+      ['--accel', opts.accel],
+      ['--boot-timeout', opts.bootTimeout],
+    ] as const) {
       if (v !== undefined) throw unused(flag, 'the boot test is off (--no-boot-test)', `drop ${flag} or --no-boot-test`);
     }
   }
@@ -216,11 +241,17 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
   const jobs = opts.jobs ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1) throw new OsbuilderError('USAGE', `--jobs must be a positive integer, got ${opts.jobs}`, 'e.g. --jobs 2');
   const engine = opts.engine ?? 'docker';
-  if (engine !== 'docker' && engine !== 'podman') throw new OsbuilderError('USAGE', `unknown engine "${engine}" for osbuilder build`, 'use --engine docker or podman');
+  if (engine !== 'docker' && engine !== 'podman')
+    throw new OsbuilderError('USAGE', `unknown engine "${engine}" for osbuilder build`, 'use --engine docker or podman');
   if (opts.kernelSha256 !== undefined && !wantKernel) {
-    throw new OsbuilderError('USAGE', '--kernel-sha256 was given but no kernel is built, so nothing would check it', 'add --kernel (or drop --image/--initrd), or drop --kernel-sha256');
+    throw new OsbuilderError(
+      'USAGE',
+      '--kernel-sha256 was given but no kernel is built, so nothing would check it',
+      'add --kernel (or drop --image/--initrd), or drop --kernel-sha256',
+    );
   }
-  if (opts.bootTimeout !== undefined && !(opts.bootTimeout > 0)) throw new OsbuilderError('USAGE', `--boot-timeout must be a positive number of seconds, got ${opts.bootTimeout}`, 'e.g. --boot-timeout 300');
+  if (opts.bootTimeout !== undefined && !(opts.bootTimeout > 0))
+    throw new OsbuilderError('USAGE', `--boot-timeout must be a positive number of seconds, got ${opts.bootTimeout}`, 'e.g. --boot-timeout 300');
   checkUnused(opts, { rootfs: wantImage || wantInitrd, image: wantImage, initrd: wantInitrd, kernel: wantKernel, bootTest: !opts.noBootTest });
 
   const rootfs: RootfsJob[] = [];
@@ -229,7 +260,11 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
   const arch = parseArch(opts.arch ?? hostArch);
   for (const r of rootfs) {
     if (!r.distro.arches.includes(arch)) {
-      throw new OsbuilderError('UNSUPPORTED_ARCH', `${r.distro.name} does not support ${arch}; supported: ${r.distro.arches.join(', ')}`, 'choose another --arch or distro (osbuilder distros lists them)');
+      throw new OsbuilderError(
+        'UNSUPPORTED_ARCH',
+        `${r.distro.name} does not support ${arch}; supported: ${r.distro.arches.join(', ')}`,
+        'choose another --arch or distro (osbuilder distros lists them)',
+      );
     }
   }
   const kernels: KernelJob[] = wantKernel ? [{ variant: 'default' }, ...(opts.gpu ? [{ variant: 'nvidia' as const }] : [])] : [];
@@ -268,6 +303,10 @@ export function checkBootTestable(plan: BuildPlan, installedKernel: boolean): vo
     );
   }
   if (plan.kernels.length > 0 && plan.rootfs.length === 0) {
-    throw new OsbuilderError('USAGE', 'no image or initrd to boot-test the kernel with: none is built in this run', 'add --image and/or --initrd, or pass --no-boot-test to install the kernel untested');
+    throw new OsbuilderError(
+      'USAGE',
+      'no image or initrd to boot-test the kernel with: none is built in this run',
+      'add --image and/or --initrd, or pass --no-boot-test to install the kernel untested',
+    );
   }
 }

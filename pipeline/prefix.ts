@@ -36,7 +36,8 @@ async function probeWritable(prefix: string, dir: string): Promise<void> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EROFS') throw refuse(prefix, `${dir} is on a read-only file system`);
-    if (code === 'EACCES' || code === 'EPERM') throw refuse(prefix, `${dir} is not writable by this user`, 'choose a --prefix you can write to (e.g. ./out), or run as its owner');
+    if (code === 'EACCES' || code === 'EPERM')
+      throw refuse(prefix, `${dir} is not writable by this user`, 'choose a --prefix you can write to (e.g. ./out), or run as its owner');
     throw refuse(prefix, `cannot create a directory in ${dir} (${code ?? (err as Error).message})`);
   }
 }

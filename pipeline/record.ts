@@ -25,7 +25,6 @@ export function recordPath(root: string): string {
   return join(cacheRoot(), 'install-records', `${sha256(resolve(root)).slice(0, 32)}.json`);
 }
 
-
 /** The record of `root`; empty when missing or unreadable (then every file is hashed). */
 export async function readRecord(root: string): Promise<Known> {
   try {
@@ -41,5 +40,5 @@ export async function writeRecord(root: string, files: Map<string, Stamped>, clo
   const obj: Record<string, { stamp: string; sha256: string }> = {};
   for (const [rel, f] of [...files].sort(([a], [b]) => (a < b ? -1 : 1))) if (f.ctimeNs < clock) obj[rel] = { stamp: f.stamp, sha256: f.sha256 };
   await mkdir(dirname(recordPath(root)), { recursive: true });
-  await atomicOutput(recordPath(root), (tmp) => writeFile(tmp, JSON.stringify(obj, null, 1) + '\n'));
+  await atomicOutput(recordPath(root), (tmp) => writeFile(tmp, `${JSON.stringify(obj, null, 1)}\n`));
 }

@@ -45,7 +45,8 @@ async function firstDifferentByte(a: string, b: string): Promise<number | undefi
 
 export async function verifyReproducible(opts: BuildOptions): Promise<ReproducibleResult> {
   const plan = await resolveBuildPlan({ ...opts, kernel: opts.kernel ?? false });
-  if (plan.rootfs.length === 0) throw new OsbuilderError('USAGE', '--verify-reproducible compares images and initrds: none was asked for', 'add --image and/or --initrd');
+  if (plan.rootfs.length === 0)
+    throw new OsbuilderError('USAGE', '--verify-reproducible compares images and initrds: none was asked for', 'add --image and/or --initrd');
   const notes = plan.kernels.length ? ['the kernel is not compared (only the image and initrd are)'] : [];
   // One epoch for both rounds: the one given, else now.
   process.env.SOURCE_DATE_EPOCH ||= String(Math.floor(Date.now() / 1000));
@@ -59,7 +60,13 @@ export async function verifyReproducible(opts: BuildOptions): Promise<Reproducib
     for (const round of ['a', 'b']) {
       const dir = join(work, round);
       await mkdir(dir);
-      const ctx = stageContext({ ...plan, cache: false, jobs: 1 }, opts, { cache: new BuildCache(join(dir, 'cache')), workDir: dir, agent, sourceDateEpoch: sde, keepRootfs: true });
+      const ctx = stageContext({ ...plan, cache: false, jobs: 1 }, opts, {
+        cache: new BuildCache(join(dir, 'cache')),
+        workDir: dir,
+        agent,
+        sourceDateEpoch: sde,
+        keepRootfs: true,
+      });
       const built: RootfsArtifact[] = [];
       for (const job of plan.rootfs) built.push(await step(`round ${round}: ${job.fileName}`, () => rootfsArtifact(ctx, job)));
       rounds.push(built);
@@ -78,7 +85,11 @@ export async function verifyReproducible(opts: BuildOptions): Promise<Reproducib
     }
     const bad = artifacts.find((x) => !x.identical);
     if (bad) {
-      throw new OsbuilderError('VERIFY_FAILED', `${bad.file} is not reproducible: first difference ${bad.firstDifference}`, 'normalise what varies in that file (see the distro definition), then verify again');
+      throw new OsbuilderError(
+        'VERIFY_FAILED',
+        `${bad.file} is not reproducible: first difference ${bad.firstDifference}`,
+        'normalise what varies in that file (see the distro definition), then verify again',
+      );
     }
     return { reproducible: true, sourceDateEpoch: sde, artifacts, notes };
   } finally {

@@ -5,7 +5,7 @@
  */
 import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { BuildCache, cacheKey, type CacheEntry, type CacheInputs } from '../core/cache.js';
+import { type BuildCache, cacheKey, type CacheEntry, type CacheInputs } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
 import { haveTool } from '../core/exec.js';
 import { sha256, sha256File } from '../core/hash.js';
@@ -66,7 +66,12 @@ export function stageContext(
 }
 
 /** The stage's cache entry: a verified hit (unless the cache is off), else built once and stored. */
-function cachedStage<M>(ctx: StageContext, stage: string, inputs: CacheInputs, produce: (dir: string) => Promise<M>): Promise<{ entry: CacheEntry<M>; cached: boolean }> {
+function cachedStage<M>(
+  ctx: StageContext,
+  stage: string,
+  inputs: CacheInputs,
+  produce: (dir: string) => Promise<M>,
+): Promise<{ entry: CacheEntry<M>; cached: boolean }> {
   return ctx.cache.obtain(stage, cacheKey(inputs), inputs, produce, ctx.plan.cache);
 }
 
@@ -139,7 +144,10 @@ export function rootfsOptionsFor(ctx: StageContext, job: RootfsJob, output: stri
  */
 export function rootfsInputs(ctx: StageContext, job: RootfsJob): CacheInputs {
   const opts = rootfsOptionsFor(ctx, job, '/osbuilder/rootfs');
-  const plan = planRootfs(resolveRootfsOptions(opts), { toolVersion: TOOL_VERSION, ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}) });
+  const plan = planRootfs(resolveRootfsOptions(opts), {
+    toolVersion: TOOL_VERSION,
+    ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
+  });
   // The package cache changes no output: never part of the key (planned without a cache root, it is absent anyway).
   const { agent: _agent, packageCache: _packageCache, ...rest } = plan;
   return {
@@ -164,14 +172,25 @@ export async function rootfsArtifact(ctx: StageContext, job: RootfsJob): Promise
     let kernelVerityParams: string | undefined;
     if (job.role === 'image') {
       const o = ctx.plan.imageOptions;
-      const image = await step(`image ${job.fileName}${o.fsType ? ` (${o.fsType})` : ''}${o.verity ? ' (dm-verity)' : ''}`, () => buildImage({ rootfs: rootfsDir, output: out, ...o }));
+      const image = await step(`image ${job.fileName}${o.fsType ? ` (${o.fsType})` : ''}${o.verity ? ' (dm-verity)' : ''}`, () =>
+        buildImage({ rootfs: rootfsDir, output: out, ...o }),
+      );
       kernelVerityParams = image.verity?.kernelVerityParams;
     } else {
       await step(`initrd ${job.fileName}`, () => buildInitrd({ rootfs: rootfsDir, output: out, ...ctx.plan.initrdOptions }));
     }
-    const [packages, osRelease] = await withSafeRoot(rootfsDir, async (fs) => [(await fs.readText(PACKAGES_PATH)) ?? '', (await fs.readText('/etc/os-release')) ?? '']);
+    const [packages, osRelease] = await withSafeRoot(rootfsDir, async (fs) => [
+      (await fs.readText(PACKAGES_PATH)) ?? '',
+      (await fs.readText('/etc/os-release')) ?? '',
+    ]);
     if (!ctx.keepRootfs) await rm(rootfsDir, { recursive: true, force: true });
-    return { buildMs: Math.round(performance.now() - t0), packages: packages.split('\n').filter(Boolean), osRelease, initMode: r.initMode as RootfsMeta['initMode'], ...(kernelVerityParams ? { kernelVerityParams } : {}) };
+    return {
+      buildMs: Math.round(performance.now() - t0),
+      packages: packages.split('\n').filter(Boolean),
+      osRelease,
+      initMode: r.initMode as RootfsMeta['initMode'],
+      ...(kernelVerityParams ? { kernelVerityParams } : {}),
+    };
   });
   const f = built.entry.files[job.fileName]!;
   return {
@@ -230,36 +249,58 @@ function kernelTree(ctx: StageContext, version: string, variant: string): string
 
 export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise<KernelArtifact> {
   const choice = ctx.plan.kernelSource!;
-  const spec = planSource({ ...(choice.kind === 'kernel.org' ? { version: choice.version } : { source: choice.source }), ...(choice.sha256 ? { sha256: choice.sha256 } : {}), flags: BUILD_SOURCE_FLAGS });
+  const spec = planSource({
+    ...(choice.kind === 'kernel.org' ? { version: choice.version } : { source: choice.source }),
+    ...(choice.sha256 ? { sha256: choice.sha256 } : {}),
+    flags: BUILD_SOURCE_FLAGS,
+  });
   const src = await step(`kernel source ${spec.location}`, () => obtainSource(spec));
   const gpu = job.variant === 'nvidia' ? 'nvidia' : undefined;
   const configVersion = readConfigVersion();
   const requested = choice.version;
-  const inputs: CacheInputs = { tool: TOOL_VERSION, source: src.sha256, version: requested ?? null, arch: ctx.plan.arch, variant: job.variant, fragments: fragmentsHash(), configVersion, sourceDateEpoch: ctx.sourceDateEpoch ?? null };
+  const inputs: CacheInputs = {
+    tool: TOOL_VERSION,
+    source: src.sha256,
+    version: requested ?? null,
+    arch: ctx.plan.arch,
+    variant: job.variant,
+    fragments: fragmentsHash(),
+    configVersion,
+    sourceDateEpoch: ctx.sourceDateEpoch ?? null,
+  };
   const tree = kernelTree(ctx, requested ?? src.sha256.slice(0, 12), job.variant);
   // Builds with other inputs (an epoch, a config version) share the tree: one at a time.
-  const built = await cachedStage<KernelMeta>(ctx, `kernel-${job.variant}`, inputs, (dir) => ctx.cache.withLock('kernel-trees', basename(tree), async () => {
-    const t0 = performance.now();
-    await mkdir(join(ctx.cache.root, 'kernel-trees'), { recursive: true });
-    const common = { ...(requested ? { version: requested } : {}), arch: ctx.plan.arch, kernelDir: tree, ...(gpu ? { gpu } : {}) };
-    const setup = await step(`kernel setup ${job.variant}`, () => setupKernel({ ...common, source: src.tarball, sha256: src.sha256, force: true }));
-    const engine = (await haveTool('make')) && (await haveTool('gcc')) ? 'native' : 'docker';
-    const b = await step(`kernel build ${job.variant} (${engine})`, () => buildKernel({ ...common, version: setup.version, engine, jobs: ctx.plan.makeJobs }));
-    const names = installNames({ prefix: '/', version: setup.version, configVersion, ...(gpu ? { gpu } : {}) });
-    await copyFile(b.vmlinuz!, join(dir, names.vmlinuz));
-    await copyFile(b.vmlinux!, join(dir, names.vmlinux));
-    await copyFile(b.config, join(dir, names.config));
-    // GPU guests: the kernel-devel material the NVIDIA driver builds against.
-    if (b.headersTarball) await copyFile(b.headersTarball, join(dir, `linux-headers-${b.kernelRelease}.tar.gz`));
-    for (const deb of b.debs ?? []) await copyFile(deb, join(dir, basename(deb)));
-    return { version: setup.version, release: b.kernelRelease, configVersion, buildMs: Math.round(performance.now() - t0) };
-  }));
+  const built = await cachedStage<KernelMeta>(ctx, `kernel-${job.variant}`, inputs, (dir) =>
+    ctx.cache.withLock('kernel-trees', basename(tree), async () => {
+      const t0 = performance.now();
+      await mkdir(join(ctx.cache.root, 'kernel-trees'), { recursive: true });
+      const common = { ...(requested ? { version: requested } : {}), arch: ctx.plan.arch, kernelDir: tree, ...(gpu ? { gpu } : {}) };
+      const setup = await step(`kernel setup ${job.variant}`, () => setupKernel({ ...common, source: src.tarball, sha256: src.sha256, force: true }));
+      const engine = (await haveTool('make')) && (await haveTool('gcc')) ? 'native' : 'docker';
+      const b = await step(`kernel build ${job.variant} (${engine})`, () =>
+        buildKernel({ ...common, version: setup.version, engine, jobs: ctx.plan.makeJobs }),
+      );
+      const names = installNames({ prefix: '/', version: setup.version, configVersion, ...(gpu ? { gpu } : {}) });
+      await copyFile(b.vmlinuz!, join(dir, names.vmlinuz));
+      await copyFile(b.vmlinux!, join(dir, names.vmlinux));
+      await copyFile(b.config, join(dir, names.config));
+      // GPU guests: the kernel-devel material the NVIDIA driver builds against.
+      if (b.headersTarball) await copyFile(b.headersTarball, join(dir, `linux-headers-${b.kernelRelease}.tar.gz`));
+      for (const deb of b.debs ?? []) await copyFile(deb, join(dir, basename(deb)));
+      return { version: setup.version, release: b.kernelRelease, configVersion, buildMs: Math.round(performance.now() - t0) };
+    }),
+  );
   const m = built.entry.meta;
   const names = installNames({ prefix: '/', version: m.version, configVersion: m.configVersion, ...(gpu ? { gpu } : {}) });
   const files = Object.entries(built.entry.files).map(([name, f]) => ({ name, path: join(built.entry.dir, name), sha256: f.sha256, size: f.size }));
   const vmlinuz = files.find((f) => f.name === names.vmlinuz);
   const config = files.find((f) => f.name === names.config);
-  if (!vmlinuz || !config) throw new OsbuilderError('CACHE_CORRUPT', `kernel cache entry ${built.entry.dir} lacks ${names.vmlinuz} or ${names.config}`, 'osbuilder cache prune --keep 0, then build again');
+  if (!vmlinuz || !config)
+    throw new OsbuilderError(
+      'CACHE_CORRUPT',
+      `kernel cache entry ${built.entry.dir} lacks ${names.vmlinuz} or ${names.config}`,
+      'osbuilder cache prune --keep 0, then build again',
+    );
   return {
     variant: job.variant,
     version: m.version,
@@ -316,7 +357,14 @@ export async function bootTest(
   configFile: string,
   opts: { accel?: string; timeoutSec?: number },
 ): Promise<BootTest> {
-  const inputs: CacheInputs = { tool: TOOL_VERSION, test: BOOT_TEST_VERSION, kernel: kernel.sha256, artifact: artifact.sha256, role: artifact.role, verity: artifact.kernelVerityParams ?? null };
+  const inputs: CacheInputs = {
+    tool: TOOL_VERSION,
+    test: BOOT_TEST_VERSION,
+    kernel: kernel.sha256,
+    artifact: artifact.sha256,
+    role: artifact.role,
+    verity: artifact.kernelVerityParams ?? null,
+  };
   const built = await cachedStage<BootTest>(ctx, 'boot', inputs, async (dir) => {
     const rpcs: string[] = [];
     const r = await step(`boot test ${kernel.label} + ${artifact.label}`, () =>
@@ -344,7 +392,7 @@ export async function bootTest(
       readyMs: r.timings.qemuStartToAgentReadyMs,
       totalMs: r.timings.totalMs,
     };
-    await writeFile(join(dir, 'boot.json'), JSON.stringify(result, null, 2) + '\n');
+    await writeFile(join(dir, 'boot.json'), `${JSON.stringify(result, null, 2)}\n`);
     return result;
   });
   return { ...built.entry.meta, cached: built.cached };
@@ -355,4 +403,3 @@ export async function installedFileSha256(path: string): Promise<string | undefi
   const st = await stat(path).catch(() => undefined);
   return st?.isFile() ? sha256File(path) : undefined;
 }
-

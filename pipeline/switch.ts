@@ -74,7 +74,11 @@ export async function switchTrees(pairs: SwitchPair[], force: boolean): Promise<
     if (diff === undefined) continue;
     differing++;
     if (!force) {
-      throw new OsbuilderError('OUTPUT_EXISTS', `${dest} already holds a different install (first difference: ${diff})`, 'pass -f/--force to replace it, or choose another --prefix');
+      throw new OsbuilderError(
+        'OUTPUT_EXISTS',
+        `${dest} already holds a different install (first difference: ${diff})`,
+        'pass -f/--force to replace it, or choose another --prefix',
+      );
     }
   }
   if (existing === pairs.length && differing === 0) {

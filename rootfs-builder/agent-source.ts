@@ -19,7 +19,11 @@ export interface AgentBinary {
 export async function checkAgentFile(path: string, arch: Arch): Promise<AgentBinary> {
   const st = await stat(path).catch(() => undefined);
   if (!st) {
-    throw new OsbuilderError('MISSING_AGENT', `agent binary ${path} does not exist`, 'give the path of a built kata-agent with --agent (or AGENT_SOURCE_BIN), or omit it to use osbuilder\'s own agent');
+    throw new OsbuilderError(
+      'MISSING_AGENT',
+      `agent binary ${path} does not exist`,
+      "give the path of a built kata-agent with --agent (or AGENT_SOURCE_BIN), or omit it to use osbuilder's own agent",
+    );
   }
   if (!st.isFile()) throw new OsbuilderError('AGENT_INVALID', `agent ${path} is not a regular file`, 'give the agent binary itself, not a directory');
   const interpreter = checkElfForArch(await readElf(path), arch, `agent ${path}`);

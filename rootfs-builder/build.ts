@@ -29,7 +29,19 @@ import { prettyName, renderMetadata, renderPackageList } from './metadata.js';
 import { isKernelRelease, localBaseTag, localBaseTools, resolveRootfsOptions, type ResolvedRootfsOptions, type RootfsOptions } from './options.js';
 import { clearBundles, parseApkInstalled, parseDpkgStatus, parseNameVersionLines } from './packages.js';
 import { builderTag, localBaseArgv, planRootfs, type RootfsPlan } from './plan.js';
-import { listPackagesArgv, openPackageCache, packageCacheEnv, packageCacheReport, parsePackageListing, snapshotPackages, usesPackageCache, withPackageCache, type PackageCachePlan, type PackageCacheReport, type PackageSnapshot } from './package-cache.js';
+import {
+  listPackagesArgv,
+  openPackageCache,
+  packageCacheEnv,
+  packageCacheReport,
+  parsePackageListing,
+  snapshotPackages,
+  usesPackageCache,
+  withPackageCache,
+  type PackageCachePlan,
+  type PackageCacheReport,
+  type PackageSnapshot,
+} from './package-cache.js';
 import { EngineTree } from './stream.js';
 import { AGENT_PATH } from './systemd.js';
 
@@ -65,28 +77,43 @@ export async function checkRootfsOutput(output: string): Promise<void> {
   }
   const st = await stat(output).catch(() => undefined);
   if (!st) return;
-  if (!st.isDirectory()) throw new OsbuilderError('OUTPUT_INVALID', `output path ${output} exists and is not a directory`, 'give a directory path for the rootfs');
+  if (!st.isDirectory())
+    throw new OsbuilderError('OUTPUT_INVALID', `output path ${output} exists and is not a directory`, 'give a directory path for the rootfs');
   const entries = await readdir(output);
   if (entries.length === 0) return;
   const ours = await stat(join(output, 'var/lib/osbuilder/osbuilder.yaml')).catch(() => undefined);
   if (!ours) {
-    throw new OsbuilderError('OUTPUT_EXISTS', `${output} is not empty and is not an osbuilder rootfs`, 'remove it or choose another -o path (osbuilder only replaces rootfs it built)');
+    throw new OsbuilderError(
+      'OUTPUT_EXISTS',
+      `${output} is not empty and is not an osbuilder rootfs`,
+      'remove it or choose another -o path (osbuilder only replaces rootfs it built)',
+    );
   }
 }
 
 /** Finds the kernel release a modules directory belongs to: its own name, or the one <kver> inside (…/lib/modules/<kver>). */
 export async function locateKernelModules(dir: string): Promise<{ dir: string; kver: string }> {
   const st = await stat(dir).catch(() => undefined);
-  if (!st) throw new OsbuilderError('INPUT_NOT_FOUND', `kernel modules directory ${dir} does not exist`, 'give --kernel-modules (or KERNEL_MODULES_DIR) the directory named after the kernel release, e.g. …/lib/modules/6.1.62');
+  if (!st)
+    throw new OsbuilderError(
+      'INPUT_NOT_FOUND',
+      `kernel modules directory ${dir} does not exist`,
+      'give --kernel-modules (or KERNEL_MODULES_DIR) the directory named after the kernel release, e.g. …/lib/modules/6.1.62',
+    );
   if (!st.isDirectory()) throw new OsbuilderError('INPUT_INVALID', `${dir} is not a directory`, 'give the modules directory of one kernel');
   if (isKernelRelease(basename(dir))) return { dir, kver: basename(dir) };
   for (const sub of [dir, join(dir, 'lib/modules'), join(dir, 'usr/lib/modules')]) {
     const entries = await readdir(sub, { withFileTypes: true }).catch(() => []);
     const kvers = entries.filter((e) => e.isDirectory() && isKernelRelease(e.name)).map((e) => e.name);
     if (kvers.length === 1) return { dir: join(sub, kvers[0]!), kver: kvers[0]! };
-    if (kvers.length > 1) throw new OsbuilderError('INPUT_INVALID', `${sub} holds modules for several kernels (${kvers.join(', ')})`, 'point --kernel-modules at one of them');
+    if (kvers.length > 1)
+      throw new OsbuilderError('INPUT_INVALID', `${sub} holds modules for several kernels (${kvers.join(', ')})`, 'point --kernel-modules at one of them');
   }
-  throw new OsbuilderError('INPUT_INVALID', `cannot tell which kernel the modules in ${dir} are for`, 'name the directory after the kernel release (as `make modules_install` does: lib/modules/<release>)');
+  throw new OsbuilderError(
+    'INPUT_INVALID',
+    `cannot tell which kernel the modules in ${dir} are for`,
+    'name the directory after the kernel release (as `make modules_install` does: lib/modules/<release>)',
+  );
 }
 
 /** An unknown-package failure from the bootstrap tool, surfaced with the tool's own words. */
@@ -96,12 +123,18 @@ export function packageNotFound(err: unknown, d: DistroDefinition, version: stri
     const m = re.exec(err.message);
     if (!m) continue;
     const name = m[1]!;
-    const line = err.message.split('\n').find((l) => re.test(l))?.trim() ?? m[0];
+    const line =
+      err.message
+        .split('\n')
+        .find((l) => re.test(l))
+        ?.trim() ?? m[0];
     const fromExtra = extra.includes(name);
     return new OsbuilderError(
       'PACKAGE_NOT_FOUND',
       `${d.displayName} ${version} has no package "${name}"${fromExtra ? ' (asked for with --extra-pkgs/EXTRA_PKGS)' : ''}; ${d.bootstrapTool} said: ${line}`,
-      fromExtra ? 'check the name in the distro archive (e.g. apt-cache search, packages.debian.org) or drop it from --extra-pkgs' : 'the distro package set does not match this version; pick another --os-version',
+      fromExtra
+        ? 'check the name in the distro archive (e.g. apt-cache search, packages.debian.org) or drop it from --extra-pkgs'
+        : 'the distro package set does not match this version; pick another --os-version',
       { cause: err },
     );
   }
@@ -141,7 +174,8 @@ class Runner {
   ) {
     const c = plan.container;
     // A local engine sees hostRoot; a remote one fills a volume on its side, streamed back by fetchTree.
-    if (engine && c && !engine.local) this.tree = new EngineTree(engine, { image: image!, env: c.env, ulimits: c.ulimits, ...(c.platform ? { platform: c.platform } : {}) }, c.mountPoint);
+    if (engine && c && !engine.local)
+      this.tree = new EngineTree(engine, { image: image!, env: c.env, ulimits: c.ulimits, ...(c.platform ? { platform: c.platform } : {}) }, c.mountPoint);
   }
 
   async open(): Promise<void> {
@@ -213,25 +247,35 @@ async function ensureBaseImage(engine: ContainerEngine, plan: RootfsPlan): Promi
   const includeLabel = base.kind === 'bootstrap' ? base.include.join(',') : '';
   if (existing && (base.kind !== 'bootstrap' || (await engine.imageLabel(base.ref, BASE_INCLUDE_LABEL)) === includeLabel)) return existing;
   if (base.kind === 'given') {
-    throw new OsbuilderError('INPUT_NOT_FOUND', `base image ${base.ref} is not present in the local ${engine.kind} image store`, `load or import it first (${engine.kind} images lists them), or drop --base-image (Debian-based distros make their base locally)`);
+    throw new OsbuilderError(
+      'INPUT_NOT_FOUND',
+      `base image ${base.ref} is not present in the local ${engine.kind} image store`,
+      `load or import it first (${engine.kind} images lists them), or drop --base-image (Debian-based distros make their base locally)`,
+    );
   }
   if (base.kind === 'registry') {
     await step(`pull ${base.ref}`, () =>
       run(engine.cmd, ['pull', base.ref], {
-        hint: `no registry reachable? give a local image with --base-image (Debian-based distros make theirs locally unless --no-bootstrap-base)`,
+        hint: 'no registry reachable? give a local image with --base-image (Debian-based distros make theirs locally unless --no-bootstrap-base)',
         timeout: 30 * 60_000,
       }),
     );
     return (await engine.imageId(base.ref)) ?? base.ref;
   }
   if (!(await haveTool('mmdebstrap'))) {
-    throw new OsbuilderError('TOOL_MISSING', 'mmdebstrap is not installed (needed to make the Debian base image locally)', 'apt-get install mmdebstrap (scripts/setup-host.sh does), or give a local image with --base-image (or pull it: --no-bootstrap-base)');
+    throw new OsbuilderError(
+      'TOOL_MISSING',
+      'mmdebstrap is not installed (needed to make the Debian base image locally)',
+      'apt-get install mmdebstrap (scripts/setup-host.sh does), or give a local image with --base-image (or pull it: --no-bootstrap-base)',
+    );
   }
   await step(`make base image ${base.ref} (mmdebstrap | ${engine.kind} import)`, () =>
-    engine.importFrom({ cmd: 'mmdebstrap', args: base.bootstrapArgv! }, base.ref, 'check that the Debian mirror is reachable (--mirror), or give --base-image', [
-      `LABEL ${BASE_INCLUDE_LABEL}=${includeLabel}`,
-      'CMD ["/bin/bash"]',
-    ]),
+    engine.importFrom(
+      { cmd: 'mmdebstrap', args: base.bootstrapArgv! },
+      base.ref,
+      'check that the Debian mirror is reachable (--mirror), or give --base-image',
+      [`LABEL ${BASE_INCLUDE_LABEL}=${includeLabel}`, 'CMD ["/bin/bash"]'],
+    ),
   );
   const id = await engine.imageId(base.ref);
   if (!id) throw new OsbuilderError('COMMAND_FAILED', `${engine.kind} import did not produce ${base.ref}`, 'rerun with --debug');
@@ -364,10 +408,15 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
   let engine: ContainerEngine | undefined;
   if (resolved.engine === 'native') {
     if (process.getuid?.() !== 0) {
-      throw new OsbuilderError('UNSUPPORTED', '--engine native needs root (the bootstrap tools create device nodes and set owners, as in Kata\'s rootfs.sh)', 'run as root, or use --engine docker|podman');
+      throw new OsbuilderError(
+        'UNSUPPORTED',
+        "--engine native needs root (the bootstrap tools create device nodes and set owners, as in Kata's rootfs.sh)",
+        'run as root, or use --engine docker|podman',
+      );
     }
     for (const tool of d.nativeTools) {
-      if (!(await haveTool(tool))) throw new OsbuilderError('TOOL_MISSING', `${tool} is not installed (needed for ${d.name} with --engine native)`, 'install it, or use --engine docker');
+      if (!(await haveTool(tool)))
+        throw new OsbuilderError('TOOL_MISSING', `${tool} is not installed (needed for ${d.name} with --engine native)`, 'install it, or use --engine docker');
     }
   } else {
     engine = new ContainerEngine(resolved.engine);
@@ -381,9 +430,19 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
 
   const tmp = tempPathFor(resolved.output);
   const cache = new BuildCache();
-  const plan = planRootfs(resolved, { toolVersion: VERSION, ...(sde !== undefined ? { sourceDateEpoch: sde } : {}), nativeRoot: tmp, packageCacheRoot: cache.root, remoteEngine: engine ? !engine.local : false });
+  const plan = planRootfs(resolved, {
+    toolVersion: VERSION,
+    ...(sde !== undefined ? { sourceDateEpoch: sde } : {}),
+    nativeRoot: tmp,
+    packageCacheRoot: cache.root,
+    remoteEngine: engine ? !engine.local : false,
+  });
   if (resolved.builderArch !== resolved.hostArch && !(await canRunForeign(plan))) {
-    throw new OsbuilderError('UNSUPPORTED_ARCH', `building a ${plan.arch} rootfs on ${resolved.hostArch} needs a qemu-user binfmt handler, and none is registered`, 'apt-get install qemu-user-static binfmt-support, or build on a matching host');
+    throw new OsbuilderError(
+      'UNSUPPORTED_ARCH',
+      `building a ${plan.arch} rootfs on ${resolved.hostArch} needs a qemu-user binfmt handler, and none is registered`,
+      'apt-get install qemu-user-static binfmt-support, or build on a matching host',
+    );
   }
 
   let image: string | undefined;
@@ -447,7 +506,15 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
       await fs.chmod('/', 0o755);
       if (sde !== undefined) await step('normalise mtimes to SOURCE_DATE_EPOCH', () => fs.setAllTimes(sde));
 
-      report = await step('check the rootfs', () => verifyRootfs(fs, { arch: plan.arch, initMode: plan.initMode, asRoot: process.getuid?.() === 0, agentLabel: agent!.source === 'default' ? "osbuilder's agent" : `agent ${agent!.path}`, ...(buildingUid() !== undefined ? { buildingUid: buildingUid()! } : {}) }));
+      report = await step('check the rootfs', () =>
+        verifyRootfs(fs, {
+          arch: plan.arch,
+          initMode: plan.initMode,
+          asRoot: process.getuid?.() === 0,
+          agentLabel: agent!.source === 'default' ? "osbuilder's agent" : `agent ${agent!.path}`,
+          ...(buildingUid() !== undefined ? { buildingUid: buildingUid()! } : {}),
+        }),
+      );
       // One flush for the whole tree (the bootstrap skipped per-file fsyncs) before it is renamed into place.
       await run('sync', ['-f', dir]);
       osRelease = prettyName((await fs.readText('/etc/os-release')) ?? '') || undefined;

@@ -30,7 +30,8 @@ export interface CheckReport {
 /** Checks an agent binary inside the rootfs: ELF for the arch; its interpreter present in the rootfs. */
 export async function checkAgentInRoot(fs: SafeRoot, path: string, arch: Arch, label = 'the agent'): Promise<{ interpreter?: string }> {
   const st = await fs.stat(path);
-  if (!st?.isFile()) throw new OsbuilderError('MISSING_AGENT', `${path} is missing from the rootfs`, 'this is a bug in osbuilder: rerun with --debug and report it');
+  if (!st?.isFile())
+    throw new OsbuilderError('MISSING_AGENT', `${path} is missing from the rootfs`, 'this is a bug in osbuilder: rerun with --debug and report it');
   if ((st.mode & 0o111) === 0) throw new OsbuilderError('AGENT_INVALID', `${path} in the rootfs is not executable`, 'the agent must be installed 0755');
   const head = (await fs.readFile(path)).subarray(0, 64 * 1024);
   const info: ElfInfo | undefined = parseElf(head);
@@ -53,24 +54,48 @@ export async function verifyRootfs(fs: SafeRoot, input: CheckInput): Promise<Che
   const agent = await checkAgentInRoot(fs, AGENT_PATH, input.arch, input.agentLabel ?? 'the agent');
 
   const initLink = await fs.lstat('/sbin/init');
-  if (!initLink) throw new OsbuilderError('MISSING_INIT', '/sbin/init is missing from the rootfs', input.initMode === 'systemd' ? 'systemd mode needs the init package (systemd-sysv); check the distro package set' : 'this is a bug in osbuilder: rerun with --debug and report it');
+  if (!initLink)
+    throw new OsbuilderError(
+      'MISSING_INIT',
+      '/sbin/init is missing from the rootfs',
+      input.initMode === 'systemd'
+        ? 'systemd mode needs the init package (systemd-sysv); check the distro package set'
+        : 'this is a bug in osbuilder: rerun with --debug and report it',
+    );
   const initStat = await fs.stat('/sbin/init');
   if (!initStat) {
-    throw new OsbuilderError('MISSING_INIT', '/sbin/init is a dangling symlink', 'install the package that provides it (systemd for systemd mode), or use --agent-init');
+    throw new OsbuilderError(
+      'MISSING_INIT',
+      '/sbin/init is a dangling symlink',
+      'install the package that provides it (systemd for systemd mode), or use --agent-init',
+    );
   }
-  if (!initStat.isFile() || (initStat.mode & 0o111) === 0) throw new OsbuilderError('MISSING_INIT', '/sbin/init is not an executable file', 'check the rootfs layout');
+  if (!initStat.isFile() || (initStat.mode & 0o111) === 0)
+    throw new OsbuilderError('MISSING_INIT', '/sbin/init is not an executable file', 'check the rootfs layout');
   const initTarget = await fs.realpath('/sbin/init');
   const agentReal = await fs.realpath(AGENT_PATH);
 
   if (input.initMode === 'agent-init') {
-    if (initTarget !== agentReal) throw new OsbuilderError('VERIFY_FAILED', `/sbin/init resolves to ${initTarget}, not the agent`, 'this is a bug in osbuilder: rerun with --debug and report it');
-    if ((await fs.realpath('/init').catch(() => '')) !== agentReal) throw new OsbuilderError('VERIFY_FAILED', '/init does not resolve to the agent', 'an initrd boots /init; this is a bug in osbuilder');
+    if (initTarget !== agentReal)
+      throw new OsbuilderError(
+        'VERIFY_FAILED',
+        `/sbin/init resolves to ${initTarget}, not the agent`,
+        'this is a bug in osbuilder: rerun with --debug and report it',
+      );
+    if ((await fs.realpath('/init').catch(() => '')) !== agentReal)
+      throw new OsbuilderError('VERIFY_FAILED', '/init does not resolve to the agent', 'an initrd boots /init; this is a bug in osbuilder');
   } else {
     for (const unit of ['kata-agent.service', 'kata-containers.target']) {
-      if (!(await fs.stat(`${UNIT_DIR}/${unit}`))?.isFile()) throw new OsbuilderError('VERIFY_FAILED', `${UNIT_DIR}/${unit} is missing`, 'this is a bug in osbuilder');
+      if (!(await fs.stat(`${UNIT_DIR}/${unit}`))?.isFile())
+        throw new OsbuilderError('VERIFY_FAILED', `${UNIT_DIR}/${unit} is missing`, 'this is a bug in osbuilder');
     }
     const systemd = (await fs.stat('/usr/lib/systemd/systemd')) ?? (await fs.stat('/lib/systemd/systemd'));
-    if (!systemd?.isFile()) throw new OsbuilderError('VERIFY_FAILED', 'systemd mode, but the rootfs has no /usr/lib/systemd/systemd', 'install systemd in the guest, or build with --agent-init');
+    if (!systemd?.isFile())
+      throw new OsbuilderError(
+        'VERIFY_FAILED',
+        'systemd mode, but the rootfs has no /usr/lib/systemd/systemd',
+        'install systemd in the guest, or build with --agent-init',
+      );
   }
 
   let files = 0;
@@ -82,12 +107,20 @@ export async function verifyRootfs(fs: SafeRoot, input: CheckInput): Promise<Che
     if (input.asRoot && stats.uid !== 0 && !stats.isSymbolicLink() && isSystemPath(path) && notRoot.length < 10) notRoot.push(`${path} (uid ${stats.uid})`);
   });
   if (foreign.length > 0) {
-    throw new OsbuilderError('VERIFY_FAILED', `files in the rootfs are owned by the building user (uid ${input.buildingUid}), not root: ${foreign.join(', ')}`, 'build as root or with a rootful container engine, so guest files keep their real owners');
+    throw new OsbuilderError(
+      'VERIFY_FAILED',
+      `files in the rootfs are owned by the building user (uid ${input.buildingUid}), not root: ${foreign.join(', ')}`,
+      'build as root or with a rootful container engine, so guest files keep their real owners',
+    );
   }
   const agentStat = await fs.stat(AGENT_PATH);
   if (input.asRoot && agentStat && agentStat.uid !== 0) notRoot.unshift(`${AGENT_PATH} (uid ${agentStat.uid})`);
   if (notRoot.length > 0) {
-    throw new OsbuilderError('VERIFY_FAILED', `system files are not owned by root: ${notRoot.join(', ')}`, 'the bootstrap lost file owners; build with a rootful container engine');
+    throw new OsbuilderError(
+      'VERIFY_FAILED',
+      `system files are not owned by root: ${notRoot.join(', ')}`,
+      'the bootstrap lost file owners; build with a rootful container engine',
+    );
   }
   return { agent: { path: AGENT_PATH, ...agent }, init: { path: '/sbin/init', resolvesTo: initTarget }, files };
 }

@@ -19,7 +19,17 @@ const ET_EXEC = 2;
 const ET_DYN = 3;
 const PT_INTERP = 3;
 
-const MACHINE_NAMES: Record<number, string> = { 3: 'i386', 8: 'mips', 20: 'ppc', 21: 'ppc64', 22: 's390', 40: 'arm', 62: 'x86_64', 183: 'aarch64', 243: 'riscv' };
+const MACHINE_NAMES: Record<number, string> = {
+  3: 'i386',
+  8: 'mips',
+  20: 'ppc',
+  21: 'ppc64',
+  22: 's390',
+  40: 'arm',
+  62: 'x86_64',
+  183: 'aarch64',
+  243: 'riscv',
+};
 
 export function machineName(machine: number, endian?: 'little' | 'big'): string {
   const base = MACHINE_NAMES[machine] ?? `e_machine ${machine}`;
@@ -77,7 +87,11 @@ export async function readElf(path: string): Promise<ElfInfo | undefined> {
  */
 export function checkElfForArch(info: ElfInfo | undefined, arch: Arch, what: string): string | undefined {
   if (!info) {
-    throw new OsbuilderError('AGENT_INVALID', `${what} is not an ELF executable`, 'give the compiled agent binary (--agent or AGENT_SOURCE_BIN), not a script or an archive');
+    throw new OsbuilderError(
+      'AGENT_INVALID',
+      `${what} is not an ELF executable`,
+      'give the compiled agent binary (--agent or AGENT_SOURCE_BIN), not a script or an archive',
+    );
   }
   const want = ARCH_FACTS[arch];
   if (info.machine !== want.elfMachine || info.class !== 64 || info.endian !== want.endian) {

@@ -18,4 +18,12 @@ export { verifyRootfs, checkAgentInRoot } from './checks.js';
 export { AGENT_PATH, KATA_TRIMMED_UNITS, KATA_TRIMMED_FILES } from './systemd.js';
 export { checkAgentFile, defaultAgent, type AgentBinary } from './agent-source.js';
 export { prettyName } from './metadata.js';
-export { PACKAGE_CACHE_TOP, PACKAGE_CACHE_MOUNT, packageCacheKey, planPackageCache, withPackageCache, type PackageCachePlan, type PackageCacheReport } from './package-cache.js';
+export {
+  PACKAGE_CACHE_TOP,
+  PACKAGE_CACHE_MOUNT,
+  packageCacheKey,
+  planPackageCache,
+  withPackageCache,
+  type PackageCachePlan,
+  type PackageCacheReport,
+} from './package-cache.js';

@@ -45,7 +45,7 @@ export function renderMetadata(m: RootfsMetadata): string {
     init: m.initMode === 'agent-init' ? 'kata-agent' : 'systemd',
     ...(m.kernelModules ? { 'kernel-modules': m.kernelModules } : {}),
   };
-  return '---\n' + stringify(doc, { lineWidth: 0 });
+  return `---\n${stringify(doc, { lineWidth: 0 })}`;
 }
 
 /** name=version lines, one per installed package, for the build manifest. */
@@ -55,5 +55,5 @@ export function prettyName(osRelease: string): string {
 }
 
 export function renderPackageList(lines: string[]): string {
-  return lines.length ? lines.join('\n') + '\n' : '';
+  return lines.length ? `${lines.join('\n')}\n` : '';
 }

@@ -30,30 +30,88 @@ function parseAgentInit(v: string | undefined): boolean | undefined {
 
 /** The rootfs stage's options (the distro and -o are the command's own), with Kata's rootfs.sh variables. */
 export const ROOTFS_OPTIONS = [
-  { key: 'osVersion', flag: 'os-version', kind: 'string', env: 'OS_VERSION', output: true, describe: "Distro version, e.g. bookworm or 12 (default: the distro's default)" },
-  { key: 'arch', flag: 'arch', alias: 'a', kind: 'string', env: 'ARCH', output: true, describe: 'Target architecture (x86_64, aarch64, ppc64le, s390x; default: the host)' },
   {
-    key: 'engine', flag: 'engine', kind: 'string', choices: ENGINES, default: 'docker', env: 'USE_DOCKER / USE_PODMAN', output: true,
+    key: 'osVersion',
+    flag: 'os-version',
+    kind: 'string',
+    env: 'OS_VERSION',
+    output: true,
+    describe: "Distro version, e.g. bookworm or 12 (default: the distro's default)",
+  },
+  {
+    key: 'arch',
+    flag: 'arch',
+    alias: 'a',
+    kind: 'string',
+    env: 'ARCH',
+    output: true,
+    describe: 'Target architecture (x86_64, aarch64, ppc64le, s390x; default: the host)',
+  },
+  {
+    key: 'engine',
+    flag: 'engine',
+    kind: 'string',
+    choices: ENGINES,
+    default: 'docker',
+    env: 'USE_DOCKER / USE_PODMAN',
+    output: true,
     readEnv: (env) => (envFlag(env.USE_DOCKER) ? 'docker' : envFlag(env.USE_PODMAN) ? 'podman' : undefined),
     describe: 'Where to bootstrap the rootfs (osbuilder build: docker or podman)',
   },
   { key: 'agent', flag: 'agent', kind: 'string', env: 'AGENT_SOURCE_BIN', output: true, describe: "Agent binary to install (default: osbuilder's own agent)" },
   {
-    key: 'agentInit', flag: 'agent-init', kind: 'boolean', env: 'AGENT_INIT=yes|no', output: true, readEnv: (env) => parseAgentInit(env.AGENT_INIT),
-    describe: 'Make the agent /sbin/init and /init instead of using systemd (default: the distro\'s)', notInBuild: 'osbuilder build boots the image with systemd where the distro has it and makes the initrd with the agent as init',
+    key: 'agentInit',
+    flag: 'agent-init',
+    kind: 'boolean',
+    env: 'AGENT_INIT=yes|no',
+    output: true,
+    readEnv: (env) => parseAgentInit(env.AGENT_INIT),
+    describe: "Make the agent /sbin/init and /init instead of using systemd (default: the distro's)",
+    notInBuild: 'osbuilder build boots the image with systemd where the distro has it and makes the initrd with the agent as init',
   },
-  { key: 'extraPackages', flag: 'extra-pkgs', kind: 'list', env: 'EXTRA_PKGS', output: true, describe: 'Extra packages for distros with a package manager, space separated' },
   {
-    key: 'kernelModules', flag: 'kernel-modules', kind: 'string', env: 'KERNEL_MODULES_DIR', output: true, describe: 'Modules directory of one kernel, copied to /lib/modules/<release>',
+    key: 'extraPackages',
+    flag: 'extra-pkgs',
+    kind: 'list',
+    env: 'EXTRA_PKGS',
+    output: true,
+    describe: 'Extra packages for distros with a package manager, space separated',
+  },
+  {
+    key: 'kernelModules',
+    flag: 'kernel-modules',
+    kind: 'string',
+    env: 'KERNEL_MODULES_DIR',
+    output: true,
+    describe: 'Modules directory of one kernel, copied to /lib/modules/<release>',
     notInBuild: "osbuilder build's kernels have their drivers built in",
   },
   { key: 'mirror', flag: 'mirror', kind: 'string', output: true, describe: 'Package archive URL for the guest and the builder' },
-  { key: 'baseImage', flag: 'base-image', kind: 'string', output: true, describe: 'Local image to base the builder on (default: made locally for Debian-based distros, else pulled from the registry)' },
   {
-    key: 'bootstrapBase', flag: 'bootstrap-base', kind: 'boolean', output: true, describe: 'Make the Debian base image locally (mmdebstrap | docker import), reused when present: the default for Debian-based distros; --no-bootstrap-base pulls it',
+    key: 'baseImage',
+    flag: 'base-image',
+    kind: 'string',
+    output: true,
+    describe: 'Local image to base the builder on (default: made locally for Debian-based distros, else pulled from the registry)',
+  },
+  {
+    key: 'bootstrapBase',
+    flag: 'bootstrap-base',
+    kind: 'boolean',
+    output: true,
+    describe:
+      'Make the Debian base image locally (mmdebstrap | docker import), reused when present: the default for Debian-based distros; --no-bootstrap-base pulls it',
     notInBuild: 'osbuilder build pulls nothing from a registry: --base-image gives another base',
   },
-  { key: 'packageCache', flag: 'package-cache', kind: 'boolean', default: true, output: false, describe: 'Reuse downloaded .debs across builds (Debian, Ubuntu: <cache>/packages/<mirror+suite+arch>, on a remote engine its volume osbuilder-packages-<key>; verified by apt; changes no output; off: every package is downloaded)' },
+  {
+    key: 'packageCache',
+    flag: 'package-cache',
+    kind: 'boolean',
+    default: true,
+    output: false,
+    describe:
+      'Reuse downloaded .debs across builds (Debian, Ubuntu: <cache>/packages/<mirror+suite+arch>, on a remote engine its volume osbuilder-packages-<key>; verified by apt; changes no output; off: every package is downloaded)',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 export type RootfsOptionValues = OptionValues<typeof ROOTFS_OPTIONS>;
@@ -102,7 +160,6 @@ export function rootfsOptionsFromCli(args: RootfsCliArgs, env: Env = process.env
     ...(args.debug || set(env.DEBUG) ? { debug: true } : {}),
   };
 }
-
 
 export type BaseImageChoice =
   | { kind: 'registry'; ref: string }
@@ -169,7 +226,11 @@ export function chooseBase(
   mirror: string | undefined,
 ): BaseImageChoice | undefined {
   if (opts.baseImage !== undefined && opts.bootstrapBase) {
-    throw new OsbuilderError('USAGE', '--base-image and --bootstrap-base exclude each other', 'give a local image with --base-image, or let --bootstrap-base make one');
+    throw new OsbuilderError(
+      'USAGE',
+      '--base-image and --bootstrap-base exclude each other',
+      'give a local image with --base-image, or let --bootstrap-base make one',
+    );
   }
   if (engine === 'native') {
     if (opts.baseImage !== undefined || opts.bootstrapBase) {
@@ -178,11 +239,20 @@ export function chooseBase(
     return undefined;
   }
   if (opts.baseImage !== undefined) {
-    if (!IMAGE_RE.test(opts.baseImage)) throw new OsbuilderError('INPUT_INVALID', `--base-image ${JSON.stringify(opts.baseImage)} is not an image reference`, 'e.g. --base-image debian:bookworm');
+    if (!IMAGE_RE.test(opts.baseImage))
+      throw new OsbuilderError(
+        'INPUT_INVALID',
+        `--base-image ${JSON.stringify(opts.baseImage)} is not an image reference`,
+        'e.g. --base-image debian:bookworm',
+      );
     return { kind: 'given', ref: opts.baseImage };
   }
   if (opts.bootstrapBase && !distro.localBase) {
-    throw new OsbuilderError('UNSUPPORTED', `--bootstrap-base can only make Debian-based builders; ${distro.name} needs its own base image`, `pull or import one and pass --base-image (default ${distro.baseImage(version, builderArch)})`);
+    throw new OsbuilderError(
+      'UNSUPPORTED',
+      `--bootstrap-base can only make Debian-based builders; ${distro.name} needs its own base image`,
+      `pull or import one and pass --base-image (default ${distro.baseImage(version, builderArch)})`,
+    );
   }
   if (distro.localBase && opts.bootstrapBase !== false) {
     const lb = distro.localBase(version);
@@ -197,11 +267,19 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
   const version = resolveVersion(distro, opts.osVersion);
   if (version === undefined) {
     const list = distro.versions.map((v) => (v.aliases?.length ? `${v.id} (${v.aliases.join(', ')})` : v.id)).join(', ');
-    throw new OsbuilderError('INPUT_INVALID', `${distro.name} has no version "${opts.osVersion}"; versions: ${list}`, `pick one with --os-version (or OS_VERSION); default ${distro.defaultVersion}`);
+    throw new OsbuilderError(
+      'INPUT_INVALID',
+      `${distro.name} has no version "${opts.osVersion}"; versions: ${list}`,
+      `pick one with --os-version (or OS_VERSION); default ${distro.defaultVersion}`,
+    );
   }
   const arch = opts.arch === undefined ? host : parseArch(opts.arch);
   if (!distro.arches.includes(arch)) {
-    throw new OsbuilderError('UNSUPPORTED_ARCH', `${distro.name} does not support ${arch}; supported: ${distro.arches.join(', ')}`, 'choose another --arch or another distro (osbuilder distros lists them)');
+    throw new OsbuilderError(
+      'UNSUPPORTED_ARCH',
+      `${distro.name} does not support ${arch}; supported: ${distro.arches.join(', ')}`,
+      'choose another --arch or another distro (osbuilder distros lists them)',
+    );
   }
   let initMode: InitMode;
   if (opts.agentInit === undefined) initMode = distro.initModes[0]!;
@@ -218,10 +296,15 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
 
   const extraPackages = [...(opts.extraPackages ?? [])];
   if (extraPackages.length > 0 && !distro.extraPackages) {
-    throw new OsbuilderError('UNSUPPORTED', `${distro.name} has no package manager, so --extra-pkgs cannot be installed`, 'pick a distro with packages (e.g. debian)');
+    throw new OsbuilderError(
+      'UNSUPPORTED',
+      `${distro.name} has no package manager, so --extra-pkgs cannot be installed`,
+      'pick a distro with packages (e.g. debian)',
+    );
   }
   for (const p of extraPackages) {
-    if (!PACKAGE_RE.test(p)) throw new OsbuilderError('INPUT_INVALID', `"${p}" is not a package name`, 'give names separated by spaces, e.g. --extra-pkgs "strace iproute2"');
+    if (!PACKAGE_RE.test(p))
+      throw new OsbuilderError('INPUT_INVALID', `"${p}" is not a package name`, 'give names separated by spaces, e.g. --extra-pkgs "strace iproute2"');
   }
   const defaultPackages = [...distro.packages.common, ...(initMode === 'systemd' ? distro.packages.systemd : distro.packages.agentInit)].sort();
   const packages = [...defaultPackages, ...extraPackages.filter((p) => !defaultPackages.includes(p))];
@@ -229,13 +312,18 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
   let mirror = distro.defaultMirror(arch);
   const mirrorGiven = opts.mirror !== undefined;
   if (opts.mirror !== undefined) {
-    if (!MIRROR_RE.test(opts.mirror)) throw new OsbuilderError('INPUT_INVALID', `--mirror ${JSON.stringify(opts.mirror)} is not a URL`, 'e.g. --mirror http://deb.debian.org/debian');
+    if (!MIRROR_RE.test(opts.mirror))
+      throw new OsbuilderError('INPUT_INVALID', `--mirror ${JSON.stringify(opts.mirror)} is not a URL`, 'e.g. --mirror http://deb.debian.org/debian');
     mirror = opts.mirror.replace(/\/+$/, '');
   }
 
   const builderArch = distro.crossWithoutEmulation ? host : arch;
   if (engine === 'native' && arch !== host && distro.crossWithoutEmulation) {
-    throw new OsbuilderError('UNSUPPORTED_ARCH', `${distro.name} for ${arch} on this ${host} host needs a container engine (its builder fetches the ${arch} binaries)`, 'use --engine docker or podman');
+    throw new OsbuilderError(
+      'UNSUPPORTED_ARCH',
+      `${distro.name} for ${arch} on this ${host} host needs a container engine (its builder fetches the ${arch} binaries)`,
+      'use --engine docker or podman',
+    );
   }
   const base = chooseBase(opts, engine, distro, version, builderArch, mirrorGiven ? mirror : undefined);
 

@@ -59,13 +59,25 @@ export function packageCacheVolume(key: string): string {
 }
 
 /** The package cache of a build, or undefined when the distro has none or it is off (`cacheRoot` unset). */
-export function planPackageCache(d: DistroDefinition, input: BootstrapInput, cacheRoot: string | undefined, site: PackageCacheSite): PackageCachePlan | undefined {
+export function planPackageCache(
+  d: DistroDefinition,
+  input: BootstrapInput,
+  cacheRoot: string | undefined,
+  site: PackageCacheSite,
+): PackageCachePlan | undefined {
   if (!cacheRoot || !d.packageCache) return undefined;
   const support = d.packageCache(input);
   const source: PackageCacheSource = { mirror: input.mirror, suite: support.suite, arch: ARCH_FACTS[input.arch].debArch };
   const key = packageCacheKey(source);
   const common = { key, source, tool: support.tool, args: support.args };
-  if (site === 'remote') return { ...common, hostDir: packageCacheVolume(key), dir: PACKAGE_CACHE_MOUNT, mounts: [], volumes: [{ volume: packageCacheVolume(key), container: PACKAGE_CACHE_MOUNT }] };
+  if (site === 'remote')
+    return {
+      ...common,
+      hostDir: packageCacheVolume(key),
+      dir: PACKAGE_CACHE_MOUNT,
+      mounts: [],
+      volumes: [{ volume: packageCacheVolume(key), container: PACKAGE_CACHE_MOUNT }],
+    };
   const hostDir = join(cacheRoot, PACKAGE_CACHE_TOP, key);
   if (site === 'native') return { ...common, hostDir, dir: hostDir, mounts: [], volumes: [] };
   return { ...common, hostDir, dir: PACKAGE_CACHE_MOUNT, mounts: [{ host: hostDir, container: PACKAGE_CACHE_MOUNT }], volumes: [] };

@@ -111,8 +111,16 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
   const r: ResolvedRootfsOptions = 'packages' in options && 'initMode' in options ? options : resolveRootfsOptions(options as RootfsOptions);
   const d = r.distro;
   const container = r.engine !== 'native';
-  const root = container ? CONTAINER_ROOT : ctx.nativeRoot ?? `${r.output}.tmp`;
-  const input: BootstrapInput = { version: r.version, arch: r.arch, initMode: r.initMode, packages: r.packages, mirror: r.mirror, root, builderArch: r.builderArch };
+  const root = container ? CONTAINER_ROOT : (ctx.nativeRoot ?? `${r.output}.tmp`);
+  const input: BootstrapInput = {
+    version: r.version,
+    arch: r.arch,
+    initMode: r.initMode,
+    packages: r.packages,
+    mirror: r.mirror,
+    root,
+    builderArch: r.builderArch,
+  };
   const cross = r.builderArch !== r.hostArch;
 
   const fileOps: FileOp[] = [];
@@ -178,7 +186,10 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
       kver: r.kernelModules.kver,
       dest: `/lib/modules/${r.kernelModules.kver}`,
       // On a remote engine the modules are streamed in (stdin) and modules.* back (stdout): no shared path.
-      depmod: { title: `depmod ${r.kernelModules.kver}`, argv: container && ctx.remoteEngine ? depmodStreamArgv(r.kernelModules.kver) : ['depmod', '-b', root, r.kernelModules.kver] },
+      depmod: {
+        title: `depmod ${r.kernelModules.kver}`,
+        argv: container && ctx.remoteEngine ? depmodStreamArgv(r.kernelModules.kver) : ['depmod', '-b', root, r.kernelModules.kver],
+      },
     };
   }
   return plan;
@@ -192,7 +203,9 @@ export function localBaseArgv(suite: string, arch: Arch, mirror: string, include
 /** Tag of the builder image: changes whenever what goes into it changes. */
 export function builderTag(plan: RootfsPlan, baseImageId: string): string {
   if (!plan.builder) throw internalError('no builder in a native plan');
-  const key = sha256(JSON.stringify({ dockerfile: plan.builder.dockerfile, args: plan.builder.buildArgs, platform: plan.builder.platform ?? '', base: baseImageId }));
+  const key = sha256(
+    JSON.stringify({ dockerfile: plan.builder.dockerfile, args: plan.builder.buildArgs, platform: plan.builder.platform ?? '', base: baseImageId }),
+  );
   return `${plan.builder.repository}:${plan.version}-${plan.arch}-${key.slice(0, 12)}`;
 }
 

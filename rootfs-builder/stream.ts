@@ -111,7 +111,9 @@ export class EngineTree {
       const [tarIn, ...inArgs] = packDirArgv(modulesDir);
       const [tarOut, ...outArgs] = unpackScratchArgv(scratch);
       const spec: RunSpec = { ...this.base, name: streamName('depmod'), argv, labels: { 'org.osbuilder.role': 'rootfs' } };
-      await this.engine.runPiped([{ cmd: tarIn!, args: inArgs } satisfies PipeStage], spec, [{ cmd: tarOut!, args: outArgs }], { hint: 'the builder image needs kmod (depmod) and tar' });
+      await this.engine.runPiped([{ cmd: tarIn!, args: inArgs } satisfies PipeStage], spec, [{ cmd: tarOut!, args: outArgs }], {
+        hint: 'the builder image needs kmod (depmod) and tar',
+      });
       for (const e of (await readdir(scratch, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
         if (!e.isFile() || !e.name.startsWith('modules.')) continue;
         const mode = (await lstat(join(scratch, e.name))).mode & 0o7777;

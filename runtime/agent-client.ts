@@ -32,7 +32,11 @@ export class AgentClient {
   ) {}
 
   /** One unary RPC of Kata's services. */
-  async call<I extends DescMessage, O extends DescMessage>(method: DescMethodUnary<I, O>, input: MessageInitShape<I>, opts: CallOptions = {}): Promise<MessageShape<O>> {
+  async call<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    input: MessageInitShape<I>,
+    opts: CallOptions = {},
+  ): Promise<MessageShape<O>> {
     const service = method.parent.typeName;
     this.observe?.(`/${service}/${method.name}`);
     const payload = toBinary(method.input, create(method.input, input));

@@ -32,7 +32,9 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** --config / $KATA_CONF_FILE / Kata's default paths / defaults, then command-line overrides. */
-export async function resolveRuntimeConfig(opts: { configFile?: string; overrides?: ConfigOverrides; env?: NodeJS.ProcessEnv; arch?: GuestArch } = {}): Promise<RuntimeConfig> {
+export async function resolveRuntimeConfig(
+  opts: { configFile?: string; overrides?: ConfigOverrides; env?: NodeJS.ProcessEnv; arch?: GuestArch } = {},
+): Promise<RuntimeConfig> {
   const arch = opts.arch ?? hostGuestArch();
   const file = await findConfig(opts.configFile, opts.env ?? process.env, exists);
   const base = file ? await loadConfig(file, arch) : defaultConfig(arch);
@@ -112,7 +114,6 @@ async function requireFile(path: string, what: string, key: string, hint: string
   if (st.size === 0) throw new OsbuilderError('INPUT_INVALID', `${what} ${path} is empty (${key})`, hint);
 }
 
-
 /** The root device from the configuration: its files checked before QEMU starts. */
 async function rootDevice(hv: RuntimeConfig['hypervisor']): Promise<RootDevice> {
   await requireFile(hv.kernel, 'kernel', '--kernel / hypervisor.qemu.kernel', 'build one (osbuilder kernel build) or give its path with --kernel');
@@ -133,7 +134,11 @@ async function rootDevice(hv: RuntimeConfig['hypervisor']): Promise<RootDevice> 
     await requireFile(hv.initrd, 'initrd', '--initrd / hypervisor.qemu.initrd', 'build one (osbuilder initrd) or give its path with --initrd');
     return { kind: 'initrd', path: resolve(hv.initrd) };
   }
-  throw new OsbuilderError('USAGE', 'nothing to boot: give --image or --initrd (or hypervisor.qemu.image / initrd in the configuration)', 'e.g. osbuilder boot --kernel vmlinux --initrd kata.initrd');
+  throw new OsbuilderError(
+    'USAGE',
+    'nothing to boot: give --image or --initrd (or hypervisor.qemu.image / initrd in the configuration)',
+    'e.g. osbuilder boot --kernel vmlinux --initrd kata.initrd',
+  );
 }
 
 function checkChoice(value: string, choices: readonly string[], flag: string, what: string): void {
@@ -145,7 +150,8 @@ async function pickChannel(requested: string): Promise<{ kind: AgentChannel['kin
   const vsock = await vhostVsockState();
   if (requested === 'serial') return { kind: 'serial', reason: 'requested' };
   if (requested === 'vsock') {
-    if (!vsock.accessible) throw new OsbuilderError('UNSUPPORTED', '--channel vsock: /dev/vhost-vsock is not usable on this host', 'modprobe vhost_vsock, or use --channel serial');
+    if (!vsock.accessible)
+      throw new OsbuilderError('UNSUPPORTED', '--channel vsock: /dev/vhost-vsock is not usable on this host', 'modprobe vhost_vsock, or use --channel serial');
     return { kind: 'vsock', reason: 'requested' };
   }
   const auto = agentChannelFor(vsock);
@@ -169,7 +175,12 @@ async function prepare(opts: BootOptions<unknown>): Promise<Prepared> {
   checkChoice(opts.accel ?? 'auto', ACCELS, 'accel', 'accelerator');
   checkChoice(opts.channel ?? 'auto', CHANNELS, 'channel', 'agent channel');
   const arch = opts.arch ?? hostGuestArch();
-  const config = await resolveRuntimeConfig({ ...(opts.configFile ? { configFile: opts.configFile } : {}), ...(opts.overrides ? { overrides: opts.overrides } : {}), ...(opts.env ? { env: opts.env } : {}), arch });
+  const config = await resolveRuntimeConfig({
+    ...(opts.configFile ? { configFile: opts.configFile } : {}),
+    ...(opts.overrides ? { overrides: opts.overrides } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
+    arch,
+  });
   for (const w of config.warnings) warn(w);
   const timeoutSec = opts.timeoutSec ?? config.agent.dialTimeout;
   if (!(timeoutSec > 0)) throw new OsbuilderError('USAGE', `--timeout must be a positive number of seconds, got ${timeoutSec}`, 'e.g. --timeout 60');
@@ -187,7 +198,11 @@ async function prepare(opts: BootOptions<unknown>): Promise<Prepared> {
   if (first && rootPorts === 0) throw noRootPortError(first.id);
   const qemu = await findQemu(hv.path);
   if (!qemu.path) {
-    throw new OsbuilderError('TOOL_MISSING', `QEMU ${hv.path} is not installed (hypervisor.qemu.path)`, `install qemu-system-${arch === 'aarch64' ? 'arm' : 'x86'} (scripts/setup-host.sh does) or set hypervisor.qemu.path`);
+    throw new OsbuilderError(
+      'TOOL_MISSING',
+      `QEMU ${hv.path} is not installed (hypervisor.qemu.path)`,
+      `install qemu-system-${arch === 'aarch64' ? 'arm' : 'x86'} (scripts/setup-host.sh does) or set hypervisor.qemu.path`,
+    );
   }
   if (opts.consoleLog) await checkOutputPath(resolve(opts.consoleLog), { flag: '--console-log', name: 'console.log' });
   const accel = await resolveAccel(opts.accel ?? 'auto', qemu.path, arch);
@@ -230,10 +245,22 @@ async function guarded<T>(vm: Vm, work: Promise<T>, limitSec: number | undefined
   const races: Array<Promise<T>> = [
     work,
     vm.exited.then(() => {
-      throw vm.failure(`while the ${what} ran`) ?? new OsbuilderError('BOOT_FAILED', `the VM stopped while the ${what} ran`, 'see the guest console log (--console-log)');
+      throw (
+        vm.failure(`while the ${what} ran`) ??
+        new OsbuilderError('BOOT_FAILED', `the VM stopped while the ${what} ran`, 'see the guest console log (--console-log)')
+      );
     }),
   ];
-  if (limitSec) races.push(new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new OsbuilderError('COMMAND_TIMEOUT', `the ${what} did not finish within ${limitSec} s`, 'raise --command-timeout')), limitSec * 1000))));
+  if (limitSec)
+    races.push(
+      new Promise<T>(
+        (_, reject) =>
+          (timer = setTimeout(
+            () => reject(new OsbuilderError('COMMAND_TIMEOUT', `the ${what} did not finish within ${limitSec} s`, 'raise --command-timeout')),
+            limitSec * 1000,
+          )),
+      ),
+    );
   try {
     return await Promise.race(races);
   } finally {
@@ -260,13 +287,24 @@ export async function boot<S = unknown>(opts: BootOptions<S>): Promise<BootResul
   };
   const unregister = onInterrupt(cleanup);
   try {
-    const channel: AgentChannel = p.channel.kind === 'vsock' ? { kind: 'vsock', cid: randomInt(3, 0x7fffffff) } : { kind: 'serial', socket: join(runDir, 'agent.sock') };
+    const channel: AgentChannel =
+      p.channel.kind === 'vsock' ? { kind: 'vsock', cid: randomInt(3, 0x7fffffff) } : { kind: 'serial', socket: join(runDir, 'agent.sock') };
     if (p.config.hypervisor.sharedFs === 'virtio-9p') shared = await SharedDir.create(sandboxId);
     const plan = planFor(p, opts as BootOptions<unknown>, name, runDir, channel, shared);
     const vsockRelay = channel.kind === 'vsock' ? (await defaultAgentBinary()).path : undefined;
-    vm = Vm.start({ plan, channel, qmpSocket: join(runDir, 'qmp.sock'), ...(opts.consoleLog ? { consoleLog: resolve(opts.consoleLog) } : {}), ...(vsockRelay ? { vsockRelay } : {}), ...(opts.onConsole ? { onConsole: opts.onConsole } : {}), ...(opts.observe ? { observe: opts.observe } : {}) });
+    vm = Vm.start({
+      plan,
+      channel,
+      qmpSocket: join(runDir, 'qmp.sock'),
+      ...(opts.consoleLog ? { consoleLog: resolve(opts.consoleLog) } : {}),
+      ...(vsockRelay ? { vsockRelay } : {}),
+      ...(opts.onConsole ? { onConsole: opts.onConsole } : {}),
+      ...(opts.observe ? { observe: opts.observe } : {}),
+    });
     const started = vm;
-    const { client, readyMs } = await step(`boot ${name} (${p.accel.accel}, ${p.root.kind} ${p.root.path})`, () => started.waitForAgent(started.startedAt + p.timeoutSec * 1000));
+    const { client, readyMs } = await step(`boot ${name} (${p.accel.accel}, ${p.root.kind} ${p.root.path})`, () =>
+      started.waitForAgent(started.startedAt + p.timeoutSec * 1000),
+    );
     const version = await client.version(10_000);
     const details = (await client.call(AgentService.method.getGuestDetails, { memBlockSize: true, memHotplugProbe: true }, { timeoutMs: 10_000 })).agentDetails;
     const hostname = opts.hostname ?? p.container?.hostname ?? 'osbuilder';
@@ -305,13 +343,23 @@ export async function boot<S = unknown>(opts: BootOptions<S>): Promise<BootResul
       image: p.root.kind === 'image' ? p.root.path : null,
       initrd: p.root.kind === 'initrd' ? p.root.path : null,
       kernelParams: plan.kernelParams,
-      agent: { version: version.agentVersion, grpcVersion: version.grpcVersion, initDaemon: details?.initDaemon ?? false, storageHandlers: details?.storageHandlers ?? [] },
+      agent: {
+        version: version.agentVersion,
+        grpcVersion: version.grpcVersion,
+        initDaemon: details?.initDaemon ?? false,
+        storageHandlers: details?.storageHandlers ?? [],
+      },
       container,
       session,
       hotplugged: hotplug.devices,
       shutdown,
       consoleLog: opts.consoleLog ? resolve(opts.consoleLog) : null,
-      timings: { qemuStartToAgentReadyMs: Math.round(readyMs), containerMs, shutdownMs: Math.round(performance.now() - s0), totalMs: Math.round(performance.now() - total0) },
+      timings: {
+        qemuStartToAgentReadyMs: Math.round(readyMs),
+        containerMs,
+        shutdownMs: Math.round(performance.now() - s0),
+        totalMs: Math.round(performance.now() - total0),
+      },
       warnings: p.config.warnings,
     };
   } finally {

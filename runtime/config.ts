@@ -130,7 +130,11 @@ const QEMU_KEYS: Record<string, KeySpec> = {
   block_device_driver: { kind: 'string', choices: BLOCK_DEVICE_DRIVERS, set: (c, v: BlockDeviceDriver) => (c.hypervisor.blockDeviceDriver = v) },
   disable_image_nvdimm: { kind: 'bool', set: (c, v: boolean) => (c.hypervisor.disableImageNvdimm = v) },
   rootfs_type: { kind: 'string', choices: ['ext4', 'xfs', 'erofs'], set: (c, v: RootfsType) => (c.hypervisor.rootfsType = v) },
-  kernel_verity_params: { kind: 'string', check: (v: string, key) => void parseVerityParams(v, key), set: (c, v: string) => (c.hypervisor.kernelVerityParams = v) },
+  kernel_verity_params: {
+    kind: 'string',
+    check: (v: string, key) => void parseVerityParams(v, key),
+    set: (c, v: string) => (c.hypervisor.kernelVerityParams = v),
+  },
   entropy_source: { kind: 'path', set: (c, v: string) => (c.hypervisor.entropySource = v) },
   enable_debug: { kind: 'bool', set: (c, v: boolean) => (c.hypervisor.enableDebug = v) },
   shared_fs: { kind: 'string', choices: SHARED_FS, set: (c, v: SharedFs) => (c.hypervisor.sharedFs = v) },
@@ -147,22 +151,83 @@ const AGENT_KEYS: Record<string, KeySpec> = {
 
 /** Keys of Kata's [hypervisor.qemu] that a boot test does not use: accepted without a warning. */
 const KATA_QEMU_OTHER = new Set([
-  'valid_hypervisor_paths', 'ctlpath', 'valid_ctlpaths', 'firmware', 'firmware_volume', 'machine_accelerators', 'seccompsandbox',
-  'cpu_features', 'default_maxvcpus', 'default_bridges', 'default_maxmemory', 'memory_slots', 'memory_offset', 'enable_virtio_mem',
-  'virtio_fs_daemon', 'valid_virtio_fs_daemon_paths', 'virtio_fs_cache_size', 'virtio_fs_queue_size', 'virtio_fs_extra_args',
-  'virtio_fs_cache', 'block_device_aio', 'block_device_cache_set', 'block_device_cache_direct', 'block_device_cache_noflush',
-  'enable_iothreads', 'indep_iothreads', 'enable_mem_prealloc', 'enable_hugepages', 'enable_vhost_user_store', 'vhost_user_store_path',
-  'vhost_user_reconnect_timeout_sec', 'enable_iommu', 'enable_iommu_platform', 'valid_vhost_user_store_paths', 'file_mem_backend',
-  'valid_file_mem_backends', 'pflashes', 'disable_block_device_use', 'disable_nesting_checks', 'disable_vhost_net',
-  'guest_hook_path', 'rx_rate_limiter_max_rate', 'tx_rate_limiter_max_rate', 'guest_memory_dump_path', 'guest_memory_dump_paging',
-  'enable_guest_swap', 'use_legacy_serial', 'disable_selinux', 'disable_guest_selinux', 'valid_entropy_sources', 'confidential_guest',
-  'sev_snp_guest', 'cold_plug_vfio', 'pcie_switch_port', 'enable_annotations',
-  'image_type', 'reclaim_guest_freed_memory', 'snp_id_block', 'snp_id_auth', 'snp_guest_policy', 'extra_monitor_socket', 'qgs_port',
+  'valid_hypervisor_paths',
+  'ctlpath',
+  'valid_ctlpaths',
+  'firmware',
+  'firmware_volume',
+  'machine_accelerators',
+  'seccompsandbox',
+  'cpu_features',
+  'default_maxvcpus',
+  'default_bridges',
+  'default_maxmemory',
+  'memory_slots',
+  'memory_offset',
+  'enable_virtio_mem',
+  'virtio_fs_daemon',
+  'valid_virtio_fs_daemon_paths',
+  'virtio_fs_cache_size',
+  'virtio_fs_queue_size',
+  'virtio_fs_extra_args',
+  'virtio_fs_cache',
+  'block_device_aio',
+  'block_device_cache_set',
+  'block_device_cache_direct',
+  'block_device_cache_noflush',
+  'enable_iothreads',
+  'indep_iothreads',
+  'enable_mem_prealloc',
+  'enable_hugepages',
+  'enable_vhost_user_store',
+  'vhost_user_store_path',
+  'vhost_user_reconnect_timeout_sec',
+  'enable_iommu',
+  'enable_iommu_platform',
+  'valid_vhost_user_store_paths',
+  'file_mem_backend',
+  'valid_file_mem_backends',
+  'pflashes',
+  'disable_block_device_use',
+  'disable_nesting_checks',
+  'disable_vhost_net',
+  'guest_hook_path',
+  'rx_rate_limiter_max_rate',
+  'tx_rate_limiter_max_rate',
+  'guest_memory_dump_path',
+  'guest_memory_dump_paging',
+  'enable_guest_swap',
+  'use_legacy_serial',
+  'disable_selinux',
+  'disable_guest_selinux',
+  'valid_entropy_sources',
+  'confidential_guest',
+  'sev_snp_guest',
+  'cold_plug_vfio',
+  'pcie_switch_port',
+  'enable_annotations',
+  'image_type',
+  'reclaim_guest_freed_memory',
+  'snp_id_block',
+  'snp_id_auth',
+  'snp_guest_policy',
+  'extra_monitor_socket',
+  'qgs_port',
 ]);
 const KATA_AGENT_OTHER = new Set([
-  'enable_tracing', 'debug_console_enabled', 'debug_console_vport', 'kernel_modules', 'container_pipe_size', 'reconnect_timeout_ms',
-  'enable_debug_console', 'mem_agent_enable', 'mem_agent_memcg_disable', 'mem_agent_memcg_swap', 'mem_agent_compact_disable',
-  'cdh_api_timeout', 'launch_process_timeout',
+  'enable_tracing',
+  'debug_console_enabled',
+  'debug_console_vport',
+  'kernel_modules',
+  'container_pipe_size',
+  'reconnect_timeout_ms',
+  'enable_debug_console',
+  'mem_agent_enable',
+  'mem_agent_memcg_disable',
+  'mem_agent_memcg_swap',
+  'mem_agent_compact_disable',
+  'cdh_api_timeout',
+  'launch_process_timeout',
 ]);
 /** Top-level tables of Kata's configuration.toml that a boot test ignores. */
 const KATA_OTHER_TABLES = new Set(['runtime', 'factory', 'image', 'proxy', 'shim', 'netmon']);
@@ -175,12 +240,14 @@ function describe(v: unknown): string {
   return typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'an array' : v && typeof v === 'object' ? 'a table' : String(v);
 }
 
-function applyKey(config: RuntimeConfig, fullKey: string, spec: KeySpec, value: unknown, file: string | null): void {
+function applyKey(config: RuntimeConfig, fullKey: string, spec: KeySpec, given: unknown, file: string | null): void {
+  let value = given;
   switch (spec.kind) {
     case 'string':
     case 'path':
       if (typeof value !== 'string') throw invalid(fullKey, `expected a string, got ${describe(value)}`, file);
-      if (spec.kind === 'path' && value === '' && !fullKey.endsWith('.image') && !fullKey.endsWith('.initrd')) throw invalid(fullKey, 'must not be empty', file);
+      if (spec.kind === 'path' && value === '' && !fullKey.endsWith('.image') && !fullKey.endsWith('.initrd'))
+        throw invalid(fullKey, 'must not be empty', file);
       if (spec.choices && !spec.choices.includes(value)) throw invalid(fullKey, `must be one of ${spec.choices.join(', ')}, got ${describe(value)}`, file);
       if (spec.check) {
         try {
@@ -194,7 +261,8 @@ function applyKey(config: RuntimeConfig, fullKey: string, spec: KeySpec, value: 
     case 'int': {
       const n = typeof value === 'bigint' ? Number(value) : value;
       if (typeof n !== 'number' || !Number.isInteger(n)) throw invalid(fullKey, `expected a whole number, got ${describe(value)}`, file);
-      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) throw invalid(fullKey, `must be between ${spec.min} and ${spec.max}, got ${n}`, file);
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max))
+        throw invalid(fullKey, `must be between ${spec.min} and ${spec.max}, got ${n}`, file);
       value = n;
       break;
     }
@@ -207,7 +275,14 @@ function applyKey(config: RuntimeConfig, fullKey: string, spec: KeySpec, value: 
   spec.set(config, value as never);
 }
 
-function applyTable(config: RuntimeConfig, prefix: string, table: Record<string, unknown>, keys: Record<string, KeySpec>, others: Set<string>, file: string | null): void {
+function applyTable(
+  config: RuntimeConfig,
+  prefix: string,
+  table: Record<string, unknown>,
+  keys: Record<string, KeySpec>,
+  others: Set<string>,
+  file: string | null,
+): void {
   for (const [k, v] of Object.entries(table)) {
     const spec = keys[k];
     if (spec) applyKey(config, `${prefix}.${k}`, spec, v, file);
@@ -223,7 +298,11 @@ export function parseConfig(text: string, file: string | null, arch: GuestArch =
   } catch (err) {
     if (err instanceof TomlError) {
       const first = err.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
-      throw new OsbuilderError('CONFIG_INVALID', `${file ?? 'configuration'} is not valid TOML: ${first} (line ${err.line}, column ${err.column})\n${err.codeblock.trimEnd()}`, 'fix the syntax; see the example configuration.toml in the README');
+      throw new OsbuilderError(
+        'CONFIG_INVALID',
+        `${file ?? 'configuration'} is not valid TOML: ${first} (line ${err.line}, column ${err.column})\n${err.codeblock.trimEnd()}`,
+        'fix the syntax; see the example configuration.toml in the README',
+      );
     }
     throw err;
   }
@@ -281,7 +360,8 @@ export async function loadConfig(file: string, arch: GuestArch = 'x86_64'): Prom
     text = await readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new OsbuilderError('INPUT_NOT_FOUND', `configuration file ${file} does not exist`, 'give an existing configuration.toml with --config');
+    if (code === 'ENOENT')
+      throw new OsbuilderError('INPUT_NOT_FOUND', `configuration file ${file} does not exist`, 'give an existing configuration.toml with --config');
     throw new OsbuilderError('CONFIG_INVALID', `cannot read ${file}: ${(err as Error).message}`, 'check the file and its permissions');
   }
   return parseConfig(text, file, arch);

@@ -46,17 +46,31 @@ type Runner = (busybox: string, args: string[]) => [string, string[]];
 
 async function checkBusybox(path: string, exec: Runner): Promise<string> {
   const elf = await readElf(path).catch(() => undefined);
-  if (!elf) throw new OsbuilderError('TOOL_MISSING', `${path} is missing or not an ELF binary: the default container is made from the host's busybox`, 'apt-get install busybox-static, or give --rootfs / --bundle');
-  if (elf.interpreter) throw new OsbuilderError('TOOL_MISSING', `${path} is dynamically linked: the default container needs a static busybox`, 'apt-get install busybox-static, or give --rootfs / --bundle');
+  if (!elf)
+    throw new OsbuilderError(
+      'TOOL_MISSING',
+      `${path} is missing or not an ELF binary: the default container is made from the host's busybox`,
+      'apt-get install busybox-static, or give --rootfs / --bundle',
+    );
+  if (elf.interpreter)
+    throw new OsbuilderError(
+      'TOOL_MISSING',
+      `${path} is dynamically linked: the default container needs a static busybox`,
+      'apt-get install busybox-static, or give --rootfs / --bundle',
+    );
   const v = await start(...exec(path, []), { reject: false });
   return /BusyBox v([\w.-]+)/.exec(String(v.stdout))?.[1] ?? 'unknown';
 }
 
 async function makeTree(root: string, busybox: string, version: string, exec: Runner): Promise<void> {
-  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'proc', 'sys', 'dev', 'run', 'tmp', 'var/tmp', 'root', 'guest/proc', 'guest/sys']) await mkdir(join(root, d), { recursive: true });
+  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'proc', 'sys', 'dev', 'run', 'tmp', 'var/tmp', 'root', 'guest/proc', 'guest/sys'])
+    await mkdir(join(root, d), { recursive: true });
   await chmod(join(root, 'tmp'), 0o1777);
   await link(busybox, join(root, 'bin/busybox'));
-  const applets = String((await start(...exec(busybox, ['--list-full']))).stdout).split('\n').map((a) => a.trim()).filter((a) => /^(usr\/)?s?bin\/[\w.[\]-]+$/.test(a) && a !== 'bin/busybox');
+  const applets = String((await start(...exec(busybox, ['--list-full']))).stdout)
+    .split('\n')
+    .map((a) => a.trim())
+    .filter((a) => /^(usr\/)?s?bin\/[\w.[\]-]+$/.test(a) && a !== 'bin/busybox');
   for (const a of applets) await symlink('/bin/busybox', join(root, a));
   await writeFile(join(root, 'etc/os-release'), containerOsRelease(version));
   await writeFile(join(root, 'guest/os-release'), '');

@@ -66,17 +66,32 @@ function withGuestMounts(spec: Spec, mounts: GuestMount[]): Spec {
 async function fromBundle(req: ContainerRequest, bundle: string): Promise<ResolvedContainer> {
   const file = join(bundle, 'config.json');
   const text = await readFile(file, 'utf8').catch(() => {
-    throw new OsbuilderError('INPUT_NOT_FOUND', `${bundle} is not an OCI bundle: ${file} is missing`, 'give a directory with config.json and its rootfs (as runc takes it)');
+    throw new OsbuilderError(
+      'INPUT_NOT_FOUND',
+      `${bundle} is not an OCI bundle: ${file} is missing`,
+      'give a directory with config.json and its rootfs (as runc takes it)',
+    );
   });
   const spec = parseConfigJson(text, file);
   if (req.command?.length && spec.Process) spec.Process.Args = req.command;
-  if (!spec.Process?.Args.length) throw new OsbuilderError('INPUT_INVALID', `${file}: process.args is empty and no command was given`, 'set process.args, or put the command after --');
+  if (!spec.Process?.Args.length)
+    throw new OsbuilderError('INPUT_INVALID', `${file}: process.args is empty and no command was given`, 'set process.args, or put the command after --');
   const rootfs = resolve(bundle, spec.Root?.Path ?? '');
-  if (!(await isDir(rootfs))) throw new OsbuilderError('INPUT_NOT_FOUND', `the bundle's rootfs ${rootfs} (root.path in ${file}) is not a directory`, 'fix root.path or create the rootfs');
+  if (!(await isDir(rootfs)))
+    throw new OsbuilderError(
+      'INPUT_NOT_FOUND',
+      `the bundle's rootfs ${rootfs} (root.path in ${file}) is not a directory`,
+      'fix root.path or create the rootfs',
+    );
   for (const [i, m] of (spec.Mounts ?? []).entries()) {
     const bind = m.type === 'bind' || (m.options ?? []).some((o) => o === 'bind' || o === 'rbind');
     const src = resolve(bundle, m.source ?? '');
-    if (bind && !(await stat(src).catch(() => undefined))) throw new OsbuilderError('INPUT_NOT_FOUND', `${file}: mounts[${i}] binds ${src}, which does not exist`, 'fix the mount source (a path on this host: it is shared into the guest)');
+    if (bind && !(await stat(src).catch(() => undefined)))
+      throw new OsbuilderError(
+        'INPUT_NOT_FOUND',
+        `${file}: mounts[${i}] binds ${src}, which does not exist`,
+        'fix the mount source (a path on this host: it is shared into the guest)',
+      );
   }
   // Shared writable as runc uses it: mount points are made first, root.readonly applied last (by the agent).
   return { kind: 'bundle', source: { spec, base: bundle }, argv: spec.Process!.Args, hostname: spec.Hostname || req.hostname || 'osbuilder' };
@@ -90,12 +105,14 @@ export async function resolveContainer(req: ContainerRequest): Promise<ResolvedC
   if (req.bundle) {
     r = await fromBundle(req, resolve(req.bundle));
   } else {
-    if (!req.command?.length) throw new OsbuilderError('USAGE', 'no command to run in the container', 'put it after --, e.g. osbuilder boot ... -- cat /etc/os-release');
+    if (!req.command?.length)
+      throw new OsbuilderError('USAGE', 'no command to run in the container', 'put it after --, e.g. osbuilder boot ... -- cat /etc/os-release');
     const hostname = req.hostname ?? 'osbuilder';
     const spec = defaultSpec({ args: req.command, hostname });
     if (req.rootfs) {
       const rootfs = resolve(req.rootfs);
-      if (!(await isDir(rootfs))) throw new OsbuilderError('INPUT_NOT_FOUND', `--rootfs ${rootfs} is not a directory`, 'give a container root filesystem directory');
+      if (!(await isDir(rootfs)))
+        throw new OsbuilderError('INPUT_NOT_FOUND', `--rootfs ${rootfs} is not a directory`, 'give a container root filesystem directory');
       setRoot(spec, rootfs, false);
       r = { kind: 'rootfs', source: { spec }, argv: req.command, hostname };
     } else {
@@ -124,7 +141,16 @@ export async function runContainer(sandbox: GuestSandbox, r: ResolvedContainer, 
     await c.start();
     const exitCode = await c.init.run({ ...io, onStdout: io.onStdout ?? ((b) => out.push(b)), onStderr: io.onStderr ?? ((b) => err.push(b)) });
     const text = (chunks: Uint8Array[], given: unknown) => (given ? null : Buffer.concat(chunks).toString('utf8'));
-    return { id, source: r.kind, rootfs: resolve(r.source.base ?? '', r.source.spec.Root?.Path ?? ''), argv: r.argv, exitCode, stdout: text(out, io.onStdout), stderr: text(err, io.onStderr), ms: Math.round(performance.now() - t0) };
+    return {
+      id,
+      source: r.kind,
+      rootfs: resolve(r.source.base ?? '', r.source.spec.Root?.Path ?? ''),
+      argv: r.argv,
+      exitCode,
+      stdout: text(out, io.onStdout),
+      stderr: text(err, io.onStderr),
+      ms: Math.round(performance.now() - t0),
+    };
   } finally {
     await c.remove().catch(() => undefined);
   }

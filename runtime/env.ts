@@ -53,16 +53,33 @@ async function fileInfo(path: string | null): Promise<{ exists: boolean; size: n
 }
 
 /** Pure: the env report from a config and a host report. */
-export function envReport(config: RuntimeConfig, host: HostReport, files: { kernel: boolean; image: { exists: boolean; size: number }; initrd: boolean }, distro: { name: string; version: string }, qemuVersion: string | null): EnvReport {
+export function envReport(
+  config: RuntimeConfig,
+  host: HostReport,
+  files: { kernel: boolean; image: { exists: boolean; size: number }; initrd: boolean },
+  distro: { name: string; version: string },
+  qemuVersion: string | null,
+): EnvReport {
   const hv = config.hypervisor;
-  const root: RootDevice = hv.image
-    ? imageRootDevice(hv, hv.image, files.image.size)
-    : { kind: 'initrd', path: hv.initrd ?? '' };
-  const params = kernelParams({ arch: host.arch, root, console: 'hvc', debug: hv.enableDebug, agentDebug: config.agent.enableDebug, extraKernelParams: hv.kernelParams });
+  const root: RootDevice = hv.image ? imageRootDevice(hv, hv.image, files.image.size) : { kind: 'initrd', path: hv.initrd ?? '' };
+  const params = kernelParams({
+    arch: host.arch,
+    root,
+    console: 'hvc',
+    debug: hv.enableDebug,
+    agentDebug: config.agent.enableDebug,
+    extraKernelParams: hv.kernelParams,
+  });
   return {
     Meta: { Version: TOOL_VERSION, ConfigFile: config.source ?? '', Warnings: config.warnings },
     Kernel: { Path: hv.kernel, Exists: files.kernel, Parameters: params.join(' ') },
-    Image: { Path: hv.image ?? '', Exists: files.image.exists, Size: files.image.size, Nvdimm: !!hv.image && !hv.disableImageNvdimm, RootParameters: rootParams(root).join(' ') },
+    Image: {
+      Path: hv.image ?? '',
+      Exists: files.image.exists,
+      Size: files.image.size,
+      Nvdimm: !!hv.image && !hv.disableImageNvdimm,
+      RootParameters: rootParams(root).join(' '),
+    },
     Initrd: { Path: hv.initrd ?? '', Exists: files.initrd },
     Hypervisor: {
       Path: host.qemu.path ?? hv.path,
@@ -80,7 +97,13 @@ export function envReport(config: RuntimeConfig, host: HostReport, files: { kern
       EntropySource: hv.entropySource,
       Debug: hv.enableDebug,
     },
-    Agent: { Debug: config.agent.enableDebug, DialTimeout: config.agent.dialTimeout, Channel: host.agentChannel.auto, VsockPort: AGENT_VSOCK_PORT, SerialPort: AGENT_SERIAL_NAME },
+    Agent: {
+      Debug: config.agent.enableDebug,
+      DialTimeout: config.agent.dialTimeout,
+      Channel: host.agentChannel.auto,
+      VsockPort: AGENT_VSOCK_PORT,
+      SerialPort: AGENT_SERIAL_NAME,
+    },
     Host: {
       Kernel: host.kernel,
       Architecture: host.arch,

@@ -24,7 +24,11 @@ async function candidateVersion(pkg: string): Promise<string> {
   const v = /Candidate:\s*(\S+)/.exec(String(r.stdout))?.[1];
   if (r.exitCode !== 0 || !v || v === '(none)') {
     const arch = pkg.split(':')[1]!;
-    throw new OsbuilderError('TOOL_MISSING', `apt knows no ${pkg}: the default container for this guest arch is made from it`, `dpkg --add-architecture ${arch} && apt-get update (scripts/setup-host.sh does), or give --rootfs / --bundle`);
+    throw new OsbuilderError(
+      'TOOL_MISSING',
+      `apt knows no ${pkg}: the default container for this guest arch is made from it`,
+      `dpkg --add-architecture ${arch} && apt-get update (scripts/setup-host.sh does), or give --rootfs / --bundle`,
+    );
   }
   return v;
 }
@@ -32,24 +36,28 @@ async function candidateVersion(pkg: string): Promise<string> {
 /** Path of busybox-static's /bin/busybox for `arch`, from the cache or fetched. */
 export async function foreignBusybox(arch: GuestArch, cache = new BuildCache()): Promise<string> {
   if (!(await haveTool(qemuUser(arch)))) {
-    throw new OsbuilderError('TOOL_MISSING', `${qemuUser(arch)} is not installed: it runs the ${arch} busybox that makes the default container`, 'apt-get install qemu-user-static, or give --rootfs / --bundle');
+    throw new OsbuilderError(
+      'TOOL_MISSING',
+      `${qemuUser(arch)} is not installed: it runs the ${arch} busybox that makes the default container`,
+      'apt-get install qemu-user-static, or give --rootfs / --bundle',
+    );
   }
   const pkg = `busybox-static:${ARCH_FACTS[arch].debArch}`;
   const version = await candidateVersion(pkg);
   const inputs = { pkg, version };
   const key = cacheKey(inputs);
   const { entry } = await cache.obtain('busybox-static', key, inputs, async (dir) => {
-      const work = await mkdtemp(join(tmpdir(), 'osb-busybox-'));
-      try {
-        await run('apt-get', ['download', `${pkg}=${version}`], { cwd: work, hint: 'check that the Debian archive is reachable' });
-        const deb = (await start('sh', ['-c', 'ls *.deb', 'sh'], { cwd: work })).stdout.trim();
-        await run('dpkg-deb', ['-x', join(work, deb), join(work, 'x')], { hint: `the downloaded ${deb} is damaged: rerun` });
-        await copyFile(join(work, 'x/bin/busybox'), join(dir, 'busybox'));
-        await chmod(join(dir, 'busybox'), 0o755);
-        return { version };
-      } finally {
-        await rm(work, { recursive: true, force: true });
-      }
+    const work = await mkdtemp(join(tmpdir(), 'osb-busybox-'));
+    try {
+      await run('apt-get', ['download', `${pkg}=${version}`], { cwd: work, hint: 'check that the Debian archive is reachable' });
+      const deb = (await start('sh', ['-c', 'ls *.deb', 'sh'], { cwd: work })).stdout.trim();
+      await run('dpkg-deb', ['-x', join(work, deb), join(work, 'x')], { hint: `the downloaded ${deb} is damaged: rerun` });
+      await copyFile(join(work, 'x/bin/busybox'), join(dir, 'busybox'));
+      await chmod(join(dir, 'busybox'), 0o755);
+      return { version };
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   });
   return join(entry.dir, 'busybox');
 }

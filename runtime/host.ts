@@ -64,7 +64,12 @@ const isGuestArch = (a: Arch): a is GuestArch => (GUEST_ARCHES as readonly Arch[
 
 export function hostGuestArch(): GuestArch {
   const a = hostArch();
-  if (!isGuestArch(a)) throw new OsbuilderError('UNSUPPORTED_ARCH', `osbuilder boot supports ${GUEST_ARCHES.join(' and ')} hosts, not ${a}`, `run on ${GUEST_ARCHES.join(' or ')}`);
+  if (!isGuestArch(a))
+    throw new OsbuilderError(
+      'UNSUPPORTED_ARCH',
+      `osbuilder boot supports ${GUEST_ARCHES.join(' and ')} hosts, not ${a}`,
+      `run on ${GUEST_ARCHES.join(' or ')}`,
+    );
   return a;
 }
 
@@ -72,7 +77,12 @@ export function hostGuestArch(): GuestArch {
 export function parseGuestArch(name: string | undefined): GuestArch {
   if (name === undefined || name === '') return hostGuestArch();
   const a = parseArch(name);
-  if (!isGuestArch(a)) throw new OsbuilderError('UNSUPPORTED_ARCH', `osbuilder boot cannot boot ${a} guests`, `use --arch ${GUEST_ARCHES.join(' or ')} (${ARCHES.filter((x) => !isGuestArch(x)).join(' and ')} are built, not booted)`);
+  if (!isGuestArch(a))
+    throw new OsbuilderError(
+      'UNSUPPORTED_ARCH',
+      `osbuilder boot cannot boot ${a} guests`,
+      `use --arch ${GUEST_ARCHES.join(' or ')} (${ARCHES.filter((x) => !isGuestArch(x)).join(' and ')} are built, not booted)`,
+    );
   return a;
 }
 
@@ -99,7 +109,12 @@ export async function moduleState(names: readonly string[], root = '/'): Promise
 
 async function canOpenRw(path: string): Promise<{ device: boolean; accessible: boolean }> {
   const device = (await stat(path).catch(() => undefined))?.isCharacterDevice() ?? false;
-  const accessible = device && (await access(path, constants.R_OK | constants.W_OK).then(() => true, () => false));
+  const accessible =
+    device &&
+    (await access(path, constants.R_OK | constants.W_OK).then(
+      () => true,
+      () => false,
+    ));
   return { device, accessible };
 }
 
@@ -121,26 +136,44 @@ export async function findQemu(pathOrName: string): Promise<{ path: string | nul
 /** The probe VM's argv (pure). */
 export function probeArgv(accel: Accel, image: string, name: string): string[] {
   return [
-    '-name', name,
-    '-machine', `pc,accel=${accel}`,
-    '-no-user-config', '-nodefaults', '-display', 'none', '-no-reboot',
-    '-m', '64',
-    '-chardev', 'stdio,id=s0,signal=off',
-    '-serial', 'chardev:s0',
-    '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04',
-    '-kernel', image,
+    '-name',
+    name,
+    '-machine',
+    `pc,accel=${accel}`,
+    '-no-user-config',
+    '-nodefaults',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-m',
+    '64',
+    '-chardev',
+    'stdio,id=s0,signal=off',
+    '-serial',
+    'chardev:s0',
+    '-device',
+    'isa-debug-exit,iobase=0xf4,iosize=0x04',
+    '-kernel',
+    image,
   ];
 }
 
 /** What the markers say about how far the guest got (pure). */
-export function describeProbe(accel: Accel, markers: string, outcome: { exitCode: number | null; timedOut: boolean; timeoutMs: number; stderr: string }): { ok: boolean; detail: string } {
+export function describeProbe(
+  accel: Accel,
+  markers: string,
+  outcome: { exitCode: number | null; timedOut: boolean; timeoutMs: number; stderr: string },
+): { ok: boolean; detail: string } {
   const seen = PROBE_MARKERS.filter(([m]) => markers.includes(m));
   const ok = outcome.exitCode === PROBE_EXIT_STATUS && seen.length === PROBE_MARKERS.length;
   if (ok) return { ok, detail: `probe guest ran to the end under ${accel}` };
   const progress = seen.length ? `${seen.map(([, done]) => done).join(', ')}, but ` : '';
   if (outcome.timedOut) {
     const next = PROBE_MARKERS[seen.length]?.[2] ?? 'exit';
-    return { ok, detail: `${progress}${seen.length ? '' : 'the guest '}did not ${next} within ${outcome.timeoutMs} ms: guest code does not run (or runs far too slowly) under ${accel}` };
+    return {
+      ok,
+      detail: `${progress}${seen.length ? '' : 'the guest '}did not ${next} within ${outcome.timeoutMs} ms: guest code does not run (or runs far too slowly) under ${accel}`,
+    };
   }
   const err = outcome.stderr.trim().split('\n').filter(Boolean).slice(-1)[0];
   return { ok, detail: `${progress}QEMU exited with ${outcome.exitCode}${err ? `: ${err}` : ''}` };
@@ -249,7 +282,11 @@ export async function resolveAccel(requested: string, qemu: string, arch: GuestA
   if (requested === 'kvm') {
     const dev = await canOpenRw('/dev/kvm');
     if (!dev.accessible) {
-      throw new OsbuilderError('UNSUPPORTED', `--accel kvm: ${dev.device ? '/dev/kvm is not accessible to this user' : '/dev/kvm does not exist'}`, 'use --accel tcg (slower, always works) or --accel auto');
+      throw new OsbuilderError(
+        'UNSUPPORTED',
+        `--accel kvm: ${dev.device ? '/dev/kvm is not accessible to this user' : '/dev/kvm does not exist'}`,
+        'use --accel tcg (slower, always works) or --accel auto',
+      );
     }
     return { accel: 'kvm', reason: 'requested' };
   }

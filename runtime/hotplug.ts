@@ -106,7 +106,11 @@ export class Hotplug {
     if (this.rootPorts === 0) throw noRootPortError(id);
     const used = new Set(this.plugged.values());
     for (let i = 0; i < this.rootPorts; i++) if (!used.has(rootPortId(i))) return rootPortId(i);
-    throw new OsbuilderError('CONFIG_INVALID', `cannot hot-add ${id}: all ${this.rootPorts} PCIe root ports hold a device`, 'raise pcie_root_port (--pcie-root-port), or remove a device first');
+    throw new OsbuilderError(
+      'CONFIG_INVALID',
+      `cannot hot-add ${id}: all ${this.rootPorts} PCIe root ports hold a device`,
+      'raise pcie_root_port (--pcie-root-port), or remove a device first',
+    );
   }
 
   private async withQmp<T>(fn: (q: QmpSession) => Promise<T>): Promise<T> {
@@ -133,7 +137,8 @@ export class Hotplug {
 
   /** device_del, then waits until QEMU says the guest let it go (pciehp waits 5 s for a cancel). */
   async remove(id: string, timeoutMs = 60_000): Promise<void> {
-    if (!this.plugged.has(id)) throw new OsbuilderError('USAGE', `cannot remove ${id}: it was not hot-added here`, `hot-added: ${[...this.plugged.keys()].join(', ') || 'none'}`);
+    if (!this.plugged.has(id))
+      throw new OsbuilderError('USAGE', `cannot remove ${id}: it was not hot-added here`, `hot-added: ${[...this.plugged.keys()].join(', ') || 'none'}`);
     await this.withQmp(async (q) => {
       await q.execute('device_del', { id });
       await q.waitEvent((e) => e.event === 'DEVICE_DELETED' && e.data.device === id, `device_del ${id}`, timeoutMs);

@@ -4,10 +4,47 @@
  */
 export { boot, resolveRuntimeConfig, ACCELS, CHANNELS, type BootOptions, type BootResult, type BootSession, type HotAdd } from './boot.js';
 export { Hotplug, parseDeviceSpec, parseObjectSpec, splitKeyval, type DeviceSpec, type ObjectSpec } from './hotplug.js';
-export { parseConfig, loadConfig, defaultConfig, applyOverrides, findConfig, type RuntimeConfig, type ConfigOverrides, type GuestArch, type HypervisorConfig, type AgentConfig } from './config.js';
-export { planQemu, kernelParams, rootParams, rootPortArgs, ROOT_PORT_PREF64_RESERVE, KATA_AMD64_PARAMS, KATA_ARM64_PARAMS, KATA_COMMON_PARAMS, KATA_SYSTEMD_PARAMS, type QemuPlan, type QemuPlanInput, type Accel, type AgentChannel, type RootDevice } from './qemu.js';
+export {
+  parseConfig,
+  loadConfig,
+  defaultConfig,
+  applyOverrides,
+  findConfig,
+  type RuntimeConfig,
+  type ConfigOverrides,
+  type GuestArch,
+  type HypervisorConfig,
+  type AgentConfig,
+} from './config.js';
+export {
+  planQemu,
+  kernelParams,
+  rootParams,
+  rootPortArgs,
+  ROOT_PORT_PREF64_RESERVE,
+  KATA_AMD64_PARAMS,
+  KATA_ARM64_PARAMS,
+  KATA_COMMON_PARAMS,
+  KATA_SYSTEMD_PARAMS,
+  type QemuPlan,
+  type QemuPlanInput,
+  type Accel,
+  type AgentChannel,
+  type RootDevice,
+} from './qemu.js';
 export { Vm, type VmOptions } from './vm.js';
-export { checkHost, resolveAccel, runProbe, findQemu, qemuBinaryFor, hostGuestArch, parseGuestArch, agentChannelFor, type HostReport, type ProbeResult } from './host.js';
+export {
+  checkHost,
+  resolveAccel,
+  runProbe,
+  findQemu,
+  qemuBinaryFor,
+  hostGuestArch,
+  parseGuestArch,
+  agentChannelFor,
+  type HostReport,
+  type ProbeResult,
+} from './host.js';
 export { collectEnv, envReport, envToml, type EnvReport } from './env.js';
 export { AgentClient, AgentService, Health, SERVING_STATUS, type VersionInfo, type RpcObserver } from './agent-client.js';
 export { GuestSandbox, GuestContainer, GuestProcess, type ContainerSource, type ProcessIo, type ProcessInit } from './sandbox.js';

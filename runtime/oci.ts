@@ -15,7 +15,11 @@ class Reader {
   constructor(readonly file: string) {}
 
   fail(path: string, what: string): never {
-    throw new OsbuilderError('INPUT_INVALID', `${this.file}: ${path} ${what}`, 'fix the bundle\'s config.json (see the OCI runtime spec, or generate one with `runc spec`)');
+    throw new OsbuilderError(
+      'INPUT_INVALID',
+      `${this.file}: ${path} ${what}`,
+      "fix the bundle's config.json (see the OCI runtime spec, or generate one with `runc spec`)",
+    );
   }
 
   obj(v: unknown, path: string, optional = true): Json | undefined {
@@ -44,7 +48,8 @@ class Reader {
 
   big(v: unknown, path: string, signed = true): bigint {
     if (v === undefined || v === null) return 0n;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || (!signed && v < 0)) this.fail(path, signed ? 'must be a whole number' : 'must be a whole number >= 0');
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || (!signed && v < 0))
+      this.fail(path, signed ? 'must be a whole number' : 'must be a whole number >= 0');
     return BigInt(v);
   }
 
@@ -75,7 +80,9 @@ function processFrom(r: Reader, p: Json): NonNullable<SpecInit['Process']> {
   const box = r.obj(p.consoleSize, 'process.consoleSize');
   return {
     Terminal: r.bool(p.terminal, 'process.terminal'),
-    ...(box ? { ConsoleSize: { Height: r.int(box.height, 'process.consoleSize.height', 0, U32), Width: r.int(box.width, 'process.consoleSize.width', 0, U32) } } : {}),
+    ...(box
+      ? { ConsoleSize: { Height: r.int(box.height, 'process.consoleSize.height', 0, U32), Width: r.int(box.width, 'process.consoleSize.width', 0, U32) } }
+      : {}),
     User: {
       UID: r.int(user?.uid, 'process.user.uid', 0, U32),
       GID: r.int(user?.gid, 'process.user.gid', 0, U32),
@@ -86,9 +93,21 @@ function processFrom(r: Reader, p: Json): NonNullable<SpecInit['Process']> {
     Env: r.strs(p.env, 'process.env'),
     Cwd: r.str(p.cwd, 'process.cwd'),
     ...(caps
-      ? { Capabilities: { Bounding: r.strs(caps.bounding, 'process.capabilities.bounding'), Effective: r.strs(caps.effective, 'process.capabilities.effective'), Inheritable: r.strs(caps.inheritable, 'process.capabilities.inheritable'), Permitted: r.strs(caps.permitted, 'process.capabilities.permitted'), Ambient: r.strs(caps.ambient, 'process.capabilities.ambient') } }
+      ? {
+          Capabilities: {
+            Bounding: r.strs(caps.bounding, 'process.capabilities.bounding'),
+            Effective: r.strs(caps.effective, 'process.capabilities.effective'),
+            Inheritable: r.strs(caps.inheritable, 'process.capabilities.inheritable'),
+            Permitted: r.strs(caps.permitted, 'process.capabilities.permitted'),
+            Ambient: r.strs(caps.ambient, 'process.capabilities.ambient'),
+          },
+        }
       : {}),
-    Rlimits: r.list(p.rlimits, 'process.rlimits').map((l, i) => ({ Type: r.str(l.type, `process.rlimits[${i}].type`), Hard: r.big(l.hard, `process.rlimits[${i}].hard`, false), Soft: r.big(l.soft, `process.rlimits[${i}].soft`, false) })),
+    Rlimits: r.list(p.rlimits, 'process.rlimits').map((l, i) => ({
+      Type: r.str(l.type, `process.rlimits[${i}].type`),
+      Hard: r.big(l.hard, `process.rlimits[${i}].hard`, false),
+      Soft: r.big(l.soft, `process.rlimits[${i}].soft`, false),
+    })),
     NoNewPrivileges: r.bool(p.noNewPrivileges, 'process.noNewPrivileges'),
     ApparmorProfile: r.str(p.apparmorProfile, 'process.apparmorProfile'),
     OOMScoreAdj: r.big(p.oomScoreAdj, 'process.oomScoreAdj'),
@@ -102,19 +121,50 @@ function resourcesFrom(r: Reader, res: Json): NonNullable<NonNullable<SpecInit['
   const cpu = r.obj(res.cpu, `${at}.cpu`);
   const pids = r.obj(res.pids, `${at}.pids`);
   return {
-    Devices: r.list(res.devices, `${at}.devices`).map((d, i) => ({ Allow: r.bool(d.allow, `${at}.devices[${i}].allow`), Type: r.str(d.type, `${at}.devices[${i}].type`), Major: r.big(d.major ?? -1, `${at}.devices[${i}].major`), Minor: r.big(d.minor ?? -1, `${at}.devices[${i}].minor`), Access: r.str(d.access, `${at}.devices[${i}].access`) })),
+    Devices: r.list(res.devices, `${at}.devices`).map((d, i) => ({
+      Allow: r.bool(d.allow, `${at}.devices[${i}].allow`),
+      Type: r.str(d.type, `${at}.devices[${i}].type`),
+      Major: r.big(d.major ?? -1, `${at}.devices[${i}].major`),
+      Minor: r.big(d.minor ?? -1, `${at}.devices[${i}].minor`),
+      Access: r.str(d.access, `${at}.devices[${i}].access`),
+    })),
     ...(mem
-      ? { Memory: { Limit: r.big(mem.limit, `${at}.memory.limit`), Reservation: r.big(mem.reservation, `${at}.memory.reservation`), Swap: r.big(mem.swap, `${at}.memory.swap`), Kernel: r.big(mem.kernel, `${at}.memory.kernel`), KernelTCP: r.big(mem.kernelTCP, `${at}.memory.kernelTCP`), Swappiness: r.big(mem.swappiness, `${at}.memory.swappiness`, false), DisableOOMKiller: r.bool(mem.disableOOMKiller, `${at}.memory.disableOOMKiller`) } }
+      ? {
+          Memory: {
+            Limit: r.big(mem.limit, `${at}.memory.limit`),
+            Reservation: r.big(mem.reservation, `${at}.memory.reservation`),
+            Swap: r.big(mem.swap, `${at}.memory.swap`),
+            Kernel: r.big(mem.kernel, `${at}.memory.kernel`),
+            KernelTCP: r.big(mem.kernelTCP, `${at}.memory.kernelTCP`),
+            Swappiness: r.big(mem.swappiness, `${at}.memory.swappiness`, false),
+            DisableOOMKiller: r.bool(mem.disableOOMKiller, `${at}.memory.disableOOMKiller`),
+          },
+        }
       : {}),
     ...(cpu
-      ? { CPU: { Shares: r.big(cpu.shares, `${at}.cpu.shares`, false), Quota: r.big(cpu.quota, `${at}.cpu.quota`), Period: r.big(cpu.period, `${at}.cpu.period`, false), RealtimeRuntime: r.big(cpu.realtimeRuntime, `${at}.cpu.realtimeRuntime`), RealtimePeriod: r.big(cpu.realtimePeriod, `${at}.cpu.realtimePeriod`, false), Cpus: r.str(cpu.cpus, `${at}.cpu.cpus`), Mems: r.str(cpu.mems, `${at}.cpu.mems`) } }
+      ? {
+          CPU: {
+            Shares: r.big(cpu.shares, `${at}.cpu.shares`, false),
+            Quota: r.big(cpu.quota, `${at}.cpu.quota`),
+            Period: r.big(cpu.period, `${at}.cpu.period`, false),
+            RealtimeRuntime: r.big(cpu.realtimeRuntime, `${at}.cpu.realtimeRuntime`),
+            RealtimePeriod: r.big(cpu.realtimePeriod, `${at}.cpu.realtimePeriod`, false),
+            Cpus: r.str(cpu.cpus, `${at}.cpu.cpus`),
+            Mems: r.str(cpu.mems, `${at}.cpu.mems`),
+          },
+        }
       : {}),
     ...(pids ? { Pids: { Limit: r.big(pids.limit, `${at}.pids.limit`) } } : {}),
   };
 }
 
 function linuxFrom(r: Reader, l: Json): NonNullable<SpecInit['Linux']> {
-  const ids = (v: unknown, path: string) => r.list(v, path).map((m, i) => ({ ContainerID: r.int(m.containerID, `${path}[${i}].containerID`, 0, U32), HostID: r.int(m.hostID, `${path}[${i}].hostID`, 0, U32), Size: r.int(m.size, `${path}[${i}].size`, 0, U32) }));
+  const ids = (v: unknown, path: string) =>
+    r.list(v, path).map((m, i) => ({
+      ContainerID: r.int(m.containerID, `${path}[${i}].containerID`, 0, U32),
+      HostID: r.int(m.hostID, `${path}[${i}].hostID`, 0, U32),
+      Size: r.int(m.size, `${path}[${i}].size`, 0, U32),
+    }));
   const res = r.obj(l.resources, 'linux.resources');
   return {
     UIDMappings: ids(l.uidMappings, 'linux.uidMappings'),
@@ -122,10 +172,20 @@ function linuxFrom(r: Reader, l: Json): NonNullable<SpecInit['Linux']> {
     Sysctl: r.map(l.sysctl, 'linux.sysctl'),
     ...(res ? { Resources: resourcesFrom(r, res) } : {}),
     CgroupsPath: r.str(l.cgroupsPath, 'linux.cgroupsPath'),
-    Namespaces: r.list(l.namespaces, 'linux.namespaces').map((n, i) => ({ Type: r.str(n.type, `linux.namespaces[${i}].type`), Path: r.str(n.path, `linux.namespaces[${i}].path`) })),
+    Namespaces: r
+      .list(l.namespaces, 'linux.namespaces')
+      .map((n, i) => ({ Type: r.str(n.type, `linux.namespaces[${i}].type`), Path: r.str(n.path, `linux.namespaces[${i}].path`) })),
     Devices: r.list(l.devices, 'linux.devices').map((d, i) => {
       const at = `linux.devices[${i}]`;
-      return { Path: r.str(d.path, `${at}.path`), Type: r.str(d.type, `${at}.type`), Major: r.big(d.major, `${at}.major`), Minor: r.big(d.minor, `${at}.minor`), FileMode: r.int(d.fileMode, `${at}.fileMode`, 0, 0o7777), UID: r.int(d.uid, `${at}.uid`, 0, U32), GID: r.int(d.gid, `${at}.gid`, 0, U32) };
+      return {
+        Path: r.str(d.path, `${at}.path`),
+        Type: r.str(d.type, `${at}.type`),
+        Major: r.big(d.major, `${at}.major`),
+        Minor: r.big(d.minor, `${at}.minor`),
+        FileMode: r.int(d.fileMode, `${at}.fileMode`, 0, 0o7777),
+        UID: r.int(d.uid, `${at}.uid`, 0, U32),
+        GID: r.int(d.gid, `${at}.gid`, 0, U32),
+      };
     }),
     RootfsPropagation: r.str(l.rootfsPropagation, 'linux.rootfsPropagation'),
     MaskedPaths: r.strs(l.maskedPaths, 'linux.maskedPaths'),
@@ -146,7 +206,12 @@ export function specFromConfig(config: unknown, file: string): Spec {
     Process: processFrom(r, p),
     Root: { Path: r.str(root.path, 'root.path'), Readonly: r.bool(root.readonly, 'root.readonly') },
     Hostname: r.str(c.hostname, 'hostname'),
-    Mounts: r.list(c.mounts, 'mounts').map((m, i) => ({ destination: r.str(m.destination, `mounts[${i}].destination`), source: r.str(m.source, `mounts[${i}].source`), type: r.str(m.type, `mounts[${i}].type`), options: r.strs(m.options, `mounts[${i}].options`) })),
+    Mounts: r.list(c.mounts, 'mounts').map((m, i) => ({
+      destination: r.str(m.destination, `mounts[${i}].destination`),
+      source: r.str(m.source, `mounts[${i}].source`),
+      type: r.str(m.type, `mounts[${i}].type`),
+      options: r.strs(m.options, `mounts[${i}].options`),
+    })),
     Annotations: r.map(c.annotations, 'annotations'),
     ...(linux ? { Linux: linuxFrom(r, linux) } : {}),
   };
@@ -169,8 +234,20 @@ export function parseConfigJson(text: string, file: string): Spec {
 
 /** containerd's default capability set (what a `ctr run` or CRI container gets). */
 export const DEFAULT_CAPABILITIES = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
-  'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
 ];
 
 export const DEFAULT_ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root'];
@@ -186,7 +263,18 @@ export const DEFAULT_MOUNTS = [
   { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
 ];
 
-export const DEFAULT_MASKED_PATHS = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/sys/firmware', '/proc/scsi'];
+export const DEFAULT_MASKED_PATHS = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/sys/firmware',
+  '/proc/scsi',
+];
 export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 export interface DefaultSpecInput {

@@ -132,7 +132,8 @@ export const rootPortId = (i: number) => `rp${i}`;
 export function rootPortArgs(count: number): string[] {
   if (count === 0) return [];
   const a = ['-global', 'ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off'];
-  for (let i = 0; i < count; i++) a.push('-device', `pcie-root-port,id=${rootPortId(i)},bus=pcie.0,chassis=0,slot=${i},multifunction=off,pref64-reserve=${ROOT_PORT_PREF64_RESERVE}`);
+  for (let i = 0; i < count; i++)
+    a.push('-device', `pcie-root-port,id=${rootPortId(i)},bus=pcie.0,chassis=0,slot=${i},multifunction=off,pref64-reserve=${ROOT_PORT_PREF64_RESERVE}`);
   return a;
 }
 
@@ -144,7 +145,11 @@ export function qemuEscape(value: string): string {
 export function validateMachine(arch: GuestArch, machineType: string): void {
   const ok = arch === 'aarch64' ? ['virt'] : ['q35', 'pc'];
   if (!ok.includes(machineType)) {
-    throw new OsbuilderError('CONFIG_INVALID', `machine type ${machineType} is not supported for ${arch}`, `use ${ok.join(' or ')} (hypervisor.qemu.machine_type)`);
+    throw new OsbuilderError(
+      'CONFIG_INVALID',
+      `machine type ${machineType} is not supported for ${arch}`,
+      `use ${ok.join(' or ')} (hypervisor.qemu.machine_type)`,
+    );
   }
 }
 
@@ -206,7 +211,12 @@ export function planQemu(input: QemuPlanInput): QemuPlan {
   }
 
   if (input.rootPorts) {
-    if (input.machineType !== 'q35') throw new OsbuilderError('CONFIG_INVALID', `PCIe root ports need machine_type = "q35", not "${input.machineType}"`, 'set machine_type = "q35", or pcie_root_port = 0');
+    if (input.machineType !== 'q35')
+      throw new OsbuilderError(
+        'CONFIG_INVALID',
+        `PCIe root ports need machine_type = "q35", not "${input.machineType}"`,
+        'set machine_type = "q35", or pcie_root_port = 0',
+      );
     a.push(...rootPortArgs(input.rootPorts));
   }
 

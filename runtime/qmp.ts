@@ -92,7 +92,7 @@ export class QmpSession {
   /** Runs one command; resolves with its "return" value, rejects with QEMU's error description. */
   async execute(command: string, args?: Record<string, unknown>, timeoutMs = 5000): Promise<unknown> {
     const reply = this.next(command, timeoutMs);
-    this.socket.write(JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) }) + '\n');
+    this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) })}\n`);
     const m = await reply;
     if (m.error) throw failed(command, m.error.desc ?? m.error.class ?? 'error');
     return m.return;

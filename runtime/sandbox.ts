@@ -150,7 +150,10 @@ export class GuestSandbox {
     const base = src.base ?? process.cwd();
     const host = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
     const spec = clone(SpecSchema, src.spec);
-    spec.Root = create(RootSchema, { Path: await this.shared.shareRootfs(id, host(src.spec.Root?.Path ?? ''), !!src.readonlyRootfs), Readonly: !!src.spec.Root?.Readonly });
+    spec.Root = create(RootSchema, {
+      Path: await this.shared.shareRootfs(id, host(src.spec.Root?.Path ?? ''), !!src.readonlyRootfs),
+      Readonly: !!src.spec.Root?.Readonly,
+    });
     spec.Mounts = [];
     for (const m of src.spec.Mounts) {
       const bind = m.type === 'bind' || m.options.some((o) => o === 'bind' || o === 'rbind');

@@ -24,17 +24,24 @@ export const SHARED_FS_TAG = 'kataShared';
 export async function sharedBase(): Promise<string> {
   if (process.getuid?.() === 0) return KATA_HOST_SHARED_BASE;
   const runtimeDir = process.env.XDG_RUNTIME_DIR;
-  if (runtimeDir && (await access(runtimeDir, constants.W_OK).then(() => true, () => false))) return join(runtimeDir, 'osbuilder', 'sandboxes');
+  if (
+    runtimeDir &&
+    (await access(runtimeDir, constants.W_OK).then(
+      () => true,
+      () => false,
+    ))
+  )
+    return join(runtimeDir, 'osbuilder', 'sandboxes');
   return join(tmpdir(), `osbuilder-${process.getuid?.() ?? 'user'}`, 'sandboxes');
 }
 
 /** Mount points under `dir` (from /proc/self/mountinfo), deepest first. */
 async function mountsUnder(dir: string): Promise<string[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  const unescape = (p: string) => p.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const unescapeOctal = (p: string) => p.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
   return text
     .split('\n')
-    .map((l) => unescape(l.split(' ')[4] ?? ''))
+    .map((l) => unescapeOctal(l.split(' ')[4] ?? ''))
     .filter((p) => p === dir || p.startsWith(`${dir}/`))
     .sort((a, b) => b.length - a.length);
 }
@@ -53,7 +60,11 @@ export class SharedDir {
   static async create(sandboxId: string): Promise<SharedDir> {
     const sandboxDir = join(await sharedBase(), sandboxId);
     if (await stat(sandboxDir).catch(() => undefined)) {
-      throw new OsbuilderError('OUTPUT_EXISTS', `sandbox directory ${sandboxDir} exists already`, 'another VM with this name runs, or one was killed: remove it (after unmounting what is mounted there)');
+      throw new OsbuilderError(
+        'OUTPUT_EXISTS',
+        `sandbox directory ${sandboxDir} exists already`,
+        'another VM with this name runs, or one was killed: remove it (after unmounting what is mounted there)',
+      );
     }
     const path = join(sandboxDir, 'shared');
     await mkdir(path, { recursive: true, mode: 0o750 });

@@ -61,7 +61,11 @@ export class FrameDecoder {
     while (this.buf.length >= TTRPC_HEADER_LEN) {
       const h = decodeHeader(this.buf);
       if (h.length > TTRPC_MAX_MESSAGE) {
-        throw new OsbuilderError('AGENT_ERROR', `agent sent a ${h.length}-byte ttrpc message, over the 4 MiB limit`, 'the agent is misbehaving: check its version');
+        throw new OsbuilderError(
+          'AGENT_ERROR',
+          `agent sent a ${h.length}-byte ttrpc message, over the 4 MiB limit`,
+          'the agent is misbehaving: check its version',
+        );
       }
       if (this.buf.length < TTRPC_HEADER_LEN + h.length) break;
       frames.push({ ...h, payload: this.buf.subarray(TTRPC_HEADER_LEN, TTRPC_HEADER_LEN + h.length) });
@@ -80,7 +84,12 @@ export interface TtrpcRequest {
 }
 
 export function encodeRequest(r: TtrpcRequest): Buffer {
-  return Buffer.from(toBinary(RequestSchema, create(RequestSchema, { service: r.service, method: r.method, payload: r.payload, timeoutNano: r.timeoutNano ?? 0n, metadata: r.metadata ?? [] })));
+  return Buffer.from(
+    toBinary(
+      RequestSchema,
+      create(RequestSchema, { service: r.service, method: r.method, payload: r.payload, timeoutNano: r.timeoutNano ?? 0n, metadata: r.metadata ?? [] }),
+    ),
+  );
 }
 
 export interface RpcStatus {
@@ -101,8 +110,23 @@ export function decodeResponse(b: Uint8Array): TtrpcResponse {
 
 /** google.rpc.Code names, for messages. */
 export const RPC_CODES = [
-  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
 ] as const;
 
 const LOST_HINT = 'see the guest console log (--console-log) for why the agent stopped';
@@ -143,8 +167,7 @@ export class TtrpcClient {
     private readonly onClose?: () => void,
   ) {
     readable.on('data', (chunk: Buffer) => this.onData(chunk));
-    const closed = (err?: Error) =>
-      this.fail(err ?? new OsbuilderError('AGENT_ERROR', 'the agent connection closed', LOST_HINT));
+    const closed = (err?: Error) => this.fail(err ?? new OsbuilderError('AGENT_ERROR', 'the agent connection closed', LOST_HINT));
     readable.on('end', () => closed());
     readable.on('close', () => closed());
     readable.on('error', (e: Error) => closed(new OsbuilderError('AGENT_ERROR', `agent connection: ${e.message}`, LOST_HINT)));
@@ -217,7 +240,10 @@ export class TtrpcClient {
   /** Sends an encoded ttrpc Request (any bytes) on the next stream and waits for its answer. */
   send(rpc: string, request: Uint8Array, timeoutMs?: number): Promise<Uint8Array> {
     if (this.closedError) return Promise.reject(this.closedError);
-    if (request.length > TTRPC_MAX_MESSAGE) return Promise.reject(new OsbuilderError('TOO_LARGE', `${rpc}: a request of ${request.length} bytes exceeds ttrpc's 4 MiB limit`, 'send less data per call'));
+    if (request.length > TTRPC_MAX_MESSAGE)
+      return Promise.reject(
+        new OsbuilderError('TOO_LARGE', `${rpc}: a request of ${request.length} bytes exceeds ttrpc's 4 MiB limit`, 'send less data per call'),
+      );
     const id = this.nextId;
     this.nextId += 2;
     const frame = encodeFrame(id, MESSAGE_TYPE_REQUEST, Buffer.from(request));
@@ -226,7 +252,9 @@ export class TtrpcClient {
       if (timeoutMs !== undefined) {
         p.timer = setTimeout(() => {
           this.pending.delete(id);
-          reject(new OsbuilderError('BOOT_TIMEOUT', `${rpc}: no answer from the agent within ${timeoutMs} ms`, 'raise --timeout, or check the guest console log'));
+          reject(
+            new OsbuilderError('BOOT_TIMEOUT', `${rpc}: no answer from the agent within ${timeoutMs} ms`, 'raise --timeout, or check the guest console log'),
+          );
         }, timeoutMs);
       }
       this.pending.set(id, p);

@@ -120,7 +120,11 @@ export class Vm {
 
   /** The last `n` non-empty console lines. */
   consoleTail(n = 25): string {
-    return this.tail.split('\n').filter((l) => l.trim()).slice(-n).join('\n');
+    return this.tail
+      .split('\n')
+      .filter((l) => l.trim())
+      .slice(-n)
+      .join('\n');
   }
 
   get panicLine(): string | undefined {
@@ -145,9 +149,14 @@ export class Vm {
   /** The error to report when the guest is gone or panicked (undefined while all is well). */
   failure(what: string): OsbuilderError | undefined {
     const logHint = this.options.consoleLog ? `full console log: ${this.options.consoleLog}` : 'rerun with --console-log FILE to keep the whole console';
-    if ((this.panic || this.exit) && this.verity) return this.verityError(this.panic ? `then a kernel panic ${what}: ${this.panic}` : `then QEMU stopped ${what}`);
+    if ((this.panic || this.exit) && this.verity)
+      return this.verityError(this.panic ? `then a kernel panic ${what}: ${this.panic}` : `then QEMU stopped ${what}`);
     if (this.panic) {
-      return new OsbuilderError('BOOT_FAILED', `kernel panic ${what}: ${this.panic}\nlast console lines:\n${this.consoleTail()}`, `check the kernel config and root device, and that the guest's init (the agent) keeps running; ${logHint}`);
+      return new OsbuilderError(
+        'BOOT_FAILED',
+        `kernel panic ${what}: ${this.panic}\nlast console lines:\n${this.consoleTail()}`,
+        `check the kernel config and root device, and that the guest's init (the agent) keeps running; ${logHint}`,
+      );
     }
     if (this.exit) {
       const how = this.exit.signal ? `was killed by ${this.exit.signal}` : `exited with code ${this.exit.code}`;
@@ -209,7 +218,13 @@ export class Vm {
       return TtrpcClient.fromDuplex(socket, () => socket.destroy());
     }
     if (!this.options.vsockRelay) throw internalError('vsock channel without a relay binary');
-    const relay = start(this.options.vsockRelay, ['--connect', `vsock:${ch.cid}:1024`], { reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'ignore', buffer: false });
+    const relay = start(this.options.vsockRelay, ['--connect', `vsock:${ch.cid}:1024`], {
+      reject: false,
+      stdin: 'pipe',
+      stdout: 'pipe',
+      stderr: 'ignore',
+      buffer: false,
+    });
     void relay.catch(() => undefined);
     return new TtrpcClient(relay.stdout!, relay.stdin!, () => relay.kill('SIGKILL'));
   }

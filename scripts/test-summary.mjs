@@ -6,7 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
-let passed = 0, failed = 0, skipped = 0;
+let passed = 0;
+let failed = 0;
+let skipped = 0;
 const lines = [];
 for (const phase of (process.env.TEST_PHASES ?? '').split(' ').filter(Boolean)) {
   const [name, secs] = phase.split('=');
@@ -44,7 +46,9 @@ for (const file of process.argv.slice(2)) {
     if (neighbours?.alive.qemu && neighbours.alive.container) passed++;
     else {
       failed++;
-      console.error(`test-summary: the neighbour QEMU and container did not both survive the integration run: ${JSON.stringify(neighbours?.alive ?? 'no report')}`);
+      console.error(
+        `test-summary: the neighbour QEMU and container did not both survive the integration run: ${JSON.stringify(neighbours?.alive ?? 'no report')}`,
+      );
     }
   }
 }

@@ -19,7 +19,9 @@ mkdir -p .test-out
 # Reports of an earlier run must not stand in for this one's.
 rm -f .test-out/*.json
 status=0
-# Sources and tests type-check (vitest strips types without checking them).
+# Lint and format (biome.jsonc: recommended rules; each one turned off says why), then types
+# (vitest strips types without checking them).
+timed lint npm run --silent lint || status=$?
 timed typecheck npm run --silent typecheck || status=$?
 timed unit npx vitest run --project unit --reporter=default --reporter=json --outputFile.json=.test-out/unit.json || status=$?
 # file-times: each integration file's time with its hooks (a kernel built in a beforeAll counts).

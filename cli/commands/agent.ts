@@ -19,7 +19,12 @@ export const agentCommand: CommandModule<GlobalArgs, AgentArgs> = {
     y
       .positional('action', { choices: ['build'] as const, demandOption: true, describe: 'build: compile the agent (cached by source hash)' })
       .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'Where to write the binary' })
-      .option('engine', { type: 'string', choices: ['native', 'docker', 'podman'], default: 'native', describe: 'Compile on the host, or in a builder container made locally from Debian' })
+      .option('engine', {
+        type: 'string',
+        choices: ['native', 'docker', 'podman'],
+        default: 'native',
+        describe: 'Compile on the host, or in a builder container made locally from Debian',
+      })
       .option('arch', { type: 'string', describe: `Target architecture (${ARCHES.join(', ')}); default: the host` })
       .option('mirror', { type: 'string', describe: 'Debian mirror for the builder image (container engines)' }) as never,
   handler: (argv) =>
@@ -29,6 +34,7 @@ export const agentCommand: CommandModule<GlobalArgs, AgentArgs> = {
         const arch = argv.arch === undefined ? undefined : parseArch(argv.arch);
         return buildAgent({ output: resolve(argv.output), engine: argv.engine, ...(arch ? { arch } : {}), ...(argv.mirror ? { mirror: argv.mirror } : {}) });
       },
-      (r) => `agent ${r.path}\n  ${r.version}, ${r.arch}, ${r.compiler} (${r.libc}, static)${r.engine === 'native' ? '' : ` in ${r.engine}`}, ${r.size} bytes, sha256 ${r.sha256}${r.cached ? ' (cached)' : ''}`,
+      (r) =>
+        `agent ${r.path}\n  ${r.version}, ${r.arch}, ${r.compiler} (${r.libc}, static)${r.engine === 'native' ? '' : ` in ${r.engine}`}, ${r.size} bytes, sha256 ${r.sha256}${r.cached ? ' (cached)' : ''}`,
     ),
 };

@@ -1,5 +1,16 @@
 import type { Argv, CommandModule } from 'yargs';
-import { boot, parseGuestArch, parseDeviceSpec, parseObjectSpec, ACCELS, CHANNELS, type BootResult, type ContainerRequest, type GuestMount, type HotAdd } from '../../runtime/index.js';
+import {
+  boot,
+  parseGuestArch,
+  parseDeviceSpec,
+  parseObjectSpec,
+  ACCELS,
+  CHANNELS,
+  type BootResult,
+  type ContainerRequest,
+  type GuestMount,
+  type HotAdd,
+} from '../../runtime/index.js';
 import { OsbuilderError } from '../../core/errors.js';
 import type { ConfigOverrides } from '../../runtime/config.js';
 import { runCommand, type GlobalArgs } from '../output.js';
@@ -31,7 +42,11 @@ export function runtimeOptions<T>(y: Argv<T>): Argv<T> {
     .option('machine-type', { type: 'string', describe: 'q35 or pc (x86_64), virt (aarch64)' })
     .option('disable-image-nvdimm', { type: 'boolean', describe: 'Attach the image as a virtio disk instead of nvdimm (root=/dev/vda1)' })
     .option('pcie-root-port', { type: 'number', describe: 'PCIe root ports to hotplug into (pcie_root_port = N with hot_plug_vfio = "root-port"; q35)' })
-    .option('kernel-verity-params', { type: 'string', describe: 'dm-verity root: root_hash=…,salt=…,data_blocks=…,data_block_size=…,hash_block_size=… as the image build wrote it (overrides kernel_verity_params; "" turns it off)' }) as Argv<T>;
+    .option('kernel-verity-params', {
+      type: 'string',
+      describe:
+        'dm-verity root: root_hash=…,salt=…,data_blocks=…,data_block_size=…,hash_block_size=… as the image build wrote it (overrides kernel_verity_params; "" turns it off)',
+    }) as Argv<T>;
 }
 
 export function overridesFrom(argv: RuntimeArgs): ConfigOverrides {
@@ -87,7 +102,11 @@ function guestMounts(specs: string[]): GuestMount[] {
   return specs.map((spec) => {
     const [source, destination, ...rest] = spec.split(':');
     if (!source?.startsWith('/') || !destination?.startsWith('/') || rest.length) {
-      throw new OsbuilderError('USAGE', `--guest-mount ${JSON.stringify(spec)}: expected GUEST_PATH:CONTAINER_PATH, both absolute`, 'e.g. --guest-mount /proc:/guest/proc');
+      throw new OsbuilderError(
+        'USAGE',
+        `--guest-mount ${JSON.stringify(spec)}: expected GUEST_PATH:CONTAINER_PATH, both absolute`,
+        'e.g. --guest-mount /proc:/guest/proc',
+      );
     }
     return { source, destination };
   });
@@ -105,7 +124,8 @@ function summary(r: BootResult): string[] {
 
 function containerRequest(argv: BootArgs, command: string[]): ContainerRequest | undefined {
   if (!command.length && !argv.bundle) {
-    if (argv.rootfs || argv.interactive || argv['guest-mount']?.length) throw new OsbuilderError('USAGE', '--rootfs, -i and --guest-mount need a command to run', 'put it after --, e.g. -- cat /etc/os-release');
+    if (argv.rootfs || argv.interactive || argv['guest-mount']?.length)
+      throw new OsbuilderError('USAGE', '--rootfs, -i and --guest-mount need a command to run', 'put it after --, e.g. -- cat /etc/os-release');
     return undefined;
   }
   // Human output streams the container's stdout and stderr as they come; --json collects them.
@@ -131,10 +151,23 @@ export const bootCommand: CommandModule<GlobalArgs, BootArgs> = {
       .option('bundle', { type: 'string', describe: 'OCI bundle to run (config.json + rootfs, as runc takes it); the command overrides process.args' })
       .option('rootfs', { type: 'string', describe: 'Container rootfs to run the command in, with the default spec' })
       .option('interactive', { alias: 'i', type: 'boolean', describe: "Pass our stdin to the container's (WriteStdin, CloseStdin at its end)" })
-      .option('hostname', { type: 'string', describe: 'Sandbox and container hostname (default: osbuilder, or the bundle\'s)' })
-      .option('guest-mount', { type: 'string', array: true, describe: 'GUEST_PATH:CONTAINER_PATH: bind a path of the guest into the container, read-only (to inspect the guest)' })
-      .option('hot-add', { type: 'string', array: true, describe: 'Hot-add a PCIe device (QEMU -device syntax, e.g. ivshmem-plain,id=gpu0,memdev=gpumem) into a free root port once the sandbox is up, before the command runs' })
-      .option('hot-add-object', { type: 'string', array: true, describe: 'Backing object for --hot-add (QEMU -object syntax, e.g. memory-backend-ram,id=gpumem,size=4G), added first' })
+      .option('hostname', { type: 'string', describe: "Sandbox and container hostname (default: osbuilder, or the bundle's)" })
+      .option('guest-mount', {
+        type: 'string',
+        array: true,
+        describe: 'GUEST_PATH:CONTAINER_PATH: bind a path of the guest into the container, read-only (to inspect the guest)',
+      })
+      .option('hot-add', {
+        type: 'string',
+        array: true,
+        describe:
+          'Hot-add a PCIe device (QEMU -device syntax, e.g. ivshmem-plain,id=gpu0,memdev=gpumem) into a free root port once the sandbox is up, before the command runs',
+      })
+      .option('hot-add-object', {
+        type: 'string',
+        array: true,
+        describe: 'Backing object for --hot-add (QEMU -object syntax, e.g. memory-backend-ram,id=gpumem,size=4G), added first',
+      })
       .option('arch', { type: 'string', describe: 'Guest arch: x86_64 or aarch64 (default: the host; another arch runs under TCG)' })
       .option('accel', { type: 'string', default: 'auto', describe: `Accelerator: ${ACCELS.join('|')} (auto probes KVM and falls back to TCG)` })
       .option('timeout', { type: 'number', describe: 'Seconds to wait for the agent (default: agent.kata.dial_timeout)' })
@@ -142,7 +175,12 @@ export const bootCommand: CommandModule<GlobalArgs, BootArgs> = {
       .option('command-timeout', { type: 'number', describe: 'Seconds the container may run (default: no limit)' })
       .option('name', { type: 'string', describe: 'VM name (QEMU -name; the sandbox id derives from it)' })
       .option('channel', { type: 'string', default: 'auto', describe: `Agent channel: ${CHANNELS.join('|')} (auto: vsock when /dev/vhost-vsock works)` })
-      .option('console', { type: 'string', choices: ['hvc', 'serial'], default: 'hvc', describe: "Guest console: Kata's hvc0, or the serial port (shows early boot)" })
+      .option('console', {
+        type: 'string',
+        choices: ['hvc', 'serial'],
+        default: 'hvc',
+        describe: "Guest console: Kata's hvc0, or the serial port (shows early boot)",
+      })
       .option('guest-debug', { type: 'boolean', describe: 'Kernel and agent debug output (enable_debug)' }) as never,
   handler: (argv) =>
     runCommand(
@@ -172,7 +210,7 @@ export const bootCommand: CommandModule<GlobalArgs, BootArgs> = {
       (r) => {
         // The container's output has been streamed; the summary goes to stderr when there was one.
         if (!r.container) return summary(r).join('\n');
-        process.stderr.write(summary(r).join('\n') + '\n');
+        process.stderr.write(`${summary(r).join('\n')}\n`);
         return '';
       },
       (r) => (r.container ? r.container.exitCode : 0),

@@ -90,7 +90,10 @@ function human(r: BuildResult | ReproducibleResult): string {
   if ('reproducible' in r) {
     return [
       `reproducible with SOURCE_DATE_EPOCH=${r.sourceDateEpoch}:`,
-      table(['artifact', 'sha256 (both builds)'], r.artifacts.map((a) => [a.file, a.sha256[0]])),
+      table(
+        ['artifact', 'sha256 (both builds)'],
+        r.artifacts.map((a) => [a.file, a.sha256[0]]),
+      ),
       ...r.notes.map((n) => `note: ${n}`),
     ].join('\n');
   }
@@ -110,27 +113,35 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
   builder: (y) =>
     addStageOptions(
       y
-      .positional('distro', { type: 'string', describe: 'Distro of the image (and initrd); default: debian image + busybox initrd' })
-      .option('initrd-distro', { type: 'string', describe: 'Distro of the initrd (default: <distro>, else busybox)' })
-      .option('image', { type: 'boolean', describe: 'Build the disk image (systemd guest, Kata layout)' })
-      .option('initrd', { type: 'boolean', describe: 'Build the initrd (agent as init)' })
-      .option('kernel', { type: 'boolean', describe: 'Build the guest kernel (none of --image/--initrd/--kernel: all three)' })
-      .option('gpu', { alias: 'g', type: 'string', describe: 'Also build the GPU kernel variant (nvidia), boot-tested with every artifact' })
-      .option('prefix', { type: 'string', default: '/', describe: 'Install root: <prefix>/usr/share/kata-containers, <prefix>/usr/share/defaults/kata-containers' })
-      .option('jobs', { alias: 'j', type: 'number', default: 1, describe: 'Independent stages run at once' })
-      .option('make-jobs', { type: 'number', describe: 'make -j of each kernel build (default: the cores split among the kernels built at once)' })
-      .option('cache', { type: 'boolean', default: true, describe: 'Reuse cached artifacts (--no-cache rebuilds and refreshes them)' })
-      .option('boot-test', { type: 'boolean', default: true, describe: 'Boot every kernel × artifact pair and check the agent (--no-boot-test skips)' })
-      .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Replace an existing different install' })
-      .option('verify-reproducible', { type: 'boolean', default: false, describe: 'Build the image/initrd twice from empty caches and compare (installs nothing)' })
-      .option('docker-host', { type: 'string', describe: 'Docker engine to build on (sets DOCKER_HOST)' })
-      .option('kernel-version', { type: 'string', describe: "Kernel version (default: Debian's linux-source when installed, else a kernel.org LTS)" })
-      .option('kernel-source', { type: 'string', describe: 'Kernel tarball (path or URL)' })
-      .option('kernel-sha256', { type: 'string', describe: 'Expected sha256 of the kernel tarball' })
-      .option('accel', { type: 'string', describe: 'Boot test accelerator: auto, kvm or tcg (default auto: a real KVM probe)' })
-      .option('boot-timeout', { type: 'number', describe: 'Seconds a boot test may wait for the agent (default 300: TCG is slow)' })
-      .example('$0 build --prefix ./out', 'debian image + busybox initrd + kernel, boot-tested, installed under ./out')
-      .example('$0 build debian --image -g nvidia --prefix /', 'debian image, default and GPU kernels, both boot-tested with it'),
+        .positional('distro', { type: 'string', describe: 'Distro of the image (and initrd); default: debian image + busybox initrd' })
+        .option('initrd-distro', { type: 'string', describe: 'Distro of the initrd (default: <distro>, else busybox)' })
+        .option('image', { type: 'boolean', describe: 'Build the disk image (systemd guest, Kata layout)' })
+        .option('initrd', { type: 'boolean', describe: 'Build the initrd (agent as init)' })
+        .option('kernel', { type: 'boolean', describe: 'Build the guest kernel (none of --image/--initrd/--kernel: all three)' })
+        .option('gpu', { alias: 'g', type: 'string', describe: 'Also build the GPU kernel variant (nvidia), boot-tested with every artifact' })
+        .option('prefix', {
+          type: 'string',
+          default: '/',
+          describe: 'Install root: <prefix>/usr/share/kata-containers, <prefix>/usr/share/defaults/kata-containers',
+        })
+        .option('jobs', { alias: 'j', type: 'number', default: 1, describe: 'Independent stages run at once' })
+        .option('make-jobs', { type: 'number', describe: 'make -j of each kernel build (default: the cores split among the kernels built at once)' })
+        .option('cache', { type: 'boolean', default: true, describe: 'Reuse cached artifacts (--no-cache rebuilds and refreshes them)' })
+        .option('boot-test', { type: 'boolean', default: true, describe: 'Boot every kernel × artifact pair and check the agent (--no-boot-test skips)' })
+        .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'Replace an existing different install' })
+        .option('verify-reproducible', {
+          type: 'boolean',
+          default: false,
+          describe: 'Build the image/initrd twice from empty caches and compare (installs nothing)',
+        })
+        .option('docker-host', { type: 'string', describe: 'Docker engine to build on (sets DOCKER_HOST)' })
+        .option('kernel-version', { type: 'string', describe: "Kernel version (default: Debian's linux-source when installed, else a kernel.org LTS)" })
+        .option('kernel-source', { type: 'string', describe: 'Kernel tarball (path or URL)' })
+        .option('kernel-sha256', { type: 'string', describe: 'Expected sha256 of the kernel tarball' })
+        .option('accel', { type: 'string', describe: 'Boot test accelerator: auto, kvm or tcg (default auto: a real KVM probe)' })
+        .option('boot-timeout', { type: 'number', describe: 'Seconds a boot test may wait for the agent (default 300: TCG is slow)' })
+        .example('$0 build --prefix ./out', 'debian image + busybox initrd + kernel, boot-tested, installed under ./out')
+        .example('$0 build debian --image -g nvidia --prefix /', 'debian image, default and GPU kernels, both boot-tested with it'),
     ) as never,
   handler: (argv) => {
     const opts = buildOptionsFromArgs(argv);

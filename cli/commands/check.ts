@@ -19,7 +19,12 @@ function human(r: HostReport): string {
     ['CPU', `${r.cpu.vendor}, ${r.cpu.model}`],
     ['virtualization flag', r.cpu.virtualization ?? 'none (no vmx/svm in /proc/cpuinfo)'],
     ['/dev/kvm', r.kvm.device ? (r.kvm.accessible ? 'present, accessible' : 'present, NOT accessible') : 'absent'],
-    ['modules', Object.entries(r.kvm.modules).map(([m, on]) => `${m} ${yes(on)}`).join(', ')],
+    [
+      'modules',
+      Object.entries(r.kvm.modules)
+        .map(([m, on]) => `${m} ${yes(on)}`)
+        .join(', '),
+    ],
     ['/dev/vhost-vsock', r.vhostVsock.device ? (r.vhostVsock.accessible ? 'present, accessible' : 'present, NOT accessible') : 'absent'],
     ['QEMU', r.qemu.path ? `${r.qemu.path} ${r.qemu.version ?? '(unknown version)'}` : 'NOT FOUND'],
     ['KVM probe', probeLine(r.kvm.probe, r.kvm.accessible ? 'not run (no probe guest for this arch)' : 'not run (/dev/kvm unusable)')],

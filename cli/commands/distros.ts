@@ -19,7 +19,8 @@ export const distrosCommand: CommandModule<GlobalArgs, GlobalArgs> = {
             d.bootstrapTool,
             d.systemd ? 'yes' : 'no',
             d.initModes.join(' '),
-            [...d.booted.map((b) => `${b.arch} ${b.formats.join('+')} booted`), ...d.built.map((b) => `${b.arch} ${b.formats.join('+')} built`)].join(', ') || '-',
+            [...d.booted.map((b) => `${b.arch} ${b.formats.join('+')} booted`), ...d.built.map((b) => `${b.arch} ${b.formats.join('+')} built`)].join(', ') ||
+              '-',
           ]),
         ),
     ),

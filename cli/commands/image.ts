@@ -16,7 +16,12 @@ function human(r: ImageResult): string {
       ['#', 'role', 'start', 'size', 'type'],
       r.partitions.map((p) => [String(p.number), p.role, mib(p.start), mib(p.size), p.type]),
     ).replace(/^/gm, '  '),
-    ...(r.verity ? [`  verity root hash ${r.verity.rootHash} (${r.verity.rootHashFile})`, `  kernel_verity_params = "${r.verity.kernelVerityParams}" (${r.verity.paramsFile})`] : []),
+    ...(r.verity
+      ? [
+          `  verity root hash ${r.verity.rootHash} (${r.verity.rootHashFile})`,
+          `  kernel_verity_params = "${r.verity.kernelVerityParams}" (${r.verity.paramsFile})`,
+        ]
+      : []),
     ...(r.sha256 ? [`  sha256 ${r.sha256}`] : []),
     `  checked: ${r.checks.join(', ')}`,
   ].join('\n');
@@ -42,10 +47,5 @@ export const imageCommand: CommandModule<GlobalArgs, ImageArgs> = {
           '  type "83" (MBR) or the GPT type GUID.',
         ].join('\n'),
       ) as never,
-  handler: (argv) =>
-    runCommand(
-      argv,
-      async () => buildImage(imageOptionsFromCli(argv, process.env)),
-      human,
-    ),
+  handler: (argv) => runCommand(argv, async () => buildImage(imageOptionsFromCli(argv, process.env)), human),
 };

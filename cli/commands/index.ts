@@ -13,7 +13,7 @@ import { matrixCommand } from './matrix.js';
 import { rootfsCommand } from './rootfs.js';
 
 // One line per command module; keep them sorted by name.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: each command module has its own argument types; the list holds them all
 export const commands: CommandModule<any, any>[] = [
   agentCommand,
   bootCommand,

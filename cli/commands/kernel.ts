@@ -53,23 +53,54 @@ function diffLines(d: ConfigDiff): string {
 
 export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
   command: 'kernel <action> [left] [right]',
-  describe: "Guest kernel: setup (source + verified .config), config (report only), build, install (Kata's build-kernel.sh); diff <left> <right> compares two configs",
+  describe:
+    "Guest kernel: setup (source + verified .config), config (report only), build, install (Kata's build-kernel.sh); diff <left> <right> compares two configs",
   builder: (y) =>
     y
       .positional('action', { choices: ['setup', 'config', 'build', 'install', 'diff'] as const, demandOption: true })
-      .positional('left', { type: 'string', describe: 'diff: one side: a .config file, a fragments directory (common/*.conf + <arch>/*.conf as in Kata, else its *.conf), or ours (resolved in --kernel-dir, else our merged fragments)' })
-      .positional('right', { type: 'string', describe: 'diff: the other side, the same kinds; grouped by Kconfig menu with --kernel-dir (or a kernel tree in the build cache)' })
-      .option('kernel-version', { alias: 'v', type: 'string', describe: 'Kernel version, MAJOR.MINOR[.PATCH] (downloads linux-<v>.tar.xz from kernel.org unless --source)' })
+      .positional('left', {
+        type: 'string',
+        describe:
+          'diff: one side: a .config file, a fragments directory (common/*.conf + <arch>/*.conf as in Kata, else its *.conf), or ours (resolved in --kernel-dir, else our merged fragments)',
+      })
+      .positional('right', {
+        type: 'string',
+        describe: 'diff: the other side, the same kinds; grouped by Kconfig menu with --kernel-dir (or a kernel tree in the build cache)',
+      })
+      .option('kernel-version', {
+        alias: 'v',
+        type: 'string',
+        describe: 'Kernel version, MAJOR.MINOR[.PATCH] (downloads linux-<v>.tar.xz from kernel.org unless --source)',
+      })
       .option('source', { type: 'string', describe: 'Kernel tarball (.tar.xz/.tar.gz), local path or URL' })
       .option('sha256', { type: 'string', describe: 'Expected sha256 of the tarball (kernel.org: read from its sha256sums.asc)' })
       .option('arch', { alias: 'a', type: 'string', describe: 'x86_64, aarch64, ppc64le or s390x (default: the host)' })
       .option('gpu', { alias: 'g', type: 'string', describe: 'GPU variant: nvidia (modules, VFIO, no nouveau; builds headers tarball + .deb)' })
       .option('confidential', { type: 'string', choices: ['tdx', 'sev', 'snp'], describe: 'Confidential guest fragments' })
-      .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'setup: replace a tree holding other source; install: replace different installed files' })
-      .option('kernel-dir', { alias: 'k', type: 'string', describe: 'Source tree directory (default ./kata-linux-<version>-<config version>[-nvidia-gpu]; diff: resolves ours there and groups by its Kconfig menus)' })
+      .option('force', {
+        alias: 'f',
+        type: 'boolean',
+        default: false,
+        describe: 'setup: replace a tree holding other source; install: replace different installed files',
+      })
+      .option('kernel-dir', {
+        alias: 'k',
+        type: 'string',
+        describe:
+          'Source tree directory (default ./kata-linux-<version>-<config version>[-nvidia-gpu]; diff: resolves ours there and groups by its Kconfig menus)',
+      })
       .option('fragment', { type: 'string', array: true, describe: 'Extra config fragment merged last (repeatable)' })
-      .option('output', { alias: 'o', type: 'string', describe: 'config: also write the verified config to this file (- prints it on stdout, the report on stderr)' })
-      .option('engine', { type: 'string', choices: ['native', 'docker'] as const, default: 'native', describe: 'build: run make here or in a locally bootstrapped Debian builder container' })
+      .option('output', {
+        alias: 'o',
+        type: 'string',
+        describe: 'config: also write the verified config to this file (- prints it on stdout, the report on stderr)',
+      })
+      .option('engine', {
+        type: 'string',
+        choices: ['native', 'docker'] as const,
+        default: 'native',
+        describe: 'build: run make here or in a locally bootstrapped Debian builder container',
+      })
       .option('make-jobs', { type: 'number', describe: 'build: make -j (default: all cores)' })
       .option('headers-only', { type: 'boolean', default: false, describe: 'build (-g nvidia): only modules_prepare + the headers tarball' })
       .option('deb', { type: 'boolean', default: true, describe: 'build (-g nvidia): also make bindeb-pkg when dpkg-buildpackage exists (--no-deb skips)' })
@@ -77,9 +108,13 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
       .option('prefix', { type: 'string', default: '/', describe: 'install: files go to <prefix>/usr/share/kata-containers' }) as never,
   handler: (argv) => {
     if (argv.action !== 'diff' && argv.left !== undefined) {
-      return runCommand(argv, async () => {
-        throw new OsbuilderError('USAGE', `kernel ${argv.action} takes no ${JSON.stringify(argv.left)}`, 'only kernel diff takes two sides');
-      }, () => '');
+      return runCommand(
+        argv,
+        async () => {
+          throw new OsbuilderError('USAGE', `kernel ${argv.action} takes no ${JSON.stringify(argv.left)}`, 'only kernel diff takes two sides');
+        },
+        () => '',
+      );
     }
     const common = {
       version: argv['kernel-version'],
@@ -100,13 +135,30 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
             if (argv.left === undefined || argv.right === undefined) {
               throw new OsbuilderError('USAGE', 'kernel diff needs two sides', 'e.g. osbuilder kernel diff ours kata/tools/packaging/kernel/configs/fragments');
             }
-            return diffKernel({ left: argv.left, right: argv.right, arch: argv.arch, gpu: argv.gpu, confidential: argv.confidential, kernelDir: argv['kernel-dir'], fragments: argv.fragment });
+            return diffKernel({
+              left: argv.left,
+              right: argv.right,
+              arch: argv.arch,
+              gpu: argv.gpu,
+              confidential: argv.confidential,
+              kernelDir: argv['kernel-dir'],
+              fragments: argv.fragment,
+            });
           },
           diffLines,
         );
       case 'setup':
-        return runCommand(argv, () => setupKernel(common), (r) =>
-          [`kernel tree ${r.kernelDir}`, `  Linux ${r.version} ${r.arch} ${r.variant}, kata_config_version ${r.configVersion}`, `  .config ${r.config}`, `  source sha256 ${r.source.sha256 || '(existing tree)'}${r.source.reused ? ' (reused)' : ''}`, ...verifyLines(r.verify)].join('\n'),
+        return runCommand(
+          argv,
+          () => setupKernel(common),
+          (r) =>
+            [
+              `kernel tree ${r.kernelDir}`,
+              `  Linux ${r.version} ${r.arch} ${r.variant}, kata_config_version ${r.configVersion}`,
+              `  .config ${r.config}`,
+              `  source sha256 ${r.source.sha256 || '(existing tree)'}${r.source.reused ? ' (reused)' : ''}`,
+              ...verifyLines(r.verify),
+            ].join('\n'),
         );
       case 'config':
         return runCommand(
@@ -120,14 +172,22 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
               ...(r.output ? [`  written to ${r.output}`] : []),
             ].join('\n');
             if (r.text === undefined) return report;
-            process.stderr.write(report + '\n');
+            process.stderr.write(`${report}\n`);
             return r.text;
           },
         );
       case 'build':
         return runCommand(
           argv,
-          () => buildKernel({ ...common, engine: argv.engine, jobs: argv['make-jobs'], headersOnly: argv['headers-only'], noDeb: argv.deb === false, mirror: argv.mirror }),
+          () =>
+            buildKernel({
+              ...common,
+              engine: argv.engine,
+              jobs: argv['make-jobs'],
+              headersOnly: argv['headers-only'],
+              noDeb: argv.deb === false,
+              mirror: argv.mirror,
+            }),
           (r) =>
             [
               `built Linux ${r.kernelRelease} (${r.arch}, ${r.engine}, -j${r.jobs}) in ${r.kernelDir}`,
@@ -139,8 +199,14 @@ export const kernelCommand: CommandModule<GlobalArgs, KernelArgs> = {
             ].join('\n'),
         );
       case 'install':
-        return runCommand(argv, () => installKernel({ ...common, prefix: argv.prefix }), (r) =>
-          [`installed Linux ${r.version} (kata_config_version ${r.configVersion}) into ${r.dir}`, ...r.installed.map((i) => `  ${i.status.padEnd(9)} ${i.path}${i.target ? ` -> ${i.target}` : ''}`)].join('\n'),
+        return runCommand(
+          argv,
+          () => installKernel({ ...common, prefix: argv.prefix }),
+          (r) =>
+            [
+              `installed Linux ${r.version} (kata_config_version ${r.configVersion}) into ${r.dir}`,
+              ...r.installed.map((i) => `  ${i.status.padEnd(9)} ${i.path}${i.target ? ` -> ${i.target}` : ''}`),
+            ].join('\n'),
         );
     }
   },

@@ -13,7 +13,8 @@ interface RootfsArgs extends GlobalArgs {
 /** --docker-host: the engine to build on, near or far (a remote one sends the rootfs back as a tar stream). */
 function useDockerHost(host: string | undefined, engine: string | undefined): void {
   if (host === undefined) return;
-  if (engine !== 'docker') throw new OsbuilderError('USAGE', `--docker-host is for --engine docker, not ${engine}`, 'drop --docker-host (podman reads CONTAINER_HOST)');
+  if (engine !== 'docker')
+    throw new OsbuilderError('USAGE', `--docker-host is for --engine docker, not ${engine}`, 'drop --docker-host (podman reads CONTAINER_HOST)');
   process.env.DOCKER_HOST = host;
 }
 

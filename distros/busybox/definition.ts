@@ -69,7 +69,10 @@ function busyboxBinary(input: BootstrapInput): string {
 
 /** dpkg-query on the installed package, or dpkg-deb on the fetched one. */
 function packageQuery(input: BootstrapInput, format: string): Command {
-  const argv = input.arch === input.builderArch ? ['dpkg-query', '-W', '-f', format, 'busybox-static'] : ['dpkg-deb', '--show', `--showformat=${format}`, `${foreignDir(input)}.deb`];
+  const argv =
+    input.arch === input.builderArch
+      ? ['dpkg-query', '-W', '-f', format, 'busybox-static']
+      : ['dpkg-deb', '--show', `--showformat=${format}`, `${foreignDir(input)}.deb`];
   return { title: '', argv, builderOnly: true };
 }
 
@@ -80,7 +83,14 @@ export function busyboxLayout(appletList: string): FileOp[] {
     ops.push({ op: 'mkdir', path: `/${d}`, mode: d === 'root' ? 0o700 : 0o755 });
   }
   ops.push({ op: 'mkdir', path: '/tmp', mode: 0o1777 });
-  const applets = [...new Set(appletList.split('\n').map((l) => l.trim().replace(/^\/+/, '')).filter(Boolean))].sort();
+  const applets = [
+    ...new Set(
+      appletList
+        .split('\n')
+        .map((l) => l.trim().replace(/^\/+/, ''))
+        .filter(Boolean),
+    ),
+  ].sort();
   for (const applet of applets) {
     if (applet === 'bin/busybox' || SKIPPED_APPLETS.has(applet)) continue;
     if (!/^(usr\/)?s?bin\/[\w.[\]-]+$/.test(applet)) continue;

@@ -9,7 +9,9 @@ function repos(input: BootstrapInput): RpmRepo[] {
   if (input.mirror === METALINK) {
     return [{ id: 'osbuilder-fedora', name: `Fedora ${input.version}`, metalink: `${METALINK}?repo=fedora-${input.version}&arch=${input.arch}`, gpgkey }];
   }
-  return [{ id: 'osbuilder-fedora', name: `Fedora ${input.version}`, baseurl: `${input.mirror}/releases/${input.version}/Everything/${input.arch}/os/`, gpgkey }];
+  return [
+    { id: 'osbuilder-fedora', name: `Fedora ${input.version}`, baseurl: `${input.mirror}/releases/${input.version}/Everything/${input.arch}/os/`, gpgkey },
+  ];
 }
 
 /** Fedora with dnf --installroot; package set from Kata's fedora/config.sh. */

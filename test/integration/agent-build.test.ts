@@ -45,7 +45,7 @@ describe('osbuilder agent build', () => {
     expect(docker.json!.sha256).toBe(native.json!.sha256);
   });
 
-  it('cross-compiles a static musl agent for aarch64 that serves Kata\'s protocol under qemu-aarch64', async () => {
+  it("cross-compiles a static musl agent for aarch64 that serves Kata's protocol under qemu-aarch64", async () => {
     const dir = await makeTempDir('osb-agent-arm64-');
     const out = join(dir, 'kata-agent');
     const r = await runCli<AgentBuildResult>(['agent', 'build', '--arch', 'aarch64', '-o', out, '--json']);
@@ -62,7 +62,9 @@ describe('osbuilder agent build', () => {
       const d = await client.call(AgentService.method.getGuestDetails, { memBlockSize: true, memHotplugProbe: true });
       expect(d.agentDetails?.version).toBe(r.json!.version);
       // qemu-user has no PR_SET_CHILD_SUBREAPER: the agent says so instead of starting what it cannot reap.
-      const refused = await client.call(AgentService.method.createContainer, { containerId: 'c1', execId: 'c1', OCI: defaultSpec({ args: ['true'], hostname: 'x' }) }).catch((e: unknown) => e);
+      const refused = await client
+        .call(AgentService.method.createContainer, { containerId: 'c1', execId: 'c1', OCI: defaultSpec({ args: ['true'], hostname: 'x' }) })
+        .catch((e: unknown) => e);
       expect(refused).toBeInstanceOf(RpcError);
       expect((refused as RpcError).status.message).toMatch(/^this agent is not PID 1 and cannot become a child subreaper \(Invalid argument\)/);
       client.close();
@@ -84,8 +86,14 @@ describe('osbuilder agent build', () => {
     const hasCross = (await execa('sh', ['-c', 'command -v s390x-linux-gnu-gcc'], { reject: false })).exitCode === 0;
     r = await runCli(['agent', 'build', '-o', join(dir, 'b'), '--arch', 's390x']);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(hasCross ? /^error\[TOOL_MISSING\]: the agent's protocol code needs protobuf-c: missing \/usr\/lib\/s390x-linux-gnu\/libprotobuf-c\.a/m : /^error\[TOOL_MISSING\]: no C compiler that can build a static agent for s390x/m);
-    expect(r.stderr).toMatch(/hint: dpkg --add-architecture s390x && apt-get update && apt-get install gcc-s390x-linux-gnu libc6-dev-s390x-cross protobuf-c-compiler libprotobuf-dev libprotobuf-c-dev:s390x, or use --engine docker/);
+    expect(r.stderr).toMatch(
+      hasCross
+        ? /^error\[TOOL_MISSING\]: the agent's protocol code needs protobuf-c: missing \/usr\/lib\/s390x-linux-gnu\/libprotobuf-c\.a/m
+        : /^error\[TOOL_MISSING\]: no C compiler that can build a static agent for s390x/m,
+    );
+    expect(r.stderr).toMatch(
+      /hint: dpkg --add-architecture s390x && apt-get update && apt-get install gcc-s390x-linux-gnu libc6-dev-s390x-cross protobuf-c-compiler libprotobuf-dev libprotobuf-c-dev:s390x, or use --engine docker/,
+    );
     const { readdir } = await import('node:fs/promises');
     expect(await readdir(dir)).toEqual([]);
   });

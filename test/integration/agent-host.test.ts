@@ -118,7 +118,10 @@ async function runToEnd(c: GuestContainer, stdin?: Uint8Array): Promise<[number,
 }
 
 async function rpcStatus(p: Promise<unknown>): Promise<{ code: number; message: string }> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(RpcError);
   return (e as RpcError).status;
 }
@@ -129,7 +132,11 @@ beforeAll(async () => {
   rootfsOsRelease = def.osRelease;
   agent = await startHostAgent();
   client = (await agent.connect()).client;
-  await client.call(AgentService.method.createSandbox, { hostname: 'sandbox-host', sandboxId: 'host-test', storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: `${await makeTempDir('osb-agent-storage-')}/shm`, options: ['size=1m'] }] });
+  await client.call(AgentService.method.createSandbox, {
+    hostname: 'sandbox-host',
+    sandboxId: 'host-test',
+    storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: `${await makeTempDir('osb-agent-storage-')}/shm`, options: ['size=1m'] }],
+  });
 });
 
 afterAll(async () => {
@@ -142,7 +149,13 @@ describe('grpc.Health and the statuses of ttrpc-rust', () => {
     expect(await client.check()).toBe(SERVING_STATUS.SERVING);
     expect(await client.version()).toEqual({ grpcVersion: '0.0.1', agentVersion: (await defaultAgentBinary()).version });
     const d = await client.call(AgentService.method.getGuestDetails, { memBlockSize: true, memHotplugProbe: true });
-    expect(d.agentDetails).toMatchObject({ version: (await defaultAgentBinary()).version, initDaemon: false, deviceHandlers: [], storageHandlers: ['9p', 'virtio-fs', 'ephemeral', 'local'], supportsSeccomp: false });
+    expect(d.agentDetails).toMatchObject({
+      version: (await defaultAgentBinary()).version,
+      initDaemon: false,
+      deviceHandlers: [],
+      storageHandlers: ['9p', 'virtio-fs', 'ephemeral', 'local'],
+      supportsSeccomp: false,
+    });
   });
 
   it("answers Kata's unimplemented methods, unknown methods and unknown services as kata-agent does", async () => {
@@ -164,7 +177,10 @@ describe('grpc.Health and the statuses of ttrpc-rust', () => {
     h.writeUInt8(1, 8);
     raw.write(Buffer.concat([h, Buffer.alloc(TTRPC_MAX_MESSAGE + 1, 0x41)]));
     let f = await raw.next();
-    expect(decodeResponse(f.payload).status).toEqual({ code: 3, message: `message length ${TTRPC_MAX_MESSAGE + 1} exceed maximum message size of ${TTRPC_MAX_MESSAGE}` });
+    expect(decodeResponse(f.payload).status).toEqual({
+      code: 3,
+      message: `message length ${TTRPC_MAX_MESSAGE + 1} exceed maximum message size of ${TTRPC_MAX_MESSAGE}`,
+    });
     // A garbage Request, then a valid one on the same connection.
     raw.write(encodeFrame(3, 1, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])));
     expect(decodeResponse((await raw.next()).payload).status.code).toBe(3);
@@ -242,7 +258,12 @@ describe('containers on the host', () => {
     const ids = { containerId: c.id, execId: c.id };
     // Nobody reads stdout yet, so cat stalls and most writes stay pending.
     const chunks = Array.from({ length: 40 }, (_, i) => Buffer.from(`${String(i).padStart(7, '0')}\n`.repeat(8192)));
-    const writes = chunks.map((data) => client.call(AgentService.method.writeStdin, { ...ids, data }).then((r) => r.len, (e: unknown) => e));
+    const writes = chunks.map((data) =>
+      client.call(AgentService.method.writeStdin, { ...ids, data }).then(
+        (r) => r.len,
+        (e: unknown) => e,
+      ),
+    );
     const out: Uint8Array[] = [];
     const drained = c.init.drain('stdout', (b) => out.push(b));
     const results = await Promise.all(writes);
@@ -270,7 +291,10 @@ describe('containers on the host', () => {
     expect(await c.init.wait()).toBe(137);
     // WaitProcess forgot them: a second wait is Kata's NOT_FOUND.
     expect(await rpcStatus(c.init.wait())).toEqual({ code: 5, message: 'InvalidExecId' });
-    expect(await rpcStatus(client.call(AgentService.method.waitProcess, { containerId: c.id, execId: '' }))).toEqual({ code: 5, message: 'InitProcessNotFound' });
+    expect(await rpcStatus(client.call(AgentService.method.waitProcess, { containerId: c.id, execId: '' }))).toEqual({
+      code: 5,
+      message: 'InitProcessNotFound',
+    });
     expect(await rpcStatus(p.wait())).toEqual({ code: 5, message: 'InvalidExecId' });
     await c.remove();
   });
@@ -292,7 +316,18 @@ describe('containers on the host', () => {
     const raw = await Raw.open(agent.socketPath);
     const { WaitProcessRequestSchema } = await import('../../runtime/gen/agent_pb.js');
     const { create, toBinary } = await import('@bufbuild/protobuf');
-    raw.write(encodeFrame(1, 1, encodeRequest({ service: 'grpc.AgentService', method: 'WaitProcess', payload: toBinary(WaitProcessRequestSchema, create(WaitProcessRequestSchema, { containerId: c.id })), timeoutNano: 300_000_000n })));
+    raw.write(
+      encodeFrame(
+        1,
+        1,
+        encodeRequest({
+          service: 'grpc.AgentService',
+          method: 'WaitProcess',
+          payload: toBinary(WaitProcessRequestSchema, create(WaitProcessRequestSchema, { containerId: c.id })),
+          timeoutNano: 300_000_000n,
+        }),
+      ),
+    );
     expect(decodeResponse((await raw.next()).payload).status).toEqual({ code: 4, message: 'timeout' });
     raw.close();
     await c.remove();
@@ -301,13 +336,29 @@ describe('containers on the host', () => {
   });
 
   it('refuses a missing rootfs, a bad id, resources it cannot apply, a terminal; errors name the problem', async () => {
-    expect(await rpcStatus(client.call(AgentService.method.createContainer, { containerId: 'x1', execId: 'x1', OCI: spec(['true'], (s) => setRoot(s, '/no/such/rootfs', false)) }))).toEqual({ code: 13, message: 'container rootfs /no/such/rootfs: No such file or directory' });
-    expect((await rpcStatus(client.call(AgentService.method.createContainer, { containerId: '../x', execId: 'x', OCI: spec(['true']) }))).message).toMatch(/invalid container id/);
+    expect(
+      await rpcStatus(
+        client.call(AgentService.method.createContainer, { containerId: 'x1', execId: 'x1', OCI: spec(['true'], (s) => setRoot(s, '/no/such/rootfs', false)) }),
+      ),
+    ).toEqual({ code: 13, message: 'container rootfs /no/such/rootfs: No such file or directory' });
+    expect((await rpcStatus(client.call(AgentService.method.createContainer, { containerId: '../x', execId: 'x', OCI: spec(['true']) }))).message).toMatch(
+      /invalid container id/,
+    );
     const limited = spec(['true']);
     limited.Linux!.Resources = { ...limited.Linux!.Resources!, Pids: { $typeName: 'grpc.LinuxPids', Limit: 10n } };
-    expect((await rpcStatus(client.call(AgentService.method.createContainer, { containerId: 'x2', execId: 'x2', OCI: limited }))).message).toMatch(/no cgroup v2 hierarchy is mounted/);
-    expect((await rpcStatus(client.call(AgentService.method.createContainer, { containerId: 'x3', execId: 'x3', OCI: spec(['no-such-cmd']) }))).message).toBe('exec: "no-such-cmd": executable file not found in $PATH');
-    expect((await rpcStatus(client.call(AgentService.method.createContainer, { containerId: 'x4', execId: 'x4', OCI: spec(['true'], (s) => (s.Process!.Terminal = true)) }))).message).toMatch(/no terminal support/);
+    expect((await rpcStatus(client.call(AgentService.method.createContainer, { containerId: 'x2', execId: 'x2', OCI: limited }))).message).toMatch(
+      /no cgroup v2 hierarchy is mounted/,
+    );
+    expect((await rpcStatus(client.call(AgentService.method.createContainer, { containerId: 'x3', execId: 'x3', OCI: spec(['no-such-cmd']) }))).message).toBe(
+      'exec: "no-such-cmd": executable file not found in $PATH',
+    );
+    expect(
+      (
+        await rpcStatus(
+          client.call(AgentService.method.createContainer, { containerId: 'x4', execId: 'x4', OCI: spec(['true'], (s) => (s.Process!.Terminal = true)) }),
+        )
+      ).message,
+    ).toMatch(/no terminal support/);
     // None of them left a container behind.
     expect(await rpcStatus(client.call(AgentService.method.startContainer, { containerId: 'x3' }))).toEqual({ code: 13, message: 'Invalid container id' });
   });
@@ -316,7 +367,10 @@ describe('containers on the host', () => {
     const protoDir = fileURLToPath(new URL('../../agent/proto/', import.meta.url));
     const root = new protobuf.Root();
     root.resolvePath = (_o, t) => (t.startsWith('google/') || t.startsWith('/') ? t : protoDir + t);
-    root.loadSync(['agent.proto', 'oci.proto'].map((f) => protoDir + f), { keepCase: true });
+    root.loadSync(
+      ['agent.proto', 'oci.proto'].map((f) => protoDir + f),
+      { keepCase: true },
+    );
     const CreateContainer = root.lookupType('grpc.CreateContainerRequest');
     const s = spec(['sh', '-c', 'echo from protobufjs; exit 4']);
     const msg = CreateContainer.fromObject({

@@ -32,7 +32,13 @@ async function startInit(): Promise<{ client: AgentClient; log: () => string }> 
   dir = join(testCache, `agent-init-${process.pid}`);
   await mkdir(dir, { recursive: true });
   const sock = join(dir, 'agent.sock');
-  proc = execa('unshare', ['--pid', '--fork', '--kill-child', '--mount', '--propagation', 'private', bin, '--listen', `unix:${sock}`], { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: false });
+  proc = execa('unshare', ['--pid', '--fork', '--kill-child', '--mount', '--propagation', 'private', bin, '--listen', `unix:${sock}`], {
+    reject: false,
+    stdin: 'ignore',
+    stdout: 'ignore',
+    stderr: 'pipe',
+    buffer: false,
+  });
   let log = '';
   await new Promise<void>((resolve, reject) => {
     proc!.stderr!.on('data', (d: Buffer) => {
@@ -69,8 +75,12 @@ describe('agent as PID 1 (in a PID namespace)', () => {
     const [status, out] = await run(client, ['sh', '-c', 'cat /guest/proc/1/mounts; echo; cat /guest/proc/1/comm']);
     expect(status).toBe(0);
     const [mountText, comm] = out.split('\n\n');
-    const mounts = mountText!.split('\n').map((l) => l.split(' ')).map(([, target, type]) => `${target} ${type}`);
-    for (const m of ['/proc proc', '/sys sysfs', '/dev devtmpfs', '/dev/pts devpts', '/dev/shm tmpfs', '/run tmpfs', '/tmp tmpfs', '/sys/fs/cgroup cgroup2']) expect(mounts).toContain(m);
+    const mounts = mountText!
+      .split('\n')
+      .map((l) => l.split(' '))
+      .map(([, target, type]) => `${target} ${type}`);
+    for (const m of ['/proc proc', '/sys sysfs', '/dev devtmpfs', '/dev/pts devpts', '/dev/shm tmpfs', '/run tmpfs', '/tmp tmpfs', '/sys/fs/cgroup cgroup2'])
+      expect(mounts).toContain(m);
     // A fresh /proc for the namespace: the agent is pid 1 there.
     expect(comm).toBe('kata-agent\n');
     client.close();

@@ -70,14 +70,21 @@ beforeAll(async () => {
 
 /** Boots with the given extra args and parses the --json result. */
 async function bootJson(name: string, args: string[], command: string[]) {
-  const r = await runCli<BootResult>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--memory', '512', '--timeout', '300', ...args, '--', ...command], { timeout: 10 * 60_000 });
+  const r = await runCli<BootResult>(
+    ['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--memory', '512', '--timeout', '300', ...args, '--', ...command],
+    { timeout: 10 * 60_000 },
+  );
   await nothingLeft(name);
   return r;
 }
 
 /** A container looking at the guest: its init's mounts, the kernel, the command line, its own os-release. */
 const GUEST_VIEW = ['--guest-mount', '/proc:/guest/proc'];
-const guestView = (...extra: string[]) => ['sh', '-c', ['cat /guest/proc/1/mounts', 'uname -r', 'cat /proc/cmdline', 'cat /etc/os-release', ...extra].join('; echo @@; ')];
+const guestView = (...extra: string[]) => [
+  'sh',
+  '-c',
+  ['cat /guest/proc/1/mounts', 'uname -r', 'cat /proc/cmdline', 'cat /etc/os-release', ...extra].join('; echo @@; '),
+];
 const parts = (stdout: string) => stdout.split('\n@@\n');
 
 describe('boot an initrd with the agent as init', () => {
@@ -96,7 +103,16 @@ describe('boot an initrd with the agent as init', () => {
     const [mounts, release, , osRelease, ids] = parts(j.container!.stdout!);
     const table = mounts!.split('\n').map((l: string) => l.split(' ').slice(0, 3).join(' '));
     expect(table[0]).toMatch(/^(rootfs|none) \/ (rootfs|tmpfs|ramfs)$/);
-    for (const m of ['proc /proc proc', 'sysfs /sys sysfs', 'dev /dev devtmpfs', 'devpts /dev/pts devpts', 'tmpfs /run tmpfs', 'tmpfs /tmp tmpfs', 'cgroup2 /sys/fs/cgroup cgroup2']) expect(table).toContain(m);
+    for (const m of [
+      'proc /proc proc',
+      'sysfs /sys sysfs',
+      'dev /dev devtmpfs',
+      'devpts /dev/pts devpts',
+      'tmpfs /run tmpfs',
+      'tmpfs /tmp tmpfs',
+      'cgroup2 /sys/fs/cgroup cgroup2',
+    ])
+      expect(table).toContain(m);
     // The 9p share, mounted by CreateSandbox where Kata's runtime puts container rootfs.
     expect(mounts).toMatch(/^kataShared \/run\/kata-containers\/shared\/containers 9p .*trans=virtio/m);
     expect(release!.trim()).toBe(kernel.release);
@@ -112,7 +128,29 @@ describe('boot an initrd with the agent as init', () => {
 
   it("exits with the container's exit code, streams its output apart, passes stdin with -i (human output)", async () => {
     const name = vmName();
-    const r = await runCli(['boot', '-i', '--name', name, '--hostname', 'e2e-host', '--kernel', kernel.bzImage, '--initrd', initrd, '--memory', '512', '--timeout', '300', '--', 'sh', '-c', 'echo to-out; hostname; cat; echo to-err >&2; exit 7'], { timeout: 10 * 60_000, input: 'from-stdin\n' });
+    const r = await runCli(
+      [
+        'boot',
+        '-i',
+        '--name',
+        name,
+        '--hostname',
+        'e2e-host',
+        '--kernel',
+        kernel.bzImage,
+        '--initrd',
+        initrd,
+        '--memory',
+        '512',
+        '--timeout',
+        '300',
+        '--',
+        'sh',
+        '-c',
+        'echo to-out; hostname; cat; echo to-err >&2; exit 7',
+      ],
+      { timeout: 10 * 60_000, input: 'from-stdin\n' },
+    );
     expect(r.exitCode).toBe(7);
     expect(r.stdout).toBe('to-out\ne2e-host\nfrom-stdin'); // runCli strips the final newline
     expect(r.stderr).toMatch(/to-err/);
@@ -133,7 +171,13 @@ describe('boot an initrd with the agent as init', () => {
     await writeFile(join(data, 'note'), 'shared from the host\n');
     const config = {
       ociVersion: '1.1.0',
-      process: { terminal: false, user: { uid: 1000, gid: 1000 }, args: ['sh', '-c', 'id -u; id -g; pwd; echo $GREETING; hostname; cat /etc/os-release /data/note'], env: ['PATH=/bin', 'GREETING=hello'], cwd: '/work' },
+      process: {
+        terminal: false,
+        user: { uid: 1000, gid: 1000 },
+        args: ['sh', '-c', 'id -u; id -g; pwd; echo $GREETING; hostname; cat /etc/os-release /data/note'],
+        env: ['PATH=/bin', 'GREETING=hello'],
+        cwd: '/work',
+      },
       root: { path: 'rootfs', readonly: true },
       hostname: 'bundle-host',
       mounts: [
@@ -192,7 +236,10 @@ describe('the agent API in a booted initrd (one sandbox)', () => {
   }
 
   async function rpcStatus(p: Promise<unknown>): Promise<{ code: number; message: string }> {
-    const e = await p.then(() => undefined, (err: unknown) => err);
+    const e = await p.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     expect(e).toBeInstanceOf(RpcError);
     return (e as RpcError).status;
   }
@@ -236,14 +283,20 @@ describe('the agent API in a booted initrd (one sandbox)', () => {
     await Promise.all([a.start(), b.start()]);
     const outA: Uint8Array[] = [];
     const outB: Uint8Array[] = [];
-    const [sa, sb] = await Promise.all([a.init.run({ stdin: Buffer.from('one\n'), onStdout: (x) => outA.push(x) }), b.init.run({ stdin: Buffer.from('two\n'), onStdout: (x) => outB.push(x) })]);
+    const [sa, sb] = await Promise.all([
+      a.init.run({ stdin: Buffer.from('one\n'), onStdout: (x) => outA.push(x) }),
+      b.init.run({ stdin: Buffer.from('two\n'), onStdout: (x) => outB.push(x) }),
+    ]);
     expect([sa, sb, Buffer.concat(outA).toString(), Buffer.concat(outB).toString()]).toEqual([4, 5, 'a:one\n', 'b:two\n']);
     await Promise.all([a.remove(), b.remove()]);
   });
 
   it("answers an unimplemented method and an unknown path with kata-agent's statuses", async () => {
     const ttrpc = session.sandbox.client.ttrpc;
-    expect(await rpcStatus(ttrpc.call('grpc.AgentService', 'UpdateInterface', new Uint8Array()))).toEqual({ code: 5, message: '/grpc.AgentService/UpdateInterface is not supported' });
+    expect(await rpcStatus(ttrpc.call('grpc.AgentService', 'UpdateInterface', new Uint8Array()))).toEqual({
+      code: 5,
+      message: '/grpc.AgentService/UpdateInterface is not supported',
+    });
     expect(await rpcStatus(ttrpc.call('grpc.AgentService', 'NoSuchMethod', new Uint8Array()))).toEqual({ code: 12, message: 'NoSuchMethod method' });
     expect(await rpcStatus(ttrpc.call('osbuilder.Guest', 'Exec', new Uint8Array()))).toEqual({ code: 3, message: 'osbuilder.Guest service does not exist' });
   });
@@ -252,7 +305,13 @@ describe('the agent API in a booted initrd (one sandbox)', () => {
     const ttrpc = session.sandbox.client.ttrpc;
     expect((await rpcStatus(ttrpc.send('garbage', Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])))).code).toBe(3);
     // A known method with a truncated payload: UNKNOWN, as ttrpc-rust answers a failed decode.
-    expect((await rpcStatus(ttrpc.send('truncated', encodeRequest({ service: 'grpc.AgentService', method: 'CreateContainer', payload: Buffer.from([0x0a, 0x7f, 0x41]) }))) ).code).toBe(2);
+    expect(
+      (
+        await rpcStatus(
+          ttrpc.send('truncated', encodeRequest({ service: 'grpc.AgentService', method: 'CreateContainer', payload: Buffer.from([0x0a, 0x7f, 0x41]) })),
+        )
+      ).code,
+    ).toBe(2);
     expect(await session.sandbox.client.check()).toBe(1);
   });
 
@@ -261,7 +320,10 @@ describe('the agent API in a booted initrd (one sandbox)', () => {
     setRoot(spec, '/run/kata-containers/shared/containers/no-such/rootfs', false);
     const s = await rpcStatus(session.sandbox.client.call(AgentService.method.createContainer, { containerId: 'no-such', execId: 'no-such', OCI: spec }));
     expect(s.message).toContain('/run/kata-containers/shared/containers/no-such/rootfs');
-    expect(await rpcStatus(session.sandbox.client.call(AgentService.method.waitProcess, { containerId: 'no-such' }))).toEqual({ code: 3, message: 'InvalidContainerId' });
+    expect(await rpcStatus(session.sandbox.client.call(AgentService.method.waitProcess, { containerId: 'no-such' }))).toEqual({
+      code: 3,
+      message: 'InvalidContainerId',
+    });
   });
 });
 
@@ -282,8 +344,23 @@ describe('boot an ext4 image', () => {
   it('passes the boot test of osbuilder build: pid 1, hostname, cgroup limits, exec, exit status, its own os-release', async () => {
     const name = vmName();
     const rpcs = new Set<string>();
-    const r = await boot({ overrides: { kernel: kernel.bzImage, image, memory: 512 }, timeoutSec: 300, name, hostname: 'osb-boot-test', session: (s) => runContainerChecks(s, imageOsRelease), observe: (p) => rpcs.add(p) });
-    expect(r.session).toMatchObject({ initPid: 1, hostname: 'osb-boot-test', memoryMax: 268435456, pidsMax: 128, initStatus: 3, execStatus: 0, guestOs: 'osbuilder busybox test' });
+    const r = await boot({
+      overrides: { kernel: kernel.bzImage, image, memory: 512 },
+      timeoutSec: 300,
+      name,
+      hostname: 'osb-boot-test',
+      session: (s) => runContainerChecks(s, imageOsRelease),
+      observe: (p) => rpcs.add(p),
+    });
+    expect(r.session).toMatchObject({
+      initPid: 1,
+      hostname: 'osb-boot-test',
+      memoryMax: 268435456,
+      pidsMax: 128,
+      initStatus: 3,
+      execStatus: 0,
+      guestOs: 'osbuilder busybox test',
+    });
     expect([...rpcs].every((p) => p.startsWith('/grpc.AgentService/') || p.startsWith('/grpc.Health/'))).toBe(true);
     expect(rpcs).toContain('/grpc.AgentService/ExecProcess');
     await nothingLeft(name);
@@ -301,9 +378,15 @@ describe('boot an ext4 image', () => {
 
   it('from a configuration.toml (virtio-blk, 2 vCPUs)', async () => {
     const cfg = join(dir, 'configuration.toml');
-    await writeFile(cfg, `[hypervisor.qemu]\nkernel = "${kernel.bzImage}"\nimage = "${image}"\ndisable_image_nvdimm = true\ndefault_memory = 512\ndefault_vcpus = 2\nshared_fs = "virtio-9p"\n[agent.kata]\ndial_timeout = 300\n`);
+    await writeFile(
+      cfg,
+      `[hypervisor.qemu]\nkernel = "${kernel.bzImage}"\nimage = "${image}"\ndisable_image_nvdimm = true\ndefault_memory = 512\ndefault_vcpus = 2\nshared_fs = "virtio-9p"\n[agent.kata]\ndial_timeout = 300\n`,
+    );
     const name = vmName();
-    const r = await runCli<BootResult>(['boot', '--json', '--name', name, '--config', cfg, '--', 'sh', '-c', 'grep -c ^processor /proc/cpuinfo; cat /proc/cmdline'], { timeout: 10 * 60_000 });
+    const r = await runCli<BootResult>(
+      ['boot', '--json', '--name', name, '--config', cfg, '--', 'sh', '-c', 'grep -c ^processor /proc/cpuinfo; cat /proc/cmdline'],
+      { timeout: 10 * 60_000 },
+    );
     expect(r.exitCode).toBe(0);
     const [cpus, cmdline] = r.json!.container!.stdout!.split('\n');
     expect(cpus).toBe('2');
@@ -319,9 +402,22 @@ describe('the agent as init, through the runtime API', () => {
     const { accel } = await resolveAccel('auto', 'qemu-system-x86_64');
     const name = vmName();
     const plan = planQemu({
-      arch: 'x86_64', qemu: 'qemu-system-x86_64', machineType: 'q35', accel, kernel: kernel.bzImage, root: { kind: 'initrd', path: initrd },
-      vcpus: 1, memoryMiB: 512, extraKernelParams: 'agent.hangup_timeout=2', channel, qmpSocket: join(runDir, 'qmp.sock'),
-      console: 'hvc', entropySource: '/dev/urandom', name, debug: false, agentDebug: false,
+      arch: 'x86_64',
+      qemu: 'qemu-system-x86_64',
+      machineType: 'q35',
+      accel,
+      kernel: kernel.bzImage,
+      root: { kind: 'initrd', path: initrd },
+      vcpus: 1,
+      memoryMiB: 512,
+      extraKernelParams: 'agent.hangup_timeout=2',
+      channel,
+      qmpSocket: join(runDir, 'qmp.sock'),
+      console: 'hvc',
+      entropySource: '/dev/urandom',
+      name,
+      debug: false,
+      agentDebug: false,
     });
     const vm = Vm.start({ plan, channel });
     try {
@@ -346,7 +442,9 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
     await mkdir(join(bundle, 'rootfs'), { recursive: true });
     await writeFile(join(bundle, 'config.json'), '{"ociVersion": "1.1.0", "process": {"args": "sh"}, "root": {"path": "rootfs"}}');
     const name = vmName();
-    const r = await runCli<CliErrorJson>(['boot', '--json', '--debug', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--bundle', bundle], { timeout: 60_000 });
+    const r = await runCli<CliErrorJson>(['boot', '--json', '--debug', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--bundle', bundle], {
+      timeout: 60_000,
+    });
     expect(r.exitCode).toBe(1);
     expect(r.json!.error.code).toBe('INPUT_INVALID');
     expect(r.json!.error.message).toContain(join(bundle, 'config.json'));
@@ -360,9 +458,15 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
   });
 
   it('--channel vsock without a usable /dev/vhost-vsock is UNSUPPORTED, with a hint', async () => {
-    const usable = await stat('/dev/vhost-vsock').then(() => true, () => false);
+    const usable = await stat('/dev/vhost-vsock').then(
+      () => true,
+      () => false,
+    );
     const name = vmName();
-    const r = await runCli<BootResult | CliErrorJson>(['boot', '--json', '--name', name, '--channel', 'vsock', '--kernel', kernel.bzImage, '--initrd', initrd, '--', 'true'], { timeout: 10 * 60_000 });
+    const r = await runCli<BootResult | CliErrorJson>(
+      ['boot', '--json', '--name', name, '--channel', 'vsock', '--kernel', kernel.bzImage, '--initrd', initrd, '--', 'true'],
+      { timeout: 10 * 60_000 },
+    );
     if (usable) {
       expect(r.exitCode).toBe(0);
       expect(r.json).toMatchObject({ channel: 'vsock' });
@@ -376,7 +480,9 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
   it('a kernel panic (the initrd /init exits) is BOOT_FAILED with the panic line', async () => {
     const bad = await initrdFrom('exits', '#!/bin/sh\necho OSB-INIT-EXITING\nexit 0\n');
     const name = vmName();
-    const r = await runCli(['boot', '--name', name, '--kernel', kernel.bzImage, '--initrd', bad, '--memory', '512', '--timeout', '300', '--', 'true'], { timeout: 10 * 60_000 });
+    const r = await runCli(['boot', '--name', name, '--kernel', kernel.bzImage, '--initrd', bad, '--memory', '512', '--timeout', '300', '--', 'true'], {
+      timeout: 10 * 60_000,
+    });
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/^error\[BOOT_FAILED\]: kernel panic before the agent answered: Kernel panic - not syncing: Attempted to kill init!/m);
     expect(r.stderr).toMatch(/OSB-INIT-EXITING/);
@@ -386,7 +492,10 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
   it('an agent that never answers (/init sleeps) is BOOT_TIMEOUT after --timeout', async () => {
     const bad = await initrdFrom('sleeps', '#!/bin/sh\necho OSB-INIT-SLEEPING\nexec sleep 100000\n');
     const name = vmName();
-    const r = await runCli<CliErrorJson>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--initrd', bad, '--memory', '512', '--timeout', '20', '--', 'true'], { timeout: 10 * 60_000 });
+    const r = await runCli<CliErrorJson>(
+      ['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--initrd', bad, '--memory', '512', '--timeout', '20', '--', 'true'],
+      { timeout: 10 * 60_000 },
+    );
     expect(r.exitCode).toBe(1);
     expect(r.json!.error.code).toBe('BOOT_TIMEOUT');
     expect(r.json!.error.message).toMatch(/^the agent did not answer within 20\.0s/);
@@ -397,7 +506,11 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
   it('SIGTERM the moment QEMU is up: when osbuilder has exited, nothing of that VM is left, zombie or not (10 rounds)', async () => {
     for (let round = 1; round <= 10; round++) {
       const name = vmName();
-      const child = execa('node', [cliPath, 'boot', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--memory', '512', '--timeout', '300', '--', 'sleep', '600'], { reject: false, cwd: repoRoot });
+      const child = execa(
+        'node',
+        [cliPath, 'boot', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--memory', '512', '--timeout', '300', '--', 'sleep', '600'],
+        { reject: false, cwd: repoRoot },
+      );
       let ended = false;
       void child.finally(() => (ended = true));
       let vm: Proc[] = [];
@@ -417,6 +530,24 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
 describe('boot --help', () => {
   it("documents the issue's flags", async () => {
     const r = await runCli(['boot', '--help']);
-    for (const flag of ['--config', '--kernel', '--image', '--initrd', '--kernel-params', '--vcpus', '--memory', '--accel', '--timeout', '--console-log', '--bundle', '--rootfs', '--interactive', '--hostname', '--guest-mount', '--channel']) expect(r.stdout).toContain(flag);
+    for (const flag of [
+      '--config',
+      '--kernel',
+      '--image',
+      '--initrd',
+      '--kernel-params',
+      '--vcpus',
+      '--memory',
+      '--accel',
+      '--timeout',
+      '--console-log',
+      '--bundle',
+      '--rootfs',
+      '--interactive',
+      '--hostname',
+      '--guest-mount',
+      '--channel',
+    ])
+      expect(r.stdout).toContain(flag);
   });
 });

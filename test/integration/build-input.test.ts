@@ -39,7 +39,10 @@ async function listing(path: string): Promise<string[]> {
 async function expectRefused(args: string[], code: string, message: RegExp, prefix: string, checked: 'plan' | 'kernel source' = 'plan'): Promise<void> {
   const before = await listing(prefix);
   const cache = join(work, `cache-${++seq}`);
-  const r = await runCli<CliErrorJson>(['build', ...args, '--prefix', prefix, '--json'], { env: { ...process.env, OSBUILDER_CACHE_DIR: cache } as Record<string, string>, timeout: 120_000 });
+  const r = await runCli<CliErrorJson>(['build', ...args, '--prefix', prefix, '--json'], {
+    env: { ...process.env, OSBUILDER_CACHE_DIR: cache } as Record<string, string>,
+    timeout: 120_000,
+  });
   expect(r.exitCode, r.stderr).toBe(code === 'USAGE' ? 2 : 1);
   expect(r.json?.error, r.stdout).toMatchObject({ code, message: expect.stringMatching(message), hint: expect.stringMatching(/\S/) });
   if (checked === 'plan') expect(existsSync(cache), 'no work started').toBe(false);
@@ -72,12 +75,33 @@ describe('build: the install root is checked before any work', () => {
     await mkdir(ro);
     const root = process.getuid?.() === 0;
     const script = `mount -t tmpfs -o ro,size=1m osb-ro "$1" && shift && exec "$@"`;
-    const r = await execa('unshare', [...(root ? [] : ['--map-root-user']), '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', ro, 'node', cliPath, 'build', '--image', '--prefix', ro, '--json'], {
-      cwd: repoRoot,
-      reject: false,
-      env: { OSBUILDER_CACHE_DIR: cache },
-      timeout: 60_000,
-    });
+    const r = await execa(
+      'unshare',
+      [
+        ...(root ? [] : ['--map-root-user']),
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        script,
+        'sh',
+        ro,
+        'node',
+        cliPath,
+        'build',
+        '--image',
+        '--prefix',
+        ro,
+        '--json',
+      ],
+      {
+        cwd: repoRoot,
+        reject: false,
+        env: { OSBUILDER_CACHE_DIR: cache },
+        timeout: 60_000,
+      },
+    );
     expect(r.exitCode, r.stderr).toBe(1);
     expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'INPUT_INVALID', message: expect.stringContaining(`${ro} is on a read-only file system`) });
     expect(existsSync(cache), 'no work started').toBe(false);
@@ -87,7 +111,12 @@ describe('build: the install root is checked before any work', () => {
 describe('build: nothing is installed untested unless --no-boot-test', () => {
   it('refuses an image with no kernel built or installed to boot-test it, and a kernel with no image or initrd', async () => {
     const prefix = join(work, 'p-untested');
-    await expectRefused(['--image'], 'INPUT_NOT_FOUND', /^no kernel to boot-test kata-debian-bookworm\.image with: none is built in this run and none is installed at /, prefix);
+    await expectRefused(
+      ['--image'],
+      'INPUT_NOT_FOUND',
+      /^no kernel to boot-test kata-debian-bookworm\.image with: none is built in this run and none is installed at /,
+      prefix,
+    );
     await expectRefused(['busybox', '--initrd'], 'INPUT_NOT_FOUND', /no kernel to boot-test kata-busybox-bookworm\.initrd/, prefix);
     await expectRefused(['--kernel'], 'USAGE', /^no image or initrd to boot-test the kernel with/, prefix);
   });
@@ -104,7 +133,13 @@ describe('build: a kernel checksum given is always enforced', () => {
     const local = (await readdir('/usr/src')).find((n) => /^linux-source-\d+\.\d+\.tar\.xz$/.test(n));
     expect(local, 'setup-host installs linux-source').toBeDefined();
     const prefix = join(work, 'p-mismatch');
-    await expectRefused(['--kernel', '--no-boot-test', '--kernel-sha256', '0'.repeat(64)], 'CHECKSUM_MISMATCH', new RegExp(`${local} has sha256 [0-9a-f]{64}, expected 0{64}`), prefix, 'kernel source');
+    await expectRefused(
+      ['--kernel', '--no-boot-test', '--kernel-sha256', '0'.repeat(64)],
+      'CHECKSUM_MISMATCH',
+      new RegExp(`${local} has sha256 [0-9a-f]{64}, expected 0{64}`),
+      prefix,
+      'kernel source',
+    );
     expect(existsSync(join(prefix, 'usr')), 'nothing installed').toBe(false);
   });
 });

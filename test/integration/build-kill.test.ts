@@ -98,7 +98,7 @@ describe('SIGKILL, then the same build again', () => {
     expect((await readdir(trees)).filter((n) => /\.(new|extract)-/.test(n))).toEqual([]);
   });
 
-  it("during a boot test: the kernel kills its QEMU with it", async () => {
+  it('during a boot test: the kernel kills its QEMU with it', async () => {
     const p = join(work, 'p-boot');
     const args = ['build', 'busybox', '--initrd', '--kernel', '--prefix', p, '--boot-timeout', '600'];
     const env = { OSBUILDER_CACHE_DIR: cacheDir, SOURCE_DATE_EPOCH: KERNEL_SDE };

@@ -71,7 +71,15 @@ describe('osbuilder build --fs-type erofs', () => {
       ['kata-debian-bookworm.image', false],
       [`vmlinuz-${kernel.version}-${kernel.configVersion}`, true], // seeded: no kernel build
     ]);
-    expect(r.json.bootTests).toEqual([expect.objectContaining({ artifact: 'kata-debian-bookworm.image', passed: true, cached: false, root: '/dev/pmem0p1', osRelease: 'Debian GNU/Linux 12 (bookworm)' })]);
+    expect(r.json.bootTests).toEqual([
+      expect.objectContaining({
+        artifact: 'kata-debian-bookworm.image',
+        passed: true,
+        cached: false,
+        root: '/dev/pmem0p1',
+        osRelease: 'Debian GNU/Linux 12 (bookworm)',
+      }),
+    ]);
 
     const image = join(share(), 'kata-debian-bookworm.image');
     expect((await magicAt(image, ROOT_START + 1024)).toString(16)).toBe(EROFS_SUPER_MAGIC_V1.toString(16));
@@ -88,7 +96,10 @@ describe('osbuilder build --fs-type erofs', () => {
   it('boots from the installed configuration-qemu.toml: the guest root is erofs on pmem0p1, read-only', async () => {
     const name = `osb-build-options-${process.pid}`;
     const view = ['sh', '-c', 'grep " / / " /guest/proc/1/mountinfo; cat /proc/cmdline'];
-    const r = await runCli<BootResult>(['boot', '--json', '--name', name, '--config', config(), '--timeout', '600', '--guest-mount', '/proc:/guest/proc', '--', ...view], { timeout: 15 * 60_000 });
+    const r = await runCli<BootResult>(
+      ['boot', '--json', '--name', name, '--config', config(), '--timeout', '600', '--guest-mount', '/proc:/guest/proc', '--', ...view],
+      { timeout: 15 * 60_000 },
+    );
     await nothingLeft(name);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     const [mount, cmdline] = String(r.json!.container!.stdout).split('\n');

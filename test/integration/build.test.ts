@@ -71,7 +71,11 @@ interface Killed {
  * and every process that was its descendant when the signal went out (a zombie
  * counts) or that carries its VM name.
  */
-async function killWhen(args: string[], ready: (pid: number, stderr: string) => Promise<boolean> | boolean, extraEnv: Record<string, string> = {}): Promise<Killed> {
+async function killWhen(
+  args: string[],
+  ready: (pid: number, stderr: string) => Promise<boolean> | boolean,
+  extraEnv: Record<string, string> = {},
+): Promise<Killed> {
   const child: ResultPromise = execa('node', [cliPath, ...args], { reject: false, cwd: repoRoot, env: { ...env, ...extraEnv }, timeout: 30 * 60_000 });
   const pid = child.pid!;
   let exited = false;
@@ -94,7 +98,10 @@ async function killWhen(args: string[], ready: (pid: number, stderr: string) => 
 
 /** The error lines of an interrupted run: exactly one INTERRUPTED, whatever the stage was doing. */
 function expectOneInterrupted(stderr: string): void {
-  expect(stderr.split('\n').filter((l) => l.startsWith('error[')), stderr).toEqual(['error[INTERRUPTED]: interrupted by SIGTERM']);
+  expect(
+    stderr.split('\n').filter((l) => l.startsWith('error[')),
+    stderr,
+  ).toEqual(['error[INTERRUPTED]: interrupted by SIGTERM']);
   expect(stderr).not.toMatch(/INTERNAL|COMMAND_FAILED/);
 }
 
@@ -129,8 +136,24 @@ describe('the default build', () => {
     const kataPaths = Object.entries(kata).flatMap(([svc, ms]) => ms.map((m) => `/${svc}/${m.split('(')[0]}`));
     for (const b of result.bootTests) {
       expect(b.channel).toBe('serial');
-      expect(b.container).toMatchObject({ initPid: 1, hostname: 'osb-boot-test', memoryMax: 268435456, pidsMax: 128, execStatus: 0, initStatus: 3, containerOs: expect.stringMatching(/^osbuilder busybox container/), guestOs: b.osRelease });
-      expect(b.rpcs).toEqual(expect.arrayContaining(['/grpc.AgentService/CreateSandbox', '/grpc.AgentService/CreateContainer', '/grpc.AgentService/ExecProcess', '/grpc.AgentService/DestroySandbox']));
+      expect(b.container).toMatchObject({
+        initPid: 1,
+        hostname: 'osb-boot-test',
+        memoryMax: 268435456,
+        pidsMax: 128,
+        execStatus: 0,
+        initStatus: 3,
+        containerOs: expect.stringMatching(/^osbuilder busybox container/),
+        guestOs: b.osRelease,
+      });
+      expect(b.rpcs).toEqual(
+        expect.arrayContaining([
+          '/grpc.AgentService/CreateSandbox',
+          '/grpc.AgentService/CreateContainer',
+          '/grpc.AgentService/ExecProcess',
+          '/grpc.AgentService/DestroySandbox',
+        ]),
+      );
       for (const p of b.rpcs) expect(kataPaths).toContain(p);
     }
   });
@@ -160,10 +183,23 @@ describe('the default build', () => {
     expect(m.sourceDateEpoch).toBe(Number(SDE));
     expect(m.bootTested).toBe(true);
     const image = m.rootfs.find((x: { role: string }) => x.role === 'image');
-    expect(image).toMatchObject({ file: 'kata-debian-bookworm.image', distro: 'debian', initMode: 'systemd', sha256: await sha256File(join(share(), 'kata-debian-bookworm.image')) });
+    expect(image).toMatchObject({
+      file: 'kata-debian-bookworm.image',
+      distro: 'debian',
+      initMode: 'systemd',
+      sha256: await sha256File(join(share(), 'kata-debian-bookworm.image')),
+    });
     expect(image.packages).toEqual(expect.arrayContaining([expect.stringMatching(/^systemd=252\./)]));
     expect(m.rootfs.find((x: { role: string }) => x.role === 'initrd')).toMatchObject({ distro: 'busybox', initMode: 'agent-init' });
-    expect(m.kernels).toEqual([expect.objectContaining({ variant: 'default', version: kernel.version, release: kernel.release, configVersion: kernel.configVersion, configSha256: await sha256File(kernel.config) })]);
+    expect(m.kernels).toEqual([
+      expect.objectContaining({
+        variant: 'default',
+        version: kernel.version,
+        release: kernel.release,
+        configVersion: kernel.configVersion,
+        configSha256: await sha256File(kernel.config),
+      }),
+    ]);
     expect(m.bootTests).toHaveLength(2);
 
     const toml = await readFile(join(prefix(), 'usr/share/defaults/kata-containers/configuration-qemu.toml'), 'utf8');
@@ -206,7 +242,15 @@ describe('a measured rootfs (--verity)', () => {
   it('boot-tests the dm-verity image with root on /dev/dm-0 and installs its kernel_verity_params: root_hash_.txt, configuration-qemu.toml, manifest.json', async () => {
     const r = await osb(['build', '--image', '--kernel', '--verity', '--prefix', vp(), '--boot-timeout', '600']);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json!.bootTests).toEqual([expect.objectContaining({ passed: true, cached: false, root: '/dev/dm-0', artifact: 'kata-debian-bookworm.image', osRelease: 'Debian GNU/Linux 12 (bookworm)' })]);
+    expect(r.json!.bootTests).toEqual([
+      expect.objectContaining({
+        passed: true,
+        cached: false,
+        root: '/dev/dm-0',
+        artifact: 'kata-debian-bookworm.image',
+        osRelease: 'Debian GNU/Linux 12 (bookworm)',
+      }),
+    ]);
     expect(await listing(share(vp()))).toContain('root_hash_.txt');
     const params = (await readFile(join(share(vp()), 'root_hash_.txt'), 'utf8')).trim();
     expect(params).toMatch(/^root_hash=[0-9a-f]{64},salt=[0-9a-f]{64},data_blocks=\d+,data_block_size=4096,hash_block_size=4096$/);
@@ -222,7 +266,9 @@ describe('a measured rootfs (--verity)', () => {
   it('boots from the installed configuration-qemu.toml with the verity table on the command line', async () => {
     const r = await runCli<BootResult>(['boot', '--config', cfgPath(), '--timeout', '600', '--json', '--', 'cat', '/proc/cmdline'], { timeout: 15 * 60_000 });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json!.container!.stdout).toMatch(/dm-mod\.create="dm-verity,,,ro,0 \d+ verity 1 \/dev\/pmem0p1 \/dev\/pmem0p2 4096 4096 \d+ 0 sha256 [0-9a-f]{64} [0-9a-f]{64}" root=\/dev\/dm-0 /);
+    expect(r.json!.container!.stdout).toMatch(
+      /dm-mod\.create="dm-verity,,,ro,0 \d+ verity 1 \/dev\/pmem0p1 \/dev\/pmem0p2 4096 4096 \d+ 0 sha256 [0-9a-f]{64} [0-9a-f]{64}" root=\/dev\/dm-0 /,
+    );
   });
 
   it('a new image without --verity takes the verity parameters out of the install', async () => {
@@ -285,7 +331,9 @@ describe('interrupted builds', () => {
     expect(k.exitCode, k.stderr).toBe(0);
     const before = await listing(p);
     // A new epoch makes a new initrd, so its boot test really runs.
-    const r = await killWhen(['build', 'busybox', '--initrd', '--prefix', p, '--boot-timeout', '600'], (_pid, progress) => /✓ boot test /.test(progress), { SOURCE_DATE_EPOCH: '1700000003' });
+    const r = await killWhen(['build', 'busybox', '--initrd', '--prefix', p, '--boot-timeout', '600'], (_pid, progress) => /✓ boot test /.test(progress), {
+      SOURCE_DATE_EPOCH: '1700000003',
+    });
     expect(r.exitCode).toBe(143);
     expectOneInterrupted(r.stderr); // not INTERNAL ENOENT …/boot.json
     expect(r.left).toEqual({ containers: [], processes: [], work: [] });
@@ -309,7 +357,9 @@ describe('interrupted builds', () => {
     const again = await osb(args.slice(0), { SOURCE_DATE_EPOCH: '1700000002' });
     expect(again.exitCode, again.stderr).toBe(0);
     expect(again.json!.install).toBe('replaced');
-    expect(again.json!.bootTests).toEqual([expect.objectContaining({ passed: true, cached: false, kernel: `installed ${share(p)}/vmlinuz-${kernel.version}-${kernel.configVersion}` })]);
+    expect(again.json!.bootTests).toEqual([
+      expect.objectContaining({ passed: true, cached: false, kernel: `installed ${share(p)}/vmlinuz-${kernel.version}-${kernel.configVersion}` }),
+    ]);
     // A partial build keeps what it did not build (the image, the kernel).
     expect(again.json!.notes.join('\n')).toMatch(/kept from the existing install: .*kata-debian-bookworm\.image/);
     expect(await readlink(join(share(p), 'kata-containers.img'))).toBe('kata-debian-bookworm.image');
@@ -331,7 +381,17 @@ describe('kernel stage and engines', () => {
   });
 
   it('--docker-host: the rootfs is built on that engine (an unreachable one is DOCKER_UNAVAILABLE, naming it)', async () => {
-    const r = await osb<CliErrorJson>(['build', 'busybox', '--initrd', '--no-cache', '--no-boot-test', '--prefix', join(work, 'remote'), '--docker-host', 'unix:///nonexistent/docker.sock']);
+    const r = await osb<CliErrorJson>([
+      'build',
+      'busybox',
+      '--initrd',
+      '--no-cache',
+      '--no-boot-test',
+      '--prefix',
+      join(work, 'remote'),
+      '--docker-host',
+      'unix:///nonexistent/docker.sock',
+    ]);
     expect(r.exitCode).toBe(1);
     expect(r.json!.error.code).toBe('DOCKER_UNAVAILABLE');
     expect(r.json!.error.message).toContain('at unix:///nonexistent/docker.sock');

@@ -20,7 +20,17 @@ import { makeTempDir } from '../support/fixtures.js';
 import { qemuNamed } from '../support/procs.js';
 import { nothingLeft } from '../support/vm-left.js';
 import { buildInitrd } from '../../initrd-builder/index.js';
-import { boot, bindMount, defaultContainerRootfs, defaultSpec, parseDeviceSpec, parseObjectSpec, setRoot, type BootResult, type BootSession } from '../../runtime/index.js';
+import {
+  boot,
+  bindMount,
+  defaultContainerRootfs,
+  defaultSpec,
+  parseDeviceSpec,
+  parseObjectSpec,
+  setRoot,
+  type BootResult,
+  type BootSession,
+} from '../../runtime/index.js';
 
 const GiB = 2 ** 30;
 let dir: string;
@@ -39,7 +49,8 @@ beforeAll(async () => {
 });
 
 /** Each PCI device of the guest: address, vendor, device, and its resource lines (start end flags). */
-const PCI_LIST = 'for d in /guest/sys/bus/pci/devices/*; do echo "$(basename $d) $(cat $d/vendor) $(cat $d/device)"; cat $d/resource | grep -v "^0x0000000000000000 0x0000000000000000" | sed "s/^/  /"; done';
+const PCI_LIST =
+  'for d in /guest/sys/bus/pci/devices/*; do echo "$(basename $d) $(cat $d/vendor) $(cat $d/device)"; cat $d/resource | grep -v "^0x0000000000000000 0x0000000000000000" | sed "s/^/  /"; done';
 
 interface PciDevice {
   address: string;
@@ -122,16 +133,45 @@ describe('PCIe hotplug into root ports (the default kernel)', () => {
     const con = await readFile(consoleLog, 'utf8');
     expect(con).toMatch(/pciehp: Slot\(0\): Link Up/);
     expect(con).toMatch(/pciehp: Slot\(1\): Link Up/);
-    expect(r.qemu.argv).toEqual(expect.arrayContaining(['ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off', 'pcie-root-port,id=rp1,bus=pcie.0,chassis=0,slot=1,multifunction=off,pref64-reserve=16G']));
+    expect(r.qemu.argv).toEqual(
+      expect.arrayContaining([
+        'ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off',
+        'pcie-root-port,id=rp1,bus=pcie.0,chassis=0,slot=1,multifunction=off,pref64-reserve=16G',
+      ]),
+    );
   });
 
   // QEMU answers device_add before the guest's pciehp has brought the slot up: the command waits for it (bounded).
-  const WAIT_RNG = 'for i in $(seq 240); do grep -qx 0x1044 /guest/sys/bus/pci/devices/*/device && break; sleep 0.25; done; cat /guest/sys/bus/pci/devices/*/device';
+  const WAIT_RNG =
+    'for i in $(seq 240); do grep -qx 0x1044 /guest/sys/bus/pci/devices/*/device && break; sleep 0.25; done; cat /guest/sys/bus/pci/devices/*/device';
 
   it('osbuilder boot --hot-add: the device is plugged once the sandbox is up, and the command sees it arrive', async () => {
     const name = vmName();
     const r = await runCli<BootResult>(
-      ['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--memory', '512', '--timeout', '300', '--pcie-root-port', '1', '--hot-add', 'virtio-rng-pci,id=rng7', '--guest-mount', '/sys:/guest/sys', '--', 'sh', '-c', WAIT_RNG],
+      [
+        'boot',
+        '--json',
+        '--name',
+        name,
+        '--kernel',
+        kernel.bzImage,
+        '--initrd',
+        initrd,
+        '--memory',
+        '512',
+        '--timeout',
+        '300',
+        '--pcie-root-port',
+        '1',
+        '--hot-add',
+        'virtio-rng-pci,id=rng7',
+        '--guest-mount',
+        '/sys:/guest/sys',
+        '--',
+        'sh',
+        '-c',
+        WAIT_RNG,
+      ],
       { timeout: 10 * 60_000 },
     );
     await nothingLeft(name);
@@ -142,9 +182,26 @@ describe('PCIe hotplug into root ports (the default kernel)', () => {
 
   it('hot-adding with no root port is refused before any VM starts, naming the fix', async () => {
     const name = vmName();
-    const r = await runCli<CliErrorJson>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--initrd', initrd, '--hot-add', 'virtio-rng-pci', '--', 'true']);
+    const r = await runCli<CliErrorJson>([
+      'boot',
+      '--json',
+      '--name',
+      name,
+      '--kernel',
+      kernel.bzImage,
+      '--initrd',
+      initrd,
+      '--hot-add',
+      'virtio-rng-pci',
+      '--',
+      'true',
+    ]);
     expect(r.exitCode).not.toBe(0);
-    expect(r.json!.error).toMatchObject({ code: 'CONFIG_INVALID', message: 'cannot hot-add hp0: the VM has no PCIe root port to plug it into', hint: expect.stringContaining('--pcie-root-port N') });
+    expect(r.json!.error).toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: 'cannot hot-add hp0: the VM has no PCIe root port to plug it into',
+      hint: expect.stringContaining('--pcie-root-port N'),
+    });
     expect(await qemuNamed(name)).toEqual([]);
   });
 });

@@ -225,7 +225,13 @@ describe('other layouts and filesystems', () => {
     const t = await sfdisk(img);
     expect(t).toMatchObject({ label: 'gpt', id: j.diskIds[0], firstlba: 34, lastlba: (128 * MiB) / 512 - 34 });
     expect(t.partitions).toHaveLength(1);
-    expect(t.partitions[0]).toMatchObject({ start: 2048, size: (126 * MiB) / 512, type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4', uuid: j.partitions[0]!.uuid, name: 'rootfs' });
+    expect(t.partitions[0]).toMatchObject({
+      start: 2048,
+      size: (126 * MiB) / 512,
+      type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
+      uuid: j.partitions[0]!.uuid,
+      name: 'rootfs',
+    });
     await e2fsck(img, MiB);
   });
 
@@ -281,7 +287,21 @@ describe('other layouts and filesystems', () => {
     expect(Object.keys(kv)).toEqual(['root_hash', 'salt', 'data_blocks', 'data_block_size', 'hash_block_size']);
     expect(Number(kv.data_blocks) * Number(kv.data_block_size)).toBe(root.size);
     const verify = (data: string, tree: string) =>
-      execa('veritysetup', ['verify', '--no-superblock', `--data-blocks=${kv.data_blocks}`, `--data-block-size=${kv.data_block_size}`, `--hash-block-size=${kv.hash_block_size}`, `--salt=${kv.salt}`, data, tree, kv.root_hash!], { reject: false });
+      execa(
+        'veritysetup',
+        [
+          'verify',
+          '--no-superblock',
+          `--data-blocks=${kv.data_blocks}`,
+          `--data-block-size=${kv.data_block_size}`,
+          `--hash-block-size=${kv.hash_block_size}`,
+          `--salt=${kv.salt}`,
+          data,
+          tree,
+          kv.root_hash!,
+        ],
+        { reject: false },
+      );
     const data = await extract(img, root.start, root.size, join(work, 'verity.data'));
     const tree = await extract(img, hash.start, hash.size, join(work, 'verity.hash'));
     const ok = await verify(data, tree);

@@ -54,8 +54,16 @@ describe('osbuilder image refuses bad input', () => {
 
   it('rootfs too large for --size (checked before anything is written)', async () => {
     const big = await debianKataRootfs();
-    await expectFailure([big, '--size', '128'], 'TOO_LARGE', /needs about \d+\.\d MiB of files \+ ext4 metadata but --size 128 MiB leaves a root partition of 124 MiB \(the smallest size that fits is \d+ MiB/);
-    await expectFailure([big, '--size', '128', '--fs-type', 'erofs'], 'TOO_LARGE', /needs at least \d+\.\d MiB of file data but --size 128 MiB leaves a root partition of 124 MiB/);
+    await expectFailure(
+      [big, '--size', '128'],
+      'TOO_LARGE',
+      /needs about \d+\.\d MiB of files \+ ext4 metadata but --size 128 MiB leaves a root partition of 124 MiB \(the smallest size that fits is \d+ MiB/,
+    );
+    await expectFailure(
+      [big, '--size', '128', '--fs-type', 'erofs'],
+      'TOO_LARGE',
+      /needs at least \d+\.\d MiB of file data but --size 128 MiB leaves a root partition of 124 MiB/,
+    );
   });
 
   it('--size and --root-free-space that are not numbers', async () => {
@@ -87,7 +95,11 @@ describe('osbuilder image refuses bad input', () => {
   it('no init: names the paths looked at', async () => {
     const root = await makeBusyboxRootfs(join(work, 'no-init'));
     await rm(join(root, 'sbin/init'));
-    await expectFailure([root], 'MISSING_INIT', /has no init: \/sbin\/init is missing; \/lib\/systemd\/systemd is missing; \/usr\/lib\/systemd\/systemd is missing/);
+    await expectFailure(
+      [root],
+      'MISSING_INIT',
+      /has no init: \/sbin\/init is missing; \/lib\/systemd\/systemd is missing; \/usr\/lib\/systemd\/systemd is missing/,
+    );
   });
 
   it('init that is a dangling symlink, or escapes the rootfs', async () => {
@@ -123,7 +135,11 @@ describe('interrupted build', () => {
     const big = await debianKataRootfs();
     const dir = join(work, 'interrupt');
     await mkdir(dir);
-    const child = execa('node', [cliPath, 'image', big, '-o', join(dir, 'kata.img'), '--debug'], { cwd: repoRoot, reject: false, env: { ...process.env, SOURCE_DATE_EPOCH: '1700000000' } });
+    const child = execa('node', [cliPath, 'image', big, '-o', join(dir, 'kata.img'), '--debug'], {
+      cwd: repoRoot,
+      reject: false,
+      env: { ...process.env, SOURCE_DATE_EPOCH: '1700000000' },
+    });
     // --debug echoes each command as it starts: kill once mke2fs writes the temp image.
     await new Promise<void>((resolve) => {
       let seen = '';

@@ -172,7 +172,7 @@ describe('Debian minbase rootfs', () => {
     const r = await runCli<InitrdResult>(['initrd', debian, '-o', out, '--compression', 'none', '--json']);
     expect(r.exitCode, r.stderr).toBe(0);
     const gnu = join(work, 'debian-gnu.cpio');
-    await execa('sh', ['-c', 'cpio -o -H newc --reproducible --quiet > "$0"', gnu], { cwd: debian, input: dfsOrder(debian).join('\n') + '\n' });
+    await execa('sh', ['-c', 'cpio -o -H newc --reproducible --quiet > "$0"', gnu], { cwd: debian, input: `${dfsOrder(debian).join('\n')}\n` });
     expect((await stat(out)).size).toBe((await stat(gnu)).size);
     const cmp = await execa('cmp', [out, gnu], { reject: false });
     expect(cmp.exitCode, cmp.stdout).toBe(0);
@@ -237,7 +237,8 @@ describe('real boot: Debian cloud kernel + our initrd under TCG', () => {
     const boot = join(kernel, '..');
     const config = (await readdir(boot)).find((f) => f.startsWith('config-'))!;
     const text = await readFile(join(boot, config), 'utf8');
-    for (const sym of ['CONFIG_BLK_DEV_INITRD', 'CONFIG_RD_ZSTD', 'CONFIG_RD_GZIP', 'CONFIG_RD_XZ', 'CONFIG_RD_LZ4']) expect(text).toMatch(new RegExp(`^${sym}=y$`, 'm'));
+    for (const sym of ['CONFIG_BLK_DEV_INITRD', 'CONFIG_RD_ZSTD', 'CONFIG_RD_GZIP', 'CONFIG_RD_XZ', 'CONFIG_RD_LZ4'])
+      expect(text).toMatch(new RegExp(`^${sym}=y$`, 'm'));
   });
 
   for (const compression of CODECS) {
@@ -258,7 +259,7 @@ describe('real boot: Debian cloud kernel + our initrd under TCG', () => {
     });
   }
 
-  it(`Debian minbase initrd (default zstd) unpacks and runs its /init`, async () => {
+  it('Debian minbase initrd (default zstd) unpacks and runs its /init', async () => {
     const out = join(work, 'boot-debian.initrd');
     const r = await runCli(['initrd', await debianMinbaseWithInit(), '-o', out]);
     expect(r.exitCode, r.stderr).toBe(0);

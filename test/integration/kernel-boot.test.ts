@@ -25,12 +25,32 @@ describe('guest kernel boots', () => {
     const rootfs = join(work, 'initrd-root');
     await mkdir(rootfs);
     await makeBusyboxRootfs(rootfs, {
-      init: ['#!/bin/sh', 'mount -t proc proc /proc', 'mount -t sysfs sysfs /sys', `echo "${marker} $(uname -r) $(cat /proc/cmdline | grep -c console=ttyS0)"`, 'poweroff -f', ''].join('\n'),
+      init: [
+        '#!/bin/sh',
+        'mount -t proc proc /proc',
+        'mount -t sysfs sysfs /sys',
+        `echo "${marker} $(uname -r) $(cat /proc/cmdline | grep -c console=ttyS0)"`,
+        'poweroff -f',
+        '',
+      ].join('\n'),
     });
     const initrd = join(work, 'busybox.initrd');
     await buildInitrd({ rootfs, output: initrd, compression: 'gzip' });
     const run = await runQemu(
-      ['-machine', 'q35', '-m', '256M', '-smp', '1', '-kernel', kernel.bzImage, '-initrd', initrd, '-append', 'console=ttyS0 panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 cryptomgr.notests'],
+      [
+        '-machine',
+        'q35',
+        '-m',
+        '256M',
+        '-smp',
+        '1',
+        '-kernel',
+        kernel.bzImage,
+        '-initrd',
+        initrd,
+        '-append',
+        'console=ttyS0 panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 cryptomgr.notests',
+      ],
       new RegExp(`${marker} \\S+ 1`),
     );
     expect(run.matched, run.output.slice(-3000)).toBeDefined();
@@ -43,7 +63,16 @@ describe('guest kernel boots', () => {
     const rootfs = join(work, 'image-root');
     await mkdir(rootfs);
     await makeBusyboxRootfs(rootfs, {
-      init: ['#!/bin/sh', 'mount -t proc proc /proc', 'echo "--- /proc/mounts"', 'cat /proc/mounts', 'echo "--- end"', `echo "${marker} $(grep -c ' / ext4 .*dax' /proc/mounts)"`, 'poweroff -f', ''].join('\n'),
+      init: [
+        '#!/bin/sh',
+        'mount -t proc proc /proc',
+        'echo "--- /proc/mounts"',
+        'cat /proc/mounts',
+        'echo "--- end"',
+        `echo "${marker} $(grep -c ' / ext4 .*dax' /proc/mounts)"`,
+        'poweroff -f',
+        '',
+      ].join('\n'),
     });
     const image = join(work, 'kata.img');
     const img = await buildImage({ rootfs, output: image, skipAgentCheck: true, sourceDateEpoch: 1700000000 });
@@ -51,13 +80,20 @@ describe('guest kernel boots', () => {
     const size = (await stat(image)).size;
     const run = await runQemu(
       [
-        '-machine', 'q35,nvdimm=on',
-        '-m', '512M,slots=2,maxmem=4G',
-        '-smp', '1',
-        '-object', `memory-backend-file,id=mem0,mem-path=${image},size=${size},readonly=on`,
-        '-device', 'nvdimm,id=nv0,memdev=mem0,unarmed=on',
-        '-kernel', kernel.bzImage,
-        '-append', 'root=/dev/pmem0p1 rootflags=dax,data=ordered,errors=remount-ro ro rootfstype=ext4 console=ttyS0 panic=-1 init=/sbin/init',
+        '-machine',
+        'q35,nvdimm=on',
+        '-m',
+        '512M,slots=2,maxmem=4G',
+        '-smp',
+        '1',
+        '-object',
+        `memory-backend-file,id=mem0,mem-path=${image},size=${size},readonly=on`,
+        '-device',
+        'nvdimm,id=nv0,memdev=mem0,unarmed=on',
+        '-kernel',
+        kernel.bzImage,
+        '-append',
+        'root=/dev/pmem0p1 rootflags=dax,data=ordered,errors=remount-ro ro rootfstype=ext4 console=ttyS0 panic=-1 init=/sbin/init',
       ],
       new RegExp(`${marker} \\d`),
     );

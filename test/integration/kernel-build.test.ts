@@ -40,9 +40,18 @@ describe('default kernel build + install (CLI)', () => {
 
   it('kernel build on the built tree runs make and keeps the same images', async () => {
     // The epoch the tree was built with: make then has nothing to do.
-    const r = await runCli(['kernel', 'build', '-v', '6.1', '-a', 'x86_64', '-k', kernel.tree, '--make-jobs', '2', '--json'], { env: { SOURCE_DATE_EPOCH: KERNEL_SDE }, timeout: 20 * 60_000 });
+    const r = await runCli(['kernel', 'build', '-v', '6.1', '-a', 'x86_64', '-k', kernel.tree, '--make-jobs', '2', '--json'], {
+      env: { SOURCE_DATE_EPOCH: KERNEL_SDE },
+      timeout: 20 * 60_000,
+    });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json).toMatchObject({ kernelRelease: kernel.release, engine: 'native', jobs: 2, vmlinuz: join(kernel.tree, 'arch/x86/boot/bzImage'), vmlinux: join(kernel.tree, 'vmlinux') });
+    expect(r.json).toMatchObject({
+      kernelRelease: kernel.release,
+      engine: 'native',
+      jobs: 2,
+      vmlinuz: join(kernel.tree, 'arch/x86/boot/bzImage'),
+      vmlinux: join(kernel.tree, 'vmlinux'),
+    });
     expect(await sha256File(r.json.vmlinuz)).toBe(await sha256File(kernel.bzImage));
   });
 
@@ -85,7 +94,10 @@ describe('nvidia GPU variant (cheap path)', () => {
 
   it('sets up -g nvidia, prepares modules, packs a headers tarball an external module builds against', async () => {
     const tree = join(work, 'nvidia');
-    const setup = await runCli(['kernel', 'setup', '-v', '6.1', '-g', 'nvidia', '--source', LINUX_SOURCE_TARBALL, '--sha256', await sourceSha256(), '-k', tree, '--json'], { timeout: 15 * 60_000 });
+    const setup = await runCli(
+      ['kernel', 'setup', '-v', '6.1', '-g', 'nvidia', '--source', LINUX_SOURCE_TARBALL, '--sha256', await sourceSha256(), '-k', tree, '--json'],
+      { timeout: 15 * 60_000 },
+    );
     expect(setup.exitCode, setup.stderr).toBe(0);
     expect(setup.json.variant).toBe('nvidia-gpu');
     expect(setup.json.verify.ok).toBe(true);
@@ -103,11 +115,17 @@ describe('nvidia GPU variant (cheap path)', () => {
     await execa('tar', ['-xzf', build.json.headersTarball, '-C', hdrRoot]);
     const hdr = join(hdrRoot, `linux-headers-${build.json.kernelRelease}`);
     const listing = (await execa('tar', ['-tzvf', build.json.headersTarball])).stdout.split('\n');
-    expect(listing.every((l) => / root\/root | 0\/0 /.test(l)), listing.slice(0, 3).join('\n')).toBe(true);
+    expect(
+      listing.every((l) => / root\/root | 0\/0 /.test(l)),
+      listing.slice(0, 3).join('\n'),
+    ).toBe(true);
     expect(await readFile(join(hdr, '.config'), 'utf8')).toContain('CONFIG_MODULES=y');
     const mod = join(work, 'hello');
     await mkdir(mod);
-    await writeFile(join(mod, 'hello.c'), '#include <linux/module.h>\nstatic int __init hello_init(void) { pr_info("hello\\n"); return 0; }\nstatic void __exit hello_exit(void) {}\nmodule_init(hello_init);\nmodule_exit(hello_exit);\nMODULE_LICENSE("GPL");\n');
+    await writeFile(
+      join(mod, 'hello.c'),
+      '#include <linux/module.h>\nstatic int __init hello_init(void) { pr_info("hello\\n"); return 0; }\nstatic void __exit hello_exit(void) {}\nmodule_init(hello_init);\nmodule_exit(hello_exit);\nMODULE_LICENSE("GPL");\n',
+    );
     await writeFile(join(mod, 'Makefile'), 'obj-m := hello.o\n');
     const make = await execa('make', ['-C', hdr, `M=${mod}`, 'ARCH=x86_64', 'modules'], { reject: false, all: true });
     expect(make.exitCode, make.all).toBe(0);
@@ -119,7 +137,9 @@ describe('nvidia GPU variant (cheap path)', () => {
 
   it('--engine docker: bootstraps the builder image (mmdebstrap | docker import) and runs make in it', async () => {
     expect(nvidiaTree, 'needs the previous test').toBeDefined();
-    const r = await runCli(['kernel', 'build', '-v', '6.1', '-g', 'nvidia', '-k', nvidiaTree!, '--headers-only', '--engine', 'docker', '--json'], { timeout: 30 * 60_000 });
+    const r = await runCli(['kernel', 'build', '-v', '6.1', '-g', 'nvidia', '-k', nvidiaTree!, '--headers-only', '--engine', 'docker', '--json'], {
+      timeout: 30 * 60_000,
+    });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json.engine).toBe('docker');
     expect(r.json.builderImage).toMatch(/^osbuilder-kernel-builder:bookworm-[0-9a-f]{12}$/);
@@ -138,7 +158,9 @@ describe('nvidia GPU variant (cheap path)', () => {
 
   it('--engine docker with a remote engine (DOCKER_HOST elsewhere) is refused before any work: make would bind-mount the tree', async () => {
     expect(nvidiaTree, 'needs the tree').toBeDefined();
-    const r = await runCli(['kernel', 'build', '-v', '6.1', '-g', 'nvidia', '-k', nvidiaTree!, '--headers-only', '--engine', 'docker'], { env: { DOCKER_HOST: 'tcp://192.0.2.1:2375' } });
+    const r = await runCli(['kernel', 'build', '-v', '6.1', '-g', 'nvidia', '-k', nvidiaTree!, '--headers-only', '--engine', 'docker'], {
+      env: { DOCKER_HOST: 'tcp://192.0.2.1:2375' },
+    });
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(/^error\[UNSUPPORTED\]: kernel build --engine docker bind-mounts the kernel tree/m);
     expect(r.stderr).toMatch(/hint: unset DOCKER_HOST/);

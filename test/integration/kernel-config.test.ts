@@ -34,7 +34,10 @@ beforeAll(async () => {
 
 describe('kernel setup/config on linux-source-6.1', () => {
   it('sets up the default x86_64 tree: extracted, verified, .config written, state recorded', async () => {
-    const r = await runCli<SetupResult>(['kernel', 'setup', '-v', '6.1', '--source', LINUX_SOURCE_TARBALL, '--sha256', sha, '-a', 'x86_64', '-k', tree, '--json'], { timeout: 15 * 60_000 });
+    const r = await runCli<SetupResult>(
+      ['kernel', 'setup', '-v', '6.1', '--source', LINUX_SOURCE_TARBALL, '--sha256', sha, '-a', 'x86_64', '-k', tree, '--json'],
+      { timeout: 15 * 60_000 },
+    );
     expect(r.exitCode, r.stderr).toBe(0);
     const j = r.json!;
     expect(j.version).toMatch(/^6\.1\.\d+$/);
@@ -43,7 +46,18 @@ describe('kernel setup/config on linux-source-6.1', () => {
     expect(j.verify.present).toBe(j.verify.requested);
     expect(j.verify.dropped).toEqual([]);
     const config = await readFile(join(tree, '.config'), 'utf8');
-    for (const line of ['CONFIG_64BIT=y', 'CONFIG_VIRTIO_BLK=y', 'CONFIG_VIRTIO_VSOCKETS=y', 'CONFIG_EXT4_FS=y', 'CONFIG_LIBNVDIMM=y', 'CONFIG_ACPI_NFIT=y', 'CONFIG_FS_DAX=y', 'CONFIG_BLK_DEV_PMEM=y', 'CONFIG_CGROUP_BPF=y', '# CONFIG_MODULES is not set']) {
+    for (const line of [
+      'CONFIG_64BIT=y',
+      'CONFIG_VIRTIO_BLK=y',
+      'CONFIG_VIRTIO_VSOCKETS=y',
+      'CONFIG_EXT4_FS=y',
+      'CONFIG_LIBNVDIMM=y',
+      'CONFIG_ACPI_NFIT=y',
+      'CONFIG_FS_DAX=y',
+      'CONFIG_BLK_DEV_PMEM=y',
+      'CONFIG_CGROUP_BPF=y',
+      '# CONFIG_MODULES is not set',
+    ]) {
       expect(config).toContain(line);
     }
     expect(config).toContain(`CONFIG_LOCALVERSION="-kata"`);
@@ -70,8 +84,12 @@ describe('kernel setup/config on linux-source-6.1', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json!.verify.ok).toBe(true);
     expect(r.json!.variant).toBe('nvidia-gpu');
-    expect(r.json!.report.present.map((p: { symbol: string }) => p.symbol)).toEqual(expect.arrayContaining(['MODULES', 'MODULE_UNLOAD', 'HOTPLUG_PCI_PCIE', 'HOTPLUG_PCI_SHPC', 'PCI_MMCONFIG', 'DRM_NOUVEAU', 'VFIO_PCI']));
-    expect(r.json!.verify.overrides).toEqual([{ symbol: 'MODULES', from: expect.stringContaining('common/base.conf'), to: expect.stringContaining('gpu/nvidia/nvidia.conf') }]);
+    expect(r.json!.report.present.map((p: { symbol: string }) => p.symbol)).toEqual(
+      expect.arrayContaining(['MODULES', 'MODULE_UNLOAD', 'HOTPLUG_PCI_PCIE', 'HOTPLUG_PCI_SHPC', 'PCI_MMCONFIG', 'DRM_NOUVEAU', 'VFIO_PCI']),
+    );
+    expect(r.json!.verify.overrides).toEqual([
+      { symbol: 'MODULES', from: expect.stringContaining('common/base.conf'), to: expect.stringContaining('gpu/nvidia/nvidia.conf') },
+    ]);
     const cfg = await readFile(out, 'utf8');
     expect(cfg).toContain('CONFIG_MODULES=y');
     expect(cfg).toContain('CONFIG_VFIO_PCI=y');
@@ -125,7 +143,14 @@ describe('kernel setup/config on linux-source-6.1', () => {
   // Kconfig asks the compiler what it can do, so each arch is resolved with Debian's cross gcc (setup installs them).
   it.each([
     { name: 'aarch64', arch: 'aarch64', gpu: [], cc: 'aarch64-linux-gnu-gcc', marker: 'CONFIG_ARM64=y', fragment: 'arm64/acpi.conf' },
-    { name: 'aarch64 -g nvidia', arch: 'aarch64', gpu: ['-g', 'nvidia'], cc: 'aarch64-linux-gnu-gcc', marker: 'CONFIG_VFIO_PCI=y', fragment: 'gpu/nvidia/nvidia.conf' },
+    {
+      name: 'aarch64 -g nvidia',
+      arch: 'aarch64',
+      gpu: ['-g', 'nvidia'],
+      cc: 'aarch64-linux-gnu-gcc',
+      marker: 'CONFIG_VFIO_PCI=y',
+      fragment: 'gpu/nvidia/nvidia.conf',
+    },
     { name: 'ppc64le', arch: 'ppc64le', gpu: [], cc: 'powerpc64le-linux-gnu-gcc', marker: 'CONFIG_CPU_LITTLE_ENDIAN=y', fragment: 'ppc64le/base.conf' },
     { name: 's390x', arch: 's390x', gpu: [], cc: 's390x-linux-gnu-gcc', marker: 'CONFIG_S390=y', fragment: 's390/base.conf' },
   ])('$name: every requested option survives olddefconfig with $cc', async ({ arch, gpu, cc, marker, fragment }) => {
@@ -210,7 +235,9 @@ describe('kernel bad input (CLI)', () => {
 
   it('the default kernel.org source fails at the network boundary with DOWNLOAD_FAILED', async () => {
     const dir = join(work, 'net');
-    const r = await runCli(['kernel', 'setup', '-v', '6.1.62', '-k', dir], { env: { ...process.env, OSBUILDER_KERNEL_MIRROR: 'http://127.0.0.1:9/pub/linux/kernel' } as Record<string, string> });
+    const r = await runCli(['kernel', 'setup', '-v', '6.1.62', '-k', dir], {
+      env: { ...process.env, OSBUILDER_KERNEL_MIRROR: 'http://127.0.0.1:9/pub/linux/kernel' } as Record<string, string>,
+    });
     expectError(r, 'DOWNLOAD_FAILED');
     expect(r.stderr).toContain('http://127.0.0.1:9/pub/linux/kernel/v6.x/sha256sums.asc');
     expect(await exists(dir)).toBe(false);

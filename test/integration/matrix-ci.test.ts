@@ -56,7 +56,12 @@ describe('a matrix cell on its own', () => {
     const cache = join(work, 'cell-cache');
     await mkdir(cwd);
     await seedKernelEntry(cache); // the suite's kernel: a CI cache would hold it the same way
-    const r = await execa('node', [cliPath, ...args, '--json'], { cwd, reject: false, env: { OSBUILDER_CACHE_DIR: cache, SOURCE_DATE_EPOCH: KERNEL_SDE }, timeout: 30 * 60_000 });
+    const r = await execa('node', [cliPath, ...args, '--json'], {
+      cwd,
+      reject: false,
+      env: { OSBUILDER_CACHE_DIR: cache, SOURCE_DATE_EPOCH: KERNEL_SDE },
+      timeout: 30 * 60_000,
+    });
     expect(r.exitCode, String(r.stderr)).toBe(0);
     const j = JSON.parse(String(r.stdout)) as { shareDir: string; bootTests: Array<{ passed: boolean; artifact: string }> };
     expect(j.shareDir).toBe(join(cwd, 'out/usr/share/kata-containers'));

@@ -31,7 +31,10 @@ beforeAll(async () => {
   await buildDist();
   work = await makeTempDir('osb-rootfs-aarch64-');
   agent = (await defaultAgentBinary({ arch: 'aarch64' })).path;
-  rootfs = await runCli<BuildRootfsResult>(['rootfs', 'busybox', '--arch', 'arm64', '--bootstrap-base', '--agent', agent, '-o', join(work, 'rootfs'), '--json'], { env: { SOURCE_DATE_EPOCH: SDE }, timeout: 20 * 60_000 });
+  rootfs = await runCli<BuildRootfsResult>(
+    ['rootfs', 'busybox', '--arch', 'arm64', '--bootstrap-base', '--agent', agent, '-o', join(work, 'rootfs'), '--json'],
+    { env: { SOURCE_DATE_EPOCH: SDE }, timeout: 20 * 60_000 },
+  );
 }, 25 * 60_000);
 
 afterAll(async () => {

@@ -81,7 +81,14 @@ describe('debian, systemd mode', () => {
     expect(await readFile(join(units, 'kata-containers.target'), 'utf8')).toMatch(/^Requires=kata-agent.service$/m);
     expect(await readlink(join(dir(), 'etc/systemd/system/basic.target.wants/kata-containers.target'))).toBe('/usr/lib/systemd/system/kata-containers.target');
     const present = await readdir(units);
-    for (const gone of ['systemd-journald.service', 'systemd-journald.socket', 'systemd-timesyncd.service', 'systemd-random-seed.service', 'systemd-tmpfiles-setup.service', 'systemd-update-utmp.service']) {
+    for (const gone of [
+      'systemd-journald.service',
+      'systemd-journald.socket',
+      'systemd-timesyncd.service',
+      'systemd-random-seed.service',
+      'systemd-tmpfiles-setup.service',
+      'systemd-update-utmp.service',
+    ]) {
       expect(present).not.toContain(gone);
     }
     expect(present).toContain('systemd-logind.service');
@@ -121,7 +128,13 @@ describe('debian, systemd mode', () => {
     try {
       const osr = await c.exec(['cat', '/etc/os-release']);
       expect(osr.stdout).toBe(await readFile(join(dir(), 'etc/os-release'), 'utf8'));
-      const verify = await c.exec(['systemd-analyze', 'verify', '--man=no', '/usr/lib/systemd/system/kata-containers.target', '/usr/lib/systemd/system/kata-agent.service']);
+      const verify = await c.exec([
+        'systemd-analyze',
+        'verify',
+        '--man=no',
+        '/usr/lib/systemd/system/kata-containers.target',
+        '/usr/lib/systemd/system/kata-agent.service',
+      ]);
       expect(verify.exitCode, verify.output).toBe(0);
       // The same check fails on a target requiring a unit the guest lacks.
       await c.exec(['sh', '-c', 'printf "[Unit]\\nRequires=no-such.service\\n" > /etc/systemd/system/broken.target']);
@@ -189,14 +202,19 @@ describe('busybox', () => {
   });
 
   it('--base-image: any local image as the builder base', async () => {
-    const r = await runCli(['rootfs', 'busybox', '--base-image', 'osbuilder/debian-base:bookworm-x86_64', '--agent', agent, '-o', join(work, 'busybox-given-base'), '--json'], { env: { SOURCE_DATE_EPOCH: SDE } });
+    const r = await runCli(
+      ['rootfs', 'busybox', '--base-image', 'osbuilder/debian-base:bookworm-x86_64', '--agent', agent, '-o', join(work, 'busybox-given-base'), '--json'],
+      { env: { SOURCE_DATE_EPOCH: SDE } },
+    );
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json.baseImage).toBe('osbuilder/debian-base:bookworm-x86_64');
     expect(await treeDigest(join(work, 'busybox-given-base'))).toEqual(await treeDigest(dir()));
   });
 
   it('--engine native (no container: the host tools, as rootfs.sh without USE_DOCKER) gives the same layout', async () => {
-    const r = await runCli(['rootfs', 'busybox', '--engine', 'native', '--agent', agent, '-o', join(work, 'busybox-native'), '--json'], { env: { SOURCE_DATE_EPOCH: SDE } });
+    const r = await runCli(['rootfs', 'busybox', '--engine', 'native', '--agent', agent, '-o', join(work, 'busybox-native'), '--json'], {
+      env: { SOURCE_DATE_EPOCH: SDE },
+    });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json).toMatchObject({ engine: 'native', initMode: 'agent-init' });
     expect(r.json.builderImage).toBeUndefined();
@@ -205,7 +223,9 @@ describe('busybox', () => {
   });
 
   it('--engine podman (USE_PODMAN): the base made with mmdebstrap | podman import, the same tree as with docker', async () => {
-    const r = await runCli(['rootfs', 'busybox', '--engine', 'podman', '--bootstrap-base', '--agent', agent, '-o', join(work, 'busybox-podman'), '--json'], { env: { SOURCE_DATE_EPOCH: SDE } });
+    const r = await runCli(['rootfs', 'busybox', '--engine', 'podman', '--bootstrap-base', '--agent', agent, '-o', join(work, 'busybox-podman'), '--json'], {
+      env: { SOURCE_DATE_EPOCH: SDE },
+    });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json).toMatchObject({ engine: 'podman', initMode: 'agent-init', baseImage: 'osbuilder/debian-base:bookworm-x86_64' });
     const images = await execa('podman', ['images', '--format', '{{.Repository}}']);

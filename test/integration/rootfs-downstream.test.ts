@@ -53,7 +53,9 @@ describe('osbuilder image on a debian systemd rootfs', () => {
 
   it('boots to the agent (trimmed systemd guest); /etc/os-release inside is the rootfs one', async () => {
     const kernel = await guestKernel();
-    const r = await runCli(['boot', '--kernel', kernel, '--image', join(work, 'debian.img'), '--timeout', '600', ...GUEST_OS_RELEASE], { timeout: 15 * 60_000 });
+    const r = await runCli(['boot', '--kernel', kernel, '--image', join(work, 'debian.img'), '--timeout', '600', ...GUEST_OS_RELEASE], {
+      timeout: 15 * 60_000,
+    });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toBe((await readFile(join(work, 'debian-systemd/etc/os-release'), 'utf8')).trimEnd()); // runCli strips the final newline
   });
@@ -67,12 +69,15 @@ describe('osbuilder initrd on a busybox rootfs', () => {
     const list = await execa('sh', ['-c', 'zstd -dc "$1" | cpio -itv --quiet', 'sh', join(work, 'busybox.initrd')]);
     const names = String(list.stdout).split('\n');
     expect(names.some((l) => / init -> \/usr\/bin\/kata-agent$/.test(l))).toBe(true);
-    for (const f of ['etc/os-release', 'usr/bin/kata-agent', 'bin/busybox', 'var/lib/osbuilder/osbuilder.yaml']) expect(names.some((l) => l.endsWith(` ${f}`))).toBe(true);
+    for (const f of ['etc/os-release', 'usr/bin/kata-agent', 'bin/busybox', 'var/lib/osbuilder/osbuilder.yaml'])
+      expect(names.some((l) => l.endsWith(` ${f}`))).toBe(true);
   });
 
   it('boots with the agent as init; /etc/os-release inside is the rootfs one', async () => {
     const kernel = await guestKernel();
-    const r = await runCli(['boot', '--kernel', kernel, '--initrd', join(work, 'busybox.initrd'), '--timeout', '600', ...GUEST_OS_RELEASE], { timeout: 15 * 60_000 });
+    const r = await runCli(['boot', '--kernel', kernel, '--initrd', join(work, 'busybox.initrd'), '--timeout', '600', ...GUEST_OS_RELEASE], {
+      timeout: 15 * 60_000,
+    });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toBe((await readFile(join(work, 'busybox/etc/os-release'), 'utf8')).trimEnd()); // runCli strips the final newline
   });
@@ -82,12 +87,36 @@ describe('debian with the agent as init, as an initrd', () => {
   it('makes an initrd and boots it: the agent is PID 1, /etc/os-release inside is the rootfs one', async () => {
     await cli(['initrd', join(work, 'debian-init'), '-o', join(work, 'debian.initrd')]);
     const list = await execa('sh', ['-c', 'zstd -dc "$1" | cpio -itv --quiet', 'sh', join(work, 'debian.initrd')]);
-    expect(String(list.stdout).split('\n').some((l) => / init -> \/usr\/bin\/kata-agent$/.test(l))).toBe(true);
+    expect(
+      String(list.stdout)
+        .split('\n')
+        .some((l) => / init -> \/usr\/bin\/kata-agent$/.test(l)),
+    ).toBe(true);
     const kernel = await guestKernel();
     // /proc/1/exe needs CAP_SYS_PTRACE, which a container lacks; comm does not. The kernel runs
     // /init (the agent) as "init"; an agent started by systemd would show up as "kata-agent".
     const script = 'cat /guest/os-release; echo "pid1=$(cat /guest/proc/1/comm)"; echo "all=$(cat /guest/proc/[0-9]*/comm | sort -u | tr "\\n" " ")"';
-    const r = await runCli(['boot', '--kernel', kernel, '--initrd', join(work, 'debian.initrd'), '--memory', '1024', '--timeout', '600', '--guest-mount', '/proc:/guest/proc', ...GUEST_OS_RELEASE.slice(0, 2), '--', 'sh', '-c', script], { timeout: 15 * 60_000 });
+    const r = await runCli(
+      [
+        'boot',
+        '--kernel',
+        kernel,
+        '--initrd',
+        join(work, 'debian.initrd'),
+        '--memory',
+        '1024',
+        '--timeout',
+        '600',
+        '--guest-mount',
+        '/proc:/guest/proc',
+        ...GUEST_OS_RELEASE.slice(0, 2),
+        '--',
+        'sh',
+        '-c',
+        script,
+      ],
+      { timeout: 15 * 60_000 },
+    );
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toContain(await readFile(join(work, 'debian-init/etc/os-release'), 'utf8'));
     expect(r.stdout).toMatch(/^pid1=init$/m);

@@ -40,7 +40,11 @@ async function expectFailure(args: string[], code: string, message: RegExp, env:
 
 describe('osbuilder rootfs refuses bad input', () => {
   it('unknown distro: the message lists the valid ones', async () => {
-    await expectFailure(['gentoo', '--agent', agent], 'UNKNOWN_DISTRO', /unknown distro "gentoo"; valid distros: alpine, busybox, centos, clearlinux, debian, euleros, fedora, ubuntu/);
+    await expectFailure(
+      ['gentoo', '--agent', agent],
+      'UNKNOWN_DISTRO',
+      /unknown distro "gentoo"; valid distros: alpine, busybox, centos, clearlinux, debian, euleros, fedora, ubuntu/,
+    );
   });
 
   it('arch the distro does not support', async () => {
@@ -67,7 +71,9 @@ describe('osbuilder rootfs refuses bad input', () => {
   });
 
   it('no Docker daemon (DOCKER_HOST at a dead socket)', async () => {
-    await expectFailure(['debian', '--agent', agent], 'DOCKER_UNAVAILABLE', /cannot reach the docker daemon at unix:\/\/\/.*dead\.sock/, { DOCKER_HOST: `unix://${join(work, 'dead.sock')}` });
+    await expectFailure(['debian', '--agent', agent], 'DOCKER_UNAVAILABLE', /cannot reach the docker daemon at unix:\/\/\/.*dead\.sock/, {
+      DOCKER_HOST: `unix://${join(work, 'dead.sock')}`,
+    });
   });
 
   it('bad AGENT_INIT, systemd on a distro without it, extra packages without a package manager', async () => {
@@ -88,16 +94,30 @@ describe('osbuilder rootfs refuses bad input', () => {
   it('no registry reachable (--no-bootstrap-base pulls): the hint says how to work air-gapped; a missing --base-image is named', async () => {
     await expectFailure(['debian', '--no-bootstrap-base', '--agent', agent], 'COMMAND_FAILED', /docker pull docker.io\/library\/debian:bookworm failed/);
     const r = await runCli(['rootfs', 'debian', '--no-bootstrap-base', '--agent', agent, '-o', join(work, 'x')]);
-    expect(r.stderr).toMatch(/hint: no registry reachable\? give a local image with --base-image \(Debian-based distros make theirs locally unless --no-bootstrap-base\)/);
-    await expectFailure(['busybox', '--agent', agent, '--base-image', 'osbuilder-test/no-such-image:1'], 'INPUT_NOT_FOUND', /base image osbuilder-test\/no-such-image:1 is not present in the local docker image store/);
+    expect(r.stderr).toMatch(
+      /hint: no registry reachable\? give a local image with --base-image \(Debian-based distros make theirs locally unless --no-bootstrap-base\)/,
+    );
+    await expectFailure(
+      ['busybox', '--agent', agent, '--base-image', 'osbuilder-test/no-such-image:1'],
+      'INPUT_NOT_FOUND',
+      /base image osbuilder-test\/no-such-image:1 is not present in the local docker image store/,
+    );
   });
 
   it('a dynamically linked agent whose loader the rootfs lacks (found after bootstrap; nothing is kept)', async () => {
-    await expectFailure(['busybox', '--bootstrap-base', '--agent', '/bin/true'], 'AGENT_INVALID', /agent \/bin\/true is dynamically linked and needs \/lib64\/ld-linux-x86-64.so.2, which the rootfs does not have/);
+    await expectFailure(
+      ['busybox', '--bootstrap-base', '--agent', '/bin/true'],
+      'AGENT_INVALID',
+      /agent \/bin\/true is dynamically linked and needs \/lib64\/ld-linux-x86-64.so.2, which the rootfs does not have/,
+    );
   });
 
   it("unknown package in --extra-pkgs: apt's error, surfaced", async () => {
-    await expectFailure(['debian', '--agent', agent, '--bootstrap-base', '--agent-init', '--extra-pkgs', 'strace no-such-package-osb'], 'PACKAGE_NOT_FOUND', /Debian bookworm has no package "no-such-package-osb" \(asked for with --extra-pkgs\/EXTRA_PKGS\); mmdebstrap said: E: Unable to locate package no-such-package-osb/);
+    await expectFailure(
+      ['debian', '--agent', agent, '--bootstrap-base', '--agent-init', '--extra-pkgs', 'strace no-such-package-osb'],
+      'PACKAGE_NOT_FOUND',
+      /Debian bookworm has no package "no-such-package-osb" \(asked for with --extra-pkgs\/EXTRA_PKGS\); mmdebstrap said: E: Unable to locate package no-such-package-osb/,
+    );
   });
 });
 
@@ -116,8 +136,12 @@ describe('osbuilder distros', () => {
     });
     const text = await runCli(['distros']);
     expect(text.stdout).toMatch(/^clearlinux +latest +x86_64 +swupd +yes/m);
-    expect(text.stdout).toMatch(/^busybox +bookworm trixie +x86_64 aarch64 ppc64le s390x +busybox +no +agent-init +x86_64 initrd booted, aarch64 initrd built$/m);
-    expect(text.stdout).toMatch(/^debian +bookworm trixie bullseye +x86_64 aarch64 ppc64le s390x +mmdebstrap +yes +systemd agent-init +x86_64 image\+initrd booted$/m);
+    expect(text.stdout).toMatch(
+      /^busybox +bookworm trixie +x86_64 aarch64 ppc64le s390x +busybox +no +agent-init +x86_64 initrd booted, aarch64 initrd built$/m,
+    );
+    expect(text.stdout).toMatch(
+      /^debian +bookworm trixie bullseye +x86_64 aarch64 ppc64le s390x +mmdebstrap +yes +systemd agent-init +x86_64 image\+initrd booted$/m,
+    );
     expect(text.stdout).toMatch(/^fedora +.* +dnf +yes +systemd agent-init +-$/m);
   });
 });
@@ -138,7 +162,11 @@ describe('interrupted builds', () => {
     const r = await child;
     expect(r.exitCode).toBe(130);
     expect(String(r.stderr)).toContain('interrupted (SIGINT): cleaning up');
-    expect(String(r.stderr).split('\n').filter((l) => l.startsWith('error['))).toEqual(['error[INTERRUPTED]: interrupted by SIGINT']);
+    expect(
+      String(r.stderr)
+        .split('\n')
+        .filter((l) => l.startsWith('error[')),
+    ).toEqual(['error[INTERRUPTED]: interrupted by SIGINT']);
     expect(await buildContainers(child.pid!)).toEqual([]);
     expect((await readdir(work)).filter((n) => n.includes('interrupted'))).toEqual([]);
   });

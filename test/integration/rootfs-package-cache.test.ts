@@ -25,14 +25,20 @@ let agent: string;
 const built: Record<string, CliResult<BuildRootfsResult>> = {};
 
 async function rootfs(name: string, extra: string[] = []): Promise<CliResult<BuildRootfsResult>> {
-  const r = await runCli<BuildRootfsResult>(['rootfs', 'debian', '--agent-init', '--bootstrap-base', '--agent', agent, '-o', join(work, name), ...extra, '--json'], {
-    env: { SOURCE_DATE_EPOCH: SDE, OSBUILDER_CACHE_DIR: cacheDir },
-  });
+  const r = await runCli<BuildRootfsResult>(
+    ['rootfs', 'debian', '--agent-init', '--bootstrap-base', '--agent', agent, '-o', join(work, name), ...extra, '--json'],
+    {
+      env: { SOURCE_DATE_EPOCH: SDE, OSBUILDER_CACHE_DIR: cacheDir },
+    },
+  );
   if (r.exitCode !== 0) throw new Error(`osbuilder rootfs (${name}) failed:\n${r.stdout}\n${r.stderr}`);
   return r;
 }
 
-const sha = async (p: string) => createHash('sha256').update(await readFile(p)).digest('hex');
+const sha = async (p: string) =>
+  createHash('sha256')
+    .update(await readFile(p))
+    .digest('hex');
 const pkgDir = () => built.cold!.json!.packageCache!.dir as string;
 
 /** Every path in the tree under a name ending in .deb. */
@@ -104,7 +110,13 @@ describe('package cache (debian, real mmdebstrap)', () => {
   it('cache ls lists the package cache; no container and no temp file is left', async () => {
     const ls = await runCli<CacheListing>(['cache', 'ls', '--json'], { env: { OSBUILDER_CACHE_DIR: cacheDir } });
     expect(ls.exitCode, ls.stderr).toBe(0);
-    expect(ls.json!.stores).toEqual([expect.objectContaining({ top: 'packages', key: built.cold!.json!.packageCache!.key, info: expect.objectContaining({ suite: 'bookworm', arch: 'amd64' }) })]);
+    expect(ls.json!.stores).toEqual([
+      expect.objectContaining({
+        top: 'packages',
+        key: built.cold!.json!.packageCache!.key,
+        info: expect.objectContaining({ suite: 'bookworm', arch: 'amd64' }),
+      }),
+    ]);
     for (const r of Object.values(built)) expect(await buildContainers(r.pid)).toEqual([]);
     expect((await readdir(pkgDir())).filter((n) => n.startsWith('.'))).toEqual([]);
   });

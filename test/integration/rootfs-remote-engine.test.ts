@@ -59,7 +59,10 @@ beforeAll(async () => {
   modules = await modulesTree();
   remote = await startRemoteEngine();
   await loadImage(BASE, remote.host); // as a user would: no second mmdebstrap there
-  for (const [where, host] of [['local', undefined], ['remote', remote.host]] as const) {
+  for (const [where, host] of [
+    ['local', undefined],
+    ['remote', remote.host],
+  ] as const) {
     built[`busybox-${where}`] = await rootfs(`busybox-${where}`, 'busybox', ['--kernel-modules', modules], host);
     built[`debian-${where}`] = await rootfs(`debian-${where}`, 'debian', [], host);
   }
@@ -80,12 +83,15 @@ describe('a remote engine (no shared path)', () => {
     }
   });
 
-  it.each(['busybox', 'debian'])('%s: the tree is identical to the local engine\'s (paths, types, modes, owners, sizes, sha256, link targets, mtimes)', async (distro) => {
-    const here = await treeDigest(join(work, `${distro}-local`));
-    const there = await treeDigest(join(work, `${distro}-remote`));
-    expect(there.length).toBeGreaterThan(distro === 'debian' ? 1000 : 100);
-    expect(there).toEqual(here);
-  });
+  it.each(['busybox', 'debian'])(
+    "%s: the tree is identical to the local engine's (paths, types, modes, owners, sizes, sha256, link targets, mtimes)",
+    async (distro) => {
+      const here = await treeDigest(join(work, `${distro}-local`));
+      const there = await treeDigest(join(work, `${distro}-remote`));
+      expect(there.length).toBeGreaterThan(distro === 'debian' ? 1000 : 100);
+      expect(there).toEqual(here);
+    },
+  );
 
   it('device nodes and hard links came through the stream', async () => {
     const dir = join(work, 'debian-remote');
@@ -110,7 +116,21 @@ describe('a remote engine (no shared path)', () => {
     const pc = built['debian-remote']!.json!.packageCache!;
     expect(pc.dir).toMatch(/^osbuilder-packages-[0-9a-f]{32}$/);
     expect(pc.stored).toBeGreaterThan(50);
-    const ls = await execa('docker', ['-H', remote!.host, 'run', '--rm', '--mount', `type=volume,src=${pc.dir},dst=/c`, BASE, 'find', '/c', '-maxdepth', '1', '-name', '*.deb']);
+    const ls = await execa('docker', [
+      '-H',
+      remote!.host,
+      'run',
+      '--rm',
+      '--mount',
+      `type=volume,src=${pc.dir},dst=/c`,
+      BASE,
+      'find',
+      '/c',
+      '-maxdepth',
+      '1',
+      '-name',
+      '*.deb',
+    ]);
     expect(ls.stdout.split('\n').filter(Boolean).length).toBe(pc.after);
     // The local build's cache is a host directory, not that volume.
     expect(built['debian-local']!.json!.packageCache!.dir).toMatch(/^\//);
@@ -133,7 +153,10 @@ describe('a remote engine (no shared path)', () => {
   });
 
   it('no container or volume of those builds is left on either engine', async () => {
-    for (const [where, host] of [['local', undefined], ['remote', remote!.host]] as const) {
+    for (const [where, host] of [
+      ['local', undefined],
+      ['remote', remote!.host],
+    ] as const) {
       for (const distro of ['busybox', 'debian']) expect(await leftovers(built[`${distro}-${where}`]!.pid, host)).toEqual([]);
     }
   });

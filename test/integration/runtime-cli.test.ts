@@ -69,7 +69,10 @@ describe('osbuilder check', () => {
 describe('osbuilder env', () => {
   it('prints the resolved configuration as TOML and JSON with the kata-env sections', async () => {
     const cfg = join(dir, 'configuration.toml');
-    await writeFile(cfg, `[hypervisor.qemu]\nkernel = "${kernel}"\ninitrd = "${initrd}"\ndefault_vcpus = 2\nkernel_params = "foo=bar"\nbogus_key = 1\n[agent.kata]\ndial_timeout = 20\n`);
+    await writeFile(
+      cfg,
+      `[hypervisor.qemu]\nkernel = "${kernel}"\ninitrd = "${initrd}"\ndefault_vcpus = 2\nkernel_params = "foo=bar"\nbogus_key = 1\n[agent.kata]\ndial_timeout = 20\n`,
+    );
     const j = await runCli<EnvReport>(['env', '--config', cfg, '--json'], { timeout: 120_000 });
     expect(j.exitCode).toBe(0);
     expect(Object.keys(j.json!)).toEqual(['Meta', 'Kernel', 'Image', 'Initrd', 'Hypervisor', 'Agent', 'Host']);
@@ -119,7 +122,7 @@ describe('osbuilder boot: bad input is refused before QEMU runs', () => {
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(new RegExp(`^error\\[${code}\\]: `, 'm'));
     expect(r.stderr).toMatch(message);
-    expect(r.stderr).toMatch(/^  hint: /m);
+    expect(r.stderr).toMatch(/^ {2}hint: /m);
     expect(await qemuLeft(name)).toBe('');
   });
 
@@ -148,7 +151,19 @@ describe('osbuilder boot: bad input is refused before QEMU runs', () => {
   });
 
   it('a console log in a missing directory is refused up front', async () => {
-    const r = await runCli(['boot', '--name', name, '--kernel', kernel, '--initrd', initrd, '--accel', 'tcg', '--console-log', join(dir, 'no/such/dir/console.log')]);
+    const r = await runCli([
+      'boot',
+      '--name',
+      name,
+      '--kernel',
+      kernel,
+      '--initrd',
+      initrd,
+      '--accel',
+      'tcg',
+      '--console-log',
+      join(dir, 'no/such/dir/console.log'),
+    ]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/error\[OUTPUT_INVALID\]: output directory .* does not exist/);
     expect(await qemuLeft(name)).toBe('');

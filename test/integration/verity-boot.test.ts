@@ -36,7 +36,9 @@ const vmName = () => `${tag}-${++seq}`;
 
 async function verityImage(name: string, fsType: string): Promise<VerityImage> {
   const out = join(dir, name);
-  const r = await runCli<ImageResult>(['image', root, '-o', join(out, 'kata.img'), '--fs-type', fsType, '--verity', '--json'], { env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH } as Record<string, string> });
+  const r = await runCli<ImageResult>(['image', root, '-o', join(out, 'kata.img'), '--fs-type', fsType, '--verity', '--json'], {
+    env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH } as Record<string, string>,
+  });
   expect(r.exitCode, r.stderr).toBe(0);
   const params = (await readFile(join(out, 'root_hash_.txt'), 'utf8')).trim();
   expect(params).toBe(r.json!.verity!.kernelVerityParams);
@@ -54,20 +56,35 @@ beforeAll(async () => {
 
 async function bootJson<T = BootResult>(args: string[], command: string[]) {
   const name = vmName();
-  const r = await runCli<T>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--memory', '512', '--timeout', '300', ...args, '--', ...command], { timeout: 10 * 60_000 });
+  const r = await runCli<T>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--memory', '512', '--timeout', '300', ...args, '--', ...command], {
+    timeout: 10 * 60_000,
+  });
   await nothingLeft(name);
   return r;
 }
 
 /** The guest's root mount (mountinfo), and dm-0 as sysfs shows it: name, dev, ro, the devices under it. */
 const GUEST_VIEW = ['--guest-mount', '/proc:/guest/proc', '--guest-mount', '/sys:/guest/sys'];
-const ROOT_VIEW = ['sh', '-c', 'grep " / / " /guest/proc/1/mountinfo; d=/guest/sys/block/dm-0; cat $d/dm/name $d/dev $d/ro; ls $d/slaves | tr "\\n" " "; echo; cat /proc/cmdline'];
+const ROOT_VIEW = [
+  'sh',
+  '-c',
+  'grep " / / " /guest/proc/1/mountinfo; d=/guest/sys/block/dm-0; cat $d/dm/name $d/dev $d/ro; ls $d/slaves | tr "\\n" " "; echo; cat /proc/cmdline',
+];
 
 function rootView(stdout: string) {
   const [mount, dmName, dev, ro, slaves, cmdline] = stdout.split('\n');
   // mountinfo: id parent major:minor root mountpoint options ... - fstype source superoptions
   const f = mount!.split(' ');
-  return { majorMinor: f[2], options: f[5]!.split(','), fsType: f[f.indexOf('-') + 1], dmName, dev, ro, slaves: slaves!.trim().split(' ').sort(), cmdline: cmdline! };
+  return {
+    majorMinor: f[2],
+    options: f[5]!.split(','),
+    fsType: f[f.indexOf('-') + 1],
+    dmName,
+    dev,
+    ro,
+    slaves: slaves!.trim().split(' ').sort(),
+    cmdline: cmdline!,
+  };
 }
 
 describe('a dm-verity image boots with root on /dev/dm-0', () => {
@@ -92,7 +109,10 @@ describe('a dm-verity image boots with root on /dev/dm-0', () => {
 
   it('erofs, from a configuration.toml carrying kernel_verity_params as Kata writes it', async () => {
     const cfg = join(dir, 'configuration.toml');
-    await writeFile(cfg, `[hypervisor.qemu]\nkernel = "${kernel.bzImage}"\nimage = "${erofs.path}"\nrootfs_type = "erofs"\nkernel_verity_params = "${erofs.params}"\ndefault_memory = 512\n[agent.kata]\ndial_timeout = 300\n`);
+    await writeFile(
+      cfg,
+      `[hypervisor.qemu]\nkernel = "${kernel.bzImage}"\nimage = "${erofs.path}"\nrootfs_type = "erofs"\nkernel_verity_params = "${erofs.params}"\ndefault_memory = 512\n[agent.kata]\ndial_timeout = 300\n`,
+    );
     const r = await bootJson(['--config', cfg, ...GUEST_VIEW], ROOT_VIEW);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     const v = rootView(r.json!.container!.stdout!);
@@ -117,7 +137,10 @@ describe('a modified image or the wrong root hash is refused', () => {
     b[0] = b[0]! ^ 0x20;
     await fh.write(b, 0, 1, at);
     await fh.close();
-    const r = await bootJson<CliErrorJson>(['--image', bad, '--kernel-verity-params', ext4.params, '--guest-mount', '/etc/os-release:/guest/os-release'], ['cat', '/guest/os-release']);
+    const r = await bootJson<CliErrorJson>(
+      ['--image', bad, '--kernel-verity-params', ext4.params, '--guest-mount', '/etc/os-release:/guest/os-release'],
+      ['cat', '/guest/os-release'],
+    );
     expect(r.exitCode).not.toBe(0);
     expect(r.json!.error.code).toBe('VERITY_FAILED');
     expect(r.json!.error.message).toMatch(/^dm-verity verification of the root image failed: device-mapper: verity: [\d:]+: data block \d+ is corrupted/);
@@ -135,7 +158,20 @@ describe('a modified image or the wrong root hash is refused', () => {
 
   it('a malformed kernel_verity_params is refused before any VM starts', async () => {
     const name = vmName();
-    const r = await runCli<CliErrorJson>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--image', ext4.path, '--kernel-verity-params', 'root_hash=abcd,salt=00,data_blocks=x,data_block_size=4096,hash_block_size=4096', '--', 'true']);
+    const r = await runCli<CliErrorJson>([
+      'boot',
+      '--json',
+      '--name',
+      name,
+      '--kernel',
+      kernel.bzImage,
+      '--image',
+      ext4.path,
+      '--kernel-verity-params',
+      'root_hash=abcd,salt=00,data_blocks=x,data_block_size=4096,hash_block_size=4096',
+      '--',
+      'true',
+    ]);
     expect(r.exitCode).not.toBe(0);
     expect(r.json!.error).toMatchObject({ code: 'CONFIG_INVALID', message: '--kernel-verity-params: data_blocks "x" is not a whole number' });
     await nothingLeft(name);

@@ -34,7 +34,13 @@ export async function startHostAgent(extraArgs: string[] = [], opts: { binary?: 
   const dir = await makeTempDir('osb-agent-');
   const socketPath = join(dir, 'agent.sock');
   const argv = [...(opts.emulator ? [opts.emulator] : []), binary, '--listen', `unix:${socketPath}`, ...extraArgs];
-  const proc = execa('unshare', ['--mount', '--propagation', 'private', '--', ...argv], { reject: false, stdin: 'ignore', buffer: false, stdout: 'ignore', stderr: 'pipe' });
+  const proc = execa('unshare', ['--mount', '--propagation', 'private', '--', ...argv], {
+    reject: false,
+    stdin: 'ignore',
+    buffer: false,
+    stdout: 'ignore',
+    stderr: 'pipe',
+  });
   let log = '';
   await new Promise<void>((resolve, reject) => {
     proc.stderr!.on('data', (d: Buffer) => {

@@ -39,7 +39,10 @@ export interface CliResult<T = unknown> {
  * Runs the compiled osbuilder CLI (npm run build first) and never throws on a
  * non-zero exit. `T` types `json`, e.g. `runCli<BootResult>(['boot', …, '--json'])`.
  */
-export async function runCli<T = unknown>(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeout?: number; input?: string } = {}): Promise<CliResult<T>> {
+export async function runCli<T = unknown>(
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string; timeout?: number; input?: string } = {},
+): Promise<CliResult<T>> {
   const child = execa('node', [cliPath, ...args], {
     reject: false,
     env: opts.env,
@@ -60,4 +63,3 @@ export async function runCli<T = unknown>(args: string[], opts: { env?: Record<s
   }
   return result;
 }
-

@@ -30,7 +30,9 @@ export function dfsOrder(root: string): string[] {
   const out: string[] = [];
   const visit = (rel: string) => {
     out.push(rel);
-    const names = readdirSync(join(root, rel), { encoding: 'buffer' }).sort(Buffer.compare).map((b) => b.toString('utf8'));
+    const names = readdirSync(join(root, rel), { encoding: 'buffer' })
+      .sort(Buffer.compare)
+      .map((b) => b.toString('utf8'));
     for (const n of names) {
       const r = rel === '.' ? n : `${rel}/${n}`;
       if (lstatSync(join(root, r)).isDirectory()) visit(r);
@@ -63,7 +65,9 @@ export async function decompressTo(file: string, compression: string, out: strin
 /** `cpio -it` names, in archive order. */
 export async function cpioList(archive: string): Promise<string[]> {
   const r = await execa('cpio', ['-i', '-t', '--quiet'], { inputFile: archive });
-  return String(r.stdout).split('\n').filter((l) => l !== '');
+  return String(r.stdout)
+    .split('\n')
+    .filter((l) => l !== '');
 }
 
 /** `cpio -idm` into `dir` (as root: owners restored too). */
@@ -92,7 +96,14 @@ export async function snapshot(root: string, opts: { mtimes?: boolean } = {}): P
     const info: NodeInfo = { type: '', mode: st.mode, uid: st.uid, gid: st.gid };
     if (st.isDirectory()) info.type = 'dir';
     else if (st.isSymbolicLink()) Object.assign(info, { type: 'symlink', target: await readlink(p) });
-    else if (st.isFile()) Object.assign(info, { type: 'file', size: st.size, sha256: createHash('sha256').update(await readFile(p)).digest('hex') });
+    else if (st.isFile())
+      Object.assign(info, {
+        type: 'file',
+        size: st.size,
+        sha256: createHash('sha256')
+          .update(await readFile(p))
+          .digest('hex'),
+      });
     else if (st.isCharacterDevice() || st.isBlockDevice()) Object.assign(info, { type: 'dev', rdev: st.rdev });
     else info.type = st.isFIFO() ? 'fifo' : 'socket';
     if (opts.mtimes && info.type === 'file') info.mtime = Math.floor(st.mtimeMs / 1000);
@@ -115,7 +126,20 @@ export interface BootResult {
 export async function bootInitrd(kernel: string, initrd: string, opts: { memoryMiB?: number; timeoutMs?: number } = {}): Promise<BootResult> {
   const qemu = execa(
     'qemu-system-x86_64',
-    ['-accel', 'tcg', '-m', String(opts.memoryMiB ?? 512), '-nographic', '-no-reboot', '-kernel', kernel, '-initrd', initrd, '-append', 'console=ttyS0 panic=-1 rdinit=/init'],
+    [
+      '-accel',
+      'tcg',
+      '-m',
+      String(opts.memoryMiB ?? 512),
+      '-nographic',
+      '-no-reboot',
+      '-kernel',
+      kernel,
+      '-initrd',
+      initrd,
+      '-append',
+      'console=ttyS0 panic=-1 rdinit=/init',
+    ],
     { reject: false, stdin: 'ignore', all: true, timeout: opts.timeoutMs ?? 180_000 },
   );
   try {

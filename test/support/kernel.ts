@@ -57,7 +57,12 @@ let memo: Promise<GuestKernel> | undefined;
 
 export function guestKernel(): Promise<GuestKernel> {
   memo ??= (async () => {
-    const plan = planBuild({ kernel: true, kernelSource: LINUX_SOURCE_TARBALL, kernelVersion: LINUX_SOURCE_VERSION, arch: 'x86_64' }, undefined, 'x86_64', availableParallelism());
+    const plan = planBuild(
+      { kernel: true, kernelSource: LINUX_SOURCE_TARBALL, kernelVersion: LINUX_SOURCE_VERSION, arch: 'x86_64' },
+      undefined,
+      'x86_64',
+      availableParallelism(),
+    );
     // The same source choice `osbuilder build` makes when Debian's linux-source is installed: same cache key.
     plan.kernelSource = { kind: 'debian-package', source: LINUX_SOURCE_TARBALL, version: LINUX_SOURCE_VERSION };
     const cache = new BuildCache(KERNEL_CACHE);
@@ -66,7 +71,10 @@ export function guestKernel(): Promise<GuestKernel> {
     process.env.SOURCE_DATE_EPOCH = KERNEL_SDE;
     let entry: KernelArtifact;
     try {
-      entry = await kernelArtifact({ plan, cache, workDir: KERNEL_CACHE, agent: { path: '', sha256: '', source: 'none' }, extraPackages: [], sourceDateEpoch: Number(KERNEL_SDE) }, { variant: 'default' });
+      entry = await kernelArtifact(
+        { plan, cache, workDir: KERNEL_CACHE, agent: { path: '', sha256: '', source: 'none' }, extraPackages: [], sourceDateEpoch: Number(KERNEL_SDE) },
+        { variant: 'default' },
+      );
     } finally {
       if (before === undefined) delete process.env.SOURCE_DATE_EPOCH;
       else process.env.SOURCE_DATE_EPOCH = before;
@@ -112,13 +120,17 @@ export interface QemuRun {
  */
 export async function runQemu(args: string[], until: RegExp, timeoutMs = 5 * 60_000): Promise<QemuRun> {
   const { execa } = await import('execa');
-  const child = execa('qemu-system-x86_64', ['-accel', 'tcg', '-nodefaults', '-display', 'none', '-no-reboot', '-serial', 'stdio', '-monitor', 'none', ...args], {
-    reject: false,
-    stdin: 'ignore',
-    buffer: false,
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
+  const child = execa(
+    'qemu-system-x86_64',
+    ['-accel', 'tcg', '-nodefaults', '-display', 'none', '-no-reboot', '-serial', 'stdio', '-monitor', 'none', ...args],
+    {
+      reject: false,
+      stdin: 'ignore',
+      buffer: false,
+      stdout: 'pipe',
+      stderr: 'pipe',
+    },
+  );
   let output = '';
   let matched: string | undefined;
   let stderr = '';

@@ -70,7 +70,7 @@ export async function teardown(): Promise<void> {
   }
   await execa('docker', ['rm', '-f', tag], { reject: false });
   await execa('docker', ['rmi', '-f', image], { reject: false });
-  await writeFile(report, JSON.stringify({ neighbours: { qemu: tag, container: tag }, alive: verdict }) + '\n');
+  await writeFile(report, `${JSON.stringify({ neighbours: { qemu: tag, container: tag }, alive: verdict })}\n`);
   if (!verdict.qemu || !verdict.container) {
     throw new Error(`a neighbour the tests did not start was stopped during the run: ${JSON.stringify(verdict)}`);
   }

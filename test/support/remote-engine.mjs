@@ -43,9 +43,20 @@ exec "$@"
  * seccomp or AppArmor confinement, all devices, its own cgroup namespace.
  */
 const ENGINE_RIGHTS = [
-  '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE',
-  '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined', '--security-opt', 'systempaths=unconfined',
-  '--device-cgroup-rule', 'a *:* rwm', '--cgroupns', 'private',
+  '--cap-add',
+  'ALL',
+  '--cap-drop',
+  'SYS_RESOURCE',
+  '--security-opt',
+  'seccomp=unconfined',
+  '--security-opt',
+  'apparmor=unconfined',
+  '--security-opt',
+  'systempaths=unconfined',
+  '--device-cgroup-rule',
+  'a *:* rwm',
+  '--cgroupns',
+  'private',
 ];
 
 function dockerfile(base) {
@@ -116,10 +127,25 @@ export async function startRemoteEngine(role = 'test') {
   try {
     await execa('docker', ['volume', 'create', '--label', label, volume]);
     await execa('docker', [
-      'run', '-d', ...ENGINE_RIGHTS, '--name', name, '--label', label,
-      '--mount', `type=volume,source=${volume},target=/var/lib/docker`,
-      '--mount', `type=bind,source=${socketDir},target=/run/osb`,
-      image, 'dockerd', '--host', 'unix:///run/osb/docker.sock', '--data-root', '/var/lib/docker', '--storage-driver', 'overlay2',
+      'run',
+      '-d',
+      ...ENGINE_RIGHTS,
+      '--name',
+      name,
+      '--label',
+      label,
+      '--mount',
+      `type=volume,source=${volume},target=/var/lib/docker`,
+      '--mount',
+      `type=bind,source=${socketDir},target=/run/osb`,
+      image,
+      'dockerd',
+      '--host',
+      'unix:///run/osb/docker.sock',
+      '--data-root',
+      '/var/lib/docker',
+      '--storage-driver',
+      'overlay2',
     ]);
     await waitForApi(name);
   } catch (err) {

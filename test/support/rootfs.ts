@@ -31,7 +31,12 @@ export async function treeDigest(root: string): Promise<string[]> {
       const st = await lstat(p);
       const head = `${r} ${(st.mode & 0o170000).toString(8)} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid} ${Math.floor(st.mtimeMs / 1000)}`;
       if (st.isSymbolicLink()) lines.push(`${head} -> ${await readlink(p)}`);
-      else if (st.isFile()) lines.push(`${head} ${st.size} ${createHash('sha256').update(await readFile(p)).digest('hex')}`);
+      else if (st.isFile())
+        lines.push(
+          `${head} ${st.size} ${createHash('sha256')
+            .update(await readFile(p))
+            .digest('hex')}`,
+        );
       else if (st.isDirectory()) {
         lines.push(head);
         await walk(p, r);

@@ -43,8 +43,10 @@ function scalarName(t: ScalarType): string {
 function describeField(f: DescField): string {
   const name = (x: DescField) =>
     x.fieldKind === 'scalar' ? scalarName(x.scalar) : x.fieldKind === 'enum' ? x.enum.name : x.fieldKind === 'message' ? x.message.name : '';
-  if (f.fieldKind === 'list') return `repeated ${f.listKind === 'scalar' ? scalarName(f.scalar) : f.listKind === 'enum' ? f.enum.name : f.message.name} = ${f.number}`;
-  if (f.fieldKind === 'map') return `map<${scalarName(f.mapKey)},${f.mapKind === 'scalar' ? scalarName(f.scalar) : f.mapKind === 'enum' ? f.enum.name : f.message.name}> = ${f.number}`;
+  if (f.fieldKind === 'list')
+    return `repeated ${f.listKind === 'scalar' ? scalarName(f.scalar) : f.listKind === 'enum' ? f.enum.name : f.message.name} = ${f.number}`;
+  if (f.fieldKind === 'map')
+    return `map<${scalarName(f.mapKey)},${f.mapKind === 'scalar' ? scalarName(f.scalar) : f.mapKind === 'enum' ? f.enum.name : f.message.name}> = ${f.number}`;
   return `${name(f)} = ${f.number}`;
 }
 
@@ -58,7 +60,9 @@ describe("agent/proto against Kata's protocol definitions", () => {
   });
 
   it("declares each message with Kata's field names, types and numbers", () => {
-    const declared = allMessages.filter((m) => m.typeName.startsWith('grpc.') || m.typeName.startsWith('types.')).filter((m) => m.fields.length > 0 && !m.typeName.endsWith('Entry'));
+    const declared = allMessages
+      .filter((m) => m.typeName.startsWith('grpc.') || m.typeName.startsWith('types.'))
+      .filter((m) => m.fields.length > 0 && !m.typeName.endsWith('Entry'));
     expect(declared.length).toBeGreaterThan(30);
     for (const m of declared) {
       const theirs = kata.messages[m.typeName];
@@ -73,7 +77,11 @@ describe("agent/proto against Kata's protocol definitions", () => {
   });
 
   it('field-less messages (methods osbuilder does not implement) still carry Kata names', () => {
-    const names = new Set(Object.values(kata.services).flat().flatMap((s) => /\((.*)\) (.*)/.exec(s)!.slice(1)));
+    const names = new Set(
+      Object.values(kata.services)
+        .flat()
+        .flatMap((s) => /\((.*)\) (.*)/.exec(s)!.slice(1)),
+    );
     for (const m of allMessages.filter((x) => x.fields.length === 0 && !x.typeName.startsWith('ttrpc.'))) expect(names.has(m.typeName), m.typeName).toBe(true);
   });
 });
@@ -113,7 +121,11 @@ function sample(desc: DescMessage, depth = 0): Record<string, unknown> {
   for (const [i, f] of desc.fields.entries()) {
     const seed = i + 1;
     const one = (kind: 'scalar' | 'enum' | 'message', x: DescField): unknown =>
-      kind === 'scalar' ? sampleScalar((x as { scalar: ScalarType }).scalar, seed) : kind === 'enum' ? (x as { enum: { values: Array<{ number: number }> } }).enum.values.at(-1)!.number : create((x as { message: DescMessage }).message, sample((x as { message: DescMessage }).message, depth + 1));
+      kind === 'scalar'
+        ? sampleScalar((x as { scalar: ScalarType }).scalar, seed)
+        : kind === 'enum'
+          ? (x as { enum: { values: Array<{ number: number }> } }).enum.values.at(-1)!.number
+          : create((x as { message: DescMessage }).message, sample((x as { message: DescMessage }).message, depth + 1));
     if (f.fieldKind === 'list') {
       if (f.listKind === 'message' && depth > 2) continue;
       init[f.localName] = [one(f.listKind, f), one(f.listKind, f)];
@@ -132,7 +144,10 @@ describe('every message decodes with a second library (protobufjs)', () => {
   const protoDir = fileURLToPath(new URL('../../agent/proto/', import.meta.url));
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => (target.startsWith('google/') || target.startsWith('/') ? target : protoDir + target);
-  root.loadSync(['agent.proto', 'health.proto', 'oci.proto', 'types.proto', 'ttrpc.proto'].map((f) => protoDir + f), { keepCase: true });
+  root.loadSync(
+    ['agent.proto', 'health.proto', 'oci.proto', 'types.proto', 'ttrpc.proto'].map((f) => protoDir + f),
+    { keepCase: true },
+  );
 
   it.each(allMessages.filter((m) => !m.typeName.endsWith('Entry')).map((m) => [m.typeName, m] as const))('%s', (_name, desc) => {
     const msg = create(desc, sample(desc));
@@ -186,7 +201,16 @@ describe('ttrpc envelope', () => {
   it('encodes a grpc.Health/Check request byte for byte', () => {
     // Request{service=1 "grpc.Health", method=2 "Check"} (empty payload omitted).
     expect(encodeRequest({ service: 'grpc.Health', method: 'Check', payload: new Uint8Array() })).toEqual(hex('0a0b 677270632e4865616c7468 1205 436865636b'));
-    const r = fromBinary(RequestSchema, encodeRequest({ service: 'grpc.AgentService', method: 'WaitProcess', payload: new Uint8Array([1]), timeoutNano: 5n, metadata: [{ key: 'k', value: 'v' }] }));
+    const r = fromBinary(
+      RequestSchema,
+      encodeRequest({
+        service: 'grpc.AgentService',
+        method: 'WaitProcess',
+        payload: new Uint8Array([1]),
+        timeoutNano: 5n,
+        metadata: [{ key: 'k', value: 'v' }],
+      }),
+    );
     expect(r).toMatchObject({ service: 'grpc.AgentService', method: 'WaitProcess', timeoutNano: 5n, metadata: [{ key: 'k', value: 'v' }] });
   });
 
@@ -202,13 +226,18 @@ describe('ttrpc envelope', () => {
 
   // Counterexamples found by parsers-property: protobuf-es's RangeError and Error escaped untyped.
   it('a malformed response or answer is AGENT_ERROR', async () => {
-    expect(() => decodeResponse(hex('00'))).toThrow(expect.objectContaining({ code: 'AGENT_ERROR', message: expect.stringMatching(/^malformed ttrpc response from the agent: illegal tag/) }));
+    expect(() => decodeResponse(hex('00'))).toThrow(
+      expect.objectContaining({ code: 'AGENT_ERROR', message: expect.stringMatching(/^malformed ttrpc response from the agent: illegal tag/) }),
+    );
     expect(() => decodeResponse(hex('13'))).toThrow(expect.objectContaining({ code: 'AGENT_ERROR', message: expect.stringMatching(/premature EOF/) }));
     const fromAgent = new PassThrough();
     const agent = new AgentClient(new TtrpcClient(fromAgent, new PassThrough()));
     const answer = agent.version();
     // Response{payload=2 "\x0a\x05" + "0.0.1" cut after its first 2 bytes}: a truncated VersionCheckResponse.
     fromAgent.write(encodeFrame(1, 2, hex('1204 0a05 302e')));
-    await expect(answer).rejects.toMatchObject({ code: 'AGENT_ERROR', message: expect.stringMatching(/^malformed \/grpc.Health\/Version answer from the agent: premature EOF/) });
+    await expect(answer).rejects.toMatchObject({
+      code: 'AGENT_ERROR',
+      message: expect.stringMatching(/^malformed \/grpc.Health\/Version answer from the agent: premature EOF/),
+    });
   });
 });

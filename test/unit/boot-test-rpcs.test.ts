@@ -58,13 +58,25 @@ class FakeAgent {
 
   async handle(method: string, req: FakeRequest): Promise<object> {
     switch (method) {
-      case 'CreateContainer': this.spec = req.OCI; return {};
-      case 'ReadStdout': return { data: await this.readStdout(req.execId) };
-      case 'ReadStderr': return { data: new Uint8Array() };
-      case 'WriteStdin': expect(req.execId).toBe('osb-boot-test'); this.stdin += Buffer.from(req.data).toString(); return { len: req.data.length };
-      case 'CloseStdin': this.stdinClosed ||= req.execId === 'osb-boot-test'; this.wake.splice(0).forEach((w) => w()); return {};
-      case 'WaitProcess': return { status: req.execId === 'osb-boot-test-exec' ? 0 : 3 };
-      default: return {};
+      case 'CreateContainer':
+        this.spec = req.OCI;
+        return {};
+      case 'ReadStdout':
+        return { data: await this.readStdout(req.execId) };
+      case 'ReadStderr':
+        return { data: new Uint8Array() };
+      case 'WriteStdin':
+        expect(req.execId).toBe('osb-boot-test');
+        this.stdin += Buffer.from(req.data).toString();
+        return { len: req.data.length };
+      case 'CloseStdin':
+        this.stdinClosed ||= req.execId === 'osb-boot-test';
+        this.wake.splice(0).forEach((w) => w());
+        return {};
+      case 'WaitProcess':
+        return { status: req.execId === 'osb-boot-test-exec' ? 0 : 3 };
+      default:
+        return {};
     }
   }
 
@@ -87,18 +99,48 @@ describe('the boot test sends only Kata standard RPCs', () => {
     const fake = new FakeAgent();
     const calls: string[] = [];
     const client = new AgentClient(fake.client(), (p) => calls.push(p));
-    const shared = { shareRootfs: async (id: string) => `/run/kata-containers/shared/containers/${id}/rootfs`, shareMountSource: async () => { throw new Error('the boot test binds no host path'); } } as unknown as SharedDir;
+    const shared = {
+      shareRootfs: async (id: string) => `/run/kata-containers/shared/containers/${id}/rootfs`,
+      shareMountSource: async () => {
+        throw new Error('the boot test binds no host path');
+      },
+    } as unknown as SharedDir;
     const sandbox = new GuestSandbox(client, shared, 'sbx');
-    const checks = await runContainerChecks({ sandbox, hostname: 'osb-boot-test' } as BootSession, GUEST_OS, { path: '/cache/ctr-rootfs', osRelease: CTR_OS, busyboxSha256: '0' });
-    expect(checks).toMatchObject({ initPid: 1, hostname: 'osb-boot-test', memoryMax: BOOT_TEST_LIMITS.memoryBytes, pidsMax: BOOT_TEST_LIMITS.pids, guestOs: 'Guest OS', containerOs: 'ctr', execPid: 9, initStatus: 3 });
+    const checks = await runContainerChecks({ sandbox, hostname: 'osb-boot-test' } as BootSession, GUEST_OS, {
+      path: '/cache/ctr-rootfs',
+      osRelease: CTR_OS,
+      busyboxSha256: '0',
+    });
+    expect(checks).toMatchObject({
+      initPid: 1,
+      hostname: 'osb-boot-test',
+      memoryMax: BOOT_TEST_LIMITS.memoryBytes,
+      pidsMax: BOOT_TEST_LIMITS.pids,
+      guestOs: 'Guest OS',
+      containerOs: 'ctr',
+      execPid: 9,
+      initStatus: 3,
+    });
     expect(fake.stdin).toBe(`${BOOT_TEST_STDIN}\n`);
     for (const p of calls) expect(kataPaths).toContain(p);
     const order = [...new Set(calls)].map((p) => p.split('/').pop());
-    expect(order).toEqual(['CreateContainer', 'StartContainer', 'ReadStdout', 'ReadStderr', 'ExecProcess', 'CloseStdin', 'WaitProcess', 'WriteStdin', 'RemoveContainer']);
+    expect(order).toEqual([
+      'CreateContainer',
+      'StartContainer',
+      'ReadStdout',
+      'ReadStderr',
+      'ExecProcess',
+      'CloseStdin',
+      'WaitProcess',
+      'WriteStdin',
+      'RemoveContainer',
+    ]);
     // The container: the shared rootfs read-only in the guest, the guest's os-release bound, the limits.
     const spec = fake.spec!;
     expect(spec.Root).toMatchObject({ Path: '/run/kata-containers/shared/containers/osb-boot-test/rootfs', Readonly: true });
-    expect(spec.Mounts).toEqual(expect.arrayContaining([expect.objectContaining({ destination: '/guest/os-release', source: '/etc/os-release', type: 'bind' })]));
+    expect(spec.Mounts).toEqual(
+      expect.arrayContaining([expect.objectContaining({ destination: '/guest/os-release', source: '/etc/os-release', type: 'bind' })]),
+    );
     expect(spec.Linux!.Namespaces.map((n) => n.Type).sort()).toEqual(['ipc', 'mount', 'network', 'pid', 'uts']);
   });
 

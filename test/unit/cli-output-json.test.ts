@@ -25,7 +25,9 @@ describe('runCommand --json', () => {
       throw new OsbuilderError('KERNEL_OPTION_DROPPED', '1 requested option(s) did not survive', 'enable ACPI', { details });
     });
     expect(r.exitCode).toBe(1);
-    expect(JSON.parse(r.stdout)).toEqual({ error: { code: 'KERNEL_OPTION_DROPPED', message: '1 requested option(s) did not survive', hint: 'enable ACPI', details } });
+    expect(JSON.parse(r.stdout)).toEqual({
+      error: { code: 'KERNEL_OPTION_DROPPED', message: '1 requested option(s) did not survive', hint: 'enable ACPI', details },
+    });
   });
 
   it('leaves details out when an error has none; USAGE exits 2', async () => {

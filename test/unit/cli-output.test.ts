@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 let stdout: string[];
 let stderr: string[];
 let exits: Array<number | undefined>;
-let listenersBefore: Function[];
+let listenersBefore: NodeJS.SignalsListener[];
 
 beforeEach(() => {
   vi.resetModules();
@@ -31,7 +31,11 @@ afterEach(() => {
 });
 
 const load = async () => ({ ...(await import('../../cli/output.js')), ...(await import('../../core/cleanup.js')), ...(await import('../../core/errors.js')) });
-const errorLines = () => stderr.join('').split('\n').filter((l) => l.startsWith('error['));
+const errorLines = () =>
+  stderr
+    .join('')
+    .split('\n')
+    .filter((l) => l.startsWith('error['));
 
 /** An action that fails with `err` once `fail` is called. */
 function pending(err: unknown) {
@@ -93,7 +97,11 @@ describe('runCommand, interrupted', () => {
   it('an action that completes after the signal is INTERRUPTED too, not a result (SIGINT: 130)', async () => {
     const { runCommand } = await load();
     let finish!: (v: string) => void;
-    const done = runCommand({ json: true, debug: false }, () => new Promise<string>((r) => (finish = r)), (r) => r);
+    const done = runCommand(
+      { json: true, debug: false },
+      () => new Promise<string>((r) => (finish = r)),
+      (r) => r,
+    );
     process.emit('SIGINT', 'SIGINT');
     finish('a result built from removed files');
     await done;
@@ -104,7 +112,11 @@ describe('runCommand, interrupted', () => {
 
   it('without a signal, errors are reported as they are', async () => {
     const { runCommand, OsbuilderError } = await load();
-    await runCommand({ json: false, debug: false }, () => Promise.reject(new OsbuilderError('COMMAND_FAILED', 'x failed', 'hint')), () => '');
+    await runCommand(
+      { json: false, debug: false },
+      () => Promise.reject(new OsbuilderError('COMMAND_FAILED', 'x failed', 'hint')),
+      () => '',
+    );
     expect(errorLines()).toEqual(['error[COMMAND_FAILED]: x failed']);
     expect(process.exitCode).toBe(1);
     expect(exits).toEqual([]);

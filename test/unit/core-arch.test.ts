@@ -29,9 +29,24 @@ describe('core/arch', () => {
   });
 
   it("holds Kata's and Debian's names per arch", () => {
-    expect(ARCH_FACTS.aarch64).toMatchObject({ kernelArch: 'arm64', debArch: 'arm64', ociPlatform: 'linux/arm64', qemuSystem: 'qemu-system-aarch64', qemuMachine: 'virt', elfMachine: 183, crossPrefix: 'aarch64-linux-gnu-', crossPackage: 'gcc-aarch64-linux-gnu' });
+    expect(ARCH_FACTS.aarch64).toMatchObject({
+      kernelArch: 'arm64',
+      debArch: 'arm64',
+      ociPlatform: 'linux/arm64',
+      qemuSystem: 'qemu-system-aarch64',
+      qemuMachine: 'virt',
+      elfMachine: 183,
+      crossPrefix: 'aarch64-linux-gnu-',
+      crossPackage: 'gcc-aarch64-linux-gnu',
+    });
     expect(ARCH_FACTS.x86_64).toMatchObject({ kernelArch: 'x86_64', srcarch: 'x86', debArch: 'amd64', qemuMachine: 'q35', elfMachine: 62 });
-    expect(ARCH_FACTS.ppc64le).toMatchObject({ kernelArch: 'powerpc', debArch: 'ppc64el', qemuSystem: 'qemu-system-ppc64', qemuMachine: 'pseries', elfMachine: 21 });
+    expect(ARCH_FACTS.ppc64le).toMatchObject({
+      kernelArch: 'powerpc',
+      debArch: 'ppc64el',
+      qemuSystem: 'qemu-system-ppc64',
+      qemuMachine: 'pseries',
+      elfMachine: 21,
+    });
     expect(ARCH_FACTS.s390x).toMatchObject({ kernelArch: 's390', endian: 'big', qemuMachine: 's390-ccw-virtio', elfMachine: 22 });
     for (const a of ARCHES) expect(ARCH_FACTS[a].crossPrefix).toBe(`${ARCH_FACTS[a].triplet}-`);
   });

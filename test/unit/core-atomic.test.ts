@@ -45,7 +45,11 @@ describe('atomicDirectory', () => {
     const out = join(d, 'rootfs');
     await mkdir(out);
     await writeFile(join(out, 'old'), '1');
-    await expect(atomicDirectory(out, async () => { throw new Error('boom'); })).rejects.toThrow('boom');
+    await expect(
+      atomicDirectory(out, async () => {
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
     expect(await readdir(out)).toEqual(['old']);
     await atomicDirectory(out, async (tmp) => writeFile(join(tmp, 'new'), '2'));
     expect(await readdir(out)).toEqual(['new']);
@@ -58,7 +62,10 @@ describe('checkOutputPath', () => {
 
   it('rejects a missing parent directory and a directory as output', async () => {
     const d = await dir();
-    await expect(checkOutputPath(join(d, 'missing', 'x.img'), initrd)).rejects.toMatchObject({ code: 'OUTPUT_INVALID', hint: expect.stringContaining('another -o path') });
+    await expect(checkOutputPath(join(d, 'missing', 'x.img'), initrd)).rejects.toMatchObject({
+      code: 'OUTPUT_INVALID',
+      hint: expect.stringContaining('another -o path'),
+    });
     await expect(checkOutputPath(d, initrd)).rejects.toMatchObject({ code: 'OUTPUT_INVALID' });
     await expect(checkOutputPath(join(d, 'x.img'), initrd)).resolves.toBeUndefined();
   });

@@ -52,7 +52,11 @@ describe('BuildCache', () => {
 
   it('leaves no entry when produce fails', async () => {
     const c = await cache();
-    await expect(c.obtain('kernel', 'k', {}, async () => { throw new Error('build failed'); })).rejects.toThrow('build failed');
+    await expect(
+      c.obtain('kernel', 'k', {}, async () => {
+        throw new Error('build failed');
+      }),
+    ).rejects.toThrow('build failed');
     expect(await c.lookup('kernel', 'k')).toBeUndefined();
     expect(await readdir(join(c.root, 'kernel'))).toEqual([]);
   });
@@ -91,12 +95,12 @@ describe('BuildCache', () => {
     const { entry } = await c.obtain('image', 'k', {}, async (dir) => writeFile(join(dir, 'f'), 'v1'));
     const user = await liveProcess();
     await mkdir(join(c.root, 'holds'), { recursive: true });
-    await writeFile(join(c.root, 'holds', user.tag), entry.dir + '\n');
+    await writeFile(join(c.root, 'holds', user.tag), `${entry.dir}\n`);
     let done = false;
     const rebuild = c.obtain('image', 'k', {}, async (dir) => writeFile(join(dir, 'f'), 'v2'), false).then((r) => ((done = true), r));
     await new Promise((r) => setTimeout(r, 800));
     expect(done).toBe(false);
-    expect((await c.lookup('image', 'k'))?.files['f']?.size).toBe(2);
+    expect((await c.lookup('image', 'k'))?.files.f?.size).toBe(2);
     await user.stop();
     const r = await rebuild;
     expect(r.cached).toBe(false);
@@ -116,8 +120,8 @@ describe('BuildCache', () => {
       await mkdir(join(c.root, 'work', `build-${dead.tag}-Ab12Cd`), { recursive: true });
       await mkdir(join(c.root, 'kernel-trees', `linux-6.1-x86_64.new-${dead.tag}.extract-${dead.tag}`), { recursive: true });
       await mkdir(join(c.root, 'locks'), { recursive: true });
-      await writeFile(join(c.root, 'locks', 'image.k4'), dead.tag + '\n');
-      await writeFile(join(c.root, 'locks', 'image.k5'), live.tag + '\n');
+      await writeFile(join(c.root, 'locks', 'image.k4'), `${dead.tag}\n`);
+      await writeFile(join(c.root, 'locks', 'image.k5'), `${live.tag}\n`);
       const left = await c.leftovers();
       const state = Object.fromEntries(left.map((l) => [l.path.slice(c.root.length + 1), l.alive]));
       expect(state).toEqual({
@@ -131,7 +135,11 @@ describe('BuildCache', () => {
       });
       expect(left.find((l) => l.path.endsWith(`k2.tmp-${dead.tag}`))?.bytes).toBe(1000);
       await c.reapDead();
-      expect((await c.leftovers()).map((l) => l.path.slice(c.root.length + 1)).sort()).toEqual([`holds/${ownerTag()}`, `image/k3.tmp-${live.tag}`, 'locks/image.k5']);
+      expect((await c.leftovers()).map((l) => l.path.slice(c.root.length + 1)).sort()).toEqual([
+        `holds/${ownerTag()}`,
+        `image/k3.tmp-${live.tag}`,
+        'locks/image.k5',
+      ]);
       expect((await c.list()).map((e) => e.key)).toEqual(['k']);
     } finally {
       await live.stop();
@@ -144,11 +152,11 @@ describe('BuildCache', () => {
     const other = await liveProcess();
     try {
       await mkdir(join(c.root, 'holds'), { recursive: true });
-      await writeFile(join(c.root, 'holds', other.tag), join(c.root, 'image', 'a') + '\n');
+      await writeFile(join(c.root, 'holds', other.tag), `${join(c.root, 'image', 'a')}\n`);
       await mkdir(join(c.root, 'kernel-trees', 'linux-6.1-x86_64'), { recursive: true });
       await mkdir(join(c.root, 'kernel-trees', 'linux-6.2-x86_64'), { recursive: true });
       await mkdir(join(c.root, 'locks'), { recursive: true });
-      await writeFile(join(c.root, 'locks', 'kernel-trees.linux-6.1-x86_64'), other.tag + '\n');
+      await writeFile(join(c.root, 'locks', 'kernel-trees.linux-6.1-x86_64'), `${other.tag}\n`);
       const r = await c.prune(0);
       expect(r.inUse.map((p) => p.slice(c.root.length + 1)).sort()).toEqual(['image/a', 'kernel-trees/linux-6.1-x86_64']);
       expect(await stat(join(c.root, 'image', 'a')).then(() => true)).toBe(true);

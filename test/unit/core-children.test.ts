@@ -9,7 +9,11 @@ import { describe, expect, it } from 'vitest';
 import { liveChildren, stopChildren } from '../../core/children.js';
 import { run, start } from '../../core/exec.js';
 
-const inProc = (pid: number) => access(`/proc/${pid}`).then(() => true, () => false);
+const inProc = (pid: number) =>
+  access(`/proc/${pid}`).then(
+    () => true,
+    () => false,
+  );
 
 describe('child tracking', () => {
   it('forgets a child once it has exited', async () => {

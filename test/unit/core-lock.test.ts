@@ -20,7 +20,17 @@ describe('owner tags', () => {
   });
 
   it('are read from every temp path name osbuilder makes, and only from those', () => {
-    for (const name of ['abc.tmp-12-34', '.kata.img.tmp-12-34', '.kata.img.tmp-12-34.old', 'abc.tmp-12-34-old', 'linux-6.1.new-12-34.extract-12-34', 'linux-6.1.new-12-34', '.kata-containers.staged-12-34', 'build-12-34-AbC123', 'repro-12-34-x9']) {
+    for (const name of [
+      'abc.tmp-12-34',
+      '.kata.img.tmp-12-34',
+      '.kata.img.tmp-12-34.old',
+      'abc.tmp-12-34-old',
+      'linux-6.1.new-12-34.extract-12-34',
+      'linux-6.1.new-12-34',
+      '.kata-containers.staged-12-34',
+      'build-12-34-AbC123',
+      'repro-12-34-x9',
+    ]) {
       expect(ownerOfName(name), name).toEqual({ pid: 12, start: 34 });
     }
     for (const name of ['0123abcdef', 'linux-6.1-x86_64', 'abc.tmp-12', 'build-AbC123', 'kernel-default']) expect(ownerOfName(name), name).toBeUndefined();
@@ -45,10 +55,14 @@ describe('withLock', () => {
   it('waits while a live process holds the lock and takes it over once that process is dead', async () => {
     const path = join(await mkdtemp(join(tmpdir(), 'osb-lock-')), 'x.lock');
     const holder = await liveProcess();
-    await writeFile(path, holder.tag + '\n');
+    await writeFile(path, `${holder.tag}\n`);
     const waitedFor: string[] = [];
     let ran = false;
-    const locked = withLock(path, async () => void (ran = true), (h) => waitedFor.push(h));
+    const locked = withLock(
+      path,
+      async () => void (ran = true),
+      (h) => waitedFor.push(h),
+    );
     await new Promise((r) => setTimeout(r, 600));
     expect(ran).toBe(false);
     expect(waitedFor).toEqual([holder.tag]);
@@ -63,7 +77,7 @@ describe('withLock', () => {
     const dir = await mkdtemp(join(tmpdir(), 'osb-lock-'));
     const dead = await liveProcess();
     await dead.stop();
-    await writeFile(join(dir, 'a.lock'), dead.tag + '\n');
+    await writeFile(join(dir, 'a.lock'), `${dead.tag}\n`);
     await writeFile(join(dir, 'b.lock'), 'garbage\n');
     for (const f of ['a.lock', 'b.lock']) {
       let owner: string | undefined;

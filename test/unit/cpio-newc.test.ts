@@ -44,8 +44,10 @@ describe('newc header encoding', () => {
         '00000001' + // nlink
         '6553F100' + // mtime
         '00000005' + // filesize
-        '00000000' + '00000000' + // dev
-        '00000000' + '00000000' + // rdev
+        '00000000' +
+        '00000000' + // dev
+        '00000000' +
+        '00000000' + // rdev
         '00000005' + // namesize: "init" + NUL
         '00000000', // check
     );
@@ -93,7 +95,13 @@ describe('newc header encoding', () => {
 
   it('classifies modes', () => {
     expect([0o100644, 0o40755, 0o120777, 0o20666, 0o60660, 0o10644, 0o140755].map(kindOfMode)).toEqual([
-      'file', 'dir', 'symlink', 'chardev', 'blockdev', 'fifo', 'socket',
+      'file',
+      'dir',
+      'symlink',
+      'chardev',
+      'blockdev',
+      'fifo',
+      'socket',
     ]);
   });
 });
@@ -110,7 +118,13 @@ describe('device numbers (glibc gnu_dev_major/minor/makedev)', () => {
     // 259 = 0x103 -> 0x10300; minor 0x12345 -> 0x45 | 0x12300 << 12 = 0x12300045
     expect(makeDev(259, 0x12345)).toBe(0x12310345);
     expect(makeDev(0x1000, 0x100000)).toBe(0x1000 * 2 ** 32 + 0x1 * 2 ** 32); // both high parts in the upper word
-    for (const [maj, min] of [[0, 0], [8, 17], [259, 0x12345], [0xfff, 0xfffff], [0x12345, 0xabcdef]] as const) {
+    for (const [maj, min] of [
+      [0, 0],
+      [8, 17],
+      [259, 0x12345],
+      [0xfff, 0xfffff],
+      [0x12345, 0xabcdef],
+    ] as const) {
       const d = makeDev(maj, min);
       expect([devMajor(d), devMinor(d)]).toEqual([maj, min]);
     }
@@ -157,7 +171,10 @@ describe('newc reader', () => {
   });
 
   it('refuses with a typed INPUT_INVALID error, not a bare Error (found by parsers-property)', async () => {
-    await expect(readNewcBuffer(Buffer.alloc(0))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringMatching(/offset 0 without a TRAILER!!!/) });
+    await expect(readNewcBuffer(Buffer.alloc(0))).rejects.toMatchObject({
+      code: 'INPUT_INVALID',
+      message: expect.stringMatching(/offset 0 without a TRAILER!!!/),
+    });
     const shifted = Buffer.concat([Buffer.alloc(1), full]);
     const err = await readNewcBuffer(shifted).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OsbuilderError);

@@ -30,7 +30,7 @@ async function archive(root: string, opts: WalkOptions = {}): Promise<{ bytes: B
 async function gnuCpio(root: string, extra: string[] = []): Promise<Buffer> {
   const r = await execa('cpio', ['-o', '-H', 'newc', '--reproducible', '--quiet', ...extra], {
     cwd: root,
-    input: dfsOrder(root).join('\n') + '\n',
+    input: `${dfsOrder(root).join('\n')}\n`,
     encoding: 'buffer',
   });
   return Buffer.from(r.stdout);
@@ -206,7 +206,7 @@ describe('newc writer edge cases', () => {
   it('keeps names that are not valid UTF-8 byte for byte', async () => {
     const root = await makeTempDir('osb-cpio-raw-');
     const raw = Buffer.from([0x66, 0xff, 0x80]);
-    writeFileSync(Buffer.concat([Buffer.from(root + '/'), raw]), 'x');
+    writeFileSync(Buffer.concat([Buffer.from(`${root}/`), raw]), 'x');
     const entries = await readNewcBuffer((await archive(root)).bytes);
     expect(entries.map((e) => e.nameBytes)).toEqual([Buffer.from('.'), raw]);
     await rm(root, { recursive: true });

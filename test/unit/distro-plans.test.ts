@@ -34,7 +34,7 @@ describe('distro definitions: rendered Dockerfiles and plans (snapshots, reviewe
         const p = plan(d.name, mode);
         await expect(p.builder!.dockerfile).toMatchFileSnapshot(`./__snapshots__/rootfs/${d.name}.Dockerfile`);
         const { builder, ...rest } = p;
-        await expect(JSON.stringify({ ...rest, builder: { ...builder, dockerfile: `<${d.name}.Dockerfile>` } }, null, 2) + '\n').toMatchFileSnapshot(
+        await expect(`${JSON.stringify({ ...rest, builder: { ...builder, dockerfile: `<${d.name}.Dockerfile>` } }, null, 2)}\n`).toMatchFileSnapshot(
           `./__snapshots__/rootfs/${d.name}-${mode}.plan.json`,
         );
       });
@@ -73,10 +73,18 @@ describe('distro definitions: rendered Dockerfiles and plans (snapshots, reviewe
       dest: '/lib/modules/6.1.62-kata',
       depmod: { title: 'depmod 6.1.62-kata', argv: ['depmod', '-b', '/rootfs', '6.1.62-kata'] },
     });
-    const remote = planRootfs(resolveRootfsOptions({ distro: 'debian', output: '/out/rootfs', kernelModules: '/mods/lib/modules/6.1.62-kata' }, 'x86_64'), { ...CTX, remoteEngine: true });
+    const remote = planRootfs(resolveRootfsOptions({ distro: 'debian', output: '/out/rootfs', kernelModules: '/mods/lib/modules/6.1.62-kata' }, 'x86_64'), {
+      ...CTX,
+      remoteEngine: true,
+    });
     expect(remote.kernelModules!.depmod.argv).toEqual(depmodStreamArgv('6.1.62-kata'));
     const r = resolveRootfsOptions({ distro: 'busybox', output: '/out/rootfs', engine: 'native', kernelModules: '/mods/6.6.1' }, 'x86_64');
-    expect(planRootfs(r, { toolVersion: 't', nativeRoot: '/out/.rootfs.tmp-1' }).kernelModules!.depmod.argv).toEqual(['depmod', '-b', '/out/.rootfs.tmp-1', '6.6.1']);
+    expect(planRootfs(r, { toolVersion: 't', nativeRoot: '/out/.rootfs.tmp-1' }).kernelModules!.depmod.argv).toEqual([
+      'depmod',
+      '-b',
+      '/out/.rootfs.tmp-1',
+      '6.6.1',
+    ]);
     expect(plan('debian', 'systemd').kernelModules).toBeUndefined();
   });
 
@@ -99,8 +107,13 @@ describe('distro definitions: rendered Dockerfiles and plans (snapshots, reviewe
       ['/bin/busybox', '--list-full'],
       ['dpkg-deb', '--show', '--showformat=${Version}', '/opt/busybox-static-arm64.deb'],
     ]);
-    expect(p.packageSource).toMatchObject({ kind: 'command', command: { argv: ['dpkg-deb', '--show', '--showformat=${Package}=${Version}\\n', '/opt/busybox-static-arm64.deb'] } });
-    expect(() => resolveRootfsOptions({ distro: 'busybox', arch: 'aarch64', output: '/o', engine: 'native' }, 'x86_64')).toThrow(/busybox for aarch64 on this x86_64 host needs a container engine/);
+    expect(p.packageSource).toMatchObject({
+      kind: 'command',
+      command: { argv: ['dpkg-deb', '--show', '--showformat=${Package}=${Version}\\n', '/opt/busybox-static-arm64.deb'] },
+    });
+    expect(() => resolveRootfsOptions({ distro: 'busybox', arch: 'aarch64', output: '/o', engine: 'native' }, 'x86_64')).toThrow(
+      /busybox for aarch64 on this x86_64 host needs a container engine/,
+    );
   });
 
   it('plans are deterministic', () => {
@@ -122,9 +135,17 @@ describe('arch matrix', () => {
   it('osbuilder distros reports the same', () => {
     for (const d of DISTROS) expect(summarize(d).arches).toEqual(MATRIX[d.name]);
     expect(summarize(getDistro('busybox'))).toMatchObject({ systemd: false, bootstrapTool: 'busybox', packageManager: null });
-    expect(summarize(getDistro('debian'))).toMatchObject({ systemd: true, defaultVersion: 'bookworm', localBase: true, booted: [{ arch: 'x86_64', formats: ['image', 'initrd'] }] });
+    expect(summarize(getDistro('debian'))).toMatchObject({
+      systemd: true,
+      defaultVersion: 'bookworm',
+      localBase: true,
+      booted: [{ arch: 'x86_64', formats: ['image', 'initrd'] }],
+    });
     expect(summarize(getDistro('fedora'))).toMatchObject({ booted: [], built: [] });
-    expect(summarize(getDistro('busybox'))).toMatchObject({ booted: [{ arch: 'x86_64', formats: ['initrd'] }], built: [{ arch: 'aarch64', formats: ['initrd'] }] });
+    expect(summarize(getDistro('busybox'))).toMatchObject({
+      booted: [{ arch: 'x86_64', formats: ['initrd'] }],
+      built: [{ arch: 'aarch64', formats: ['initrd'] }],
+    });
   });
 });
 

@@ -33,7 +33,8 @@ const isEmptyString = (n: ts.Expression): boolean => (ts.isStringLiteral(n) || t
 export function errorProblems(file: string, text: string): string[] {
   const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
   const out: string[] = [];
-  const at = (n: ts.Node, why: string) => out.push(`${file}:${sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1}: ${why}: ${n.getText(sf).slice(0, 100)}`);
+  const at = (n: ts.Node, why: string) =>
+    out.push(`${file}:${sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1}: ${why}: ${n.getText(sf).slice(0, 100)}`);
   const visit = (n: ts.Node): void => {
     if ((ts.isNewExpression(n) || ts.isCallExpression(n)) && ts.isIdentifier(n.expression)) {
       const name = n.expression.text;
@@ -41,7 +42,11 @@ export function errorProblems(file: string, text: string): string[] {
       if (name === 'OsbuilderError') {
         const hint = n.arguments?.[2];
         if (!hint) at(n, 'OsbuilderError without a hint');
-        else if (isEmptyString(hint) || (ts.isBinaryExpression(hint) && hint.operatorToken.kind === ts.SyntaxKind.QuestionQuestionToken && isEmptyString(hint.right))) at(n, 'OsbuilderError with an empty hint');
+        else if (
+          isEmptyString(hint) ||
+          (ts.isBinaryExpression(hint) && hint.operatorToken.kind === ts.SyntaxKind.QuestionQuestionToken && isEmptyString(hint.right))
+        )
+          at(n, 'OsbuilderError with an empty hint');
       }
     }
     if (ts.isPropertyAssignment(n) && ts.isIdentifier(n.name) && n.name.text === 'hint' && isEmptyString(n.initializer)) at(n, 'an empty hint');

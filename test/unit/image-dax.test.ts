@@ -90,12 +90,20 @@ describe('struct nd_pfn_sb', () => {
     words.writeUInt32LE(0xffffffff, 0);
     words.writeUInt32LE(2, 4);
     // lo: 0xffffffff, then 1 (wrapped); hi: 0xffffffff + 1
-    expect(ndFletcher64(words)).toBe((0x100000000n << 32n) % 2n ** 64n | 1n);
+    expect(ndFletcher64(words)).toBe(((0x100000000n << 32n) % 2n ** 64n) | 1n);
   });
 
   it('parses back and is accepted by the nd_pfn_validate checks; damage is reported', () => {
     const b = buildPfnSb({ dataOffset: 2 * 1048576, align: 2 * 1048576 });
-    expect(parsePfnSb(b)).toMatchObject({ signature: 'NVDIMM_PFN_INFO\0', mode: 1, versionMinor: 2, dataOffset: 2097152n, align: 2097152, checksumOk: true, parentUuidNull: true });
+    expect(parsePfnSb(b)).toMatchObject({
+      signature: 'NVDIMM_PFN_INFO\0',
+      mode: 1,
+      versionMinor: 2,
+      dataOffset: 2097152n,
+      align: 2097152,
+      checksumOk: true,
+      parentUuidNull: true,
+    });
     expect(pfnSbProblems(b, 128 * 1048576)).toEqual([]);
     const flipped = Buffer.from(b);
     flipped[100] = 1;

@@ -19,7 +19,18 @@ const base = { rootfs: '/r', output: '/o/x.img', sourceDateEpoch: null };
 
 describe('resolveImageOptions', () => {
   it('defaults: ext4, DAX, MBR, no verity, Kata env honoured only through the CLI', () => {
-    expect(resolveImageOptions(base, {})).toEqual({ rootfs: '/r', output: '/o/x.img', rootFreeSpaceMiB: 0, fsType: 'ext4', dax: true, partitionTable: 'mbr', verity: false, buildVariant: '', skipAgentCheck: false, sha256: false });
+    expect(resolveImageOptions(base, {})).toEqual({
+      rootfs: '/r',
+      output: '/o/x.img',
+      rootFreeSpaceMiB: 0,
+      fsType: 'ext4',
+      dax: true,
+      partitionTable: 'mbr',
+      verity: false,
+      buildVariant: '',
+      skipAgentCheck: false,
+      sha256: false,
+    });
     expect(resolveImageOptions({ rootfs: '/r', output: '/o/x.img' }, { SOURCE_DATE_EPOCH: '1700000000' }).epoch).toBe(1700000000);
   });
 
@@ -44,12 +55,19 @@ describe('resolveImageOptions', () => {
   it("CLI: Kata's IMAGE, FS_TYPE, ROOT_FREE_SPACE and MEASURED_ROOTFS as defaults, flags win", () => {
     const env = { IMAGE: '/e.img', FS_TYPE: 'erofs', ROOT_FREE_SPACE: '64', MEASURED_ROOTFS: 'yes' };
     expect(imageOptionsFromCli({ rootfs: 'r' }, env)).toMatchObject({ output: '/e.img', fsType: 'erofs', rootFreeSpaceMiB: 64, verity: true });
-    expect(imageOptionsFromCli({ rootfs: 'r', output: 'o', fsType: 'ext4', rootFreeSpace: '0', verity: false }, env)).toMatchObject({ output: 'o', fsType: 'ext4', rootFreeSpaceMiB: 0, verity: false });
+    expect(imageOptionsFromCli({ rootfs: 'r', output: 'o', fsType: 'ext4', rootFreeSpace: '0', verity: false }, env)).toMatchObject({
+      output: 'o',
+      fsType: 'ext4',
+      rootFreeSpaceMiB: 0,
+      verity: false,
+    });
     // BUILD_VARIANT names root_hash_<variant>.txt only when verity is on; the flag wins
     expect(imageOptionsFromCli({ rootfs: 'r' }, { ...env, BUILD_VARIANT: 'cc' })).toMatchObject({ verity: true, buildVariant: 'cc' });
     expect(imageOptionsFromCli({ rootfs: 'r', verity: false }, { ...env, BUILD_VARIANT: 'cc' })).not.toHaveProperty('buildVariant');
     expect(resolveImageOptions(imageOptionsFromCli({ rootfs: 'r', buildVariant: 'x', rootFreeSpace: '0' }, env), {}).buildVariant).toBe('x');
-    expect(code(() => resolveImageOptions({ ...base, verity: true, buildVariant: '../x' }, {}))).toMatch(/^USAGE: --build-variant "..\/x" is not a file name part/);
+    expect(code(() => resolveImageOptions({ ...base, verity: true, buildVariant: '../x' }, {}))).toMatch(
+      /^USAGE: --build-variant "..\/x" is not a file name part/,
+    );
     expect(code(() => resolveImageOptions({ ...base, buildVariant: 'x' }, {}))).toMatch(/^USAGE: --build-variant .* needs --verity/);
     expect(code(() => imageOptionsFromCli({ rootfs: 'r' }, {}))).toMatch(/^USAGE: no output file/);
     expect(code(() => imageOptionsFromCli({ rootfs: 'r', output: 'o', size: 'big' }, {}))).toMatch(/^USAGE: --size must be a whole number of MiB, got "big"/);
@@ -76,7 +94,26 @@ describe('ids', () => {
 describe('command lines', () => {
   it('mke2fs: ext4, 4 KiB blocks, 3 % reserved, fixed ids, populated from the rootfs at the partition offset', () => {
     const args = mke2fsArgs({ device: '/o/.x.img.tmp-1', offset: 3145728, bytes: 130023424, rootfs: '/r', uuid: 'u', hashSeed: 'h', inodes: 8000 });
-    expect(args).toEqual(['-q', '-F', '-t', 'ext4', '-b', '4096', '-m', '3', '-N', '8000', '-U', 'u', '-E', 'offset=3145728,hash_seed=h,assume_storage_prezeroed=1,nodiscard', '-d', '/r', '/o/.x.img.tmp-1', '31744']);
+    expect(args).toEqual([
+      '-q',
+      '-F',
+      '-t',
+      'ext4',
+      '-b',
+      '4096',
+      '-m',
+      '3',
+      '-N',
+      '8000',
+      '-U',
+      'u',
+      '-E',
+      'offset=3145728,hash_seed=h,assume_storage_prezeroed=1,nodiscard',
+      '-d',
+      '/r',
+      '/o/.x.img.tmp-1',
+      '31744',
+    ]);
     expect(mke2fsEnv(1700000000)).toMatchObject({ E2FSPROGS_FAKE_TIME: '1700000000' });
     expect(mke2fsEnv(undefined).E2FSPROGS_FAKE_TIME).toBeUndefined();
     expect(mke2fsEnv(undefined).MKE2FS_CONFIG).toMatch(/image-builder\/mke2fs\.conf$/);
@@ -90,7 +127,9 @@ describe('command lines', () => {
     expect(verityFormatArgs(v)).toEqual(['format', ...tree, '--salt=ab', '/t/fs', '/t/img']);
     expect(verityFormatArgs({ ...v, salt: undefined as unknown as string })).toEqual(['format', ...tree, '/t/fs', '/t/img']);
     expect(verityVerifyArgs(v, 'cd', 'f'.repeat(64))).toEqual(['verify', ...tree, '--salt=cd', '/t/fs', '/t/img', 'f'.repeat(64)]);
-    const out = parseVerityFormat(`VERITY header information for x\nUUID:            \t\nHash type:       \t1\nSalt:            \t${'a'.repeat(64)}\nRoot hash:      \t${'b'.repeat(64)}\n`);
+    const out = parseVerityFormat(
+      `VERITY header information for x\nUUID:            \t\nHash type:       \t1\nSalt:            \t${'a'.repeat(64)}\nRoot hash:      \t${'b'.repeat(64)}\n`,
+    );
     expect(out).toEqual({ rootHash: 'b'.repeat(64), salt: 'a'.repeat(64) });
     expect(() => parseVerityFormat(`Root hash:      \t${'b'.repeat(64)}\n`)).toThrow(/no salt/);
     expect(() => parseVerityFormat('nothing')).toThrow(/no root hash/);

@@ -26,7 +26,11 @@ vi.mock('../../core/exec.js', async (importOriginal) => {
     ...real,
     run: async (cmd: string, args: readonly string[], opts?: Parameters<typeof real.run>[2]) => {
       if (cmd === 'mke2fs' && Number(args.at(-1)) < fake.mke2fsNeeds) {
-        throw new OsbuilderError('COMMAND_FAILED', `mke2fs failed (exit 1):\nmke2fs: Could not allocate block in ext2 filesystem while populating file system`, '');
+        throw new OsbuilderError(
+          'COMMAND_FAILED',
+          'mke2fs failed (exit 1):\nmke2fs: Could not allocate block in ext2 filesystem while populating file system',
+          '',
+        );
       }
       return real.run(cmd, args, opts);
     },
@@ -60,7 +64,15 @@ async function mke2fsFills(tree: string, stats: RootfsStats, blocks: number): Pr
   await rm(dev, { force: true });
   await writeFile(dev, '');
   await truncate(dev, blocks * BLOCK);
-  const args = mke2fsArgs({ device: dev, offset: 0, bytes: blocks * BLOCK, rootfs: tree, uuid: '6b4f2d4e-9b3a-4c39-a7a3-0c5f0e1d2b3a', hashSeed: '0e1d2b3a-9b3a-4c39-a7a3-6b4f2d4e0c5f', inodes: ext4Inodes(blocks * BLOCK, stats) });
+  const args = mke2fsArgs({
+    device: dev,
+    offset: 0,
+    bytes: blocks * BLOCK,
+    rootfs: tree,
+    uuid: '6b4f2d4e-9b3a-4c39-a7a3-0c5f0e1d2b3a',
+    hashSeed: '0e1d2b3a-9b3a-4c39-a7a3-6b4f2d4e0c5f',
+    inodes: ext4Inodes(blocks * BLOCK, stats),
+  });
   const r = await execa('mke2fs', args, { env: mke2fsEnv(0), reject: false });
   if (r.exitCode !== 0) return false;
   await execa('e2fsck', ['-f', '-n', dev]);

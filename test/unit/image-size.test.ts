@@ -4,7 +4,15 @@ import { directoryBlocks, type RootfsStats } from '../../image-builder/scan.js';
 import { ext4Fit, ext4Geometry, grownSize, journalBlocks, planSize, regionsFor, smallestSizeMiB, verityHashBytes } from '../../image-builder/size.js';
 
 const MiB = 1048576;
-const stats = (dataMiB: number, inodes = 1000): RootfsStats => ({ inodes, files: inodes, directories: 1, symlinks: 0, others: 0, fileBytes: dataMiB * MiB, dataBlocks: (dataMiB * MiB) / 4096 });
+const stats = (dataMiB: number, inodes = 1000): RootfsStats => ({
+  inodes,
+  files: inodes,
+  directories: 1,
+  symlinks: 0,
+  others: 0,
+  fileBytes: dataMiB * MiB,
+  dataBlocks: (dataMiB * MiB) / 4096,
+});
 
 describe('ext4 geometry model', () => {
   it('matches what mke2fs 1.47 lays out for a 380 MiB partition (observed: 24336 inodes, 16 MiB journal)', () => {
@@ -32,7 +40,10 @@ describe('ext4 geometry model', () => {
 });
 
 describe('planSize', () => {
-  const fitsExt4 = (s: RootfsStats, free = 0) => (root: number) => ext4Fit(root, s, free).fits;
+  const fitsExt4 =
+    (s: RootfsStats, free = 0) =>
+    (root: number) =>
+      ext4Fit(root, s, free).fits;
 
   it('picks the smallest multiple of 128 MiB that holds the rootfs', () => {
     expect(planSize({ dax: true, verity: false, fits: fitsExt4(stats(50)) })!.totalBytes).toBe(128 * MiB);
@@ -51,7 +62,10 @@ describe('planSize', () => {
   });
 
   it('--size: used as given when the rootfs fits, undefined when it does not', () => {
-    expect(planSize({ dax: false, verity: false, sizeMiB: 100, fits: fitsExt4(stats(50)) })).toEqual({ totalBytes: 100 * MiB, root: { start: MiB, size: 98 * MiB } });
+    expect(planSize({ dax: false, verity: false, sizeMiB: 100, fits: fitsExt4(stats(50)) })).toEqual({
+      totalBytes: 100 * MiB,
+      root: { start: MiB, size: 98 * MiB },
+    });
     expect(planSize({ dax: true, verity: false, sizeMiB: 64, fits: fitsExt4(stats(100)) })).toBeUndefined();
     const smallest = smallestSizeMiB({ dax: true, verity: false, fits: fitsExt4(stats(100)) })!;
     expect(smallest % 2).toBe(0);

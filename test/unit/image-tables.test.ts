@@ -44,7 +44,13 @@ describe('MBR', () => {
     expect(chsBytes(0)).toEqual([0, 1, 0]);
     expect(chsBytes(2048)).toEqual([32, 33, 0]);
     expect(chsBytes(1024 * 255 * 63)).toEqual([254, 0xff, 0xff]);
-    const b = buildMbr([{ startLba: 2048, sectors: 100, type: 0x83, bootable: true }, { startLba: 4096, sectors: 8, type: 0x83 }], 7);
+    const b = buildMbr(
+      [
+        { startLba: 2048, sectors: 100, type: 0x83, bootable: true },
+        { startLba: 4096, sectors: 8, type: 0x83 },
+      ],
+      7,
+    );
     expect(parseMbr(b)).toEqual({
       diskSignature: 7,
       entries: [
@@ -158,7 +164,13 @@ describe('GPT', () => {
   });
 
   it('refuses partitions outside the usable sectors and GPT with DAX', () => {
-    expect(() => buildGpt({ totalSectors: 1000, diskGuid: ids.diskGuid, partitions: [{ typeGuid: GPT_TYPE_LINUX_FS, uniqueGuid: ids.partitionGuids[0], firstLba: 10, lastLba: 20, name: 'x' }] })).toThrow(/usable/);
+    expect(() =>
+      buildGpt({
+        totalSectors: 1000,
+        diskGuid: ids.diskGuid,
+        partitions: [{ typeGuid: GPT_TYPE_LINUX_FS, uniqueGuid: ids.partitionGuids[0], firstLba: 10, lastLba: 20, name: 'x' }],
+      }),
+    ).toThrow(/usable/);
     expect(() => planTables(size, { dax: true, table: 'gpt', ids })).toThrow();
   });
 

@@ -31,8 +31,10 @@ describe('compression choices', () => {
     expect(resolveCompression('gzip', undefined)).toEqual({ compression: 'gzip', level: 9 });
     expect(resolveCompression('xz', 0)).toEqual({ compression: 'xz', level: 0 });
     expect(resolveCompression('none', undefined)).toEqual({ compression: 'none', level: undefined });
-    expect(() => resolveCompression('bzip2', undefined)).toThrow(expect.objectContaining({ code: 'USAGE', hint: expect.stringContaining('zstd, gzip, xz, lz4, none') }));
-    for (const bad of [0, 20, 2.5, NaN]) expect(() => resolveCompression('zstd', bad)).toThrow(expect.objectContaining({ code: 'USAGE' }));
+    expect(() => resolveCompression('bzip2', undefined)).toThrow(
+      expect.objectContaining({ code: 'USAGE', hint: expect.stringContaining('zstd, gzip, xz, lz4, none') }),
+    );
+    for (const bad of [0, 20, 2.5, Number.NaN]) expect(() => resolveCompression('zstd', bad)).toThrow(expect.objectContaining({ code: 'USAGE' }));
     expect(() => resolveCompression('lz4', 13)).toThrow(expect.objectContaining({ hint: expect.stringContaining('from 1 to 12') }));
     expect(() => resolveCompression('none', 3)).toThrow(expect.objectContaining({ code: 'USAGE' }));
   });
@@ -82,7 +84,11 @@ describe('/init check', () => {
 
   it('refuses a missing, dangling, non-file or non-executable /init with MISSING_INIT and the --agent-init hint', async () => {
     const missing = await fresh('missing');
-    await expect(checkInit(missing)).rejects.toMatchObject({ code: 'MISSING_INIT', message: expect.stringContaining('no /init'), hint: expect.stringContaining('--agent-init') });
+    await expect(checkInit(missing)).rejects.toMatchObject({
+      code: 'MISSING_INIT',
+      message: expect.stringContaining('no /init'),
+      hint: expect.stringContaining('--agent-init'),
+    });
     const dangling = await fresh('dangling');
     // exists on the host, not in the rootfs: must not count
     await symlink('/bin/sh', join(dangling, 'init'));
@@ -119,7 +125,10 @@ describe('verification of a written archive', () => {
 
   /** The VERIFY_FAILED message (so a mismatch shows the whole text). */
   const failure = async (p: Promise<void>): Promise<string> => {
-    const err = await p.then(() => undefined, (e: unknown) => e);
+    const err = await p.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toMatchObject({ code: 'VERIFY_FAILED' });
     return (err as Error).message;
   };
@@ -138,7 +147,9 @@ describe('verification of a written archive', () => {
 
     await writeFile(file, bytes);
     await utimes(join(root, 'etc/hostname'), 1_000_000, 1_000_000);
-    expect(await failure(verifyInitrd(file, 'none', undefined, root, {}, stats))).toMatch(/entry \d+ \(etc\/hostname\) differs from the rootfs: mtime \d+ != 1000000$/);
+    expect(await failure(verifyInitrd(file, 'none', undefined, root, {}, stats))).toMatch(
+      /entry \d+ \(etc\/hostname\) differs from the rootfs: mtime \d+ != 1000000$/,
+    );
 
     const again = await write(file);
     const before = await stat(root);
@@ -178,7 +189,10 @@ describe('buildInitrd', () => {
       const output = join(work, `out.${compression}`);
       const r = await buildInitrd({ rootfs: root, output, compression, sourceDateEpoch: 1_700_000_000 });
       expect(r).toMatchObject({ path: output, compression, entries: 6, level: compression === 'none' ? null : CODECS[compression as 'zstd'].levels.default });
-      const raw = compression === 'none' ? await readFile(output) : Buffer.from((await execa(CODECS[compression].tools.at(-1)!, ['-d', '-c', output], { encoding: 'buffer' })).stdout);
+      const raw =
+        compression === 'none'
+          ? await readFile(output)
+          : Buffer.from((await execa(CODECS[compression].tools.at(-1)!, ['-d', '-c', output], { encoding: 'buffer' })).stdout);
       expect(raw.length).toBe(r.uncompressedBytes);
       const names: string[] = [];
       async function* src() {
@@ -205,7 +219,10 @@ describe('buildInitrd', () => {
   it('-o <existing directory>: the hint names an initrd file in it, and building to that path succeeds', async () => {
     const outDir = join(work, 'out-dir');
     await mkdir(outDir);
-    const err = await buildInitrd({ rootfs: root, output: outDir }).then(() => undefined, (e: unknown) => e as { code: string; hint: string });
+    const err = await buildInitrd({ rootfs: root, output: outDir }).then(
+      () => undefined,
+      (e: unknown) => e as { code: string; hint: string },
+    );
     expect(err).toMatchObject({ code: 'OUTPUT_INVALID' });
     const hinted = /^give a file name, e\.g\. -o (\S+)$/.exec(err!.hint)?.[1];
     expect(hinted).toBe(join(outDir, 'kata-containers-initrd.img'));

@@ -8,7 +8,6 @@ import { planSource } from '../../kernel/source.js';
 import { runArgv } from '../../core/docker.js';
 import { codeOf as code } from '../support/errors.js';
 
-
 describe('planBuild', () => {
   it('x86_64 default: one make for bzImage + vmlinux with -j and ARCH, no modules', () => {
     const p = planBuild({ arch: 'x86_64', jobs: 2, modules: false, devel: false });
@@ -71,8 +70,32 @@ describe('builder image', () => {
   });
 
   it('runs make as the caller with the tree mounted at the same path', () => {
-    const argv = runArgv({ image: 'img', name: 'n', argv: ['make', '-j2'], mounts: [{ host: '/w/tree', container: '/w/tree' }], workdir: '/w/tree', user: '1000:1000', env: { KBUILD_BUILD_USER: 'osbuilder' } });
-    expect(argv).toEqual(['run', '--rm', '--name', 'n', '--user', '1000:1000', '--workdir', '/w/tree', '--mount', 'type=bind,source=/w/tree,target=/w/tree', '--env', 'KBUILD_BUILD_USER=osbuilder', 'img', 'make', '-j2']);
+    const argv = runArgv({
+      image: 'img',
+      name: 'n',
+      argv: ['make', '-j2'],
+      mounts: [{ host: '/w/tree', container: '/w/tree' }],
+      workdir: '/w/tree',
+      user: '1000:1000',
+      env: { KBUILD_BUILD_USER: 'osbuilder' },
+    });
+    expect(argv).toEqual([
+      'run',
+      '--rm',
+      '--name',
+      'n',
+      '--user',
+      '1000:1000',
+      '--workdir',
+      '/w/tree',
+      '--mount',
+      'type=bind,source=/w/tree,target=/w/tree',
+      '--env',
+      'KBUILD_BUILD_USER=osbuilder',
+      'img',
+      'make',
+      '-j2',
+    ]);
     expect(argv.slice(-3)).toEqual(['img', 'make', '-j2']);
   });
 });
@@ -90,7 +113,11 @@ describe('arch and versions', () => {
   it('validates versions', () => {
     expect(parseKernelVersion('6.1')).toBe('6.1');
     expect(parseKernelVersion('v6.1.62')).toBe('6.1.62');
-    for (const bad of ['6', '6.x', '6.1.2.3', 'latest', '6.1-rc1', '']) expect(code(() => parseKernelVersion(bad)), bad).toBe('INPUT_INVALID');
+    for (const bad of ['6', '6.x', '6.1.2.3', 'latest', '6.1-rc1', ''])
+      expect(
+        code(() => parseKernelVersion(bad)),
+        bad,
+      ).toBe('INPUT_INVALID');
     expect(versionMatches('6.1', '6.1.192')).toBe(true);
     expect(versionMatches('6.1.19', '6.1.192')).toBe(false);
     expect(versionMatches('6.1.192', '6.1.192')).toBe(true);
@@ -105,7 +132,14 @@ describe('arch and versions', () => {
   it('plans kernel.org downloads with the checksum list, local tarballs and URLs', () => {
     expect(kernelOrgUrl('6.1.62')).toBe('https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.62.tar.xz');
     expect(kernelOrgSumsUrl('5.15.1')).toBe('https://cdn.kernel.org/pub/linux/kernel/v5.x/sha256sums.asc');
-    expect(planSource({ version: '6.1.62' })).toEqual({ kind: 'url', location: 'https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.62.tar.xz', compression: 'xz', sha256: undefined, sumsUrl: 'https://cdn.kernel.org/pub/linux/kernel/v6.x/sha256sums.asc', flags: { source: '--source', sha256: '--sha256' } });
+    expect(planSource({ version: '6.1.62' })).toEqual({
+      kind: 'url',
+      location: 'https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.62.tar.xz',
+      compression: 'xz',
+      sha256: undefined,
+      sumsUrl: 'https://cdn.kernel.org/pub/linux/kernel/v6.x/sha256sums.asc',
+      flags: { source: '--source', sha256: '--sha256' },
+    });
     const sha = 'A'.repeat(64);
     expect(planSource({ version: '6.1.62', sha256: sha })).toMatchObject({ sha256: 'a'.repeat(64), sumsUrl: undefined });
     expect(planSource({ source: '/tmp/linux.tar.gz' })).toMatchObject({ kind: 'file', compression: 'gzip' });

@@ -27,7 +27,6 @@ function tree(files: Record<string, string>): string {
   return dir;
 }
 
-
 // The hand-made pair: A and B share SAME, disagree on TRI (y/m), NR (numbers), NAME (strings),
 // each enables what the other lacks, and OFF_A/OFF_B are "is not set" on one side and absent on the other.
 const CONFIG_A = [
@@ -41,7 +40,16 @@ const CONFIG_A = [
   '# CONFIG_OFF_A is not set',
   '',
 ].join('\n');
-const CONFIG_B = ['CONFIG_SAME=y', 'CONFIG_TRI=m', 'CONFIG_NR=240', 'CONFIG_NAME="other"', 'CONFIG_ONLY_B=y', '# CONFIG_UNSET_IN_B is not set', '# CONFIG_OFF_B is not set', ''].join('\n');
+const CONFIG_B = [
+  'CONFIG_SAME=y',
+  'CONFIG_TRI=m',
+  'CONFIG_NR=240',
+  'CONFIG_NAME="other"',
+  'CONFIG_ONLY_B=y',
+  '# CONFIG_UNSET_IN_B is not set',
+  '# CONFIG_OFF_B is not set',
+  '',
+].join('\n');
 
 // A tiny Kconfig tree: two menus, a menuconfig whose `if` block is a submenu, a top-level symbol.
 const KCONFIG = {
@@ -265,11 +273,21 @@ describe('osbuilder kernel diff (yargs + runCommand)', () => {
       return true;
     });
     vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-    await yargs(args).option('json', { type: 'boolean', default: false }).option('debug', { type: 'boolean', default: false }).strict().command(kernelCommand).parseAsync();
+    await yargs(args)
+      .option('json', { type: 'boolean', default: false })
+      .option('debug', { type: 'boolean', default: false })
+      .strict()
+      .command(kernelCommand)
+      .parseAsync();
     return { stdout, exitCode: process.exitCode };
   }
 
-  const dir = tree({ 'a.config': CONFIG_A, 'b.config': CONFIG_B, 'junk.config': 'hello\n', ...Object.fromEntries(Object.entries(KCONFIG).map(([k, v]) => [`src/${k}`, v])) });
+  const dir = tree({
+    'a.config': CONFIG_A,
+    'b.config': CONFIG_B,
+    'junk.config': 'hello\n',
+    ...Object.fromEntries(Object.entries(KCONFIG).map(([k, v]) => [`src/${k}`, v])),
+  });
 
   it('--json prints { left, right, grouping, groups, counts }', async () => {
     const r = await cli(['kernel', 'diff', join(dir, 'a.config'), join(dir, 'b.config'), '-k', join(dir, 'src'), '-a', 'x86_64', '--json']);
@@ -278,7 +296,12 @@ describe('osbuilder kernel diff (yargs + runCommand)', () => {
     expect(Object.keys(j)).toEqual(['left', 'right', 'grouping', 'groups', 'counts']);
     expect(j.left).toEqual({ source: join(dir, 'a.config'), kind: 'config', detail: '.config file, 7 symbols' });
     expect(j.grouping).toEqual({ by: 'kconfig', tree: join(dir, 'src'), from: '--kernel-dir' });
-    expect(j.groups[2]).toEqual({ menu: 'Device Drivers > Block devices', onlyLeft: [{ symbol: 'ONLY_A', value: 'm' }], onlyRight: [], differ: [{ symbol: 'TRI', left: 'y', right: 'm' }] });
+    expect(j.groups[2]).toEqual({
+      menu: 'Device Drivers > Block devices',
+      onlyLeft: [{ symbol: 'ONLY_A', value: 'm' }],
+      onlyRight: [],
+      differ: [{ symbol: 'TRI', left: 'y', right: 'm' }],
+    });
     expect(j.counts).toEqual({ onlyLeft: 2, onlyRight: 1, differ: 3, same: 1 });
   });
 

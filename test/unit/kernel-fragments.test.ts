@@ -26,7 +26,6 @@ const RECORDED: Record<string, string> = {
   '2': '7df0ca884beefe21b9cbb7b59708088fc6153555e39a26cc56a0cd74d12fd07e',
 };
 
-
 describe('parseFragment', () => {
   it('reads y/m/numbers/strings and "is not set" lines with their line numbers', () => {
     const f = parseFragment('x.conf', '# comment\n\nCONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\nCONFIG_D=0x10\nCONFIG_E="hello world"\nCONFIG_F=-3\n');
@@ -92,7 +91,16 @@ describe('selectFragments', () => {
 
   it('orders common (sorted), arch, gpu, confidential, then extra fragments', () => {
     const names = selectFragments({ dir, arch: 'x86_64', gpu: 'nvidia', confidential: 'tdx', extra: [join(dir, 'extra.conf')] }).map((f) => f.name);
-    expect(names).toEqual(['common/a.conf', 'common/b.conf', 'common/notarm.conf', 'x86_64/x.conf', 'gpu/nvidia/n.conf', 'gpu/nvidia/only-x86.conf', 'confidential/tdx/t.conf', join(dir, 'extra.conf')]);
+    expect(names).toEqual([
+      'common/a.conf',
+      'common/b.conf',
+      'common/notarm.conf',
+      'x86_64/x.conf',
+      'gpu/nvidia/n.conf',
+      'gpu/nvidia/only-x86.conf',
+      'confidential/tdx/t.conf',
+      join(dir, 'extra.conf'),
+    ]);
   });
 
   it('applies arch headers (kernel or Kata arch names)', () => {
@@ -139,12 +147,62 @@ describe('shipped fragments', () => {
   it('the default x86_64 guest asks for what a Kata guest and systemd need', () => {
     const req = new Map(mergeFragments(selectFragments({ arch: 'x86_64' })).requested.map((r) => [r.symbol, r.value]));
     const need = [
-      '64BIT', 'PCI', 'VIRTIO_PCI', 'VIRTIO_BLK', 'SCSI_VIRTIO', 'VIRTIO_NET', 'VIRTIO_CONSOLE', 'VSOCKETS', 'VIRTIO_VSOCKETS', 'HW_RANDOM_VIRTIO',
-      'NET_9P_VIRTIO', '9P_FS', 'EXT4_FS', 'XFS_FS', 'EROFS_FS', 'OVERLAY_FS', 'DEVTMPFS', 'DEVTMPFS_MOUNT', 'TMPFS', 'PROC_FS', 'SYSFS',
-      'CGROUPS', 'MEMCG', 'CGROUP_PIDS', 'NAMESPACES', 'USER_NS', 'NET_NS', 'SECCOMP_FILTER', 'NETFILTER', 'NF_CONNTRACK',
-      'LIBNVDIMM', 'BLK_DEV_PMEM', 'ACPI_NFIT', 'DAX', 'FS_DAX', 'ACPI', 'HOTPLUG_PCI_PCIE', 'BLK_DEV_INITRD', 'RD_GZIP', 'RD_ZSTD',
-      'SERIAL_8250_CONSOLE', 'INOTIFY_USER', 'SIGNALFD', 'TIMERFD', 'EPOLL', 'FHANDLE', 'UNIX', 'AUTOFS_FS', 'TMPFS_POSIX_ACL', 'TMPFS_XATTR',
-      'CGROUP_BPF', 'BPF_SYSCALL', 'BINFMT_ELF', 'BINFMT_SCRIPT', 'TTY', 'PRINTK',
+      '64BIT',
+      'PCI',
+      'VIRTIO_PCI',
+      'VIRTIO_BLK',
+      'SCSI_VIRTIO',
+      'VIRTIO_NET',
+      'VIRTIO_CONSOLE',
+      'VSOCKETS',
+      'VIRTIO_VSOCKETS',
+      'HW_RANDOM_VIRTIO',
+      'NET_9P_VIRTIO',
+      '9P_FS',
+      'EXT4_FS',
+      'XFS_FS',
+      'EROFS_FS',
+      'OVERLAY_FS',
+      'DEVTMPFS',
+      'DEVTMPFS_MOUNT',
+      'TMPFS',
+      'PROC_FS',
+      'SYSFS',
+      'CGROUPS',
+      'MEMCG',
+      'CGROUP_PIDS',
+      'NAMESPACES',
+      'USER_NS',
+      'NET_NS',
+      'SECCOMP_FILTER',
+      'NETFILTER',
+      'NF_CONNTRACK',
+      'LIBNVDIMM',
+      'BLK_DEV_PMEM',
+      'ACPI_NFIT',
+      'DAX',
+      'FS_DAX',
+      'ACPI',
+      'HOTPLUG_PCI_PCIE',
+      'BLK_DEV_INITRD',
+      'RD_GZIP',
+      'RD_ZSTD',
+      'SERIAL_8250_CONSOLE',
+      'INOTIFY_USER',
+      'SIGNALFD',
+      'TIMERFD',
+      'EPOLL',
+      'FHANDLE',
+      'UNIX',
+      'AUTOFS_FS',
+      'TMPFS_POSIX_ACL',
+      'TMPFS_XATTR',
+      'CGROUP_BPF',
+      'BPF_SYSCALL',
+      'BINFMT_ELF',
+      'BINFMT_SCRIPT',
+      'TTY',
+      'PRINTK',
     ];
     for (const s of need) expect(req.get(s), s).toBe('y');
     expect(req.get('MODULES')).toBe('n');

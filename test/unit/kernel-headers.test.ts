@@ -54,7 +54,10 @@ async function fakeTree(files: string[]): Promise<string> {
 
 async function entries(tarball: string): Promise<Array<{ path: string; uid?: number; gid?: number; mtime?: Date; type: string; linkpath?: string }>> {
   const out: Array<{ path: string; uid?: number; gid?: number; mtime?: Date; type: string; linkpath?: string }> = [];
-  await tar.t({ file: tarball, onReadEntry: (e) => void out.push({ path: e.path, uid: e.uid, gid: e.gid, mtime: e.mtime, type: e.type, linkpath: e.linkpath }) });
+  await tar.t({
+    file: tarball,
+    onReadEntry: (e) => void out.push({ path: e.path, uid: e.uid, gid: e.gid, mtime: e.mtime, type: e.type, linkpath: e.linkpath }),
+  });
   return out;
 }
 
@@ -93,9 +96,13 @@ describe('writeHeadersTarball', () => {
 
   it('refuses a tree where modules_prepare has not run, and a tree without kernel.release', async () => {
     const unprepared = await fakeTree(PACKED.filter((f) => f !== 'scripts/basic/fixdep'));
-    await expect(writeHeadersTarball(unprepared, 'x86_64', '6.1.1-kata', join(unprepared, 'h.tar.gz'), new Date(0))).rejects.toMatchObject({ code: 'VERIFY_FAILED' });
+    await expect(writeHeadersTarball(unprepared, 'x86_64', '6.1.1-kata', join(unprepared, 'h.tar.gz'), new Date(0))).rejects.toMatchObject({
+      code: 'VERIFY_FAILED',
+    });
     const noConfig = await fakeTree(PACKED.filter((f) => f !== '.config'));
-    await expect(writeHeadersTarball(noConfig, 'x86_64', '6.1.1-kata', join(noConfig, 'h.tar.gz'), new Date(0))).rejects.toMatchObject({ code: 'VERIFY_FAILED' });
+    await expect(writeHeadersTarball(noConfig, 'x86_64', '6.1.1-kata', join(noConfig, 'h.tar.gz'), new Date(0))).rejects.toMatchObject({
+      code: 'VERIFY_FAILED',
+    });
     const noRelease = await fakeTree(PACKED.filter((f) => f !== 'include/config/kernel.release'));
     await expect(kernelRelease(noRelease)).rejects.toMatchObject({ code: 'VERIFY_FAILED' });
   });

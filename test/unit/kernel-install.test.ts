@@ -20,7 +20,13 @@ describe('installNames (Kata build-kernel.sh install_kata)', () => {
 
   it('suffixes the GPU and confidential variants (tee first, then -nvidia-gpu)', () => {
     const gpu = installNames({ prefix: '/opt/x', version: '6.1.62', configVersion: '7', gpu: 'nvidia' });
-    expect(gpu).toMatchObject({ dir: '/opt/x/usr/share/kata-containers', vmlinux: 'vmlinux-6.1.62-7-nvidia-gpu', vmlinuz: 'vmlinuz-6.1.62-7-nvidia-gpu', vmlinuxLink: 'vmlinux-nvidia-gpu.container', vmlinuzLink: 'vmlinuz-nvidia-gpu.container' });
+    expect(gpu).toMatchObject({
+      dir: '/opt/x/usr/share/kata-containers',
+      vmlinux: 'vmlinux-6.1.62-7-nvidia-gpu',
+      vmlinuz: 'vmlinuz-6.1.62-7-nvidia-gpu',
+      vmlinuxLink: 'vmlinux-nvidia-gpu.container',
+      vmlinuzLink: 'vmlinuz-nvidia-gpu.container',
+    });
     const both = installNames({ prefix: '/', version: '6.1.62', configVersion: '7', gpu: 'nvidia', confidential: 'tdx' });
     expect(both.vmlinux).toBe('vmlinux-6.1.62-7-tdx-nvidia-gpu');
     expect(both.vmlinuxLink).toBe('vmlinux-tdx-nvidia-gpu.container');

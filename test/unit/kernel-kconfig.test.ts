@@ -84,14 +84,17 @@ describe('readKconfig', () => {
       'macro := $(shell,true)',
       '',
     ].join('\n'),
-    'arch/x86/Kconfig': 'config X86\n\tdef_bool y\n\tselect PCI\nconfig 64BIT\n\tbool "64-bit kernel" if "$(ARCH)" = "x86"\n\tdefault "$(ARCH)" != "i386"\nconfig PCI\n\tbool\n',
+    'arch/x86/Kconfig':
+      'config X86\n\tdef_bool y\n\tselect PCI\nconfig 64BIT\n\tbool "64-bit kernel" if "$(ARCH)" = "x86"\n\tdefault "$(ARCH)" != "i386"\nconfig PCI\n\tbool\n',
     'fs/Kconfig': 'if BLOCK\nmenuconfig EXT4\n\ttristate "ext4"\nrsource "sub/Kconfig"\nendif\nconfig BLOCK\n\tbool "block"\n',
     'fs/sub/Kconfig': 'config SUB\n\tbool "sub"\n\tdepends on EXT4\n',
   });
   const tree = readKconfig(dir, { srcarch: 'x86', arch: 'x86_64' });
 
   it('follows source/rsource with $(SRCARCH) and skips help text and macro lines', () => {
-    expect([...tree.symbols.keys()].sort()).toEqual(['64BIT', 'BLOCK', 'CRC', 'DRV', 'EXT4', 'HAS_IOMEM', 'NR', 'PCI', 'PICK_A', 'PICK_B', 'SUB', 'X86'].sort());
+    expect([...tree.symbols.keys()].sort()).toEqual(
+      ['64BIT', 'BLOCK', 'CRC', 'DRV', 'EXT4', 'HAS_IOMEM', 'NR', 'PCI', 'PICK_A', 'PICK_B', 'SUB', 'X86'].sort(),
+    );
     expect(tree.files).toBe(4);
     expect(tree.symbols.has('FAKE')).toBe(false);
   });
@@ -137,7 +140,10 @@ describe('readKconfig', () => {
 
   it('refuses bad input with KERNEL_CONFIG, located at the Kconfig line', () => {
     refusal(() => parseExpr(''), /cannot parse Kconfig expression "": unexpected end/);
-    refusal(() => readKconfig(kconfigTree({ Kconfig: 'config A\n\tbool "a"\nsource "arch/$(SR' }), { srcarch: 'x86' }), /^Kconfig Kconfig:3: sourced Kconfig file "arch\/\$\(SR does not exist in /);
+    refusal(
+      () => readKconfig(kconfigTree({ Kconfig: 'config A\n\tbool "a"\nsource "arch/$(SR' }), { srcarch: 'x86' }),
+      /^Kconfig Kconfig:3: sourced Kconfig file "arch\/\$\(SR does not exist in /,
+    );
     refusal(() => readKconfig(kconfigTree({ Kconfig: 'config A\n\tdepends on B &&\n' }), { srcarch: 'x86' }), /^Kconfig Kconfig:2: cannot parse/);
     refusal(() => readKconfig(kconfigTree({ Kconfig: 'if A\nendmenu\n' }), { srcarch: 'x86' }), /^Kconfig Kconfig:2: endmenu without matching menu/);
   });

@@ -13,7 +13,7 @@ const KBUILD = [
   '  CC [M]  fs/fuse/virtio_fs.o',
   '  AR      fs/ext4/built-in.a',
   '  LD      vmlinux.o',
-  'make[2]: Nothing to be done for \'all\'.',
+  "make[2]: Nothing to be done for 'all'.",
   '  CHK     include/generated/compile.h',
   'fs/ext4/super.c:12:5: warning:   CC this is not a kbuild line',
   '  OBJCOPY arch/x86/boot/setup.bin',
@@ -102,7 +102,15 @@ describe('progress events', () => {
       progress('make bzImage vmlinux (-j2, native)', { done: 13, unit: 'files', text: '13 files compiled' });
       const lines = err.mock.calls.map((c) => String(c[0]));
       expect(lines.map((l) => JSON.parse(l))).toEqual([
-        { event: 'progress', step: 'make bzImage vmlinux (-j2, native)', done: 1234, total: 3456, percent: 35, unit: 'files', text: '1234/3456 files compiled (35%)' },
+        {
+          event: 'progress',
+          step: 'make bzImage vmlinux (-j2, native)',
+          done: 1234,
+          total: 3456,
+          percent: 35,
+          unit: 'files',
+          text: '1234/3456 files compiled (35%)',
+        },
         { event: 'progress', step: 'make bzImage vmlinux (-j2, native)', done: 12, unit: 'files', text: '12 files compiled' },
       ]);
       expect(lines.every((l) => l.endsWith('\n') && !l.slice(0, -1).includes('\n'))).toBe(true);

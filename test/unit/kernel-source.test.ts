@@ -14,7 +14,7 @@ type Entry = { name: string; type?: '0' | '1' | '2' | '3' | '5' | '6'; body?: st
 function header(e: Entry): Buffer {
   const h = Buffer.alloc(512, 0);
   const put = (off: number, len: number, s: string) => h.write(s.slice(0, len), off, 'utf8');
-  const oct = (off: number, len: number, n: number) => put(off, len, n.toString(8).padStart(len - 1, '0') + '\0');
+  const oct = (off: number, len: number, n: number) => put(off, len, `${n.toString(8).padStart(len - 1, '0')}\0`);
   put(0, 100, e.name);
   oct(100, 8, e.mode ?? (e.type === '5' ? 0o755 : 0o644));
   oct(108, 8, 0);
@@ -28,7 +28,7 @@ function header(e: Entry): Buffer {
   put(263, 2, '00');
   let sum = 0;
   for (const b of h) sum += b;
-  put(148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
+  put(148, 8, `${sum.toString(8).padStart(6, '0')}\0 `);
   return h;
 }
 
@@ -126,11 +126,20 @@ describe('extractTarball', () => {
     const dir = await tmp();
     const name = `osb-through-link-${process.pid}-${Date.now()}`;
     // The tree's temp dir is <dir>/tree.extract-…: ../.. from it is the parent of <dir>.
-    const evil: Entry[] = [{ name: 'linux-6.1.1/esc', type: '2', link: '../..' }, { name: `linux-6.1.1/esc/${name}`, body: 'escaped' }];
+    const evil: Entry[] = [
+      { name: 'linux-6.1.1/esc', type: '2', link: '../..' },
+      { name: `linux-6.1.1/esc/${name}`, body: 'escaped' },
+    ];
     const filler: Entry[] = Array.from({ length: 200 }, (_, i) => ({ name: `linux-6.1.1/fill${i}`, body: 'y'.repeat(4096) }));
-    for (const entries of [[...GOOD, ...evil], [...GOOD, ...filler, ...evil, ...filler.map((f) => ({ ...f, name: `${f.name}b` }))]]) {
+    for (const entries of [
+      [...GOOD, ...evil],
+      [...GOOD, ...filler, ...evil, ...filler.map((f) => ({ ...f, name: `${f.name}b` }))],
+    ]) {
       const t = await writeTar(dir, 'evil.tar.xz', entries, 'xz');
-      await expect(extractTarball(t, 'xz', join(dir, 'tree'))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringContaining('symlink to ../.. escapes the tree') });
+      await expect(extractTarball(t, 'xz', join(dir, 'tree'))).rejects.toMatchObject({
+        code: 'INPUT_INVALID',
+        message: expect.stringContaining('symlink to ../.. escapes the tree'),
+      });
       expect(await readdir(dir)).toEqual(['evil.tar.xz']);
       expect(await stat(join(dir, '..', name)).catch(() => undefined)).toBeUndefined();
     }
@@ -141,7 +150,10 @@ describe('extractTarball', () => {
     const full = await readFile(await writeTar(dir, 'ok.tar.xz', GOOD, 'xz'));
     const cut = join(dir, 'cut.tar.xz');
     await writeFile(cut, full.subarray(0, Math.floor(full.length / 2)));
-    await expect(extractTarball(cut, 'xz', join(dir, 't1'))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringContaining('not a valid .tar.xz') });
+    await expect(extractTarball(cut, 'xz', join(dir, 't1'))).rejects.toMatchObject({
+      code: 'INPUT_INVALID',
+      message: expect.stringContaining('not a valid .tar.xz'),
+    });
     const junk = join(dir, 'junk.tar.gz');
     await writeFile(junk, 'this is not a tarball at all');
     await expect(extractTarball(junk, 'gzip', join(dir, 't2'))).rejects.toMatchObject({ code: 'INPUT_INVALID' });
@@ -163,7 +175,10 @@ describe('extractTarball', () => {
     const cut = join(dir, 'cut.tar.xz');
     await writeFile(cut, execFileSync('xz', ['-c', '-T1'], { input: raw.subarray(0, raw.length - 1024 - 512 - 300) }));
     for (let round = 0; round < 5; round++) {
-      await expect(extractTarball(cut, 'xz', join(dir, 'tree'))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringContaining('Truncated input') });
+      await expect(extractTarball(cut, 'xz', join(dir, 'tree'))).rejects.toMatchObject({
+        code: 'INPUT_INVALID',
+        message: expect.stringContaining('Truncated input'),
+      });
       expect(await readdir(dir)).toEqual(['cut.tar.xz']);
     }
   }, 60_000);
@@ -175,7 +190,10 @@ describe('extractTarball', () => {
     for (const [i, end] of [512 * 3, raw.length - 512].entries()) {
       const t = join(dir, `cut${i}.tar.gz`);
       await writeFile(t, gzipSync(raw.subarray(0, end)));
-      await expect(extractTarball(t, 'gzip', join(dir, 'tree'))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringContaining('end-of-archive blocks (truncated)') });
+      await expect(extractTarball(t, 'gzip', join(dir, 'tree'))).rejects.toMatchObject({
+        code: 'INPUT_INVALID',
+        message: expect.stringContaining('end-of-archive blocks (truncated)'),
+      });
     }
     expect((await readdir(dir)).sort()).toEqual(['cut0.tar.gz', 'cut1.tar.gz']);
   });
@@ -189,7 +207,10 @@ describe('extractTarball interrupted', () => {
     execFileSync('mkfifo', [fifo]);
     const big: Entry = { name: 'linux-6.1.1/big.bin', body: 'x'.repeat(1 << 20) };
     const gz = gzipSync(tarball([...GOOD, big]), { level: 0 });
-    const outcome = extractTarball(fifo, 'gzip', join(dir, 'tree')).then(() => 'extracted', (err: unknown) => err);
+    const outcome = extractTarball(fifo, 'gzip', join(dir, 'tree')).then(
+      () => 'extracted',
+      (err: unknown) => err,
+    );
     const writer = await open(fifo, 'w'); // resolves once the extraction opened the read side
     await writer.write(gz.subarray(0, gz.length >> 1));
     await runInterruptHandlers();
@@ -217,7 +238,11 @@ describe('obtainSource', () => {
     // Port 9 on localhost: nothing listens, the connection is refused immediately.
     const spec = planSource({ source: 'http://127.0.0.1:9/linux-6.1.1.tar.xz', sha256: '1'.repeat(64) });
     await expect(obtainSource(spec, dir)).rejects.toMatchObject({ code: 'DOWNLOAD_FAILED' });
-    const sums = { ...planSource({ version: '6.1.1' }), location: 'http://127.0.0.1:9/v6.x/linux-6.1.1.tar.xz', sumsUrl: 'http://127.0.0.1:9/v6.x/sha256sums.asc' };
+    const sums = {
+      ...planSource({ version: '6.1.1' }),
+      location: 'http://127.0.0.1:9/v6.x/linux-6.1.1.tar.xz',
+      sumsUrl: 'http://127.0.0.1:9/v6.x/sha256sums.asc',
+    };
     await expect(obtainSource(sums, dir)).rejects.toMatchObject({ code: 'DOWNLOAD_FAILED', message: expect.stringContaining('sha256sums.asc') });
     expect(await readdir(dir)).toEqual([]);
   });
@@ -229,12 +254,17 @@ describe('hints name the flags of the command that was run', () => {
     const dir = await mkdtemp(join(tmpdir(), 'osb-flags-'));
     const tarball = join(dir, 'linux-6.1.tar.gz');
     await writeFile(tarball, 'not the right bytes');
-    for (const [flags, source, sum] of [[build, '--kernel-source', '--kernel-sha256'], [undefined, '--source', '--sha256']] as const) {
+    for (const [flags, source, sum] of [
+      [build, '--kernel-source', '--kernel-sha256'],
+      [undefined, '--source', '--sha256'],
+    ] as const) {
       const missing = await obtainSource(planSource({ source: join(dir, 'absent.tar.xz'), ...(flags ? { flags } : {}) }), dir).catch((e: unknown) => e);
       expect(missing).toMatchObject({ code: 'INPUT_NOT_FOUND', hint: expect.stringContaining(`omit ${source} `) });
       const wrong = await obtainSource(planSource({ source: tarball, sha256: '0'.repeat(64), ...(flags ? { flags } : {}) }), dir).catch((e: unknown) => e);
       expect(wrong).toMatchObject({ code: 'CHECKSUM_MISMATCH', hint: expect.stringContaining(`fix ${sum};`) });
-      expect(() => planSource({ sha256: 'xyz', version: '6.1', ...(flags ? { flags } : {}) })).toThrow(expect.objectContaining({ message: expect.stringContaining(sum) }));
+      expect(() => planSource({ sha256: 'xyz', version: '6.1', ...(flags ? { flags } : {}) })).toThrow(
+        expect.objectContaining({ message: expect.stringContaining(sum) }),
+      );
     }
   });
 });

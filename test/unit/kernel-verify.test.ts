@@ -37,7 +37,21 @@ const KCONFIG = tree({
     '\tdefault 64',
     '',
   ].join('\n'),
-  'arch/x86/Kconfig': ['config X86', '\tdef_bool y', '\tselect ARCH_HAS_PMEM_API if 64BIT', 'config 64BIT', '\tbool "64-bit"', 'config ACPI', '\tbool "ACPI"', '\tdepends on ARCH_SUPPORTS_ACPI', 'config ARCH_SUPPORTS_ACPI', '\tbool', 'config ARCH_HAS_PMEM_API', '\tbool', ''].join('\n'),
+  'arch/x86/Kconfig': [
+    'config X86',
+    '\tdef_bool y',
+    '\tselect ARCH_HAS_PMEM_API if 64BIT',
+    'config 64BIT',
+    '\tbool "64-bit"',
+    'config ACPI',
+    '\tbool "ACPI"',
+    '\tdepends on ARCH_SUPPORTS_ACPI',
+    'config ARCH_SUPPORTS_ACPI',
+    '\tbool',
+    'config ARCH_HAS_PMEM_API',
+    '\tbool',
+    '',
+  ].join('\n'),
   'drivers/Kconfig': [
     'menuconfig BLK_DEV',
     '\tbool "Block devices"',
@@ -77,13 +91,21 @@ const KTREE = readKconfig(KCONFIG, { srcarch: 'x86', arch: 'x86_64' });
 
 function check(fragment: string, finalConfig: string, ignore = '') {
   const merged = mergeFragments([parseFragment('common/test.conf', fragment)]);
-  return verifyConfig({ arch: 'x86_64', requested: merged.requested, finalConfig: parseDotConfig(finalConfig), tree: KTREE, ignore: parseIgnoreList(ignore), overrides: merged.overrides });
+  return verifyConfig({
+    arch: 'x86_64',
+    requested: merged.requested,
+    finalConfig: parseDotConfig(finalConfig),
+    tree: KTREE,
+    ignore: parseIgnoreList(ignore),
+    overrides: merged.overrides,
+  });
 }
 
 describe('verifyConfig', () => {
   it('explains the tinyconfig trap: EXT4_FS, LIBNVDIMM and ACPI_NFIT dropped with their unmet dependencies', () => {
     // What olddefconfig leaves from an allnoconfig base with EXPERT=y (BLOCK off) on a 32-bit build.
-    const final = 'CONFIG_EXPERT=y\n# CONFIG_BLOCK is not set\n# CONFIG_64BIT is not set\nCONFIG_X86=y\nCONFIG_HAS_IOMEM=y\n# CONFIG_ACPI is not set\nCONFIG_NR_CPUS=64\n';
+    const final =
+      'CONFIG_EXPERT=y\n# CONFIG_BLOCK is not set\n# CONFIG_64BIT is not set\nCONFIG_X86=y\nCONFIG_HAS_IOMEM=y\n# CONFIG_ACPI is not set\nCONFIG_NR_CPUS=64\n';
     const r = check('CONFIG_EXPERT=y\nCONFIG_EXT4_FS=y\nCONFIG_LIBNVDIMM=y\nCONFIG_ACPI_NFIT=y\n', final);
     expect(r.ok).toBe(false);
     expect(r.present.map((p) => p.symbol)).toEqual(['EXPERT']);
@@ -120,12 +142,21 @@ describe('verifyConfig', () => {
       expect(json.hint).toContain('error.details');
       expect(json.details.unknown).toEqual([]);
       expect(json.details.dropped.map((d: { symbol: string }) => d.symbol)).toEqual(r.dropped.map((d) => d.symbol));
-      expect(json.details.dropped.find((d: { symbol: string }) => d.symbol === 'ACPI_NFIT')).toMatchObject({ requested: 'y', actual: 'n', status: 'dropped', from: 'common/test.conf:4', reasons: nfit!.reasons });
+      expect(json.details.dropped.find((d: { symbol: string }) => d.symbol === 'ACPI_NFIT')).toMatchObject({
+        requested: 'y',
+        actual: 'n',
+        status: 'dropped',
+        from: 'common/test.conf:4',
+        reasons: nfit!.reasons,
+      });
     }
   });
 
   it('marks an option whose dependency was itself requested but dropped', () => {
-    const r = check('CONFIG_ACPI=y\nCONFIG_ACPI_NFIT=y\n', 'CONFIG_BLOCK=y\nCONFIG_64BIT=y\nCONFIG_PHYS_ADDR_T_64BIT=y\nCONFIG_BLK_DEV=y\nCONFIG_ARCH_HAS_PMEM_API=y\n');
+    const r = check(
+      'CONFIG_ACPI=y\nCONFIG_ACPI_NFIT=y\n',
+      'CONFIG_BLOCK=y\nCONFIG_64BIT=y\nCONFIG_PHYS_ADDR_T_64BIT=y\nCONFIG_BLK_DEV=y\nCONFIG_ARCH_HAS_PMEM_API=y\n',
+    );
     const acpi = r.dropped.find((d) => d.symbol === 'ACPI')!;
     expect(acpi.reasons[0]!.text).toContain('ARCH_SUPPORTS_ACPI=n (not requested; no prompt and nothing selects it)');
     const nfit = r.dropped.find((d) => d.symbol === 'ACPI_NFIT')!;
@@ -133,7 +164,8 @@ describe('verifyConfig', () => {
   });
 
   it('explains hidden prompts, prompt-less symbols, selects forcing an option on, and m without MODULES', () => {
-    const final = '# CONFIG_EXPERT is not set\nCONFIG_MULTIUSER=y\nCONFIG_BLOCK=y\nCONFIG_64BIT=y\nCONFIG_DRM=y\nCONFIG_DRM_PANEL=y\nCONFIG_DAX=y\n# CONFIG_MODULES is not set\n';
+    const final =
+      '# CONFIG_EXPERT is not set\nCONFIG_MULTIUSER=y\nCONFIG_BLOCK=y\nCONFIG_64BIT=y\nCONFIG_DRM=y\nCONFIG_DRM_PANEL=y\nCONFIG_DAX=y\n# CONFIG_MODULES is not set\n';
     const r = check('# CONFIG_MULTIUSER is not set\nCONFIG_VIRTIO_VSOCKETS_COMMON=y\n# CONFIG_DRM_PANEL is not set\nCONFIG_DAX=m\n', final);
     const by = new Map(r.dropped.map((d) => [d.symbol, d]));
     expect(by.get('MULTIUSER')!.status).toBe('changed');
@@ -180,11 +212,27 @@ describe('config assembly helpers', () => {
     const base = 'CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=y\n';
     const merged = mergeOntoBase(base, parseFragment('f', 'CONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D="x"\n').entries);
     expect(merged).toBe('CONFIG_A=y\n# --- osbuilder fragments ---\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D="x"\n');
-    expect(parseDotConfig(merged)).toEqual(new Map([['A', 'y'], ['B', 'y'], ['C', 'n'], ['D', '"x"']]));
+    expect(parseDotConfig(merged)).toEqual(
+      new Map([
+        ['A', 'y'],
+        ['B', 'y'],
+        ['C', 'n'],
+        ['D', '"x"'],
+      ]),
+    );
   });
 
   it('runs the real make targets with ARCH, CROSS_COMPILE and KCONFIG_CONFIG', () => {
-    expect(configMakeArgv('x86_64', 'olddefconfig', '.osbuilder/c')).toEqual({ cmd: 'make', args: ['-s', 'ARCH=x86_64', 'olddefconfig'], env: { KCONFIG_CONFIG: '.osbuilder/c' } });
-    expect(configMakeArgv('aarch64', 'allnoconfig', 'x', 'aarch64-linux-gnu-').args).toEqual(['-s', 'ARCH=arm64', 'CROSS_COMPILE=aarch64-linux-gnu-', 'allnoconfig']);
+    expect(configMakeArgv('x86_64', 'olddefconfig', '.osbuilder/c')).toEqual({
+      cmd: 'make',
+      args: ['-s', 'ARCH=x86_64', 'olddefconfig'],
+      env: { KCONFIG_CONFIG: '.osbuilder/c' },
+    });
+    expect(configMakeArgv('aarch64', 'allnoconfig', 'x', 'aarch64-linux-gnu-').args).toEqual([
+      '-s',
+      'ARCH=arm64',
+      'CROSS_COMPILE=aarch64-linux-gnu-',
+      'allnoconfig',
+    ]);
   });
 });

@@ -135,10 +135,52 @@ describe('configuration.toml reader', () => {
 
   it('random, damaged and TOML-shaped text: parsed or CONFIG_INVALID', () => {
     const tomlish = fc
-      .array(fc.constantFrom('[', ']', '[[', ']]', '{', '}', '=', ',', '.', '"', "'", '"""', '\n', ' ', 'hypervisor', 'qemu', 'agent', 'kata', 'image', 'initrd', 'default_vcpus', '1e400', '-0', '0x7fffffffffffffff', '99999999999999999999', 'true', 'inf', 'nan', '1979-05-27T07:32:00Z', '\\u0000', '#'), { maxLength: 60 })
+      .array(
+        fc.constantFrom(
+          '[',
+          ']',
+          '[[',
+          ']]',
+          '{',
+          '}',
+          '=',
+          ',',
+          '.',
+          '"',
+          "'",
+          '"""',
+          '\n',
+          ' ',
+          'hypervisor',
+          'qemu',
+          'agent',
+          'kata',
+          'image',
+          'initrd',
+          'default_vcpus',
+          '1e400',
+          '-0',
+          '0x7fffffffffffffff',
+          '99999999999999999999',
+          'true',
+          'inf',
+          'nan',
+          '1979-05-27T07:32:00Z',
+          '\\u0000',
+          '#',
+        ),
+        { maxLength: 60 },
+      )
       .map((parts) => parts.join(''));
-    const text = fc.oneof(fc.string({ unit: 'binary', maxLength: 512 }), damaged(Buffer.from(KATA_TOML)).map((b) => b.toString('utf8')), tomlish);
-    fc.assert(fc.property(text, (t) => void parse(t)), { numRuns: 1500 });
+    const text = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 512 }),
+      damaged(Buffer.from(KATA_TOML)).map((b) => b.toString('utf8')),
+      tomlish,
+    );
+    fc.assert(
+      fc.property(text, (t) => void parse(t)),
+      { numRuns: 1500 },
+    );
   });
 
   it('deep nesting: read or refused, never a stack overflow', () => {
@@ -256,23 +298,82 @@ describe('Kconfig reader', () => {
   it('random, damaged and Kconfig-shaped files: read or KERNEL_CONFIG', () => {
     const words = fc
       .array(
-        fc.constantFrom('config ', 'menuconfig ', 'choice', 'endchoice', 'menu ', 'endmenu', 'if ', 'endif', 'source ', 'rsource ', 'osource ', '"."', '"Kconfig.fuzz0"', 'depends on ', 'visible if ', 'select ', 'default ', 'def_bool ', 'range ', 'prompt ', 'bool', 'help', '---help---', 'A', 'B', '&&', '||', '!', '(', ')', '=', '!=', '<', '"', "'", '$(', '$(ARCH)', '\\', '\n', '\t', ' ', '\r', '\u2028', '#'),
+        fc.constantFrom(
+          'config ',
+          'menuconfig ',
+          'choice',
+          'endchoice',
+          'menu ',
+          'endmenu',
+          'if ',
+          'endif',
+          'source ',
+          'rsource ',
+          'osource ',
+          '"."',
+          '"Kconfig.fuzz0"',
+          'depends on ',
+          'visible if ',
+          'select ',
+          'default ',
+          'def_bool ',
+          'range ',
+          'prompt ',
+          'bool',
+          'help',
+          '---help---',
+          'A',
+          'B',
+          '&&',
+          '||',
+          '!',
+          '(',
+          ')',
+          '=',
+          '!=',
+          '<',
+          '"',
+          "'",
+          '$(',
+          '$(ARCH)',
+          '\\',
+          '\n',
+          '\t',
+          ' ',
+          '\r',
+          '\u2028',
+          '#',
+        ),
         { maxLength: 80 },
       )
       .map((parts) => parts.join(''));
-    fc.assert(fc.property(fc.oneof(damaged(Buffer.from(KCONFIG)), words), (t) => void read(t)), { numRuns: 600 });
+    fc.assert(
+      fc.property(fc.oneof(damaged(Buffer.from(KCONFIG)), words), (t) => void read(t)),
+      { numRuns: 600 },
+    );
   });
 
   it('expressions: random text is parsed or refused as KERNEL_CONFIG', () => {
-    const exprish = fc.array(fc.constantFrom('A', 'y', '0x1f', '-3', '"s"', '&&', '||', '!', '(', ')', '=', '>=', '$(cc-option,-m)', ' '), { maxLength: 40 }).map((p) => p.join(''));
-    fc.assert(fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 200 }), exprish), (t) => void accepts(['KERNEL_CONFIG'], () => parseExpr(t))), { numRuns: 2000 });
+    const exprish = fc
+      .array(fc.constantFrom('A', 'y', '0x1f', '-3', '"s"', '&&', '||', '!', '(', ')', '=', '>=', '$(cc-option,-m)', ' '), { maxLength: 40 })
+      .map((p) => p.join(''));
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 200 }), exprish), (t) => void accepts(['KERNEL_CONFIG'], () => parseExpr(t))),
+      { numRuns: 2000 },
+    );
   });
 
   it('.config: any text gives a map of symbol names, never an error', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 512 }), damaged(Buffer.from(DOT_CONFIG)).map((b) => b.toString('utf8'))), (t) => {
-        for (const k of parseDotConfig(t).keys()) expect(k).toMatch(/^[A-Za-z0-9_]+$/);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: 'binary', maxLength: 512 }),
+          damaged(Buffer.from(DOT_CONFIG)).map((b) => b.toString('utf8')),
+        ),
+        (t) => {
+          for (const k of parseDotConfig(t).keys()) expect(k).toMatch(/^[A-Za-z0-9_]+$/);
+        },
+      ),
       { numRuns: 1000 },
     );
     expect(parseDotConfig(DOT_CONFIG).get('MOD_GZ')).toBe('n');
@@ -283,7 +384,10 @@ describe('Kconfig reader', () => {
 
 describe('kernel tarball entries', () => {
   it('checkTarEntry judges any path, type and link without throwing', () => {
-    const path = fc.oneof(fc.string({ unit: 'binary', maxLength: 120 }), fc.array(fc.constantFrom('linux', '..', '.', '', '/', 'C:', 'a', '\0'), { maxLength: 12 }).map((p) => p.join('/')));
+    const path = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 120 }),
+      fc.array(fc.constantFrom('linux', '..', '.', '', '/', 'C:', 'a', '\0'), { maxLength: 12 }).map((p) => p.join('/')),
+    );
     const type = fc.constantFrom('File', 'OldFile', 'Directory', 'SymbolicLink', 'Link', 'CharacterDevice', 'FIFO', 'GNUDumpDir', '');
     fc.assert(
       fc.property(path, type, fc.option(path, { nil: undefined }), fc.option(path, { nil: undefined }), (p, t, link, top) => {
@@ -314,8 +418,18 @@ describe('kernel tarball entries', () => {
     await writeFile(join(dir, 'k.tar.gz'), gz);
     const dest = join(dir, 'tree');
     const r = await acceptsAsync(['INPUT_INVALID'], () => extractTarball(join(dir, 'k.tar.gz'), 'gzip', dest));
-    expect(await stat(dest).then(() => true, () => false)).toBe(r !== undefined);
-    expect(await stat(`${dest}.extract-${process.pid}`).then(() => true, () => false)).toBe(false);
+    expect(
+      await stat(dest).then(
+        () => true,
+        () => false,
+      ),
+    ).toBe(r !== undefined);
+    expect(
+      await stat(`${dest}.extract-${process.pid}`).then(
+        () => true,
+        () => false,
+      ),
+    ).toBe(false);
     await rm(dir, { recursive: true, force: true });
     return r !== undefined;
   }
@@ -323,23 +437,36 @@ describe('kernel tarball entries', () => {
   // Each refusal costs ~0.2 s (extractTarball waits for late writes before removing its partial tree): few runs.
   it('random and damaged tarballs (damage before and after gzip): a tree, or INPUT_INVALID and nothing extracted', async () => {
     expect(await extract(gzipSync(validTar))).toBe(true);
-    const gz = fc.oneof(damaged(gzipSync(validTar), 256), damaged(validTar, 256).map((t) => gzipSync(t)));
-    await fc.assert(fc.asyncProperty(gz, async (b) => void (await extract(b))), { numRuns: 15, timeout: CASE_TIMEOUT_MS });
+    const gz = fc.oneof(
+      damaged(gzipSync(validTar), 256),
+      damaged(validTar, 256).map((t) => gzipSync(t)),
+    );
+    await fc.assert(
+      fc.asyncProperty(gz, async (b) => void (await extract(b))),
+      { numRuns: 15, timeout: CASE_TIMEOUT_MS },
+    );
   }, 60_000);
 
   it('a tar cut anywhere (at each entry boundary, and at random) is INPUT_INVALID, never a partial tree', async () => {
     for (let end = 0; end < validTar.length; end += 512) expect(await extract(gzipSync(validTar.subarray(0, end)))).toBe(false);
     const cut = fc.nat({ max: validTar.length - 1 });
-    await fc.assert(fc.asyncProperty(cut, async (end) => {
-      expect(await extract(gzipSync(validTar.subarray(0, end)))).toBe(false);
-    }), { numRuns: 5, timeout: CASE_TIMEOUT_MS });
+    await fc.assert(
+      fc.asyncProperty(cut, async (end) => {
+        expect(await extract(gzipSync(validTar.subarray(0, end)))).toBe(false);
+      }),
+      { numRuns: 5, timeout: CASE_TIMEOUT_MS },
+    );
   }, 60_000);
 });
 
 // ------------------------------------------------------------------ agent protocol
 
 function responseFrame(streamId: number, payload: Uint8Array, status?: { code: number; message: string }): Buffer {
-  return encodeFrame(streamId, MESSAGE_TYPE_RESPONSE, Buffer.from(toBinary(ResponseSchema, create(ResponseSchema, { payload, ...(status ? { status } : {}) }))));
+  return encodeFrame(
+    streamId,
+    MESSAGE_TYPE_RESPONSE,
+    Buffer.from(toBinary(ResponseSchema, create(ResponseSchema, { payload, ...(status ? { status } : {}) }))),
+  );
 }
 
 /** A client over in-memory streams: one call, the agent's `chunks`, then the end of the stream. */
@@ -353,7 +480,9 @@ async function callWith(chunks: Buffer[], call: (agent: AgentClient) => Promise<
   return answer;
 }
 
-const UNARY = [...Object.values(Health.method), ...Object.values(AgentService.method)].filter((m) => m.methodKind === 'unary') as unknown as Array<DescMethodUnary<DescMessage, DescMessage>>;
+const UNARY = [...Object.values(Health.method), ...Object.values(AgentService.method)].filter((m) => m.methodKind === 'unary') as unknown as Array<
+  DescMethodUnary<DescMessage, DescMessage>
+>;
 
 describe('agent protocol, host side', () => {
   const version = Buffer.from(toBinary(VersionCheckResponseSchema, create(VersionCheckResponseSchema, { grpcVersion: '0.0.1', agentVersion: '3.2.0' })));
@@ -374,7 +503,10 @@ describe('agent protocol, host side', () => {
 
   it('response envelope: any bytes decode or are AGENT_ERROR', () => {
     const envelope = frames.subarray(TTRPC_HEADER_LEN, frames.readUInt32BE(0) + TTRPC_HEADER_LEN);
-    fc.assert(fc.property(damaged(envelope, 256), (b) => void accepts(['AGENT_ERROR'], () => decodeResponse(b))), { numRuns: 2000 });
+    fc.assert(
+      fc.property(damaged(envelope, 256), (b) => void accepts(['AGENT_ERROR'], () => decodeResponse(b))),
+      { numRuns: 2000 },
+    );
   });
 
   it('a call fed any stream settles: answered, or AGENT_ERROR', async () => {
@@ -390,7 +522,10 @@ describe('agent protocol, host side', () => {
   });
 
   it("any method's answer with a damaged payload: decoded, or AGENT_ERROR", async () => {
-    const payload = fc.oneof(damaged(version, 256), fc.uint8Array({ maxLength: 256 }).map((b) => Buffer.from(b)));
+    const payload = fc.oneof(
+      damaged(version, 256),
+      fc.uint8Array({ maxLength: 256 }).map((b) => Buffer.from(b)),
+    );
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...UNARY), payload, async (method, p) => {
         await acceptsAsync(['AGENT_ERROR'], () => callWith([responseFrame(1, p)], (a) => a.call(method, {})));

@@ -49,7 +49,14 @@ describe('runDag', () => {
   it('stops starting jobs after a failure and rethrows it', async () => {
     const started: string[] = [];
     const jobs: Job<void>[] = [
-      { id: 'a', deps: [], run: async () => { started.push('a'); throw new Error('a failed'); } },
+      {
+        id: 'a',
+        deps: [],
+        run: async () => {
+          started.push('a');
+          throw new Error('a failed');
+        },
+      },
       { id: 'b', deps: ['a'], run: async () => void started.push('b') },
     ];
     await expect(runDag(jobs, 1)).rejects.toThrow('a failed');
@@ -57,7 +64,18 @@ describe('runDag', () => {
   });
 
   it('rejects unknown dependencies and cycles', async () => {
-    await expect(runDag([{ id: 'a', deps: ['x'], run: async () => 1 }], 1)).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('unknown job x') });
-    await expect(runDag([{ id: 'a', deps: ['b'], run: async () => 1 }, { id: 'b', deps: ['a'], run: async () => 1 }], 1)).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('cycle') });
+    await expect(runDag([{ id: 'a', deps: ['x'], run: async () => 1 }], 1)).rejects.toMatchObject({
+      code: 'INTERNAL',
+      message: expect.stringContaining('unknown job x'),
+    });
+    await expect(
+      runDag(
+        [
+          { id: 'a', deps: ['b'], run: async () => 1 },
+          { id: 'b', deps: ['a'], run: async () => 1 },
+        ],
+        1,
+      ),
+    ).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringContaining('cycle') });
   });
 });

@@ -20,10 +20,27 @@ beforeAll(async () => {
 
 describe('configuration-qemu.toml', () => {
   it('is read back by the runtime without warnings; the image wins, the initrd is left commented', () => {
-    const text = renderQemuConfig({ qemuPath: '/usr/bin/qemu-system-x86_64', machineType: 'q35', kernel: '/p/vmlinuz.container', image: '/p/kata-containers.img', initrd: '/p/kata-containers-initrd.img', toolVersion: '1.2.3' });
+    const text = renderQemuConfig({
+      qemuPath: '/usr/bin/qemu-system-x86_64',
+      machineType: 'q35',
+      kernel: '/p/vmlinuz.container',
+      image: '/p/kata-containers.img',
+      initrd: '/p/kata-containers-initrd.img',
+      toolVersion: '1.2.3',
+    });
     const c = parseConfig(text, 'configuration-qemu.toml');
     expect(c.warnings).toEqual([]);
-    expect(c.hypervisor).toMatchObject({ path: '/usr/bin/qemu-system-x86_64', kernel: '/p/vmlinuz.container', image: '/p/kata-containers.img', initrd: null, machineType: 'q35', defaultMemory: 2048, disableImageNvdimm: false, sharedFs: 'virtio-9p', msize9p: 8192 });
+    expect(c.hypervisor).toMatchObject({
+      path: '/usr/bin/qemu-system-x86_64',
+      kernel: '/p/vmlinuz.container',
+      image: '/p/kata-containers.img',
+      initrd: null,
+      machineType: 'q35',
+      defaultMemory: 2048,
+      disableImageNvdimm: false,
+      sharedFs: 'virtio-9p',
+      msize9p: 8192,
+    });
     expect(c.agent).toEqual({ enableDebug: false, dialTimeout: 45 });
     expect(text).toContain('# initrd = "/p/kata-containers-initrd.img"');
     const initrdOnly = parseConfig(renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', initrd: '/p/i', toolVersion: '1' }), 'x.toml');
@@ -31,19 +48,32 @@ describe('configuration-qemu.toml', () => {
   });
 
   it("aarch64: Kata's arm64 build options (kernel params, AAVMF firmware, pmu=off); x86_64 has none of them", () => {
-    const text = renderQemuConfig({ arch: 'aarch64', qemuPath: '/usr/bin/qemu-system-aarch64', machineType: 'virt', kernel: '/p/vmlinux.container', image: '/p/kata-containers.img', toolVersion: '1' });
+    const text = renderQemuConfig({
+      arch: 'aarch64',
+      qemuPath: '/usr/bin/qemu-system-aarch64',
+      machineType: 'virt',
+      kernel: '/p/vmlinux.container',
+      image: '/p/kata-containers.img',
+      toolVersion: '1',
+    });
     const lines = text.split('\n');
-    expect(lines).toEqual(expect.arrayContaining([
-      'path = "/usr/bin/qemu-system-aarch64"',
-      'machine_type = "virt"',
-      'kernel_params = "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"',
-      'firmware = "/usr/share/AAVMF/AAVMF_CODE.fd"',
-      'firmware_volume = "/usr/share/AAVMF/AAVMF_VARS.fd"',
-      'cpu_features = "pmu=off"',
-    ]));
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        'path = "/usr/bin/qemu-system-aarch64"',
+        'machine_type = "virt"',
+        'kernel_params = "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"',
+        'firmware = "/usr/share/AAVMF/AAVMF_CODE.fd"',
+        'firmware_volume = "/usr/share/AAVMF/AAVMF_VARS.fd"',
+        'cpu_features = "pmu=off"',
+      ]),
+    );
     const c = parseConfig(text, 'configuration-qemu.toml', 'aarch64');
     expect(c.warnings).toEqual([]);
-    expect(c.hypervisor).toMatchObject({ path: '/usr/bin/qemu-system-aarch64', machineType: 'virt', kernelParams: 'cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1' });
+    expect(c.hypervisor).toMatchObject({
+      path: '/usr/bin/qemu-system-aarch64',
+      machineType: 'virt',
+      kernelParams: 'cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1',
+    });
     const x86 = renderQemuConfig({ arch: 'x86_64', qemuPath: 'q', machineType: 'q35', kernel: 'k', image: '/i', toolVersion: '1' });
     expect(x86).toContain('kernel_params = ""');
     expect(x86).not.toMatch(/^(firmware|firmware_volume|cpu_features) =/m);
@@ -51,19 +81,58 @@ describe('configuration-qemu.toml', () => {
 });
 
 function fakeRootfs(role: 'image' | 'initrd', fileName: string): RootfsArtifact {
-  return { role, distro: 'd', version: 'v', initMode: role === 'image' ? 'systemd' : 'agent-init', fileName, path: `/cache/${fileName}`, sha256: sha256(fileName), size: 1, packages: [], osRelease: '', key: 'k', inputs: {}, cached: false, buildMs: 0 };
+  return {
+    role,
+    distro: 'd',
+    version: 'v',
+    initMode: role === 'image' ? 'systemd' : 'agent-init',
+    fileName,
+    path: `/cache/${fileName}`,
+    sha256: sha256(fileName),
+    size: 1,
+    packages: [],
+    osRelease: '',
+    key: 'k',
+    inputs: {},
+    cached: false,
+    buildMs: 0,
+  };
 }
 
 function fakeKernel(variant: 'default' | 'nvidia'): KernelArtifact {
   const names = installNames({ prefix: '/', version: '6.1.9', configVersion: '7', ...(variant === 'nvidia' ? { gpu: 'nvidia' } : {}) });
-  const files = [names.vmlinuz, names.vmlinux, names.config, ...(variant === 'nvidia' ? ['linux-headers-6.1.9-nvidia.tar.gz', 'linux-image-6.1.9-kata_6.1.9-1_amd64.deb'] : [])].map((name) => ({ name, path: `/cache/${name}`, sha256: sha256(name), size: 1 }));
-  return { variant, version: '6.1.9', release: '6.1.9', configVersion: '7', configSha256: '', source: { origin: '', sha256: '' }, fragmentsHash: '', files, names, vmlinuz: `/cache/${names.vmlinuz}`, vmlinuzSha256: '', key: '', inputs: {}, cached: false, buildMs: 0 };
+  const files = [
+    names.vmlinuz,
+    names.vmlinux,
+    names.config,
+    ...(variant === 'nvidia' ? ['linux-headers-6.1.9-nvidia.tar.gz', 'linux-image-6.1.9-kata_6.1.9-1_amd64.deb'] : []),
+  ].map((name) => ({ name, path: `/cache/${name}`, sha256: sha256(name), size: 1 }));
+  return {
+    variant,
+    version: '6.1.9',
+    release: '6.1.9',
+    configVersion: '7',
+    configSha256: '',
+    source: { origin: '', sha256: '' },
+    fragmentsHash: '',
+    files,
+    names,
+    vmlinuz: `/cache/${names.vmlinuz}`,
+    vmlinuzSha256: '',
+    key: '',
+    inputs: {},
+    cached: false,
+    buildMs: 0,
+  };
 }
 
 describe('artifactEntries + configEntries', () => {
   it("lays out Kata's names, links and one configuration per kernel variant", () => {
     const plan = planBuild({ prefix: '/p', gpu: 'nvidia', image: true, initrd: true }, undefined, 'x86_64');
-    const artifacts = artifactEntries([fakeRootfs('image', 'kata-debian-bookworm.image'), fakeRootfs('initrd', 'kata-busybox-bookworm.initrd')], [fakeKernel('default'), fakeKernel('nvidia')]);
+    const artifacts = artifactEntries(
+      [fakeRootfs('image', 'kata-debian-bookworm.image'), fakeRootfs('initrd', 'kata-busybox-bookworm.initrd')],
+      [fakeKernel('default'), fakeKernel('nvidia')],
+    );
     const entries = [...artifacts, ...configEntries(plan, artifacts, '/usr/bin/qemu-system-x86_64', 'q35')];
     const shown = entries.map((e) => (e.kind === 'link' ? `${e.path} -> ${e.target}` : e.path)).sort();
     expect(shown).toEqual([
@@ -100,20 +169,29 @@ describe('artifactEntries + configEntries', () => {
     const [cfg, ...more] = configEntries(plan, [...artifacts, ...kept], 'q', 'q35');
     expect(more).toEqual([]);
     const c = parseConfig(cfg!.kind === 'text' ? cfg!.content : '', 'x');
-    expect(c.hypervisor).toMatchObject({ kernel: '/p/usr/share/kata-containers/vmlinuz.container', image: '/p/usr/share/kata-containers/kata-containers.img', initrd: null });
+    expect(c.hypervisor).toMatchObject({
+      kernel: '/p/usr/share/kata-containers/vmlinuz.container',
+      image: '/p/usr/share/kata-containers/kata-containers.img',
+      initrd: null,
+    });
     expect(configEntries(plan, [], 'q', 'q35')).toEqual([]);
   });
 
   it('a verity image installs its kernel_verity_params as root_hash_.txt and in the configuration the runtime reads; an initrd configuration never carries them', () => {
     const params = `root_hash=${'a'.repeat(64)},salt=${'b'.repeat(64)},data_blocks=100,data_block_size=4096,hash_block_size=4096`;
     const plan = planBuild({ prefix: '/p', imageOptions: { verity: true } }, undefined, 'x86_64');
-    const artifacts = artifactEntries([{ ...fakeRootfs('image', 'kata-debian-bookworm.image'), kernelVerityParams: params }, fakeRootfs('initrd', 'kata-busybox-bookworm.initrd')], [fakeKernel('default')]);
+    const artifacts = artifactEntries(
+      [{ ...fakeRootfs('image', 'kata-debian-bookworm.image'), kernelVerityParams: params }, fakeRootfs('initrd', 'kata-busybox-bookworm.initrd')],
+      [fakeKernel('default')],
+    );
     expect(artifacts.find((e) => e.path === `${SHARE}/root_hash_.txt`)).toEqual({ kind: 'text', path: `${SHARE}/root_hash_.txt`, content: `${params}\n` });
     const [cfg] = configEntries(plan, artifacts, 'q', 'q35', params);
     const c = parseConfig(cfg!.kind === 'text' ? cfg!.content : '', 'x');
     expect(c.warnings).toEqual([]);
     expect(c.hypervisor).toMatchObject({ image: '/p/usr/share/kata-containers/kata-containers.img', kernelVerityParams: params });
-    expect(renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', initrd: '/p/i', kernelVerityParams: params, toolVersion: '1' })).not.toContain('kernel_verity_params');
+    expect(renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', initrd: '/p/i', kernelVerityParams: params, toolVersion: '1' })).not.toContain(
+      'kernel_verity_params',
+    );
     expect(artifactEntries([fakeRootfs('image', 'kata-debian-bookworm.image')], []).some((e) => e.path.endsWith('root_hash_.txt'))).toBe(false);
   });
 });
@@ -132,10 +210,17 @@ describe('writeInstall', () => {
     const prefix = join(d, 'prefix');
     const a = await sourceFile(src, 'a.image', 'A');
     const k = await sourceFile(src, 'vmlinuz-1', 'K');
-    const entries: InstallEntry[] = [a, k, { kind: 'link', path: `${SHARE}/kata-containers.img`, target: 'a.image' }, { kind: 'text', path: `${DEFAULTS}/configuration-qemu.toml`, content: 'x = 1\n' }];
+    const entries: InstallEntry[] = [
+      a,
+      k,
+      { kind: 'link', path: `${SHARE}/kata-containers.img`, target: 'a.image' },
+      { kind: 'text', path: `${DEFAULTS}/configuration-qemu.toml`, content: 'x = 1\n' },
+    ];
     entries.push({ kind: 'text', path: `${SHARE}/SHA256SUMS`, content: renderSha256Sums(entries) });
     expect(await writeInstall(prefix, entries, false)).toBe('installed');
-    expect(await readFile(join(prefix, SHARE, 'SHA256SUMS'), 'utf8')).toBe(`${sha256('x = 1\n')}  ${DEFAULTS}/configuration-qemu.toml\n${sha256('A')}  ${SHARE}/a.image\n${sha256('K')}  ${SHARE}/vmlinuz-1\n`);
+    expect(await readFile(join(prefix, SHARE, 'SHA256SUMS'), 'utf8')).toBe(
+      `${sha256('x = 1\n')}  ${DEFAULTS}/configuration-qemu.toml\n${sha256('A')}  ${SHARE}/a.image\n${sha256('K')}  ${SHARE}/vmlinuz-1\n`,
+    );
     expect(plannedDigest(entries, SHARE)).toEqual(await treeDigest(join(prefix, SHARE)));
     expect(await writeInstall(prefix, entries, false)).toBe('unchanged');
 
@@ -156,7 +241,7 @@ describe('writeInstall', () => {
     // No staged or old trees, clock probes or records are left beside the install: the record is in the cache.
     expect((await readdir(join(prefix, 'usr/share'))).sort()).toEqual(['defaults', 'kata-containers']);
     expect((await readdir(join(prefix, 'usr/share/defaults'))).sort()).toEqual(['kata-containers']);
-    expect(recordPath(join(prefix, SHARE)).startsWith(join(process.env.OSBUILDER_CACHE_DIR!, 'install-records') + '/')).toBe(true);
+    expect(recordPath(join(prefix, SHARE)).startsWith(`${join(process.env.OSBUILDER_CACHE_DIR!, 'install-records')}/`)).toBe(true);
   });
 });
 
@@ -172,7 +257,10 @@ describe('warm install check (the record)', () => {
     const src = join(d, 'src');
     await mkdir(src);
     const prefix = join(d, 'prefix');
-    const entries: InstallEntry[] = [await sourceFile(src, 'a.image', 'AAAA'), { kind: 'text', path: `${DEFAULTS}/configuration-qemu.toml`, content: 'x = 1\n' }];
+    const entries: InstallEntry[] = [
+      await sourceFile(src, 'a.image', 'AAAA'),
+      { kind: 'text', path: `${DEFAULTS}/configuration-qemu.toml`, content: 'x = 1\n' },
+    ];
     expect(await writeInstall(prefix, entries, false)).toBe('installed');
     const image = join(prefix, SHARE, 'a.image');
     // Recorded once its ctime is older than a check's clock probe: wait for the clock, then check.

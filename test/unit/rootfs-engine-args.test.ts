@@ -17,15 +17,35 @@ describe('container engine argv', () => {
       ulimits: ['nofile=1024:1024'],
     });
     expect(argv).toEqual([
-      'run', '--rm', '--name', 'osbuilder-rootfs-1-0',
-      '--label', 'org.osbuilder.build=1',
-      '--ulimit', 'nofile=1024:1024',
-      '--mount', 'type=bind,source=/out/.r.tmp-1,target=/rootfs',
-      '--env', 'A=1', '--env', 'B=2',
-      'img', 'mmdebstrap', '--mode=root',
+      'run',
+      '--rm',
+      '--name',
+      'osbuilder-rootfs-1-0',
+      '--label',
+      'org.osbuilder.build=1',
+      '--ulimit',
+      'nofile=1024:1024',
+      '--mount',
+      'type=bind,source=/out/.r.tmp-1,target=/rootfs',
+      '--env',
+      'A=1',
+      '--env',
+      'B=2',
+      'img',
+      'mmdebstrap',
+      '--mode=root',
     ]);
     expect(argv.join(' ')).not.toMatch(/--privileged|--device|\/dev:|--cap-add|SYS_ADMIN/);
-    expect(runArgv({ image: 'i', name: 'n', argv: [], input: 'x', platform: 'linux/arm64' })).toEqual(['run', '--rm', '--name', 'n', '-i', '--platform', 'linux/arm64', 'i']);
+    expect(runArgv({ image: 'i', name: 'n', argv: [], input: 'x', platform: 'linux/arm64' })).toEqual([
+      'run',
+      '--rm',
+      '--name',
+      'n',
+      '-i',
+      '--platform',
+      'linux/arm64',
+      'i',
+    ]);
   });
 
   it('mounts refuse paths their CSV syntax would misread', () => {
@@ -35,7 +55,17 @@ describe('container engine argv', () => {
 
   it('build', () => {
     expect(buildArgv({ tag: 't', dockerfile: '/c/Dockerfile', context: '/c', buildArgs: { MIRROR: 'http://m' }, labels: { a: 'b' } })).toEqual([
-      'build', '--force-rm', '-t', 't', '-f', '/c/Dockerfile', '--build-arg', 'MIRROR=http://m', '--label', 'a=b', '/c',
+      'build',
+      '--force-rm',
+      '-t',
+      't',
+      '-f',
+      '/c/Dockerfile',
+      '--build-arg',
+      'MIRROR=http://m',
+      '--label',
+      'a=b',
+      '/c',
     ]);
   });
 
@@ -61,7 +91,13 @@ describe('is the engine local (shares our paths)?', () => {
 
   it('DOCKER_HOST: only the default sockets are local; tcp, ssh and other sockets are not', () => {
     const docker = new ContainerEngine('docker');
-    for (const [host, local] of [['unix:///var/run/docker.sock', true], ['unix:///run/docker.sock', true], ['unix:///tmp/x/docker.sock', false], ['tcp://10.0.0.2:2376', false], ['ssh://builder@ci', false]] as const) {
+    for (const [host, local] of [
+      ['unix:///var/run/docker.sock', true],
+      ['unix:///run/docker.sock', true],
+      ['unix:///tmp/x/docker.sock', false],
+      ['tcp://10.0.0.2:2376', false],
+      ['ssh://builder@ci', false],
+    ] as const) {
       process.env.DOCKER_HOST = host;
       expect(docker.local, host).toBe(local);
     }

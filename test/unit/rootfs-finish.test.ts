@@ -3,7 +3,16 @@ import { copyFile, chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { withSafeRoot } from '../../core/fs-safe.js';
-import { planRootfs, resolveRootfsOptions, verifyRootfs, locateKernelModules, checkRootfsOutput, AGENT_PATH, METADATA_PATH, PACKAGES_PATH } from '../../rootfs-builder/index.js';
+import {
+  planRootfs,
+  resolveRootfsOptions,
+  verifyRootfs,
+  locateKernelModules,
+  checkRootfsOutput,
+  AGENT_PATH,
+  METADATA_PATH,
+  PACKAGES_PATH,
+} from '../../rootfs-builder/index.js';
 import { applyFileOps } from '../../rootfs-builder/apply.js';
 import { chronyConf, chronyService } from '../../rootfs-builder/transforms.js';
 import { parseApkInstalled, parseDpkgStatus, parseNameVersionLines, clearBundles } from '../../rootfs-builder/packages.js';
@@ -35,7 +44,14 @@ async function fakeSystemdRootfs(): Promise<void> {
   await copyFile('/bin/busybox', join(root, 'usr/lib/systemd/systemd'));
   await chmod(join(root, 'usr/lib/systemd/systemd'), 0o755);
   await symlink('/lib/systemd/systemd', join(root, 'usr/sbin/init'));
-  for (const u of ['systemd-journald.service', 'systemd-journald.socket', 'systemd-udevd.service', 'systemd-timesyncd.service', 'systemd-logind.service', 'dbus.socket']) {
+  for (const u of [
+    'systemd-journald.service',
+    'systemd-journald.socket',
+    'systemd-udevd.service',
+    'systemd-timesyncd.service',
+    'systemd-logind.service',
+    'dbus.socket',
+  ]) {
     await put(`usr/lib/systemd/system/${u}`, '[Unit]\n');
   }
   await put('usr/lib/systemd/system-generators/systemd-fstab-generator', '', 0o755);
@@ -91,7 +107,7 @@ describe('plan file operations on a systemd rootfs', () => {
     );
   });
 
-  it('trims every unit and generator the issue names (Kata\'s lists, exact names), enablement links included', async () => {
+  it("trims every unit and generator the issue names (Kata's lists, exact names), enablement links included", async () => {
     await fakeSystemdRootfs();
     const units = 'usr/lib/systemd/system';
     // udev and friends, journald, coredump, random-seed, timesyncd, tmpfiles-setup, update-utmp.
@@ -153,7 +169,7 @@ describe('plan file operations on a systemd rootfs', () => {
   });
 });
 
-describe('a hostile rootfs: the builder\'s own writes never leave it', () => {
+describe("a hostile rootfs: the builder's own writes never leave it", () => {
   it('/usr -> /, /etc and /var -> host directories, /init -> a host file: units, trim, agent, modules, metadata and checks stay inside', async () => {
     const host = await mkdtemp(join(tmpdir(), 'osb-hostile-host-'));
     const hostEtc = join(host, 'etc');
@@ -171,8 +187,21 @@ describe('a hostile rootfs: the builder\'s own writes never leave it', () => {
       const mods = join(host, 'mods', kver);
       await mkdir(join(mods, 'kernel'), { recursive: true });
       await writeFile(join(mods, 'kernel/a.ko'), 'ko');
-      const hostPaths = ['/usr/bin/kata-agent', '/usr/lib/systemd/system/kata-agent.service', '/usr/lib/systemd/system/kata-containers.target', `/lib/modules/${kver}`, '/var/lib/osbuilder'];
-      const before = await Promise.all(hostPaths.map((p) => lstat(p).then((st) => `${st.ino}:${st.mtimeMs}`, () => 'absent')));
+      const hostPaths = [
+        '/usr/bin/kata-agent',
+        '/usr/lib/systemd/system/kata-agent.service',
+        '/usr/lib/systemd/system/kata-containers.target',
+        `/lib/modules/${kver}`,
+        '/var/lib/osbuilder',
+      ];
+      const before = await Promise.all(
+        hostPaths.map((p) =>
+          lstat(p).then(
+            (st) => `${st.ino}:${st.mtimeMs}`,
+            () => 'absent',
+          ),
+        ),
+      );
       const hostTree = async () => (await listHost(host)).join('\n');
       const hostBefore = await hostTree();
 
@@ -196,12 +225,23 @@ describe('a hostile rootfs: the builder\'s own writes never leave it', () => {
 
       // The host: every file and directory as it was, with its mtime.
       expect(await hostTree()).toBe(hostBefore);
-      expect(await Promise.all(hostPaths.map((p) => lstat(p).then((st) => `${st.ino}:${st.mtimeMs}`, () => 'absent')))).toEqual(before);
+      expect(
+        await Promise.all(
+          hostPaths.map((p) =>
+            lstat(p).then(
+              (st) => `${st.ino}:${st.mtimeMs}`,
+              () => 'absent',
+            ),
+          ),
+        ),
+      ).toEqual(before);
       // Where the writes landed: the links were resolved inside the root.
       expect((await readFile(join(root, 'bin/kata-agent'))).equals(await readFile('/bin/busybox'))).toBe(true);
       expect(await readFile(join(root, 'lib/systemd/system/kata-agent.service'), 'utf8')).toMatch(/^ExecStart=\/usr\/bin\/kata-agent$/m);
       expect(await readFile(join(root, hostEtc, 'machine-id'), 'utf8')).toBe('');
-      expect(await readlink(join(root, hostEtc, 'systemd/system/basic.target.wants/kata-containers.target'))).toBe('/usr/lib/systemd/system/kata-containers.target');
+      expect(await readlink(join(root, hostEtc, 'systemd/system/basic.target.wants/kata-containers.target'))).toBe(
+        '/usr/lib/systemd/system/kata-containers.target',
+      );
       expect(await readFile(join(root, hostVar, 'lib/osbuilder/osbuilder.yaml'), 'utf8')).toBe('---\n');
       expect(await readlink(join(root, hostVar, 'tmp'))).toBe('../tmp');
       expect(await readFile(join(root, 'lib/modules', kver, 'kernel/a.ko'), 'utf8')).toBe('ko');
@@ -273,7 +313,9 @@ describe('final checks refuse broken rootfs', () => {
     await expect(check('agent-init', { buildingUid: 4242 })).rejects.toThrow(/owned by the building user \(uid 4242\), not root: \/etc\/passwd/);
     await chown(join(root, 'etc/passwd'), 0, 0);
     await chown(join(root, 'usr/bin/kata-agent'), 4242, 4242);
-    await expect(withSafeRoot(root, (fs) => verifyRootfs(fs, { arch: 'x86_64', initMode: 'agent-init', asRoot: true }))).rejects.toThrow(/system files are not owned by root: \/usr\/bin\/kata-agent/);
+    await expect(withSafeRoot(root, (fs) => verifyRootfs(fs, { arch: 'x86_64', initMode: 'agent-init', asRoot: true }))).rejects.toThrow(
+      /system files are not owned by root: \/usr\/bin\/kata-agent/,
+    );
   });
 });
 
@@ -305,14 +347,16 @@ describe('package lists, metadata, transforms', () => {
     const text = renderMetadata(m);
     expect(text).toBe(renderMetadata(m));
     expect(text).toContain('rootfs-creation-time: 2023-11-14T22:13:20.000Z');
-    expect(text).toMatch(/^  agent-is-init-daemon: yes$/m);
+    expect(text).toMatch(/^ {2}agent-is-init-daemon: yes$/m);
     expect(text).toContain(`sha256: ${'ab'.repeat(32)}`);
   });
 
   it('chrony transforms are idempotent', () => {
     const once = chronyConf('server a\npeer b\nrtcsync');
     expect(chronyConf(once)).toBe(once);
-    expect(once).toBe('# server a\n# peer b\nrtcsync\nrefclock PHC /dev/ptp0 poll 3 dpoll -2 offset 0\n# Step the clock instead of slewing it when it is off by more than one second\nmakestep 1 -1\n');
+    expect(once).toBe(
+      '# server a\n# peer b\nrtcsync\nrefclock PHC /dev/ptp0 poll 3 dpoll -2 offset 0\n# Step the clock instead of slewing it when it is off by more than one second\nmakestep 1 -1\n',
+    );
     const svc = chronyService('[Unit]\n[Service]\nExecStart=/usr/sbin/chronyd -u chrony $OPTIONS\n');
     expect(chronyService(svc)).toBe(svc);
   });
@@ -321,7 +365,10 @@ describe('package lists, metadata, transforms', () => {
 describe('inputs checked before building', () => {
   it('kernel modules: by directory name, or the one release inside', async () => {
     await mkdir(join(root, 'mods/lib/modules/6.1.62-kata/kernel'), { recursive: true });
-    expect(await locateKernelModules(join(root, 'mods/lib/modules/6.1.62-kata'))).toEqual({ dir: join(root, 'mods/lib/modules/6.1.62-kata'), kver: '6.1.62-kata' });
+    expect(await locateKernelModules(join(root, 'mods/lib/modules/6.1.62-kata'))).toEqual({
+      dir: join(root, 'mods/lib/modules/6.1.62-kata'),
+      kver: '6.1.62-kata',
+    });
     expect(await locateKernelModules(join(root, 'mods'))).toMatchObject({ kver: '6.1.62-kata' });
     await expect(locateKernelModules(join(root, 'none'))).rejects.toMatchObject({ code: 'INPUT_NOT_FOUND' });
     await mkdir(join(root, 'mods/lib/modules/6.6.1'));
@@ -339,12 +386,20 @@ describe('inputs checked before building', () => {
     await expect(checkRootfsOutput(join(root, 'missing/parent/x'))).rejects.toMatchObject({ code: 'OUTPUT_INVALID' });
   });
 
-  it('unknown packages are reported in the tool\'s own words', () => {
-    const err = new OsbuilderError('COMMAND_FAILED', "docker run … failed (exit 1):\nI: running apt-get update...\nE: Unable to locate package nosuchpkg\nE: apt-get failed", '');
+  it("unknown packages are reported in the tool's own words", () => {
+    const err = new OsbuilderError(
+      'COMMAND_FAILED',
+      'docker run … failed (exit 1):\nI: running apt-get update...\nE: Unable to locate package nosuchpkg\nE: apt-get failed',
+      '',
+    );
     const e = packageNotFound(err, getDistro('debian'), 'bookworm', ['nosuchpkg']);
     expect(e).toMatchObject({ code: 'PACKAGE_NOT_FOUND' });
-    expect(e!.message).toBe('Debian bookworm has no package "nosuchpkg" (asked for with --extra-pkgs/EXTRA_PKGS); mmdebstrap said: E: Unable to locate package nosuchpkg');
-    expect(packageNotFound(new OsbuilderError('COMMAND_FAILED', 'No match for argument: foo', ''), getDistro('fedora'), '40', ['foo'])!.message).toContain('"foo"');
+    expect(e!.message).toBe(
+      'Debian bookworm has no package "nosuchpkg" (asked for with --extra-pkgs/EXTRA_PKGS); mmdebstrap said: E: Unable to locate package nosuchpkg',
+    );
+    expect(packageNotFound(new OsbuilderError('COMMAND_FAILED', 'No match for argument: foo', ''), getDistro('fedora'), '40', ['foo'])!.message).toContain(
+      '"foo"',
+    );
     expect(packageNotFound(new OsbuilderError('COMMAND_FAILED', 'network down', ''), getDistro('debian'), 'bookworm', [])).toBeUndefined();
   });
 });

@@ -50,11 +50,17 @@ describe('rootfsOptionsFromCli: Kata environment variables as defaults', () => {
   });
 
   it('leaves unset what neither flag nor variable sets', () => {
-    expect(rootfsOptionsFromCli({ distro: 'busybox', output: '/o' }, { AGENT_INIT: '', EXTRA_PKGS: '' })).toEqual({ distro: 'busybox', output: '/o', engine: 'docker' });
+    expect(rootfsOptionsFromCli({ distro: 'busybox', output: '/o' }, { AGENT_INIT: '', EXTRA_PKGS: '' })).toEqual({
+      distro: 'busybox',
+      output: '/o',
+      engine: 'docker',
+    });
   });
 
   it('rejects what rootfs.sh rejects', () => {
-    expect(() => rootfsOptionsFromCli({ distro: 'debian', output: '/o' }, { AGENT_INIT: 'maybe' })).toThrow(/AGENT_INIT\(maybe\) is invalid \(must be yes or no\)/);
+    expect(() => rootfsOptionsFromCli({ distro: 'debian', output: '/o' }, { AGENT_INIT: 'maybe' })).toThrow(
+      /AGENT_INIT\(maybe\) is invalid \(must be yes or no\)/,
+    );
     expect(() => rootfsOptionsFromCli({ distro: 'debian' }, {})).toThrow(OsbuilderError);
     expect(() => rootfsOptionsFromCli({ distro: 'debian', output: '/o', engine: 'lxc' }, {})).toThrow(/unknown engine "lxc"/);
   });
@@ -94,9 +100,15 @@ describe('resolveRootfsOptions', () => {
   });
 
   it('names the valid choices when refusing', () => {
-    expect(() => resolveRootfsOptions({ distro: 'gentoo', output: '/o' }, 'x86_64')).toThrow(/valid distros: alpine, busybox, centos, clearlinux, debian, euleros, fedora, ubuntu/);
-    expect(() => resolveRootfsOptions({ distro: 'debian', output: '/o', osVersion: 'sid' }, 'x86_64')).toThrow(/versions: bookworm \(12\), trixie \(13\), bullseye \(11\)/);
-    expect(() => resolveRootfsOptions({ distro: 'clearlinux', output: '/o', arch: 'aarch64' }, 'x86_64')).toThrow(/clearlinux does not support aarch64; supported: x86_64/);
+    expect(() => resolveRootfsOptions({ distro: 'gentoo', output: '/o' }, 'x86_64')).toThrow(
+      /valid distros: alpine, busybox, centos, clearlinux, debian, euleros, fedora, ubuntu/,
+    );
+    expect(() => resolveRootfsOptions({ distro: 'debian', output: '/o', osVersion: 'sid' }, 'x86_64')).toThrow(
+      /versions: bookworm \(12\), trixie \(13\), bullseye \(11\)/,
+    );
+    expect(() => resolveRootfsOptions({ distro: 'clearlinux', output: '/o', arch: 'aarch64' }, 'x86_64')).toThrow(
+      /clearlinux does not support aarch64; supported: x86_64/,
+    );
   });
 
   it('error codes for bad input', () => {
@@ -121,10 +133,15 @@ describe('resolveRootfsOptions', () => {
       mirror: 'http://deb.debian.org/debian',
       include: ['busybox-static', 'ca-certificates', 'kmod', 'mmdebstrap'],
     });
-    expect(resolveRootfsOptions({ distro: 'debian', output: '/o', bootstrapBase: true, mirror: 'http://mirror.example/debian/' }, 'x86_64').base).toMatchObject({
-      mirror: 'http://mirror.example/debian',
+    expect(resolveRootfsOptions({ distro: 'debian', output: '/o', bootstrapBase: true, mirror: 'http://mirror.example/debian/' }, 'x86_64').base).toMatchObject(
+      {
+        mirror: 'http://mirror.example/debian',
+      },
+    );
+    expect(resolveRootfsOptions({ distro: 'fedora', output: '/o', baseImage: 'localhost/fedora:40' }, 'x86_64').base).toEqual({
+      kind: 'given',
+      ref: 'localhost/fedora:40',
     });
-    expect(resolveRootfsOptions({ distro: 'fedora', output: '/o', baseImage: 'localhost/fedora:40' }, 'x86_64').base).toEqual({ kind: 'given', ref: 'localhost/fedora:40' });
   });
 });
 
@@ -133,14 +150,24 @@ describe('the builder base: one rule for `osbuilder rootfs` and `osbuilder build
     resolveRootfsOptions(rootfsOptionsFromCli({ distro, output: '/o', ...args }, {}), 'x86_64').base;
   const viaBuild = (distro: string, baseImage?: string) => {
     const plan = planBuild({ distro, initrd: true, prefix: '/p' }, undefined, 'x86_64');
-    const ctx = stageContext(plan, baseImage ? { baseImage } : {}, { cache: new BuildCache('/nonexistent'), workDir: '/w', agent: { path: '/a', sha256: '', source: 'test' } });
+    const ctx = stageContext(plan, baseImage ? { baseImage } : {}, {
+      cache: new BuildCache('/nonexistent'),
+      workDir: '/w',
+      agent: { path: '/a', sha256: '', source: 'test' },
+    });
     return resolveRootfsOptions(rootfsOptionsFor(ctx, plan.rootfs[0]!, '/o'), 'x86_64').base;
   };
 
   it('Debian-based distros: made locally by default, by both commands; --base-image overrides; --no-bootstrap-base pulls', () => {
     for (const d of ['debian', 'busybox']) {
       const local = viaRootfs(d);
-      expect(local).toEqual({ kind: 'bootstrap', ref: 'osbuilder/debian-base:bookworm-x86_64', suite: 'bookworm', mirror: 'http://deb.debian.org/debian', include: ['busybox-static', 'ca-certificates', 'kmod', 'mmdebstrap'] });
+      expect(local).toEqual({
+        kind: 'bootstrap',
+        ref: 'osbuilder/debian-base:bookworm-x86_64',
+        suite: 'bookworm',
+        mirror: 'http://deb.debian.org/debian',
+        include: ['busybox-static', 'ca-certificates', 'kmod', 'mmdebstrap'],
+      });
       expect(viaBuild(d)).toEqual(local);
       expect(viaRootfs(d, { baseImage: 'localhost/b:1' })).toEqual({ kind: 'given', ref: 'localhost/b:1' });
       expect(viaBuild(d, 'localhost/b:1')).toEqual({ kind: 'given', ref: 'localhost/b:1' });

@@ -36,7 +36,7 @@ describe('package cache: keys and plans', () => {
   it('is keyed by mirror + suite + arch only: package sets and init modes share it', () => {
     const base = { mirror: 'http://deb.debian.org/debian', suite: 'bookworm', arch: 'amd64' };
     expect(packageCacheKey(base)).toMatch(/^[0-9a-f]{32}$/);
-    expect(packageCacheKey({ ...base, mirror: base.mirror + '/' })).toBe(packageCacheKey(base));
+    expect(packageCacheKey({ ...base, mirror: `${base.mirror}/` })).toBe(packageCacheKey(base));
     for (const other of [{ mirror: 'http://mirror.example/debian' }, { suite: 'trixie' }, { arch: 'arm64' }]) {
       expect(packageCacheKey({ ...base, ...other })).not.toBe(packageCacheKey(base));
     }
@@ -66,7 +66,8 @@ describe('package cache: keys and plans', () => {
   });
 
   it('a remote engine (no shared path): a named volume per archive on its side, no host path', () => {
-    const pc = planRootfs(resolveRootfsOptions({ output: '/out/rootfs', distro: 'debian' }, 'x86_64'), { ...CTX, packageCacheRoot: ROOT, remoteEngine: true }).packageCache!;
+    const pc = planRootfs(resolveRootfsOptions({ output: '/out/rootfs', distro: 'debian' }, 'x86_64'), { ...CTX, packageCacheRoot: ROOT, remoteEngine: true })
+      .packageCache!;
     expect(pc.mounts).toEqual([]);
     expect(pc.volumes).toEqual([{ volume: `osbuilder-packages-${pc.key}`, container: PACKAGE_CACHE_MOUNT }]);
     expect(pc.dir).toBe(PACKAGE_CACHE_MOUNT);
@@ -115,7 +116,12 @@ describe('package cache: keys and plans', () => {
     const p = plan({ distro: 'debian' });
     const mmdebstrap = p.bootstrap.find((c) => c.argv[0] === 'mmdebstrap')!;
     const cmd = withPackageCache(mmdebstrap, p.packageCache);
-    expect(cmd.argv.slice(0, 4)).toEqual(['mmdebstrap', '--skip=essential/unlink', `--setup-hook=${APT_CACHE_SEED_HOOK}`, `--customize-hook=${APT_CACHE_STORE_HOOK}`]);
+    expect(cmd.argv.slice(0, 4)).toEqual([
+      'mmdebstrap',
+      '--skip=essential/unlink',
+      `--setup-hook=${APT_CACHE_SEED_HOOK}`,
+      `--customize-hook=${APT_CACHE_STORE_HOOK}`,
+    ]);
     expect(cmd.argv.slice(4)).toEqual(mmdebstrap.argv.slice(1));
     const other = { title: 'depmod', argv: ['depmod', '-b', '/rootfs', '6.1'] };
     expect(withPackageCache(other, p.packageCache)).toBe(other);
@@ -164,7 +170,12 @@ describe('package cache: the hooks, run with sh', () => {
     const archives = join(b.root, 'var/cache/apt/archives');
     await writeFile(join(b.cache, 'same_1_all.deb'), 'S');
     await writeFile(join(b.cache, 'bad_1_all.deb'), 'corrupt');
-    for (const [n, c] of [['same_1_all.deb', 'S'], ['bad_1_all.deb', 'good!!!'], ['new_1_all.deb', 'N']]) await writeFile(join(archives, n!), c!);
+    for (const [n, c] of [
+      ['same_1_all.deb', 'S'],
+      ['bad_1_all.deb', 'good!!!'],
+      ['new_1_all.deb', 'N'],
+    ])
+      await writeFile(join(archives, n!), c!);
     const before = await snapshotPackages(b.cache);
     await hook(APT_CACHE_STORE_HOOK, b);
     expect((await readdir(b.cache)).sort()).toEqual(['bad_1_all.deb', 'new_1_all.deb', 'same_1_all.deb']);
@@ -178,7 +189,7 @@ describe('package cache: the hooks, run with sh', () => {
 });
 
 describe('package cache: a store of the build cache', () => {
-  it('is made with store.json, listed, held by its user, and cleared of dead builds\' temp files', async () => {
+  it("is made with store.json, listed, held by its user, and cleared of dead builds' temp files", async () => {
     const c = new BuildCache(await tempDir('osb-cache-'));
     const dead = await liveProcess();
     await dead.stop();
@@ -195,14 +206,18 @@ describe('package cache: a store of the build cache', () => {
 
   it('prune keeps the newest --keep stores, and none that another live build holds', async () => {
     const c = new BuildCache(await tempDir('osb-cache-'));
-    for (const [k, t] of [['old', 1600000000], ['mid', 1650000000], ['new', 1700000000]] as const) {
+    for (const [k, t] of [
+      ['old', 1600000000],
+      ['mid', 1650000000],
+      ['new', 1700000000],
+    ] as const) {
       await c.openStore('packages', k, { suite: k });
       await utimes(join(c.root, 'packages', k, 'store.json'), t, t);
     }
     expect((await c.stores()).map((s) => s.name)).toEqual(['new', 'mid', 'old']);
     const other = await liveProcess();
     try {
-      await writeFile(join(c.root, 'holds', other.tag), join(c.root, 'packages', 'old') + '\n');
+      await writeFile(join(c.root, 'holds', other.tag), `${join(c.root, 'packages', 'old')}\n`);
       const r = await c.prune(1);
       expect(r.removed.map((p) => p.slice(c.root.length + 1))).toEqual(['packages/mid']);
       expect(r.inUse.map((p) => p.slice(c.root.length + 1))).toEqual(['packages/old']);
@@ -217,7 +232,12 @@ describe('package cache: not part of the rootfs stage key', () => {
   it('osbuilder build keys the image/initrd the same with and without --no-package-cache', async () => {
     const { planBuild } = await import('../../pipeline/plan.js');
     const { rootfsInputs, stageContext } = await import('../../pipeline/stages.js');
-    const parts = { cache: new BuildCache('/osb-test-cache-root'), workDir: '/w', agent: { path: '/a', sha256: 'a'.repeat(64), source: 'default' }, sourceDateEpoch: 1700000000 };
+    const parts = {
+      cache: new BuildCache('/osb-test-cache-root'),
+      workDir: '/w',
+      agent: { path: '/a', sha256: 'a'.repeat(64), source: 'default' },
+      sourceDateEpoch: 1700000000,
+    };
     const key = (noPackageCache: boolean) => {
       const p = planBuild({ image: true, initrd: true, noPackageCache }, undefined, 'x86_64');
       const ctx = stageContext(p, { noPackageCache }, parts);

@@ -15,7 +15,18 @@ import { DEPMOD_BASE, depmodStreamArgv, exportTreeArgv, packDirArgv, streamName,
 describe('stream argv', () => {
   it('the builder sends the tree with numeric owners and every xattr; the host unpacks it keeping owners and modes', () => {
     expect(exportTreeArgv('/rootfs')).toEqual(['tar', '-C', '/rootfs', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-cf', '-', '.']);
-    expect(unpackTreeArgv('/out/r.tmp-1')).toEqual(['tar', '-C', '/out/r.tmp-1', '--numeric-owner', '--same-owner', '--same-permissions', '--xattrs', '--xattrs-include=*', '-xf', '-']);
+    expect(unpackTreeArgv('/out/r.tmp-1')).toEqual([
+      'tar',
+      '-C',
+      '/out/r.tmp-1',
+      '--numeric-owner',
+      '--same-owner',
+      '--same-permissions',
+      '--xattrs',
+      '--xattrs-include=*',
+      '-xf',
+      '-',
+    ]);
   });
 
   it('depmod: the modules go in on stdin, only modules.* come back; the kernel release is an argument, not script text', () => {
@@ -48,7 +59,13 @@ describe('stream argv', () => {
 describe('volumes', () => {
   it('create: labels sorted; mount: type=volume', () => {
     expect(volumeCreateArgv('osbuilder-rootfs-volume-1-0', { 'org.osbuilder.owner': '1-2', 'org.osbuilder.build': '1' })).toEqual([
-      'volume', 'create', '--label', 'org.osbuilder.build=1', '--label', 'org.osbuilder.owner=1-2', 'osbuilder-rootfs-volume-1-0',
+      'volume',
+      'create',
+      '--label',
+      'org.osbuilder.build=1',
+      '--label',
+      'org.osbuilder.owner=1-2',
+      'osbuilder-rootfs-volume-1-0',
     ]);
     expect(volumeMountArg({ volume: 'v1', container: '/rootfs' })).toBe('type=volume,source=v1,target=/rootfs');
   });
@@ -60,12 +77,12 @@ describe('volumes', () => {
   });
 
   it('a stream container: the volume mounted, -i when fed, no engine-side log of the tar', () => {
-    expect(runArgv({ image: 'img', name: 'n', argv: ['tar', '-cf', '-', '.'], volumes: [{ volume: 'v', container: '/rootfs' }], noLogs: true, input: '' })).toEqual([
-      'run', '--rm', '--name', 'n', '-i', '--log-driver', 'none', '--mount', 'type=volume,source=v,target=/rootfs', 'img', 'tar', '-cf', '-', '.',
-    ]);
+    expect(
+      runArgv({ image: 'img', name: 'n', argv: ['tar', '-cf', '-', '.'], volumes: [{ volume: 'v', container: '/rootfs' }], noLogs: true, input: '' }),
+    ).toEqual(['run', '--rm', '--name', 'n', '-i', '--log-driver', 'none', '--mount', 'type=volume,source=v,target=/rootfs', 'img', 'tar', '-cf', '-', '.']);
   });
 
-  it('volume listings name their owner tag, in each engine\'s template', () => {
+  it("volume listings name their owner tag, in each engine's template", () => {
     expect(volumeOwnerFormat('docker')).toBe('{{.Name}} {{.Label "org.osbuilder.owner"}}');
     expect(volumeOwnerFormat('podman')).toBe('{{.Name}} {{index .Labels "org.osbuilder.owner"}}');
   });
@@ -106,6 +123,11 @@ describe('pipeline', () => {
     expect(err).toBeInstanceOf(OsbuilderError);
     expect(err).toMatchObject({ code: 'COMMAND_FAILED', hint: 'the hint' });
     expect((err as Error).message).toMatch(/exit 3\):\nbroken/);
-    await expect(pipeline([{ cmd: 'printf', args: ['x'] }, { cmd: 'osb-no-such-tool', args: [] }])).rejects.toMatchObject({ code: 'TOOL_MISSING' });
+    await expect(
+      pipeline([
+        { cmd: 'printf', args: ['x'] },
+        { cmd: 'osb-no-such-tool', args: [] },
+      ]),
+    ).rejects.toMatchObject({ code: 'TOOL_MISSING' });
   });
 });

@@ -37,12 +37,18 @@ afterAll(async () => {
  */
 async function config(name: string, kernel: string, sharedFs: 'none' | 'virtio-9p' = 'none'): Promise<string> {
   const qemu = join(scratch, `${name}-qemu`);
-  await writeFile(qemu, `#!/bin/sh\n[ "$1" = --version ] && { echo "QEMU emulator version 8.2.0"; exit 0; }\nprintf '%s\\n' "$@" > ${join(scratch, `${name}.argv`)}\necho "qemu: could not load kernel" >&2\nexit 1\n`);
+  await writeFile(
+    qemu,
+    `#!/bin/sh\n[ "$1" = --version ] && { echo "QEMU emulator version 8.2.0"; exit 0; }\nprintf '%s\\n' "$@" > ${join(scratch, `${name}.argv`)}\necho "qemu: could not load kernel" >&2\nexit 1\n`,
+  );
   await chmod(qemu, 0o755);
   const initrd = join(scratch, `${name}.initrd`);
   await writeFile(initrd, 'x');
   const file = join(scratch, `${name}.toml`);
-  await writeFile(file, `[hypervisor.qemu]\npath = "${qemu}"\nkernel = "${kernel}"\ninitrd = "${initrd}"\nshared_fs = "${sharedFs}"\nentropy_source = "/dev/urandom"\n`);
+  await writeFile(
+    file,
+    `[hypervisor.qemu]\npath = "${qemu}"\nkernel = "${kernel}"\ninitrd = "${initrd}"\nshared_fs = "${sharedFs}"\nentropy_source = "/dev/urandom"\n`,
+  );
   return file;
 }
 
@@ -67,7 +73,9 @@ const runDirs = async () => (await readdir(tmpRoot)).filter((n) => n.startsWith(
 
 describe('boot cleans up on failure', () => {
   it('a kernel that does not exist fails before anything is made', async () => {
-    const err = await failure(boot({ arch: hostGuestArch(), configFile: await config('nokernel', join(scratch, 'missing-vmlinuz')), accel: 'tcg', channel: 'serial', env: {} }));
+    const err = await failure(
+      boot({ arch: hostGuestArch(), configFile: await config('nokernel', join(scratch, 'missing-vmlinuz')), accel: 'tcg', channel: 'serial', env: {} }),
+    );
     expect(err.code).toBe('INPUT_NOT_FOUND');
     expect(err.message).toContain('missing-vmlinuz');
     expect(await runDirs()).toEqual([]);
@@ -75,7 +83,9 @@ describe('boot cleans up on failure', () => {
 
   it('QEMU failing to start removes the run dir it was given', async () => {
     const name = unique('qemu');
-    const err = await failure(boot({ arch: hostGuestArch(), configFile: await config('qemufails', await aKernel()), accel: 'tcg', channel: 'serial', timeoutSec: 600, env: {}, name }));
+    const err = await failure(
+      boot({ arch: hostGuestArch(), configFile: await config('qemufails', await aKernel()), accel: 'tcg', channel: 'serial', timeoutSec: 600, env: {}, name }),
+    );
     expect(err.code).toBe('BOOT_FAILED');
     expect(err.message).toContain('could not load kernel');
     expect(await gone(await qemuRunDir('qemufails'))).toBe(true);
@@ -87,7 +97,9 @@ describe('boot cleans up on failure', () => {
     const taken = join(await sharedBase(), name);
     await mkdir(taken, { recursive: true });
     try {
-      const err = await failure(boot({ arch: hostGuestArch(), configFile: await config('taken', await aKernel(), 'virtio-9p'), accel: 'tcg', channel: 'serial', env: {}, name }));
+      const err = await failure(
+        boot({ arch: hostGuestArch(), configFile: await config('taken', await aKernel(), 'virtio-9p'), accel: 'tcg', channel: 'serial', env: {}, name }),
+      );
       expect(err.code).toBe('OUTPUT_EXISTS');
       expect(err.message).toContain(taken);
       expect(await runDirs()).toEqual([]);
@@ -99,7 +111,17 @@ describe('boot cleans up on failure', () => {
 
   it('QEMU failing to start with a shared directory removes both', async () => {
     const name = unique('shared');
-    const err = await failure(boot({ arch: hostGuestArch(), configFile: await config('sharedfails', await aKernel(), 'virtio-9p'), accel: 'tcg', channel: 'serial', timeoutSec: 600, env: {}, name }));
+    const err = await failure(
+      boot({
+        arch: hostGuestArch(),
+        configFile: await config('sharedfails', await aKernel(), 'virtio-9p'),
+        accel: 'tcg',
+        channel: 'serial',
+        timeoutSec: 600,
+        env: {},
+        name,
+      }),
+    );
     expect(err.code).toBe('BOOT_FAILED');
     const argv = await readFile(join(scratch, 'sharedfails.argv'), 'utf8');
     const sandboxDir = join(await sharedBase(), name);

@@ -27,7 +27,13 @@ describe('moduleState', () => {
     await mkdir(join(root, 'proc'), { recursive: true });
     await writeFile(join(root, 'proc/modules'), 'kvm_intel 380928 0 - Live 0x0\nvhost_net 32768 0 - Live 0x0\n');
     await mkdir(join(root, 'sys/module/kvm'), { recursive: true });
-    expect(await moduleState(['kvm', 'kvm_intel', 'kvm_amd', 'vhost_net', 'vhost_vsock'], root)).toEqual({ kvm: true, kvm_intel: true, kvm_amd: false, vhost_net: true, vhost_vsock: false });
+    expect(await moduleState(['kvm', 'kvm_intel', 'kvm_amd', 'vhost_net', 'vhost_vsock'], root)).toEqual({
+      kvm: true,
+      kvm_intel: true,
+      kvm_amd: false,
+      vhost_net: true,
+      vhost_vsock: false,
+    });
   });
 });
 
@@ -47,16 +53,38 @@ describe('probe guest', () => {
 
   it('runs on a pc machine with isa-debug-exit and the serial port on stdout', () => {
     expect(probeArgv('kvm', '/p.bin', 'n')).toEqual([
-      '-name', 'n', '-machine', 'pc,accel=kvm', '-no-user-config', '-nodefaults', '-display', 'none', '-no-reboot', '-m', '64',
-      '-chardev', 'stdio,id=s0,signal=off', '-serial', 'chardev:s0', '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', '-kernel', '/p.bin',
+      '-name',
+      'n',
+      '-machine',
+      'pc,accel=kvm',
+      '-no-user-config',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-m',
+      '64',
+      '-chardev',
+      'stdio,id=s0,signal=off',
+      '-serial',
+      'chardev:s0',
+      '-device',
+      'isa-debug-exit,iobase=0xf4,iosize=0x04',
+      '-kernel',
+      '/p.bin',
     ]);
   });
 
   it('reads the verdict from the exit status and the markers', () => {
-    expect(describeProbe('tcg', 'SLMC', { exitCode: 67, timedOut: false, timeoutMs: 1000, stderr: '' })).toEqual({ ok: true, detail: 'probe guest ran to the end under tcg' });
+    expect(describeProbe('tcg', 'SLMC', { exitCode: 67, timedOut: false, timeoutMs: 1000, stderr: '' })).toEqual({
+      ok: true,
+      detail: 'probe guest ran to the end under tcg',
+    });
     const stalled = describeProbe('kvm', 'SLM', { exitCode: null, timedOut: true, timeoutMs: 8000, stderr: '' });
     expect(stalled.ok).toBe(false);
-    expect(stalled.detail).toBe('the guest started, entered long mode, touched 16 MiB, but did not finish its 10^8-iteration loop within 8000 ms: guest code does not run (or runs far too slowly) under kvm');
+    expect(stalled.detail).toBe(
+      'the guest started, entered long mode, touched 16 MiB, but did not finish its 10^8-iteration loop within 8000 ms: guest code does not run (or runs far too slowly) under kvm',
+    );
     const never = describeProbe('kvm', '', { exitCode: null, timedOut: true, timeoutMs: 8000, stderr: '' });
     expect(never.detail).toMatch(/^the guest did not start within 8000 ms/);
     const failed = describeProbe('kvm', '', { exitCode: 1, timedOut: false, timeoutMs: 8000, stderr: 'qemu: failed to initialize kvm: Permission denied\n' });
@@ -86,11 +114,22 @@ describe('env report (kata-env sections)', () => {
     expect(Object.keys(r)).toEqual(['Meta', 'Kernel', 'Image', 'Initrd', 'Hypervisor', 'Agent', 'Host']);
     expect(r.Meta.ConfigFile).toBe('c.toml');
     expect(r.Kernel.Parameters).toMatch(/^root=\/dev\/pmem0p1 rootflags=dax,data=ordered,errors=remount-ro ro rootfstype=ext4 .* foo=1$/);
-    expect(r.Image).toEqual({ Path: '/i.img', Exists: true, Size: 128 << 20, Nvdimm: true, RootParameters: 'root=/dev/pmem0p1 rootflags=dax,data=ordered,errors=remount-ro ro rootfstype=ext4' });
+    expect(r.Image).toEqual({
+      Path: '/i.img',
+      Exists: true,
+      Size: 128 << 20,
+      Nvdimm: true,
+      RootParameters: 'root=/dev/pmem0p1 rootflags=dax,data=ordered,errors=remount-ro ro rootfstype=ext4',
+    });
     expect(r.Initrd).toEqual({ Path: '', Exists: false });
     expect(r.Hypervisor).toMatchObject({ Path: '/usr/bin/qemu-system-x86_64', Version: '7.2.0', Accelerator: 'tcg', MachineType: 'q35' });
     expect(r.Agent).toEqual({ Debug: false, DialTimeout: 9, Channel: 'serial', VsockPort: 1024, SerialPort: 'agent.channel.0' });
-    expect(r.Host).toMatchObject({ VMContainerCapable: false, SupportVSocks: false, Distro: { Name: 'Debian GNU/Linux', Version: '12' }, KVM: { Device: true, Usable: false } });
+    expect(r.Host).toMatchObject({
+      VMContainerCapable: false,
+      SupportVSocks: false,
+      Distro: { Name: 'Debian GNU/Linux', Version: '12' },
+      KVM: { Device: true, Usable: false },
+    });
     const back = parseToml(envToml(r)) as Record<string, Record<string, unknown>>;
     expect(back.Image!.RootParameters).toBe(r.Image.RootParameters);
     expect(back.Agent!.DialTimeout).toBe(9);
@@ -100,7 +139,13 @@ describe('env report (kata-env sections)', () => {
     const initrd = envReport(parseConfig('[hypervisor.qemu]\ninitrd = "/x.initrd"\n', null), host, { ...files, initrd: true }, { name: '', version: '' }, null);
     expect(initrd.Image).toMatchObject({ Path: '', Nvdimm: false, RootParameters: '' });
     expect(initrd.Kernel.Parameters).not.toMatch(/root=/);
-    const blk = envReport(parseConfig('[hypervisor.qemu]\nimage = "/i.img"\ndisable_image_nvdimm = true\n', null), host, files, { name: '', version: '' }, null);
+    const blk = envReport(
+      parseConfig('[hypervisor.qemu]\nimage = "/i.img"\ndisable_image_nvdimm = true\n', null),
+      host,
+      files,
+      { name: '', version: '' },
+      null,
+    );
     expect(blk.Image.RootParameters).toBe('root=/dev/vda1 rootflags=data=ordered,errors=remount-ro ro rootfstype=ext4');
   });
 });

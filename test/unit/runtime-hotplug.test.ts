@@ -33,7 +33,9 @@ describe('pcie_root_port in configuration.toml', () => {
   it('says when it is ignored, as Kata ignores it: without root-port hotplug, or off q35', () => {
     const off = cfg('pcie_root_port = 2');
     expect(rootPortCount(off.hypervisor)).toBe(0);
-    expect(off.warnings).toEqual([expect.stringMatching(/^pcie_root_port = 2 is ignored without hotplug_vfio_on_root_bus = true or hot_plug_vfio = "root-port"/)]);
+    expect(off.warnings).toEqual([
+      expect.stringMatching(/^pcie_root_port = 2 is ignored without hotplug_vfio_on_root_bus = true or hot_plug_vfio = "root-port"/),
+    ]);
     const pc = cfg('pcie_root_port = 1\nhot_plug_vfio = "root-port"\nmachine_type = "pc"');
     expect(rootPortCount(pc.hypervisor)).toBe(0);
     expect(pc.warnings).toEqual([expect.stringMatching(/root ports exist on q35 only/)]);
@@ -64,21 +66,39 @@ describe('pcie_root_port in configuration.toml', () => {
     const c = parseConfig(text, 'configuration-qemu-nvidia-gpu.toml');
     expect(c.warnings).toEqual([]);
     expect(c.hypervisor).toMatchObject({ machineType: 'q35', pcieRootPort: 1, hotplugVfioOnRootBus: true, hotPlugVfio: 'root-port' });
-    expect(rootPortCount(parseConfig(renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', image: '/i', toolVersion: '1' }), 'x').hypervisor)).toBe(0);
+    expect(
+      rootPortCount(parseConfig(renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', image: '/i', toolVersion: '1' }), 'x').hypervisor),
+    ).toBe(0);
   });
 });
 
 describe('root ports on the QEMU command line', () => {
   const input: QemuPlanInput = {
-    arch: 'x86_64', qemu: 'qemu-system-x86_64', machineType: 'q35', accel: 'tcg', kernel: '/k', root: { kind: 'initrd', path: '/i' }, vcpus: 1, memoryMiB: 512,
-    channel: { kind: 'serial', socket: '/s' }, qmpSocket: '/q', console: 'hvc', entropySource: '/dev/urandom', name: 'vm', debug: false, agentDebug: false,
+    arch: 'x86_64',
+    qemu: 'qemu-system-x86_64',
+    machineType: 'q35',
+    accel: 'tcg',
+    kernel: '/k',
+    root: { kind: 'initrd', path: '/i' },
+    vcpus: 1,
+    memoryMiB: 512,
+    channel: { kind: 'serial', socket: '/s' },
+    qmpSocket: '/q',
+    console: 'hvc',
+    entropySource: '/dev/urandom',
+    name: 'vm',
+    debug: false,
+    agentDebug: false,
   };
 
   it("rp<i> on pcie.0 as Kata lays them out, each reserving a 64-bit window; pciehp instead of q35's ACPI hotplug", () => {
     expect(rootPortArgs(2)).toEqual([
-      '-global', 'ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off',
-      '-device', 'pcie-root-port,id=rp0,bus=pcie.0,chassis=0,slot=0,multifunction=off,pref64-reserve=16G',
-      '-device', 'pcie-root-port,id=rp1,bus=pcie.0,chassis=0,slot=1,multifunction=off,pref64-reserve=16G',
+      '-global',
+      'ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off',
+      '-device',
+      'pcie-root-port,id=rp0,bus=pcie.0,chassis=0,slot=0,multifunction=off,pref64-reserve=16G',
+      '-device',
+      'pcie-root-port,id=rp1,bus=pcie.0,chassis=0,slot=1,multifunction=off,pref64-reserve=16G',
     ]);
     expect(rootPortArgs(0)).toEqual([]);
     const args = planQemu({ ...input, rootPorts: 1 }).args;
@@ -93,7 +113,11 @@ describe('device and object specs (QEMU syntax)', () => {
     expect(splitKeyval('a,b=c,,d,e=f')).toEqual(['a', 'b=c,d', 'e=f']);
     expect(parseDeviceSpec('ivshmem-plain,id=gpu0,memdev=m0', 'hp0')).toEqual({ driver: 'ivshmem-plain', id: 'gpu0', props: { memdev: 'm0' } });
     expect(parseDeviceSpec('virtio-rng-pci', 'hp3')).toEqual({ driver: 'virtio-rng-pci', id: 'hp3', props: {} });
-    expect(parseObjectSpec('memory-backend-ram,id=m0,size=4G,share=on')).toEqual({ qomType: 'memory-backend-ram', id: 'm0', props: { size: 4 * 2 ** 30, share: true } });
+    expect(parseObjectSpec('memory-backend-ram,id=m0,size=4G,share=on')).toEqual({
+      qomType: 'memory-backend-ram',
+      id: 'm0',
+      props: { size: 4 * 2 ** 30, share: true },
+    });
     expect(parseObjectSpec('memory-backend-file,id=m1,mem-path=/dev/shm/x,size=512M').props).toEqual({ 'mem-path': '/dev/shm/x', size: 512 * 2 ** 20 });
   });
 
@@ -130,7 +154,13 @@ async function fakeQmp(): Promise<{ socket: string; commands: Array<{ execute: s
         }
         s.write('{"return": {}}\n');
         if (cmd.execute === 'device_del') {
-          setTimeout(() => s.write(`{"event": "DEVICE_DELETED", "data": {"device": "other"}}\n{"event": "DEVICE_DELETED", "data": {"device": "${String(cmd.arguments?.id)}", "path": "/machine/peripheral/x"}}\n`), 50);
+          setTimeout(
+            () =>
+              s.write(
+                `{"event": "DEVICE_DELETED", "data": {"device": "other"}}\n{"event": "DEVICE_DELETED", "data": {"device": "${String(cmd.arguments?.id)}", "path": "/machine/peripheral/x"}}\n`,
+              ),
+            50,
+          );
         }
       }
     });
@@ -151,9 +181,15 @@ describe('Hotplug over QMP', () => {
     await h.addObject(parseObjectSpec('memory-backend-ram,id=m0,size=4G'));
     expect(await h.add(parseDeviceSpec('ivshmem-plain,id=gpu0,memdev=m0', 'hp0'))).toBe('rp0');
     expect(await h.add(parseDeviceSpec('virtio-rng-pci', 'hp1'))).toBe('rp1');
-    expect(h.devices).toEqual([{ id: 'gpu0', port: 'rp0' }, { id: 'hp1', port: 'rp1' }]);
+    expect(h.devices).toEqual([
+      { id: 'gpu0', port: 'rp0' },
+      { id: 'hp1', port: 'rp1' },
+    ]);
     // both ports taken
-    await expect(h.add(parseDeviceSpec('virtio-rng-pci', 'hp2'))).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringMatching(/all 2 PCIe root ports hold a device/) });
+    await expect(h.add(parseDeviceSpec('virtio-rng-pci', 'hp2'))).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringMatching(/all 2 PCIe root ports hold a device/),
+    });
     await h.remove('gpu0');
     await h.removeObject('m0');
     expect(h.devices).toEqual([{ id: 'hp1', port: 'rp1' }]);
@@ -171,9 +207,16 @@ describe('Hotplug over QMP', () => {
   it("QEMU's refusal is QMP_FAILED with its words; no root port, or removing what was not added, is our clear error", async () => {
     const q = await fakeQmp();
     const h = new Hotplug(q.socket, 1);
-    await expect(h.add(parseDeviceSpec('nonexistent', 'hp0'))).rejects.toMatchObject({ code: 'QMP_FAILED', message: "QMP device_add: 'nonexistent' is not a valid device model name" });
+    await expect(h.add(parseDeviceSpec('nonexistent', 'hp0'))).rejects.toMatchObject({
+      code: 'QMP_FAILED',
+      message: "QMP device_add: 'nonexistent' is not a valid device model name",
+    });
     expect(h.devices).toEqual([]);
-    await expect(new Hotplug(q.socket, 0).add(parseDeviceSpec('virtio-rng-pci', 'hp0'))).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringMatching(/has no PCIe root port/), hint: expect.stringMatching(/pcie_root_port = N/) });
+    await expect(new Hotplug(q.socket, 0).add(parseDeviceSpec('virtio-rng-pci', 'hp0'))).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringMatching(/has no PCIe root port/),
+      hint: expect.stringMatching(/pcie_root_port = N/),
+    });
     await expect(h.remove('gpu9')).rejects.toMatchObject({ code: 'USAGE', message: 'cannot remove gpu9: it was not hot-added here' });
   });
 });

@@ -26,7 +26,12 @@ const RUNC_CONFIG = {
   ],
   annotations: { 'io.example/a': 'b' },
   linux: {
-    resources: { memory: { limit: 268435456, swap: 536870912 }, pids: { limit: 64 }, cpu: { shares: 512, quota: 50000, period: 100000 }, devices: [{ allow: false, access: 'rwm' }] },
+    resources: {
+      memory: { limit: 268435456, swap: 536870912 },
+      pids: { limit: 64 },
+      cpu: { shares: 512, quota: 50000, period: 100000 },
+      devices: [{ allow: false, access: 'rwm' }],
+    },
     cgroupsPath: '/ctr/1',
     namespaces: [{ type: 'pid' }, { type: 'network', path: '/var/run/netns/x' }, { type: 'mount' }],
     sysctl: { 'net.ipv4.ip_forward': '1' },
@@ -49,7 +54,14 @@ describe('config.json to the protobuf Spec', () => {
   it('carries every field osbuilder reads, under Kata field names', () => {
     const s = specFromConfig(RUNC_CONFIG, 'b/config.json');
     expect(s.Version).toBe('1.0.2-dev');
-    expect(s.Process).toMatchObject({ Terminal: false, Args: ['sh', '-c', 'id'], Env: ['PATH=/usr/bin:/bin', 'TERM=xterm'], Cwd: '/work', NoNewPrivileges: true, OOMScoreAdj: -100n });
+    expect(s.Process).toMatchObject({
+      Terminal: false,
+      Args: ['sh', '-c', 'id'],
+      Env: ['PATH=/usr/bin:/bin', 'TERM=xterm'],
+      Cwd: '/work',
+      NoNewPrivileges: true,
+      OOMScoreAdj: -100n,
+    });
     expect(s.Process!.User).toMatchObject({ UID: 1000, GID: 1000, AdditionalGids: [10, 20] });
     expect(s.Process!.Capabilities).toMatchObject({ Bounding: ['CAP_KILL'], Effective: ['CAP_KILL'], Permitted: ['CAP_KILL'], Ambient: [] });
     expect(s.Process!.Rlimits[0]).toMatchObject({ Type: 'RLIMIT_NOFILE', Hard: 1024n, Soft: 512n });
@@ -59,9 +71,19 @@ describe('config.json to the protobuf Spec', () => {
       ['/data', 'bind', '/srv/data', ['rbind', 'ro']],
     ]);
     expect(s.Annotations).toEqual({ 'io.example/a': 'b' });
-    expect(s.Linux!.Resources).toMatchObject({ Memory: { Limit: 268435456n, Swap: 536870912n }, Pids: { Limit: 64n }, CPU: { Shares: 512n, Quota: 50000n, Period: 100000n } });
+    expect(s.Linux!.Resources).toMatchObject({
+      Memory: { Limit: 268435456n, Swap: 536870912n },
+      Pids: { Limit: 64n },
+      CPU: { Shares: 512n, Quota: 50000n, Period: 100000n },
+    });
     expect(s.Linux!.Resources!.Devices[0]).toMatchObject({ Allow: false, Access: 'rwm', Major: -1n, Minor: -1n });
-    expect(s.Linux).toMatchObject({ CgroupsPath: '/ctr/1', Sysctl: { 'net.ipv4.ip_forward': '1' }, MaskedPaths: ['/proc/kcore'], ReadonlyPaths: ['/proc/sys'], RootfsPropagation: 'rslave' });
+    expect(s.Linux).toMatchObject({
+      CgroupsPath: '/ctr/1',
+      Sysctl: { 'net.ipv4.ip_forward': '1' },
+      MaskedPaths: ['/proc/kcore'],
+      ReadonlyPaths: ['/proc/sys'],
+      RootfsPropagation: 'rslave',
+    });
     expect(s.Linux!.Namespaces.map((n) => [n.Type, n.Path])).toEqual([
       ['pid', ''],
       ['network', '/var/run/netns/x'],
@@ -76,7 +98,11 @@ describe('config.json to the protobuf Spec', () => {
     ['a bad uid', '{"process": {"user": {"uid": -1}}, "root": {"path": "r"}}', /process\.user\.uid must be a whole number between 0 and 4294967295/],
     ['no root path', '{"process": {}, "root": {}}', /root\.path is missing/],
     ['a mount that is not an object', '{"process": {}, "root": {"path": "r"}, "mounts": [3]}', /mounts\[0\] must be an object/],
-    ['a memory limit that is not a number', '{"process": {}, "root": {"path": "r"}, "linux": {"resources": {"memory": {"limit": "1G"}}}}', /linux\.resources\.memory\.limit must be a whole number/],
+    [
+      'a memory limit that is not a number',
+      '{"process": {}, "root": {"path": "r"}, "linux": {"resources": {"memory": {"limit": "1G"}}}}',
+      /linux\.resources\.memory\.limit must be a whole number/,
+    ],
   ])('refuses %s, naming the JSON path', (_what, text, message) => {
     const e = error(() => parseConfigJson(text, 'b/config.json'));
     expect(e.code).toBe('INPUT_INVALID');
@@ -103,7 +129,17 @@ describe("the boot test's report", () => {
   const guest = 'PRETTY_NAME="Debian"\nID=debian\n';
   const ctr = 'NAME="c"\nID=osbuilder-container\n';
   const init = (o: Record<string, string> = {}) =>
-    Object.entries({ pid: '1', hostname: 'h', 'memory.max': String(BOOT_TEST_LIMITS.memoryBytes), 'pids.max': String(BOOT_TEST_LIMITS.pids), 'os-release': ctr.trimEnd(), 'guest-os-release': guest.trimEnd(), ready: '', stdin: BOOT_TEST_STDIN, ...o })
+    Object.entries({
+      pid: '1',
+      hostname: 'h',
+      'memory.max': String(BOOT_TEST_LIMITS.memoryBytes),
+      'pids.max': String(BOOT_TEST_LIMITS.pids),
+      'os-release': ctr.trimEnd(),
+      'guest-os-release': guest.trimEnd(),
+      ready: '',
+      stdin: BOOT_TEST_STDIN,
+      ...o,
+    })
       .map(([k, v]) => (v ? `@@${k}@@\n${v}\n` : `@@${k}@@\n`))
       .join('');
   const exec = '@@pid@@\n7\n@@init@@\nsh -c echo ... \n@@os-id@@\nID=osbuilder-container\n';
@@ -111,7 +147,14 @@ describe("the boot test's report", () => {
 
   it('splits sections and accepts a container that behaves', () => {
     expect(sections('x\n@@a@@\n1\n2\n@@b@@\n')).toEqual({ a: '1\n2\n', b: '' });
-    expect(verifyReports(init(), exec, { init: 3, exec: 0 }, want)).toMatchObject({ initPid: 1, execPid: 7, memoryMax: 268435456, pidsMax: 128, guestOs: 'Debian', initStatus: 3 });
+    expect(verifyReports(init(), exec, { init: 3, exec: 0 }, want)).toMatchObject({
+      initPid: 1,
+      execPid: 7,
+      memoryMax: 268435456,
+      pidsMax: 128,
+      guestOs: 'Debian',
+      initStatus: 3,
+    });
   });
 
   it.each([
@@ -129,7 +172,9 @@ describe("the boot test's report", () => {
   it('names wrong exit statuses and an exec outside the container', () => {
     expect(() => verifyReports(init(), exec, { init: 0, exec: 0 }, want)).toThrow(/init's exit status \(WaitProcess\) is 0, expected 3/);
     expect(() => verifyReports(init(), exec, { init: 3, exec: 1 }, want)).toThrow(/exec'd process's exit status is 1/);
-    expect(() => verifyReports(init(), exec.replace('ID=osbuilder-container', 'ID=debian'), { init: 3, exec: 0 }, want)).toThrow(/exec'd process's view of \/etc\/os-release/);
+    expect(() => verifyReports(init(), exec.replace('ID=osbuilder-container', 'ID=debian'), { init: 3, exec: 0 }, want)).toThrow(
+      /exec'd process's view of \/etc\/os-release/,
+    );
     expect(() => verifyReports(init(), exec.replace('sh -c', '/sbin/init'), { init: 3, exec: 0 }, want)).toThrow(/pid 1 as the exec'd process sees it/);
   });
 });

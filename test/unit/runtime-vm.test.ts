@@ -17,7 +17,7 @@ import { FrameDecoder, encodeFrame, MESSAGE_TYPE_RESPONSE } from '../../runtime/
 import { RequestSchema, ResponseSchema } from '../../runtime/gen/ttrpc_pb.js';
 import { HealthCheckResponseSchema, VersionCheckResponseSchema } from '../../runtime/gen/health_pb.js';
 import { runInterruptHandlers } from '../../core/cleanup.js';
-import { OsbuilderError } from '../../core/errors.js';
+import type { OsbuilderError } from '../../core/errors.js';
 
 const started: Vm[] = [];
 const cleanups: Array<() => Promise<void>> = [];
@@ -71,8 +71,10 @@ function fakeAgent(path: string, onDestroy: () => void = () => undefined, refuse
         const r = fromBinary(RequestSchema, f.payload);
         let payload = new Uint8Array();
         if (r.method === 'Check') payload = toBinary(HealthCheckResponseSchema, create(HealthCheckResponseSchema, { status: SERVING_STATUS.SERVING }));
-        else if (r.method === 'Version') payload = toBinary(VersionCheckResponseSchema, create(VersionCheckResponseSchema, { grpcVersion: '0.0.1', agentVersion: 'fake' }));
-        const status = refuse && r.method === 'DestroySandbox' ? { code: 5, message: '/grpc.AgentService/DestroySandbox is not supported' } : { code: 0, message: '' };
+        else if (r.method === 'Version')
+          payload = toBinary(VersionCheckResponseSchema, create(VersionCheckResponseSchema, { grpcVersion: '0.0.1', agentVersion: 'fake' }));
+        const status =
+          refuse && r.method === 'DestroySandbox' ? { code: 5, message: '/grpc.AgentService/DestroySandbox is not supported' } : { code: 0, message: '' };
         s.write(encodeFrame(f.streamId, MESSAGE_TYPE_RESPONSE, Buffer.from(toBinary(ResponseSchema, create(ResponseSchema, { status, payload })))));
         if (r.method === 'DestroySandbox') onDestroy();
       }
@@ -102,10 +104,14 @@ function fakeQmp(path: string, onQuit: () => void): Promise<Server> {
 
 describe('Vm: the guest fails', () => {
   it('a dm-verity corruption report before the panic makes it VERITY_FAILED, the report first', async () => {
-    const { vm } = await fakeVm('echo "device-mapper: verity: 254:0: metadata block 0 is corrupted"; echo "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(254,0)"; exec sleep 1000');
+    const { vm } = await fakeVm(
+      'echo "device-mapper: verity: 254:0: metadata block 0 is corrupted"; echo "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(254,0)"; exec sleep 1000',
+    );
     const e = await rejection(vm.waitForAgent(vm.startedAt + 120_000));
     expect(e.code).toBe('VERITY_FAILED');
-    expect(e.message).toMatch(/^dm-verity verification of the root image failed: device-mapper: verity: 254:0: metadata block 0 is corrupted\nthen a kernel panic before the agent answered: Kernel panic - not syncing: VFS: Unable to mount root fs/);
+    expect(e.message).toMatch(
+      /^dm-verity verification of the root image failed: device-mapper: verity: 254:0: metadata block 0 is corrupted\nthen a kernel panic before the agent answered: Kernel panic - not syncing: VFS: Unable to mount root fs/,
+    );
     expect(e.hint).toMatch(/does not match kernel_verity_params/);
     expect(vm.verityLine).toBe('device-mapper: verity: 254:0: metadata block 0 is corrupted');
   });
@@ -145,7 +151,9 @@ describe('Vm: the guest fails', () => {
     const { vm } = await fakeVm('echo "qemu-system-x86_64: could not load kernel" >&2; exit 1');
     const e = await rejection(vm.waitForAgent(vm.startedAt + 120_000));
     expect(e.code).toBe('BOOT_FAILED');
-    expect(e.message).toMatch(/^QEMU exited with code 1 before the agent answered:\nqemu-system-x86_64: could not load kernel\n\(the guest wrote nothing to the console\)$/);
+    expect(e.message).toMatch(
+      /^QEMU exited with code 1 before the agent answered:\nqemu-system-x86_64: could not load kernel\n\(the guest wrote nothing to the console\)$/,
+    );
   });
 
   it('an interrupt (SIGINT/SIGTERM cleanup) kills QEMU', async () => {
@@ -175,7 +183,11 @@ describe('Vm: the agent answers', () => {
     const dir = await runDir();
     const socket = join(dir, 'agent.sock');
     const qmp = join(dir, 'qmp.sock');
-    const vm = Vm.start({ plan: { cmd: 'sh', args: ['-c', 'echo up; exec sleep 1000'], kernelParams: [] }, channel: { kind: 'serial', socket }, qmpSocket: qmp });
+    const vm = Vm.start({
+      plan: { cmd: 'sh', args: ['-c', 'echo up; exec sleep 1000'], kernelParams: [] },
+      channel: { kind: 'serial', socket },
+      qmpSocket: qmp,
+    });
     started.push(vm);
     await fakeAgent(socket);
     await fakeQmp(qmp, () => process.kill(vm.pid!, 'SIGTERM'));

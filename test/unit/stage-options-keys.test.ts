@@ -29,7 +29,12 @@ function parse(args: string[]): BuildArgs {
   return builder(y).parseSync() as BuildArgs;
 }
 
-const parts = { cache: new BuildCache('/osb-test-cache-root'), workDir: '/w', agent: { path: '/a', sha256: 'a'.repeat(64), source: 'default' }, sourceDateEpoch: 1700000000 };
+const parts = {
+  cache: new BuildCache('/osb-test-cache-root'),
+  workDir: '/w',
+  agent: { path: '/a', sha256: 'a'.repeat(64), source: 'default' },
+  sourceDateEpoch: 1700000000,
+};
 
 /** The image and initrd stages' cache keys of `osbuilder build --image --initrd <args>`. */
 function keys(args: string[]): { image: string; initrd: string } {
@@ -70,7 +75,9 @@ describe('stage options: one table each, the cache key from the resolved options
 
   it('osbuilder build offers every output-changing rootfs/image/initrd option (bar those the table says why not), under the stage command names', () => {
     expect(offered.map((s) => s.flag).sort()).toEqual(Object.keys(changes).sort());
-    const skipped = [...outputOptions(ROOTFS_OPTIONS), ...outputOptions(IMAGE_OPTIONS), ...outputOptions(INITRD_OPTIONS)].filter((s: OptionSpec) => !offered.includes(s));
+    const skipped = [...outputOptions(ROOTFS_OPTIONS), ...outputOptions(IMAGE_OPTIONS), ...outputOptions(INITRD_OPTIONS)].filter(
+      (s: OptionSpec) => !offered.includes(s),
+    );
     expect(skipped.map((s) => [s.flag, typeof s.notInBuild])).toEqual([
       ['agent-init', 'string'],
       ['kernel-modules', 'string'],
@@ -81,7 +88,8 @@ describe('stage options: one table each, the cache key from the resolved options
 
   for (const spec of offered) {
     const c = changes[spec.flag]!;
-    const what = c.roles.length === 0 ? 'no key by its path (by the binary, below)' : `the ${c.roles.join(' and ')} key${c.roles.length === 1 ? ' and only it' : 's'}`;
+    const what =
+      c.roles.length === 0 ? 'no key by its path (by the binary, below)' : `the ${c.roles.join(' and ')} key${c.roles.length === 1 ? ' and only it' : 's'}`;
     it(`--${spec.flag} changes ${what}`, () => {
       const before = keys(c.base ?? []);
       const after = keys([...(c.base ?? []), ...c.changed]);
@@ -92,9 +100,10 @@ describe('stage options: one table each, the cache key from the resolved options
     });
   }
 
-  it("the agent enters both keys by its sha256 (build hashes the binary --agent names)", () => {
+  it('the agent enters both keys by its sha256 (build hashes the binary --agent names)', () => {
     const plan = planBuild({ image: true, initrd: true }, undefined, 'x86_64');
-    const key = (sha: string) => plan.rootfs.map((job) => cacheKey(rootfsInputs(stageContext(plan, {}, { ...parts, agent: { ...parts.agent, sha256: sha } }), job)));
+    const key = (sha: string) =>
+      plan.rootfs.map((job) => cacheKey(rootfsInputs(stageContext(plan, {}, { ...parts, agent: { ...parts.agent, sha256: sha } }), job)));
     const [a, b] = [key('a'.repeat(64)), key('b'.repeat(64))];
     expect(a[0]).not.toBe(b[0]);
     expect(a[1]).not.toBe(b[1]);
@@ -105,7 +114,9 @@ describe('stage options: one table each, the cache key from the resolved options
     expect(keys(['--debug'])).toEqual(base);
     expect(keys(['--json'])).toEqual(base);
     expect(keys(['--jobs', '2'])).toEqual(base);
-    expect(keys(['--fs-type', 'ext4', '--dax', '--partition-table', 'mbr', '--no-verity', '--compression', 'zstd', '--level', '3', '--root-owned'])).toEqual(base);
+    expect(keys(['--fs-type', 'ext4', '--dax', '--partition-table', 'mbr', '--no-verity', '--compression', 'zstd', '--level', '3', '--root-owned'])).toEqual(
+      base,
+    );
   });
 
   it('the key input is every output-changing option, resolved (defaults filled in), in one line', () => {
@@ -113,7 +124,16 @@ describe('stage options: one table each, the cache key from the resolved options
     // The default image's is what it was before the table ("ext4,dax,mbr"): its cache entries stay valid.
     expect(artifactInputs(plan, 'image')).toBe('ext4,dax,mbr');
     expect(artifactInputs(plan, 'initrd')).toBe('zstd,level=3,root-owned');
-    const all = planBuild({ image: true, initrd: true, imageOptions: { sizeMiB: 512, rootFreeSpaceMiB: 0, fsType: 'erofs', dax: false, partitionTable: 'gpt', verity: true }, initrdOptions: { compression: 'none', rootOwned: false } }, undefined, 'x86_64');
+    const all = planBuild(
+      {
+        image: true,
+        initrd: true,
+        imageOptions: { sizeMiB: 512, rootFreeSpaceMiB: 0, fsType: 'erofs', dax: false, partitionTable: 'gpt', verity: true },
+        initrdOptions: { compression: 'none', rootOwned: false },
+      },
+      undefined,
+      'x86_64',
+    );
     expect(artifactInputs(all, 'image')).toBe('size=512,erofs,no-dax,gpt,verity');
     expect(artifactInputs(all, 'initrd')).toBe('none');
   });
@@ -121,17 +141,35 @@ describe('stage options: one table each, the cache key from the resolved options
   it('a stage option given to build without its stage is refused, as is a bad value, before any work', () => {
     expect(() => keys(['--fs-type', 'xfs'])).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
     expect(() => buildOptionsFromArgs(parse(['--kernel', '--verity']))).not.toThrow();
-    expect(() => planBuild(buildOptionsFromArgs(parse(['--kernel', '--initrd', '--fs-type', 'erofs'])), undefined, 'x86_64')).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('--fs-type') }));
+    expect(() => planBuild(buildOptionsFromArgs(parse(['--kernel', '--initrd', '--fs-type', 'erofs'])), undefined, 'x86_64')).toThrow(
+      expect.objectContaining({ code: 'USAGE', message: expect.stringContaining('--fs-type') }),
+    );
     // Stage-only flags are not build's: strict parsing refuses them.
-    for (const flag of ['--sha256', '--skip-agent-check', '--build-variant=x', '-r', '1', '--agent-init', '--kernel-modules=/m', '--no-bootstrap-base']) expect(() => parse([flag]), flag).toThrow();
+    for (const flag of ['--sha256', '--skip-agent-check', '--build-variant=x', '-r', '1', '--agent-init', '--kernel-modules=/m', '--no-bootstrap-base'])
+      expect(() => parse([flag]), flag).toThrow();
   });
 
   it('the stage commands read Kata env vars from the same table; the flag wins', () => {
-    expect(readOptions(IMAGE_OPTIONS, {}, { FS_TYPE: 'erofs', MEASURED_ROOTFS: 'yes', ROOT_FREE_SPACE: '8' })).toEqual({ fsType: 'erofs', verity: true, rootFreeSpaceMiB: 8 });
-    expect(readOptions(IMAGE_OPTIONS, { 'fs-type': 'ext4', verity: false }, { FS_TYPE: 'erofs', MEASURED_ROOTFS: 'yes' })).toEqual({ fsType: 'ext4', verity: false });
+    expect(readOptions(IMAGE_OPTIONS, {}, { FS_TYPE: 'erofs', MEASURED_ROOTFS: 'yes', ROOT_FREE_SPACE: '8' })).toEqual({
+      fsType: 'erofs',
+      verity: true,
+      rootFreeSpaceMiB: 8,
+    });
+    expect(readOptions(IMAGE_OPTIONS, { 'fs-type': 'ext4', verity: false }, { FS_TYPE: 'erofs', MEASURED_ROOTFS: 'yes' })).toEqual({
+      fsType: 'ext4',
+      verity: false,
+    });
     expect(readOptions(INITRD_OPTIONS, { compression: 'xz', level: 2, 'root-owned': true })).toEqual({ compression: 'xz', level: 2, rootOwned: true });
-    expect(readOptions(ROOTFS_OPTIONS, {}, { USE_PODMAN: 'yes', EXTRA_PKGS: 'a, b c', AGENT_INIT: 'no' })).toEqual({ engine: 'podman', extraPackages: ['a', 'b', 'c'], agentInit: false });
-    expect(buildOptionsFromArgs(parse(['--extra-pkgs', 'a b', '--no-package-cache', '-a', 'aarch64']))).toMatchObject({ extraPackages: ['a', 'b'], noPackageCache: true, arch: 'aarch64' });
+    expect(readOptions(ROOTFS_OPTIONS, {}, { USE_PODMAN: 'yes', EXTRA_PKGS: 'a, b c', AGENT_INIT: 'no' })).toEqual({
+      engine: 'podman',
+      extraPackages: ['a', 'b', 'c'],
+      agentInit: false,
+    });
+    expect(buildOptionsFromArgs(parse(['--extra-pkgs', 'a b', '--no-package-cache', '-a', 'aarch64']))).toMatchObject({
+      extraPackages: ['a', 'b'],
+      noPackageCache: true,
+      arch: 'aarch64',
+    });
   });
 
   it('the configuration the image is booted and installed with follows its fs type and layout', () => {
@@ -144,7 +182,14 @@ describe('stage options: one table each, the cache key from the resolved options
     expect(root(['--fs-type', 'erofs'])).toEqual(['root=/dev/pmem0p1', 'rootflags=dax', 'ro', 'rootfstype=erofs']);
     expect(root(['--no-dax'])).toEqual(['root=/dev/vda1', 'rootflags=data=ordered,errors=remount-ro', 'ro', 'rootfstype=ext4']);
     // The default build's configuration is what it was: no rootfs_type line, nvdimm on.
-    const plain = renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', image: '/p/i.img', ...imageBoot(planBuild({ image: true }, undefined, 'x86_64')), toolVersion: '1' });
+    const plain = renderQemuConfig({
+      qemuPath: 'q',
+      machineType: 'q35',
+      kernel: 'k',
+      image: '/p/i.img',
+      ...imageBoot(planBuild({ image: true }, undefined, 'x86_64')),
+      toolVersion: '1',
+    });
     expect(plain).toContain('disable_image_nvdimm = false\n');
     expect(plain).not.toContain('rootfs_type');
   });

@@ -1,7 +1,7 @@
 /** configuration.toml: Kata's keys, defaults, validation naming the key, image+initrd, overrides. */
 import { describe, expect, it } from 'vitest';
 import { applyOverrides, defaultConfig, findConfig, parseConfig } from '../../runtime/config.js';
-import { OsbuilderError } from '../../core/errors.js';
+import type { OsbuilderError } from '../../core/errors.js';
 
 function error(fn: () => unknown): OsbuilderError {
   try {
@@ -109,7 +109,10 @@ describe('configuration.toml', () => {
   });
 
   it('unknown keys and tables are warnings naming them', () => {
-    const c = parseConfig('[hypervisor.qemu]\nkernal = "/typo"\n[hypervisor.firecracker]\npath = "/fc"\n[agent.kata]\ndial_timeot = 3\n[weird]\nx = 1\n', 'c.toml');
+    const c = parseConfig(
+      '[hypervisor.qemu]\nkernal = "/typo"\n[hypervisor.firecracker]\npath = "/fc"\n[agent.kata]\ndial_timeot = 3\n[weird]\nx = 1\n',
+      'c.toml',
+    );
     expect(c.warnings).toEqual([
       'unknown key hypervisor.qemu.kernal in c.toml (ignored)',
       '[hypervisor.firecracker] is ignored: osbuilder boots with QEMU ([hypervisor.qemu])',
@@ -124,7 +127,10 @@ describe('configuration.toml', () => {
     ['default_memory = 1.5', 'hypervisor.qemu.default_memory: expected a whole number, got 1.5'],
     ['enable_debug = "yes"', 'hypervisor.qemu.enable_debug: expected true or false, got "yes"'],
     ['machine_type = "microvm"', 'hypervisor.qemu.machine_type: must be one of q35, pc, virt, got "microvm"'],
-    ['block_device_driver = "ide"', 'hypervisor.qemu.block_device_driver: must be one of virtio-scsi, virtio-blk, virtio-mmio, nvdimm, virtio-blk-ccw, got "ide"'],
+    [
+      'block_device_driver = "ide"',
+      'hypervisor.qemu.block_device_driver: must be one of virtio-scsi, virtio-blk, virtio-mmio, nvdimm, virtio-blk-ccw, got "ide"',
+    ],
     ['kernel = 3', 'hypervisor.qemu.kernel: expected a string, got 3'],
     ['kernel = ""', 'hypervisor.qemu.kernel: must not be empty'],
     ['path = ["a"]', 'hypervisor.qemu.path: expected a string, got an array'],
@@ -175,7 +181,9 @@ describe('finding the configuration', () => {
     const none = async () => false;
     expect(await findConfig('/x.toml', { KATA_CONF_FILE: '/y.toml' }, none)).toBe('/x.toml');
     expect(await findConfig(undefined, { KATA_CONF_FILE: '/y.toml' }, none)).toBe('/y.toml');
-    expect(await findConfig(undefined, {}, async (p) => p === '/usr/share/defaults/kata-containers/configuration.toml')).toBe('/usr/share/defaults/kata-containers/configuration.toml');
+    expect(await findConfig(undefined, {}, async (p) => p === '/usr/share/defaults/kata-containers/configuration.toml')).toBe(
+      '/usr/share/defaults/kata-containers/configuration.toml',
+    );
     expect(await findConfig(undefined, {}, none)).toBeNull();
   });
 });

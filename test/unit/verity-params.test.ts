@@ -54,7 +54,12 @@ describe('kernel_verity_params', () => {
       'ro',
       'rootfstype=ext4',
     ]);
-    expect(verityRootParams(p, true, 'erofs')).toEqual([`dm-mod.create="dm-verity,,,ro,0 736328 ${table.replace('/dev/vda1 /dev/vda2', '/dev/pmem0p1 /dev/pmem0p2')}"`, 'root=/dev/dm-0', 'rootflags=ro', 'rootfstype=erofs']);
+    expect(verityRootParams(p, true, 'erofs')).toEqual([
+      `dm-mod.create="dm-verity,,,ro,0 736328 ${table.replace('/dev/vda1 /dev/vda2', '/dev/pmem0p1 /dev/pmem0p2')}"`,
+      'root=/dev/dm-0',
+      'rootflags=ro',
+      'rootfstype=erofs',
+    ]);
   });
 });
 
