@@ -47,6 +47,22 @@ static void pop_component(char *cur)
 		cur[0] = 0;
 }
 
+/* A symlink met at `cur`: its target replaces the last component, and the walk
+ * goes on through the target, then the unwalked rest `p` (rest is 2 * PATH_MAX). */
+static int splice_link(char *cur, char *rest, const char *link, const char *p)
+{
+	char tail[2 * PATH_MAX];
+	pop_component(cur);
+	if (link[0] == '/')
+		cur[0] = 0;
+	if (snprintf(tail, sizeof(tail), "%s/%s", link, p) >= (int)sizeof(tail)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(rest, tail);
+	return 0;
+}
+
 int secure_join(const char *root, const char *path, char *out, size_t outlen)
 {
 	char cur[PATH_MAX] = "", rest[2 * PATH_MAX], full[2 * PATH_MAX], link[PATH_MAX];
@@ -92,15 +108,8 @@ int secure_join(const char *root, const char *path, char *out, size_t outlen)
 			return -1;
 		}
 		link[k] = 0;
-		pop_component(cur);
-		if (link[0] == '/')
-			cur[0] = 0;
-		char tail[2 * PATH_MAX];
-		if (snprintf(tail, sizeof(tail), "%s/%s", link, p) >= (int)sizeof(tail)) {
-			errno = ENAMETOOLONG;
+		if (splice_link(cur, rest, link, p) < 0)
 			return -1;
-		}
-		strcpy(rest, tail);
 		p = rest;
 	}
 	if (snprintf(out, outlen, "%s/%s", root, cur) >= (int)outlen) {
