@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Lists the functions longer than a screen (default 60 lines) in the sources (not test/, not
-// generated code). `node scripts/function-lengths.mjs [max]` exits 1 when any is found;
+// generated code): TypeScript and JavaScript parsed by TypeScript, the C agent by its layout
+// (a definition's head at column 0, its braces alone at column 0). `node scripts/function-lengths.mjs [max]` exits 1 when any is found;
 // test/unit/function-lengths.test.ts keeps the tree at that.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -21,6 +22,28 @@ function nameOf(node) {
   return '<anonymous>';
 }
 
+/** The C agent's functions over `max` lines. */
+function longCFunctions(root, max) {
+  const out = execFileSync('git', ['ls-files', '-co', '--exclude-standard', 'agent/src/*.c'], { cwd: root, encoding: 'utf8' });
+  const found = [];
+  for (const file of out.split('\n').filter(Boolean)) {
+    const lines = readFileSync(`${root}/${file}`, 'utf8').split('\n');
+    let start = -1;
+    lines.forEach((text, i) => {
+      if (text === '{' && i > 0 && /^[A-Za-z_].*\)$/.test(lines[i - 1])) start = i - 1;
+      else if (text === '}' && start >= 0) {
+        const name = lines[start]
+          .replace(/\(.*/, '')
+          .split(/[\s*]+/)
+          .pop();
+        if (i - start + 1 > max) found.push({ file, line: start + 1, name, lines: i - start + 1 });
+        start = -1;
+      }
+    });
+  }
+  return found;
+}
+
 /** Every function, method and arrow in `root`'s sources over `max` lines: { file, line, name, lines }. */
 export function longFunctions(root, max = MAX_LINES) {
   const found = [];
@@ -36,7 +59,7 @@ export function longFunctions(root, max = MAX_LINES) {
     };
     visit(src);
   }
-  return found.sort((a, b) => b.lines - a.lines);
+  return [...found, ...longCFunctions(root, max)].sort((a, b) => b.lines - a.lines);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
