@@ -5,6 +5,7 @@ import { OsbuilderError } from '../core/errors.js';
 import type { Arch } from '../core/arch.js';
 import { SCRATCH } from './assemble.js';
 import { ownerTag } from '../core/owner.js';
+import { sha256 } from '../core/hash.js';
 
 export interface Artifact {
   /** Relative to the tree. */
@@ -62,4 +63,35 @@ export async function writeState(tree: string, state: KernelState): Promise<void
 /** Kata's name suffix: -<tee> and/or -nvidia-gpu (build-kernel.sh install_kata). */
 export function variantSuffix(s: { gpu?: string; confidential?: string }): string {
   return `${s.confidential ? `-${s.confidential}` : ''}${s.gpu ? `-${s.gpu}-gpu` : ''}`;
+}
+
+/** The state of a tree set up for this variant with its verified .config unchanged; `what` is the command that needs it. */
+export async function loadState(r: Pick<KernelState, 'arch' | 'gpu' | 'confidential'> & { kernelDir: string }, what: string): Promise<KernelState> {
+  const state = await readState(r.kernelDir);
+  if (!state) {
+    throw new OsbuilderError(
+      'INPUT_NOT_FOUND',
+      `${r.kernelDir} has not been set up`,
+      `run osbuilder kernel setup first (with the same -v/-g/--kernel-dir), then ${what}`,
+    );
+  }
+  if ((r.gpu ?? null) !== (state.gpu ?? null) || (r.confidential ?? null) !== (state.confidential ?? null) || r.arch !== state.arch) {
+    throw new OsbuilderError(
+      'INPUT_INVALID',
+      `${r.kernelDir} was set up for ${state.arch}${variantSuffix(state)}, not ${r.arch}${variantSuffix(r)}`,
+      'pass the same -a/-g/--confidential as to setup, or set up another --kernel-dir',
+    );
+  }
+  if (!state.configSha256) {
+    throw new OsbuilderError('KERNEL_CONFIG', `${r.kernelDir} has no verified .config yet`, 'run osbuilder kernel setup until it verifies');
+  }
+  const cfg = await readFile(join(r.kernelDir, '.config'), 'utf8').catch(() => '');
+  if (sha256(cfg) !== state.configSha256) {
+    throw new OsbuilderError(
+      'KERNEL_CONFIG',
+      `${r.kernelDir}/.config changed since it was verified`,
+      'rerun osbuilder kernel setup to assemble and verify it again',
+    );
+  }
+  return state;
 }
