@@ -14,9 +14,9 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { guestKernel, type GuestKernel } from '../support/kernel.js';
-import { buildInitrd } from '../../initrd-builder/index.js';
 import { buildImage } from '../../image-builder/index.js';
 import { agentRootfs } from '../support/agent.js';
+import { agentInitrd, bootJson, vmNamer } from '../support/boot.js';
 import { cliPath, runCli, repoRoot, type CliErrorJson } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { qemuNamed, stillThere, type Proc } from '../support/procs.js';
@@ -46,37 +46,18 @@ let initrd: string;
 let image: string;
 let imageOsRelease: string;
 let agentVersion: string;
-const tag = `osb-e2e-${process.pid}`;
-let seq = 0;
-const vmName = () => `${tag}-${++seq}`;
-
-async function initrdFrom(name: string, init?: string): Promise<string> {
-  const root = await agentRootfs(join(dir, `${name}-root`), init ? { init } : {});
-  const output = join(dir, `${name}.initrd`);
-  await buildInitrd({ rootfs: root, output });
-  return output;
-}
+const vmName = vmNamer('osb-e2e');
 
 beforeAll(async () => {
   dir = await makeTempDir('osb-e2e-');
   kernel = await guestKernel();
   agentVersion = (await defaultAgentBinary()).version;
-  initrd = await initrdFrom('agent');
+  initrd = await agentInitrd(dir, 'agent');
   const root = await agentRootfs(join(dir, 'image-root'));
   imageOsRelease = await readFile(join(root, 'etc/os-release'), 'utf8');
   image = join(dir, 'kata.img');
   await buildImage({ rootfs: root, output: image });
 });
-
-/** Boots with the given extra args and parses the --json result. */
-async function bootJson(name: string, args: string[], command: string[]) {
-  const r = await runCli<BootResult>(
-    ['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--memory', '512', '--timeout', '300', ...args, '--', ...command],
-    { timeout: 10 * 60_000 },
-  );
-  await nothingLeft(name);
-  return r;
-}
 
 /** A container looking at the guest: its init's mounts, the kernel, the command line, its own os-release. */
 const GUEST_VIEW = ['--guest-mount', '/proc:/guest/proc'];
@@ -91,7 +72,7 @@ describe('boot an initrd with the agent as init', () => {
   it('creates the sandbox, runs the default container, shows the initramfs root and the kernel release', async () => {
     const consoleLog = join(dir, 'initrd-console.log');
     const name = vmName();
-    const r = await bootJson(name, ['--initrd', initrd, '--console-log', consoleLog, ...GUEST_VIEW], guestView('echo pid=$$ host=$(hostname)'));
+    const r = await bootJson(name, kernel.bzImage, ['--initrd', initrd, '--console-log', consoleLog, ...GUEST_VIEW], guestView('echo pid=$$ host=$(hostname)'));
     expect(r.exitCode).toBe(0);
     const j = r.json!;
     expect(j.agent).toMatchObject({ version: agentVersion, grpcVersion: '0.0.1', storageHandlers: expect.arrayContaining(['9p']) });
@@ -189,7 +170,7 @@ describe('boot an initrd with the agent as init', () => {
     };
     await writeFile(join(bundle, 'config.json'), JSON.stringify(config));
     const name = vmName();
-    const r = await bootJson(name, ['--initrd', initrd, '--bundle', bundle], []);
+    const r = await bootJson(name, kernel.bzImage, ['--initrd', initrd, '--bundle', bundle], []);
     expect(r.exitCode).toBe(0);
     expect(r.json!.container).toMatchObject({ source: 'bundle', rootfs: join(bundle, 'rootfs'), exitCode: 0 });
     expect(r.json!.container!.stdout).toBe('1000\n1000\n/work\nhello\nbundle-host\nID=bundle\nPRETTY_NAME="my bundle"\nshared from the host\n');
@@ -204,7 +185,7 @@ describe('the agent API in a booted initrd (one sandbox)', () => {
   let session: BootSession;
   let done: () => void;
   let booted: ReturnType<typeof boot>;
-  const name = `${tag}-api`;
+  const name = vmName();
   let n = 0;
 
   beforeAll(async () => {
@@ -329,7 +310,7 @@ describe('the agent API in a booted initrd (one sandbox)', () => {
 
 describe('boot an ext4 image', () => {
   it('via nvdimm: root on /dev/pmem0p1 mounted with dax', async () => {
-    const r = await bootJson(vmName(), ['--image', image, ...GUEST_VIEW], guestView());
+    const r = await bootJson(vmName(), kernel.bzImage, ['--image', image, ...GUEST_VIEW], guestView());
     expect(r.exitCode).toBe(0);
     const [mounts, release, cmdline] = parts(r.json!.container!.stdout!);
     const root = mounts!.split('\n').find((l: string) => l.split(' ')[1] === '/');
@@ -367,7 +348,7 @@ describe('boot an ext4 image', () => {
   });
 
   it('via virtio-blk with --disable-image-nvdimm: root on /dev/vda1, no dax', async () => {
-    const r = await bootJson(vmName(), ['--image', image, '--disable-image-nvdimm', ...GUEST_VIEW], guestView());
+    const r = await bootJson(vmName(), kernel.bzImage, ['--image', image, '--disable-image-nvdimm', ...GUEST_VIEW], guestView());
     expect(r.exitCode).toBe(0);
     const [mounts, , cmdline] = parts(r.json!.container!.stdout!);
     const root = mounts!.split('\n').find((l: string) => l.split(' ')[1] === '/');
@@ -478,7 +459,7 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
   });
 
   it('a kernel panic (the initrd /init exits) is BOOT_FAILED with the panic line', async () => {
-    const bad = await initrdFrom('exits', '#!/bin/sh\necho OSB-INIT-EXITING\nexit 0\n');
+    const bad = await agentInitrd(dir, 'exits', '#!/bin/sh\necho OSB-INIT-EXITING\nexit 0\n');
     const name = vmName();
     const r = await runCli(['boot', '--name', name, '--kernel', kernel.bzImage, '--initrd', bad, '--memory', '512', '--timeout', '300', '--', 'true'], {
       timeout: 10 * 60_000,
@@ -490,7 +471,7 @@ describe('bad input and bad guests: a clear error, non-zero exit, no QEMU left',
   });
 
   it('an agent that never answers (/init sleeps) is BOOT_TIMEOUT after --timeout', async () => {
-    const bad = await initrdFrom('sleeps', '#!/bin/sh\necho OSB-INIT-SLEEPING\nexec sleep 100000\n');
+    const bad = await agentInitrd(dir, 'sleeps', '#!/bin/sh\necho OSB-INIT-SLEEPING\nexec sleep 100000\n');
     const name = vmName();
     const r = await runCli<CliErrorJson>(
       ['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--initrd', bad, '--memory', '512', '--timeout', '20', '--', 'true'],

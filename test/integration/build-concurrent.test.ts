@@ -9,6 +9,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
+import type { CacheListing } from '../../cli/commands/cache.js';
+import type { BuildResult } from '../../pipeline/build.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { KERNEL_SDE, seedKernelEntry } from '../support/kernel.js';
 
@@ -42,26 +44,22 @@ describe('three builds at once on one cache', () => {
     const prefixes = ['a', 'b', 'c'].map((n) => join(work, n));
     const runs = await Promise.all(
       prefixes.map((p) =>
-        runCli(['build', 'busybox', '--initrd', '--kernel', '--prefix', p, '--boot-timeout', '900', '--json'], { env, timeout: 40 * 60_000 }),
+        runCli<BuildResult>(['build', 'busybox', '--initrd', '--kernel', '--prefix', p, '--boot-timeout', '900', '--json'], { env, timeout: 40 * 60_000 }),
       ),
     );
     for (const r of runs) expect(r.exitCode, r.stderr).toBe(0);
 
-    const row = (r: (typeof runs)[number], prefix: string) => r.json.rows.find((x: { artifact: string }) => x.artifact.startsWith(prefix));
+    const row = (r: (typeof runs)[number], prefix: string) => r.json!.rows.find((x) => x.artifact.startsWith(prefix))!;
     expect(runs.map((r) => row(r, 'kata-busybox').cached).sort()).toEqual([false, true, true]);
     expect(runs.map((r) => row(r, 'vmlinuz').cached)).toEqual([true, true, true]);
-    expect(runs.flatMap((r) => r.json.bootTests.map((b: { passed: boolean; cached: boolean }) => `${b.passed} ${b.cached}`)).sort()).toEqual([
-      'true false',
-      'true true',
-      'true true',
-    ]);
+    expect(runs.flatMap((r) => r.json!.bootTests.map((b) => `${b.passed} ${b.cached}`)).sort()).toEqual(['true false', 'true true', 'true true']);
 
     const [first, ...rest] = await Promise.all(prefixes.map(installed));
     expect(first!.sums.some((l) => / {2}usr\/share\/kata-containers\/kata-busybox-[\w.-]+\.initrd$/.test(l))).toBe(true);
     expect(first!.sums.some((l) => / {2}usr\/share\/kata-containers\/vmlinuz-[\w.-]+$/.test(l))).toBe(true);
     expect(first!.config).toContain('<prefix>/usr/share/kata-containers/vmlinuz.container');
     for (const other of rest) expect(other).toEqual(first);
-    const ls = await runCli(['cache', 'ls', '--json'], { env });
-    expect(ls.json.leftovers).toEqual([]);
+    const ls = await runCli<CacheListing>(['cache', 'ls', '--json'], { env });
+    expect(ls.json!.leftovers).toEqual([]);
   });
 });

@@ -11,6 +11,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliPath, repoRoot, runCli } from '../support/cli.js';
+import type { CacheListing } from '../../cli/commands/cache.js';
+import type { BuildResult } from '../../pipeline/build.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { KERNEL_SDE, seedKernelEntry } from '../support/kernel.js';
 import { qemuNamed } from '../support/procs.js';
@@ -50,17 +52,17 @@ async function killWhen(args: string[], env: Record<string, string>, ready: (pid
 
 /** The same build again, with --json: it must succeed. */
 async function rerun(args: string[], env: Record<string, string>) {
-  const r = await runCli([...args, '--json'], { env, timeout: 20 * 60_000 });
+  const r = await runCli<BuildResult>([...args, '--json'], { env, timeout: 20 * 60_000 });
   expect(r.exitCode, r.stderr).toBe(0);
   return r;
 }
 
 /** What is left in the cache and the prefix, and of what the killed process `pid` started. */
 async function leftOf(pid: number, cache: string, prefix: string) {
-  const ls = await runCli(['cache', 'ls', '--json'], { env: { OSBUILDER_CACHE_DIR: cache } });
+  const ls = await runCli<CacheListing>(['cache', 'ls', '--json'], { env: { OSBUILDER_CACHE_DIR: cache } });
   const staged = async (dir: string) => (await readdir(dir).catch(() => [] as string[])).filter((n) => n.includes('.staged-'));
   return {
-    cache: ls.json.leftovers.map((l: { path: string }) => l.path),
+    cache: ls.json!.leftovers.map((l) => l.path),
     staged: [...(await staged(join(prefix, 'usr/share'))), ...(await staged(join(prefix, 'usr/share/defaults')))],
     containers: await buildContainers(pid),
     vms: (await qemuNamed(`osbuilder-vm-${pid}-`, { prefix: true })).map((p) => `${p.pid} ${p.state}`),
@@ -107,7 +109,7 @@ describe('SIGKILL, then the same build again', () => {
     for (let i = 0; i < 50 && (await qemuNamed(`osbuilder-vm-${pid}-`, { prefix: true })).length > 0; i++) await new Promise((r) => setTimeout(r, 200));
     expect((await qemuNamed(`osbuilder-vm-${pid}-`, { prefix: true })).map((q) => `${q.pid} ${q.state}`)).toEqual([]);
     const r = await rerun(args, env);
-    expect(r.json.bootTests).toEqual([expect.objectContaining({ passed: true, cached: false })]);
+    expect(r.json!.bootTests).toEqual([expect.objectContaining({ passed: true, cached: false })]);
     expect(await leftOf(pid, cacheDir, p)).toEqual(NOTHING);
   });
 });

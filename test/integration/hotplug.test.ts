@@ -14,38 +14,22 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { guestKernel, type GuestKernel } from '../support/kernel.js';
-import { agentRootfs } from '../support/agent.js';
-import { runCli, type CliErrorJson } from '../support/cli.js';
+import { agentInitrd, bootJson, vmNamer } from '../support/boot.js';
+import type { CliErrorJson } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
-import { qemuNamed } from '../support/procs.js';
 import { nothingLeft } from '../support/vm-left.js';
-import { buildInitrd } from '../../initrd-builder/index.js';
-import {
-  boot,
-  bindMount,
-  defaultContainerRootfs,
-  defaultSpec,
-  parseDeviceSpec,
-  parseObjectSpec,
-  setRoot,
-  type BootResult,
-  type BootSession,
-} from '../../runtime/index.js';
+import { boot, bindMount, defaultContainerRootfs, defaultSpec, parseDeviceSpec, parseObjectSpec, setRoot, type BootSession } from '../../runtime/index.js';
 
 const GiB = 2 ** 30;
 let dir: string;
 let kernel: GuestKernel;
 let initrd: string;
-const tag = `osb-hotplug-${process.pid}`;
-let seq = 0;
-const vmName = () => `${tag}-${++seq}`;
+const vmName = vmNamer('osb-hotplug');
 
 beforeAll(async () => {
   dir = await makeTempDir('osb-hotplug-');
   kernel = await guestKernel();
-  const root = await agentRootfs(join(dir, 'root'));
-  initrd = join(dir, 'agent.initrd');
-  await buildInitrd({ rootfs: root, output: initrd });
+  initrd = await agentInitrd(dir, 'agent');
 });
 
 /** Each PCI device of the guest: address, vendor, device, and its resource lines (start end flags). */
@@ -147,34 +131,12 @@ describe('PCIe hotplug into root ports (the default kernel)', () => {
 
   it('osbuilder boot --hot-add: the device is plugged once the sandbox is up, and the command sees it arrive', async () => {
     const name = vmName();
-    const r = await runCli<BootResult>(
-      [
-        'boot',
-        '--json',
-        '--name',
-        name,
-        '--kernel',
-        kernel.bzImage,
-        '--initrd',
-        initrd,
-        '--memory',
-        '512',
-        '--timeout',
-        '300',
-        '--pcie-root-port',
-        '1',
-        '--hot-add',
-        'virtio-rng-pci,id=rng7',
-        '--guest-mount',
-        '/sys:/guest/sys',
-        '--',
-        'sh',
-        '-c',
-        WAIT_RNG,
-      ],
-      { timeout: 10 * 60_000 },
+    const r = await bootJson(
+      name,
+      kernel.bzImage,
+      ['--initrd', initrd, '--pcie-root-port', '1', '--hot-add', 'virtio-rng-pci,id=rng7', '--guest-mount', '/sys:/guest/sys'],
+      ['sh', '-c', WAIT_RNG],
     );
-    await nothingLeft(name);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(r.json!.hotplugged).toEqual([{ id: 'rng7', port: 'rp0' }]);
     expect(r.json!.container!.stdout!.split('\n')).toContain('0x1044');
@@ -182,26 +144,12 @@ describe('PCIe hotplug into root ports (the default kernel)', () => {
 
   it('hot-adding with no root port is refused before any VM starts, naming the fix', async () => {
     const name = vmName();
-    const r = await runCli<CliErrorJson>([
-      'boot',
-      '--json',
-      '--name',
-      name,
-      '--kernel',
-      kernel.bzImage,
-      '--initrd',
-      initrd,
-      '--hot-add',
-      'virtio-rng-pci',
-      '--',
-      'true',
-    ]);
+    const r = await bootJson<CliErrorJson>(name, kernel.bzImage, ['--initrd', initrd, '--hot-add', 'virtio-rng-pci'], ['true']);
     expect(r.exitCode).not.toBe(0);
     expect(r.json!.error).toMatchObject({
       code: 'CONFIG_INVALID',
       message: 'cannot hot-add hp0: the VM has no PCIe root port to plug it into',
       hint: expect.stringContaining('--pcie-root-port N'),
     });
-    expect(await qemuNamed(name)).toEqual([]);
   });
 });

@@ -9,6 +9,7 @@ import { copyFile, lstat, mkdir, readFile, readdir, readlink, rm, stat } from 'n
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { runCli, type CliResult } from '../support/cli.js';
+import type { BuildRootfsResult } from '../../rootfs-builder/index.js';
 import { debianCloudKernel, makeTempDir } from '../support/fixtures.js';
 import { buildContainers, buildDist, importRootfs, standInAgent, treeDigest } from '../support/rootfs.js';
 
@@ -17,11 +18,14 @@ const SDE = '1700000000';
 
 let work: string;
 let agent: string;
-const built: Record<string, CliResult> = {};
+/** The three trees every describe reads, built once in beforeAll. */
+let built: Record<'debianSystemd' | 'debianInit' | 'busybox', CliResult<BuildRootfsResult>>;
 let modulesKver = '';
 
-async function rootfs(name: string, args: string[]): Promise<CliResult> {
-  const r = await runCli(['rootfs', ...args, '-o', join(work, name), '--bootstrap-base', '--agent', agent, '--json'], { env: { SOURCE_DATE_EPOCH: SDE } });
+async function rootfs(name: string, args: string[]): Promise<CliResult<BuildRootfsResult>> {
+  const r = await runCli<BuildRootfsResult>(['rootfs', ...args, '-o', join(work, name), '--bootstrap-base', '--agent', agent, '--json'], {
+    env: { SOURCE_DATE_EPOCH: SDE },
+  });
   if (r.exitCode !== 0) throw new Error(`osbuilder rootfs ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
   return r;
 }
@@ -38,9 +42,11 @@ beforeAll(async () => {
   await mkdir(mods, { recursive: true });
   for (const m of ['fat.ko', 'vfat.ko']) await copyFile(join(modRoot, modulesKver, 'kernel/fs/fat', m), join(mods, m));
 
-  built.debianSystemd = await rootfs('debian-systemd', ['debian']);
-  built.debianInit = await rootfs('debian-init', ['debian', '--agent-init', '--kernel-modules', join(work, 'modules', modulesKver)]);
-  built.busybox = await rootfs('busybox', ['busybox']);
+  built = {
+    debianSystemd: await rootfs('debian-systemd', ['debian']),
+    debianInit: await rootfs('debian-init', ['debian', '--agent-init', '--kernel-modules', join(work, 'modules', modulesKver)]),
+    busybox: await rootfs('busybox', ['busybox']),
+  };
 }, 40 * 60_000);
 
 afterAll(async () => {
@@ -52,7 +58,7 @@ describe('debian, systemd mode', () => {
   const dir = () => join(work, 'debian-systemd');
 
   it('reports what it built', () => {
-    expect(built.debianSystemd!.json).toMatchObject({
+    expect(built.debianSystemd.json).toMatchObject({
       rootfs: dir(),
       distro: 'debian',
       version: 'bookworm',
@@ -63,7 +69,7 @@ describe('debian, systemd mode', () => {
       osRelease: 'Debian GNU/Linux 12 (bookworm)',
       agent: { init: false, source: 'stand-in-agent' },
     });
-    expect(built.debianSystemd!.json.builderImage).toMatch(/^osbuilder\/rootfs-builder-debian:bookworm-x86_64-[0-9a-f]{12}$/);
+    expect(built.debianSystemd.json!.builderImage).toMatch(/^osbuilder\/rootfs-builder-debian:bookworm-x86_64-[0-9a-f]{12}$/);
   });
 
   it('is Debian bookworm with systemd as /sbin/init and the agent installed 0755, owned by root', async () => {
@@ -105,7 +111,7 @@ describe('debian, systemd mode', () => {
       architecture: 'x86_64',
       'rootfs-creation-time': '2023-11-14T22:13:20.000Z',
       'base-distro': { name: 'debian', version: 'bookworm', packages: { default: ['chrony', 'init', 'iptables', 'kmod', 'systemd'], extra: [] } },
-      agent: { path: '/usr/bin/kata-agent', sha256: built.debianSystemd!.json.agent.sha256, 'agent-is-init-daemon': 'no' },
+      agent: { path: '/usr/bin/kata-agent', sha256: built.debianSystemd.json!.agent.sha256, 'agent-is-init-daemon': 'no' },
       init: 'systemd',
     });
     const pkgs = (await readFile(join(dir(), 'var/lib/osbuilder/packages.txt'), 'utf8')).trim().split('\n');
@@ -155,7 +161,7 @@ describe('debian, agent as init, with kernel modules', () => {
   const dir = () => join(work, 'debian-init');
 
   it('makes the agent /sbin/init and /init, without systemd', async () => {
-    expect(built.debianInit!.json).toMatchObject({ initMode: 'agent-init', agent: { init: true }, kernelModules: modulesKver });
+    expect(built.debianInit.json).toMatchObject({ initMode: 'agent-init', agent: { init: true }, kernelModules: modulesKver });
     expect(await readlink(join(dir(), 'usr/sbin/init'))).toBe('/usr/bin/kata-agent');
     expect(await readlink(join(dir(), 'init'))).toBe('/usr/bin/kata-agent');
     const pkgs = await readFile(join(dir(), 'var/lib/osbuilder/packages.txt'), 'utf8');
@@ -186,7 +192,7 @@ describe('busybox', () => {
   const dir = () => join(work, 'busybox');
 
   it('is a small static busybox tree with the agent as init and no package manager', async () => {
-    expect(built.busybox!.json).toMatchObject({ distro: 'busybox', initMode: 'agent-init', packages: 1 });
+    expect(built.busybox.json).toMatchObject({ distro: 'busybox', initMode: 'agent-init', packages: 1 });
     expect(await readlink(join(dir(), 'bin/sh'))).toBe('/bin/busybox');
     expect(await readlink(join(dir(), 'sbin/init'))).toBe('/usr/bin/kata-agent');
     expect(await readdir(join(dir(), 'usr/bin'))).not.toContain('apt');
@@ -202,30 +208,31 @@ describe('busybox', () => {
   });
 
   it('--base-image: any local image as the builder base', async () => {
-    const r = await runCli(
+    const r = await runCli<BuildRootfsResult>(
       ['rootfs', 'busybox', '--base-image', 'osbuilder/debian-base:bookworm-x86_64', '--agent', agent, '-o', join(work, 'busybox-given-base'), '--json'],
       { env: { SOURCE_DATE_EPOCH: SDE } },
     );
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.json.baseImage).toBe('osbuilder/debian-base:bookworm-x86_64');
+    expect(r.json!.baseImage).toBe('osbuilder/debian-base:bookworm-x86_64');
     expect(await treeDigest(join(work, 'busybox-given-base'))).toEqual(await treeDigest(dir()));
   });
 
   it('--engine native (no container: the host tools, as rootfs.sh without USE_DOCKER) gives the same layout', async () => {
-    const r = await runCli(['rootfs', 'busybox', '--engine', 'native', '--agent', agent, '-o', join(work, 'busybox-native'), '--json'], {
+    const r = await runCli<BuildRootfsResult>(['rootfs', 'busybox', '--engine', 'native', '--agent', agent, '-o', join(work, 'busybox-native'), '--json'], {
       env: { SOURCE_DATE_EPOCH: SDE },
     });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json).toMatchObject({ engine: 'native', initMode: 'agent-init' });
-    expect(r.json.builderImage).toBeUndefined();
+    expect(r.json!.builderImage).toBeUndefined();
     const paths = async (d: string) => (await treeDigest(d)).map((l) => l.split(' ')[0]).filter((p) => !p!.startsWith('/var/lib/osbuilder'));
     expect(await paths(join(work, 'busybox-native'))).toEqual(await paths(dir()));
   });
 
   it('--engine podman (USE_PODMAN): the base made with mmdebstrap | podman import, the same tree as with docker', async () => {
-    const r = await runCli(['rootfs', 'busybox', '--engine', 'podman', '--bootstrap-base', '--agent', agent, '-o', join(work, 'busybox-podman'), '--json'], {
-      env: { SOURCE_DATE_EPOCH: SDE },
-    });
+    const r = await runCli<BuildRootfsResult>(
+      ['rootfs', 'busybox', '--engine', 'podman', '--bootstrap-base', '--agent', agent, '-o', join(work, 'busybox-podman'), '--json'],
+      { env: { SOURCE_DATE_EPOCH: SDE } },
+    );
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json).toMatchObject({ engine: 'podman', initMode: 'agent-init', baseImage: 'osbuilder/debian-base:bookworm-x86_64' });
     const images = await execa('podman', ['images', '--format', '{{.Repository}}']);

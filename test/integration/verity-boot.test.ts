@@ -15,9 +15,8 @@ import { guestKernel, type GuestKernel } from '../support/kernel.js';
 import { agentRootfs } from '../support/agent.js';
 import { runCli, type CliErrorJson } from '../support/cli.js';
 import type { ImageResult } from '../../image-builder/index.js';
-import type { BootResult } from '../../runtime/index.js';
 import { makeTempDir } from '../support/fixtures.js';
-import { nothingLeft } from '../support/vm-left.js';
+import { bootJson, vmNamer } from '../support/boot.js';
 
 const EPOCH = '1700000000';
 let dir: string;
@@ -30,9 +29,7 @@ interface VerityImage {
 }
 let ext4: VerityImage;
 let erofs: VerityImage;
-const tag = `osb-verity-${process.pid}`;
-let seq = 0;
-const vmName = () => `${tag}-${++seq}`;
+const vmName = vmNamer('osb-verity');
 
 async function verityImage(name: string, fsType: string): Promise<VerityImage> {
   const out = join(dir, name);
@@ -53,15 +50,6 @@ beforeAll(async () => {
   ext4 = await verityImage('ext4', 'ext4');
   erofs = await verityImage('erofs', 'erofs');
 });
-
-async function bootJson<T = BootResult>(args: string[], command: string[]) {
-  const name = vmName();
-  const r = await runCli<T>(['boot', '--json', '--name', name, '--kernel', kernel.bzImage, '--memory', '512', '--timeout', '300', ...args, '--', ...command], {
-    timeout: 10 * 60_000,
-  });
-  await nothingLeft(name);
-  return r;
-}
 
 /** The guest's root mount (mountinfo), and dm-0 as sysfs shows it: name, dev, ro, the devices under it. */
 const GUEST_VIEW = ['--guest-mount', '/proc:/guest/proc', '--guest-mount', '/sys:/guest/sys'];
@@ -89,7 +77,7 @@ function rootView(stdout: string) {
 
 describe('a dm-verity image boots with root on /dev/dm-0', () => {
   it('ext4 over nvdimm: the root is dm-0 (dm-verity over pmem0p1 + pmem0p2), read-only', async () => {
-    const r = await bootJson(['--image', ext4.path, '--kernel-verity-params', ext4.params, ...GUEST_VIEW], ROOT_VIEW);
+    const r = await bootJson(vmName(), kernel.bzImage, ['--image', ext4.path, '--kernel-verity-params', ext4.params, ...GUEST_VIEW], ROOT_VIEW);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     const v = rootView(r.json!.container!.stdout!);
     expect(v).toMatchObject({ majorMinor: v.dev, fsType: 'ext4', dmName: 'dm-verity', ro: '1', slaves: ['pmem0p1', 'pmem0p2'] });
@@ -100,7 +88,12 @@ describe('a dm-verity image boots with root on /dev/dm-0', () => {
   });
 
   it('ext4 over virtio-blk (--disable-image-nvdimm): dm-verity over vda1 + vda2', async () => {
-    const r = await bootJson(['--image', ext4.path, '--disable-image-nvdimm', '--kernel-verity-params', ext4.params, ...GUEST_VIEW], ROOT_VIEW);
+    const r = await bootJson(
+      vmName(),
+      kernel.bzImage,
+      ['--image', ext4.path, '--disable-image-nvdimm', '--kernel-verity-params', ext4.params, ...GUEST_VIEW],
+      ROOT_VIEW,
+    );
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     const v = rootView(r.json!.container!.stdout!);
     expect(v).toMatchObject({ majorMinor: v.dev, fsType: 'ext4', dmName: 'dm-verity', ro: '1', slaves: ['vda1', 'vda2'] });
@@ -113,7 +106,7 @@ describe('a dm-verity image boots with root on /dev/dm-0', () => {
       cfg,
       `[hypervisor.qemu]\nkernel = "${kernel.bzImage}"\nimage = "${erofs.path}"\nrootfs_type = "erofs"\nkernel_verity_params = "${erofs.params}"\ndefault_memory = 512\n[agent.kata]\ndial_timeout = 300\n`,
     );
-    const r = await bootJson(['--config', cfg, ...GUEST_VIEW], ROOT_VIEW);
+    const r = await bootJson(vmName(), kernel.bzImage, ['--config', cfg, ...GUEST_VIEW], ROOT_VIEW);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     const v = rootView(r.json!.container!.stdout!);
     expect(v).toMatchObject({ majorMinor: v.dev, fsType: 'erofs', dmName: 'dm-verity', ro: '1', slaves: ['pmem0p1', 'pmem0p2'] });
@@ -138,6 +131,8 @@ describe('a modified image or the wrong root hash is refused', () => {
     await fh.write(b, 0, 1, at);
     await fh.close();
     const r = await bootJson<CliErrorJson>(
+      vmName(),
+      kernel.bzImage,
       ['--image', bad, '--kernel-verity-params', ext4.params, '--guest-mount', '/etc/os-release:/guest/os-release'],
       ['cat', '/guest/os-release'],
     );
@@ -149,7 +144,7 @@ describe('a modified image or the wrong root hash is refused', () => {
 
   it('a wrong root_hash: the root cannot be mounted, VERITY_FAILED says verification failed (no hang)', async () => {
     const wrong = ext4.params.replace(/root_hash=[0-9a-f]{64}/, `root_hash=${'0'.repeat(64)}`);
-    const r = await bootJson<CliErrorJson>(['--image', ext4.path, '--kernel-verity-params', wrong], ['true']);
+    const r = await bootJson<CliErrorJson>(vmName(), kernel.bzImage, ['--image', ext4.path, '--kernel-verity-params', wrong], ['true']);
     expect(r.exitCode).not.toBe(0);
     expect(r.json!.error.code).toBe('VERITY_FAILED');
     expect(r.json!.error.message).toMatch(/^dm-verity verification of the root image failed: device-mapper: verity: [\d:]+: metadata block \d+ is corrupted/);
@@ -157,23 +152,9 @@ describe('a modified image or the wrong root hash is refused', () => {
   });
 
   it('a malformed kernel_verity_params is refused before any VM starts', async () => {
-    const name = vmName();
-    const r = await runCli<CliErrorJson>([
-      'boot',
-      '--json',
-      '--name',
-      name,
-      '--kernel',
-      kernel.bzImage,
-      '--image',
-      ext4.path,
-      '--kernel-verity-params',
-      'root_hash=abcd,salt=00,data_blocks=x,data_block_size=4096,hash_block_size=4096',
-      '--',
-      'true',
-    ]);
+    const params = 'root_hash=abcd,salt=00,data_blocks=x,data_block_size=4096,hash_block_size=4096';
+    const r = await bootJson<CliErrorJson>(vmName(), kernel.bzImage, ['--image', ext4.path, '--kernel-verity-params', params], ['true']);
     expect(r.exitCode).not.toBe(0);
     expect(r.json!.error).toMatchObject({ code: 'CONFIG_INVALID', message: '--kernel-verity-params: data_blocks "x" is not a whole number' });
-    await nothingLeft(name);
   });
 });
