@@ -3,7 +3,7 @@
  *   <prefix>/usr/share/kata-containers/      artifacts, .container / kata-containers*.img links,
  *                                            SHA256SUMS, manifest.json
  *   <prefix>/usr/share/defaults/kata-containers/configuration-qemu.toml (+ -nvidia-gpu)
- * The entries are planned as plain data (pipeline/build.ts); writeInstall()
+ * The entries are planned as plain data (pipeline/install-plan.ts); writeInstall()
  * stages them beside the destination and switches them in (pipeline/switch.ts).
  */
 import { copyFile, constants, link, mkdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';

@@ -43,6 +43,8 @@ export interface Manifest {
   bootTests: Array<Omit<BootTest, 'cached'>>;
   /** Files of an earlier install that this (partial) build kept, relative to the prefix. */
   kept: string[];
+  /** The records of the kept image/initrd, as the earlier manifest had them (absent when none is kept). */
+  keptRootfs?: Manifest['rootfs'];
 }
 
 export function buildManifest(m: {
@@ -55,6 +57,7 @@ export function buildManifest(m: {
   kernels: KernelArtifact[];
   bootTests: BootTest[];
   kept: string[];
+  keptRootfs?: Manifest['rootfs'];
 }): Manifest {
   return {
     tool: { name: 'kata-osbuilder', version: m.toolVersion },
@@ -89,5 +92,6 @@ export function buildManifest(m: {
     })),
     bootTests: m.bootTests.map(({ cached: _cached, ...t }) => t),
     kept: [...m.kept].sort(),
+    ...(m.keptRootfs?.length ? { keptRootfs: m.keptRootfs } : {}),
   };
 }

@@ -226,18 +226,8 @@ function stageOptions(opts: BuildOptions): Pick<BuildPlan, 'imageOptions' | 'ini
   return { imageOptions, initrdOptions };
 }
 
-export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefined, hostArch: string, cores = 1): BuildPlan {
-  // -g adds the GPU kernel to whatever else is built (by default: everything).
-  const any = opts.image || opts.initrd || opts.kernel;
-  const wantImage = opts.image ?? !any;
-  const wantInitrd = opts.initrd ?? !any;
-  const wantKernel = (opts.kernel ?? !any) || !!opts.gpu;
-  if (opts.gpu !== undefined && opts.gpu !== 'nvidia') {
-    throw new OsbuilderError('UNSUPPORTED', `GPU vendor ${JSON.stringify(opts.gpu)} has no kernel fragments`, 'use -g nvidia');
-  }
-  if (!wantImage && !wantInitrd && !wantKernel) {
-    throw new OsbuilderError('USAGE', 'nothing to build', 'pass --image, --initrd and/or --kernel (none: all three)');
-  }
+/** The numeric and named flags, checked: --jobs, --engine, --kernel-sha256 (only with a kernel), --boot-timeout. */
+function checkFlags(opts: BuildOptions, wantKernel: boolean): { jobs: number; engine: BuildPlan['engine'] } {
   const jobs = opts.jobs ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1) throw new OsbuilderError('USAGE', `--jobs must be a positive integer, got ${opts.jobs}`, 'e.g. --jobs 2');
   const engine = opts.engine ?? 'docker';
@@ -252,6 +242,22 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
   }
   if (opts.bootTimeout !== undefined && !(opts.bootTimeout > 0))
     throw new OsbuilderError('USAGE', `--boot-timeout must be a positive number of seconds, got ${opts.bootTimeout}`, 'e.g. --boot-timeout 300');
+  return { jobs, engine };
+}
+
+export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefined, hostArch: string, cores = 1): BuildPlan {
+  // -g adds the GPU kernel to whatever else is built (by default: everything).
+  const any = opts.image || opts.initrd || opts.kernel;
+  const wantImage = opts.image ?? !any;
+  const wantInitrd = opts.initrd ?? !any;
+  const wantKernel = (opts.kernel ?? !any) || !!opts.gpu;
+  if (opts.gpu !== undefined && opts.gpu !== 'nvidia') {
+    throw new OsbuilderError('UNSUPPORTED', `GPU vendor ${JSON.stringify(opts.gpu)} has no kernel fragments`, 'use -g nvidia');
+  }
+  if (!wantImage && !wantInitrd && !wantKernel) {
+    throw new OsbuilderError('USAGE', 'nothing to build', 'pass --image, --initrd and/or --kernel (none: all three)');
+  }
+  const { jobs, engine } = checkFlags(opts, wantKernel);
   checkUnused(opts, { rootfs: wantImage || wantInitrd, image: wantImage, initrd: wantInitrd, kernel: wantKernel, bootTest: !opts.noBootTest });
 
   const rootfs: RootfsJob[] = [];

@@ -247,50 +247,43 @@ function kernelTree(ctx: StageContext, version: string, variant: string): string
   return join(ctx.cache.root, 'kernel-trees', `linux-${version}-${ctx.plan.arch}${variant === 'default' ? '' : `-${variant}`}`);
 }
 
-export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise<KernelArtifact> {
+type KernelSource = Awaited<ReturnType<typeof obtainSource>>;
+
+/** The kernel's source as the plan chose it (kernel.org, a tarball or Debian's linux-source), checked. */
+function kernelSource(ctx: StageContext): Promise<KernelSource> {
   const choice = ctx.plan.kernelSource!;
   const spec = planSource({
     ...(choice.kind === 'kernel.org' ? { version: choice.version } : { source: choice.source }),
     ...(choice.sha256 ? { sha256: choice.sha256 } : {}),
     flags: BUILD_SOURCE_FLAGS,
   });
-  const src = await step(`kernel source ${spec.location}`, () => obtainSource(spec));
+  return step(`kernel source ${spec.location}`, () => obtainSource(spec));
+}
+
+/** Builds the kernel in its kept tree and copies its install files into the cache entry `dir`. */
+async function buildKernelEntry(ctx: StageContext, job: KernelJob, src: KernelSource, configVersion: string, tree: string, dir: string): Promise<KernelMeta> {
+  const t0 = performance.now();
+  const requested = ctx.plan.kernelSource!.version;
   const gpu = job.variant === 'nvidia' ? 'nvidia' : undefined;
-  const configVersion = readConfigVersion();
-  const requested = choice.version;
-  const inputs: CacheInputs = {
-    tool: TOOL_VERSION,
-    source: src.sha256,
-    version: requested ?? null,
-    arch: ctx.plan.arch,
-    variant: job.variant,
-    fragments: fragmentsHash(),
-    configVersion,
-    sourceDateEpoch: ctx.sourceDateEpoch ?? null,
-  };
-  const tree = kernelTree(ctx, requested ?? src.sha256.slice(0, 12), job.variant);
-  // Builds with other inputs (an epoch, a config version) share the tree: one at a time.
-  const built = await cachedStage<KernelMeta>(ctx, `kernel-${job.variant}`, inputs, (dir) =>
-    ctx.cache.withLock('kernel-trees', basename(tree), async () => {
-      const t0 = performance.now();
-      await mkdir(join(ctx.cache.root, 'kernel-trees'), { recursive: true });
-      const common = { ...(requested ? { version: requested } : {}), arch: ctx.plan.arch, kernelDir: tree, ...(gpu ? { gpu } : {}) };
-      const setup = await step(`kernel setup ${job.variant}`, () => setupKernel({ ...common, source: src.tarball, sha256: src.sha256, force: true }));
-      const engine = (await haveTool('make')) && (await haveTool('gcc')) ? 'native' : 'docker';
-      const b = await step(`kernel build ${job.variant} (${engine})`, () =>
-        buildKernel({ ...common, version: setup.version, engine, jobs: ctx.plan.makeJobs }),
-      );
-      const names = installNames({ prefix: '/', version: setup.version, configVersion, ...(gpu ? { gpu } : {}) });
-      await copyFile(b.vmlinuz!, join(dir, names.vmlinuz));
-      await copyFile(b.vmlinux!, join(dir, names.vmlinux));
-      await copyFile(b.config, join(dir, names.config));
-      // GPU guests: the kernel-devel material the NVIDIA driver builds against.
-      if (b.headersTarball) await copyFile(b.headersTarball, join(dir, `linux-headers-${b.kernelRelease}.tar.gz`));
-      for (const deb of b.debs ?? []) await copyFile(deb, join(dir, basename(deb)));
-      return { version: setup.version, release: b.kernelRelease, configVersion, buildMs: Math.round(performance.now() - t0) };
-    }),
-  );
+  await mkdir(join(ctx.cache.root, 'kernel-trees'), { recursive: true });
+  const common = { ...(requested ? { version: requested } : {}), arch: ctx.plan.arch, kernelDir: tree, ...(gpu ? { gpu } : {}) };
+  const setup = await step(`kernel setup ${job.variant}`, () => setupKernel({ ...common, source: src.tarball, sha256: src.sha256, force: true }));
+  const engine = (await haveTool('make')) && (await haveTool('gcc')) ? 'native' : 'docker';
+  const b = await step(`kernel build ${job.variant} (${engine})`, () => buildKernel({ ...common, version: setup.version, engine, jobs: ctx.plan.makeJobs }));
+  const names = installNames({ prefix: '/', version: setup.version, configVersion, ...(gpu ? { gpu } : {}) });
+  await copyFile(b.vmlinuz!, join(dir, names.vmlinuz));
+  await copyFile(b.vmlinux!, join(dir, names.vmlinux));
+  await copyFile(b.config, join(dir, names.config));
+  // GPU guests: the kernel-devel material the NVIDIA driver builds against.
+  if (b.headersTarball) await copyFile(b.headersTarball, join(dir, `linux-headers-${b.kernelRelease}.tar.gz`));
+  for (const deb of b.debs ?? []) await copyFile(deb, join(dir, basename(deb)));
+  return { version: setup.version, release: b.kernelRelease, configVersion, buildMs: Math.round(performance.now() - t0) };
+}
+
+/** The artifact of a kernel cache entry: its files by install name, the boot image and config required. */
+function kernelFromEntry(job: KernelJob, built: { entry: CacheEntry<KernelMeta>; cached: boolean }, src: KernelSource, inputs: CacheInputs): KernelArtifact {
   const m = built.entry.meta;
+  const gpu = job.variant === 'nvidia' ? 'nvidia' : undefined;
   const names = installNames({ prefix: '/', version: m.version, configVersion: m.configVersion, ...(gpu ? { gpu } : {}) });
   const files = Object.entries(built.entry.files).map(([name, f]) => ({ name, path: join(built.entry.dir, name), sha256: f.sha256, size: f.size }));
   const vmlinuz = files.find((f) => f.name === names.vmlinuz);
@@ -318,6 +311,28 @@ export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise
     cached: built.cached,
     buildMs: m.buildMs,
   };
+}
+
+export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise<KernelArtifact> {
+  const src = await kernelSource(ctx);
+  const configVersion = readConfigVersion();
+  const requested = ctx.plan.kernelSource!.version;
+  const inputs: CacheInputs = {
+    tool: TOOL_VERSION,
+    source: src.sha256,
+    version: requested ?? null,
+    arch: ctx.plan.arch,
+    variant: job.variant,
+    fragments: fragmentsHash(),
+    configVersion,
+    sourceDateEpoch: ctx.sourceDateEpoch ?? null,
+  };
+  const tree = kernelTree(ctx, requested ?? src.sha256.slice(0, 12), job.variant);
+  // Builds with other inputs (an epoch, a config version) share the tree: one at a time.
+  const built = await cachedStage<KernelMeta>(ctx, `kernel-${job.variant}`, inputs, (dir) =>
+    ctx.cache.withLock('kernel-trees', basename(tree), () => buildKernelEntry(ctx, job, src, configVersion, tree, dir)),
+  );
+  return kernelFromEntry(job, built, src, inputs);
 }
 
 // ---------------------------------------------------------------- boot test

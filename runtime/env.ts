@@ -52,6 +52,20 @@ async function fileInfo(path: string | null): Promise<{ exists: boolean; size: n
   return { exists: !!st?.isFile(), size: st?.size ?? 0 };
 }
 
+/** The Host section: the host report, this machine's CPUs and memory, its distro. */
+function hostSection(host: HostReport, distro: { name: string; version: string }): EnvReport['Host'] {
+  return {
+    Kernel: host.kernel,
+    Architecture: host.arch,
+    VMContainerCapable: host.kvm.usable,
+    SupportVSocks: host.vhostVsock.accessible,
+    CPU: { Vendor: host.cpu.vendor, Model: host.cpu.model, CPUs: cpus().length, Virtualization: host.cpu.virtualization ?? '' },
+    Memory: { Total: Math.round(totalmem() / 1024), Free: Math.round(freemem() / 1024) },
+    Distro: { Name: distro.name, Version: distro.version },
+    KVM: { Device: host.kvm.device, Usable: host.kvm.usable, Probe: host.kvm.probe?.detail ?? '' },
+  };
+}
+
 /** Pure: the env report from a config and a host report. */
 export function envReport(
   config: RuntimeConfig,
@@ -104,16 +118,7 @@ export function envReport(
       VsockPort: AGENT_VSOCK_PORT,
       SerialPort: AGENT_SERIAL_NAME,
     },
-    Host: {
-      Kernel: host.kernel,
-      Architecture: host.arch,
-      VMContainerCapable: host.kvm.usable,
-      SupportVSocks: host.vhostVsock.accessible,
-      CPU: { Vendor: host.cpu.vendor, Model: host.cpu.model, CPUs: cpus().length, Virtualization: host.cpu.virtualization ?? '' },
-      Memory: { Total: Math.round(totalmem() / 1024), Free: Math.round(freemem() / 1024) },
-      Distro: { Name: distro.name, Version: distro.version },
-      KVM: { Device: host.kvm.device, Usable: host.kvm.usable, Probe: host.kvm.probe?.detail ?? '' },
-    },
+    Host: hostSection(host, distro),
   };
 }
 

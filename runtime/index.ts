@@ -2,7 +2,8 @@
  * Public entry point of the runtime stage: configuration.toml, the QEMU
  * command line, the VM lifecycle, the ttrpc agent client, host checks and env.
  */
-export { boot, resolveRuntimeConfig, ACCELS, CHANNELS, type BootOptions, type BootResult, type BootSession, type HotAdd } from './boot.js';
+export { boot, type BootResult } from './boot.js';
+export { resolveRuntimeConfig, ACCELS, CHANNELS, type BootOptions, type BootSession, type HotAdd } from './boot-prepare.js';
 export { Hotplug, parseDeviceSpec, parseObjectSpec, splitKeyval, type DeviceSpec, type ObjectSpec } from './hotplug.js';
 export {
   parseConfig,

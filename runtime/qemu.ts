@@ -153,18 +153,14 @@ export function validateMachine(arch: GuestArch, machineType: string): void {
   }
 }
 
-/** Pure: the full QEMU argv. */
-export function planQemu(input: QemuPlanInput): QemuPlan {
-  validateMachine(input.arch, input.machineType);
-  const a: string[] = [];
+/** -machine, -cpu, -m (with nvdimm slots and maxmem room) and -smp. */
+function machineArgs(input: QemuPlanInput): string[] {
   const nvdimm = input.root.kind === 'image' && input.root.nvdimm;
-  a.push('-name', input.name);
   const machine = [input.machineType, `accel=${input.accel}`];
   if (input.arch === 'x86_64' && input.accel === 'kvm') machine.push('kernel_irqchip=on');
   if (input.arch === 'aarch64') machine.push('usb=off', `gic-version=${input.accel === 'kvm' ? 'host' : 'max'}`);
   if (nvdimm) machine.push('nvdimm=on');
-  a.push('-machine', machine.join(','));
-  a.push('-cpu', input.accel === 'kvm' ? 'host,pmu=off' : 'max');
+  const a = ['-machine', machine.join(','), '-cpu', input.accel === 'kvm' ? 'host,pmu=off' : 'max'];
   // nvdimm is plugged as memory: it needs slots and maxmem room (Kata: memory_slots = 10).
   if (input.root.kind === 'image' && input.root.nvdimm) {
     const imageMiB = Math.ceil(input.root.sizeBytes / MiB);
@@ -173,6 +169,56 @@ export function planQemu(input: QemuPlanInput): QemuPlan {
     a.push('-m', `${input.memoryMiB}M`);
   }
   a.push('-smp', `${input.vcpus},cores=1,threads=1,sockets=${input.vcpus},maxcpus=${input.vcpus}`);
+  return a;
+}
+
+/** The image: a read-only nvdimm memory backend, or a read-only virtio-blk disk (an initrd goes with -kernel). */
+function imageArgs(root: RootDevice): string[] {
+  if (root.kind !== 'image') return [];
+  const img = qemuEscape(root.path);
+  if (root.nvdimm)
+    return ['-object', `memory-backend-file,id=mem0,mem-path=${img},size=${root.sizeBytes},readonly=on`, '-device', 'nvdimm,id=nv0,memdev=mem0,unarmed=on'];
+  return ['-drive', `id=image,file=${img},format=raw,if=none,readonly=on,aio=threads`, '-device', 'virtio-blk-pci,disable-modern=false,drive=image,id=image0'];
+}
+
+/** The agent channel: virtio-serial port agent.channel.0 on a host socket, or vhost-vsock. */
+function channelArgs(channel: AgentChannel): string[] {
+  if (channel.kind === 'vsock') return ['-device', `vhost-vsock-pci,disable-modern=false,id=vsock-${channel.cid},guest-cid=${channel.cid}`];
+  return [
+    '-chardev',
+    `socket,id=charch0,path=${qemuEscape(channel.socket)},server=on,wait=off`,
+    '-device',
+    'virtserialport,chardev=charch0,id=channel0,name=agent.channel.0',
+  ];
+}
+
+/** The shared directory, as kata-runtime's virtio-9p (qemu.go appendFSDevices). */
+function sharedDirArgs(sharedDir: string | undefined): string[] {
+  if (!sharedDir) return [];
+  return [
+    '-device',
+    'virtio-9p-pci,disable-modern=false,fsdev=extra-9p-kataShared,mount_tag=kataShared',
+    '-fsdev',
+    `local,id=extra-9p-kataShared,path=${qemuEscape(sharedDir)},security_model=none,multidevs=remap`,
+  ];
+}
+
+/** Root ports, which only q35 has. */
+function checkedRootPortArgs(input: QemuPlanInput): string[] {
+  if (!input.rootPorts) return [];
+  if (input.machineType !== 'q35')
+    throw new OsbuilderError(
+      'CONFIG_INVALID',
+      `PCIe root ports need machine_type = "q35", not "${input.machineType}"`,
+      'set machine_type = "q35", or pcie_root_port = 0',
+    );
+  return rootPortArgs(input.rootPorts);
+}
+
+/** Pure: the full QEMU argv. */
+export function planQemu(input: QemuPlanInput): QemuPlan {
+  validateMachine(input.arch, input.machineType);
+  const a: string[] = ['-name', input.name, ...machineArgs(input)];
   a.push('-qmp', `unix:${qemuEscape(input.qmpSocket)},server=on,wait=off`);
   a.push('-no-user-config', '-nodefaults', '-display', 'none', '-no-reboot');
   if (input.arch === 'x86_64') a.push('-rtc', 'base=utc,driftfix=slew,clock=host');
@@ -184,41 +230,7 @@ export function planQemu(input: QemuPlanInput): QemuPlan {
   if (input.console === 'hvc') a.push('-device', 'virtconsole,chardev=charconsole0,id=console0');
   else a.push('-serial', 'chardev:charconsole0');
 
-  // Root.
-  if (input.root.kind === 'image') {
-    const img = qemuEscape(input.root.path);
-    if (input.root.nvdimm) {
-      a.push('-object', `memory-backend-file,id=mem0,mem-path=${img},size=${input.root.sizeBytes},readonly=on`);
-      a.push('-device', 'nvdimm,id=nv0,memdev=mem0,unarmed=on');
-    } else {
-      a.push('-drive', `id=image,file=${img},format=raw,if=none,readonly=on,aio=threads`);
-      a.push('-device', 'virtio-blk-pci,disable-modern=false,drive=image,id=image0');
-    }
-  }
-
-  // Agent channel.
-  if (input.channel.kind === 'serial') {
-    a.push('-chardev', `socket,id=charch0,path=${qemuEscape(input.channel.socket)},server=on,wait=off`);
-    a.push('-device', 'virtserialport,chardev=charch0,id=channel0,name=agent.channel.0');
-  } else {
-    a.push('-device', `vhost-vsock-pci,disable-modern=false,id=vsock-${input.channel.cid},guest-cid=${input.channel.cid}`);
-  }
-
-  // Shared directory, as kata-runtime's virtio-9p (qemu.go appendFSDevices).
-  if (input.sharedDir) {
-    a.push('-device', 'virtio-9p-pci,disable-modern=false,fsdev=extra-9p-kataShared,mount_tag=kataShared');
-    a.push('-fsdev', `local,id=extra-9p-kataShared,path=${qemuEscape(input.sharedDir)},security_model=none,multidevs=remap`);
-  }
-
-  if (input.rootPorts) {
-    if (input.machineType !== 'q35')
-      throw new OsbuilderError(
-        'CONFIG_INVALID',
-        `PCIe root ports need machine_type = "q35", not "${input.machineType}"`,
-        'set machine_type = "q35", or pcie_root_port = 0',
-      );
-    a.push(...rootPortArgs(input.rootPorts));
-  }
+  a.push(...imageArgs(input.root), ...channelArgs(input.channel), ...sharedDirArgs(input.sharedDir), ...checkedRootPortArgs(input));
 
   // Entropy.
   a.push('-object', `rng-random,id=rng0,filename=${qemuEscape(input.entropySource)}`);

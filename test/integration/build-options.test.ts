@@ -1,7 +1,7 @@
 /**
  * `osbuilder build` with a stage option: `--fs-type erofs` makes the image an
  * erofs one end to end (image stage, cache key, boot test, install, the
- * installed configuration-qemu.toml booting it). The cache is fresh for this
+ * installed configuration-qemu.toml booting it, a partial build keeping it). The cache is fresh for this
  * file; only the kernel entry is seeded from the suite's kernel
  * (test/support/kernel.ts), so no kernel is built here.
  */
@@ -118,5 +118,14 @@ describe('osbuilder build --fs-type erofs', () => {
     expect(r.json.rows.every((x) => x.cached)).toBe(true);
     expect(r.json.bootTests.every((b) => b.cached && b.passed)).toBe(true);
     expect(await sha256File(join(share(), 'manifest.json'))).toBe(before);
+  });
+
+  it('a partial build keeping the erofs image (--kernel alone) still configures it as erofs, from the manifest', async () => {
+    const r = await build(['--kernel', '--no-boot-test', '--prefix', prefix(), '-f']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(await readFile(config(), 'utf8')).toContain('rootfs_type = "erofs"');
+    const m = JSON.parse(await readFile(join(share(), 'manifest.json'), 'utf8'));
+    expect(m.rootfs).toEqual([]);
+    expect(m.keptRootfs).toEqual([expect.objectContaining({ role: 'image', file: 'kata-debian-bookworm.image' })]);
   });
 });

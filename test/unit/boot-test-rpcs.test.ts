@@ -12,7 +12,7 @@ import { GuestSandbox } from '../../runtime/sandbox.js';
 import type { SharedDir } from '../../runtime/shared-fs.js';
 import type { TtrpcClient } from '../../runtime/ttrpc.js';
 import type { Spec } from '../../runtime/oci.js';
-import type { BootSession } from '../../runtime/boot.js';
+import type { BootSession } from '../../runtime/boot-prepare.js';
 import { BOOT_TEST_LIMITS, BOOT_TEST_STDIN, runContainerChecks } from '../../pipeline/container-checks.js';
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/kata-protocol.json', import.meta.url), 'utf8')) as { services: Record<string, string[]> };

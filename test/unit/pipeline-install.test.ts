@@ -3,7 +3,7 @@ import { lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, utimes, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { carriedEntries, DEFAULTS, plannedDigest, renderQemuConfig, renderSha256Sums, SHARE, writeInstall, type InstallEntry } from '../../pipeline/install.js';
-import { artifactEntries, configEntries } from '../../pipeline/build.js';
+import { artifactEntries, configEntries, planInstall, recordedImageBoot } from '../../pipeline/install-plan.js';
 import { planBuild } from '../../pipeline/plan.js';
 import { treeDigest } from '../../pipeline/switch.js';
 import { fsClock } from '../../core/stamp.js';
@@ -314,5 +314,93 @@ describe('warm install check (the record)', () => {
     await writeFile(image, 'CCCC');
     await writeFile(recordPath(join(prefix, SHARE)), '{not json');
     await expect(writeInstall(prefix, entries, false)).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
+  });
+});
+
+describe('a partial build keeping the installed image', () => {
+  const params = `root_hash=${'c'.repeat(64)},salt=${'d'.repeat(64)},data_blocks=100,data_block_size=4096,hash_block_size=4096`;
+  const run = (rootfs: RootfsArtifact[]) => ({
+    rootfs,
+    kernels: [],
+    bootTests: [],
+    agent: { source: 'a', sha256: 'b' },
+    sourceDateEpoch: undefined,
+    qemu: { path: 'q', machineType: 'q35' },
+  });
+  const text = (entries: InstallEntry[], path: string) => {
+    const e = entries.find((x) => x.path === path);
+    return e?.kind === 'text' ? e.content : '';
+  };
+
+  /** An install of an image built with `imageOptions` (and a kernel), then `--initrd` builds over it. */
+  async function keptOver(imageOptions: Record<string, unknown>, artifact: string, verity?: string) {
+    const prefix = await mkdtemp(join(tmpdir(), 'osb-kept-'));
+    const src = await mkdtemp(join(tmpdir(), 'osb-kept-src-'));
+    const full = planBuild({ prefix, image: true, imageOptions }, undefined, 'x86_64');
+    const image = {
+      ...fakeRootfs('image', 'kata-debian-bookworm.image'),
+      inputs: { role: 'image', artifact },
+      ...(verity ? { kernelVerityParams: verity } : {}),
+    };
+    image.path = join(src, image.fileName);
+    await writeFile(image.path, image.fileName);
+    const kernel = await sourceFile(src, 'vmlinuz-6.1.9-7', 'K');
+    const first = await planInstall(full, run([image]));
+    const withKernel = [...first.entries, kernel, { kind: 'link' as const, path: `${SHARE}/vmlinuz.container`, target: 'vmlinuz-6.1.9-7' }];
+    await writeInstall(prefix, withKernel, false);
+    const initrd = { ...fakeRootfs('initrd', 'kata-busybox-bookworm.initrd'), path: join(src, 'kata-busybox-bookworm.initrd') };
+    await writeFile(initrd.path, initrd.fileName);
+    const plan = planBuild({ prefix, initrd: true }, undefined, 'x86_64');
+    const second = await planInstall(plan, run([initrd]));
+    return { prefix, plan, run: () => planInstall(plan, run([initrd])), second };
+  }
+
+  it('configures the kept erofs, no-DAX, verity image as its manifest.json recorded it, and records it for the next partial build', async () => {
+    const k = await keptOver({ fsType: 'erofs', dax: false, verity: true }, 'erofs,no-dax,mbr,verity', params);
+    const c = parseConfig(text(k.second.entries, `${DEFAULTS}/configuration-qemu.toml`), 'x');
+    expect(c.warnings).toEqual([]);
+    expect(c.hypervisor).toMatchObject({
+      image: `${k.plan.shareDir}/kata-containers.img`,
+      initrd: null,
+      rootfsType: 'erofs',
+      disableImageNvdimm: true,
+      kernelVerityParams: params,
+    });
+    expect(k.second.notes).toEqual([expect.stringMatching(/^kept from the existing install: .*kata-debian-bookworm\.image/)]);
+    const m = JSON.parse(text(k.second.entries, `${SHARE}/manifest.json`));
+    expect(m.rootfs.map((r: { file: string }) => r.file)).toEqual(['kata-busybox-bookworm.initrd']);
+    expect(m.keptRootfs).toEqual([
+      expect.objectContaining({ role: 'image', file: 'kata-debian-bookworm.image', inputs: { role: 'image', artifact: 'erofs,no-dax,mbr,verity' } }),
+    ]);
+
+    // Installed, the next partial build finds the image's record among the kept ones: same configuration, same manifest.
+    await writeInstall(k.prefix, k.second.entries, true);
+    const third = await k.run();
+    expect(text(third.entries, `${DEFAULTS}/configuration-qemu.toml`)).toBe(text(k.second.entries, `${DEFAULTS}/configuration-qemu.toml`));
+    expect(text(third.entries, `${SHARE}/manifest.json`)).toBe(text(k.second.entries, `${SHARE}/manifest.json`));
+  });
+
+  it('a kept default image keeps the default configuration; one manifest.json does not record gets it with a note', async () => {
+    const k = await keptOver({}, 'ext4,dax,mbr');
+    const toml = text(k.second.entries, `${DEFAULTS}/configuration-qemu.toml`);
+    expect(parseConfig(toml, 'x').hypervisor).toMatchObject({ rootfsType: 'ext4', disableImageNvdimm: false, kernelVerityParams: '' });
+    expect(k.second.notes).toHaveLength(1);
+
+    const unknown = await keptOver({ fsType: 'erofs' }, '');
+    expect(parseConfig(text(unknown.second.entries, `${DEFAULTS}/configuration-qemu.toml`), 'x').hypervisor).toMatchObject({ rootfsType: 'ext4' });
+    expect(unknown.second.notes[1]).toBe(
+      'manifest.json records no image options for the kept kata-debian-bookworm.image: configuration-qemu.toml boots it as ext4 over nvdimm',
+    );
+  });
+});
+
+describe('recordedImageBoot', () => {
+  it("reads the image options from the record's inputs.artifact", () => {
+    const record = (artifact: unknown) => ({ inputs: { artifact } }) as unknown as Parameters<typeof recordedImageBoot>[0];
+    expect(recordedImageBoot(record('erofs,dax,mbr'))).toEqual({ rootfsType: 'erofs', disableImageNvdimm: false });
+    expect(recordedImageBoot(record('size=256,ext4,no-dax,gpt'))).toEqual({ rootfsType: 'ext4', disableImageNvdimm: true });
+    expect(recordedImageBoot(record('xfs,dax'))).toBeUndefined();
+    expect(recordedImageBoot(record('ext4'))).toBeUndefined();
+    expect(recordedImageBoot(record(undefined))).toBeUndefined();
   });
 });

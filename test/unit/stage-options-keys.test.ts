@@ -8,7 +8,7 @@ import { buildOptions, outputOptions, readOptions, type OptionSpec } from '../..
 import { IMAGE_OPTIONS } from '../../image-builder/index.js';
 import { INITRD_OPTIONS } from '../../initrd-builder/index.js';
 import { ROOTFS_OPTIONS } from '../../rootfs-builder/index.js';
-import { imageBoot } from '../../pipeline/build.js';
+import { imageBoot } from '../../pipeline/install-plan.js';
 import { renderQemuConfig } from '../../pipeline/install.js';
 import { planBuild } from '../../pipeline/plan.js';
 import { parseConfig } from '../../runtime/config.js';

@@ -1,0 +1,81 @@
+/**
+ * The jobs of `osbuilder build`'s dependency graph: the rootfs (image /
+ * initrd) and kernel stages, and a boot test of every kernel × artifact pair
+ * (with the installed kernel when none is built).
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TOOL_VERSION } from '../core/version.js';
+import type { Job } from './dag.js';
+import { renderQemuConfig } from './install.js';
+import { imageBoot } from './install-plan.js';
+import type { BuildOptions, RootfsJob } from './plan.js';
+import { bootTest, kernelArtifact, rootfsArtifact, type BootTest, type KernelArtifact, type RootfsArtifact, type StageContext } from './stages.js';
+
+export type StageOutput = RootfsArtifact | KernelArtifact | BootTest;
+
+/** A boot test may run under TCG (no usable KVM): far slower than Kata's 45 s dial_timeout assumes. */
+export const DEFAULT_BOOT_TIMEOUT_SEC = 300;
+
+export type BootKernel = { label: string; path: string; sha256: string };
+
+/** What the boot tests need besides the stage context. */
+export interface BootRun {
+  opts: Pick<BuildOptions, 'accel' | 'bootTimeout'>;
+  workDir: string;
+  qemu: { path: string; machineType: string };
+  /** The installed kernel, when this run builds none. */
+  fallbackKernel: BootKernel | undefined;
+}
+
+/** The rootfs and kernel stages, independent of each other. */
+export function artifactJobs(ctx: StageContext): Job<StageOutput>[] {
+  return [
+    ...ctx.plan.rootfs.map((r) => ({ id: `rootfs:${r.role}`, deps: [], run: () => rootfsArtifact(ctx, r) })),
+    ...ctx.plan.kernels.map((k) => ({ id: `kernel:${k.variant}`, deps: [], run: () => kernelArtifact(ctx, k) })),
+  ];
+}
+
+/** Boot tests: every kernel built here with every artifact; without a kernel, the installed one. */
+export function bootTestJobs(ctx: StageContext, run: BootRun): Job<StageOutput>[] {
+  const kernelIds = ctx.plan.kernels.map((k) => `kernel:${k.variant}`);
+  const jobs: Job<StageOutput>[] = [];
+  for (const r of ctx.plan.rootfs) {
+    for (const kid of run.fallbackKernel ? [undefined] : kernelIds) {
+      const config = join(run.workDir, `boot-${jobs.length + 1}.toml`);
+      jobs.push({
+        id: `boot:${kid ?? 'installed'}:${r.role}`,
+        deps: [`rootfs:${r.role}`, ...(kid ? [kid] : [])],
+        run: async (deps) => {
+          const k = kid ? (deps[kid] as KernelArtifact) : undefined;
+          const kernel = k ? { label: k.names.vmlinuz, path: k.vmlinuz, sha256: k.vmlinuzSha256 } : run.fallbackKernel!;
+          return bootOne(ctx, run, r, deps[`rootfs:${r.role}`] as RootfsArtifact, kernel, config);
+        },
+      });
+    }
+  }
+  return jobs;
+}
+
+/** Writes the boot configuration for kernel + artifact (the image as this plan builds it) and boot-tests them. */
+async function bootOne(ctx: StageContext, run: BootRun, r: RootfsJob, a: RootfsArtifact, kernel: BootKernel, config: string): Promise<BootTest> {
+  const plan = ctx.plan;
+  const verity = a.kernelVerityParams ? { kernelVerityParams: a.kernelVerityParams } : {};
+  await writeFile(
+    config,
+    renderQemuConfig({
+      arch: plan.arch,
+      qemuPath: run.qemu.path,
+      machineType: run.qemu.machineType,
+      kernel: kernel.path,
+      [r.role]: a.path,
+      ...verity,
+      ...imageBoot(plan),
+      toolVersion: TOOL_VERSION,
+    }),
+  );
+  return bootTest(ctx, kernel, { label: a.fileName, role: r.role, path: a.path, sha256: a.sha256, osRelease: a.osRelease, ...verity }, config, {
+    ...(run.opts.accel ? { accel: run.opts.accel } : {}),
+    timeoutSec: run.opts.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_SEC,
+  });
+}
