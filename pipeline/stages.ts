@@ -17,7 +17,8 @@ import { buildRootfs, planRootfs, resolveRootfsOptions, PACKAGES_PATH, type Root
 import { keyString } from '../core/options.js';
 import { buildImage, IMAGE_OPTIONS, resolveImageOptions, type ResolvedImageOptions } from '../image-builder/index.js';
 import { buildInitrd, INITRD_OPTIONS, resolveInitrdOptions } from '../initrd-builder/index.js';
-import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel } from '../kernel/index.js';
+import { KERNEL_OPTIONS } from '../core/kernel-options.js';
+import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel, type KernelOptions } from '../kernel/index.js';
 import { boot } from '../runtime/index.js';
 import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
 import { runContainerChecks, type ContainerChecks } from './container-checks.js';
@@ -247,34 +248,77 @@ function kernelTree(ctx: StageContext, version: string, variant: string): string
   return join(ctx.cache.root, 'kernel-trees', `linux-${version}-${ctx.plan.arch}${variant === 'default' ? '' : `-${variant}`}`);
 }
 
-export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise<KernelArtifact> {
-  const choice = ctx.plan.kernelSource!;
+/** The extra fragments' sha256s, in order: the key has their content, not their paths. */
+async function fragmentShas(paths: string[]): Promise<string[]> {
+  return Promise.all(
+    paths.map((p) =>
+      sha256File(p).catch(() => {
+        throw new OsbuilderError('INPUT_NOT_FOUND', `fragment ${p} cannot be read`, 'give the path of a kernel config fragment file (CONFIG_X=y lines)');
+      }),
+    ),
+  );
+}
+
+/**
+ * The kernel stage's key inputs: the tarball by its sha256, the version, arch
+ * and variant, our fragments and config version, the epoch, and the other
+ * KERNEL_OPTIONS (confidential, extra fragments by content) as one line, only
+ * when any is set (so the default kernel's key is what it was before the table).
+ */
+export async function kernelInputs(ctx: StageContext, job: KernelJob, sourceSha256: string): Promise<CacheInputs> {
+  const cfg = ctx.plan.kernelConfig ?? { fragments: [] };
+  const options = keyString(KERNEL_OPTIONS, { ...cfg, fragments: await fragmentShas(cfg.fragments) });
+  return {
+    tool: TOOL_VERSION,
+    source: sourceSha256,
+    version: ctx.plan.kernelSource!.version ?? null,
+    arch: ctx.plan.arch,
+    variant: job.variant,
+    fragments: fragmentsHash(),
+    configVersion: readConfigVersion(),
+    sourceDateEpoch: ctx.sourceDateEpoch ?? null,
+    ...(options ? { options } : {}),
+  };
+}
+
+/** What setupKernel and buildKernel are told of the kernel to make in `tree`. */
+export function kernelStageOptions(plan: BuildPlan, job: KernelJob, tree: string): KernelOptions {
+  const cfg = plan.kernelConfig ?? { fragments: [] };
+  const version = plan.kernelSource!.version;
+  return {
+    ...(version ? { version } : {}),
+    arch: plan.arch,
+    kernelDir: tree,
+    ...(job.variant === 'nvidia' ? { gpu: 'nvidia' } : {}),
+    ...(cfg.confidential ? { confidential: cfg.confidential } : {}),
+    ...(cfg.fragments.length ? { fragments: cfg.fragments } : {}),
+  };
+}
+
+/** The plan's kernel tarball, fetched (or found) and checked. */
+function kernelTarball(plan: BuildPlan): ReturnType<typeof obtainSource> {
+  const choice = plan.kernelSource!;
   const spec = planSource({
     ...(choice.kind === 'kernel.org' ? { version: choice.version } : { source: choice.source }),
     ...(choice.sha256 ? { sha256: choice.sha256 } : {}),
     flags: BUILD_SOURCE_FLAGS,
   });
-  const src = await step(`kernel source ${spec.location}`, () => obtainSource(spec));
+  return step(`kernel source ${spec.location}`, () => obtainSource(spec));
+}
+
+export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise<KernelArtifact> {
+  const src = await kernelTarball(ctx.plan);
   const gpu = job.variant === 'nvidia' ? 'nvidia' : undefined;
-  const configVersion = readConfigVersion();
-  const requested = choice.version;
-  const inputs: CacheInputs = {
-    tool: TOOL_VERSION,
-    source: src.sha256,
-    version: requested ?? null,
-    arch: ctx.plan.arch,
-    variant: job.variant,
-    fragments: fragmentsHash(),
-    configVersion,
-    sourceDateEpoch: ctx.sourceDateEpoch ?? null,
-  };
+  const requested = ctx.plan.kernelSource!.version;
+  const inputs = await kernelInputs(ctx, job, src.sha256);
+  const configVersion = String(inputs.configVersion);
   const tree = kernelTree(ctx, requested ?? src.sha256.slice(0, 12), job.variant);
   // Builds with other inputs (an epoch, a config version) share the tree: one at a time.
   const built = await cachedStage<KernelMeta>(ctx, `kernel-${job.variant}`, inputs, (dir) =>
     ctx.cache.withLock('kernel-trees', basename(tree), async () => {
       const t0 = performance.now();
       await mkdir(join(ctx.cache.root, 'kernel-trees'), { recursive: true });
-      const common = { ...(requested ? { version: requested } : {}), arch: ctx.plan.arch, kernelDir: tree, ...(gpu ? { gpu } : {}) };
+      const common = kernelStageOptions(ctx.plan, job, tree);
       const setup = await step(`kernel setup ${job.variant}`, () => setupKernel({ ...common, source: src.tarball, sha256: src.sha256, force: true }));
       const engine = (await haveTool('make')) && (await haveTool('gcc')) ? 'native' : 'docker';
       const b = await step(`kernel build ${job.variant} (${engine})`, () =>
