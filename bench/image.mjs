@@ -15,13 +15,13 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildImage } from '../dist/image-builder/index.js';
 import { configureLog } from '../dist/core/log.js';
+import { MiB } from '../dist/core/vocab.js';
 import { mainIfRun } from './lib/rows.mjs';
 import { timed } from './lib/stats.mjs';
 
 const RUNS = Number(process.env.OSBUILDER_BENCH_RUNS ?? 3);
 const TEST_CACHE = process.env.OSBUILDER_TEST_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'osbuilder-test');
 const MIRROR = process.env.OSBUILDER_TEST_MIRROR ?? 'http://deb.debian.org/debian';
-const MiB = 1048576;
 
 async function exists(p) {
   return (await stat(p).catch(() => undefined)) !== undefined;

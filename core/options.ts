@@ -6,6 +6,7 @@
  */
 import type { Argv, Options } from 'yargs';
 import { OsbuilderError } from './errors.js';
+import { parseMiB } from './vocab.js';
 
 /** `list`: words separated by spaces or commas (EXTRA_PKGS="a b"); `paths`: a repeatable flag, one path each. */
 export type OptionKind = 'boolean' | 'string' | 'number' | 'mib' | 'list' | 'paths';
@@ -81,17 +82,6 @@ export function addOptions<Y extends Argv<unknown>>(
     y.option(s.flag, o);
   }
   return y;
-}
-
-/** Parses a whole number of MiB given on the command line or in the environment. */
-export function parseMiB(value: unknown, flag: string): number | undefined {
-  if (value === undefined || value === null || value === '') return undefined;
-  const text = String(value).trim();
-  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isSafeInteger(n)) {
-    throw new OsbuilderError('USAGE', `${flag} must be a whole number of MiB, got "${text}"`, `e.g. ${flag} 512`);
-  }
-  return n;
 }
 
 /** Words separated by spaces or commas; empty ones dropped. */

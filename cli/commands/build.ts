@@ -7,7 +7,8 @@ import { build, type BuildResult } from '../../pipeline/build.js';
 import { verifyReproducible, type ReproducibleResult } from '../../pipeline/reproducible.js';
 import { BUILD_INITRD_DEFAULTS, type BuildOptions } from '../../pipeline/plan.js';
 import { ROOTFS_OPTIONS, type RootfsOptionValues } from '../../rootfs-builder/options.js';
-import { mib, runCommand, table, type GlobalArgs } from '../output.js';
+import { runCommand, table, type GlobalArgs } from '../output.js';
+import { mib } from '../../core/vocab.js';
 import { formatElapsed } from '../../core/log.js';
 
 export interface BuildArgs extends GlobalArgs {
