@@ -70,11 +70,6 @@ export async function runCommand<T>(
   }
 }
 
-/** Bytes as MiB with one decimal, for human output. */
-export function mib(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
-}
-
 /** Formats rows as an aligned plain-text table. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

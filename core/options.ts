@@ -6,9 +6,10 @@
  */
 import type { Argv, Options } from 'yargs';
 import { OsbuilderError } from './errors.js';
+import { parseMiB } from './vocab.js';
 
-/** `list`: words separated by spaces or commas (EXTRA_PKGS="a b"). */
-export type OptionKind = 'boolean' | 'string' | 'number' | 'mib' | 'list';
+/** `list`: words separated by spaces or commas (EXTRA_PKGS="a b"); `paths`: a repeatable flag, one path each. */
+export type OptionKind = 'boolean' | 'string' | 'number' | 'mib' | 'list' | 'paths';
 
 export interface OptionSpec {
   /** The stage's field name. */
@@ -31,9 +32,11 @@ export interface OptionSpec {
   readonly output: boolean;
   /** Why `osbuilder build` does not offer this output-changing option. */
   readonly notInBuild?: string;
+  /** The stage's key carries this option another way (e.g. by content): the field that does, left out of keyString. */
+  readonly keyedBy?: string;
 }
 
-type ValueOf<K extends OptionKind> = K extends 'boolean' ? boolean : K extends 'string' ? string : K extends 'list' ? string[] : number;
+type ValueOf<K extends OptionKind> = K extends 'boolean' ? boolean : K extends 'string' ? string : K extends 'list' | 'paths' ? string[] : number;
 
 /** The values of a table's options, each optional (a given one wins over the default). */
 export type OptionValues<T extends readonly OptionSpec[]> = { [S in T[number] as S['key']]?: ValueOf<S['kind']> };
@@ -74,21 +77,11 @@ export function addOptions<Y extends Argv<unknown>>(
       type: s.kind === 'boolean' ? 'boolean' : s.kind === 'number' ? 'number' : 'string',
       describe: describe(s, how.defaults ?? {}, how.env !== false),
     };
+    if (s.kind === 'paths') o.array = true;
     if (how.aliases !== false && s.alias) o.alias = s.alias;
     y.option(s.flag, o);
   }
   return y;
-}
-
-/** Parses a whole number of MiB given on the command line or in the environment. */
-export function parseMiB(value: unknown, flag: string): number | undefined {
-  if (value === undefined || value === null || value === '') return undefined;
-  const text = String(value).trim();
-  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isSafeInteger(n)) {
-    throw new OsbuilderError('USAGE', `${flag} must be a whole number of MiB, got "${text}"`, `e.g. ${flag} 512`);
-  }
-  return n;
 }
 
 /** Words separated by spaces or commas; empty ones dropped. */
@@ -109,6 +102,13 @@ function fromEnv(s: OptionSpec, env: NodeJS.ProcessEnv): unknown {
   return v;
 }
 
+function readValue(s: OptionSpec, raw: unknown): unknown {
+  if (s.kind === 'mib') return parseMiB(raw, `--${s.flag}`);
+  if (s.kind === 'list') return splitList(String(raw));
+  if (s.kind === 'paths') return (Array.isArray(raw) ? raw : [raw]).map(String);
+  return raw;
+}
+
 const camel = (flag: string) => flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
 
 /**
@@ -122,7 +122,7 @@ export function readOptions<T extends readonly OptionSpec[]>(table: T, args: obj
   for (const s of table) {
     const raw = argv[s.flag] ?? argv[camel(s.flag)] ?? fromEnv(s, env);
     if (raw === undefined) continue;
-    out[s.key] = s.kind === 'mib' ? parseMiB(raw, `--${s.flag}`) : s.kind === 'list' ? splitList(String(raw)) : raw;
+    out[s.key] = readValue(s, raw);
   }
   return out as OptionValues<T>;
 }
@@ -137,14 +137,16 @@ export function givenFlags(table: readonly OptionSpec[], given: Record<string, u
  * its resolved value (defaults filled in), in table order, as one line:
  * a choice by its value, a boolean by its flag (`no-<flag>` when off against
  * an on default), anything else as flag=value; an off value (false, 0, "",
- * none) whose default is off too is left out. The default image reads
- * "ext4,dax,mbr".
+ * none, no paths) whose default is off too is left out, as is an option the
+ * key carries another way (keyedBy). The default image reads "ext4,dax,mbr".
  */
 export function keyString(table: readonly OptionSpec[], resolved: Record<string, unknown>): string {
   const parts: string[] = [];
   for (const s of outputOptions(table)) {
     const v = resolved[s.key];
-    if ((v === undefined || v === null || v === false || v === 0 || v === '') && !s.default) continue;
+    if (s.keyedBy !== undefined) continue;
+    const off = v === undefined || v === null || v === false || v === 0 || v === '' || (Array.isArray(v) && v.length === 0);
+    if (off && !s.default) continue;
     if (s.kind === 'boolean') parts.push(v ? s.flag : `no-${s.flag}`);
     else if (s.choices) parts.push(String(v));
     else parts.push(`${s.flag}=${String(v ?? '')}`);

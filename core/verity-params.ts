@@ -6,6 +6,7 @@
  * (ParseKernelVerityParams).
  */
 import { OsbuilderError } from './errors.js';
+import type { FsType } from './vocab.js';
 
 export interface VerityParams {
   rootHash: string;
@@ -66,7 +67,7 @@ export function parseVerityParams(text: string, where = 'kernel_verity_params'):
  * dm-verity table over the root (p1) and hash (p2) partitions, mounted from
  * /dev/dm-0. The table is one parameter: quoted, it holds spaces.
  */
-export function verityRootParams(p: VerityParams, nvdimm: boolean, rootfsType: 'ext4' | 'xfs' | 'erofs'): string[] {
+export function verityRootParams(p: VerityParams, nvdimm: boolean, rootfsType: FsType): string[] {
   const [root, hash] = nvdimm ? ['/dev/pmem0p1', '/dev/pmem0p2'] : ['/dev/vda1', '/dev/vda2'];
   const dataSectors = (p.dataBlockSize / 512) * p.dataBlocks;
   const table = `dm-verity,,,ro,0 ${dataSectors} verity 1 ${root} ${hash} ${p.dataBlockSize} ${p.hashBlockSize} ${p.dataBlocks} 0 sha256 ${p.rootHash} ${p.salt}`;

@@ -12,6 +12,7 @@ import { formatVerityParams } from '../core/verity-params.js';
 import { run } from '../core/exec.js';
 import { sha256File } from '../core/hash.js';
 import { step } from '../core/log.js';
+import { MiB, type BuiltFsType } from '../core/vocab.js';
 import { imageIds, type ImageIds } from './ids.js';
 import { normalizeExt4Times } from './ext4-times.js';
 import { planTables, type PartitionTable, type PlannedPartition, type TablePlan } from './layout.js';
@@ -29,14 +30,14 @@ import {
 import { resolveImageOptions, type BuildImageOptions, type ResolvedImageOptions } from './options.js';
 import { checkRootfsContent, checkRootfsDir } from './rootfs-check.js';
 import { BLOCK, scanRootfs, type RootfsStats } from './scan.js';
-import { ext4Fit, ext4Inodes, grownSize, MiB, planSize, regionsFor, smallestSizeMiB, type SizePlan, type SizeRequest } from './size.js';
+import { ext4Fit, ext4Inodes, grownSize, planSize, regionsFor, smallestSizeMiB, type SizePlan, type SizeRequest } from './size.js';
 import { verifyDax, verifyTables } from './verify.js';
 
 export interface ImageResult {
   /** Absolute path of the image. */
   path: string;
   sizeBytes: number;
-  fsType: 'ext4' | 'erofs';
+  fsType: BuiltFsType;
   dax: boolean;
   partitionTable: PartitionTable;
   /** Offsets and sizes in bytes from the start of the file; type "83" (MBR) or the GPT type GUID. */
@@ -283,8 +284,8 @@ function withoutReport(v: VerityInfo): Omit<VerityInfo, 'report'> {
   return rest;
 }
 
-export async function buildImage(options: BuildImageOptions): Promise<ImageResult> {
-  const o = resolveImageOptions(options);
+/** Refuses a bad rootfs or output before any work. */
+async function checkPaths(o: ResolvedImageOptions): Promise<void> {
   await checkRootfsDir(o.rootfs, o.output);
   await checkOutputPath(o.output, { flag: '-o', name: 'kata-containers.img' });
   // e2fsck (like every e2fsprogs tool) cuts its device argument at the first "?" anywhere in the path.
@@ -295,29 +296,91 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
       'choose an output path (directory and file name) without "?"',
     );
   }
-  if (!o.skipAgentCheck) await step('check init and agent', () => checkRootfsContent(o.rootfs));
-  const stats = await step('scan rootfs', async () => scanRootfs(o.rootfs));
-  const ids = imageIds(o.epoch);
-  const free = o.rootFreeSpaceMiB * MiB;
+}
 
-  // ext4: the size is known before anything is written.
-  let ext4Size: SizePlan | undefined;
+/** ext4: the size, known before anything is written; erofs: a --size too small for the file data is refused now. */
+function planFsSize(o: ResolvedImageOptions, stats: RootfsStats): SizePlan | undefined {
+  const free = o.rootFreeSpaceMiB * MiB;
+  const files = ((stats.dataBlocks * BLOCK) / MiB).toFixed(1);
   if (o.fsType === 'ext4') {
     const req = { dax: o.dax, verity: o.verity, fits: (root: number) => ext4Fit(root, stats, free).fits, lowerBound: stats.dataBlocks * BLOCK + free };
     checkDaxAlignment(o, req);
-    ext4Size = planSize({ ...req, ...(o.sizeMiB !== undefined ? { sizeMiB: o.sizeMiB } : {}) });
-    if (!ext4Size) {
-      const need = `about ${((stats.dataBlocks * BLOCK) / MiB).toFixed(1)} MiB of files${free ? ` + ${o.rootFreeSpaceMiB} MiB free space` : ''} + ext4 metadata`;
-      throw tooLarge(o, need, req);
-    }
-  } else if (o.sizeMiB !== undefined) {
+    const size = planSize({ ...req, ...(o.sizeMiB !== undefined ? { sizeMiB: o.sizeMiB } : {}) });
+    if (!size) throw tooLarge(o, `about ${files} MiB of files${free ? ` + ${o.rootFreeSpaceMiB} MiB free space` : ''} + ext4 metadata`, req);
+    return size;
+  }
+  if (o.sizeMiB !== undefined) {
     // erofs stores every file's data in whole blocks (-Enoinline_data): a lower bound known before mkfs.erofs.
     const room = regionsFor(o.sizeMiB * MiB, o.dax, o.verity);
-    if (!room || room.root.size < stats.dataBlocks * BLOCK)
-      throw tooLarge(o, `at least ${((stats.dataBlocks * BLOCK) / MiB).toFixed(1)} MiB of file data`, undefined);
+    if (!room || room.root.size < stats.dataBlocks * BLOCK) throw tooLarge(o, `at least ${files} MiB of file data`, undefined);
   }
+  return undefined;
+}
 
-  const ctx: Ctx = { o, stats, ids, checks: [], scratch: [] };
+/** The checked filesystem (and its verity tree) copied into the root partition. */
+async function placeFilesystem(tmp: string, done: FsDone, ctx: Ctx): Promise<VerityInfo | undefined> {
+  if (!done.fsFile) return undefined;
+  const { size } = done;
+  const verity = ctx.o.verity ? await addVerity(tmp, done.fsFile, size, ctx) : undefined;
+  await step('copy the filesystem into the root partition', async () => {
+    await copyInto(done.fsFile!, tmp, size.root.start, size.root.size);
+    await check('comparing the root partition with the checked filesystem', 'cmp', [
+      '-n',
+      String(size.root.size),
+      done.fsFile!,
+      tmp,
+      '0',
+      String(size.root.start),
+    ]);
+  });
+  ctx.checks.push('root partition identical to the checked filesystem (cmp)');
+  return verity;
+}
+
+/** The partition tables (and the DAX block) written and read back. */
+async function writeTables(tmp: string, size: SizePlan, ctx: Ctx): Promise<TablePlan> {
+  const tables = planTables(size, { dax: ctx.o.dax, table: ctx.o.partitionTable, ids: ctx.ids });
+  await writeAll(tmp, tables.writes);
+  await step('sfdisk -J', () => verifyTables(tmp, tables, size.totalBytes, ctx.scratch));
+  ctx.checks.push(...tables.views.map((v) => `sfdisk reads the ${v.label} table at byte ${v.offset} as planned`));
+  if (ctx.o.dax) {
+    await verifyDax(tmp, size.totalBytes);
+    ctx.checks.push('nd_pfn_sb at 4 KiB passes nd_pfn_validate checks');
+  }
+  return tables;
+}
+
+/** The image in `tmp`, its verity files beside the output, and the result. */
+async function fillImage(tmp: string, ctx: Ctx, ext4Size: SizePlan | undefined): Promise<ImageResult> {
+  const { o, stats, ids } = ctx;
+  const done = o.fsType === 'ext4' ? await buildExt4(tmp, ctx, ext4Size!) : await buildErofs(tmp, ctx);
+  const verity = await placeFilesystem(tmp, done, ctx);
+  const tables = await writeTables(tmp, done.size, ctx);
+  const sha = o.sha256 ? await step('sha256', () => sha256File(tmp)) : undefined;
+  const [rootHashFile, paramsFile] = verityFiles(o);
+  if (verity) {
+    await atomicOutput(rootHashFile, (t) => writeFile(t, verity.report.split(tmp).join(o.output)));
+    await atomicOutput(paramsFile, (t) => writeFile(t, `${verity.kernelVerityParams}\n`));
+  }
+  return {
+    path: o.output,
+    sizeBytes: done.size.totalBytes,
+    fsType: o.fsType,
+    dax: o.dax,
+    partitionTable: o.partitionTable,
+    partitions: tables.partitions,
+    uuid: ids.fsUuid,
+    diskIds: tables.views.map((v) => v.id),
+    reproducible: o.epoch !== undefined,
+    rootfs: { path: o.rootfs, inodes: stats.inodes, fileBytes: stats.fileBytes },
+    ...(sha ? { sha256: sha } : {}),
+    ...(verity ? { rootHash: verity.rootHash, verity: { ...withoutReport(verity), rootHashFile, paramsFile } } : {}),
+    checks: ctx.checks,
+  } satisfies ImageResult;
+}
+
+/** Runs `fn` with the scratch files removed at the end, on interrupt, and (synchronously) at exit. */
+async function withScratch<T>(ctx: Ctx, fn: () => Promise<T>): Promise<T> {
   const cleanScratch = async () => {
     for (const f of ctx.scratch) await rm(f, { force: true });
   };
@@ -325,68 +388,25 @@ export async function buildImage(options: BuildImageOptions): Promise<ImageResul
   // Interrupt handlers are asynchronous: a file step already in flight can
   // create a temp file after they removed it. The exit hook runs last, synchronously.
   const lastResort = () => {
-    for (const f of [tempPathFor(o.output), ...verityFiles(o).map(tempPathFor), ...ctx.scratch]) rmSync(f, { force: true });
+    for (const f of [tempPathFor(ctx.o.output), ...verityFiles(ctx.o).map(tempPathFor), ...ctx.scratch]) rmSync(f, { force: true });
   };
   process.on('exit', lastResort);
   try {
-    return await atomicOutput(o.output, async (tmp) => {
-      const done = o.fsType === 'ext4' ? await buildExt4(tmp, ctx, ext4Size!) : await buildErofs(tmp, ctx);
-      const { size } = done;
-      let verity: VerityInfo | undefined;
-      if (done.fsFile) {
-        if (o.verity) verity = await addVerity(tmp, done.fsFile, size, ctx);
-        await step('copy the filesystem into the root partition', async () => {
-          await copyInto(done.fsFile!, tmp, size.root.start, size.root.size);
-          await check('comparing the root partition with the checked filesystem', 'cmp', [
-            '-n',
-            String(size.root.size),
-            done.fsFile!,
-            tmp,
-            '0',
-            String(size.root.start),
-          ]);
-        });
-        ctx.checks.push('root partition identical to the checked filesystem (cmp)');
-      }
-
-      const tables = planTables(size, { dax: o.dax, table: o.partitionTable, ids });
-      await writeAll(tmp, tables.writes);
-      await step('sfdisk -J', () => verifyTables(tmp, tables, size.totalBytes, ctx.scratch));
-      ctx.checks.push(...tables.views.map((v) => `sfdisk reads the ${v.label} table at byte ${v.offset} as planned`));
-      if (o.dax) {
-        await verifyDax(tmp, size.totalBytes);
-        ctx.checks.push('nd_pfn_sb at 4 KiB passes nd_pfn_validate checks');
-      }
-      const sha = o.sha256 ? await step('sha256', () => sha256File(tmp)) : undefined;
-      const [rootHashFile, paramsFile] = verityFiles(o);
-      if (verity) {
-        await atomicOutput(rootHashFile, (t) => writeFile(t, verity.report.split(tmp).join(o.output)));
-        await atomicOutput(paramsFile, (t) => writeFile(t, `${verity.kernelVerityParams}\n`));
-      }
-      return {
-        path: o.output,
-        sizeBytes: size.totalBytes,
-        fsType: o.fsType,
-        dax: o.dax,
-        partitionTable: o.partitionTable,
-        partitions: tables.partitions,
-        uuid: ids.fsUuid,
-        diskIds: tables.views.map((v) => v.id),
-        reproducible: o.epoch !== undefined,
-        rootfs: { path: o.rootfs, inodes: stats.inodes, fileBytes: stats.fileBytes },
-        ...(sha ? { sha256: sha } : {}),
-        ...(verity
-          ? {
-              rootHash: verity.rootHash,
-              verity: { ...withoutReport(verity), rootHashFile, paramsFile },
-            }
-          : {}),
-        checks: ctx.checks,
-      } satisfies ImageResult;
-    });
+    return await fn();
   } finally {
     await cleanScratch();
     unregister();
     process.off('exit', lastResort);
   }
+}
+
+export async function buildImage(options: BuildImageOptions): Promise<ImageResult> {
+  const o = resolveImageOptions(options);
+  await checkPaths(o);
+  if (!o.skipAgentCheck) await step('check init and agent', () => checkRootfsContent(o.rootfs));
+  const stats = await step('scan rootfs', async () => scanRootfs(o.rootfs));
+  const ids = imageIds(o.epoch);
+  const ext4Size = planFsSize(o, stats);
+  const ctx: Ctx = { o, stats, ids, checks: [], scratch: [] };
+  return withScratch(ctx, () => atomicOutput(o.output, (tmp) => fillImage(tmp, ctx, ext4Size)));
 }

@@ -14,7 +14,7 @@
  * generation), whole inode with both checksum fields zeroed), csum_seed =
  * crc32c(~0, s_uuid) unless INCOMPAT_CSUM_SEED stores it.
  */
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { internalError } from '../core/errors.js';
 import { crc32cRaw } from './crc32c.js';
 
@@ -76,67 +76,94 @@ export interface TimeFixResult {
   inodesChanged: number;
 }
 
+interface Geometry {
+  blockSize: number;
+  inodesPerGroup: number;
+  inodeSize: number;
+  groups: number;
+  is64: boolean;
+  descSize: number;
+  /** metadata_csum: each changed inode's checksum is recomputed, from this seed. */
+  csum: boolean;
+  seed: number;
+}
+
+async function readGeometry(fh: FileHandle, offset: number, file: string): Promise<Geometry> {
+  const sb = Buffer.alloc(1024);
+  await fh.read(sb, 0, 1024, offset + 1024);
+  if (sb.readUInt16LE(SB.magic) !== 0xef53) throw internalError(`no ext4 superblock at byte ${offset + 1024} of ${file}`);
+  const inodesPerGroup = sb.readUInt32LE(SB.inodes_per_group);
+  const incompat = sb.readUInt32LE(SB.feature_incompat);
+  const is64 = (incompat & INCOMPAT_64BIT) !== 0;
+  return {
+    blockSize: 1024 << sb.readUInt32LE(SB.log_block_size),
+    inodesPerGroup,
+    inodeSize: sb.readUInt16LE(SB.inode_size),
+    groups: Math.ceil(sb.readUInt32LE(SB.inodes_count) / inodesPerGroup),
+    is64,
+    descSize: is64 ? sb.readUInt16LE(SB.desc_size) : 32,
+    csum: (sb.readUInt32LE(SB.feature_ro_compat) & RO_COMPAT_METADATA_CSUM) !== 0,
+    seed: incompat & INCOMPAT_CSUM_SEED ? sb.readUInt32LE(SB.checksum_seed) : crc32cRaw(0xffffffff, sb.subarray(SB.uuid, SB.uuid + 16)),
+  };
+}
+
+/** Clamps one inode's mtime to the epoch and sets atime and ctime to it; true when that changed it. */
+function fixInode(ino: Buffer, inodeNumber: number, geo: Geometry, epoch: number): boolean {
+  const extraIsize = geo.inodeSize > 128 ? ino.readUInt16LE(INODE.extra_isize) : 0;
+  const ex = (field: number) => (geo.inodeSize > 128 && field + 4 - 128 <= extraIsize ? field : undefined);
+  const before = Buffer.from(ino);
+  let m = readTime(ino, INODE.mtime, ex(INODE.mtime_extra));
+  if (m.sec > epoch) m = { sec: epoch, nsec: 0 };
+  writeTime(ino, INODE.mtime, ex(INODE.mtime_extra), m);
+  writeTime(ino, INODE.atime, ex(INODE.atime_extra), m);
+  writeTime(ino, INODE.ctime, ex(INODE.ctime_extra), m);
+  if (before.equals(ino)) return false;
+  if (geo.csum) {
+    const hasHi = geo.inodeSize > 128 && extraIsize >= INODE.checksum_hi + 2 - 128;
+    ino.writeUInt16LE(0, INODE.checksum_lo);
+    if (hasHi) ino.writeUInt16LE(0, INODE.checksum_hi);
+    const idBuf = Buffer.alloc(8);
+    idBuf.writeUInt32LE(inodeNumber, 0);
+    idBuf.writeUInt32LE(ino.readUInt32LE(INODE.generation), 4);
+    const c = crc32cRaw(crc32cRaw(geo.seed, idBuf), ino);
+    ino.writeUInt16LE(c & 0xffff, INODE.checksum_lo);
+    if (hasHi) ino.writeUInt16LE(c >>> 16, INODE.checksum_hi);
+  }
+  return true;
+}
+
+/** Fixes the used inodes of group `g` (its descriptor in `gdt`). */
+async function fixGroup(fh: FileHandle, offset: number, gdt: Buffer, g: number, geo: Geometry, epoch: number, result: TimeFixResult): Promise<void> {
+  const d = g * geo.descSize;
+  if (gdt.readUInt16LE(d + BG.flags) & BG_INODE_UNINIT) return;
+  const table = gdt.readUInt32LE(d + BG.inode_table_lo) + (geo.is64 ? gdt.readUInt32LE(d + BG.inode_table_hi) * 2 ** 32 : 0);
+  const unused = gdt.readUInt16LE(d + BG.itable_unused_lo) + (geo.is64 ? gdt.readUInt16LE(d + BG.itable_unused_hi) * 65536 : 0);
+  const used = geo.inodesPerGroup - unused;
+  if (used <= 0) return;
+  const buf = Buffer.alloc(used * geo.inodeSize);
+  const pos = offset + table * geo.blockSize;
+  await fh.read(buf, 0, buf.length, pos);
+  let dirty = false;
+  for (let i = 0; i < used; i++) {
+    const ino = buf.subarray(i * geo.inodeSize, (i + 1) * geo.inodeSize);
+    if (ino.readUInt16LE(INODE.mode) === 0 || ino.readUInt16LE(INODE.links_count) === 0) continue;
+    result.inodesSeen++;
+    if (!fixInode(ino, g * geo.inodesPerGroup + i + 1, geo, epoch)) continue;
+    result.inodesChanged++;
+    dirty = true;
+  }
+  if (dirty) await fh.write(buf, 0, buf.length, pos);
+}
+
 /** Rewrites the timestamps of the ext4 filesystem starting at byte `offset` of `file`. */
 export async function normalizeExt4Times(file: string, offset: number, epoch: number): Promise<TimeFixResult> {
   const fh = await open(file, 'r+');
   try {
-    const sb = Buffer.alloc(1024);
-    await fh.read(sb, 0, 1024, offset + 1024);
-    if (sb.readUInt16LE(SB.magic) !== 0xef53) throw internalError(`no ext4 superblock at byte ${offset + 1024} of ${file}`);
-    const blockSize = 1024 << sb.readUInt32LE(SB.log_block_size);
-    const inodesPerGroup = sb.readUInt32LE(SB.inodes_per_group);
-    const inodeSize = sb.readUInt16LE(SB.inode_size);
-    const groups = Math.ceil(sb.readUInt32LE(SB.inodes_count) / inodesPerGroup);
-    const incompat = sb.readUInt32LE(SB.feature_incompat);
-    const is64 = (incompat & INCOMPAT_64BIT) !== 0;
-    const descSize = is64 ? sb.readUInt16LE(SB.desc_size) : 32;
-    const csum = (sb.readUInt32LE(SB.feature_ro_compat) & RO_COMPAT_METADATA_CSUM) !== 0;
-    const seed = incompat & INCOMPAT_CSUM_SEED ? sb.readUInt32LE(SB.checksum_seed) : crc32cRaw(0xffffffff, sb.subarray(SB.uuid, SB.uuid + 16));
-    const gdtOffset = offset + (blockSize === 1024 ? 2048 : blockSize);
-    const gdt = Buffer.alloc(groups * descSize);
-    await fh.read(gdt, 0, gdt.length, gdtOffset);
-
+    const geo = await readGeometry(fh, offset, file);
+    const gdt = Buffer.alloc(geo.groups * geo.descSize);
+    await fh.read(gdt, 0, gdt.length, offset + (geo.blockSize === 1024 ? 2048 : geo.blockSize));
     const result: TimeFixResult = { inodesSeen: 0, inodesChanged: 0 };
-    const idBuf = Buffer.alloc(8);
-    for (let g = 0; g < groups; g++) {
-      const d = g * descSize;
-      if (gdt.readUInt16LE(d + BG.flags) & BG_INODE_UNINIT) continue;
-      const table = gdt.readUInt32LE(d + BG.inode_table_lo) + (is64 ? gdt.readUInt32LE(d + BG.inode_table_hi) * 2 ** 32 : 0);
-      const unused = gdt.readUInt16LE(d + BG.itable_unused_lo) + (is64 ? gdt.readUInt16LE(d + BG.itable_unused_hi) * 65536 : 0);
-      const used = inodesPerGroup - unused;
-      if (used <= 0) continue;
-      const buf = Buffer.alloc(used * inodeSize);
-      const pos = offset + table * blockSize;
-      await fh.read(buf, 0, buf.length, pos);
-      let dirty = false;
-      for (let i = 0; i < used; i++) {
-        const ino = buf.subarray(i * inodeSize, (i + 1) * inodeSize);
-        if (ino.readUInt16LE(INODE.mode) === 0 || ino.readUInt16LE(INODE.links_count) === 0) continue;
-        result.inodesSeen++;
-        const extraIsize = inodeSize > 128 ? ino.readUInt16LE(INODE.extra_isize) : 0;
-        const ex = (field: number) => (inodeSize > 128 && field + 4 - 128 <= extraIsize ? field : undefined);
-        const before = Buffer.from(ino);
-        let m = readTime(ino, INODE.mtime, ex(INODE.mtime_extra));
-        if (m.sec > epoch) m = { sec: epoch, nsec: 0 };
-        writeTime(ino, INODE.mtime, ex(INODE.mtime_extra), m);
-        writeTime(ino, INODE.atime, ex(INODE.atime_extra), m);
-        writeTime(ino, INODE.ctime, ex(INODE.ctime_extra), m);
-        if (before.equals(ino)) continue;
-        if (csum) {
-          const hasHi = inodeSize > 128 && extraIsize >= INODE.checksum_hi + 2 - 128;
-          ino.writeUInt16LE(0, INODE.checksum_lo);
-          if (hasHi) ino.writeUInt16LE(0, INODE.checksum_hi);
-          idBuf.writeUInt32LE(g * inodesPerGroup + i + 1, 0);
-          idBuf.writeUInt32LE(ino.readUInt32LE(INODE.generation), 4);
-          const c = crc32cRaw(crc32cRaw(seed, idBuf), ino);
-          ino.writeUInt16LE(c & 0xffff, INODE.checksum_lo);
-          if (hasHi) ino.writeUInt16LE(c >>> 16, INODE.checksum_hi);
-        }
-        result.inodesChanged++;
-        dirty = true;
-      }
-      if (dirty) await fh.write(buf, 0, buf.length, pos);
-    }
+    for (let g = 0; g < geo.groups; g++) await fixGroup(fh, offset, gdt, g, geo, epoch, result);
     return result;
   } finally {
     await fh.close();

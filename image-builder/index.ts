@@ -1,11 +1,9 @@
 /** Public entry point of the image stage: `buildImage(options) => Promise<ImageResult>`. */
 export { buildImage, type ImageResult } from './build.js';
 export {
-  FS_TYPES,
   IMAGE_OPTIONS,
   PARTITION_TABLES,
   imageOptionsFromCli,
-  parseMiB,
   resolveImageOptions,
   type BuildImageOptions,
   type ImageCliArgs,

@@ -1,13 +1,12 @@
 /** Options of `osbuilder image` / buildImage(), validated before any work. */
 import { resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
-import { parseMiB, readOptions, tableDefaults, type OptionSpec, type OptionValues } from '../core/options.js';
+import { readOptions, tableDefaults, type OptionSpec, type OptionValues } from '../core/options.js';
 import { sourceDateEpoch } from '../core/time.js';
+import { checkBuiltFsType, checkMiB, FS_TYPES, type BuiltFsType } from '../core/vocab.js';
 import type { PartitionTable } from './layout.js';
 import { MAX_IMAGE_MIB } from './size.js';
 
-export const FS_TYPES = ['ext4', 'erofs', 'xfs'] as const;
-export type FsType = (typeof FS_TYPES)[number];
 export const PARTITION_TABLES = ['mbr', 'gpt'] as const;
 
 /** The image stage's options (the rootfs and -o are the command's own). */
@@ -93,7 +92,7 @@ export interface ResolvedImageOptions {
   output: string;
   sizeMiB?: number;
   rootFreeSpaceMiB: number;
-  fsType: 'ext4' | 'erofs';
+  fsType: BuiltFsType;
   dax: boolean;
   partitionTable: PartitionTable;
   verity: boolean;
@@ -103,20 +102,8 @@ export interface ResolvedImageOptions {
   epoch?: number;
 }
 
-export { parseMiB };
-
 export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv = process.env): ResolvedImageOptions {
-  const fsType = o.fsType ?? DEFAULTS.fsType!;
-  if (!(FS_TYPES as readonly string[]).includes(fsType)) {
-    throw new OsbuilderError('USAGE', `unknown filesystem type "${fsType}"; valid: ${FS_TYPES.join(', ')}`, 'use --fs-type ext4 (default) or erofs');
-  }
-  if (fsType === 'xfs') {
-    throw new OsbuilderError(
-      'UNSUPPORTED',
-      'xfs images cannot be built without privileges here: mkfs.xfs (xfsprogs 6.1) populates a filesystem only from a protofile, which cannot carry file timestamps (every file gets the build time), extended attributes or hard links, and it needs at least 300 MB',
-      "use --fs-type ext4 or erofs, or Kata's privileged image_builder.sh (loop device + mount) for xfs",
-    );
-  }
+  const fsType = checkBuiltFsType(o.fsType ?? DEFAULTS.fsType!);
   const table = o.partitionTable ?? DEFAULTS.partitionTable!;
   if (!(PARTITION_TABLES as readonly string[]).includes(table)) {
     throw new OsbuilderError(
@@ -133,13 +120,8 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
       'add --no-dax for a GPT disk, or keep the default MBR layout for nvdimm/DAX',
     );
   }
-  for (const [v, flag] of [
-    [o.sizeMiB, '--size'],
-    [o.rootFreeSpaceMiB, '--root-free-space'],
-  ] as const) {
-    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0))
-      throw new OsbuilderError('USAGE', `${flag} must be a whole number of MiB, got ${v}`, `e.g. ${flag} 512`);
-  }
+  if (o.sizeMiB !== undefined) checkMiB(o.sizeMiB, '--size');
+  if (o.rootFreeSpaceMiB !== undefined) checkMiB(o.rootFreeSpaceMiB, '--root-free-space');
   const rootFree = o.rootFreeSpaceMiB ?? DEFAULTS.rootFreeSpaceMiB!;
   if (fsType === 'erofs' && rootFree > 0) {
     throw new OsbuilderError('USAGE', 'erofs is read-only: --root-free-space does not apply to it', 'drop --root-free-space, or use --fs-type ext4');
@@ -164,7 +146,7 @@ export function resolveImageOptions(o: BuildImageOptions, env: NodeJS.ProcessEnv
     output: resolve(o.output),
     ...(o.sizeMiB !== undefined ? { sizeMiB: o.sizeMiB } : {}),
     rootFreeSpaceMiB: rootFree,
-    fsType: fsType as 'ext4' | 'erofs',
+    fsType,
     dax,
     partitionTable: table as PartitionTable,
     verity: o.verity ?? DEFAULTS.verity!,

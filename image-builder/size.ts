@@ -11,9 +11,9 @@
  * The image is the smallest multiple of 128 MiB (Kata aligns images to 128 MiB
  * for nvdimm memory) whose root partition holds the filesystem.
  */
+import { MiB } from '../core/vocab.js';
 import { BLOCK, type RootfsStats } from './scan.js';
 
-export const MiB = 1024 * 1024;
 export const ALIGN_MIB = 128;
 /** Kata's dax_header_sz and dax_alignment. */
 export const DAX_HEADER = 2 * MiB;

@@ -2,6 +2,7 @@
 import { open, rm } from 'node:fs/promises';
 import { run } from '../core/exec.js';
 import { OsbuilderError } from '../core/errors.js';
+import { MiB } from '../core/vocab.js';
 import { pfnSbProblems, PFN_SB_OFFSET, PFN_SB_SIZE } from './dax.js';
 import type { TablePlan } from './layout.js';
 import { SECTOR } from './mbr.js';
@@ -63,7 +64,7 @@ export function tableProblems(dump: SfdiskTable, plan: TablePlan, viewOffset: nu
  * MiB (the partition table) — for sfdisk to read.
  */
 async function viewFile(image: string, offset: number, totalBytes: number, path: string): Promise<void> {
-  const head = Buffer.alloc(1024 * 1024);
+  const head = Buffer.alloc(MiB);
   const src = await open(image, 'r');
   try {
     await src.read(head, 0, head.length, offset);

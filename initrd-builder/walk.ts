@@ -93,21 +93,44 @@ interface LinkGroup {
   pending: ArchiveEntry[];
 }
 
-export function* planEntries(root: string, opts: WalkOptions = {}): Generator<ArchiveEntry> {
-  const rootPath = Buffer.from(root);
-  let nextIno = 0;
-  let seq = 0;
-  const groups = new Map<string, LinkGroup>();
+function tooLarge(name: Buffer, what: string): OsbuilderError {
+  return new OsbuilderError(
+    'TOO_LARGE',
+    `${display(name)}: ${what} does not fit a cpio newc header (32-bit fields)`,
+    'newc cannot store files of 4 GiB or more, or ids above 2^32-1: remove or shrink that file',
+  );
+}
 
-  const header = (st: Stats, ino: number, nlink: number, filesize: number): NewcHeader => {
+/** A complete group, in GNU cpio's order: the held-back names newest first, then the last one with the data. */
+function* flush(group: LinkGroup): Generator<ArchiveEntry> {
+  const n = group.pending.length;
+  const last = group.pending[n - 1]!;
+  for (const e of [...group.pending.slice(0, -1).reverse(), last]) {
+    e.header.nlink = n;
+    delete e.seq;
+    e.hasData = e === last && e.header.filesize > 0;
+    if (e !== last) e.header.filesize = 0;
+    yield e;
+  }
+}
+
+/** One walk's state: the next inode number, the walk position and the hard-link groups still open. */
+class Walk {
+  private nextIno = 0;
+  private seq = 0;
+  private readonly groups = new Map<string, LinkGroup>();
+
+  constructor(private readonly opts: WalkOptions) {}
+
+  private header(st: Stats, ino: number, nlink: number, filesize: number): NewcHeader {
     const dev = st.isCharacterDevice() || st.isBlockDevice();
     return {
       ino,
       mode: st.mode,
-      uid: opts.rootOwned ? 0 : st.uid,
-      gid: opts.rootOwned ? 0 : st.gid,
+      uid: this.opts.rootOwned ? 0 : st.uid,
+      gid: this.opts.rootOwned ? 0 : st.gid,
       nlink,
-      mtime: mtimeOf(st, opts.mtimeClamp),
+      mtime: mtimeOf(st, this.opts.mtimeClamp),
       filesize,
       devmajor: 0,
       devminor: 0,
@@ -115,29 +138,62 @@ export function* planEntries(root: string, opts: WalkOptions = {}): Generator<Ar
       rdevminor: dev ? devMinor(st.rdev) : 0,
       check: 0,
     };
-  };
+  }
 
-  const tooLarge = (name: Buffer, what: string) =>
-    new OsbuilderError(
-      'TOO_LARGE',
-      `${display(name)}: ${what} does not fit a cpio newc header (32-bit fields)`,
-      'newc cannot store files of 4 GiB or more, or ids above 2^32-1: remove or shrink that file',
-    );
+  private checkIds(name: Buffer, st: Stats): void {
+    if (!this.opts.rootOwned && (st.uid > FIELD_MAX || st.gid > FIELD_MAX)) throw tooLarge(name, `owner ${st.uid}:${st.gid}`);
+  }
 
-  const checkIds = (name: Buffer, st: Stats) => {
-    if (!opts.rootOwned && (st.uid > FIELD_MAX || st.gid > FIELD_MAX)) throw tooLarge(name, `owner ${st.uid}:${st.gid}`);
-  };
+  /** A hard-linked file: held back until its group is complete. */
+  private *linked(name: Buffer, path: Buffer, st: Stats): Generator<ArchiveEntry> {
+    const key = `${st.dev}:${st.ino}`;
+    let g = this.groups.get(key);
+    if (!g) {
+      g = { ino: this.nextIno++, expected: st.nlink, pending: [] };
+      this.groups.set(key, g);
+    }
+    g.pending.push({ name, path, kind: 'file', header: this.header(st, g.ino, st.nlink, st.size), hasData: false, seq: this.seq++ });
+    if (g.pending.length >= g.expected) {
+      this.groups.delete(key);
+      yield* flush(g);
+    }
+  }
 
-  /** A complete group, in GNU cpio's order: the held-back names newest first, then the last one with the data. */
-  function* flush(group: LinkGroup): Generator<ArchiveEntry> {
-    const n = group.pending.length;
-    const last = group.pending[n - 1]!;
-    for (const e of [...group.pending.slice(0, -1).reverse(), last]) {
-      e.header.nlink = n;
-      delete e.seq;
-      e.hasData = e === last && e.header.filesize > 0;
-      if (e !== last) e.header.filesize = 0;
-      yield e;
+  private *leaf(name: Buffer, path: Buffer, st: Stats): Generator<ArchiveEntry> {
+    this.checkIds(name, st);
+    const kind = kindOfMode(st.mode);
+    if (!kind || kind === 'dir')
+      throw new OsbuilderError('INPUT_INVALID', `${display(path)}: unsupported file type (mode ${st.mode.toString(8)})`, 'remove it from the rootfs');
+    if (kind === 'file') {
+      if (st.size > FIELD_MAX) throw tooLarge(name, `size ${st.size}`);
+      if (st.nlink > 1) yield* this.linked(name, path, st);
+      else yield { name, path, kind, header: this.header(st, this.nextIno++, 1, st.size), hasData: st.size > 0 };
+      return;
+    }
+    if (kind === 'symlink') {
+      const target = io(path, () => readlinkSync(path, { encoding: 'buffer' }));
+      yield { name, path, kind, header: this.header(st, this.nextIno++, 1, target.length), linkTarget: target, hasData: false };
+      return;
+    }
+    // Devices, FIFOs and sockets: a header only (GNU cpio stores sockets too; the kernel mknods them).
+    yield { name, path, kind, header: this.header(st, this.nextIno++, 1, 0), hasData: false };
+  }
+
+  *dir(name: Buffer, path: Buffer, st: Stats): Generator<ArchiveEntry> {
+    this.checkIds(name, st);
+    const names = io(path, () => readdirSync(path, { encoding: 'buffer' })).sort(Buffer.compare);
+    const stats = names.map((n) => {
+      const p = join(path, n);
+      return io(p, () => lstatSync(p));
+    });
+    const subdirs = stats.reduce((k, s) => k + (s.isDirectory() ? 1 : 0), 0);
+    yield { name, path, kind: 'dir', header: this.header(st, this.nextIno++, 2 + subdirs, 0), hasData: false };
+    for (let i = 0; i < names.length; i++) {
+      const childName = name === DOT ? names[i]! : join(name, names[i]!);
+      const childPath = join(path, names[i]!);
+      const cst = stats[i]!;
+      if (cst.isDirectory()) yield* this.dir(childName, childPath, cst);
+      else yield* this.leaf(childName, childPath, cst);
     }
   }
 
@@ -146,8 +202,8 @@ export function* planEntries(root: string, opts: WalkOptions = {}): Generator<Ar
    * flush, every held-back name newest first, the data with each group's
    * first-seen name (the last of its group to be written).
    */
-  function* flushIncomplete(): Generator<ArchiveEntry> {
-    const all = [...groups.values()].flatMap((g) => g.pending.map((e) => ({ e, g })));
+  *flushIncomplete(): Generator<ArchiveEntry> {
+    const all = [...this.groups.values()].flatMap((g) => g.pending.map((e) => ({ e, g })));
     all.sort((x, y) => y.e.seq! - x.e.seq!);
     for (const { e, g } of all) {
       e.header.nlink = g.pending.length;
@@ -157,62 +213,15 @@ export function* planEntries(root: string, opts: WalkOptions = {}): Generator<Ar
       yield e;
     }
   }
+}
 
-  function* leaf(name: Buffer, path: Buffer, st: Stats): Generator<ArchiveEntry> {
-    checkIds(name, st);
-    const kind = kindOfMode(st.mode);
-    if (!kind || kind === 'dir')
-      throw new OsbuilderError('INPUT_INVALID', `${display(path)}: unsupported file type (mode ${st.mode.toString(8)})`, 'remove it from the rootfs');
-    if (kind === 'file') {
-      if (st.size > FIELD_MAX) throw tooLarge(name, `size ${st.size}`);
-      if (st.nlink > 1) {
-        const key = `${st.dev}:${st.ino}`;
-        let g = groups.get(key);
-        if (!g) {
-          g = { ino: nextIno++, expected: st.nlink, pending: [] };
-          groups.set(key, g);
-        }
-        g.pending.push({ name, path, kind, header: header(st, g.ino, st.nlink, st.size), hasData: false, seq: seq++ });
-        if (g.pending.length >= g.expected) {
-          groups.delete(key);
-          yield* flush(g);
-        }
-        return;
-      }
-      yield { name, path, kind, header: header(st, nextIno++, 1, st.size), hasData: st.size > 0 };
-      return;
-    }
-    if (kind === 'symlink') {
-      const target = io(path, () => readlinkSync(path, { encoding: 'buffer' }));
-      yield { name, path, kind, header: header(st, nextIno++, 1, target.length), linkTarget: target, hasData: false };
-      return;
-    }
-    // Devices, FIFOs and sockets: a header only (GNU cpio stores sockets too; the kernel mknods them).
-    yield { name, path, kind, header: header(st, nextIno++, 1, 0), hasData: false };
-  }
-
-  function* dir(name: Buffer, path: Buffer, st: Stats): Generator<ArchiveEntry> {
-    checkIds(name, st);
-    const names = io(path, () => readdirSync(path, { encoding: 'buffer' })).sort(Buffer.compare);
-    const stats = names.map((n) => {
-      const p = join(path, n);
-      return io(p, () => lstatSync(p));
-    });
-    const subdirs = stats.reduce((k, s) => k + (s.isDirectory() ? 1 : 0), 0);
-    yield { name, path, kind: 'dir', header: header(st, nextIno++, 2 + subdirs, 0), hasData: false };
-    for (let i = 0; i < names.length; i++) {
-      const childName = name === DOT ? names[i]! : join(name, names[i]!);
-      const childPath = join(path, names[i]!);
-      const cst = stats[i]!;
-      if (cst.isDirectory()) yield* dir(childName, childPath, cst);
-      else yield* leaf(childName, childPath, cst);
-    }
-  }
-
-  yield* dir(
+export function* planEntries(root: string, opts: WalkOptions = {}): Generator<ArchiveEntry> {
+  const rootPath = Buffer.from(root);
+  const walk = new Walk(opts);
+  yield* walk.dir(
     DOT,
     rootPath,
     io(rootPath, () => lstatSync(rootPath)),
   );
-  yield* flushIncomplete();
+  yield* walk.flushIncomplete();
 }

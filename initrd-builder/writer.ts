@@ -63,47 +63,55 @@ function readAt(e: ArchiveEntry, fd: number, buf: Buffer, off: number, len: numb
   }
 }
 
-/**
- * Yields the archive (trailer and 512-byte end padding included) in chunks;
- * `stats` is filled in as it goes. Accepts sync or async entry sources. A
- * yielded chunk is the consumer's until it hands it back to `pool`.
- */
-export async function* archiveChunks(
-  entries: Iterable<ArchiveEntry> | AsyncIterable<ArchiveEntry>,
-  stats: WriteStats,
-  pool: ChunkPool = new ChunkPool(0),
-): AsyncGenerator<Buffer> {
-  let crc = 0;
-  let buf = pool.get();
-  let used = 0;
-  stats.entries = 0;
-  stats.bytes = 0;
-  const one = Buffer.alloc(1);
+/** The chunk being filled: small buffers are copied in, file data read straight into it. */
+class Chunker {
+  private crc = 0;
+  private buf: Buffer;
+  private used = 0;
+  private readonly one = Buffer.alloc(1);
+
+  constructor(
+    private readonly pool: ChunkPool,
+    private readonly stats: WriteStats,
+  ) {
+    this.buf = pool.get();
+  }
+
+  /** The bytes handed out plus those in the current chunk. */
+  get offset(): number {
+    return this.stats.bytes + this.used;
+  }
 
   /** The full current chunk, handed out; a fresh one replaces it. */
-  const take = (): Buffer => {
-    const out = used === buf.length ? buf : buf.subarray(0, used);
-    crc = crc32(out, crc);
-    stats.bytes += out.length;
-    buf = pool.get();
-    used = 0;
+  take(): Buffer {
+    const out = this.used === this.buf.length ? this.buf : this.buf.subarray(0, this.used);
+    this.crc = crc32(out, this.crc);
+    this.stats.bytes += out.length;
+    this.buf = this.pool.get();
+    this.used = 0;
     return out;
-  };
+  }
+
+  /** The last, partly filled chunk (if any), and the archive's crc32 into the stats. */
+  *finish(): Generator<Buffer> {
+    if (this.used > 0) yield this.take();
+    this.stats.crc32 = this.crc;
+  }
 
   // Copies small buffers (headers, names, symlink targets, padding) into the chunk.
   // A generator so that a full chunk is yielded in the middle of a copy.
-  function* put(data: Buffer): Generator<Buffer> {
+  *put(data: Buffer): Generator<Buffer> {
     let off = 0;
     while (off < data.length) {
-      if (used === CHUNK) yield take();
-      const k = Math.min(CHUNK - used, data.length - off);
-      data.copy(buf, used, off, off + k);
-      used += k;
+      if (this.used === CHUNK) yield this.take();
+      const k = Math.min(CHUNK - this.used, data.length - off);
+      data.copy(this.buf, this.used, off, off + k);
+      this.used += k;
       off += k;
     }
   }
 
-  function* putFile(e: ArchiveEntry): Generator<Buffer> {
+  *putFile(e: ArchiveEntry): Generator<Buffer> {
     let fd: number;
     try {
       fd = openSync(e.path, 'r');
@@ -114,28 +122,40 @@ export async function* archiveChunks(
       const size = e.header.filesize;
       let pos = 0;
       while (pos < size) {
-        if (used === CHUNK) yield take();
-        const n = readAt(e, fd, buf, used, Math.min(CHUNK - used, size - pos), pos);
+        if (this.used === CHUNK) yield this.take();
+        const n = readAt(e, fd, this.buf, this.used, Math.min(CHUNK - this.used, size - pos), pos);
         if (n === 0) throw changed(e, pos);
-        used += n;
+        this.used += n;
         pos += n;
       }
-      if (readAt(e, fd, one, 0, 1, size) !== 0) throw changed(e, size, true);
+      if (readAt(e, fd, this.one, 0, 1, size) !== 0) throw changed(e, size, true);
     } finally {
       closeSync(fd);
     }
   }
+}
 
+/**
+ * Yields the archive (trailer and 512-byte end padding included) in chunks;
+ * `stats` is filled in as it goes. Accepts sync or async entry sources. A
+ * yielded chunk is the consumer's until it hands it back to `pool`.
+ */
+export async function* archiveChunks(
+  entries: Iterable<ArchiveEntry> | AsyncIterable<ArchiveEntry>,
+  stats: WriteStats,
+  pool: ChunkPool = new ChunkPool(0),
+): AsyncGenerator<Buffer> {
+  stats.entries = 0;
+  stats.bytes = 0;
+  const out = new Chunker(pool, stats);
   for await (const e of entries) {
-    yield* put(encodeHeader(e.header, e.name));
-    if (e.linkTarget) yield* put(e.linkTarget);
-    else if (e.hasData) yield* putFile(e);
+    yield* out.put(encodeHeader(e.header, e.name));
+    if (e.linkTarget) yield* out.put(e.linkTarget);
+    else if (e.hasData) yield* out.putFile(e);
     const pad = pad4(e.header.filesize);
-    if (pad) yield* put(Buffer.alloc(pad));
+    if (pad) yield* out.put(Buffer.alloc(pad));
     stats.entries++;
   }
-  const offset = stats.bytes + used;
-  yield* put(encodeTrailer(offset));
-  if (used > 0) yield take();
-  stats.crc32 = crc;
+  yield* out.put(encodeTrailer(out.offset));
+  yield* out.finish();
 }

@@ -7,10 +7,11 @@
  * Every fact is checked; a mismatch names what differed.
  */
 import { OsbuilderError } from '../core/errors.js';
+import { MiB } from '../core/vocab.js';
 import { prettyName } from '../rootfs-builder/index.js';
 import { bindMount, defaultContainerRootfs, defaultSpec, setRoot, tmpfsMount, type BootSession, type ContainerRootfs } from '../runtime/index.js';
 
-export const BOOT_TEST_LIMITS = { memoryBytes: 256 * 1024 * 1024, pids: 128 };
+export const BOOT_TEST_LIMITS = { memoryBytes: 256 * MiB, pids: 128 };
 export const BOOT_TEST_INIT_STATUS = 3;
 export const BOOT_TEST_STDIN = 'ping from the host';
 

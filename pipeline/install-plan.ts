@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseVerityParams } from '../core/verity-params.js';
 import { TOOL_VERSION } from '../core/version.js';
-import { FS_TYPES } from '../image-builder/index.js';
+import { FS_TYPES } from '../core/vocab.js';
 import { DEFAULTS, SHARE, carriedEntries, renderQemuConfig, renderSha256Sums, type InstallEntry, type QemuConfigInput } from './install.js';
 import { buildManifest, type Manifest } from './manifest.js';
 import type { BuildPlan } from './plan.js';

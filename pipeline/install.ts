@@ -17,6 +17,7 @@ import { readRecord, writeRecord } from './record.js';
 import { ownerTag } from '../core/owner.js';
 import { removeDeadTemps } from '../core/atomic.js';
 import type { Arch } from '../core/arch.js';
+import type { BuiltFsType } from '../core/vocab.js';
 
 export type InstallEntry =
   /** `carried`: already in the install (hard-linked into the staged tree, not copied). */
@@ -52,7 +53,7 @@ export interface QemuConfigInput {
   /** The image's kernel_verity_params when it is a dm-verity image. */
   kernelVerityParams?: string;
   /** The image's filesystem (Kata's rootfs_type; written when not ext4, the runtime's default). */
-  rootfsType?: 'ext4' | 'erofs';
+  rootfsType?: BuiltFsType;
   /** The image has no DAX header (--no-dax): boot it over virtio-blk, not nvdimm. */
   disableImageNvdimm?: boolean;
   /** The GPU kernel's configuration: a root port to hot-plug the GPU into, as Kata's GPU passthrough guide sets. */

@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { parseArch, type Arch } from '../core/arch.js';
 import { getDistro, resolveVersion, type DistroDefinition } from '../distros/index.js';
+import { CONFIDENTIAL_GUESTS } from '../core/kernel-options.js';
 import { givenFlags } from '../core/options.js';
 import { IMAGE_OPTIONS, resolveImageOptions, type ImageOptionValues } from '../image-builder/index.js';
 import { INITRD_OPTIONS, resolveInitrdOptions, type InitrdOptionValues } from '../initrd-builder/index.js';
@@ -49,6 +50,10 @@ export interface BuildOptions {
   kernelVersion?: string;
   kernelSource?: string;
   kernelSha256?: string;
+  /** The kernel's confidential guest fragments (KERNEL_OPTIONS). */
+  confidential?: string;
+  /** Extra kernel config fragments, merged last (KERNEL_OPTIONS). */
+  fragments?: string[];
   accel?: string;
   /** Seconds a boot test may take to reach the agent. */
   bootTimeout?: number;
@@ -74,6 +79,11 @@ export type KernelSourceChoice =
   | { kind: 'debian-package'; source: string; version: string; sha256?: string }
   | { kind: 'kernel.org'; version: string; sha256?: string };
 
+export interface KernelConfig {
+  confidential?: (typeof CONFIDENTIAL_GUESTS)[number];
+  fragments: string[];
+}
+
 export interface BuildPlan {
   arch: Arch;
   prefix: string;
@@ -82,6 +92,8 @@ export interface BuildPlan {
   rootfs: RootfsJob[];
   kernels: KernelJob[];
   kernelSource?: KernelSourceChoice;
+  /** What every kernel built is configured with beside its variant (absolute fragment paths). */
+  kernelConfig?: KernelConfig;
   jobs: number;
   /** make -j of each kernel build. */
   makeJobs: number;
@@ -181,12 +193,26 @@ export function makeJobs(given: number | undefined, cores: number, concurrentKer
   return Math.max(1, Math.floor(cores / Math.max(1, concurrentKernels)));
 }
 
+/** The kernel's confidential type, checked now, and its extra fragments by absolute path. */
+export function kernelConfig(opts: Pick<BuildOptions, 'confidential' | 'fragments'>): KernelConfig {
+  const c = opts.confidential;
+  if (c !== undefined && !(CONFIDENTIAL_GUESTS as readonly string[]).includes(c))
+    throw new OsbuilderError('USAGE', `unknown confidential guest type ${JSON.stringify(c)}`, `use --confidential ${CONFIDENTIAL_GUESTS.join(', ')}`);
+  return { ...(c ? { confidential: c as KernelConfig['confidential'] } : {}), fragments: (opts.fragments ?? []).map((f) => resolve(f)) };
+}
+
 /** Refuses options this build would silently ignore (a user who gives one expects it to count). */
 function checkUnused(opts: BuildOptions, builds: { rootfs: boolean; image: boolean; initrd: boolean; kernel: boolean; bootTest: boolean }): void {
   const unused = (flag: string, why: string, hint: string) => new OsbuilderError('USAGE', `${flag} was given but ${why}`, hint);
   if (opts.accel !== undefined && !(ACCELS as readonly string[]).includes(opts.accel))
     throw new OsbuilderError('USAGE', `unknown --accel "${opts.accel}" for the boot test`, `use --accel ${ACCELS.join('|')}`);
-  if (opts.makeJobs !== undefined && !builds.kernel) throw unused('--make-jobs', 'no kernel is built', 'add --kernel, or drop --make-jobs');
+  for (const [flag, v] of [
+    ['--make-jobs', opts.makeJobs],
+    ['--confidential', opts.confidential],
+    ['--fragment', opts.fragments?.length ? 1 : undefined],
+  ] as const) {
+    if (v !== undefined && !builds.kernel) throw unused(flag, 'no kernel is built', `add --kernel, or drop ${flag}`);
+  }
   if (opts.initrdDistro !== undefined && !builds.initrd) throw unused('--initrd-distro', 'no initrd is built', 'add --initrd, or drop --initrd-distro');
   for (const [table, given, built, role] of [
     [IMAGE_OPTIONS, opts.imageOptions, builds.image, 'image'],
@@ -282,7 +308,7 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
     defaultsDir: resolve(prefix, 'usr/share/defaults/kata-containers'),
     rootfs,
     kernels,
-    ...(wantKernel ? { kernelSource: chooseKernelSource(opts, local) } : {}),
+    ...(wantKernel ? { kernelSource: chooseKernelSource(opts, local), kernelConfig: kernelConfig(opts) } : {}),
     jobs,
     makeJobs: makeJobs(opts.makeJobs, cores, Math.min(jobs, kernels.length)),
     cache: !opts.noCache,

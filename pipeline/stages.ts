@@ -17,7 +17,8 @@ import { buildRootfs, planRootfs, resolveRootfsOptions, PACKAGES_PATH, type Root
 import { keyString } from '../core/options.js';
 import { buildImage, IMAGE_OPTIONS, resolveImageOptions, type ResolvedImageOptions } from '../image-builder/index.js';
 import { buildInitrd, INITRD_OPTIONS, resolveInitrdOptions } from '../initrd-builder/index.js';
-import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel } from '../kernel/index.js';
+import { KERNEL_OPTIONS } from '../core/kernel-options.js';
+import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel, type KernelOptions } from '../kernel/index.js';
 import { boot } from '../runtime/index.js';
 import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
 import { runContainerChecks, type ContainerChecks } from './container-checks.js';
@@ -249,6 +250,53 @@ function kernelTree(ctx: StageContext, version: string, variant: string): string
 
 type KernelSource = Awaited<ReturnType<typeof obtainSource>>;
 
+/** The extra fragments' sha256s, in order: the key has their content, not their paths. */
+async function fragmentShas(paths: string[]): Promise<string[]> {
+  return Promise.all(
+    paths.map((p) =>
+      sha256File(p).catch(() => {
+        throw new OsbuilderError('INPUT_NOT_FOUND', `fragment ${p} cannot be read`, 'give the path of a kernel config fragment file (CONFIG_X=y lines)');
+      }),
+    ),
+  );
+}
+
+/**
+ * The kernel stage's key inputs: the tarball by its sha256, the version, arch
+ * and variant, our fragments and config version, the epoch, and the other
+ * KERNEL_OPTIONS (confidential, extra fragments by content) as one line, only
+ * when any is set (so the default kernel's key is what it was before the table).
+ */
+export async function kernelInputs(ctx: StageContext, job: KernelJob, sourceSha256: string): Promise<CacheInputs> {
+  const cfg = ctx.plan.kernelConfig ?? { fragments: [] };
+  const options = keyString(KERNEL_OPTIONS, { ...cfg, fragments: await fragmentShas(cfg.fragments) });
+  return {
+    tool: TOOL_VERSION,
+    source: sourceSha256,
+    version: ctx.plan.kernelSource!.version ?? null,
+    arch: ctx.plan.arch,
+    variant: job.variant,
+    fragments: fragmentsHash(),
+    configVersion: readConfigVersion(),
+    sourceDateEpoch: ctx.sourceDateEpoch ?? null,
+    ...(options ? { options } : {}),
+  };
+}
+
+/** What setupKernel and buildKernel are told of the kernel to make in `tree`. */
+export function kernelStageOptions(plan: BuildPlan, job: KernelJob, tree: string): KernelOptions {
+  const cfg = plan.kernelConfig ?? { fragments: [] };
+  const version = plan.kernelSource!.version;
+  return {
+    ...(version ? { version } : {}),
+    arch: plan.arch,
+    kernelDir: tree,
+    ...(job.variant === 'nvidia' ? { gpu: 'nvidia' } : {}),
+    ...(cfg.confidential ? { confidential: cfg.confidential } : {}),
+    ...(cfg.fragments.length ? { fragments: cfg.fragments } : {}),
+  };
+}
+
 /** The kernel's source as the plan chose it (kernel.org, a tarball or Debian's linux-source), checked. */
 function kernelSource(ctx: StageContext): Promise<KernelSource> {
   const choice = ctx.plan.kernelSource!;
@@ -263,10 +311,9 @@ function kernelSource(ctx: StageContext): Promise<KernelSource> {
 /** Builds the kernel in its kept tree and copies its install files into the cache entry `dir`. */
 async function buildKernelEntry(ctx: StageContext, job: KernelJob, src: KernelSource, configVersion: string, tree: string, dir: string): Promise<KernelMeta> {
   const t0 = performance.now();
-  const requested = ctx.plan.kernelSource!.version;
   const gpu = job.variant === 'nvidia' ? 'nvidia' : undefined;
   await mkdir(join(ctx.cache.root, 'kernel-trees'), { recursive: true });
-  const common = { ...(requested ? { version: requested } : {}), arch: ctx.plan.arch, kernelDir: tree, ...(gpu ? { gpu } : {}) };
+  const common = kernelStageOptions(ctx.plan, job, tree);
   const setup = await step(`kernel setup ${job.variant}`, () => setupKernel({ ...common, source: src.tarball, sha256: src.sha256, force: true }));
   const engine = (await haveTool('make')) && (await haveTool('gcc')) ? 'native' : 'docker';
   const b = await step(`kernel build ${job.variant} (${engine})`, () => buildKernel({ ...common, version: setup.version, engine, jobs: ctx.plan.makeJobs }));
@@ -315,22 +362,11 @@ function kernelFromEntry(job: KernelJob, built: { entry: CacheEntry<KernelMeta>;
 
 export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise<KernelArtifact> {
   const src = await kernelSource(ctx);
-  const configVersion = readConfigVersion();
-  const requested = ctx.plan.kernelSource!.version;
-  const inputs: CacheInputs = {
-    tool: TOOL_VERSION,
-    source: src.sha256,
-    version: requested ?? null,
-    arch: ctx.plan.arch,
-    variant: job.variant,
-    fragments: fragmentsHash(),
-    configVersion,
-    sourceDateEpoch: ctx.sourceDateEpoch ?? null,
-  };
-  const tree = kernelTree(ctx, requested ?? src.sha256.slice(0, 12), job.variant);
+  const inputs = await kernelInputs(ctx, job, src.sha256);
+  const tree = kernelTree(ctx, ctx.plan.kernelSource!.version ?? src.sha256.slice(0, 12), job.variant);
   // Builds with other inputs (an epoch, a config version) share the tree: one at a time.
   const built = await cachedStage<KernelMeta>(ctx, `kernel-${job.variant}`, inputs, (dir) =>
-    ctx.cache.withLock('kernel-trees', basename(tree), () => buildKernelEntry(ctx, job, src, configVersion, tree, dir)),
+    ctx.cache.withLock('kernel-trees', basename(tree), () => buildKernelEntry(ctx, job, src, String(inputs.configVersion), tree, dir)),
   );
   return kernelFromEntry(job, built, src, inputs);
 }

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { checkOutputPath } from '../core/atomic.js';
 import { warn } from '../core/log.js';
+import { MiB } from '../core/vocab.js';
 import type { RpcObserver } from './agent-client.js';
 import { applyOverrides, defaultConfig, findConfig, loadConfig, rootPortCount, type ConfigOverrides, type GuestArch, type RuntimeConfig } from './config.js';
 import { noRootPortError, type DeviceSpec, type Hotplug, type ObjectSpec } from './hotplug.js';
@@ -90,7 +91,7 @@ async function rootDevice(hv: RuntimeConfig['hypervisor']): Promise<RootDevice> 
   if (hv.image) {
     await requireFile(hv.image, 'image', '--image / hypervisor.qemu.image', 'build one (osbuilder image) or give its path with --image');
     const size = (await stat(hv.image)).size;
-    if (!hv.disableImageNvdimm && size % (2 * 1024 * 1024) !== 0) {
+    if (!hv.disableImageNvdimm && size % (2 * MiB) !== 0) {
       throw new OsbuilderError(
         'INPUT_INVALID',
         `image ${hv.image} is ${size} bytes, not a multiple of 2 MiB: it cannot back an nvdimm (Kata's images are built in 128 MiB steps with a 2 MiB DAX header)`,

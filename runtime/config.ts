@@ -10,6 +10,7 @@ import { parse, TomlError } from 'smol-toml';
 import { ARCH_FACTS, type Arch } from '../core/arch.js';
 import { OsbuilderError } from '../core/errors.js';
 import { parseVerityParams } from '../core/verity-params.js';
+import { FS_TYPES, type FsType } from '../core/vocab.js';
 
 /**
  * Kata's block_device_driver values (katautils blockDeviceDriver). In Kata it
@@ -18,7 +19,6 @@ import { parseVerityParams } from '../core/verity-params.js';
  */
 export const BLOCK_DEVICE_DRIVERS = ['virtio-scsi', 'virtio-blk', 'virtio-mmio', 'nvdimm', 'virtio-blk-ccw'] as const;
 export type BlockDeviceDriver = (typeof BLOCK_DEVICE_DRIVERS)[number];
-export type RootfsType = 'ext4' | 'xfs' | 'erofs';
 
 export interface HypervisorConfig {
   path: string;
@@ -31,7 +31,7 @@ export interface HypervisorConfig {
   defaultMemory: number;
   blockDeviceDriver: BlockDeviceDriver;
   disableImageNvdimm: boolean;
-  rootfsType: RootfsType;
+  rootfsType: FsType;
   /** Kata's kernel_verity_params ('' = the root is not verity-checked). */
   kernelVerityParams: string;
   entropySource: string;
@@ -129,7 +129,7 @@ const QEMU_KEYS: Record<string, KeySpec> = {
   default_memory: { kind: 'int', min: 64, max: 1 << 20, set: (c, v: number) => (c.hypervisor.defaultMemory = v) },
   block_device_driver: { kind: 'string', choices: BLOCK_DEVICE_DRIVERS, set: (c, v: BlockDeviceDriver) => (c.hypervisor.blockDeviceDriver = v) },
   disable_image_nvdimm: { kind: 'bool', set: (c, v: boolean) => (c.hypervisor.disableImageNvdimm = v) },
-  rootfs_type: { kind: 'string', choices: ['ext4', 'xfs', 'erofs'], set: (c, v: RootfsType) => (c.hypervisor.rootfsType = v) },
+  rootfs_type: { kind: 'string', choices: FS_TYPES, set: (c, v: FsType) => (c.hypervisor.rootfsType = v) },
   kernel_verity_params: {
     kind: 'string',
     check: (v: string, key) => void parseVerityParams(v, key),

@@ -10,12 +10,13 @@
  */
 import { OsbuilderError } from '../core/errors.js';
 import { parseVerityParams, verityRootParams, type VerityParams } from '../core/verity-params.js';
-import type { GuestArch, HypervisorConfig, RootfsType } from './config.js';
+import { MiB, type FsType } from '../core/vocab.js';
+import type { GuestArch, HypervisorConfig } from './config.js';
 
 export type Accel = 'kvm' | 'tcg';
 
 export type RootDevice =
-  | { kind: 'image'; path: string; sizeBytes: number; nvdimm: boolean; rootfsType: RootfsType; verity?: VerityParams }
+  | { kind: 'image'; path: string; sizeBytes: number; nvdimm: boolean; rootfsType: FsType; verity?: VerityParams }
   | { kind: 'initrd'; path: string };
 
 export type AgentChannel = { kind: 'serial'; socket: string } | { kind: 'vsock'; cid: number };
@@ -51,8 +52,6 @@ export interface QemuPlan {
   args: string[];
   kernelParams: string[];
 }
-
-const MiB = 1024 * 1024;
 
 /** Kata's kernel parameters for every QEMU guest (qemu.go). */
 export const KATA_COMMON_PARAMS = ['panic=1', 'iommu=off'];
@@ -90,7 +89,7 @@ export function rootParams(root: RootDevice): string[] {
   if (root.kind === 'initrd') return [];
   if (root.verity) return verityRootParams(root.verity, root.nvdimm, root.rootfsType);
   const device = root.nvdimm ? '/dev/pmem0p1' : '/dev/vda1';
-  const flags: Record<RootfsType, string> = {
+  const flags: Record<FsType, string> = {
     ext4: root.nvdimm ? 'dax,data=ordered,errors=remount-ro' : 'data=ordered,errors=remount-ro',
     xfs: root.nvdimm ? 'dax' : '',
     erofs: root.nvdimm ? 'dax' : '',

@@ -1,4 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
+import { KERNEL_OPTIONS } from '../../core/kernel-options.js';
 import { addOptions, buildOptions, readOptions, type OptionSpec } from '../../core/options.js';
 import { IMAGE_OPTIONS, type ImageOptionValues } from '../../image-builder/index.js';
 import { INITRD_OPTIONS, type InitrdOptionValues } from '../../initrd-builder/index.js';
@@ -6,7 +7,8 @@ import { build, type BuildResult } from '../../pipeline/build.js';
 import { verifyReproducible, type ReproducibleResult } from '../../pipeline/reproducible.js';
 import { BUILD_INITRD_DEFAULTS, type BuildOptions } from '../../pipeline/plan.js';
 import { ROOTFS_OPTIONS, type RootfsOptionValues } from '../../rootfs-builder/options.js';
-import { mib, runCommand, table, type GlobalArgs } from '../output.js';
+import { runCommand, table, type GlobalArgs } from '../output.js';
+import { mib } from '../../core/vocab.js';
 import { formatElapsed } from '../../core/log.js';
 
 export interface BuildArgs extends GlobalArgs {
@@ -24,21 +26,19 @@ export interface BuildArgs extends GlobalArgs {
   force: boolean;
   'verify-reproducible': boolean;
   'docker-host'?: string;
-  'kernel-version'?: string;
-  'kernel-source'?: string;
-  'kernel-sha256'?: string;
   accel?: string;
   'boot-timeout'?: number;
 }
 
 /**
- * The rootfs, image and initrd stages' output-changing options, under the
- * stage commands' names (the image's short aliases and the environment
+ * The rootfs, image, initrd and kernel stages' output-changing options, under the
+ * stage commands' names (the image's and the kernel's short aliases and the environment
  * variables are the stage commands' own).
  */
 function addStageOptions<Y extends Argv<unknown>>(y: Y): Y {
   addOptions(y, rootfsFlags(), { env: false });
   addOptions(y, buildOptions(IMAGE_OPTIONS), { aliases: false, env: false });
+  addOptions(y, buildOptions(KERNEL_OPTIONS), { aliases: false, env: false });
   return addOptions(y, buildOptions(INITRD_OPTIONS), { aliases: false, env: false, defaults: BUILD_INITRD_DEFAULTS });
 }
 
@@ -48,13 +48,21 @@ function rootfsFlags(): OptionSpec[] {
 }
 
 type RootfsFlags = 'osVersion' | 'arch' | 'engine' | 'agent' | 'extraPackages' | 'mirror' | 'baseImage';
+type KernelFlags = 'kernelVersion' | 'kernelSource' | 'kernelSha256' | 'confidential' | 'fragments';
 
-function stageOptionsOf(argv: object): Pick<BuildOptions, 'imageOptions' | 'initrdOptions' | 'noPackageCache' | RootfsFlags> {
+/** The kernel's flags; an empty --kernel-version or --kernel-source counts as not given. */
+function kernelOptionsOf(argv: object): Pick<BuildOptions, KernelFlags> {
+  const { kernelVersion, kernelSource, ...rest } = readOptions(buildOptions(KERNEL_OPTIONS), argv) as Pick<BuildOptions, KernelFlags>;
+  return { ...(kernelVersion ? { kernelVersion } : {}), ...(kernelSource ? { kernelSource } : {}), ...rest };
+}
+
+function stageOptionsOf(argv: object): Pick<BuildOptions, 'imageOptions' | 'initrdOptions' | 'noPackageCache' | RootfsFlags | KernelFlags> {
   const { packageCache, ...rootfs } = readOptions(rootfsFlags(), argv) as Pick<RootfsOptionValues, RootfsFlags | 'packageCache'>;
   const imageOptions = readOptions(buildOptions(IMAGE_OPTIONS), argv) as ImageOptionValues;
   const initrdOptions = readOptions(buildOptions(INITRD_OPTIONS), argv) as InitrdOptionValues;
   return {
     ...rootfs,
+    ...kernelOptionsOf(argv),
     ...(packageCache === false ? { noPackageCache: true } : {}),
     ...(Object.keys(imageOptions).length ? { imageOptions } : {}),
     ...(Object.keys(initrdOptions).length ? { initrdOptions } : {}),
@@ -78,9 +86,6 @@ export function buildOptionsFromArgs(argv: BuildArgs): BuildOptions {
     noBootTest: !argv['boot-test'],
     force: argv.force,
     ...(argv['docker-host'] ? { dockerHost: argv['docker-host'] } : {}),
-    ...(argv['kernel-version'] ? { kernelVersion: argv['kernel-version'] } : {}),
-    ...(argv['kernel-source'] ? { kernelSource: argv['kernel-source'] } : {}),
-    ...(argv['kernel-sha256'] !== undefined ? { kernelSha256: argv['kernel-sha256'] } : {}),
     ...(argv.accel ? { accel: argv.accel } : {}),
     ...(argv['boot-timeout'] !== undefined ? { bootTimeout: argv['boot-timeout'] } : {}),
   };
@@ -135,9 +140,6 @@ export const buildCommand: CommandModule<GlobalArgs, BuildArgs> = {
           describe: 'Build the image/initrd twice from empty caches and compare (installs nothing)',
         })
         .option('docker-host', { type: 'string', describe: 'Docker engine to build on (sets DOCKER_HOST)' })
-        .option('kernel-version', { type: 'string', describe: "Kernel version (default: Debian's linux-source when installed, else a kernel.org LTS)" })
-        .option('kernel-source', { type: 'string', describe: 'Kernel tarball (path or URL)' })
-        .option('kernel-sha256', { type: 'string', describe: 'Expected sha256 of the kernel tarball' })
         .option('accel', { type: 'string', describe: 'Boot test accelerator: auto, kvm or tcg (default auto: a real KVM probe)' })
         .option('boot-timeout', { type: 'number', describe: 'Seconds a boot test may wait for the agent (default 300: TCG is slow)' })
         .example('$0 build --prefix ./out', 'debian image + busybox initrd + kernel, boot-tested, installed under ./out')

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { BuildCache } from '../../core/cache.js';
-import { mib, runCommand, table, type GlobalArgs } from '../output.js';
+import { runCommand, table, type GlobalArgs } from '../output.js';
+import { mib } from '../../core/vocab.js';
 import { OsbuilderError } from '../../core/errors.js';
 
 interface CacheArgs extends GlobalArgs {

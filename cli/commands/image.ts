@@ -2,10 +2,11 @@ import type { CommandModule } from 'yargs';
 import { addOptions } from '../../core/options.js';
 import { buildImage, imageOptionsFromCli, IMAGE_OPTIONS, type ImageCliArgs, type ImageResult } from '../../image-builder/index.js';
 import { runCommand, table, type GlobalArgs } from '../output.js';
+import { mib as formatMiB } from '../../core/vocab.js';
 
 interface ImageArgs extends GlobalArgs, ImageCliArgs {}
 
-const mib = (b: number) => `${(b / 1048576).toFixed(b % 1048576 ? 1 : 0)} MiB`;
+const mib = (b: number) => formatMiB(b, true);
 
 function human(r: ImageResult): string {
   const layout = r.dax ? 'MBR + DAX header (nvdimm and virtio-blk)' : r.partitionTable === 'gpt' ? 'GPT' : 'MBR';

@@ -1,7 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { addOptions, readOptions } from '../../core/options.js';
 import { buildInitrd, INITRD_OPTIONS } from '../../initrd-builder/index.js';
-import { mib, runCommand, type GlobalArgs } from '../output.js';
+import { runCommand, type GlobalArgs } from '../output.js';
+import { mib } from '../../core/vocab.js';
 
 interface InitrdArgs extends GlobalArgs {
   rootfs: string;

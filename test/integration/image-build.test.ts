@@ -12,8 +12,8 @@ import { runCli, type Jsonified } from '../support/cli.js';
 import { makeBusyboxRootfs, makeTempDir } from '../support/fixtures.js';
 import { contentDigest, debianKataRootfs, extract, sha256Of } from '../support/image.js';
 import type { ImageResult } from '../../image-builder/index.js';
+import { MiB } from '../../core/vocab.js';
 
-const MiB = 1048576;
 const EPOCH = '1700000000';
 let work: string;
 let busybox: string;

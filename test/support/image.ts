@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, readFile, readdir, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cached, debianMinbaseRootfs } from './fixtures.js';
+import { MiB } from '../../core/vocab.js';
 
 export const STAND_IN_AGENT = '#!/bin/sh\n# stand-in for the agent: image tests check layout, they do not boot\nexec sleep infinity\n';
 
@@ -64,7 +65,6 @@ export async function contentDigest(root: string, opts: { skip?: (rel: string) =
 
 /** Copies `length` bytes from `offset` of `image` into a new file (dd), for tools without an offset option. */
 export async function extract(image: string, offset: number, length: number, out: string): Promise<string> {
-  const MiB = 1048576;
   await execa('dd', [`if=${image}`, `of=${out}`, 'bs=1M', `skip=${offset / MiB}`, `count=${length / MiB}`, 'conv=sparse', 'status=none']);
   return out;
 }

@@ -14,8 +14,8 @@ import { planTables } from '../../image-builder/layout.js';
 import { regionsFor } from '../../image-builder/size.js';
 import { verifyTables } from '../../image-builder/verify.js';
 import { failure } from '../support/errors.js';
+import { MiB } from '../../core/vocab.js';
 
-const MiB = 1048576;
 let work: string;
 let rootfs: string;
 

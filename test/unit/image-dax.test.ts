@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { buildPfnSb, ndFletcher64, parsePfnSb, pfnSbProblems, PFN_SB_FIELDS, PFN_SB_SIZE } from '../../image-builder/dax.js';
+import { MiB } from '../../core/vocab.js';
 
 const PFN_H_STRUCT = `
 	u8 signature[PFN_SIG_LEN];
@@ -53,7 +54,7 @@ describe('struct nd_pfn_sb', () => {
   });
 
   it("carries what Kata's nsdax writes: PFN_SIG, PFN_MODE_RAM, dataoff = align = 2 MiB, version 0.2, the rest zero", () => {
-    const b = buildPfnSb({ dataOffset: 2 * 1048576, align: 2 * 1048576 });
+    const b = buildPfnSb({ dataOffset: 2 * MiB, align: 2 * MiB });
     expect(b.length).toBe(4096);
     expect(b.subarray(0, 16).toString('latin1')).toBe('NVDIMM_PFN_INFO\0');
     expect(b.readUInt16LE(52)).toBe(0);
@@ -68,7 +69,7 @@ describe('struct nd_pfn_sb', () => {
   });
 
   it('checksum is nd_fletcher64 over the block with the checksum zeroed (closed form)', () => {
-    const b = buildPfnSb({ dataOffset: 2 * 1048576, align: 2 * 1048576 });
+    const b = buildPfnSb({ dataOffset: 2 * MiB, align: 2 * MiB });
     // fletcher64 over N = 1024 LE u32 words w_j: lo = sum w_j mod 2^32, hi = sum_j w_j * (N - j) (no lo wrap-around here).
     let lo = 0n;
     let hi = 0n;
@@ -94,7 +95,7 @@ describe('struct nd_pfn_sb', () => {
   });
 
   it('parses back and is accepted by the nd_pfn_validate checks; damage is reported', () => {
-    const b = buildPfnSb({ dataOffset: 2 * 1048576, align: 2 * 1048576 });
+    const b = buildPfnSb({ dataOffset: 2 * MiB, align: 2 * MiB });
     expect(parsePfnSb(b)).toMatchObject({
       signature: 'NVDIMM_PFN_INFO\0',
       mode: 1,
@@ -104,14 +105,14 @@ describe('struct nd_pfn_sb', () => {
       checksumOk: true,
       parentUuidNull: true,
     });
-    expect(pfnSbProblems(b, 128 * 1048576)).toEqual([]);
+    expect(pfnSbProblems(b, 128 * MiB)).toEqual([]);
     const flipped = Buffer.from(b);
     flipped[100] = 1;
-    expect(pfnSbProblems(flipped, 128 * 1048576).join()).toMatch(/checksum/);
-    const pmem5 = buildPfnSb({ dataOffset: 2 * 1048576, align: 2 * 1048576, mode: 5 });
-    expect(pfnSbProblems(pmem5, 128 * 1048576).join()).toMatch(/mode 5/);
-    const misaligned = buildPfnSb({ dataOffset: 3 * 1048576, align: 2 * 1048576 });
-    expect(pfnSbProblems(misaligned, 128 * 1048576).join()).toMatch(/not aligned/);
-    expect(pfnSbProblems(b, 1048576).join()).toMatch(/exceeds|past/);
+    expect(pfnSbProblems(flipped, 128 * MiB).join()).toMatch(/checksum/);
+    const pmem5 = buildPfnSb({ dataOffset: 2 * MiB, align: 2 * MiB, mode: 5 });
+    expect(pfnSbProblems(pmem5, 128 * MiB).join()).toMatch(/mode 5/);
+    const misaligned = buildPfnSb({ dataOffset: 3 * MiB, align: 2 * MiB });
+    expect(pfnSbProblems(misaligned, 128 * MiB).join()).toMatch(/not aligned/);
+    expect(pfnSbProblems(b, MiB).join()).toMatch(/exceeds|past/);
   });
 });

@@ -4,7 +4,8 @@ import { OsbuilderError } from '../../core/errors.js';
 import { crc32cRaw } from '../../image-builder/crc32c.js';
 import { deriveUuid, imageIds } from '../../image-builder/ids.js';
 import { e2fsckArgs, mke2fsArgs, mke2fsEnv, mkfsErofsArgs, parseVerityFormat, verityFormatArgs, verityVerifyArgs } from '../../image-builder/mkfs.js';
-import { imageOptionsFromCli, parseMiB, resolveImageOptions } from '../../image-builder/options.js';
+import { imageOptionsFromCli, resolveImageOptions } from '../../image-builder/options.js';
+import { parseMiB } from '../../core/vocab.js';
 
 function code(fn: () => unknown): string {
   try {

@@ -16,6 +16,7 @@ import { mke2fsArgs, mke2fsEnv } from '../../image-builder/mkfs.js';
 import { scanRootfs, type RootfsStats } from '../../image-builder/scan.js';
 import { ext4Fit, ext4Inodes, regionsFor, RESERVED_PERCENT, smallestSizeMiB } from '../../image-builder/size.js';
 import { failure } from '../support/errors.js';
+import { MiB } from '../../core/vocab.js';
 
 /** mke2fs runs with fewer blocks than this fail as a full filesystem does (0: never). */
 const fake = vi.hoisted(() => ({ mke2fsNeeds: 0 }));
@@ -37,7 +38,6 @@ vi.mock('../../core/exec.js', async (importOriginal) => {
   };
 });
 
-const MiB = 1048576;
 const BLOCK = 4096;
 let work: string;
 let tiny: string;

@@ -2,8 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { directoryBlocks, type RootfsStats } from '../../image-builder/scan.js';
 import { ext4Fit, ext4Geometry, grownSize, journalBlocks, planSize, regionsFor, smallestSizeMiB, verityHashBytes } from '../../image-builder/size.js';
+import { MiB } from '../../core/vocab.js';
 
-const MiB = 1048576;
 const stats = (dataMiB: number, inodes = 1000): RootfsStats => ({
   inodes,
   files: inodes,

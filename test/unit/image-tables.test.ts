@@ -8,8 +8,7 @@ import { buildGpt, GPT_TYPE_LINUX_FS } from '../../image-builder/gpt.js';
 import { guidFromBytes, guidToBytes, imageIds } from '../../image-builder/ids.js';
 import { planTables } from '../../image-builder/layout.js';
 import { regionsFor } from '../../image-builder/size.js';
-
-const MiB = 1048576;
+import { MiB } from '../../core/vocab.js';
 
 /** Bitwise CRC-32 (IEEE 802.3, reflected 0xEDB88320), independent of node:zlib. */
 function crc32Ref(buf: Buffer): number {

@@ -1,6 +1,13 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import yargs, { type Argv } from 'yargs';
 import { buildCommand, buildOptionsFromArgs, type BuildArgs } from '../../cli/commands/build.js';
+import { kernelCommand } from '../../cli/commands/kernel.js';
+import { KERNEL_OPTIONS } from '../../core/kernel-options.js';
+import { TOOL_VERSION } from '../../core/version.js';
+import { fragmentsHash, readConfigVersion } from '../../kernel/index.js';
 import type { GlobalArgs } from '../../cli/output.js';
 import { BuildCache, cacheKey } from '../../core/cache.js';
 import { OsbuilderError } from '../../core/errors.js';
@@ -13,10 +20,14 @@ import { renderQemuConfig } from '../../pipeline/install.js';
 import { planBuild } from '../../pipeline/plan.js';
 import { parseConfig } from '../../runtime/config.js';
 import { imageRootDevice, rootParams } from '../../runtime/qemu.js';
-import { artifactInputs, rootfsInputs, stageContext } from '../../pipeline/stages.js';
+import { artifactInputs, kernelInputs, kernelStageOptions, rootfsInputs, stageContext } from '../../pipeline/stages.js';
 
 /** `osbuilder build <args>` parsed as the CLI parses it (global --json/--debug included). */
 function parse(args: string[]): BuildArgs {
+  return parseWith(buildCommand, args) as BuildArgs;
+}
+
+function parseWith(command: typeof buildCommand | typeof kernelCommand, args: string[]): object {
   const y = yargs(args)
     .option('json', { type: 'boolean', default: false, global: true })
     .option('debug', { type: 'boolean', default: false, global: true })
@@ -25,8 +36,8 @@ function parse(args: string[]): BuildArgs {
     .fail((msg, err) => {
       throw err ?? new OsbuilderError('USAGE', msg, 'test');
     });
-  const builder = buildCommand.builder as (y: Argv<GlobalArgs>) => Argv<BuildArgs>;
-  return builder(y).parseSync() as BuildArgs;
+  const builder = command.builder as (y: Argv<GlobalArgs>) => Argv<object>;
+  return builder(y).parseSync();
 }
 
 const parts = {
@@ -192,5 +203,88 @@ describe('stage options: one table each, the cache key from the resolved options
     });
     expect(plain).toContain('disable_image_nvdimm = false\n');
     expect(plain).not.toContain('rootfs_type');
+  });
+});
+
+describe('kernel options: one table, the kernel key from the resolved options', () => {
+  const SOURCE = 'c'.repeat(64);
+  const plan = (args: string[]) => planBuild(buildOptionsFromArgs(parse(['--kernel', '--no-boot-test', ...args])), undefined, 'x86_64');
+  const inputs = (args: string[], source = SOURCE) => {
+    const p = plan(args);
+    return kernelInputs(stageContext(p, {}, parts), p.kernels[0]!, source);
+  };
+  const key = async (args: string[], source = SOURCE) => cacheKey(await inputs(args, source));
+  const fragment = (text: string) => {
+    const path = join(mkdtempSync(join(tmpdir(), 'osb-frag-')), 'x.conf');
+    writeFileSync(path, text);
+    return path;
+  };
+
+  it('build and kernel offer every output-changing kernel option under one name; build leaves out those the table says why', () => {
+    expect(buildOptions(KERNEL_OPTIONS).map((s) => s.flag)).toEqual(['kernel-version', 'kernel-source', 'kernel-sha256', 'confidential', 'fragment']);
+    expect(
+      outputOptions(KERNEL_OPTIONS)
+        .filter((s: OptionSpec) => s.notInBuild)
+        .map((s) => s.flag),
+    ).toEqual(['arch', 'gpu']);
+    const argv = parseWith(kernelCommand, ['--source', '/k.tar.xz', '--sha256', 'abc', '-v', '6.1', '--fragment', 'a.conf', 'b.conf']);
+    expect(readOptions(KERNEL_OPTIONS, argv)).toEqual({
+      kernelVersion: '6.1',
+      kernelSource: '/k.tar.xz',
+      kernelSha256: 'abc',
+      fragments: ['a.conf', 'b.conf'],
+    });
+    const long = parseWith(kernelCommand, ['--kernel-source', '/k.tar.xz', '--kernel-sha256', 'abc', '--confidential', 'tdx']);
+    expect(readOptions(KERNEL_OPTIONS, long)).toEqual({ kernelSource: '/k.tar.xz', kernelSha256: 'abc', confidential: 'tdx' });
+  });
+
+  it("the default kernel's key inputs are what they were before the table (its cache entries stay valid)", async () => {
+    expect(await inputs([])).toEqual({
+      tool: TOOL_VERSION,
+      source: SOURCE,
+      version: '6.12.47',
+      arch: 'x86_64',
+      variant: 'default',
+      fragments: fragmentsHash(),
+      configVersion: readConfigVersion(),
+      sourceDateEpoch: parts.sourceDateEpoch,
+    });
+  });
+
+  it('each output-changing kernel option changes the kernel key', async () => {
+    const base = await key([]);
+    expect(await key(['--kernel-version', '6.6.30'])).not.toBe(base);
+    // The tarball enters by its sha256: --kernel-source and --kernel-sha256 choose (and check) it.
+    expect(plan(['--kernel-source', '/k.tar.xz']).kernelSource).toMatchObject({ kind: 'given', source: '/k.tar.xz' });
+    expect(plan(['--kernel-sha256', 'd'.repeat(64)]).kernelSource).toMatchObject({ sha256: 'd'.repeat(64) });
+    expect(await key([], 'd'.repeat(64))).not.toBe(base);
+    for (const s of outputOptions(KERNEL_OPTIONS).filter((o: OptionSpec) => o.keyedBy))
+      expect(Object.keys(await inputs([]))).toContain(s.keyedBy!.split(' ')[0]);
+    expect(await key(['--confidential', 'tdx'])).not.toBe(base);
+    expect(await key(['--confidential', 'sev'])).not.toBe(await key(['--confidential', 'tdx']));
+    const [a, b, a2] = [fragment('CONFIG_A=y\n'), fragment('CONFIG_B=y\n'), fragment('CONFIG_A=y\n')];
+    expect(await key(['--fragment', a])).not.toBe(base);
+    expect(await key(['--fragment', a])).not.toBe(await key(['--fragment', b]));
+    // By content, not by path.
+    expect(await key(['--fragment', a2])).toBe(await key(['--fragment', a]));
+    expect((await inputs(['--confidential', 'tdx', '--fragment', a])).options).toMatch(/^tdx,fragment=[0-9a-f]{64}$/);
+  });
+
+  it('build --fragment x.conf reaches the kernel stage (setup and build are given it)', async () => {
+    const p = plan(['--fragment', 'x.conf', '--confidential', 'snp']);
+    expect(p.kernelConfig).toEqual({ confidential: 'snp', fragments: [resolve('x.conf')] });
+    expect(kernelStageOptions(p, p.kernels[0]!, '/tree')).toMatchObject({ kernelDir: '/tree', confidential: 'snp', fragments: [resolve('x.conf')] });
+    await expect(inputs(['--fragment', '/nonexistent/x.conf'])).rejects.toMatchObject({ code: 'INPUT_NOT_FOUND' });
+  });
+
+  it('a kernel option without a kernel, or a bad confidential type, is refused before any work', () => {
+    for (const args of [
+      ['--image', '--fragment', 'x.conf'],
+      ['--image', '--confidential', 'tdx'],
+    ])
+      expect(() => planBuild(buildOptionsFromArgs(parse(args)), undefined, 'x86_64'), args.join(' ')).toThrow(
+        expect.objectContaining({ code: 'USAGE', message: expect.stringContaining(args[1]!) }),
+      );
+    expect(() => plan(['--confidential', 'sgx'])).toThrow(expect.objectContaining({ code: 'USAGE' }));
   });
 });
