@@ -13,6 +13,7 @@ export type { KernelState } from './state.js';
 export type { BuildPlan, Engine } from './build.js';
 export type { InstallResult } from './install.js';
 export type { ConfigDiff, DiffGroup } from './diff.js';
+export { CONFIDENTIAL_GUESTS, KERNEL_OPTIONS, type KernelOptionValues } from './options.js';
 export { KERNEL_ARCH } from './arch.js';
 export { installNames } from './install.js';
 export { planBuild } from './build.js';

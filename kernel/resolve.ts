@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { ARCH_FACTS, hostArch, parseArch, type Arch } from '../core/arch.js';
 import { readConfigVersion, selectFragments } from './fragments.js';
+import { CONFIDENTIAL_GUESTS } from './options.js';
 import { parseKernelVersion } from './version.js';
 import { normaliseSha256 } from './source.js';
 import { variantSuffix } from './state.js';
@@ -47,8 +48,12 @@ export function resolveVariant(opts: Pick<KernelOptions, 'arch' | 'gpu' | 'confi
   }
   let confidential: Resolved['confidential'];
   if (opts.confidential) {
-    if (!['tdx', 'sev', 'snp'].includes(opts.confidential))
-      throw new OsbuilderError('USAGE', `unknown confidential guest type ${JSON.stringify(opts.confidential)}`, 'use --confidential tdx, sev or snp');
+    if (!(CONFIDENTIAL_GUESTS as readonly string[]).includes(opts.confidential))
+      throw new OsbuilderError(
+        'USAGE',
+        `unknown confidential guest type ${JSON.stringify(opts.confidential)}`,
+        `use --confidential ${CONFIDENTIAL_GUESTS.join(', ')}`,
+      );
     confidential = opts.confidential as Resolved['confidential'];
   }
   return { arch, gpu, confidential };

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { parseArch, type Arch } from '../core/arch.js';
 import { getDistro, resolveVersion, type DistroDefinition } from '../distros/index.js';
-import { CONFIDENTIAL_GUESTS } from '../core/kernel-options.js';
+import { CONFIDENTIAL_GUESTS } from '../kernel/index.js';
 import { givenFlags } from '../core/options.js';
 import { IMAGE_OPTIONS, resolveImageOptions, type ImageOptionValues } from '../image-builder/index.js';
 import { INITRD_OPTIONS, resolveInitrdOptions, type InitrdOptionValues } from '../initrd-builder/index.js';

@@ -17,7 +17,7 @@ import { buildRootfs, planRootfs, resolveRootfsOptions, PACKAGES_PATH, type Root
 import { keyString } from '../core/options.js';
 import { buildImage, IMAGE_OPTIONS, resolveImageOptions, type ResolvedImageOptions } from '../image-builder/index.js';
 import { buildInitrd, INITRD_OPTIONS, resolveInitrdOptions } from '../initrd-builder/index.js';
-import { KERNEL_OPTIONS } from '../core/kernel-options.js';
+import { KERNEL_OPTIONS } from '../kernel/index.js';
 import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel, type KernelOptions } from '../kernel/index.js';
 import { boot } from '../runtime/index.js';
 import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { KERNEL_OPTIONS } from '../../core/kernel-options.js';
+import { KERNEL_OPTIONS } from '../../kernel/index.js';
 import { addOptions, buildOptions, readOptions, type OptionSpec } from '../../core/options.js';
 import { IMAGE_OPTIONS, type ImageOptionValues } from '../../image-builder/index.js';
 import { INITRD_OPTIONS, type InitrdOptionValues } from '../../initrd-builder/index.js';

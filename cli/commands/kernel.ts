@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { OsbuilderError } from '../../core/errors.js';
-import { KERNEL_OPTIONS } from '../../core/kernel-options.js';
+import { KERNEL_OPTIONS } from '../../kernel/index.js';
 import { addOptions, readOptions } from '../../core/options.js';
 import {
   buildKernel,

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import yargs, { type Argv } from 'yargs';
 import { buildCommand, buildOptionsFromArgs, type BuildArgs } from '../../cli/commands/build.js';
 import { kernelCommand } from '../../cli/commands/kernel.js';
-import { KERNEL_OPTIONS } from '../../core/kernel-options.js';
+import { KERNEL_OPTIONS } from '../../kernel/index.js';
 import { TOOL_VERSION } from '../../core/version.js';
 import { fragmentsHash, readConfigVersion } from '../../kernel/index.js';
 import type { GlobalArgs } from '../../cli/output.js';

@@ -1,9 +1,5 @@
-/**
- * The kernel stage's options (`osbuilder kernel` and `osbuilder build`), one
- * name each. Kept in core/ beside the mechanism while kernel/ is being split;
- * its home is kernel/options.ts, next to the other stages' tables.
- */
-import type { OptionSpec, OptionValues } from './options.js';
+/** The kernel stage's options (`osbuilder kernel` and `osbuilder build`), one name each. */
+import type { OptionSpec, OptionValues } from '../core/options.js';
 
 export const CONFIDENTIAL_GUESTS = ['tdx', 'sev', 'snp'] as const;
 
