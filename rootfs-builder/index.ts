@@ -9,6 +9,7 @@ export {
   ROOTFS_OPTIONS,
   type Engine,
   type RootfsOptions,
+  type RootfsOptionValues,
   type RootfsCliArgs,
   type ResolvedRootfsOptions,
 } from './options.js';

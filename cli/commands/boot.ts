@@ -12,7 +12,7 @@ import {
   type HotAdd,
 } from '../../runtime/index.js';
 import { OsbuilderError } from '../../core/errors.js';
-import type { ConfigOverrides } from '../../runtime/config.js';
+import type { ConfigOverrides } from '../../runtime/index.js';
 import { runCommand, type GlobalArgs } from '../output.js';
 
 export interface RuntimeArgs extends GlobalArgs {

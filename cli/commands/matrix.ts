@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { matrixFilter, matrixRows, renderMatrix, type MatrixFormat } from '../../pipeline/matrix.js';
+import { matrixFilter, matrixRows, renderMatrix, type MatrixFormat } from '../../pipeline/index.js';
 import { runCommand, type GlobalArgs } from '../output.js';
 import { ARCHES } from '../../core/arch.js';
 
