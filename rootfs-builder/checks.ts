@@ -52,13 +52,21 @@ export async function checkAgentInRoot(fs: SafeRoot, path: string, arch: Arch, l
 
 export async function verifyRootfs(fs: SafeRoot, input: CheckInput): Promise<CheckReport> {
   const agent = await checkAgentInRoot(fs, AGENT_PATH, input.arch, input.agentLabel ?? 'the agent');
+  const initTarget = await checkInit(fs, input.initMode);
+  if (input.initMode === 'agent-init') await checkAgentInit(fs, initTarget);
+  else await checkSystemd(fs);
+  const files = await checkOwners(fs, input);
+  return { agent: { path: AGENT_PATH, ...agent }, init: { path: '/sbin/init', resolvesTo: initTarget }, files };
+}
 
+/** /sbin/init is present, not dangling and executable; returns what it resolves to. */
+async function checkInit(fs: SafeRoot, initMode: InitMode): Promise<string> {
   const initLink = await fs.lstat('/sbin/init');
   if (!initLink)
     throw new OsbuilderError(
       'MISSING_INIT',
       '/sbin/init is missing from the rootfs',
-      input.initMode === 'systemd'
+      initMode === 'systemd'
         ? 'systemd mode needs the init package (systemd-sysv); check the distro package set'
         : 'this is a bug in osbuilder: rerun with --debug and report it',
     );
@@ -72,32 +80,39 @@ export async function verifyRootfs(fs: SafeRoot, input: CheckInput): Promise<Che
   }
   if (!initStat.isFile() || (initStat.mode & 0o111) === 0)
     throw new OsbuilderError('MISSING_INIT', '/sbin/init is not an executable file', 'check the rootfs layout');
-  const initTarget = await fs.realpath('/sbin/init');
+  return fs.realpath('/sbin/init');
+}
+
+/** Agent as init: /sbin/init and /init both resolve to the agent. */
+async function checkAgentInit(fs: SafeRoot, initTarget: string): Promise<void> {
   const agentReal = await fs.realpath(AGENT_PATH);
+  if (initTarget !== agentReal)
+    throw new OsbuilderError(
+      'VERIFY_FAILED',
+      `/sbin/init resolves to ${initTarget}, not the agent`,
+      'this is a bug in osbuilder: rerun with --debug and report it',
+    );
+  if ((await fs.realpath('/init').catch(() => '')) !== agentReal)
+    throw new OsbuilderError('VERIFY_FAILED', '/init does not resolve to the agent', 'an initrd boots /init; this is a bug in osbuilder');
+}
 
-  if (input.initMode === 'agent-init') {
-    if (initTarget !== agentReal)
-      throw new OsbuilderError(
-        'VERIFY_FAILED',
-        `/sbin/init resolves to ${initTarget}, not the agent`,
-        'this is a bug in osbuilder: rerun with --debug and report it',
-      );
-    if ((await fs.realpath('/init').catch(() => '')) !== agentReal)
-      throw new OsbuilderError('VERIFY_FAILED', '/init does not resolve to the agent', 'an initrd boots /init; this is a bug in osbuilder');
-  } else {
-    for (const unit of ['kata-agent.service', 'kata-containers.target']) {
-      if (!(await fs.stat(`${UNIT_DIR}/${unit}`))?.isFile())
-        throw new OsbuilderError('VERIFY_FAILED', `${UNIT_DIR}/${unit} is missing`, 'this is a bug in osbuilder');
-    }
-    const systemd = (await fs.stat('/usr/lib/systemd/systemd')) ?? (await fs.stat('/lib/systemd/systemd'));
-    if (!systemd?.isFile())
-      throw new OsbuilderError(
-        'VERIFY_FAILED',
-        'systemd mode, but the rootfs has no /usr/lib/systemd/systemd',
-        'install systemd in the guest, or build with --agent-init',
-      );
+/** systemd mode: the agent's units and systemd itself. */
+async function checkSystemd(fs: SafeRoot): Promise<void> {
+  for (const unit of ['kata-agent.service', 'kata-containers.target']) {
+    if (!(await fs.stat(`${UNIT_DIR}/${unit}`))?.isFile())
+      throw new OsbuilderError('VERIFY_FAILED', `${UNIT_DIR}/${unit} is missing`, 'this is a bug in osbuilder');
   }
+  const systemd = (await fs.stat('/usr/lib/systemd/systemd')) ?? (await fs.stat('/lib/systemd/systemd'));
+  if (!systemd?.isFile())
+    throw new OsbuilderError(
+      'VERIFY_FAILED',
+      'systemd mode, but the rootfs has no /usr/lib/systemd/systemd',
+      'install systemd in the guest, or build with --agent-init',
+    );
+}
 
+/** Nothing owned by the building user; as root, system files and the agent owned by root. Returns the number of files. */
+async function checkOwners(fs: SafeRoot, input: CheckInput): Promise<number> {
   let files = 0;
   const foreign: string[] = [];
   const notRoot: string[] = [];
@@ -122,7 +137,7 @@ export async function verifyRootfs(fs: SafeRoot, input: CheckInput): Promise<Che
       'the bootstrap lost file owners; build with a rootful container engine',
     );
   }
-  return { agent: { path: AGENT_PATH, ...agent }, init: { path: '/sbin/init', resolvesTo: initTarget }, files };
+  return files;
 }
 
 /** Executables and libraries; some packages legitimately own files elsewhere (e.g. /etc/chrony keys by _chrony). */

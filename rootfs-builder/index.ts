@@ -1,5 +1,7 @@
 /** Public entry of the rootfs stage. */
-export { buildRootfs, checkRootfsOutput, ensureDebianBase, locateKernelModules, type BuildRootfsResult, type BuildDeps } from './build.js';
+export { buildRootfs, type BuildRootfsResult, type BuildDeps } from './build.js';
+export { checkRootfsOutput, locateKernelModules } from './preflight.js';
+export { ensureDebianBase } from './images.js';
 export { planRootfs, builderTag, CONTAINER_ROOT, METADATA_PATH, PACKAGES_PATH, type RootfsPlan, type PlanContext } from './plan.js';
 export {
   rootfsOptionsFromCli,

@@ -264,58 +264,17 @@ export function chooseBase(
 /** Validates options against the distro; throws the error the CLI prints. */
 export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch()): ResolvedRootfsOptions {
   const distro = getDistro(opts.distro);
-  const version = resolveVersion(distro, opts.osVersion);
-  if (version === undefined) {
-    const list = distro.versions.map((v) => (v.aliases?.length ? `${v.id} (${v.aliases.join(', ')})` : v.id)).join(', ');
-    throw new OsbuilderError(
-      'INPUT_INVALID',
-      `${distro.name} has no version "${opts.osVersion}"; versions: ${list}`,
-      `pick one with --os-version (or OS_VERSION); default ${distro.defaultVersion}`,
-    );
-  }
-  const arch = opts.arch === undefined ? host : parseArch(opts.arch);
-  if (!distro.arches.includes(arch)) {
-    throw new OsbuilderError(
-      'UNSUPPORTED_ARCH',
-      `${distro.name} does not support ${arch}; supported: ${distro.arches.join(', ')}`,
-      'choose another --arch or another distro (osbuilder distros lists them)',
-    );
-  }
-  let initMode: InitMode;
-  if (opts.agentInit === undefined) initMode = distro.initModes[0]!;
-  else initMode = opts.agentInit ? 'agent-init' : 'systemd';
-  if (!distro.initModes.includes(initMode)) {
-    throw new OsbuilderError(
-      'UNSUPPORTED',
-      initMode === 'systemd' ? `${distro.name} has no systemd: its agent always runs as init` : `${distro.name} cannot run the agent as init`,
-      initMode === 'systemd' ? 'drop AGENT_INIT=no, or pick a distro with systemd (osbuilder distros)' : 'drop --agent-init',
-    );
-  }
+  const version = checkedVersion(distro, opts.osVersion);
+  const arch = checkedArch(distro, opts.arch, host);
+  const initMode = checkedInitMode(distro, opts.agentInit);
   const engine = opts.engine ?? 'docker';
   if (!ENGINES.includes(engine)) throw new OsbuilderError('USAGE', `unknown engine "${engine}"`, `use one of ${ENGINES.join(', ')}`);
 
-  const extraPackages = [...(opts.extraPackages ?? [])];
-  if (extraPackages.length > 0 && !distro.extraPackages) {
-    throw new OsbuilderError(
-      'UNSUPPORTED',
-      `${distro.name} has no package manager, so --extra-pkgs cannot be installed`,
-      'pick a distro with packages (e.g. debian)',
-    );
-  }
-  for (const p of extraPackages) {
-    if (!PACKAGE_RE.test(p))
-      throw new OsbuilderError('INPUT_INVALID', `"${p}" is not a package name`, 'give names separated by spaces, e.g. --extra-pkgs "strace iproute2"');
-  }
+  const extraPackages = checkedExtraPackages(distro, opts.extraPackages ?? []);
   const defaultPackages = [...distro.packages.common, ...(initMode === 'systemd' ? distro.packages.systemd : distro.packages.agentInit)].sort();
   const packages = [...defaultPackages, ...extraPackages.filter((p) => !defaultPackages.includes(p))];
-
-  let mirror = distro.defaultMirror(arch);
+  const mirror = opts.mirror === undefined ? distro.defaultMirror(arch) : checkedMirror(opts.mirror);
   const mirrorGiven = opts.mirror !== undefined;
-  if (opts.mirror !== undefined) {
-    if (!MIRROR_RE.test(opts.mirror))
-      throw new OsbuilderError('INPUT_INVALID', `--mirror ${JSON.stringify(opts.mirror)} is not a URL`, 'e.g. --mirror http://deb.debian.org/debian');
-    mirror = opts.mirror.replace(/\/+$/, '');
-  }
 
   const builderArch = distro.crossWithoutEmulation ? host : arch;
   if (engine === 'native' && arch !== host && distro.crossWithoutEmulation) {
@@ -326,12 +285,6 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
     );
   }
   const base = chooseBase(opts, engine, distro, version, builderArch, mirrorGiven ? mirror : undefined);
-
-  let kernelModules: ResolvedRootfsOptions['kernelModules'];
-  if (opts.kernelModules !== undefined) {
-    const dir = resolve(opts.kernelModules);
-    kernelModules = { dir, kver: basename(dir) };
-  }
 
   const r: ResolvedRootfsOptions = {
     distro,
@@ -351,9 +304,69 @@ export function resolveRootfsOptions(opts: RootfsOptions, host: Arch = hostArch(
     debug: opts.debug ?? false,
   };
   if (opts.agent !== undefined) r.agent = resolve(opts.agent);
-  if (kernelModules) r.kernelModules = kernelModules;
+  if (opts.kernelModules !== undefined) {
+    const dir = resolve(opts.kernelModules);
+    r.kernelModules = { dir, kver: basename(dir) };
+  }
   if (base) r.base = base;
   return r;
+}
+
+function checkedVersion(distro: DistroDefinition, osVersion: string | undefined): string {
+  const version = resolveVersion(distro, osVersion);
+  if (version !== undefined) return version;
+  const list = distro.versions.map((v) => (v.aliases?.length ? `${v.id} (${v.aliases.join(', ')})` : v.id)).join(', ');
+  throw new OsbuilderError(
+    'INPUT_INVALID',
+    `${distro.name} has no version "${osVersion}"; versions: ${list}`,
+    `pick one with --os-version (or OS_VERSION); default ${distro.defaultVersion}`,
+  );
+}
+
+function checkedArch(distro: DistroDefinition, given: string | undefined, host: Arch): Arch {
+  const arch = given === undefined ? host : parseArch(given);
+  if (distro.arches.includes(arch)) return arch;
+  throw new OsbuilderError(
+    'UNSUPPORTED_ARCH',
+    `${distro.name} does not support ${arch}; supported: ${distro.arches.join(', ')}`,
+    'choose another --arch or another distro (osbuilder distros lists them)',
+  );
+}
+
+/** The distro's first init mode unless --agent-init/AGENT_INIT chose one it supports. */
+function checkedInitMode(distro: DistroDefinition, agentInit: boolean | undefined): InitMode {
+  let initMode: InitMode;
+  if (agentInit === undefined) initMode = distro.initModes[0]!;
+  else initMode = agentInit ? 'agent-init' : 'systemd';
+  if (distro.initModes.includes(initMode)) return initMode;
+  throw new OsbuilderError(
+    'UNSUPPORTED',
+    initMode === 'systemd' ? `${distro.name} has no systemd: its agent always runs as init` : `${distro.name} cannot run the agent as init`,
+    initMode === 'systemd' ? 'drop AGENT_INIT=no, or pick a distro with systemd (osbuilder distros)' : 'drop --agent-init',
+  );
+}
+
+function checkedExtraPackages(distro: DistroDefinition, given: readonly string[]): string[] {
+  const extraPackages = [...given];
+  if (extraPackages.length > 0 && !distro.extraPackages) {
+    throw new OsbuilderError(
+      'UNSUPPORTED',
+      `${distro.name} has no package manager, so --extra-pkgs cannot be installed`,
+      'pick a distro with packages (e.g. debian)',
+    );
+  }
+  for (const p of extraPackages) {
+    if (!PACKAGE_RE.test(p))
+      throw new OsbuilderError('INPUT_INVALID', `"${p}" is not a package name`, 'give names separated by spaces, e.g. --extra-pkgs "strace iproute2"');
+  }
+  return extraPackages;
+}
+
+/** A mirror URL, without trailing slashes. */
+function checkedMirror(mirror: string): string {
+  if (!MIRROR_RE.test(mirror))
+    throw new OsbuilderError('INPUT_INVALID', `--mirror ${JSON.stringify(mirror)} is not a URL`, 'e.g. --mirror http://deb.debian.org/debian');
+  return mirror.replace(/\/+$/, '');
 }
 
 export function isKernelRelease(name: string): boolean {

@@ -55,6 +55,12 @@ export interface RootfsPlan {
   toolVersion: string;
   /** Downloaded packages reused across builds; changes no output, so no cache key includes it. */
   packageCache?: PackageCachePlan;
+  /**
+   * The engine does not share this machine's filesystem: the tree is filled in a
+   * volume on its side and streamed back. Set only when true, so plans of local
+   * and native builds (which cache keys hash) do not change.
+   */
+  remoteEngine?: true;
 }
 
 export interface PlanContext {
@@ -111,6 +117,8 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
   const r: ResolvedRootfsOptions = 'packages' in options && 'initMode' in options ? options : resolveRootfsOptions(options as RootfsOptions);
   const d = r.distro;
   const container = r.engine !== 'native';
+  // Decided here once: a remote engine fills a volume on its side (rootfs-builder/stream.ts).
+  const remote = container && ctx.remoteEngine === true;
   const root = container ? CONTAINER_ROOT : (ctx.nativeRoot ?? `${r.output}.tmp`);
   const input: BootstrapInput = {
     version: r.version,
@@ -121,18 +129,6 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
     root,
     builderArch: r.builderArch,
   };
-  const cross = r.builderArch !== r.hostArch;
-
-  const fileOps: FileOp[] = [];
-  if (r.initMode === 'systemd') {
-    fileOps.push(...systemdOps(ctx.toolVersion));
-  }
-  if (d.chrony) {
-    if (d.chrony.conf.length) fileOps.push({ op: 'transform', paths: d.chrony.conf, transform: 'chrony-conf' });
-    if (d.chrony.service.length) fileOps.push({ op: 'transform', paths: d.chrony.service, transform: 'chrony-service' });
-  }
-  fileOps.push(...commonOps(r.initMode));
-
   const plan: RootfsPlan = {
     distro: d.name,
     version: r.version,
@@ -146,53 +142,78 @@ export function planRootfs(options: RootfsOptions | ResolvedRootfsOptions, ctx: 
     bootstrap: d.bootstrap(input),
     bootstrapInput: input,
     packageSource: d.packageSource(input),
-    fileOps,
+    fileOps: planFileOps(r, ctx.toolVersion),
     agent: { dest: AGENT_PATH, init: r.initMode === 'agent-init', ...(r.agent ? { source: r.agent } : {}) },
     metadata: { path: METADATA_PATH, packagesPath: PACKAGES_PATH },
     toolVersion: ctx.toolVersion,
   };
+  if (remote) plan.remoteEngine = true;
   if (ctx.sourceDateEpoch !== undefined) plan.sourceDateEpoch = ctx.sourceDateEpoch;
-  const pc = r.packageCache ? planPackageCache(d, input, ctx.packageCacheRoot, !container ? 'native' : ctx.remoteEngine ? 'remote' : 'local') : undefined;
+  const pc = r.packageCache ? planPackageCache(d, input, ctx.packageCacheRoot, !container ? 'native' : remote ? 'remote' : 'local') : undefined;
   if (pc) plan.packageCache = pc;
+  if (container && r.base) Object.assign(plan, planContainer(r, r.base, ctx.sourceDateEpoch));
+  if (r.kernelModules) plan.kernelModules = planKernelModules(r.kernelModules.dir, r.kernelModules.kver, root, remote);
+  return plan;
+}
 
-  if (container && r.base) {
-    plan.base = { ...r.base };
-    if (r.base.kind === 'bootstrap') {
-      plan.base.bootstrapArgv = localBaseArgv(r.base.suite, r.builderArch, r.base.mirror, r.base.include);
-    }
-    const buildArgs: Record<string, string> = {};
-    if (r.mirrorGiven) buildArgs.MIRROR = r.mirror;
-    plan.builder = {
-      repository: `osbuilder/rootfs-builder-${d.name}`,
-      dockerfile: renderDockerfile(d, r.version, r.arch, r.base.ref),
+/** The guest's configuration: systemd units (systemd mode), chrony fixes, then commonOps. */
+function planFileOps(r: ResolvedRootfsOptions, toolVersion: string): FileOp[] {
+  const d = r.distro;
+  const fileOps: FileOp[] = [];
+  if (r.initMode === 'systemd') {
+    fileOps.push(...systemdOps(toolVersion));
+  }
+  if (d.chrony) {
+    if (d.chrony.conf.length) fileOps.push({ op: 'transform', paths: d.chrony.conf, transform: 'chrony-conf' });
+    if (d.chrony.service.length) fileOps.push({ op: 'transform', paths: d.chrony.service, transform: 'chrony-service' });
+  }
+  fileOps.push(...commonOps(r.initMode));
+  return fileOps;
+}
+
+/** The builder's base, image and container of a container-engine plan. */
+function planContainer(
+  r: ResolvedRootfsOptions,
+  base: BaseImageChoice,
+  sourceDateEpoch: number | undefined,
+): Required<Pick<RootfsPlan, 'base' | 'builder' | 'container'>> {
+  const cross = r.builderArch !== r.hostArch;
+  const planBase: RootfsPlan['base'] = { ...base };
+  if (base.kind === 'bootstrap') {
+    planBase.bootstrapArgv = localBaseArgv(base.suite, r.builderArch, base.mirror, base.include);
+  }
+  const buildArgs: Record<string, string> = {};
+  if (r.mirrorGiven) buildArgs.MIRROR = r.mirror;
+  const env: Record<string, string> = { DEBIAN_FRONTEND: 'noninteractive' };
+  if (sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(sourceDateEpoch);
+  return {
+    base: planBase,
+    builder: {
+      repository: `osbuilder/rootfs-builder-${r.distro.name}`,
+      dockerfile: renderDockerfile(r.distro, r.version, r.arch, base.ref),
       buildArgs,
       ...(cross ? { platform: ARCH_FACTS[r.arch].ociPlatform } : {}),
-    };
-    const env: Record<string, string> = { DEBIAN_FRONTEND: 'noninteractive' };
-    if (ctx.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(ctx.sourceDateEpoch);
-    plan.container = {
+    },
+    container: {
       mountPoint: CONTAINER_ROOT,
       env,
       // dpkg and apt close every possible fd on each fork; a huge nofile limit makes that slow.
       // An explicit nproc too: podman otherwise copies limits runc may not be allowed to set.
       ulimits: ['nofile=1024:1024', 'nproc=4096:4096'],
       ...(cross ? { platform: ARCH_FACTS[r.arch].ociPlatform } : {}),
-    };
-  }
+    },
+  };
+}
 
-  if (r.kernelModules) {
-    plan.kernelModules = {
-      from: r.kernelModules.dir,
-      kver: r.kernelModules.kver,
-      dest: `/lib/modules/${r.kernelModules.kver}`,
-      // On a remote engine the modules are streamed in (stdin) and modules.* back (stdout): no shared path.
-      depmod: {
-        title: `depmod ${r.kernelModules.kver}`,
-        argv: container && ctx.remoteEngine ? depmodStreamArgv(r.kernelModules.kver) : ['depmod', '-b', root, r.kernelModules.kver],
-      },
-    };
-  }
-  return plan;
+/** Kernel modules copied to /lib/modules/<kver>, and depmod for them. */
+function planKernelModules(from: string, kver: string, root: string, remote: boolean): NonNullable<RootfsPlan['kernelModules']> {
+  return {
+    from,
+    kver,
+    dest: `/lib/modules/${kver}`,
+    // On a remote engine the modules are streamed in (stdin) and modules.* back (stdout): no shared path.
+    depmod: { title: `depmod ${kver}`, argv: remote ? depmodStreamArgv(kver) : ['depmod', '-b', root, kver] },
+  };
 }
 
 /** mmdebstrap arguments making the base image tar on stdout (for `docker import`). */

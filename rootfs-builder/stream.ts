@@ -42,17 +42,18 @@ export function unpackScratchArgv(dir: string): string[] {
 }
 
 /**
- * In the builder: the modules tar from stdin under DEPMOD_BASE/lib/modules/<kver>,
+ * In the builder: the modules tar from stdin under <base>/lib/modules/<kver>,
  * `depmod -b`, then its `modules.*` files as a tar on stdout. The script is
- * fixed text; the kernel release is its argument, never part of it.
+ * fixed text; the kernel release is its argument, never part of it. `base` is
+ * DEPMOD_BASE but in tests, which run the script on the host.
  */
-export function depmodStreamArgv(kver: string): string[] {
+export function depmodStreamArgv(kver: string, base = DEPMOD_BASE): string[] {
   const script = [
     'set -e',
-    `d="${DEPMOD_BASE}/lib/modules/$1"`,
+    `d="${base}/lib/modules/$1"`,
     'mkdir -p "$d"',
     'tar -C "$d" -xf -',
-    `depmod -b ${DEPMOD_BASE} "$1"`,
+    `depmod -b ${base} "$1"`,
     'cd "$d"',
     'exec tar --numeric-owner -cf - modules.*',
   ].join('\n');

@@ -88,6 +88,15 @@ describe('distro definitions: rendered Dockerfiles and plans (snapshots, reviewe
     expect(plan('debian', 'systemd').kernelModules).toBeUndefined();
   });
 
+  it('a remote engine is decided once, in the plan: set for container engines the context calls remote, absent otherwise (cache keys hash the plan)', () => {
+    const opts = { distro: 'debian', output: '/out/rootfs' };
+    expect(planRootfs(resolveRootfsOptions(opts, 'x86_64'), { ...CTX, remoteEngine: true }).remoteEngine).toBe(true);
+    expect(planRootfs(resolveRootfsOptions(opts, 'x86_64'), { ...CTX, remoteEngine: false })).not.toHaveProperty('remoteEngine');
+    expect(planRootfs(resolveRootfsOptions(opts, 'x86_64'), CTX)).not.toHaveProperty('remoteEngine');
+    const native = resolveRootfsOptions({ ...opts, engine: 'native' }, 'x86_64');
+    expect(planRootfs(native, { ...CTX, remoteEngine: true, nativeRoot: '/out/.rootfs.tmp-1' })).not.toHaveProperty('remoteEngine');
+  });
+
   it('cross builds carry the OCI platform', () => {
     const p = plan('debian', 'systemd', { arch: 'aarch64' });
     expect(p.builder!.platform).toBe('linux/arm64');

@@ -17,7 +17,7 @@ import { applyFileOps } from '../../rootfs-builder/apply.js';
 import { chronyConf, chronyService } from '../../rootfs-builder/transforms.js';
 import { parseApkInstalled, parseDpkgStatus, parseNameVersionLines, clearBundles } from '../../rootfs-builder/packages.js';
 import { renderMetadata } from '../../rootfs-builder/metadata.js';
-import { packageNotFound } from '../../rootfs-builder/build.js';
+import { packageNotFound } from '../../rootfs-builder/bootstrap.js';
 import { getDistro } from '../../distros/index.js';
 import { busyboxLayout } from '../../distros/busybox/definition.js';
 import { OsbuilderError } from '../../core/errors.js';

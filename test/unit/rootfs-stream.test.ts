@@ -3,10 +3,10 @@
  * the argv of every stream command, the volume's argv and labels, which
  * leftovers count as orphans, and the pipeline that joins the commands.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { orphanNames, runArgv, volumeCreateArgv, volumeMountArg, volumeOwnerFormat } from '../../core/docker.js';
 import { OsbuilderError } from '../../core/errors.js';
 import { blame, pipeline } from '../../core/pipe.js';
@@ -35,17 +35,71 @@ describe('stream argv', () => {
     const argv = depmodStreamArgv('6.1.0-13-cloud-amd64');
     expect(argv.slice(0, 2)).toEqual(['sh', '-c']);
     expect(argv.slice(3)).toEqual(['sh', '6.1.0-13-cloud-amd64']);
-    const script = argv[2]!;
-    expect(script).not.toContain('6.1.0');
-    expect(script.split('\n')).toEqual([
-      'set -e',
-      `d="${DEPMOD_BASE}/lib/modules/$1"`,
-      'mkdir -p "$d"',
-      'tar -C "$d" -xf -',
-      `depmod -b ${DEPMOD_BASE} "$1"`,
-      'cd "$d"',
-      'exec tar --numeric-owner -cf - modules.*',
-    ]);
+    expect(argv[2]).not.toContain('6.1.0');
+    expect(argv[2]).toContain(`depmod -b ${DEPMOD_BASE} "$1"`);
+  });
+
+  describe('the depmod script, run by sh with a stub depmod on PATH', () => {
+    let dir: string;
+    beforeEach(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'osb-depmod-'));
+      await mkdir(join(dir, 'mods/kernel/fs'), { recursive: true });
+      await writeFile(join(dir, 'mods/kernel/fs/foo.ko'), 'module');
+      await writeFile(join(dir, 'mods/modules.order'), 'kernel/fs/foo.ko\n');
+      await mkdir(join(dir, 'bin'));
+      await mkdir(join(dir, 'out'));
+    });
+    afterEach(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    /** A depmod that records its argv and indexes the .ko files it finds under -b <base> (or fails with `exit`). */
+    async function stubDepmod(exit = 0): Promise<void> {
+      const script = [
+        '#!/bin/sh',
+        `echo "$@" > "${dir}/depmod-args"`,
+        '[ "$1" = -b ] || exit 9',
+        `[ ${exit} = 0 ] || { echo "depmod: broken" >&2; exit ${exit}; }`,
+        'cd "$2/lib/modules/$3" || exit 8',
+        'find . -name "*.ko" | sed "s|^./||; s|$|:|" > modules.dep',
+        'echo "alias fs-foo foo" > modules.alias',
+      ].join('\n');
+      await writeFile(join(dir, 'bin/depmod'), `${script}\n`, { mode: 0o755 });
+    }
+
+    /** The modules tar | the script | the host unpack, as EngineTree.depmod joins them. */
+    async function runScript(kver: string): Promise<void> {
+      const [sh, ...args] = depmodStreamArgv(kver, join(dir, 'base'));
+      const [tarIn, ...inArgs] = packDirArgv(join(dir, 'mods'));
+      const [tarOut, ...outArgs] = unpackScratchArgv(join(dir, 'out'));
+      await pipeline([
+        { cmd: tarIn!, args: inArgs },
+        { cmd: sh!, args, env: { PATH: `${join(dir, 'bin')}:${process.env.PATH}` } },
+        { cmd: tarOut!, args: outArgs },
+      ]);
+    }
+
+    it('unpacks the modules under <base>/lib/modules/<kver>, runs depmod -b <base> <kver>, sends back only modules.*', async () => {
+      await stubDepmod();
+      await runScript('6.1.62-kata');
+      expect((await readFile(join(dir, 'depmod-args'), 'utf8')).trim()).toBe(`-b ${join(dir, 'base')} 6.1.62-kata`);
+      expect((await readdir(join(dir, 'out'))).sort()).toEqual(['modules.alias', 'modules.dep', 'modules.order']);
+      expect(await readFile(join(dir, 'out/modules.dep'), 'utf8')).toBe('kernel/fs/foo.ko:\n');
+    });
+
+    it('a kernel release with shell syntax stays one argument', async () => {
+      await stubDepmod();
+      const kver = `6.1 $(touch ${join(dir, 'pwned')}); x`;
+      await runScript(kver);
+      expect((await readFile(join(dir, 'depmod-args'), 'utf8')).trim()).toBe(`-b ${join(dir, 'base')} ${kver}`);
+      expect(await readdir(join(dir, 'out'))).toContain('modules.dep');
+      await expect(stat(join(dir, 'pwned'))).rejects.toThrow();
+    });
+
+    it('a failing depmod fails the script (set -e), with its stderr', async () => {
+      await stubDepmod(4);
+      await expect(runScript('6.1.62-kata')).rejects.toThrow(/depmod: broken/);
+    });
   });
 
   it('names are ours and unique within the process', () => {
