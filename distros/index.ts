@@ -16,6 +16,7 @@ import type { DistroDefinition } from './types.js';
 import { testedIn, type Format } from './coverage.js';
 
 export * from './types.js';
+export { PACKAGE_CACHE_ENV, PACKAGE_CACHE_OWNER_ENV } from './common.js';
 export { testedIn, coverage, type Coverage, type Format } from './coverage.js';
 
 export const DISTROS: readonly DistroDefinition[] = [alpine, busybox, centos, clearlinux, debian, euleros, fedora, ubuntu];

@@ -1,6 +1,6 @@
 /** Applies plan FileOps to a rootfs through core/fs-safe (never outside the root). */
 import type { SafeRoot } from '../core/fs-safe.js';
-import type { FileOp } from '../distros/types.js';
+import type { FileOp } from '../distros/index.js';
 import { TRANSFORMS } from './transforms.js';
 
 export interface ApplyStats {

@@ -5,7 +5,7 @@
 import type { BuildCache } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
 import { step } from '../core/log.js';
-import type { DistroDefinition } from '../distros/types.js';
+import type { DistroDefinition } from '../distros/index.js';
 import { openPackageCache, packageCacheReport, usesPackageCache, type PackageCacheReport } from './package-cache.js';
 import type { RootfsPlan } from './plan.js';
 import type { Runner } from './runner.js';

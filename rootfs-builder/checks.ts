@@ -6,7 +6,7 @@
 import type { SafeRoot } from '../core/fs-safe.js';
 import { OsbuilderError } from '../core/errors.js';
 import type { Arch } from '../core/arch.js';
-import type { InitMode } from '../distros/types.js';
+import type { InitMode } from '../distros/index.js';
 import { checkElfForArch, parseElf, type ElfInfo } from './elf.js';
 import { AGENT_PATH, UNIT_DIR } from './systemd.js';
 

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import Handlebars from 'handlebars';
 import type { Arch } from '../core/arch.js';
-import type { DistroDefinition } from '../distros/types.js';
+import type { DistroDefinition } from '../distros/index.js';
 
 export function renderDockerfile(distro: DistroDefinition, version: string, arch: Arch, baseImage: string, template?: string): string {
   const src = template ?? readFileSync(distro.dockerfileTemplate, 'utf8');

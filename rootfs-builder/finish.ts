@@ -6,7 +6,7 @@
 import { run } from '../core/exec.js';
 import { SafeRoot } from '../core/fs-safe.js';
 import { step } from '../core/log.js';
-import type { DistroDefinition, FileOp } from '../distros/types.js';
+import type { DistroDefinition, FileOp } from '../distros/index.js';
 import type { AgentBinary } from './agent-source.js';
 import { applyFileOps } from './apply.js';
 import type { Bootstrapped } from './bootstrap.js';

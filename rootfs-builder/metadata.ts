@@ -6,7 +6,7 @@
  */
 import { stringify } from 'yaml';
 import type { Arch } from '../core/arch.js';
-import type { InitMode } from '../distros/types.js';
+import type { InitMode } from '../distros/index.js';
 
 export interface RootfsMetadata {
   toolVersion: string;

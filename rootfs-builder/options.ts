@@ -7,7 +7,7 @@ import { OsbuilderError } from '../core/errors.js';
 import { hostArch, parseArch, type Arch } from '../core/arch.js';
 import { readOptions, splitList, type OptionSpec, type OptionValues } from '../core/options.js';
 import { DISTROS, getDistro, resolveVersion } from '../distros/index.js';
-import type { DistroDefinition, InitMode } from '../distros/types.js';
+import type { DistroDefinition, InitMode } from '../distros/index.js';
 
 export type Engine = 'docker' | 'podman' | 'native';
 export const ENGINES: readonly Engine[] = ['docker', 'podman', 'native'];

@@ -13,9 +13,9 @@ import { canonicalJson, type BuildCache } from '../core/cache.js';
 import type { BindMount, VolumeMount } from '../core/docker.js';
 import { sha256 } from '../core/hash.js';
 import { ownerTag } from '../core/owner.js';
-import { PACKAGE_CACHE_ENV, PACKAGE_CACHE_OWNER_ENV } from '../distros/common.js';
+import { PACKAGE_CACHE_ENV, PACKAGE_CACHE_OWNER_ENV } from '../distros/index.js';
 import { ARCH_FACTS } from '../core/arch.js';
-import type { BootstrapInput, Command, DistroDefinition } from '../distros/types.js';
+import type { BootstrapInput, Command, DistroDefinition } from '../distros/index.js';
 
 /** Top-level directory of the build cache holding the package caches. */
 export const PACKAGE_CACHE_TOP = 'packages';

@@ -5,7 +5,7 @@
 import { internalError } from '../core/errors.js';
 import { sha256 } from '../core/hash.js';
 import { type Arch, ARCH_FACTS } from '../core/arch.js';
-import type { BootstrapInput, Command, FileOp, InitMode, PackageSource } from '../distros/types.js';
+import type { BootstrapInput, Command, FileOp, InitMode, PackageSource } from '../distros/index.js';
 import { renderDockerfile } from './dockerfile.js';
 import { planPackageCache, type PackageCachePlan } from './package-cache.js';
 import { depmodStreamArgv } from './stream.js';

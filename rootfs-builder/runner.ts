@@ -3,7 +3,7 @@ import type { ContainerEngine } from '../core/docker.js';
 import { run } from '../core/exec.js';
 import type { SafeRoot } from '../core/fs-safe.js';
 import { step } from '../core/log.js';
-import type { Command } from '../distros/types.js';
+import type { Command } from '../distros/index.js';
 import {
   listPackagesArgv,
   packageCacheEnv,

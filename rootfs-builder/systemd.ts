@@ -1,7 +1,7 @@
 /** systemd-mode pieces: the agent's units, their enablement, and Kata's trim list. */
 import { readFileSync } from 'node:fs';
 import Handlebars from 'handlebars';
-import type { FileOp } from '../distros/types.js';
+import type { FileOp } from '../distros/index.js';
 
 export const AGENT_PATH = '/usr/bin/kata-agent';
 export const UNIT_DIR = '/usr/lib/systemd/system';

@@ -2,7 +2,7 @@
  * Pure text edits Kata's rootfs.sh makes with sed/cat, by name so a plan can
  * refer to them as data.
  */
-import type { TransformName } from '../distros/types.js';
+import type { TransformName } from '../distros/index.js';
 
 /**
  * chrony.conf: sync to the host's PTP clock (/dev/ptp0, from the kvm-ptp
