@@ -127,9 +127,12 @@ export function buildArgv(spec: BuildSpec): string[] {
   return argv;
 }
 
-/** `run` argv: never --privileged, no host devices; only the given mounts. */
-export function runArgv(spec: RunSpec): string[] {
-  const argv = ['run', '--rm', '--name', spec.name];
+/**
+ * `create` argv: never --privileged, no host devices; only the given mounts.
+ * --rm: the engine removes it when it exits; -i keeps its stdin for `start -i`.
+ */
+export function createArgv(spec: RunSpec): string[] {
+  const argv = ['create', '--rm', '--name', spec.name];
   if (spec.input !== undefined) argv.push('-i');
   if (spec.noLogs) argv.push('--log-driver', 'none');
   if (spec.platform) argv.push('--platform', spec.platform);
@@ -142,6 +145,11 @@ export function runArgv(spec: RunSpec): string[] {
   for (const [k, v] of sorted(spec.env)) argv.push('--env', `${k}=${v}`);
   argv.push(spec.image, ...spec.argv);
   return argv;
+}
+
+/** `start` argv: attached to the container's output (and stdin, when it has input); exits with its status. */
+export function startArgv(spec: Pick<RunSpec, 'name' | 'input'>): string[] {
+  return ['start', '--attach', ...(spec.input !== undefined ? ['--interactive'] : []), spec.name];
 }
 
 /** Every container and volume osbuilder makes carries its pid and its owner's tag. */
@@ -240,14 +248,36 @@ export class ContainerEngine {
   }
 
   /**
-   * Runs a container to completion. While it runs, an interrupt removes it
-   * (docker rm -f), so Ctrl-C never leaves a builder container behind. Every
-   * container carries BUILD_LABEL=<our pid>: what a run started is found by it.
+   * Creates `spec`'s container; from then until the returned unregister, an
+   * interrupt removes it (rm -f). The interrupt waits for the create to end
+   * first: a `run` cut short could still be creating the container after its
+   * removal, and leave it behind.
+   */
+  private async create(spec: RunSpec, hint: string | undefined): Promise<() => void> {
+    const creating = run(this.cmd, createArgv(labelled(spec)), { hint, timeout: 5 * 60_000 });
+    const unregister = onInterrupt(async () => {
+      await creating.catch(() => undefined);
+      await this.remove(spec.name);
+    });
+    try {
+      await creating;
+      return unregister;
+    } catch (err) {
+      unregister();
+      await this.remove(spec.name);
+      throw err;
+    }
+  }
+
+  /**
+   * Runs a container to completion (create, then start attached). While it
+   * runs, an interrupt removes it, so Ctrl-C never leaves a builder container
+   * behind. Every container carries BUILD_LABEL=<our pid>: what a run started is found by it.
    */
   async run(spec: RunSpec, opts: { hint?: string; timeout?: number; onOutput?: (chunk: string) => void } = {}): Promise<RunResult> {
-    const unregister = onInterrupt(() => this.remove(spec.name));
+    const unregister = await this.create(spec, opts.hint);
     try {
-      return await run(this.cmd, runArgv(labelled(spec)), {
+      return await run(this.cmd, startArgv(spec), {
         input: spec.input,
         hint: opts.hint,
         timeout: opts.timeout ?? 60 * 60_000,
@@ -267,10 +297,10 @@ export class ContainerEngine {
    * when the pipeline fails or is interrupted (a dead client does not stop it).
    */
   async runPiped(before: PipeStage[], spec: RunSpec, after: PipeStage[], opts: { hint?: string; timeout?: number } = {}): Promise<void> {
-    const unregister = onInterrupt(() => this.remove(spec.name));
     // -i (an `input`) when a stage feeds it; the pipe, not `input`, is its stdin.
     const piped = { ...spec, noLogs: true, ...(before.length ? { input: '' } : {}) };
-    const stage: PipeStage = { cmd: this.cmd, args: runArgv(labelled(piped)), ...(opts.hint ? { hint: opts.hint } : {}) };
+    const unregister = await this.create(piped, opts.hint);
+    const stage: PipeStage = { cmd: this.cmd, args: startArgv(piped), ...(opts.hint ? { hint: opts.hint } : {}) };
     try {
       await pipeline([...before, stage, ...after], { timeout: opts.timeout ?? 60 * 60_000 });
     } catch (err) {

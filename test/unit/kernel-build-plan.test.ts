@@ -5,7 +5,7 @@ import { ARCH_FACTS, hostArch, parseArch } from '../../core/arch.js';
 import { KERNEL_ARCH } from '../../kernel/arch.js';
 import { checksumFromSums, kernelOrgSumsUrl, kernelOrgUrl, parseKernelVersion, versionFromMakefile, versionMatches } from '../../kernel/version.js';
 import { planSource } from '../../kernel/source.js';
-import { runArgv } from '../../core/docker.js';
+import { createArgv } from '../../core/docker.js';
 import { codeOf as code } from '../support/errors.js';
 
 describe('planBuild', () => {
@@ -70,7 +70,7 @@ describe('builder image', () => {
   });
 
   it('runs make as the caller with the tree mounted at the same path', () => {
-    const argv = runArgv({
+    const argv = createArgv({
       image: 'img',
       name: 'n',
       argv: ['make', '-j2'],
@@ -80,7 +80,7 @@ describe('builder image', () => {
       env: { KBUILD_BUILD_USER: 'osbuilder' },
     });
     expect(argv).toEqual([
-      'run',
+      'create',
       '--rm',
       '--name',
       'n',

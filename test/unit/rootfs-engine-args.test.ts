@@ -2,12 +2,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildArgv, ContainerEngine, dockerContext, mountArg, runArgv } from '../../core/docker.js';
+import { buildArgv, ContainerEngine, createArgv, dockerContext, mountArg, startArgv } from '../../core/docker.js';
 import { builderTag, planRootfs, resolveRootfsOptions } from '../../rootfs-builder/index.js';
 
 describe('container engine argv', () => {
-  it('run: no --privileged, no host devices, only the given mount, sorted env and labels', () => {
-    const argv = runArgv({
+  it('create: no --privileged, no host devices, only the given mount, sorted env and labels', () => {
+    const argv = createArgv({
       image: 'img',
       name: 'osbuilder-rootfs-1-0',
       argv: ['mmdebstrap', '--mode=root'],
@@ -17,7 +17,7 @@ describe('container engine argv', () => {
       ulimits: ['nofile=1024:1024'],
     });
     expect(argv).toEqual([
-      'run',
+      'create',
       '--rm',
       '--name',
       'osbuilder-rootfs-1-0',
@@ -36,8 +36,8 @@ describe('container engine argv', () => {
       '--mode=root',
     ]);
     expect(argv.join(' ')).not.toMatch(/--privileged|--device|\/dev:|--cap-add|SYS_ADMIN/);
-    expect(runArgv({ image: 'i', name: 'n', argv: [], input: 'x', platform: 'linux/arm64' })).toEqual([
-      'run',
+    expect(createArgv({ image: 'i', name: 'n', argv: [], input: 'x', platform: 'linux/arm64' })).toEqual([
+      'create',
       '--rm',
       '--name',
       'n',
@@ -46,6 +46,11 @@ describe('container engine argv', () => {
       'linux/arm64',
       'i',
     ]);
+  });
+
+  it("start: attached, with stdin only when the container has input (its exit status is the container's)", () => {
+    expect(startArgv({ name: 'n' })).toEqual(['start', '--attach', 'n']);
+    expect(startArgv({ name: 'n', input: '' })).toEqual(['start', '--attach', '--interactive', 'n']);
   });
 
   it('mounts refuse paths their CSV syntax would misread', () => {

@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { orphanNames, runArgv, volumeCreateArgv, volumeMountArg, volumeOwnerFormat } from '../../core/docker.js';
+import { orphanNames, createArgv, volumeCreateArgv, volumeMountArg, volumeOwnerFormat } from '../../core/docker.js';
 import { OsbuilderError } from '../../core/errors.js';
 import { blame, pipeline } from '../../core/pipe.js';
 import { DEPMOD_BASE, depmodStreamArgv, exportTreeArgv, packDirArgv, streamName, unpackScratchArgv, unpackTreeArgv } from '../../rootfs-builder/stream.js';
@@ -132,8 +132,8 @@ describe('volumes', () => {
 
   it('a stream container: the volume mounted, -i when fed, no engine-side log of the tar', () => {
     expect(
-      runArgv({ image: 'img', name: 'n', argv: ['tar', '-cf', '-', '.'], volumes: [{ volume: 'v', container: '/rootfs' }], noLogs: true, input: '' }),
-    ).toEqual(['run', '--rm', '--name', 'n', '-i', '--log-driver', 'none', '--mount', 'type=volume,source=v,target=/rootfs', 'img', 'tar', '-cf', '-', '.']);
+      createArgv({ image: 'img', name: 'n', argv: ['tar', '-cf', '-', '.'], volumes: [{ volume: 'v', container: '/rootfs' }], noLogs: true, input: '' }),
+    ).toEqual(['create', '--rm', '--name', 'n', '-i', '--log-driver', 'none', '--mount', 'type=volume,source=v,target=/rootfs', 'img', 'tar', '-cf', '-', '.']);
   });
 
   it("volume listings name their owner tag, in each engine's template", () => {
