@@ -120,22 +120,17 @@ export function parseExpr(text: string, at?: Location): Expr {
     if (!rt || rt.t === 'op') return fail(`missing operand after ${op.v}`);
     return { k: 'cmp', op: op.v as '=', a: left, b: operand(rt) };
   };
-  const and = (): Expr => {
-    let e = primary();
-    while (peek()?.v === '&&') {
+  // A left-associative chain of `next` joined by `op` (|| binds looser than &&).
+  const chain = (op: '&&' | '||', k: 'and' | 'or', next: () => Expr) => (): Expr => {
+    let e = next();
+    while (peek()?.v === op) {
       p++;
-      e = { k: 'and', a: e, b: primary() };
+      e = { k, a: e, b: next() };
     }
     return e;
   };
-  const or = (): Expr => {
-    let e = and();
-    while (peek()?.v === '||') {
-      p++;
-      e = { k: 'or', a: e, b: and() };
-    }
-    return e;
-  };
+  const and = chain('&&', 'and', primary);
+  const or = chain('||', 'or', and);
   const e = or();
   if (p !== toks.length) fail(`unexpected ${toks[p]!.v}`);
   return e;
