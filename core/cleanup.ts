@@ -81,16 +81,22 @@ export function holdSignals(onExit?: (signal: NodeJS.Signals) => void): () => vo
   };
 }
 
-/** Runs (and forgets) every registered handler; also used when a command fails. */
+/**
+ * Runs (and forgets) every registered handler; also used when a command fails.
+ * Work still in flight may register handlers while these run (a container
+ * created just before the signal): they run too, until none is left.
+ */
 export async function runInterruptHandlers(): Promise<void> {
-  const list = [...handlers].reverse();
-  handlers.clear();
-  sync();
-  for (const h of list) {
-    try {
-      await h();
-    } catch {
-      // Best effort: one failing cleanup must not stop the others.
+  while (handlers.size > 0) {
+    const list = [...handlers].reverse();
+    handlers.clear();
+    sync();
+    for (const h of list) {
+      try {
+        await h();
+      } catch {
+        // Best effort: one failing cleanup must not stop the others.
+      }
     }
   }
 }

@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { OsbuilderError } from './errors.js';
+import { interruptedError, OsbuilderError } from './errors.js';
 import { RERUN_HINT, run, formatCommand, start, type RunResult } from './exec.js';
-import { onInterrupt } from './cleanup.js';
+import { interruptedBy, onInterrupt } from './cleanup.js';
 import { debug } from './log.js';
 import { ownerAlive, ownerTag, parseOwnerTag } from './owner.js';
 import { pipeline, type PipeStage } from './pipe.js';
@@ -171,6 +171,15 @@ export function dockerContext(env: NodeJS.ProcessEnv = process.env): string {
   }
 }
 
+/**
+ * Nothing new is created once a signal arrived: the cleanup may already have
+ * passed, and what work still in flight creates then would be left behind.
+ */
+function refuseOnceInterrupted(): void {
+  const signal = interruptedBy();
+  if (signal) throw interruptedError(signal);
+}
+
 export class ContainerEngine {
   constructor(readonly kind: EngineKind) {}
 
@@ -254,6 +263,7 @@ export class ContainerEngine {
    * removal, and leave it behind.
    */
   private async create(spec: RunSpec, hint: string | undefined): Promise<() => void> {
+    refuseOnceInterrupted();
     const creating = run(this.cmd, createArgv(labelled(spec)), { hint, timeout: 5 * 60_000 });
     const unregister = onInterrupt(async () => {
       await creating.catch(() => undefined);
@@ -313,6 +323,7 @@ export class ContainerEngine {
 
   /** Creates a named volume carrying our labels (its owner's tag: a killed run's volume is found and removed). */
   async createVolume(name: string, labels: Record<string, string> = {}): Promise<void> {
+    refuseOnceInterrupted();
     await run(this.cmd, volumeCreateArgv(name, { ...labels, [BUILD_LABEL]: String(process.pid), [OWNER_LABEL]: ownerTag() }), { timeout: 60_000 });
   }
 

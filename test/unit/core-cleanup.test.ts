@@ -18,6 +18,18 @@ describe('onInterrupt', () => {
     expect(process.listenerCount('SIGTERM')).toBe(before);
   });
 
+  it('also runs a handler registered while the handlers run (work in flight when the signal came)', async () => {
+    const calls: string[] = [];
+    onInterrupt(async () => {
+      await new Promise((r) => setTimeout(r, 10));
+      calls.push('first');
+    });
+    const pending = runInterruptHandlers();
+    onInterrupt(() => void calls.push('late'));
+    await pending;
+    expect(calls).toEqual(['first', 'late']);
+  });
+
   it('holdSignals keeps the listener installed with no handler registered, until released', () => {
     const before = process.listenerCount('SIGTERM');
     const release = holdSignals();
