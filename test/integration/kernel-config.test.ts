@@ -89,6 +89,7 @@ describe('kernel setup/config on linux-source-6.1', () => {
     );
     expect(r.json!.verify.overrides).toEqual([
       { symbol: 'MODULES', from: expect.stringContaining('common/base.conf'), to: expect.stringContaining('gpu/nvidia/nvidia.conf') },
+      { symbol: 'CRYPTO_FIPS', from: expect.stringContaining('common/crypto.conf'), to: expect.stringContaining('gpu/nvidia/nvidia.conf') },
     ]);
     const cfg = await readFile(out, 'utf8');
     expect(cfg).toContain('CONFIG_MODULES=y');

@@ -24,6 +24,7 @@ import { codeOf } from '../support/errors.js';
 const RECORDED: Record<string, string> = {
   '1': 'b0c7e836d9d0e3593cf5d6b31e788535e69a1b6cbf9a046e32fc355ff0995ed4',
   '2': '7df0ca884beefe21b9cbb7b59708088fc6153555e39a26cc56a0cd74d12fd07e',
+  '3': '4d19e017984df2182365d1a4b56ea15c96d06b32066d1a664bf91593f5532f87',
 };
 
 describe('parseFragment', () => {
@@ -136,8 +137,9 @@ describe('shipped fragments', () => {
       expect(base.overrides, `${arch}: ${JSON.stringify(base.overrides)}`).toEqual([]);
       expect(base.requested.length).toBeGreaterThan(100);
       const gpu = mergeFragments(selectFragments({ arch, gpu: 'nvidia' }));
-      // The GPU variant turns modules on over common's "# CONFIG_MODULES is not set"; nothing else conflicts.
-      expect(gpu.overrides.map((o) => o.symbol)).toEqual(['MODULES']);
+      // The GPU variant turns modules on over common's "# CONFIG_MODULES is not set", and with them
+      // FIPS mode off (6.1 would need signed modules); nothing else conflicts.
+      expect(gpu.overrides.map((o) => o.symbol)).toEqual(['MODULES', 'CRYPTO_FIPS']);
     }
     for (const tee of ['tdx', 'sev', 'snp'] as const) {
       expect(mergeFragments(selectFragments({ arch: 'x86_64', confidential: tee })).overrides).toEqual([]);
