@@ -4,6 +4,7 @@
  * built into a temp path and renamed, so an interrupted build is never reused.
  */
 import { execa } from 'execa';
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, stat, symlink, writeFile, copyFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,6 +76,19 @@ export async function makeBusyboxRootfs(dir: string, opts: BusyboxOptions = {}):
 export async function debianMinbaseRootfs(): Promise<string> {
   return cached('debian-minbase-bookworm', async (dir) => {
     await execa('mmdebstrap', ['--variant=minbase', '--mode=root', '--skip=cleanup/apt/lists', 'bookworm', dir, debianMirror], { stdio: 'inherit' });
+  });
+}
+
+/** The tools the kernel workload tests run in their containers. */
+const WORKLOAD_PACKAGES = ['iptables', 'nftables', 'iproute2', 'netcat-openbsd', 'keyutils', 'inotify-tools', 'fatrace', 'attr'];
+
+/** A Debian bookworm minbase tree with WORKLOAD_PACKAGES (a container rootfs for kernel-workloads), cached. */
+export async function workloadRootfs(): Promise<string> {
+  const key = createHash('sha256').update(WORKLOAD_PACKAGES.join(' ')).digest('hex').slice(0, 8);
+  return cached(`debian-workloads-bookworm-${key}`, async (dir) => {
+    await execa('mmdebstrap', ['--variant=minbase', '--mode=root', `--include=${WORKLOAD_PACKAGES.join(',')}`, 'bookworm', dir, debianMirror], {
+      stdio: 'inherit',
+    });
   });
 }
 
