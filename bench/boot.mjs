@@ -33,7 +33,7 @@ async function exists(p) {
 }
 
 /** Debian's cloud kernel, extracted from its .deb (shared with test/support/fixtures.ts's cache). */
-async function debianCloudKernel() {
+export async function debianCloudKernel() {
   const dir = join(TEST_CACHE, 'debian-cloud-kernel');
   if (!(await exists(dir))) {
     const tmp = `${dir}.tmp-${process.pid}`;
@@ -82,7 +82,7 @@ export async function ourKernel() {
 }
 
 /** busybox + the agent as /init and /sbin/init, as a newc cpio, gzip (Kata's format); and its tree. */
-async function agentInitrd(work) {
+export async function agentInitrd(work) {
   const root = join(work, 'root');
   for (const d of ['bin', 'sbin', 'dev', 'proc', 'sys', 'tmp', 'run', 'etc', 'usr/bin', 'root']) await mkdir(join(root, d), { recursive: true });
   await copyFile('/bin/busybox', join(root, 'bin/busybox'));
@@ -137,7 +137,7 @@ async function containerRows({ accel, reason, kernel, initrd, image }) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function bootOnce({ qemu, accel, kernel, initrd, console, work, i, until }) {
+export async function bootOnce({ qemu, accel, kernel, initrd, console, work, i, until }) {
   const runDir = await mkdtemp(join(work, `vm-${i}-`));
   const channel = { kind: 'serial', socket: join(runDir, 'agent.sock') };
   const plan = planQemu({
