@@ -22,6 +22,7 @@ import { resolveRootfsOptions, type RootfsOptions } from './options.js';
 import type { PackageCacheReport } from './package-cache.js';
 import { planRootfs, type RootfsPlan } from './plan.js';
 import { checkForeignArch, checkRootfsOutput, locateKernelModules, openEngine } from './preflight.js';
+import { checkModulesVermagic } from './module-vermagic.js';
 import { Runner } from './runner.js';
 
 export interface BuildRootfsResult {
@@ -56,7 +57,10 @@ export async function buildRootfs(options: RootfsOptions, deps: BuildDeps = {}):
   // Cheap checks first: nothing is built when an input is wrong.
   const sde = sourceDateEpoch();
   await checkRootfsOutput(resolved.output);
-  if (resolved.kernelModules) resolved.kernelModules = await locateKernelModules(resolved.kernelModules.dir);
+  if (resolved.kernelModules) {
+    resolved.kernelModules = await locateKernelModules(resolved.kernelModules.dir);
+    await checkModulesVermagic(resolved.kernelModules.dir, resolved.kernelModules.kver);
+  }
   const given = resolved.agent ? await checkAgentFile(resolved.agent, resolved.arch) : undefined;
   const engine = await openEngine(resolved);
   const agent = given ?? (await step(`agent for ${resolved.arch}`, () => (deps.defaultAgent ?? defaultAgent)(resolved.arch)));

@@ -67,7 +67,7 @@ export async function runInSandbox<S>(p: Prepared, opts: BootOptions<S>, r: Sand
   let container: ContainerResult | null = null;
   let session: S | null = null;
   try {
-    await sandbox.create(r.hostname);
+    await sandbox.create(r.hostname, p.config.agent.kernelModules);
     if (opts.hotAdd) await hotAddAll(r.hotplug, opts.hotAdd);
     if (p.container) container = await guarded(r.vm, runContainer(sandbox, p.container, opts.container?.io ?? {}), opts.commandTimeoutSec, 'container');
     if (opts.session)

@@ -11,6 +11,7 @@ import { ARCH_FACTS, type Arch } from '../core/arch.js';
 import { OsbuilderError } from '../core/errors.js';
 import { parseVerityParams } from '../core/verity-params.js';
 import { FS_TYPES, type FsType } from '../core/vocab.js';
+import { parseKernelModules, type KernelModuleSpec } from './kernel-modules.js';
 
 /**
  * Kata's block_device_driver values (katautils blockDeviceDriver). In Kata it
@@ -59,6 +60,8 @@ export interface AgentConfig {
   enableDebug: boolean;
   /** Seconds to wait for the agent (Kata: dial_timeout). */
   dialTimeout: number;
+  /** Loaded by the agent at CreateSandbox (Kata: kernel_modules). */
+  kernelModules: KernelModuleSpec[];
 }
 
 export interface RuntimeConfig {
@@ -102,12 +105,12 @@ export function defaultConfig(arch: GuestArch = 'x86_64'): RuntimeConfig {
       hotplugVfioOnRootBus: false,
       hotPlugVfio: 'no-port',
     },
-    agent: { enableDebug: false, dialTimeout: 45 },
+    agent: { enableDebug: false, dialTimeout: 45, kernelModules: [] },
     warnings: [],
   };
 }
 
-type Kind = 'string' | 'path' | 'int' | 'bool';
+type Kind = 'string' | 'path' | 'int' | 'bool' | 'kernel-modules';
 interface KeySpec {
   kind: Kind;
   set: (c: RuntimeConfig, v: never) => void;
@@ -147,6 +150,7 @@ const QEMU_KEYS: Record<string, KeySpec> = {
 const AGENT_KEYS: Record<string, KeySpec> = {
   enable_debug: { kind: 'bool', set: (c, v: boolean) => (c.agent.enableDebug = v) },
   dial_timeout: { kind: 'int', min: 1, max: 3600, set: (c, v: number) => (c.agent.dialTimeout = v) },
+  kernel_modules: { kind: 'kernel-modules', set: (c, v: KernelModuleSpec[]) => (c.agent.kernelModules = v) },
 };
 
 /** Keys of Kata's [hypervisor.qemu] that a boot test does not use: accepted without a warning. */
@@ -218,7 +222,6 @@ const KATA_AGENT_OTHER = new Set([
   'enable_tracing',
   'debug_console_enabled',
   'debug_console_vport',
-  'kernel_modules',
   'container_pipe_size',
   'reconnect_timeout_ms',
   'enable_debug_console',
@@ -268,6 +271,11 @@ function applyKey(config: RuntimeConfig, fullKey: string, spec: KeySpec, given: 
     }
     case 'bool':
       if (typeof value !== 'boolean') throw invalid(fullKey, `expected true or false, got ${describe(value)}`, file);
+      break;
+    case 'kernel-modules':
+      if (!Array.isArray(value) || !value.every((e) => typeof e === 'string'))
+        throw invalid(fullKey, `expected an array of strings, got ${describe(value)}`, file);
+      value = parseKernelModules(value, file ? `${fullKey} in ${file}` : fullKey);
       break;
   }
   // An empty image/initrd means "not set", as in Kata's shipped files.
@@ -389,6 +397,8 @@ export interface ConfigOverrides {
   disableImageNvdimm?: boolean;
   /** pcie_root_port = N, plugged into by root-port hotplug (hot_plug_vfio = "root-port"). */
   pcieRootPort?: number;
+  /** Appended to kernel_modules, each "name param=value …". */
+  kernelModules?: string[];
   debug?: boolean;
 }
 
@@ -420,6 +430,7 @@ export function applyOverrides(base: RuntimeConfig, o: ConfigOverrides): Runtime
     c.warnings = c.warnings.filter((w) => !w.startsWith('pcie_root_port = '));
     c.warnings.push(...rootPortWarnings(c.hypervisor));
   }
+  if (o.kernelModules?.length) c.agent.kernelModules = [...c.agent.kernelModules, ...parseKernelModules(o.kernelModules, '--kernel-module')];
   if (o.debug) {
     c.hypervisor.enableDebug = true;
     c.agent.enableDebug = true;

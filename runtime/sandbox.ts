@@ -11,6 +11,7 @@ import { OsbuilderError } from '../core/errors.js';
 import { AgentService, type AgentClient } from './agent-client.js';
 import { clone, create, type MessageInitShape } from '@bufbuild/protobuf';
 import { MountSchema, RootSchema, SpecSchema, type ProcessSchema } from './gen/oci_pb.js';
+import type { KernelModuleSpec } from './kernel-modules.js';
 import type { Spec } from './oci.js';
 import { KATA_GUEST_SHARED_DIR, SHARED_FS_TAG, type SharedDir } from './shared-fs.js';
 
@@ -128,11 +129,12 @@ export class GuestSandbox {
     readonly msize9p = DEFAULT_MSIZE_9P,
   ) {}
 
-  /** CreateSandbox with the shared directory as Kata's runtime sends it. */
-  async create(hostname: string): Promise<void> {
+  /** CreateSandbox with the shared directory as Kata's runtime sends it; the agent loads `kernelModules` first. */
+  async create(hostname: string, kernelModules: readonly KernelModuleSpec[] = []): Promise<void> {
     await this.client.call(AgentService.method.createSandbox, {
       hostname,
       sandboxId: this.id,
+      kernelModules: kernelModules.map((m) => ({ name: m.name, parameters: [...m.parameters] })),
       storages: [
         {
           driver: '9p',

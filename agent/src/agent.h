@@ -70,6 +70,12 @@ void close_fd(int *fd);
 /* A container or exec id Kata accepts: [A-Za-z0-9][A-Za-z0-9_.-]+, at most 255 bytes. */
 int valid_id(const char *id);
 
+/* ------------------------------------------------------------ kmod.c */
+/* A module name modprobe takes as a name and parameters it takes as name=value: 0, or -1 with err set. */
+int check_kernel_module(const char *name, char *const *params, size_t n, char *err, size_t errlen);
+/* modprobe name params…: 0 once loaded, or -1 with modprobe's own output in err. */
+int load_kernel_module(const char *name, char *const *params, size_t n, char *err, size_t errlen);
+
 /* ------------------------------------------------------------ ttrpc.c */
 struct conn {
 	int fd;

@@ -25,9 +25,6 @@
 
 struct sandbox g_sandbox = { .uts_fd = -1, .ipc_fd = -1, .pid_fd = -1 };
 
-/* modprobe runs while every other request waits: it gets this long, then SIGKILL. */
-#define MODPROBE_TIMEOUT_MS 30000
-
 static const Google__Protobuf__Empty EMPTY = GOOGLE__PROTOBUF__EMPTY__INIT;
 
 void unmount_all(char **mounts, size_t n)
@@ -110,26 +107,6 @@ static int shared_namespaces(const char *hostname, char *err, size_t errlen)
 	return rc;
 }
 
-static int load_module(const Grpc__KernelModule *km, char *err, size_t errlen)
-{
-	char *argv[66] = { "modprobe", km->name };
-	size_t n = 2;
-	for (size_t i = 0; i < km->n_parameters && n < 65; i++)
-		argv[n++] = km->parameters[i];
-	argv[n] = NULL;
-	pid_t pid = fork();
-	if (pid == 0) {
-		execvp("modprobe", argv);
-		_exit(127);
-	}
-	int status = 0;
-	if (pid < 0 || reap_within(pid, &status, MODPROBE_TIMEOUT_MS) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		snprintf(err, errlen, "load_kernel_module %s: modprobe failed (%s %d)", km->name, WIFSIGNALED(status) ? "killed by signal" : "status", WIFSIGNALED(status) ? WTERMSIG(status) : WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-		return -1;
-	}
-	return 0;
-}
-
 /* Kata's setup_guest_dns: the lines go to the sandbox's resolv.conf, bound over /etc/resolv.conf. */
 static int setup_dns(char *const *dns, size_t n, char *err, size_t errlen)
 {
@@ -165,7 +142,15 @@ void h_create_sandbox(const struct call *call, const ProtobufCMessage *m)
 		return;
 	}
 	for (size_t i = 0; i < req->n_kernel_modules; i++) {
-		if (load_module(req->kernel_modules[i], err, sizeof(err)) < 0) {
+		const Grpc__KernelModule *km = req->kernel_modules[i];
+		if (check_kernel_module(km->name, km->parameters, km->n_parameters, err, sizeof(err)) < 0) {
+			reply_err(call, CODE_INVALID_ARGUMENT, "%s", err);
+			return;
+		}
+	}
+	for (size_t i = 0; i < req->n_kernel_modules; i++) {
+		const Grpc__KernelModule *km = req->kernel_modules[i];
+		if (load_kernel_module(km->name, km->parameters, km->n_parameters, err, sizeof(err)) < 0) {
 			reply_err(call, CODE_INTERNAL, "%s", err);
 			return;
 		}

@@ -27,6 +27,7 @@ export interface RuntimeArgs extends GlobalArgs {
   'disable-image-nvdimm'?: boolean;
   'kernel-verity-params'?: string;
   'pcie-root-port'?: number;
+  'kernel-module'?: string[];
 }
 
 /** Options shared by boot and env: a configuration file and what overrides it. */
@@ -41,6 +42,11 @@ export function runtimeOptions<T>(y: Argv<T>): Argv<T> {
     .option('memory', { type: 'number', describe: 'Memory in MiB (overrides default_memory)' })
     .option('machine-type', { type: 'string', describe: 'q35 or pc (x86_64), virt (aarch64)' })
     .option('disable-image-nvdimm', { type: 'boolean', describe: 'Attach the image as a virtio disk instead of nvdimm (root=/dev/vda1)' })
+    .option('kernel-module', {
+      type: 'string',
+      array: true,
+      describe: 'A module the agent loads at CreateSandbox, "name param=value …" (appended to agent.kata.kernel_modules; repeatable)',
+    })
     .option('pcie-root-port', { type: 'number', describe: 'PCIe root ports to hotplug into (pcie_root_port = N with hot_plug_vfio = "root-port"; q35)' })
     .option('kernel-verity-params', {
       type: 'string',
@@ -61,6 +67,7 @@ export function overridesFrom(argv: RuntimeArgs): ConfigOverrides {
   if (argv['disable-image-nvdimm'] !== undefined) o.disableImageNvdimm = argv['disable-image-nvdimm'];
   if (argv['kernel-verity-params'] !== undefined) o.kernelVerityParams = argv['kernel-verity-params'];
   if (argv['pcie-root-port'] !== undefined) o.pcieRootPort = argv['pcie-root-port'];
+  if (argv['kernel-module'] !== undefined) o.kernelModules = argv['kernel-module'];
   return o;
 }
 

@@ -411,6 +411,31 @@ describe('agent lifecycle on the host', () => {
     expect(await stillThere(sleeping)).toEqual([]);
   });
 
+  it("CreateSandbox kernel_modules: a name modprobe would take as an option is INVALID_ARGUMENT, a missing module INTERNAL with modprobe's words", async () => {
+    const a = await startHostAgent();
+    const { client: c } = await a.connect();
+    try {
+      const bad = await rpcStatus(
+        c.call(AgentService.method.createSandbox, { hostname: 'h', sandboxId: 's', kernelModules: [{ name: '-r', parameters: ['x=1'] }] }),
+      );
+      expect(bad).toEqual({ code: 3, message: 'kernel module name "-r" is not a module name' });
+      const opt = await rpcStatus(
+        c.call(AgentService.method.createSandbox, { hostname: 'h', sandboxId: 's', kernelModules: [{ name: 'loop', parameters: ['--force'] }] }),
+      );
+      expect(opt).toEqual({ code: 3, message: 'kernel module loop: parameter "--force" is not name=value' });
+      const missing = await rpcStatus(
+        c.call(AgentService.method.createSandbox, { hostname: 'h', sandboxId: 's', kernelModules: [{ name: 'osb_no_such_module', parameters: [] }] }),
+      );
+      expect(missing.code).toBe(13);
+      expect(missing.message).toMatch(/^load kernel module osb_no_such_module: modprobe failed: modprobe: FATAL: Module osb_no_such_module not found/);
+      // Nothing was created: the sandbox can still be made.
+      await c.call(AgentService.method.createSandbox, { hostname: 'h', sandboxId: 's' });
+    } finally {
+      c.close();
+      await a.stop();
+    }
+  });
+
   it('gives up when the host closes the channel and does not come back (--hangup-timeout)', async () => {
     const a = await startHostAgent(['--hangup-timeout', '1']);
     const { client: c } = await a.connect();

@@ -41,7 +41,7 @@ describe('configuration-qemu.toml', () => {
       sharedFs: 'virtio-9p',
       msize9p: 8192,
     });
-    expect(c.agent).toEqual({ enableDebug: false, dialTimeout: 45 });
+    expect(c.agent).toEqual({ enableDebug: false, dialTimeout: 45, kernelModules: [] });
     expect(text).toContain('# initrd = "/p/kata-containers-initrd.img"');
     const initrdOnly = parseConfig(renderQemuConfig({ qemuPath: 'q', machineType: 'q35', kernel: 'k', initrd: '/p/i', toolVersion: '1' }), 'x.toml');
     expect(initrdOnly.hypervisor).toMatchObject({ image: null, initrd: '/p/i' });

@@ -73,7 +73,7 @@ describe('configuration.toml', () => {
       hotplugVfioOnRootBus: false,
       hotPlugVfio: 'no-port',
     });
-    expect(c.agent).toEqual({ enableDebug: true, dialTimeout: 30 });
+    expect(c.agent).toEqual({ enableDebug: true, dialTimeout: 30, kernelModules: [] });
     expect(c.warnings).toEqual([]);
   });
 
@@ -148,6 +148,27 @@ describe('configuration.toml', () => {
     expect(e.message).toBe('agent.kata.dial_timeout: must be between 1 and 3600, got -1');
   });
 
+  it('kernel_modules: split on whitespace as kata-runtime does, blank entries dropped; options and non-strings refused', () => {
+    const c = parseConfig('[agent.kata]\nkernel_modules = ["e1000e InterruptThrottleRate=3000,3000  EEE=1", "  ", "i915"]\n', 'c.toml');
+    expect(c.agent.kernelModules).toEqual([
+      { name: 'e1000e', parameters: ['InterruptThrottleRate=3000,3000', 'EEE=1'] },
+      { name: 'i915', parameters: [] },
+    ]);
+    expect(c.warnings).toEqual([]);
+    const opt = error(() => parseConfig('[agent.kata]\nkernel_modules = ["-r loop"]\n', 'c.toml'));
+    expect(opt.code).toBe('CONFIG_INVALID');
+    expect(opt.message).toBe('agent.kata.kernel_modules in c.toml: "-r" is not a module name');
+    expect(error(() => parseConfig('[agent.kata]\nkernel_modules = ["loop --force"]\n', null)).message).toBe(
+      'agent.kata.kernel_modules: parameter "--force" of loop would be a modprobe option',
+    );
+    expect(error(() => parseConfig('[agent.kata]\nkernel_modules = "loop"\n', null)).message).toBe(
+      'agent.kata.kernel_modules: expected an array of strings, got "loop"',
+    );
+    expect(error(() => parseConfig('[agent.kata]\nkernel_modules = [1]\n', null)).message).toBe(
+      'agent.kata.kernel_modules: expected an array of strings, got an array',
+    );
+  });
+
   it('reports TOML syntax errors with line and column', () => {
     const e = error(() => parseConfig('[hypervisor.qemu]\nkernel = /no/quotes\n', 'bad.toml'));
     expect(e.code).toBe('CONFIG_INVALID');
@@ -173,6 +194,15 @@ describe('command-line overrides', () => {
     expect(error(() => applyOverrides(base, { vcpus: 0 })).message).toBe('--vcpus: must be between 1 and 288, got 0');
     expect(error(() => applyOverrides(base, { memory: Number.NaN })).message).toMatch(/^--memory: expected a whole number/);
     expect(error(() => applyOverrides(base, { machineType: 'isapc' })).message).toMatch(/^--machine-type: must be one of/);
+  });
+
+  it('--kernel-module appends to kernel_modules', () => {
+    const withOne = parseConfig('[agent.kata]\nkernel_modules = ["loop max_loop=4"]\n', 'c.toml');
+    const c = applyOverrides(withOne, { kernelModules: ['osb_hello greeting=hi', 'dummy'] });
+    expect(c.agent.kernelModules.map((m) => m.name)).toEqual(['loop', 'osb_hello', 'dummy']);
+    expect(c.agent.kernelModules[1]!.parameters).toEqual(['greeting=hi']);
+    expect(withOne.agent.kernelModules).toHaveLength(1);
+    expect(error(() => applyOverrides(base, { kernelModules: ['bad/name'] })).message).toBe('--kernel-module: "bad/name" is not a module name');
   });
 });
 
