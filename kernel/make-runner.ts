@@ -16,7 +16,7 @@ export interface MakeRunner {
   builderImage?: string;
 }
 
-async function dockerRunner(tree: string, plan: BuildPlan, arch: Arch, mirror: string | undefined): Promise<MakeRunner> {
+async function dockerRunner(tree: string, plan: Pick<BuildPlan, 'env'>, arch: Arch, mirror: string | undefined): Promise<MakeRunner> {
   const eng = new ContainerEngine('docker');
   if (!eng.local)
     throw new OsbuilderError(
@@ -44,7 +44,7 @@ async function dockerRunner(tree: string, plan: BuildPlan, arch: Arch, mirror: s
   return { runMake, builderImage: img.tag };
 }
 
-async function nativeRunner(tree: string, plan: BuildPlan): Promise<MakeRunner> {
+async function nativeRunner(tree: string, plan: Pick<BuildPlan, 'env'>): Promise<MakeRunner> {
   if (!(await haveTool('make')))
     throw new OsbuilderError('TOOL_MISSING', 'make is not installed', 'install build-essential flex bison bc libelf-dev libssl-dev, or use --engine docker');
   const runMake: RunMake = async (args, _mountParent, onOutput) => {
@@ -59,6 +59,6 @@ async function nativeRunner(tree: string, plan: BuildPlan): Promise<MakeRunner> 
 }
 
 /** The make runner for `engine` (docker: the builder image is built first when missing). */
-export function makeRunner(engine: Engine, tree: string, plan: BuildPlan, arch: Arch, mirror: string | undefined): Promise<MakeRunner> {
+export function makeRunner(engine: Engine, tree: string, plan: Pick<BuildPlan, 'env'>, arch: Arch, mirror: string | undefined): Promise<MakeRunner> {
   return engine === 'docker' ? dockerRunner(tree, plan, arch, mirror) : nativeRunner(tree, plan);
 }

@@ -7,17 +7,18 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TOOL_VERSION } from '../core/version.js';
 import type { Job } from './dag.js';
-import { renderQemuConfig } from './install.js';
+import { renderQemuConfig, type QemuConfigInput } from './install.js';
 import { imageBoot } from './install-plan.js';
 import type { BuildOptions, RootfsJob } from './plan.js';
-import { bootTest, kernelArtifact, rootfsArtifact, type BootTest, type KernelArtifact, type RootfsArtifact, type StageContext } from './stages.js';
+import { bootTest, type BootTest, type GpuBootInput, type WriteBootConfig } from './boot-test.js';
+import { kernelArtifact, rootfsArtifact, type KernelArtifact, type RootfsArtifact, type StageContext } from './stages.js';
 
 export type StageOutput = RootfsArtifact | KernelArtifact | BootTest;
 
 /** A boot test may run under TCG (no usable KVM): far slower than Kata's 45 s dial_timeout assumes. */
 export const DEFAULT_BOOT_TIMEOUT_SEC = 300;
 
-export type BootKernel = { label: string; path: string; sha256: string };
+export type BootKernel = { label: string; path: string; sha256: string; gpu?: GpuBootInput };
 
 /** What the boot tests need besides the stage context. */
 export interface BootRun {
@@ -48,7 +49,7 @@ export function bootTestJobs(ctx: StageContext, run: BootRun): Job<StageOutput>[
         deps: [`rootfs:${r.role}`, ...(kid ? [kid] : [])],
         run: async (deps) => {
           const k = kid ? (deps[kid] as KernelArtifact) : undefined;
-          const kernel = k ? { label: k.names.vmlinuz, path: k.vmlinuz, sha256: k.vmlinuzSha256 } : run.fallbackKernel!;
+          const kernel = k ? { label: k.names.vmlinuz, path: k.vmlinuz, sha256: k.vmlinuzSha256, ...gpuInput(k) } : run.fallbackKernel!;
           return bootOne(ctx, run, r, deps[`rootfs:${r.role}`] as RootfsArtifact, kernel, config);
         },
       });
@@ -57,24 +58,33 @@ export function bootTestJobs(ctx: StageContext, run: BootRun): Job<StageOutput>[
   return jobs;
 }
 
-/** Writes the boot configuration for kernel + artifact (the image as this plan builds it) and boot-tests them. */
+/** The GPU kernel's kernel-devel tarball, for the GPU checks of its boot tests. */
+function gpuInput(k: KernelArtifact): { gpu?: GpuBootInput } {
+  const headers = k.files.find((f) => f.name === `linux-headers-${k.release}.tar.gz`);
+  return k.variant === 'nvidia' && headers ? { gpu: { headersTarball: headers.path, release: k.release } } : {};
+}
+
+/** Boot-tests kernel + artifact with a configuration written for them (the image as this plan builds it; the GPU one for a GPU kernel). */
 async function bootOne(ctx: StageContext, run: BootRun, r: RootfsJob, a: RootfsArtifact, kernel: BootKernel, config: string): Promise<BootTest> {
   const plan = ctx.plan;
   const verity = a.kernelVerityParams ? { kernelVerityParams: a.kernelVerityParams } : {};
-  await writeFile(
-    config,
-    renderQemuConfig({
+  const writeConfig: WriteBootConfig = async (extra) => {
+    const input: QemuConfigInput = {
       arch: plan.arch,
       qemuPath: run.qemu.path,
       machineType: run.qemu.machineType,
       kernel: kernel.path,
-      [r.role]: a.path,
+      [r.role]: extra.initrd ?? a.path,
       ...verity,
       ...imageBoot(plan),
+      ...(kernel.gpu ? { gpu: true } : {}),
+      ...(extra.kernelModules ? { kernelModules: extra.kernelModules } : {}),
       toolVersion: TOOL_VERSION,
-    }),
-  );
-  return bootTest(ctx, kernel, { label: a.fileName, role: r.role, path: a.path, sha256: a.sha256, osRelease: a.osRelease, ...verity }, config, {
+    };
+    await writeFile(config, renderQemuConfig(input));
+    return config;
+  };
+  return bootTest(ctx, kernel, { label: a.fileName, role: r.role, path: a.path, sha256: a.sha256, osRelease: a.osRelease, ...verity }, writeConfig, {
     ...(run.opts.accel ? { accel: run.opts.accel } : {}),
     timeoutSec: run.opts.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_SEC,
   });

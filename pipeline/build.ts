@@ -20,7 +20,8 @@ import { installedTarget, writeInstall } from './install.js';
 import { planInstall } from './install-plan.js';
 import { checkBootTestable, planBuild, pickDebianSource, type BuildOptions, type BuildPlan } from './plan.js';
 import { checkPrefix } from './prefix.js';
-import { installedFileSha256, resolveAgent, stageContext, type BootTest, type KernelArtifact, type RootfsArtifact, type StageContext } from './stages.js';
+import type { BootTest } from './boot-test.js';
+import { installedFileSha256, resolveAgent, stageContext, type KernelArtifact, type RootfsArtifact, type StageContext } from './stages.js';
 import type { SwitchOutcome } from './switch.js';
 
 export interface SummaryRow {

@@ -12,7 +12,8 @@ import { FS_TYPES } from '../core/vocab.js';
 import { DEFAULTS, SHARE, carriedEntries, renderQemuConfig, renderSha256Sums, type InstallEntry, type QemuConfigInput } from './install.js';
 import { buildManifest, type Manifest } from './manifest.js';
 import type { BuildPlan } from './plan.js';
-import { resolvedImage, type BootTest, type KernelArtifact, type RootfsArtifact } from './stages.js';
+import type { BootTest } from './boot-test.js';
+import { resolvedImage, type KernelArtifact, type RootfsArtifact } from './stages.js';
 
 const ROOT_LINKS = { image: 'kata-containers.img', initrd: 'kata-containers-initrd.img' } as const;
 /** A verity image's kernel_verity_params, installed as Kata's build_image.sh does for the base image (empty variant). */

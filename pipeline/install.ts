@@ -58,6 +58,8 @@ export interface QemuConfigInput {
   disableImageNvdimm?: boolean;
   /** The GPU kernel's configuration: a root port to hot-plug the GPU into, as Kata's GPU passthrough guide sets. */
   gpu?: boolean;
+  /** agent.kata.kernel_modules entries ("name param=value …"); none when absent. */
+  kernelModules?: string[];
   toolVersion: string;
 }
 
@@ -105,6 +107,7 @@ export function renderQemuConfig(c: QemuConfigInput): string {
     '[agent.kata]',
     'enable_debug = false',
     'dial_timeout = 45',
+    ...(c.kernelModules?.length ? [`kernel_modules = [${c.kernelModules.map(q).join(', ')}]`] : []),
     '',
   );
   return lines.join('\n');

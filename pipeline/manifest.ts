@@ -5,7 +5,8 @@
  */
 import type { CacheInputs } from '../core/cache.js';
 import { prettyName } from '../rootfs-builder/index.js';
-import type { BootTest, KernelArtifact, RootfsArtifact } from './stages.js';
+import type { BootTest } from './boot-test.js';
+import type { KernelArtifact, RootfsArtifact } from './stages.js';
 
 export interface Manifest {
   tool: { name: 'kata-osbuilder'; version: string };

@@ -19,9 +19,7 @@ import { buildImage, IMAGE_OPTIONS, resolveImageOptions, type ResolvedImageOptio
 import { buildInitrd, INITRD_OPTIONS, resolveInitrdOptions } from '../initrd-builder/index.js';
 import { KERNEL_OPTIONS } from '../kernel/index.js';
 import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel, type KernelOptions } from '../kernel/index.js';
-import { boot } from '../runtime/index.js';
 import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
-import { runContainerChecks, type ContainerChecks } from './container-checks.js';
 import { BUILD_SOURCE_FLAGS, type BuildOptions, type BuildPlan, type KernelJob, type RootfsJob } from './plan.js';
 
 export interface StageContext {
@@ -67,7 +65,7 @@ export function stageContext(
 }
 
 /** The stage's cache entry: a verified hit (unless the cache is off), else built once and stored. */
-function cachedStage<M>(
+export function cachedStage<M>(
   ctx: StageContext,
   stage: string,
   inputs: CacheInputs,
@@ -369,84 +367,6 @@ export async function kernelArtifact(ctx: StageContext, job: KernelJob): Promise
     ctx.cache.withLock('kernel-trees', basename(tree), () => buildKernelEntry(ctx, job, src, String(inputs.configVersion), tree, dir)),
   );
   return kernelFromEntry(job, built, src, inputs);
-}
-
-// ---------------------------------------------------------------- boot test
-
-export interface BootTest {
-  kernel: string;
-  artifact: string;
-  passed: boolean;
-  /** True when these exact files already passed (cache hit): not booted again. */
-  cached: boolean;
-  accel: string;
-  channel: string;
-  agentVersion: string;
-  /** PRETTY_NAME of the guest's os-release, as the container saw it. */
-  osRelease: string;
-  /** The guest's root device (root=): /dev/dm-0 for a dm-verity image; "initrd" for an initrd. */
-  root: string;
-  container: ContainerChecks;
-  /** Every RPC sent, first use first: Kata's standard ones only. */
-  rpcs: string[];
-  readyMs: number;
-  totalMs: number;
-}
-
-/** Bumped when the boot test changes: earlier passes do not count. */
-export const BOOT_TEST_VERSION = 'container-2';
-
-/**
- * Boots kernel + artifact as kata-runtime would and runs the boot test's
- * container in it (container-checks.ts). `configFile` is a
- * configuration.toml naming both files.
- */
-export async function bootTest(
-  ctx: StageContext,
-  kernel: { label: string; path: string; sha256: string },
-  artifact: { label: string; role: 'image' | 'initrd'; path: string; sha256: string; osRelease: string; kernelVerityParams?: string },
-  configFile: string,
-  opts: { accel?: string; timeoutSec?: number },
-): Promise<BootTest> {
-  const inputs: CacheInputs = {
-    tool: TOOL_VERSION,
-    test: BOOT_TEST_VERSION,
-    kernel: kernel.sha256,
-    artifact: artifact.sha256,
-    role: artifact.role,
-    verity: artifact.kernelVerityParams ?? null,
-  };
-  const built = await cachedStage<BootTest>(ctx, 'boot', inputs, async (dir) => {
-    const rpcs: string[] = [];
-    const r = await step(`boot test ${kernel.label} + ${artifact.label}`, () =>
-      boot({
-        configFile,
-        hostname: 'osb-boot-test',
-        session: (s) => runContainerChecks(s, artifact.osRelease),
-        observe: (path) => void (rpcs.includes(path) || rpcs.push(path)),
-        ...(opts.accel ? { accel: opts.accel } : {}),
-        ...(opts.timeoutSec ? { timeoutSec: opts.timeoutSec } : {}),
-      }),
-    );
-    const result: BootTest = {
-      kernel: kernel.label,
-      artifact: artifact.label,
-      passed: true,
-      cached: false,
-      accel: r.accel,
-      channel: r.channel,
-      agentVersion: r.agent.version,
-      osRelease: r.session!.guestOs,
-      root: r.kernelParams.find((p) => p.startsWith('root='))?.slice('root='.length) ?? 'initrd',
-      container: r.session!,
-      rpcs,
-      readyMs: r.timings.qemuStartToAgentReadyMs,
-      totalMs: r.timings.totalMs,
-    };
-    await writeFile(join(dir, 'boot.json'), `${JSON.stringify(result, null, 2)}\n`);
-    return result;
-  });
-  return { ...built.entry.meta, cached: built.cached };
 }
 
 /** An existing regular file's sha256 (for a kernel taken from an install), else undefined. */

@@ -235,6 +235,36 @@ describe('the default build', () => {
   });
 });
 
+describe('the GPU build (-g nvidia)', () => {
+  const gpuPrefix = () => join(work, 'prefix-gpu');
+
+  it('boot-tests the GPU kernel with the initrd: a 4 GiB-BAR device hot-plugged, the probe module built against its kernel-devel and loaded; the manifest records both', async () => {
+    const gpu = await guestKernel('nvidia');
+    await seedKernelEntry(cacheDir, 'nvidia');
+    const r = await osb(['build', 'busybox', '--initrd', '--kernel', '-g', 'nvidia', '--prefix', gpuPrefix(), '--jobs', '2', '--boot-timeout', '600']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const byKernel = Object.fromEntries(r.json!.bootTests.map((b) => [b.kernel, b]));
+    const gpuBoot = byKernel[`vmlinuz-${gpu.version}-${gpu.configVersion}-nvidia-gpu`]!;
+    expect(gpuBoot, Object.keys(byKernel).join(', ')).toBeDefined();
+    expect(gpuBoot.gpu).toEqual({
+      hotplug: {
+        port: 'rp0',
+        address: expect.stringMatching(/^0000:/),
+        barStart: expect.stringMatching(/^0x[0-9a-f]+$/),
+        barBytes: 4 * 2 ** 30,
+        removed: true,
+      },
+      module: { name: 'osb_gpu_probe', token: expect.stringMatching(/^[0-9a-f]{12}$/) },
+    });
+    expect(BigInt((gpuBoot.gpu!.hotplug as { barStart: string }).barStart)).toBeGreaterThanOrEqual(4n * 2n ** 30n);
+    expect(gpuBoot.rpcs).toContain('/grpc.AgentService/CreateSandbox');
+    expect(byKernel[`vmlinuz-${kernel.version}-${kernel.configVersion}`]!.gpu).toBeUndefined();
+    const manifest = JSON.parse(await readFile(join(share(gpuPrefix()), 'manifest.json'), 'utf8'));
+    expect(manifest.bootTests.find((b: { kernel: string }) => b.kernel === gpuBoot.kernel).gpu).toEqual(gpuBoot.gpu);
+    expect(await readdir(join(share(gpuPrefix()), 'kernel-devel'))).toContain(`linux-headers-${gpu.release}.tar.gz`);
+  });
+});
+
 describe('a measured rootfs (--verity)', () => {
   const vp = () => join(work, 'verity');
   const cfgPath = () => join(vp(), 'usr/share/defaults/kata-containers/configuration-qemu.toml');

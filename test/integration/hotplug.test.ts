@@ -1,7 +1,7 @@
 /**
  * PCIe hotplug the way GPU passthrough uses it, with QEMU standing in for the
- * GPU (TCG, no GPU here): the default kernel (it has pciehp and 64-bit MMIO,
- * like the nvidia variant) boots with two pcie-root-ports; an ivshmem-plain
+ * GPU (TCG, no GPU here): the nvidia kernel, and the default one (it has
+ * pciehp and 64-bit MMIO too), boots with two pcie-root-ports; an ivshmem-plain
  * device whose 4 GiB memory backend is its 64-bit prefetchable BAR (a GPU's
  * large BAR) and a plain virtio-rng-pci are hot-added over QMP. A container
  * that binds the guest's /sys shows both, with vendor/device ids and the BAR
@@ -18,7 +18,8 @@ import { agentInitrd, bootJson, vmNamer } from '../support/boot.js';
 import type { CliErrorJson } from '../support/cli.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { nothingLeft } from '../support/vm-left.js';
-import { boot, bindMount, defaultContainerRootfs, defaultSpec, parseDeviceSpec, parseObjectSpec, setRoot, type BootSession } from '../../runtime/index.js';
+import { boot, parseDeviceSpec, parseObjectSpec, type BootSession } from '../../runtime/index.js';
+import { GUEST_PCI_LIST, guestShell, parseGuestPci, type GuestPciDevice } from '../../pipeline/gpu-checks.js';
 
 const GiB = 2 ** 30;
 let dir: string;
@@ -32,98 +33,66 @@ beforeAll(async () => {
   initrd = await agentInitrd(dir, 'agent');
 });
 
-/** Each PCI device of the guest: address, vendor, device, and its resource lines (start end flags). */
-const PCI_LIST =
-  'for d in /guest/sys/bus/pci/devices/*; do echo "$(basename $d) $(cat $d/vendor) $(cat $d/device)"; cat $d/resource | grep -v "^0x0000000000000000 0x0000000000000000" | sed "s/^/  /"; done';
-
-interface PciDevice {
-  address: string;
-  vendor: string;
-  device: string;
-  resources: Array<{ start: number; end: number }>;
+/** The guest's PCI devices, listed in a container that sees the guest's /sys. */
+async function guestPci(s: BootSession, n: number): Promise<GuestPciDevice[]> {
+  return parseGuestPci(await guestShell(s, `pci-${n}`, GUEST_PCI_LIST));
 }
 
-function parsePci(text: string): PciDevice[] {
-  const out: PciDevice[] = [];
-  for (const line of text.split('\n').filter(Boolean)) {
-    if (line.startsWith('  ')) {
-      const [start, end] = line.trim().split(' ');
-      out.at(-1)!.resources.push({ start: Number(start), end: Number(end) }); // below 2^53 here
-    } else {
-      const [address, vendor, device] = line.split(' ');
-      out.push({ address: address!, vendor: vendor!, device: device!, resources: [] });
-    }
-  }
-  return out;
-}
+const isIvshmem = (d: GuestPciDevice) => d.vendor === '0x1af4' && d.device === '0x1110';
+const isRng = (d: GuestPciDevice) => d.vendor === '0x1af4' && d.device === '0x1044';
 
-/** Runs PCI_LIST in a container that sees the guest's /sys. */
-async function guestPci(s: BootSession, n: number): Promise<PciDevice[]> {
-  const spec = defaultSpec({ args: ['sh', '-c', PCI_LIST], hostname: s.hostname });
-  setRoot(spec, (await defaultContainerRootfs()).path, true);
-  spec.Mounts.push(bindMount('/sys', '/guest/sys', true));
-  const c = await s.sandbox.createContainer(`pci-${n}`, { spec, readonlyRootfs: true, guestSources: new Set(['/sys']) });
-  const out: Uint8Array[] = [];
-  try {
-    await c.start();
-    expect(await c.init.run({ onStdout: (b) => out.push(b) })).toBe(0);
-  } finally {
-    await c.remove();
-  }
-  return parsePci(Buffer.concat(out).toString());
-}
-
-const isIvshmem = (d: PciDevice) => d.vendor === '0x1af4' && d.device === '0x1110';
-const isRng = (d: PciDevice) => d.vendor === '0x1af4' && d.device === '0x1044';
-
-describe('PCIe hotplug into root ports (the default kernel)', () => {
-  it('a 4 GiB 64-bit BAR device and a plain one come up through pciehp, the BAR above 4 GiB at full size; hot-removed, it is gone', async () => {
-    const name = vmName();
-    const consoleLog = join(dir, 'hotplug-console.log');
-    const r = await boot({
-      name,
-      // loglevel=7: pciehp reports at KERN_INFO, which Kata's `quiet` hides.
-      overrides: { kernel: kernel.bzImage, initrd, memory: 512, pcieRootPort: 2, kernelParams: 'loglevel=7' },
-      timeoutSec: 300,
-      consoleLog,
-      session: async (s) => {
-        const before = await guestPci(s, 1);
-        await s.hotplug.addObject(parseObjectSpec('memory-backend-ram,id=gpumem,size=4G'));
-        const gpuPort = await s.hotplug.add(parseDeviceSpec('ivshmem-plain,id=gpu0,memdev=gpumem', 'x'));
-        const plainPort = await s.hotplug.add(parseDeviceSpec('virtio-rng-pci,id=plain0', 'x'));
-        // pciehp brings a slot up after its link does: wait until the guest lists both.
-        let after = await guestPci(s, 2);
-        for (let i = 3; i < 40 && !(after.some(isIvshmem) && after.some(isRng)); i++) after = await guestPci(s, i);
-        await s.hotplug.remove('gpu0');
-        await s.hotplug.removeObject('gpumem');
-        const removed = await guestPci(s, 100);
-        return { before, after, removed, ports: [gpuPort, plainPort] };
-      },
-    });
-    await nothingLeft(name);
-    const { before, after, removed, ports } = r.session!;
-    expect(ports).toEqual(['rp0', 'rp1']);
-    expect(before.some(isIvshmem) || before.some(isRng)).toBe(false);
-    const gpu = after.find(isIvshmem);
-    expect(gpu, JSON.stringify(after)).toBeDefined();
-    expect(after.find(isRng)).toBeDefined();
-    // BAR 2 is the shared memory: 64-bit prefetchable, above 4 GiB, exactly 4 GiB long.
-    const bar = gpu!.resources.find((x) => x.end - x.start + 1 === 4 * GiB);
-    expect(bar, JSON.stringify(gpu)).toBeDefined();
-    expect(bar!.start).toBeGreaterThanOrEqual(4 * GiB);
-    expect(removed.some(isIvshmem)).toBe(false);
-    expect(removed.some(isRng)).toBe(true);
-    expect(r.hotplugged).toEqual([{ id: 'plain0', port: 'rp1' }]);
-    const con = await readFile(consoleLog, 'utf8');
-    expect(con).toMatch(/pciehp: Slot\(0\): Link Up/);
-    expect(con).toMatch(/pciehp: Slot\(1\): Link Up/);
-    expect(r.qemu.argv).toEqual(
-      expect.arrayContaining([
-        'ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off',
-        'pcie-root-port,id=rp1,bus=pcie.0,chassis=0,slot=1,multifunction=off,pref64-reserve=16G',
-      ]),
-    );
-  });
+describe('PCIe hotplug into root ports', () => {
+  it.each(['nvidia', 'default'] as const)(
+    '%s kernel: a 4 GiB 64-bit BAR device and a plain one come up through pciehp, the BAR above 4 GiB at full size; hot-removed, it is gone',
+    async (variant) => {
+      const k = await guestKernel(variant);
+      const name = vmName();
+      const consoleLog = join(dir, `hotplug-console-${variant}.log`);
+      const r = await boot({
+        name,
+        // loglevel=7: pciehp reports at KERN_INFO, which Kata's `quiet` hides.
+        overrides: { kernel: k.bzImage, initrd, memory: 512, pcieRootPort: 2, kernelParams: 'loglevel=7' },
+        timeoutSec: 300,
+        consoleLog,
+        session: async (s) => {
+          const before = await guestPci(s, 1);
+          await s.hotplug.addObject(parseObjectSpec('memory-backend-ram,id=gpumem,size=4G'));
+          const gpuPort = await s.hotplug.add(parseDeviceSpec('ivshmem-plain,id=gpu0,memdev=gpumem', 'x'));
+          const plainPort = await s.hotplug.add(parseDeviceSpec('virtio-rng-pci,id=plain0', 'x'));
+          // pciehp brings a slot up after its link does: wait until the guest lists both.
+          let after = await guestPci(s, 2);
+          for (let i = 3; i < 40 && !(after.some(isIvshmem) && after.some(isRng)); i++) after = await guestPci(s, i);
+          await s.hotplug.remove('gpu0');
+          await s.hotplug.removeObject('gpumem');
+          const removed = await guestPci(s, 100);
+          return { before, after, removed, ports: [gpuPort, plainPort] };
+        },
+      });
+      await nothingLeft(name);
+      const { before, after, removed, ports } = r.session!;
+      expect(ports).toEqual(['rp0', 'rp1']);
+      expect(before.some(isIvshmem) || before.some(isRng)).toBe(false);
+      const gpu = after.find(isIvshmem);
+      expect(gpu, JSON.stringify(after)).toBeDefined();
+      expect(after.find(isRng)).toBeDefined();
+      // BAR 2 is the shared memory: 64-bit prefetchable, above 4 GiB, exactly 4 GiB long.
+      const bar = gpu!.resources.find((x) => x.end - x.start + 1 === 4 * GiB);
+      expect(bar, JSON.stringify(gpu)).toBeDefined();
+      expect(bar!.start).toBeGreaterThanOrEqual(4 * GiB);
+      expect(removed.some(isIvshmem)).toBe(false);
+      expect(removed.some(isRng)).toBe(true);
+      expect(r.hotplugged).toEqual([{ id: 'plain0', port: 'rp1' }]);
+      const con = await readFile(consoleLog, 'utf8');
+      expect(con).toMatch(/pciehp: Slot\(0\): Link Up/);
+      expect(con).toMatch(/pciehp: Slot\(1\): Link Up/);
+      expect(r.qemu.argv).toEqual(
+        expect.arrayContaining([
+          'ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off',
+          'pcie-root-port,id=rp1,bus=pcie.0,chassis=0,slot=1,multifunction=off,pref64-reserve=16G',
+        ]),
+      );
+    },
+  );
 
   // QEMU answers device_add before the guest's pciehp has brought the slot up: the command waits for it (bounded).
   const WAIT_RNG =

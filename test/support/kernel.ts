@@ -41,7 +41,9 @@ export interface GuestKernel {
   tree: string;
   /** kata_config_version used. */
   configVersion: string;
-  /** The cache entry (stage kernel-default). */
+  /** The kernel-devel headers tarball (GPU variant only). */
+  headersTarball: string | undefined;
+  /** The cache entry (stage kernel-default or kernel-nvidia). */
   entry: KernelArtifact;
 }
 
@@ -53,10 +55,13 @@ export function sourceSha256(): Promise<string> {
   return tarballSha;
 }
 
-let memo: Promise<GuestKernel> | undefined;
+const memo = new Map<'default' | 'nvidia', Promise<GuestKernel>>();
 
-export function guestKernel(): Promise<GuestKernel> {
-  memo ??= (async () => {
+/** The default kernel, or with 'nvidia' the GPU variant (modules, kernel-devel: headersTarball). */
+export function guestKernel(variant: 'default' | 'nvidia' = 'default'): Promise<GuestKernel> {
+  let built = memo.get(variant);
+  if (built) return built;
+  built = (async () => {
     const plan = planBuild(
       { kernel: true, kernelSource: LINUX_SOURCE_TARBALL, kernelVersion: LINUX_SOURCE_VERSION, arch: 'x86_64' },
       undefined,
@@ -73,7 +78,7 @@ export function guestKernel(): Promise<GuestKernel> {
     try {
       entry = await kernelArtifact(
         { plan, cache, workDir: KERNEL_CACHE, agent: { path: '', sha256: '', source: 'none' }, extraPackages: [], sourceDateEpoch: Number(KERNEL_SDE) },
-        { variant: 'default' },
+        { variant },
       );
     } finally {
       if (before === undefined) delete process.env.SOURCE_DATE_EPOCH;
@@ -86,23 +91,26 @@ export function guestKernel(): Promise<GuestKernel> {
       config: file(entry.names.config),
       version: entry.version,
       release: entry.release,
-      tree: join(KERNEL_CACHE, 'kernel-trees', `linux-${LINUX_SOURCE_VERSION}-x86_64`),
+      tree: join(KERNEL_CACHE, 'kernel-trees', `linux-${LINUX_SOURCE_VERSION}-x86_64${variant === 'default' ? '' : `-${variant}`}`),
       configVersion: entry.configVersion,
+      headersTarball: entry.files.find((f) => f.name.startsWith('linux-headers-'))?.path,
       entry,
     };
   })();
-  memo.catch(() => {
-    memo = undefined;
-  });
-  return memo;
+  memo.set(variant, built);
+  built.catch(() => memo.delete(variant));
+  return built;
 }
 
-/** Copies the guest kernel's cache entry into another build cache, so `osbuilder build` finds it there. */
-export async function seedKernelEntry(cacheDir: string): Promise<void> {
-  const k = await guestKernel();
-  const stage = join(cacheDir, 'kernel-default');
+/** The GPU variant: built with modules, its kernel-devel headers tarball beside it. */
+export const gpuKernel = () => guestKernel('nvidia');
+
+/** Copies the guest kernel's cache entry (or the GPU one's) into another build cache, so `osbuilder build` finds it there. */
+export async function seedKernelEntry(cacheDir: string, variant: 'default' | 'nvidia' = 'default'): Promise<void> {
+  const k = await guestKernel(variant);
+  const stage = join(cacheDir, `kernel-${variant}`);
   await mkdir(stage, { recursive: true });
-  await cp(join(KERNEL_CACHE, 'kernel-default', k.entry.key), join(stage, k.entry.key), { recursive: true });
+  await cp(join(KERNEL_CACHE, `kernel-${variant}`, k.entry.key), join(stage, k.entry.key), { recursive: true });
 }
 
 export interface QemuRun {

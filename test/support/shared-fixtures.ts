@@ -9,7 +9,7 @@
 import type { TestProject } from 'vitest/node';
 import { debianCloudKernel, debianMinbaseRootfs } from './fixtures.js';
 import { debianKataRootfs } from './image.js';
-import { guestKernel } from './kernel.js';
+import { gpuKernel, guestKernel } from './kernel.js';
 import { standInAgent } from './rootfs.js';
 
 export interface FixtureTime {
@@ -28,6 +28,8 @@ declare module 'vitest' {
 const SHARED: [name: string, build: () => Promise<unknown>][] = [
   // boot-e2e, build, build-options, hotplug, kernel-boot, kernel-build, verity-boot; seedKernelEntry() for the builds
   ['guestKernel()', guestKernel],
+  // hotplug, kernel-modules (the GPU variant: modules, kernel-devel)
+  ['gpuKernel()', gpuKernel],
   // under debianKataRootfs() (image-build, image-errors) and debianMinbaseWithInit() (initrd)
   ['debianMinbaseRootfs()', debianMinbaseRootfs],
   ['debianKataRootfs()', debianKataRootfs],
