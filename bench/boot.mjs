@@ -7,15 +7,19 @@
 // Then boot to container output, as `osbuilder boot -- echo` runs it (sandbox
 // over 9p, the default busybox container), for that initrd and for an ext4
 // image of the same tree, beside boot to agent ready of the same boot.
+// aarch64 (TCG, qemu-system-aarch64 virt, -cpu max): our cross-built kernel +
+// an arm64 busybox initrd with the aarch64 agent to agent ready, against
+// Debian's arm64 cloud kernel booting the same initrd to /init (ttyAMA0).
 // Needs `npm run build`. Usage: node bench/boot.mjs
 //   OSBUILDER_BENCH_KERNEL=<bzImage>   our kernel (default: see ourKernel(); the one used is printed)
+//   OSBUILDER_BENCH_KERNEL_AARCH64=<Image>  our aarch64 kernel (default: the caches' aarch64 kernel-default entry)
 //   OSBUILDER_BENCH_RUNS=<n>            boots per side (default 3; the median is reported)
 import { execa } from 'execa';
 import { mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, copyFile, chmod, rename } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { planQemu, Vm, resolveAccel, findQemu, boot } from '../dist/runtime/index.js';
+import { planQemu, Vm, resolveAccel, findQemu, boot, defaultContainerRootfs } from '../dist/runtime/index.js';
 import { buildImage } from '../dist/image-builder/index.js';
 import { defaultAgentBinary } from '../dist/agent/index.js';
 import { configureLog } from '../dist/core/log.js';
@@ -32,16 +36,17 @@ async function exists(p) {
   return (await stat(p).catch(() => undefined)) !== undefined;
 }
 
-/** Debian's cloud kernel, extracted from its .deb (shared with test/support/fixtures.ts's cache). */
-export async function debianCloudKernel() {
-  const dir = join(TEST_CACHE, 'debian-cloud-kernel');
+/** Debian's cloud kernel for `debArch`, extracted from its .deb (amd64's shared with test/support/fixtures.ts's cache). */
+export async function debianCloudKernel(debArch = 'amd64') {
+  const dir = join(TEST_CACHE, debArch === 'amd64' ? 'debian-cloud-kernel' : `debian-cloud-kernel-${debArch}`);
   if (!(await exists(dir))) {
     const tmp = `${dir}.tmp-${process.pid}`;
     await mkdir(join(tmp, 'dl'), { recursive: true });
-    const dep = await execa('apt-cache', ['depends', 'linux-image-cloud-amd64']);
-    const pkg = /Depends: (linux-image-[^\s]+-cloud-amd64)/.exec(String(dep.stdout))?.[1];
-    if (!pkg) throw new Error('cannot resolve linux-image-cloud-amd64 (apt-get update first)');
-    await execa('apt-get', ['download', pkg], { cwd: join(tmp, 'dl') });
+    const meta = `linux-image-cloud-${debArch}${debArch === 'amd64' ? '' : `:${debArch}`}`;
+    const dep = await execa('apt-cache', ['depends', meta]);
+    const pkg = new RegExp(`Depends: (linux-image-[^\\s:]+-cloud-${debArch})`).exec(String(dep.stdout))?.[1];
+    if (!pkg) throw new Error(`cannot resolve ${meta} (apt-get update first; another arch needs dpkg --add-architecture)`);
+    await execa('apt-get', ['download', debArch === 'amd64' ? pkg : `${pkg}:${debArch}`], { cwd: join(tmp, 'dl') });
     const debs = await readdir(join(tmp, 'dl'));
     await execa('dpkg-deb', ['-x', join(tmp, 'dl', debs[0]), join(tmp, 'root')]);
     await rm(join(tmp, 'dl'), { recursive: true });
@@ -52,13 +57,15 @@ export async function debianCloudKernel() {
   return join(boot, f);
 }
 
-/** The newest kernel-default entry's vmlinuz in a build cache (by the entry's createdAt). */
-async function cachedKernel(root) {
+/** The newest kernel-default entry's boot image for `arch` in a build cache (by the entry's createdAt): vmlinuz (bzImage) or, for aarch64, vmlinux (Image). */
+async function cachedKernel(root, arch = 'x86_64') {
   const stage = join(root, 'kernel-default');
+  const prefix = arch === 'aarch64' ? 'vmlinux-' : 'vmlinuz-';
   let best;
   for (const key of await readdir(stage).catch(() => [])) {
     const entry = JSON.parse(await readFile(join(stage, key, 'entry.json'), 'utf8').catch(() => '{}'));
-    const f = Object.keys(entry.files ?? {}).find((n) => n.startsWith('vmlinuz-'));
+    if ((entry.inputs?.arch ?? 'x86_64') !== arch) continue;
+    const f = Object.keys(entry.files ?? {}).find((n) => n.startsWith(prefix));
     if (f && (!best || entry.createdAt > best.createdAt)) best = { path: join(stage, key, f), createdAt: entry.createdAt };
   }
   return best?.path;
@@ -81,18 +88,19 @@ export async function ourKernel() {
   throw new Error(`no guest kernel: none in ${cacheRoot()} nor ${out}; run bash scripts/build.sh, or pass --kernel <bzImage> (OSBUILDER_BENCH_KERNEL)`);
 }
 
-/** busybox + the agent as /init and /sbin/init, as a newc cpio, gzip (Kata's format); and its tree. */
-export async function agentInitrd(work) {
-  const root = join(work, 'root');
+/** busybox + the agent (for `arch`) as /init and /sbin/init, as a newc cpio, gzip (Kata's format); and its tree. */
+export async function agentInitrd(work, arch = 'x86_64') {
+  const root = join(work, `root-${arch}`);
   for (const d of ['bin', 'sbin', 'dev', 'proc', 'sys', 'tmp', 'run', 'etc', 'usr/bin', 'root']) await mkdir(join(root, d), { recursive: true });
-  await copyFile('/bin/busybox', join(root, 'bin/busybox'));
+  const busybox = arch === 'x86_64' ? '/bin/busybox' : join((await defaultContainerRootfs({ arch })).path, 'bin/busybox');
+  await copyFile(busybox, join(root, 'bin/busybox'));
   await chmod(join(root, 'bin/busybox'), 0o755);
   for (const a of ['sh', 'cat', 'uname']) await symlink('busybox', join(root, 'bin', a));
-  await copyFile((await defaultAgentBinary()).path, join(root, 'usr/bin/kata-agent'));
+  await copyFile((await defaultAgentBinary({ arch })).path, join(root, 'usr/bin/kata-agent'));
   await chmod(join(root, 'usr/bin/kata-agent'), 0o755);
   await symlink('usr/bin/kata-agent', join(root, 'init'));
   await symlink('../init', join(root, 'sbin/init'));
-  const out = join(work, 'agent.initrd');
+  const out = join(work, `agent-${arch}.initrd`);
   await execa('sh', ['-c', 'cd "$1" && find . | LC_ALL=C sort | cpio -H newc -o --quiet | gzip -9 > "$2"', 'sh', root, out]);
   return { initrd: out, root };
 }
@@ -137,13 +145,13 @@ async function containerRows({ accel, reason, kernel, initrd, image }) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-export async function bootOnce({ qemu, accel, kernel, initrd, console, work, i, until }) {
+export async function bootOnce({ arch = 'x86_64', qemu, accel, kernel, initrd, console, work, i, until }) {
   const runDir = await mkdtemp(join(work, `vm-${i}-`));
   const channel = { kind: 'serial', socket: join(runDir, 'agent.sock') };
   const plan = planQemu({
-    arch: 'x86_64',
+    arch,
     qemu,
-    machineType: 'q35',
+    machineType: arch === 'aarch64' ? 'virt' : 'q35',
     accel,
     kernel,
     root: { kind: 'initrd', path: initrd },
@@ -165,6 +173,47 @@ export async function bootOnce({ qemu, accel, kernel, initrd, console, work, i, 
   } finally {
     await vm.kill();
   }
+}
+
+/** Our aarch64 kernel (arch/arm64/boot/Image): $OSBUILDER_BENCH_KERNEL_AARCH64, else the build cache's, else the test suite's. */
+async function ourAarch64Kernel() {
+  if (process.env.OSBUILDER_BENCH_KERNEL_AARCH64) return { path: process.env.OSBUILDER_BENCH_KERNEL_AARCH64, from: 'OSBUILDER_BENCH_KERNEL_AARCH64' };
+  for (const [root, from] of [
+    [cacheRoot(), `build cache ${cacheRoot()}`],
+    [join(TEST_CACHE, 'build-cache'), `test cache ${TEST_CACHE}`],
+  ]) {
+    const path = await cachedKernel(root, 'aarch64');
+    if (path) return { path, from };
+  }
+  return undefined;
+}
+
+/** aarch64 under TCG: our kernel to agent ready vs Debian's arm64 cloud kernel to /init, the same arm64 initrd, alternating. */
+export async function aarch64Rows(work) {
+  const kernel = await ourAarch64Kernel();
+  if (!kernel) {
+    process.stderr.write('bench: boot: no aarch64 row: no aarch64 kernel (osbuilder build --arch aarch64 --kernel, or OSBUILDER_BENCH_KERNEL_AARCH64)\n');
+    return [];
+  }
+  const qemu = (await findQemu('qemu-system-aarch64')).path;
+  if (!qemu) throw new Error('qemu-system-aarch64 is not installed (qemu-system-arm)');
+  const [debian, { initrd }] = [await debianCloudKernel('arm64'), await agentInitrd(work, 'aarch64')];
+  const common = { arch: 'aarch64', qemu, accel: 'tcg', initrd, work };
+  const o = [];
+  const d = [];
+  for (let i = 0; i < RUNS; i++) {
+    o.push(await bootOnce({ ...common, kernel: kernel.path, console: 'hvc', i: `ao${i}`, until: 'agent' }));
+    d.push(await bootOnce({ ...common, kernel: debian, console: 'serial', i: `ad${i}`, until: 'init' }));
+  }
+  return [
+    {
+      name: 'aarch64: boot to agent ready (ours) vs to /init (Debian arm64 cloud kernel), tcg',
+      ours_ms: median(o),
+      baseline_ms: median(d),
+      goal: GOAL,
+      note: `median of ${RUNS}; qemu-system-aarch64 virt, -cpu max, TCG; ours ${o.map(Math.round).join('/')} ms, debian ${d.map(Math.round).join('/')} ms; same arm64 busybox+agent initrd, 512 MiB, 1 vCPU; our kernel from ${kernel.from}`,
+    },
+  ];
 }
 
 export async function run() {
@@ -197,6 +246,7 @@ export async function run() {
         note: `median of ${RUNS}; accel ${accel} (${reason}); ours ${o.map(Math.round).join('/')} ms, debian ${d.map(Math.round).join('/')} ms; same busybox+agent initrd, 512 MiB, 1 vCPU; our kernel from ${kernel.from}`,
       },
       ...(await containerRows({ accel, reason, kernel: ours, initrd, image })),
+      ...(await aarch64Rows(work)),
     ];
   } finally {
     await rm(work, { recursive: true, force: true });

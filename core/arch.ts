@@ -5,6 +5,11 @@ import { OsbuilderError } from './errors.js';
 export const ARCHES = ['x86_64', 'aarch64', 'ppc64le', 's390x'] as const;
 export type Arch = (typeof ARCHES)[number];
 
+/** The arches osbuilder boots (others are built, not booted). */
+export const GUEST_ARCHES = ['x86_64', 'aarch64'] as const satisfies readonly Arch[];
+export type GuestArch = (typeof GUEST_ARCHES)[number];
+export const isGuestArch = (a: Arch): a is GuestArch => (GUEST_ARCHES as readonly Arch[]).includes(a);
+
 /** Names users may type for an arch (Debian, Go and kernel spellings), mapped to ours. */
 export const ARCH_ALIASES: Readonly<Record<string, Arch>> = {
   x86_64: 'x86_64',

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { CacheInputs } from '../core/cache.js';
 import { step } from '../core/log.js';
 import { TOOL_VERSION } from '../core/version.js';
-import { boot } from '../runtime/index.js';
+import { boot, parseGuestArch } from '../runtime/index.js';
 import { runContainerChecks, type ContainerChecks } from './container-checks.js';
 import { runGpuChecks, type GpuChecks } from './gpu-checks.js';
 import { buildProbeModule, initrdWithModule, PROBE_MODULE } from './gpu-probe.js';
@@ -78,6 +78,7 @@ export async function bootTest(
     const r = await step(`boot test ${kernel.label} + ${artifact.label}`, () =>
       boot({
         configFile,
+        arch: parseGuestArch(ctx.plan.arch),
         hostname: 'osb-boot-test',
         session: async (s) => ({ container: await runContainerChecks(s, artifact.osRelease), gpu: probe ? await runGpuChecks(s, probe.module) : undefined }),
         observe: (path) => void (rpcs.includes(path) || rpcs.push(path)),

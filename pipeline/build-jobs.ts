@@ -60,8 +60,7 @@ export function bootTestJobs(ctx: StageContext, run: BootRun): Job<StageOutput>[
 
 /** The GPU kernel's kernel-devel tarball, for the GPU checks of its boot tests. */
 function gpuInput(k: KernelArtifact): { gpu?: GpuBootInput } {
-  const headers = k.files.find((f) => f.name === `linux-headers-${k.release}.tar.gz`);
-  return k.variant === 'nvidia' && headers ? { gpu: { headersTarball: headers.path, release: k.release } } : {};
+  return k.variant === 'nvidia' && k.headersTarball ? { gpu: { headersTarball: k.headersTarball, release: k.release } } : {};
 }
 
 /** Boot-tests kernel + artifact with a configuration written for them (the image as this plan builds it; the GPU one for a GPU kernel). */

@@ -5,7 +5,7 @@
  */
 import { join, resolve } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
-import { parseArch, type Arch } from '../core/arch.js';
+import { GUEST_ARCHES, isGuestArch, parseArch, type Arch } from '../core/arch.js';
 import { getDistro, resolveVersion, type DistroDefinition } from '../distros/index.js';
 import { CONFIDENTIAL_GUESTS } from '../kernel/index.js';
 import { givenFlags } from '../core/options.js';
@@ -327,6 +327,13 @@ export function planBuild(opts: BuildOptions, local: LocalKernelSource | undefin
  */
 export function checkBootTestable(plan: BuildPlan, installedKernel: boolean): void {
   if (!plan.bootTest) return;
+  if (!isGuestArch(plan.arch)) {
+    throw new OsbuilderError(
+      'UNSUPPORTED_ARCH',
+      `the boot test cannot boot ${plan.arch} guests (osbuilder boots ${GUEST_ARCHES.join(' and ')})`,
+      'pass --no-boot-test to build and install it untested',
+    );
+  }
   if (plan.rootfs.length > 0 && plan.kernels.length === 0 && !installedKernel) {
     throw new OsbuilderError(
       'INPUT_NOT_FOUND',

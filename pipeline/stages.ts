@@ -228,6 +228,8 @@ export interface KernelArtifact {
   /** The boot image (bzImage / Image) to boot-test with. */
   vmlinuz: string;
   vmlinuzSha256: string;
+  /** The kernel-devel headers tarball (GPU variant: built with modules). */
+  headersTarball?: string;
   key: string;
   inputs: CacheInputs;
   cached: boolean;
@@ -306,6 +308,9 @@ function kernelSource(ctx: StageContext): Promise<KernelSource> {
   return step(`kernel source ${spec.location}`, () => obtainSource(spec));
 }
 
+/** The headers tarball's name in a kernel cache entry. */
+const headersTarballName = (release: string) => `linux-headers-${release}.tar.gz`;
+
 /** Builds the kernel in its kept tree and copies its install files into the cache entry `dir`. */
 async function buildKernelEntry(ctx: StageContext, job: KernelJob, src: KernelSource, configVersion: string, tree: string, dir: string): Promise<KernelMeta> {
   const t0 = performance.now();
@@ -320,7 +325,7 @@ async function buildKernelEntry(ctx: StageContext, job: KernelJob, src: KernelSo
   await copyFile(b.vmlinux!, join(dir, names.vmlinux));
   await copyFile(b.config, join(dir, names.config));
   // GPU guests: the kernel-devel material the NVIDIA driver builds against.
-  if (b.headersTarball) await copyFile(b.headersTarball, join(dir, `linux-headers-${b.kernelRelease}.tar.gz`));
+  if (b.headersTarball) await copyFile(b.headersTarball, join(dir, headersTarballName(b.kernelRelease)));
   for (const deb of b.debs ?? []) await copyFile(deb, join(dir, basename(deb)));
   return { version: setup.version, release: b.kernelRelease, configVersion, buildMs: Math.round(performance.now() - t0) };
 }
@@ -333,6 +338,7 @@ function kernelFromEntry(job: KernelJob, built: { entry: CacheEntry<KernelMeta>;
   const files = Object.entries(built.entry.files).map(([name, f]) => ({ name, path: join(built.entry.dir, name), sha256: f.sha256, size: f.size }));
   const vmlinuz = files.find((f) => f.name === names.vmlinuz);
   const config = files.find((f) => f.name === names.config);
+  const headers = files.find((f) => f.name === headersTarballName(m.release));
   if (!vmlinuz || !config)
     throw new OsbuilderError(
       'CACHE_CORRUPT',
@@ -351,6 +357,7 @@ function kernelFromEntry(job: KernelJob, built: { entry: CacheEntry<KernelMeta>;
     names,
     vmlinuz: vmlinuz.path,
     vmlinuzSha256: vmlinuz.sha256,
+    ...(headers ? { headersTarball: headers.path } : {}),
     key: built.entry.key,
     inputs,
     cached: built.cached,

@@ -11,7 +11,17 @@ import { checkOutputPath } from '../core/atomic.js';
 import { warn } from '../core/log.js';
 import { MiB } from '../core/vocab.js';
 import type { RpcObserver } from './agent-client.js';
-import { applyOverrides, defaultConfig, findConfig, loadConfig, rootPortCount, type ConfigOverrides, type GuestArch, type RuntimeConfig } from './config.js';
+import {
+  applyOverrides,
+  defaultConfig,
+  findConfig,
+  loadConfig,
+  rootPortCount,
+  type ConfigOverrides,
+  type GuestArch,
+  type HypervisorConfig,
+  type RuntimeConfig,
+} from './config.js';
 import { noRootPortError, type DeviceSpec, type Hotplug, type ObjectSpec } from './hotplug.js';
 import { resolveContainer, type ContainerRequest, type ResolvedContainer } from './container-run.js';
 import { agentChannelFor, findQemu, hostGuestArch, resolveAccel, vhostVsockState } from './host.js';
@@ -141,6 +151,19 @@ export interface Prepared {
   rootPorts: number;
 }
 
+/** The entropy source and the firmware the configuration names exist here. */
+async function checkHostFiles(hv: HypervisorConfig, arch: GuestArch): Promise<void> {
+  if (!(await stat(hv.entropySource).catch(() => undefined))) {
+    throw new OsbuilderError('INPUT_NOT_FOUND', `entropy source ${hv.entropySource} does not exist (hypervisor.qemu.entropy_source)`, 'use /dev/urandom');
+  }
+  if (hv.firmware && !(await stat(hv.firmware).catch(() => undefined))) {
+    throw new OsbuilderError(
+      'INPUT_NOT_FOUND',
+      `firmware ${hv.firmware} does not exist (hypervisor.qemu.firmware)`,
+      arch === 'aarch64' ? 'install qemu-efi-aarch64 (scripts/setup-host.sh does), or set firmware = ""' : 'fix the path, or set firmware = ""',
+    );
+  }
+}
 /** Everything that can be wrong with the input, found before any VM or directory exists. */
 export async function prepare(opts: BootOptions<unknown>): Promise<Prepared> {
   checkChoice(opts.accel ?? 'auto', ACCELS, 'accel', 'accelerator');
@@ -157,9 +180,7 @@ export async function prepare(opts: BootOptions<unknown>): Promise<Prepared> {
   if (!(timeoutSec > 0)) throw new OsbuilderError('USAGE', `--timeout must be a positive number of seconds, got ${timeoutSec}`, 'e.g. --timeout 60');
   const hv = config.hypervisor;
   const root = await rootDevice(hv);
-  if (!(await stat(hv.entropySource).catch(() => undefined))) {
-    throw new OsbuilderError('INPUT_NOT_FOUND', `entropy source ${hv.entropySource} does not exist (hypervisor.qemu.entropy_source)`, 'use /dev/urandom');
-  }
+  await checkHostFiles(hv, arch);
   const container = opts.container ? await resolveContainer({ ...opts.container, arch, ...(opts.hostname ? { hostname: opts.hostname } : {}) }) : null;
   if ((container || opts.session) && hv.sharedFs === 'none') {
     throw new OsbuilderError('CONFIG_INVALID', 'hypervisor.qemu.shared_fs is "none": a container rootfs cannot reach the guest', 'set shared_fs = "virtio-9p"');

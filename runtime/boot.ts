@@ -63,6 +63,7 @@ function planFor(p: Prepared, opts: BootOptions<unknown>, name: string, runDir: 
     rootPorts: p.rootPorts,
     console: opts.console ?? 'hvc',
     entropySource: hv.entropySource,
+    ...(hv.firmware ? { firmware: hv.firmware } : {}),
     name,
     debug: hv.enableDebug,
     agentDebug: p.config.agent.enableDebug,

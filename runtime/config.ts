@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse, TomlError } from 'smol-toml';
-import { ARCH_FACTS, type Arch } from '../core/arch.js';
+import { ARCH_FACTS, type Arch, type GuestArch } from '../core/arch.js';
 import { OsbuilderError } from '../core/errors.js';
 import { parseVerityParams } from '../core/verity-params.js';
 import { FS_TYPES, type FsType } from '../core/vocab.js';
@@ -36,6 +36,8 @@ export interface HypervisorConfig {
   /** Kata's kernel_verity_params ('' = the root is not verity-checked). */
   kernelVerityParams: string;
   entropySource: string;
+  /** Kata's firmware: booted with -bios ('' = QEMU's own); an aarch64 nvdimm image needs UEFI's ACPI tables. */
+  firmware: string;
   enableDebug: boolean;
   /** How containers' files reach the guest: virtio-9p (Kata's shared_fs), or none. */
   sharedFs: SharedFs;
@@ -72,9 +74,7 @@ export interface RuntimeConfig {
   warnings: string[];
 }
 
-/** The arches osbuilder boots (others are built, not booted). */
-export const GUEST_ARCHES = ['x86_64', 'aarch64'] as const satisfies readonly Arch[];
-export type GuestArch = (typeof GUEST_ARCHES)[number];
+export { GUEST_ARCHES, type GuestArch } from '../core/arch.js';
 
 /** Kata's install locations and defaults (configuration-qemu.toml). */
 export const KATA_SHARE = '/usr/share/kata-containers';
@@ -98,6 +98,7 @@ export function defaultConfig(arch: GuestArch = 'x86_64'): RuntimeConfig {
       rootfsType: 'ext4',
       kernelVerityParams: '',
       entropySource: '/dev/urandom',
+      firmware: '',
       enableDebug: false,
       sharedFs: 'virtio-9p',
       msize9p: 8192,
@@ -139,6 +140,7 @@ const QEMU_KEYS: Record<string, KeySpec> = {
     set: (c, v: string) => (c.hypervisor.kernelVerityParams = v),
   },
   entropy_source: { kind: 'path', set: (c, v: string) => (c.hypervisor.entropySource = v) },
+  firmware: { kind: 'string', set: (c, v: string) => (c.hypervisor.firmware = v) },
   enable_debug: { kind: 'bool', set: (c, v: boolean) => (c.hypervisor.enableDebug = v) },
   shared_fs: { kind: 'string', choices: SHARED_FS, set: (c, v: SharedFs) => (c.hypervisor.sharedFs = v) },
   msize_9p: { kind: 'int', min: 4096, max: 1 << 20, set: (c, v: number) => (c.hypervisor.msize9p = v) },
@@ -158,7 +160,6 @@ const KATA_QEMU_OTHER = new Set([
   'valid_hypervisor_paths',
   'ctlpath',
   'valid_ctlpaths',
-  'firmware',
   'firmware_volume',
   'machine_accelerators',
   'seccompsandbox',
@@ -395,6 +396,8 @@ export interface ConfigOverrides {
   memory?: number;
   machineType?: string;
   disableImageNvdimm?: boolean;
+  /** hypervisor.qemu.firmware ('' = none). */
+  firmware?: string;
   /** pcie_root_port = N, plugged into by root-port hotplug (hot_plug_vfio = "root-port"). */
   pcieRootPort?: number;
   /** Appended to kernel_modules, each "name param=value …". */
@@ -424,6 +427,7 @@ export function applyOverrides(base: RuntimeConfig, o: ConfigOverrides): Runtime
   if (o.memory !== undefined) flag('memory', QEMU_KEYS.default_memory!, o.memory);
   if (o.machineType !== undefined) flag('machine-type', QEMU_KEYS.machine_type!, o.machineType);
   if (o.disableImageNvdimm !== undefined) c.hypervisor.disableImageNvdimm = o.disableImageNvdimm;
+  if (o.firmware !== undefined) flag('firmware', QEMU_KEYS.firmware!, o.firmware);
   if (o.pcieRootPort !== undefined) {
     flag('pcie-root-port', QEMU_KEYS.pcie_root_port!, o.pcieRootPort);
     c.hypervisor.hotPlugVfio = 'root-port';

@@ -16,8 +16,7 @@ import { haveTool, start, which } from '../core/exec.js';
 import { sha256 } from '../core/hash.js';
 import { debug } from '../core/log.js';
 import { onInterrupt } from '../core/cleanup.js';
-import { ARCHES, ARCH_FACTS, hostArch, parseArch, type Arch } from '../core/arch.js';
-import { GUEST_ARCHES, type GuestArch } from './config.js';
+import { ARCHES, ARCH_FACTS, GUEST_ARCHES, hostArch, isGuestArch, parseArch, type Arch, type GuestArch } from '../core/arch.js';
 import type { Accel } from './qemu.js';
 import { PROBE_EXIT_STATUS, PROBE_MARKERS, probeGuestImage } from './probe-guest.js';
 import { ownerTag } from '../core/owner.js';
@@ -59,8 +58,6 @@ export function agentChannelFor(vhostVsock: { device: boolean; accessible: boole
 export async function vhostVsockState(): Promise<{ device: boolean; accessible: boolean }> {
   return canOpenRw('/dev/vhost-vsock');
 }
-
-const isGuestArch = (a: Arch): a is GuestArch => (GUEST_ARCHES as readonly Arch[]).includes(a);
 
 export function hostGuestArch(): GuestArch {
   const a = hostArch();

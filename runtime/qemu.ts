@@ -41,6 +41,8 @@ export interface QemuPlanInput {
   /** 'hvc': Kata's virtio console (console=hvc0); 'serial': the UART (ttyS0 / ttyAMA0), which also shows early boot. */
   console: 'hvc' | 'serial';
   entropySource: string;
+  /** Firmware booted with -bios (Kata's firmware); none = QEMU's own. */
+  firmware?: string;
   /** -name: also a marker to find the process. */
   name: string;
   debug: boolean;
@@ -214,10 +216,25 @@ function checkedRootPortArgs(input: QemuPlanInput): string[] {
   return rootPortArgs(input.rootPorts);
 }
 
+/**
+ * arm64's virt machine describes nvdimm only in ACPI (NFIT), which UEFI
+ * firmware provides: a direct -kernel boot would find no /dev/pmem0.
+ */
+export function checkNvdimmFirmware(input: Pick<QemuPlanInput, 'arch' | 'root' | 'firmware'>): void {
+  if (input.arch !== 'aarch64' || input.root.kind !== 'image' || !input.root.nvdimm || input.firmware) return;
+  throw new OsbuilderError(
+    'CONFIG_INVALID',
+    'an aarch64 guest sees an nvdimm image only through UEFI firmware (ACPI NFIT), and no firmware is set',
+    'set hypervisor.qemu.firmware = "/usr/share/AAVMF/AAVMF_CODE.fd" (Debian\'s qemu-efi-aarch64), or disable_image_nvdimm = true (virtio-blk)',
+  );
+}
+
 /** Pure: the full QEMU argv. */
 export function planQemu(input: QemuPlanInput): QemuPlan {
   validateMachine(input.arch, input.machineType);
+  checkNvdimmFirmware(input);
   const a: string[] = ['-name', input.name, ...machineArgs(input)];
+  if (input.firmware) a.push('-bios', input.firmware);
   a.push('-qmp', `unix:${qemuEscape(input.qmpSocket)},server=on,wait=off`);
   a.push('-no-user-config', '-nodefaults', '-display', 'none', '-no-reboot');
   if (input.arch === 'x86_64') a.push('-rtc', 'base=utc,driftfix=slew,clock=host');

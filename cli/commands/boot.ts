@@ -25,6 +25,7 @@ export interface RuntimeArgs extends GlobalArgs {
   memory?: number;
   'machine-type'?: string;
   'disable-image-nvdimm'?: boolean;
+  firmware?: string;
   'kernel-verity-params'?: string;
   'pcie-root-port'?: number;
   'kernel-module'?: string[];
@@ -42,6 +43,10 @@ export function runtimeOptions<T>(y: Argv<T>): Argv<T> {
     .option('memory', { type: 'number', describe: 'Memory in MiB (overrides default_memory)' })
     .option('machine-type', { type: 'string', describe: 'q35 or pc (x86_64), virt (aarch64)' })
     .option('disable-image-nvdimm', { type: 'boolean', describe: 'Attach the image as a virtio disk instead of nvdimm (root=/dev/vda1)' })
+    .option('firmware', {
+      type: 'string',
+      describe: 'Firmware booted with -bios (overrides hypervisor.qemu.firmware; an aarch64 nvdimm image needs UEFI: /usr/share/AAVMF/AAVMF_CODE.fd)',
+    })
     .option('kernel-module', {
       type: 'string',
       array: true,
@@ -65,6 +70,7 @@ export function overridesFrom(argv: RuntimeArgs): ConfigOverrides {
   if (argv.memory !== undefined) o.memory = argv.memory;
   if (argv['machine-type'] !== undefined) o.machineType = argv['machine-type'];
   if (argv['disable-image-nvdimm'] !== undefined) o.disableImageNvdimm = argv['disable-image-nvdimm'];
+  if (argv.firmware !== undefined) o.firmware = argv.firmware;
   if (argv['kernel-verity-params'] !== undefined) o.kernelVerityParams = argv['kernel-verity-params'];
   if (argv['pcie-root-port'] !== undefined) o.pcieRootPort = argv['pcie-root-port'];
   if (argv['kernel-module'] !== undefined) o.kernelModules = argv['kernel-module'];

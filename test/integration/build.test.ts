@@ -265,6 +265,58 @@ describe('the GPU build (-g nvidia)', () => {
   });
 });
 
+describe('an aarch64 build (--arch aarch64) on this x86_64 host', () => {
+  const armPrefix = () => join(work, 'prefix-aarch64');
+  const armToml = () => join(armPrefix(), 'usr/share/defaults/kata-containers/configuration-qemu.toml');
+
+  it("boot-tests the cross-built kernel with the busybox initrd under qemu-system-aarch64 and installs Kata's arm64 layout and configuration", async () => {
+    const arm = await guestKernel('default', 'aarch64');
+    await seedKernelEntry(cacheDir, 'default', 'aarch64');
+    const r = await osb(['build', 'busybox', '--initrd', '--kernel', '--arch', 'aarch64', '--prefix', armPrefix(), '--boot-timeout', '600']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const v = `${arm.version}-${arm.configVersion}`;
+    expect(r.json!.rows.map((x) => [x.artifact, x.cached])).toEqual([
+      ['kata-busybox-bookworm.initrd', false],
+      [`vmlinuz-${v}`, true],
+    ]);
+    expect(r.json!.bootTests).toEqual([expect.objectContaining({ passed: true, osRelease: 'BusyBox 1.35.0 (osbuilder guest)' })]);
+    expect(r.json!.bootTests[0]!.container).toMatchObject({ initPid: 1, memoryMax: 268435456, pidsMax: 128, execStatus: 0, initStatus: 3 });
+    expect(await listing(armPrefix())).toEqual([
+      'usr/share/defaults/kata-containers/configuration-qemu.toml',
+      'usr/share/kata-containers/SHA256SUMS',
+      `usr/share/kata-containers/config-${v}`,
+      'usr/share/kata-containers/kata-busybox-bookworm.initrd',
+      'usr/share/kata-containers/kata-containers-initrd.img -> kata-busybox-bookworm.initrd',
+      'usr/share/kata-containers/manifest.json',
+      `usr/share/kata-containers/vmlinux-${v}`,
+      `usr/share/kata-containers/vmlinux.container -> vmlinux-${v}`,
+      `usr/share/kata-containers/vmlinuz-${v}`,
+      `usr/share/kata-containers/vmlinuz.container -> vmlinuz-${v}`,
+    ]);
+    // build-kernel.sh's arm64 names: vmlinux is arch/arm64/boot/Image, vmlinuz its Image.gz.
+    expect(await sha256File(join(armPrefix(), `usr/share/kata-containers/vmlinux-${v}`))).toBe(await sha256File(arm.bzImage));
+    const gz = await readFile(join(armPrefix(), `usr/share/kata-containers/vmlinuz-${v}`));
+    expect([gz[0], gz[1]]).toEqual([0x1f, 0x8b]);
+    const toml = await readFile(armToml(), 'utf8');
+    expect(toml).toMatch(/^path = "\/usr\/bin\/qemu-system-aarch64"$/m);
+    for (const line of [
+      'machine_type = "virt"',
+      'kernel_params = "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"',
+      'firmware = "/usr/share/AAVMF/AAVMF_CODE.fd"',
+      'cpu_features = "pmu=off"',
+      `kernel = "${share(armPrefix())}/vmlinuz.container"`,
+      `initrd = "${share(armPrefix())}/kata-containers-initrd.img"`,
+    ])
+      expect(toml).toContain(line);
+  });
+
+  it('boots from the installed aarch64 configuration (UEFI firmware, Image.gz)', async () => {
+    const r = await runCli(['boot', '--arch', 'aarch64', '--config', armToml(), '--timeout', '600', '--', 'uname', '-m'], { timeout: 15 * 60_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('aarch64');
+  });
+});
+
 describe('a measured rootfs (--verity)', () => {
   const vp = () => join(work, 'verity');
   const cfgPath = () => join(vp(), 'usr/share/defaults/kata-containers/configuration-qemu.toml');

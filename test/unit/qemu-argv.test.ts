@@ -150,15 +150,35 @@ describe('QEMU argv variants', () => {
   });
 
   it('arm64 virt: gic, no x86 params, ttyAMA0 for a serial console', () => {
-    const plan = planQemu({ ...base, arch: 'aarch64', qemu: 'qemu-system-aarch64', machineType: 'virt' });
+    const plan = planQemu({ ...base, arch: 'aarch64', qemu: 'qemu-system-aarch64', machineType: 'virt', firmware: '/usr/share/AAVMF/AAVMF_CODE.fd' });
     expect(values(plan.args, '-machine')).toEqual(['virt,accel=tcg,usb=off,gic-version=max,nvdimm=on']);
+    expect(values(plan.args, '-bios')).toEqual(['/usr/share/AAVMF/AAVMF_CODE.fd']);
     expect(plan.kernelParams).toContain('iommu.passthrough=0');
     expect(plan.kernelParams).not.toContain('tsc=reliable');
     expect(plan.args).not.toContain('-rtc');
     expect([plan.cmd, ...plan.args]).toMatchSnapshot();
-    const kvm = planQemu({ ...base, arch: 'aarch64', machineType: 'virt', accel: 'kvm', console: 'serial' });
+    const kvm = planQemu({ ...base, arch: 'aarch64', machineType: 'virt', accel: 'kvm', console: 'serial', root: { kind: 'initrd', path: '/i/x.initrd' } });
     expect(values(kvm.args, '-machine')[0]).toContain('gic-version=host');
     expect(kvm.kernelParams).toContain('console=ttyAMA0');
+    expect(kvm.args).not.toContain('-bios');
+  });
+
+  it('arm64: an nvdimm image needs UEFI firmware (ACPI NFIT); virtio-blk and initrds boot without', () => {
+    const arm = { ...base, arch: 'aarch64' as const, qemu: 'qemu-system-aarch64', machineType: 'virt' };
+    expect(() => planQemu(arm)).toThrow(/an aarch64 guest sees an nvdimm image only through UEFI firmware/);
+    try {
+      planQemu(arm);
+    } catch (e) {
+      expect(e).toMatchObject({
+        code: 'CONFIG_INVALID',
+        hint: expect.stringMatching(/firmware = "\/usr\/share\/AAVMF\/AAVMF_CODE.fd".*disable_image_nvdimm = true/),
+      });
+    }
+    const blk = planQemu({ ...arm, root: { kind: 'image', path: '/i/kata.img', sizeBytes: 1 << 27, nvdimm: false, rootfsType: 'ext4' } });
+    expect(blk.kernelParams).toContain('root=/dev/vda1');
+    expect(blk.args).not.toContain('-bios');
+    // x86_64 finds nvdimm in its ACPI tables without firmware of its own (SeaBIOS'): nothing to check.
+    expect(() => planQemu(base)).not.toThrow();
   });
 
   it('refuses machine types of the other arch', () => {

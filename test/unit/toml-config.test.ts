@@ -66,6 +66,7 @@ describe('configuration.toml', () => {
       rootfsType: 'ext4',
       kernelVerityParams: '',
       entropySource: '/dev/urandom',
+      firmware: '',
       enableDebug: true,
       sharedFs: 'virtio-9p',
       msize9p: 16384,
@@ -75,6 +76,18 @@ describe('configuration.toml', () => {
     });
     expect(c.agent).toEqual({ enableDebug: true, dialTimeout: 30, kernelModules: [] });
     expect(c.warnings).toEqual([]);
+  });
+
+  it("reads firmware (arm64's AAVMF, booted with -bios); empty is none", () => {
+    const c = parseConfig(
+      '[hypervisor.qemu]\nfirmware = "/usr/share/AAVMF/AAVMF_CODE.fd"\nfirmware_volume = "/usr/share/AAVMF/AAVMF_VARS.fd"\n',
+      '/c.toml',
+      'aarch64',
+    );
+    expect(c.hypervisor.firmware).toBe('/usr/share/AAVMF/AAVMF_CODE.fd');
+    expect(c.warnings).toEqual([]);
+    expect(defaultConfig('aarch64').hypervisor.firmware).toBe('');
+    expect(error(() => parseConfig('[hypervisor.qemu]\nfirmware = 1\n', '/c.toml')).message).toMatch(/hypervisor\.qemu\.firmware: expected a string/);
   });
 
   it('has Kata-like defaults without a file', () => {
