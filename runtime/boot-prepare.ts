@@ -13,6 +13,7 @@ import { MiB } from '../core/vocab.js';
 import type { RpcObserver } from './agent-client.js';
 import {
   applyOverrides,
+  configFileArch,
   defaultConfig,
   findConfig,
   loadConfig,
@@ -39,8 +40,9 @@ async function exists(p: string): Promise<boolean> {
 export async function resolveRuntimeConfig(
   opts: { configFile?: string; overrides?: ConfigOverrides; env?: NodeJS.ProcessEnv; arch?: GuestArch } = {},
 ): Promise<RuntimeConfig> {
-  const arch = opts.arch ?? hostGuestArch();
   const file = await findConfig(opts.configFile, opts.env ?? process.env, exists);
+  // Kata's files are per arch: without --arch, the file's QEMU says which guest it is for.
+  const arch = opts.arch ?? (file ? await configFileArch(file) : undefined) ?? hostGuestArch();
   const base = file ? await loadConfig(file, arch) : defaultConfig(arch);
   return applyOverrides(base, opts.overrides ?? {});
 }
@@ -168,13 +170,13 @@ async function checkHostFiles(hv: HypervisorConfig, arch: GuestArch): Promise<vo
 export async function prepare(opts: BootOptions<unknown>): Promise<Prepared> {
   checkChoice(opts.accel ?? 'auto', ACCELS, 'accel', 'accelerator');
   checkChoice(opts.channel ?? 'auto', CHANNELS, 'channel', 'agent channel');
-  const arch = opts.arch ?? hostGuestArch();
   const config = await resolveRuntimeConfig({
     ...(opts.configFile ? { configFile: opts.configFile } : {}),
     ...(opts.overrides ? { overrides: opts.overrides } : {}),
     ...(opts.env ? { env: opts.env } : {}),
-    arch,
+    ...(opts.arch ? { arch: opts.arch } : {}),
   });
+  const arch = config.arch;
   for (const w of config.warnings) warn(w);
   const timeoutSec = opts.timeoutSec ?? config.agent.dialTimeout;
   if (!(timeoutSec > 0)) throw new OsbuilderError('USAGE', `--timeout must be a positive number of seconds, got ${timeoutSec}`, 'e.g. --timeout 60');

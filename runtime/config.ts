@@ -69,6 +69,8 @@ export interface AgentConfig {
 export interface RuntimeConfig {
   /** The file read, or null for built-in defaults. */
   source: string | null;
+  /** The guest arch the configuration is for (its defaults, machine types and QEMU). */
+  arch: GuestArch;
   hypervisor: HypervisorConfig;
   agent: AgentConfig;
   warnings: string[];
@@ -83,6 +85,7 @@ export const DEFAULT_CONFIG_PATHS = ['/etc/kata-containers/configuration.toml', 
 export function defaultConfig(arch: GuestArch = 'x86_64'): RuntimeConfig {
   return {
     source: null,
+    arch,
     hypervisor: {
       path: ARCH_FACTS[arch].qemuSystem,
       kernel: `${KATA_SHARE}/vmlinux.container`,
@@ -374,6 +377,23 @@ export async function loadConfig(file: string, arch: GuestArch = 'x86_64'): Prom
     throw new OsbuilderError('CONFIG_INVALID', `cannot read ${file}: ${(err as Error).message}`, 'check the file and its permissions');
   }
   return parseConfig(text, file, arch);
+}
+
+/** The guest arch a configuration's QEMU is for: qemu-system-aarch64 → aarch64, qemu-system-x86_64 → x86_64. */
+export function qemuGuestArch(qemuPath: string): GuestArch | undefined {
+  const m = /(?:^|\/)qemu-system-(x86_64|aarch64)$/.exec(qemuPath);
+  return m ? (m[1] as GuestArch) : undefined;
+}
+
+/** The guest arch a configuration file names through hypervisor.qemu.path; undefined when it names none (or cannot be read: loadConfig says why). */
+export async function configFileArch(file: string): Promise<GuestArch | undefined> {
+  try {
+    const doc = parse(await readFile(file, 'utf8')) as { hypervisor?: { qemu?: { path?: unknown } } };
+    const path = doc.hypervisor?.qemu?.path;
+    return typeof path === 'string' ? qemuGuestArch(path) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** --config, else $KATA_CONF_FILE, else Kata's default locations, else built-in defaults. */

@@ -77,7 +77,7 @@ export function envReport(
   const hv = config.hypervisor;
   const root: RootDevice = hv.image ? imageRootDevice(hv, hv.image, files.image.size) : { kind: 'initrd', path: hv.initrd ?? '' };
   const params = kernelParams({
-    arch: host.arch,
+    arch: config.arch,
     root,
     console: 'hvc',
     debug: hv.enableDebug,

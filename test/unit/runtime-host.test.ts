@@ -148,4 +148,10 @@ describe('env report (kata-env sections)', () => {
     );
     expect(blk.Image.RootParameters).toBe('root=/dev/vda1 rootflags=data=ordered,errors=remount-ro ro rootfstype=ext4');
   });
+
+  it("an aarch64 configuration on this x86_64 host gets the guest's kernel parameters (arm64's), not the host's", () => {
+    const arm = envReport(parseConfig('[hypervisor.qemu]\npath = "/usr/bin/qemu-system-aarch64"\nmachine_type = "virt"\n', null, 'aarch64'), host, files, { name: '', version: '' }, null);
+    expect(arm.Kernel.Parameters).toContain('iommu.passthrough=0');
+    expect(arm.Kernel.Parameters).not.toContain('tsc=reliable');
+  });
 });

@@ -1,6 +1,9 @@
 /** configuration.toml: Kata's keys, defaults, validation naming the key, image+initrd, overrides. */
 import { describe, expect, it } from 'vitest';
-import { applyOverrides, defaultConfig, findConfig, parseConfig } from '../../runtime/config.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { applyOverrides, configFileArch, defaultConfig, findConfig, parseConfig, qemuGuestArch } from '../../runtime/config.js';
 import type { OsbuilderError } from '../../core/errors.js';
 
 function error(fn: () => unknown): OsbuilderError {
@@ -88,6 +91,24 @@ describe('configuration.toml', () => {
     expect(c.warnings).toEqual([]);
     expect(defaultConfig('aarch64').hypervisor.firmware).toBe('');
     expect(error(() => parseConfig('[hypervisor.qemu]\nfirmware = 1\n', '/c.toml')).message).toMatch(/hypervisor\.qemu\.firmware: expected a string/);
+  });
+
+  it("knows a configuration's guest arch by its QEMU (Kata's files are per arch)", async () => {
+    expect(qemuGuestArch('/usr/bin/qemu-system-aarch64')).toBe('aarch64');
+    expect(qemuGuestArch('qemu-system-x86_64')).toBe('x86_64');
+    expect(qemuGuestArch('/opt/kata/bin/qemu-system-ppc64')).toBeUndefined();
+    expect(qemuGuestArch('/usr/bin/qemu-system-aarch64-wrapper')).toBeUndefined();
+    const dir = await mkdtemp(join(tmpdir(), 'osb-cfg-arch-'));
+    try {
+      const write = async (name: string, text: string) => (await writeFile(join(dir, name), text), join(dir, name));
+      expect(await configFileArch(await write('arm.toml', '[hypervisor.qemu]\npath = "/usr/bin/qemu-system-aarch64"\n'))).toBe('aarch64');
+      expect(await configFileArch(await write('none.toml', '[agent.kata]\ndial_timeout = 5\n'))).toBeUndefined();
+      expect(await configFileArch(await write('bad.toml', '[hypervisor.qemu\n'))).toBeUndefined();
+      expect(await configFileArch(join(dir, 'missing.toml'))).toBeUndefined();
+      expect(parseConfig('[hypervisor.qemu]\npath = "/usr/bin/qemu-system-aarch64"\n', null, 'aarch64').arch).toBe('aarch64');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('has Kata-like defaults without a file', () => {
