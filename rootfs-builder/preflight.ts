@@ -8,7 +8,8 @@ import { basename, dirname, join } from 'node:path';
 import { ContainerEngine } from '../core/docker.js';
 import { OsbuilderError } from '../core/errors.js';
 import { haveTool } from '../core/exec.js';
-import { step } from '../core/log.js';
+import { info, step } from '../core/log.js';
+import { binfmtName, ensureBinfmt } from './binfmt.js';
 import { isKernelRelease, type ResolvedRootfsOptions } from './options.js';
 import type { RootfsPlan } from './plan.js';
 
@@ -86,14 +87,9 @@ export async function openEngine(resolved: ResolvedRootfsOptions): Promise<Conta
   return undefined;
 }
 
-/** A cross build needs a binfmt handler to run the plan's arch binaries. */
+/** A cross build runs the plan's arch binaries: its qemu-user binfmt handler, registered if need be, before any work. */
 export async function checkForeignArch(resolved: ResolvedRootfsOptions, plan: RootfsPlan): Promise<void> {
   if (resolved.builderArch === resolved.hostArch) return;
-  const qemu = { x86_64: 'qemu-x86_64', aarch64: 'qemu-aarch64', ppc64le: 'qemu-ppc64le', s390x: 'qemu-s390x' }[plan.arch];
-  if ((await stat(`/proc/sys/fs/binfmt_misc/${qemu}`).catch(() => undefined)) !== undefined) return;
-  throw new OsbuilderError(
-    'UNSUPPORTED_ARCH',
-    `building a ${plan.arch} rootfs on ${resolved.hostArch} needs a qemu-user binfmt handler, and none is registered`,
-    'apt-get install qemu-user-static binfmt-support, or build on a matching host',
-  );
+  const r = await ensureBinfmt(plan.arch);
+  if (r === 'registered') info(`registered the ${binfmtName(plan.arch)} binfmt handler from qemu-user-static`);
 }

@@ -181,7 +181,10 @@ export const bootCommand: CommandModule<GlobalArgs, BootArgs> = {
         array: true,
         describe: 'Backing object for --hot-add (QEMU -object syntax, e.g. memory-backend-ram,id=gpumem,size=4G), added first',
       })
-      .option('arch', { type: 'string', describe: "Guest arch: x86_64 or aarch64 (default: the configuration's QEMU says, else the host; another arch runs under TCG)" })
+      .option('arch', {
+        type: 'string',
+        describe: "Guest arch: x86_64 or aarch64 (default: the configuration's QEMU says, else the host; another arch runs under TCG)",
+      })
       .option('accel', { type: 'string', default: 'auto', describe: `Accelerator: ${ACCELS.join('|')} (auto probes KVM and falls back to TCG)` })
       .option('timeout', { type: 'number', describe: 'Seconds to wait for the agent (default: agent.kata.dial_timeout)' })
       .option('console-log', { type: 'string', describe: 'Write the guest console to this file' })

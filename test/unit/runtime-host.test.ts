@@ -150,7 +150,13 @@ describe('env report (kata-env sections)', () => {
   });
 
   it("an aarch64 configuration on this x86_64 host gets the guest's kernel parameters (arm64's), not the host's", () => {
-    const arm = envReport(parseConfig('[hypervisor.qemu]\npath = "/usr/bin/qemu-system-aarch64"\nmachine_type = "virt"\n', null, 'aarch64'), host, files, { name: '', version: '' }, null);
+    const arm = envReport(
+      parseConfig('[hypervisor.qemu]\npath = "/usr/bin/qemu-system-aarch64"\nmachine_type = "virt"\n', null, 'aarch64'),
+      host,
+      files,
+      { name: '', version: '' },
+      null,
+    );
     expect(arm.Kernel.Parameters).toContain('iommu.passthrough=0');
     expect(arm.Kernel.Parameters).not.toContain('tsc=reliable');
   });
