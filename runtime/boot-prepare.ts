@@ -166,6 +166,7 @@ async function checkHostFiles(hv: HypervisorConfig, arch: GuestArch): Promise<vo
     );
   }
 }
+
 /** Everything that can be wrong with the input, found before any VM or directory exists. */
 export async function prepare(opts: BootOptions<unknown>): Promise<Prepared> {
   checkChoice(opts.accel ?? 'auto', ACCELS, 'accel', 'accelerator');
