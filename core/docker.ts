@@ -5,7 +5,8 @@
  * Argument builders are pure and unit-tested; the methods run them.
  */
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { interruptedError, OsbuilderError } from './errors.js';
 import { RERUN_HINT, run, formatCommand, start, type RunResult } from './exec.js';
@@ -246,6 +247,12 @@ export class ContainerEngine {
     return r.exitCode === 0 && v !== '<no value>' ? v : '';
   }
 
+  /** The platform a local image is recorded for (linux/arm64; empty when absent). */
+  async imagePlatform(ref: string): Promise<string> {
+    const r = await start(this.cmd, ['image', 'inspect', '--format', '{{.Os}}/{{.Architecture}}', ref], { reject: false });
+    return r.exitCode === 0 ? String(r.stdout).trim() : '';
+  }
+
   /** The image id of `ref` when present locally (never pulls). */
   async imageId(ref: string): Promise<string | undefined> {
     const r = await start(this.cmd, ['image', 'inspect', '--format', '{{.Id}}', ref], { reject: false });
@@ -356,16 +363,22 @@ export class ContainerEngine {
     await start(this.cmd, ['rm', '-f', name], { reject: false });
   }
 
-  /** Pipes a tar stream from `producer` into `<engine> import - <tag>`; `changes` are Dockerfile lines (e.g. LABEL k=v). */
-  async importFrom(
-    producer: { cmd: string; args: string[]; env?: Record<string, string> },
-    tag: string,
-    hint?: string,
-    changes: string[] = [],
-  ): Promise<string> {
-    const importArgs = ['import', ...changes.flatMap((c) => ['--change', c]), '-', tag];
+  /**
+   * An image from the rootfs tar `producer` writes on stdout; `changes` are Dockerfile lines
+   * (e.g. LABEL k=v). Tagged only when the producer succeeded: a failed one's partial (or
+   * empty) tar must not stand under `tag`, which callers reuse when present. With `platform`
+   * the image is recorded as that platform's (`import` records the engine's own, whatever
+   * the tar holds): built FROM scratch with the tar ADDed, owners and modes kept.
+   */
+  async importFrom(producer: TarProducer, tag: string, hint?: string, changes: string[] = [], platform?: string): Promise<string> {
+    return platform ? this.importAs(producer, tag, hint, changes, platform) : this.importPiped(producer, tag, hint, changes);
+  }
+
+  /** `producer | <engine> import -`, then the tag. */
+  private async importPiped(producer: TarProducer, tag: string, hint: string | undefined, changes: string[]): Promise<string> {
+    const importArgs = ['import', ...changes.flatMap((c) => ['--change', c]), '-'];
     debug(`$ ${formatCommand(producer.cmd, producer.args)} | ${formatCommand(this.cmd, importArgs)}`);
-    const source = start(producer.cmd, producer.args, { env: producer.env, stdout: 'pipe', stderr: 'pipe', reject: false, buffer: { stdout: false } });
+    const source = start(producer.cmd, producer.args, { ...PRODUCER_OPTS, env: producer.env, stdout: 'pipe' });
     const sink = start(this.cmd, importArgs, { stdin: 'pipe', reject: false });
     source.stdout!.pipe(sink.stdin!);
     const unregister = onInterrupt(() => {
@@ -374,27 +387,64 @@ export class ContainerEngine {
     });
     try {
       const [src, dst] = await Promise.all([source, sink]);
-      if ((src as { code?: string }).code === 'ENOENT') {
-        throw new OsbuilderError('TOOL_MISSING', `${producer.cmd} is not installed`, hint ?? 'install it (on Debian: see scripts/setup-host.sh)');
-      }
-      if (src.exitCode !== 0) {
-        const tail = String(src.stderr ?? '')
-          .trimEnd()
-          .split('\n')
-          .slice(-15)
-          .join('\n');
-        throw new OsbuilderError(
-          'COMMAND_FAILED',
-          `${formatCommand(producer.cmd, producer.args)} failed (exit ${src.exitCode})${tail ? `:\n${tail}` : ''}`,
-          hint ?? RERUN_HINT,
-        );
-      }
+      const imported = String(dst.stdout ?? '').trim();
+      if (src.exitCode !== 0 && imported) await start(this.cmd, ['rmi', '-f', imported], { reject: false });
+      checkProducer(producer, src, hint);
       if (dst.exitCode !== 0) {
         throw new OsbuilderError('COMMAND_FAILED', `${this.cmd} import failed: ${String(dst.stderr).trim()}`, hint ?? RERUN_HINT);
       }
-      return String(dst.stdout).trim();
+      await run(this.cmd, ['tag', imported, tag], { hint: hint ?? RERUN_HINT });
+      return imported;
     } finally {
       unregister();
     }
   }
+
+  /** The producer's tar in a scratch context, then `build --platform` FROM scratch with it ADDed (ADD keeps owners; COPY would not). */
+  private async importAs(producer: TarProducer, tag: string, hint: string | undefined, changes: string[], platform: string): Promise<string> {
+    const ctx = await mkdtemp(join(tmpdir(), 'osbuilder-import-'));
+    const unregister = onInterrupt(() => rm(ctx, { recursive: true, force: true }));
+    try {
+      debug(`$ ${formatCommand(producer.cmd, producer.args)} > ${join(ctx, 'root.tar')}`);
+      const src = await start(producer.cmd, producer.args, { ...PRODUCER_OPTS, env: producer.env, stdout: { file: join(ctx, 'root.tar') } });
+      checkProducer(producer, src, hint);
+      await writeFile(join(ctx, 'Dockerfile'), ['FROM scratch', 'ADD root.tar /', ...changes, ''].join('\n'));
+      await this.build({ tag, dockerfile: join(ctx, 'Dockerfile'), context: ctx, platform }, hint);
+      return (await this.imageId(tag)) ?? tag;
+    } finally {
+      unregister();
+      await rm(ctx, { recursive: true, force: true });
+    }
+  }
+}
+
+/**
+ * How a tar producer runs: its stdout never buffered (a rootfs passes execa's
+ * maxBuffer, which would kill it), in its own process group (mmdebstrap ends a
+ * failed tar with SIGHUP to its whole group, which would take osbuilder too).
+ */
+const PRODUCER_OPTS = { stderr: 'pipe', reject: false, buffer: { stdout: false }, detached: true } as const;
+
+/** A command that writes a rootfs tar on stdout (mmdebstrap … -). */
+export interface TarProducer {
+  cmd: string;
+  args: string[];
+  env?: Record<string, string>;
+}
+
+/** A producer that could not start or failed: its own last words. */
+function checkProducer(producer: TarProducer, src: { exitCode?: number; signal?: string; stderr?: unknown; code?: string }, hint: string | undefined): void {
+  if (src.code === 'ENOENT')
+    throw new OsbuilderError('TOOL_MISSING', `${producer.cmd} is not installed`, hint ?? 'install it (on Debian: see scripts/setup-host.sh)');
+  if (src.exitCode === 0) return;
+  const tail = String(src.stderr ?? '')
+    .trimEnd()
+    .split('\n')
+    .slice(-15)
+    .join('\n');
+  throw new OsbuilderError(
+    'COMMAND_FAILED',
+    `${formatCommand(producer.cmd, producer.args)} failed (${src.exitCode === undefined ? `killed by ${src.signal}` : `exit ${src.exitCode}`})${tail ? `:\n${tail}` : ''}`,
+    hint ?? RERUN_HINT,
+  );
 }

@@ -6,13 +6,14 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hostArch, type Arch } from '../core/arch.js';
+import { ARCH_FACTS, hostArch, type Arch } from '../core/arch.js';
 import { onInterrupt } from '../core/cleanup.js';
 import { ContainerEngine, type EngineKind } from '../core/docker.js';
 import { OsbuilderError } from '../core/errors.js';
 import { haveTool, run } from '../core/exec.js';
 import { info, step } from '../core/log.js';
-import { localBaseTag, localBaseTools } from './options.js';
+import { localBaseTag, localBaseTools, type BaseImageChoice } from './options.js';
+import { checkForeignMmdebstrap } from './preflight.js';
 import { builderTag, localBaseArgv, type RootfsPlan } from './plan.js';
 
 /** Records which builder tools a locally made base holds; a base with another set is remade. */
@@ -22,7 +23,7 @@ export async function ensureBaseImage(engine: ContainerEngine, plan: RootfsPlan)
   const base = plan.base!;
   const existing = await engine.imageId(base.ref);
   const includeLabel = base.kind === 'bootstrap' ? base.include.join(',') : '';
-  if (existing && (base.kind !== 'bootstrap' || (await engine.imageLabel(base.ref, BASE_INCLUDE_LABEL)) === includeLabel)) return existing;
+  if (existing && (base.kind !== 'bootstrap' || (await madeAsPlanned(engine, base, includeLabel)))) return existing;
   if (base.kind === 'given') {
     throw new OsbuilderError(
       'INPUT_NOT_FOUND',
@@ -46,17 +47,27 @@ export async function ensureBaseImage(engine: ContainerEngine, plan: RootfsPlan)
       'apt-get install mmdebstrap (scripts/setup-host.sh does), or give a local image with --base-image (or pull it: --no-bootstrap-base)',
     );
   }
-  await step(`make base image ${base.ref} (mmdebstrap | ${engine.kind} import)`, () =>
+  await checkForeignMmdebstrap(base.arch);
+  // A foreign arch's base is recorded as that platform's, or `run --platform` would not find it.
+  const platform = base.arch === hostArch() ? undefined : ARCH_FACTS[base.arch].ociPlatform;
+  await step(`make base image ${base.ref} (mmdebstrap | ${engine.kind} ${platform ? `build --platform ${platform}` : 'import'})`, () =>
     engine.importFrom(
       { cmd: 'mmdebstrap', args: base.bootstrapArgv! },
       base.ref,
       'check that the Debian mirror is reachable (--mirror), or give --base-image',
       [`LABEL ${BASE_INCLUDE_LABEL}=${includeLabel}`, 'CMD ["/bin/bash"]'],
+      platform,
     ),
   );
   const id = await engine.imageId(base.ref);
   if (!id) throw new OsbuilderError('COMMAND_FAILED', `${engine.kind} import did not produce ${base.ref}`, 'rerun with --debug');
   return id;
+}
+
+/** A locally made base is reused when it holds the planned tools and is recorded for the planned arch. */
+async function madeAsPlanned(engine: ContainerEngine, base: Extract<BaseImageChoice, { kind: 'bootstrap' }>, includeLabel: string): Promise<boolean> {
+  if ((await engine.imageLabel(base.ref, BASE_INCLUDE_LABEL)) !== includeLabel) return false;
+  return (await engine.imagePlatform(base.ref)) === ARCH_FACTS[base.arch].ociPlatform;
 }
 
 /**
@@ -73,7 +84,7 @@ export async function ensureDebianBase(opts: { engine?: EngineKind; suite?: stri
   const ref = localBaseTag(suite, arch);
   const include = localBaseTools();
   const id = await ensureBaseImage(engine, {
-    base: { kind: 'bootstrap', ref, suite, mirror, include, bootstrapArgv: localBaseArgv(suite, arch, mirror, include) },
+    base: { kind: 'bootstrap', ref, suite, arch, mirror, include, bootstrapArgv: localBaseArgv(suite, arch, mirror, include) },
   } as RootfsPlan);
   return { ref, id };
 }

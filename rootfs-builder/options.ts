@@ -164,7 +164,7 @@ export function rootfsOptionsFromCli(args: RootfsCliArgs, env: Env = process.env
 export type BaseImageChoice =
   | { kind: 'registry'; ref: string }
   | { kind: 'given'; ref: string }
-  | { kind: 'bootstrap'; ref: string; suite: string; mirror: string; include: string[] };
+  | { kind: 'bootstrap'; ref: string; suite: string; arch: Arch; mirror: string; include: string[] };
 
 export interface ResolvedRootfsOptions {
   distro: DistroDefinition;
@@ -256,7 +256,14 @@ export function chooseBase(
   }
   if (distro.localBase && opts.bootstrapBase !== false) {
     const lb = distro.localBase(version);
-    return { kind: 'bootstrap', ref: localBaseTag(lb.suite, builderArch), suite: lb.suite, mirror: mirror ?? lb.mirror, include: localBaseTools() };
+    return {
+      kind: 'bootstrap',
+      ref: localBaseTag(lb.suite, builderArch),
+      suite: lb.suite,
+      arch: builderArch,
+      mirror: mirror ?? lb.mirror,
+      include: localBaseTools(),
+    };
   }
   return { kind: 'registry', ref: distro.baseImage(version, builderArch) };
 }

@@ -180,7 +180,7 @@ function planContainer(
   const cross = r.builderArch !== r.hostArch;
   const planBase: RootfsPlan['base'] = { ...base };
   if (base.kind === 'bootstrap') {
-    planBase.bootstrapArgv = localBaseArgv(base.suite, r.builderArch, base.mirror, base.include);
+    planBase.bootstrapArgv = localBaseArgv(base.suite, base.arch, base.mirror, base.include);
   }
   const buildArgs: Record<string, string> = {};
   if (r.mirrorGiven) buildArgs.MIRROR = r.mirror;

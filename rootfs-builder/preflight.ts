@@ -5,6 +5,7 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { hostArch, type Arch } from '../core/arch.js';
 import { ContainerEngine } from '../core/docker.js';
 import { OsbuilderError } from '../core/errors.js';
 import { haveTool } from '../core/exec.js';
@@ -84,7 +85,18 @@ export async function openEngine(resolved: ResolvedRootfsOptions): Promise<Conta
         'install it, or use --engine docker',
       );
   }
+  if (resolved.distro.bootstrapTool === 'mmdebstrap') await checkForeignMmdebstrap(resolved.arch, resolved.hostArch);
   return undefined;
+}
+
+/** mmdebstrap refuses a foreign --arch without arch-test ("install arch-test for foreign architecture support"): said before it runs. */
+export async function checkForeignMmdebstrap(arch: Arch, host: Arch = hostArch()): Promise<void> {
+  if (arch === host || (await haveTool('arch-test'))) return;
+  throw new OsbuilderError(
+    'TOOL_MISSING',
+    `arch-test is not installed: mmdebstrap needs it to bootstrap ${arch} on this ${host} host`,
+    'apt-get install arch-test (scripts/setup-host.sh does)',
+  );
 }
 
 /** A cross build runs the plan's arch binaries: its qemu-user binfmt handler, registered if need be, before any work. */

@@ -18,7 +18,7 @@ packages=(
   dpkg-dev fakeroot protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
   # Other arches: cross compilers (agent, kernels), arm64 libraries, qemu-user.
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl-dev:arm64 libprotobuf-c-dev:arm64
-  gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu qemu-user-static qemu-system-arm qemu-efi-aarch64
+  gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu qemu-user-static arch-test qemu-system-arm qemu-efi-aarch64
 )
 
 missing=()

@@ -5,9 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliPath, runCli, repoRoot } from '../support/cli.js';
+import { ContainerEngine } from '../../core/docker.js';
 import type { DistroSummary } from '../../distros/index.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { buildContainers, buildDist, standInAgent } from '../support/rootfs.js';
@@ -169,5 +170,75 @@ describe('interrupted builds', () => {
     ).toEqual(['error[INTERRUPTED]: interrupted by SIGINT']);
     expect(await buildContainers(child.pid!)).toEqual([]);
     expect((await readdir(work)).filter((n) => n.includes('interrupted'))).toEqual([]);
+  });
+});
+
+describe('a base image from a failed bootstrap', () => {
+  const engine = new ContainerEngine('docker');
+  const tag = (what: string) => `osb-import-test-${what}:${process.pid}`;
+  const fails = { cmd: 'sh', args: ['-c', 'echo partial; echo "E: mirror unreachable" >&2; exit 3'] };
+
+  afterAll(async () => {
+    await execa('docker', ['rmi', '-f', tag('ok'), tag('host'), tag('arm64')], { reject: false });
+  });
+
+  /** `tar -tv` of one path of an arm64 image as the engine stored it: exported through a container that is never started. */
+  async function exported(ref: string, path: string): Promise<string> {
+    const name = `osb-import-test-${process.pid}`;
+    await execa('docker', ['create', '--platform', 'linux/arm64', '--name', name, ref, '/none']);
+    try {
+      return (await execa('sh', ['-c', `docker export ${name} | tar -tv --numeric-owner -f - ${path}`])).stdout;
+    } finally {
+      await execa('docker', ['rm', '-f', name], { reject: false });
+    }
+  }
+
+  it('is never tagged: a failed producer is COMMAND_FAILED with its last words, and the tag stays absent (piped import and --platform build)', async () => {
+    for (const [name, platform] of [
+      ['host', undefined],
+      ['arm64', 'linux/arm64'],
+    ] as const) {
+      await expect(engine.importFrom(fails, tag(name), undefined, [], platform)).rejects.toMatchObject({
+        code: 'COMMAND_FAILED',
+        message: expect.stringMatching(/failed \(exit 3\):\nE: mirror unreachable$/),
+      });
+      expect(await engine.imageId(tag(name)), name).toBeUndefined();
+    }
+  });
+
+  it("a producer signalling its whole process group (mmdebstrap's SIGHUP on a failed tar) fails alone: osbuilder reports it", async () => {
+    const hup = { cmd: 'sh', args: ['-c', 'echo partial; kill -HUP 0; sleep 5'] };
+    for (const platform of [undefined, 'linux/arm64']) {
+      await expect(engine.importFrom(hup, tag('host'), undefined, [], platform)).rejects.toMatchObject({
+        code: 'COMMAND_FAILED',
+        message: expect.stringContaining('failed (killed by SIGHUP)'),
+      });
+    }
+  });
+
+  it('with a platform, takes a tar larger than any output buffer whole', async () => {
+    const root = join(work, 'import-big');
+    await mkdir(root);
+    await execa('truncate', ['-s', '120M', join(root, 'big')]);
+    await engine.importFrom({ cmd: 'tar', args: ['-C', root, '-c', '.'] }, tag('ok'), undefined, [], 'linux/arm64');
+    expect(await exported(tag('ok'), 'big')).toMatch(/^-rw-r--r-- 0\/0 +125829120 /);
+  });
+
+  it('with a platform, is recorded as that platform and keeps owners and modes (ADD of the tar, not COPY)', async () => {
+    const root = join(work, 'import-root');
+    await mkdir(join(root, 'etc'), { recursive: true });
+    await writeFile(join(root, 'etc/owned'), 'x\n', { mode: 0o640 });
+    await chown(join(root, 'etc/owned'), 100, 101);
+    const id = await engine.importFrom(
+      { cmd: 'tar', args: ['-C', root, '--numeric-owner', '-c', '.'] },
+      tag('ok'),
+      undefined,
+      ['LABEL org.osbuilder.test=1'],
+      'linux/arm64',
+    );
+    expect(await engine.imageId(tag('ok'))).toBe(id);
+    expect(await engine.imagePlatform(tag('ok'))).toBe('linux/arm64');
+    expect(await engine.imageLabel(tag('ok'), 'org.osbuilder.test')).toBe('1');
+    expect(await exported(tag('ok'), 'etc/owned')).toMatch(/^-rw-r----- 100\/101 /);
   });
 });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { binfmtName, ensureBinfmt, type BinfmtHost } from '../../rootfs-builder/binfmt.js';
+import { checkForeignMmdebstrap } from '../../rootfs-builder/preflight.js';
 
 const LINE = ':qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01:\\xff\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OPF';
 let root: string;
@@ -83,5 +84,24 @@ describe('binfmt handler for a cross build', () => {
 
   it('names handlers as qemu-user-static does', () => {
     expect(['x86_64', 'aarch64', 'ppc64le', 's390x'].map((a) => binfmtName(a as never))).toEqual(['qemu-x86_64', 'qemu-aarch64', 'qemu-ppc64le', 'qemu-s390x']);
+  });
+});
+
+describe('checkForeignMmdebstrap: mmdebstrap bootstraps a foreign arch only with arch-test', () => {
+  const savedPath = process.env.PATH;
+  afterEach(() => {
+    process.env.PATH = savedPath;
+  });
+
+  it('the host arch needs nothing; a foreign one without arch-test on PATH is TOOL_MISSING naming the package', async () => {
+    process.env.PATH = root;
+    await expect(checkForeignMmdebstrap('x86_64', 'x86_64')).resolves.toBeUndefined();
+    await expect(checkForeignMmdebstrap('aarch64', 'x86_64')).rejects.toMatchObject({
+      code: 'TOOL_MISSING',
+      message: 'arch-test is not installed: mmdebstrap needs it to bootstrap aarch64 on this x86_64 host',
+      hint: expect.stringContaining('apt-get install arch-test'),
+    });
+    await writeFile(join(root, 'arch-test'), '#!/bin/sh\n', { mode: 0o755 });
+    await expect(checkForeignMmdebstrap('aarch64', 'x86_64')).resolves.toBeUndefined();
   });
 });

@@ -130,6 +130,7 @@ describe('resolveRootfsOptions', () => {
       kind: 'bootstrap',
       ref: 'osbuilder/debian-base:bookworm-x86_64',
       suite: 'bookworm',
+      arch: 'x86_64',
       mirror: 'http://deb.debian.org/debian',
       include: ['busybox-static', 'ca-certificates', 'kmod', 'mmdebstrap'],
     });
@@ -165,6 +166,7 @@ describe('the builder base: one rule for `osbuilder rootfs` and `osbuilder build
         kind: 'bootstrap',
         ref: 'osbuilder/debian-base:bookworm-x86_64',
         suite: 'bookworm',
+        arch: 'x86_64',
         mirror: 'http://deb.debian.org/debian',
         include: ['busybox-static', 'ca-certificates', 'kmod', 'mmdebstrap'],
       });
