@@ -24,6 +24,6 @@ export { readConfigVersion, fragmentsHash, FRAGMENTS_DIR } from './fragments.js'
 export type { KernelOptions } from './resolve.js';
 export { setupKernel, configKernel, type ConfigSummary, type SetupResult, type ConfigResult } from './setup.js';
 export { buildKernel, planKernelBuild, type BuildOptions, type BuildResult } from './build-run.js';
-export { makeRunner } from './make-runner.js';
+export { defaultMakeEngine, makeRunner } from './make-runner.js';
 export { installKernel, type InstallOptions, type KernelInstallResult } from './install-run.js';
 export { diffKernel, type DiffOptions } from './diff-run.js';

@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { OsbuilderError } from '../core/errors.js';
 import { diesWithUs, run, haveTool } from '../core/exec.js';
 import { ContainerEngine } from '../core/docker.js';
-import type { Arch } from '../core/arch.js';
+import { crossCompile, hostArch, type Arch } from '../core/arch.js';
 import type { BuildPlan, Engine } from './build.js';
 import { planBuilderImage, ensureBuilderImage } from './builder-image.js';
 
@@ -56,6 +56,12 @@ async function nativeRunner(tree: string, plan: Pick<BuildPlan, 'env'>): Promise
     });
   };
   return { runMake };
+}
+
+/** The engine when none is asked for: native when make and the (cross) compiler for `arch` are here, else the builder container. */
+export async function defaultMakeEngine(arch: Arch, host: Arch = hostArch()): Promise<Engine> {
+  const compiler = `${crossCompile(arch, host) ?? ''}gcc`;
+  return (await haveTool('make')) && (await haveTool(compiler)) ? 'native' : 'docker';
 }
 
 /** The make runner for `engine` (docker: the builder image is built first when missing). */

@@ -15,7 +15,7 @@ import { ARCH_FACTS, crossCompile, type Arch } from '../core/arch.js';
 import { haveTool, run } from '../core/exec.js';
 import { OsbuilderError } from '../core/errors.js';
 import { archiveChunks, planEntries } from '../initrd-builder/index.js';
-import { makeRunner } from '../kernel/index.js';
+import { defaultMakeEngine, makeRunner } from '../kernel/index.js';
 
 export const PROBE_MODULE = 'osb_gpu_probe';
 
@@ -47,7 +47,7 @@ export async function buildProbeModule(headersTarball: string, release: string, 
   await mkdir(src);
   await writeFile(join(src, `${PROBE_MODULE}.c`), SOURCE);
   await writeFile(join(src, 'Makefile'), `obj-m := ${PROBE_MODULE}.o\n`);
-  const engine = (await haveTool('make')) && (await haveTool('gcc')) ? 'native' : 'docker';
+  const engine = await defaultMakeEngine(arch);
   const cross = crossCompile(arch);
   const args = ['-C', hdr, `M=${src}`, `ARCH=${ARCH_FACTS[arch].kernelArch}`, ...(cross ? [`CROSS_COMPILE=${cross}`] : []), 'modules'];
   const runner = await makeRunner(engine, dir, { env: {} }, arch, undefined);

@@ -7,7 +7,6 @@ import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { type BuildCache, cacheKey, type CacheEntry, type CacheInputs } from '../core/cache.js';
 import { OsbuilderError } from '../core/errors.js';
-import { haveTool } from '../core/exec.js';
 import { sha256, sha256File } from '../core/hash.js';
 import { memoSha256 } from '../core/memo.js';
 import { step } from '../core/log.js';
@@ -18,7 +17,17 @@ import { keyString } from '../core/options.js';
 import { buildImage, IMAGE_OPTIONS, resolveImageOptions, type ResolvedImageOptions } from '../image-builder/index.js';
 import { buildInitrd, INITRD_OPTIONS, resolveInitrdOptions } from '../initrd-builder/index.js';
 import { KERNEL_OPTIONS } from '../kernel/index.js';
-import { buildKernel, fragmentsHash, installNames, obtainSource, planSource, readConfigVersion, setupKernel, type KernelOptions } from '../kernel/index.js';
+import {
+  buildKernel,
+  defaultMakeEngine,
+  fragmentsHash,
+  installNames,
+  obtainSource,
+  planSource,
+  readConfigVersion,
+  setupKernel,
+  type KernelOptions,
+} from '../kernel/index.js';
 import { checkAgentFile, defaultAgent } from '../rootfs-builder/index.js';
 import { BUILD_SOURCE_FLAGS, type BuildOptions, type BuildPlan, type KernelJob, type RootfsJob } from './plan.js';
 
@@ -318,7 +327,7 @@ async function buildKernelEntry(ctx: StageContext, job: KernelJob, src: KernelSo
   await mkdir(join(ctx.cache.root, 'kernel-trees'), { recursive: true });
   const common = kernelStageOptions(ctx.plan, job, tree);
   const setup = await step(`kernel setup ${job.variant}`, () => setupKernel({ ...common, source: src.tarball, sha256: src.sha256, force: true }));
-  const engine = (await haveTool('make')) && (await haveTool('gcc')) ? 'native' : 'docker';
+  const engine = await defaultMakeEngine(ctx.plan.arch);
   const b = await step(`kernel build ${job.variant} (${engine})`, () => buildKernel({ ...common, version: setup.version, engine, jobs: ctx.plan.makeJobs }));
   const names = installNames({ prefix: '/', version: setup.version, configVersion, ...(gpu ? { gpu } : {}) });
   await copyFile(b.vmlinuz!, join(dir, names.vmlinuz));
