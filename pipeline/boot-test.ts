@@ -7,13 +7,16 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Arch } from '../core/arch.js';
 import type { CacheInputs } from '../core/cache.js';
+import { sha256File } from '../core/hash.js';
 import { step } from '../core/log.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { boot, parseGuestArch } from '../runtime/index.js';
 import { runContainerChecks, type ContainerChecks } from './container-checks.js';
 import { runGpuChecks, type GpuChecks } from './gpu-checks.js';
 import { buildProbeModule, initrdWithModule, PROBE_MODULE } from './gpu-probe.js';
+import { KATA_ARCH_OPTIONS } from './install.js';
 import { cachedStage, type StageContext } from './stages.js';
 
 export interface BootTest {
@@ -70,6 +73,7 @@ export async function bootTest(
     role: artifact.role,
     verity: artifact.kernelVerityParams ?? null,
     gpu: kernel.gpu ? true : null,
+    ...(await firmwareInput(ctx.plan.arch)),
   };
   const built = await cachedStage<BootTest>(ctx, 'boot', inputs, async (dir) => {
     const rpcs: string[] = [];
@@ -106,6 +110,12 @@ export async function bootTest(
     return result;
   });
   return { ...built.entry.meta, cached: built.cached };
+}
+
+/** The firmware the boot configuration names (aarch64's AAVMF): an updated one re-runs the test. A missing file is the boot's to report. */
+async function firmwareInput(arch: Arch): Promise<CacheInputs> {
+  const firmware = KATA_ARCH_OPTIONS[arch]?.firmware;
+  return firmware ? { firmware: await sha256File(firmware).catch(() => 'missing') } : {};
 }
 
 /** For an initrd: the probe module built against the GPU kernel's headers, and the initrd with it appended. */
