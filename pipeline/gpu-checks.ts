@@ -70,7 +70,8 @@ export async function guestShell(s: BootSession, id: string, script: string): Pr
 
 const isGpu = (d: GuestPciDevice) => d.vendor === GPU.vendor && d.device === GPU.device;
 
-async function hotplugCheck(s: BootSession): Promise<Exclude<GpuChecks['hotplug'], { skipped: string }>> {
+/** The large-BAR device hot-added, seen with its BAR above 4 GiB at full size, hot-removed and gone; a BOOT_FAILED error otherwise. */
+export async function hotplugCheck(s: BootSession): Promise<Exclude<GpuChecks['hotplug'], { skipped: string }>> {
   await s.hotplug.addObject(parseObjectSpec(`memory-backend-ram,id=osb-gpu-bar,size=${GPU.barBytes}`));
   const port = await s.hotplug.add(parseDeviceSpec('ivshmem-plain,id=osb-gpu0,memdev=osb-gpu-bar', 'osb-gpu0'));
   // pciehp brings the slot up after its link: list until the device is there (bounded).
