@@ -13,7 +13,7 @@ import { RERUN_HINT, run, formatCommand, start, type RunResult } from './exec.js
 import { interruptedBy, onInterrupt } from './cleanup.js';
 import { debug } from './log.js';
 import { ownerAlive, ownerTag, parseOwnerTag } from './owner.js';
-import { pipeline, type PipeStage } from './pipe.js';
+import { pipeline, stageError, type PipeStage } from './pipe.js';
 
 export type EngineKind = 'docker' | 'podman';
 
@@ -370,12 +370,12 @@ export class ContainerEngine {
    * the image is recorded as that platform's (`import` records the engine's own, whatever
    * the tar holds): built FROM scratch with the tar ADDed, owners and modes kept.
    */
-  async importFrom(producer: TarProducer, tag: string, hint?: string, changes: string[] = [], platform?: string): Promise<string> {
+  async importFrom(producer: PipeStage, tag: string, hint?: string, changes: string[] = [], platform?: string): Promise<string> {
     return platform ? this.importAs(producer, tag, hint, changes, platform) : this.importPiped(producer, tag, hint, changes);
   }
 
   /** `producer | <engine> import -`, then the tag. */
-  private async importPiped(producer: TarProducer, tag: string, hint: string | undefined, changes: string[]): Promise<string> {
+  private async importPiped(producer: PipeStage, tag: string, hint: string | undefined, changes: string[]): Promise<string> {
     const importArgs = ['import', ...changes.flatMap((c) => ['--change', c]), '-'];
     debug(`$ ${formatCommand(producer.cmd, producer.args)} | ${formatCommand(this.cmd, importArgs)}`);
     const source = start(producer.cmd, producer.args, { ...PRODUCER_OPTS, env: producer.env, stdout: 'pipe' });
@@ -389,7 +389,7 @@ export class ContainerEngine {
       const [src, dst] = await Promise.all([source, sink]);
       const imported = String(dst.stdout ?? '').trim();
       if (src.exitCode !== 0 && imported) await start(this.cmd, ['rmi', '-f', imported], { reject: false });
-      checkProducer(producer, src, hint);
+      if (src.exitCode !== 0) throw stageError({ ...producer, hint: hint ?? RERUN_HINT }, src);
       if (dst.exitCode !== 0) {
         throw new OsbuilderError('COMMAND_FAILED', `${this.cmd} import failed: ${String(dst.stderr).trim()}`, hint ?? RERUN_HINT);
       }
@@ -401,13 +401,13 @@ export class ContainerEngine {
   }
 
   /** The producer's tar in a scratch context, then `build --platform` FROM scratch with it ADDed (ADD keeps owners; COPY would not). */
-  private async importAs(producer: TarProducer, tag: string, hint: string | undefined, changes: string[], platform: string): Promise<string> {
+  private async importAs(producer: PipeStage, tag: string, hint: string | undefined, changes: string[], platform: string): Promise<string> {
     const ctx = await mkdtemp(join(tmpdir(), 'osbuilder-import-'));
     const unregister = onInterrupt(() => rm(ctx, { recursive: true, force: true }));
     try {
       debug(`$ ${formatCommand(producer.cmd, producer.args)} > ${join(ctx, 'root.tar')}`);
       const src = await start(producer.cmd, producer.args, { ...PRODUCER_OPTS, env: producer.env, stdout: { file: join(ctx, 'root.tar') } });
-      checkProducer(producer, src, hint);
+      if (src.exitCode !== 0) throw stageError({ ...producer, hint: hint ?? RERUN_HINT }, src);
       await writeFile(join(ctx, 'Dockerfile'), ['FROM scratch', 'ADD root.tar /', ...changes, ''].join('\n'));
       await this.build({ tag, dockerfile: join(ctx, 'Dockerfile'), context: ctx, platform }, hint);
       return (await this.imageId(tag)) ?? tag;
@@ -424,27 +424,3 @@ export class ContainerEngine {
  * failed tar with SIGHUP to its whole group, which would take osbuilder too).
  */
 const PRODUCER_OPTS = { stderr: 'pipe', reject: false, buffer: { stdout: false }, detached: true } as const;
-
-/** A command that writes a rootfs tar on stdout (mmdebstrap … -). */
-export interface TarProducer {
-  cmd: string;
-  args: string[];
-  env?: Record<string, string>;
-}
-
-/** A producer that could not start or failed: its own last words. */
-function checkProducer(producer: TarProducer, src: { exitCode?: number; signal?: string; stderr?: unknown; code?: string }, hint: string | undefined): void {
-  if (src.code === 'ENOENT')
-    throw new OsbuilderError('TOOL_MISSING', `${producer.cmd} is not installed`, hint ?? 'install it (on Debian: see scripts/setup-host.sh)');
-  if (src.exitCode === 0) return;
-  const tail = String(src.stderr ?? '')
-    .trimEnd()
-    .split('\n')
-    .slice(-15)
-    .join('\n');
-  throw new OsbuilderError(
-    'COMMAND_FAILED',
-    `${formatCommand(producer.cmd, producer.args)} failed (${src.exitCode === undefined ? `killed by ${src.signal}` : `exit ${src.exitCode}`})${tail ? `:\n${tail}` : ''}`,
-    hint ?? RERUN_HINT,
-  );
-}

@@ -30,7 +30,8 @@ interface StageResult {
   timedOut?: boolean;
 }
 
-function stageError(stage: PipeStage, r: StageResult, timeout?: number): OsbuilderError {
+/** A stage that could not start (TOOL_MISSING) or failed (COMMAND_FAILED, with its last stderr lines). */
+export function stageError(stage: PipeStage, r: StageResult, timeout?: number): OsbuilderError {
   if (r.code === 'ENOENT') return toolMissing(stage.cmd);
   const what = r.timedOut ? `timed out after ${timeout} ms` : r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`;
   const tail = String(r.stderr ?? '')

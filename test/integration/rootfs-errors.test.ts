@@ -138,10 +138,10 @@ describe('osbuilder distros', () => {
     const text = await runCli(['distros']);
     expect(text.stdout).toMatch(/^clearlinux +latest +x86_64 +swupd +yes/m);
     expect(text.stdout).toMatch(
-      /^busybox +bookworm trixie +x86_64 aarch64 ppc64le s390x +busybox +no +agent-init +x86_64 initrd booted, aarch64 initrd booted$/m,
+      /^busybox +bookworm trixie +x86_64 aarch64 ppc64le s390x +busybox +no +agent-init +x86_64 initrd booted, aarch64 image\+initrd booted$/m,
     );
     expect(text.stdout).toMatch(
-      /^debian +bookworm trixie bullseye +x86_64 aarch64 ppc64le s390x +mmdebstrap +yes +systemd agent-init +x86_64 image\+initrd booted$/m,
+      /^debian +bookworm trixie bullseye +x86_64 aarch64 ppc64le s390x +mmdebstrap +yes +systemd agent-init +x86_64 image\+initrd booted, aarch64 image booted$/m,
     );
     expect(text.stdout).toMatch(/^fedora +.* +dnf +yes +systemd agent-init +-$/m);
   });
@@ -211,7 +211,7 @@ describe('a base image from a failed bootstrap', () => {
     for (const platform of [undefined, 'linux/arm64']) {
       await expect(engine.importFrom(hup, tag('host'), undefined, [], platform)).rejects.toMatchObject({
         code: 'COMMAND_FAILED',
-        message: expect.stringContaining('failed (killed by SIGHUP)'),
+        message: expect.stringContaining('failed (signal SIGHUP)'),
       });
     }
   });
