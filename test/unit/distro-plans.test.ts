@@ -148,13 +148,16 @@ describe('arch matrix', () => {
       systemd: true,
       defaultVersion: 'bookworm',
       localBase: true,
-      booted: [{ arch: 'x86_64', formats: ['image', 'initrd'] }],
+      booted: [
+        { arch: 'x86_64', formats: ['image', 'initrd'] },
+        { arch: 'aarch64', formats: ['image'] },
+      ],
     });
     expect(summarize(getDistro('fedora'))).toMatchObject({ booted: [], built: [] });
     expect(summarize(getDistro('busybox'))).toMatchObject({
       booted: [
         { arch: 'x86_64', formats: ['initrd'] },
-        { arch: 'aarch64', formats: ['initrd'] },
+        { arch: 'aarch64', formats: ['image', 'initrd'] },
       ],
       built: [],
     });
