@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Arch } from '../core/arch.js';
 import type { CacheInputs } from '../core/cache.js';
-import { sha256File } from '../core/hash.js';
+import { memoSha256 } from '../core/memo.js';
 import { step } from '../core/log.js';
 import { TOOL_VERSION } from '../core/version.js';
 import { boot, parseGuestArch } from '../runtime/index.js';
@@ -73,7 +73,7 @@ export async function bootTest(
     role: artifact.role,
     verity: artifact.kernelVerityParams ?? null,
     gpu: kernel.gpu ? true : null,
-    ...(await firmwareInput(ctx.plan.arch)),
+    ...(await firmwareInput(ctx.plan.arch, ctx.cache.root)),
   };
   const built = await cachedStage<BootTest>(ctx, 'boot', inputs, async (dir) => {
     const rpcs: string[] = [];
@@ -112,10 +112,13 @@ export async function bootTest(
   return { ...built.entry.meta, cached: built.cached };
 }
 
-/** The firmware the boot configuration names (aarch64's AAVMF): an updated one re-runs the test. A missing file is the boot's to report. */
-async function firmwareInput(arch: Arch): Promise<CacheInputs> {
+/**
+ * The firmware the boot configuration names (aarch64's AAVMF, 64 MiB): an updated one re-runs the
+ * test. Hashed through the memo, so a warm build does not read it again. A missing file is the boot's to report.
+ */
+async function firmwareInput(arch: Arch, cacheRoot: string): Promise<CacheInputs> {
   const firmware = KATA_ARCH_OPTIONS[arch]?.firmware;
-  return firmware ? { firmware: await sha256File(firmware).catch(() => 'missing') } : {};
+  return firmware ? { firmware: await memoSha256(firmware, cacheRoot).catch(() => 'missing') } : {};
 }
 
 /** For an initrd: the probe module built against the GPU kernel's headers, and the initrd with it appended. */
