@@ -28,6 +28,18 @@ async function writeMemo(dir: string, file: string, value: unknown): Promise<voi
   await atomicOutput(file, (tmp) => writeFile(tmp, JSON.stringify(value)));
 }
 
+const memoFile = (root: string, kind: string, key: string) => join(root, 'memo', `${kind}-${sha256(key)}.json`);
+
+/** The value remembered under `kind` + `key`, if any: the caller checks that it still holds. */
+export async function recall<T>(kind: string, key: string, root: string = cacheRoot()): Promise<T | undefined> {
+  return readMemo<T>(memoFile(root, kind, key));
+}
+
+/** Remembers `value` under `kind` + `key` for `recall`. */
+export async function remember(kind: string, key: string, value: unknown, root: string = cacheRoot()): Promise<void> {
+  await writeMemo(join(root, 'memo'), memoFile(root, kind, key), value);
+}
+
 const settled = (ctimeNs: bigint) => ctimeNs < BigInt(Date.now()) * 1_000_000n - SETTLE_NS;
 
 /** sha256 of `path`, read again only when its stamp changed since it was last hashed. */
@@ -49,7 +61,7 @@ export async function memoSha256(path: string, root: string = cacheRoot()): Prom
  */
 export async function memoByFiles<T>(kind: string, key: string, basis: string[], compute: () => Promise<T>, root: string = cacheRoot()): Promise<T> {
   const dir = join(root, 'memo');
-  const file = join(dir, `${kind}-${sha256(key)}.json`);
+  const file = memoFile(root, kind, key);
   const stamps = async () => Promise.all(basis.map((p) => stampFile(p).catch(() => undefined)));
   const before = await stamps();
   const seal = before.map((s) => s?.stamp ?? 'missing').join('|');

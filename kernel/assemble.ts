@@ -6,7 +6,9 @@
  *   3. the real `make olddefconfig` resolves dependencies,
  *   4. every requested option is compared with the result (verify.ts).
  * All of it happens on scratch files under <tree>/.osbuilder/ (KCONFIG_CONFIG),
- * so the tree's .config is only written once a config verified.
+ * so the tree's .config is only written once a config verified. A verified
+ * result is remembered with what it was made from (proven.ts) and reused while
+ * that is unchanged.
  */
 import { writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
@@ -15,9 +17,19 @@ import { OsbuilderError } from '../core/errors.js';
 import { run, haveTool } from '../core/exec.js';
 import { sha256 } from '../core/hash.js';
 import { ARCH_FACTS, crossCompile, type Arch } from '../core/arch.js';
-import { mergeFragments, readIgnoreList, renderRequested, selectFragments, type FragmentSelection, type MergedFragments, type Requested } from './fragments.js';
+import {
+  mergeFragments,
+  readIgnoreList,
+  renderRequested,
+  selectFragments,
+  type FragmentSelection,
+  type IgnoreEntry,
+  type MergedFragments,
+  type Requested,
+} from './fragments.js';
 import { readKconfig, type KconfigTree } from './kconfig.js';
 import { parseDotConfig, verifyConfig, type VerifyReport } from './verify.js';
+import { provenKey, readProven, writeProven, type ProvenResult } from './proven.js';
 
 export const SCRATCH = '.osbuilder';
 
@@ -44,10 +56,14 @@ export function mergeOntoBase(base: string, requested: Requested[]): string {
   return `${kept.join('\n').trimEnd()}\n# --- osbuilder fragments ---\n${renderRequested(requested)}`;
 }
 
-async function compilerId(cross?: string): Promise<string> {
-  const cc = `${cross ?? ''}gcc`;
-  const r = await run(cc, ['--version']).catch(() => undefined);
-  return r ? r.stdout.split('\n')[0]! : cc;
+/** First lines of `<cross>gcc --version` and `<cross>ld --version`: the toolchain Kconfig tests. */
+async function toolchainIds(cross?: string): Promise<string[]> {
+  const first = (tool: string) =>
+    run(`${cross ?? ''}${tool}`, ['--version']).then(
+      (r) => r.stdout.split('\n')[0]!,
+      () => `${cross ?? ''}${tool}`,
+    );
+  return Promise.all([first('gcc'), first('ld')]);
 }
 
 /** `make allnoconfig` into `basePath` (temp file renamed into place); returns the base. */
@@ -79,25 +95,53 @@ export interface AssembleResult {
   fragments: string[];
   /** sha256 of the final config text. */
   configSha256: string;
+  /** The tree's proven config for the same recipe was reused (its files unchanged): no make ran. */
+  reused: boolean;
 }
 
-/** Runs steps 1–4; throws nothing for verification failures (the caller decides), only for tool errors. */
-export async function assembleConfig(opts: AssembleOptions): Promise<AssembleResult> {
-  const { tree, arch } = opts;
-  const fragments = selectFragments(opts);
-  const merged = mergeFragments(fragments);
-  const ignore = readIgnoreList(opts.dir);
-  const scratch = join(tree, SCRATCH);
-  await mkdir(scratch, { recursive: true });
+/** Where the cross toolchain prefix is, if its gcc is installed (else Kconfig's compiler tests use the host gcc). */
+async function crossPrefix(arch: Arch): Promise<string | undefined> {
+  const cross = crossCompile(arch);
+  return cross && (await haveTool(`${cross}gcc`)) ? cross : undefined;
+}
 
-  let cross = crossCompile(arch);
-  if (cross && !(await haveTool(`${cross}gcc`))) cross = undefined; // Kconfig's compiler tests then use the host gcc
+/**
+ * The verified config for the selection: the tree's proven one when its recipe
+ * and files are unchanged, else steps 1–4 (recorded when they verify). Throws
+ * nothing for verification failures (the caller decides), only for tool errors.
+ */
+export async function assembleConfig(opts: AssembleOptions): Promise<AssembleResult> {
+  const merged = mergeFragments(selectFragments(opts));
+  const ignore = readIgnoreList(opts.dir);
+  const scratch = join(opts.tree, SCRATCH);
+  const cross = await crossPrefix(opts.arch);
+  const toolchain = await toolchainIds(cross);
+  const key = provenKey({ arch: opts.arch, merged, ignore, toolchain });
+  const done = (r: ProvenResult, reused: boolean): AssembleResult => ({ ...r, merged, fragments: merged.fragments, configSha256: sha256(r.config), reused });
+  const proven = await readProven(opts.tree, scratch, key);
+  if (proven) return done(proven, true);
+  await mkdir(scratch, { recursive: true });
+  const fresh = await resolveAndVerify(opts, merged, ignore, cross, sha256(toolchain[0]!).slice(0, 12));
+  if (fresh.report.ok) await writeProven(opts.tree, scratch, key, fresh.kconfigFiles, fresh);
+  return done(fresh, false);
+}
+
+/** Steps 1–4 in the tree's scratch dir. */
+async function resolveAndVerify(
+  opts: AssembleOptions,
+  merged: MergedFragments,
+  ignore: Map<string, IgnoreEntry>,
+  cross: string | undefined,
+  compilerKey: string,
+): Promise<ProvenResult & { kconfigFiles: string[] }> {
+  const { tree, arch } = opts;
+  const scratch = join(tree, SCRATCH);
   const karch = ARCH_FACTS[arch].kernelArch;
   const hint = 'the kernel configurator failed: is this a complete kernel source tree, and are make, gcc, flex and bison installed?';
 
   // 1. allnoconfig base (reused while the tree, arch and compiler are the same); the Kconfig
   //    tree is parsed while the first make of this run works (allnoconfig on a first run, else olddefconfig).
-  const basePath = join(scratch, `allnoconfig.${karch}.${sha256(await compilerId(cross)).slice(0, 12)}`);
+  const basePath = join(scratch, `allnoconfig.${karch}.${compilerKey}`);
   const cached = await readFile(basePath, 'utf8').catch(() => undefined);
   const making = cached === undefined ? makeBase(tree, arch, basePath, cross, hint) : undefined;
   // 2 + 3. merge onto the base and resolve with the real make olddefconfig.
@@ -123,22 +167,26 @@ export async function assembleConfig(opts: AssembleOptions): Promise<AssembleRes
 
   // 4. verify.
   const report = verifyConfig({ arch, requested: merged.requested, finalConfig: parseDotConfig(config), tree: kconfig, ignore, overrides: merged.overrides });
+  await explainUnknown(tree, karch, kconfig, report);
+  return { config, report, kconfigFiles: kconfig.paths };
+}
+
+/** Unknown symbols get where else they are defined (another arch), or that nothing defines them. */
+async function explainUnknown(tree: string, karch: string, kconfig: KconfigTree, report: VerifyReport): Promise<void> {
   const unknown = [...report.unknown, ...report.ignored.filter((r) => !kconfig.symbols.has(r.symbol))];
-  if (unknown.length) {
-    const elsewhere = await findDefinitions(tree, new Set(unknown.map((u) => u.symbol)));
-    for (const u of unknown) {
-      const where = elsewhere.get(u.symbol);
-      u.reasons = [
-        {
-          kind: 'unknown',
-          text: where
-            ? `not defined for ARCH=${karch}; defined in ${where.slice(0, 3).join(', ')}`
-            : 'no Kconfig file in this source defines it (typo, or added/removed in another kernel version)',
-        },
-      ];
-    }
+  if (!unknown.length) return;
+  const elsewhere = await findDefinitions(tree, new Set(unknown.map((u) => u.symbol)));
+  for (const u of unknown) {
+    const where = elsewhere.get(u.symbol);
+    u.reasons = [
+      {
+        kind: 'unknown',
+        text: where
+          ? `not defined for ARCH=${karch}; defined in ${where.slice(0, 3).join(', ')}`
+          : 'no Kconfig file in this source defines it (typo, or added/removed in another kernel version)',
+      },
+    ];
   }
-  return { config, report, merged, fragments: merged.fragments, configSha256: sha256(config) };
 }
 
 /** Where symbols are defined anywhere in the tree (all arches): `config X` lines in every Kconfig* file. */

@@ -28,7 +28,9 @@ async function oursSide(v: Variant, tree: string | undefined, extra: string[]): 
   const version = await treeVersion(tree);
   const asm = await step(`assemble our .config for ${what} in ${tree}`, () => assembleConfig({ tree, ...v, extra }));
   const failed = asm.report.dropped.length + asm.report.unknown.length;
-  const note = failed ? `; ${failed} requested option(s) did not survive (osbuilder kernel config explains)` : '';
+  const note =
+    (failed ? `; ${failed} requested option(s) did not survive (osbuilder kernel config explains)` : '') +
+    (asm.reused ? '; proven before, tree files unchanged' : '');
   return {
     source: 'ours',
     kind: 'ours-resolved',

@@ -75,7 +75,7 @@ export class KconfigParser {
     const content = readKconfigFile(this.tree.srctree, rel, optional, from);
     if (content === undefined) return;
     this.seen.add(abs);
-    this.tree.files++;
+    this.tree.paths.push(rel);
     const f: FileState = { rel, outerChoices: [] };
     for (const st of statements(content, rel)) this.statement(st, f);
   }

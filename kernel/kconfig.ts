@@ -60,7 +60,8 @@ export interface KconfigTree {
   symbols: Map<string, SymbolDef[]>;
   /** target symbol -> symbols that select/imply it. */
   reverse: Map<string, ReverseDep[]>;
-  files: number;
+  /** The Kconfig files read, relative to the tree. */
+  paths: string[];
 }
 
 export interface ReadKconfigOptions {
@@ -83,7 +84,7 @@ export function readKconfig(srctree: string, opts: ReadKconfigOptions): KconfigT
     srctree: '.',
     ...(opts.vars ?? {}),
   };
-  const tree: KconfigTree = { srctree, srcarch: opts.srcarch, symbols: new Map(), reverse: new Map(), files: 0 };
+  const tree: KconfigTree = { srctree, srcarch: opts.srcarch, symbols: new Map(), reverse: new Map(), paths: [] };
   new KconfigParser(tree, vars).parseFile(opts.root ?? 'Kconfig', false);
   return tree;
 }

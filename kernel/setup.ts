@@ -23,10 +23,13 @@ export interface ConfigSummary {
   unknown: OptionResult[];
   ignored: OptionResult[];
   overrides: VerifyReport['overrides'];
+  /** The tree's proven config was reused (same recipe, tree files unchanged): no make ran. */
+  reused: boolean;
 }
 
-function summary(rep: VerifyReport): ConfigSummary {
+function summary(rep: VerifyReport, reused: boolean): ConfigSummary {
   return {
+    reused,
     ok: rep.ok,
     requested: rep.requested,
     present: rep.present.length,
@@ -71,7 +74,7 @@ function setupResult(r: Resolved, src: TreeSource, asm: AssembleResult, config: 
     source: { origin: src.origin, sha256: src.sha256, reused: src.reused },
     fragments: asm.fragments,
     fragmentsHash: hash,
-    verify: summary(asm.report),
+    verify: summary(asm.report, asm.reused),
   };
 }
 

@@ -36,7 +36,9 @@ interface KernelArgs extends GlobalArgs {
 }
 
 function verifyLines(v: ConfigSummary): string[] {
-  const lines = [`  verified: ${v.present}/${v.requested} requested options present${v.ignored.length ? `, ${v.ignored.length} ignored` : ''}`];
+  const lines = [
+    `  verified: ${v.present}/${v.requested} requested options present${v.ignored.length ? `, ${v.ignored.length} ignored` : ''}${v.reused ? ' (proven before; recipe and tree files unchanged)' : ''}`,
+  ];
   for (const i of v.ignored) lines.push(`    ignored CONFIG_${i.symbol} (${i.from}): ${i.ignored}`);
   for (const o of v.overrides) lines.push(`    override CONFIG_${o.symbol}: ${o.from} -> ${o.to}`);
   return lines;

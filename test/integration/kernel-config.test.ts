@@ -3,10 +3,10 @@
  * through the CLI, the default and nvidia configs verified, and every bad input
  * of the issue rejected with its error code and nothing half-written.
  */
-import { copyFile, open, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { copyFile, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliErrorJson } from '../support/cli.js';
+import { runCli as runCliIn, type CliErrorJson } from '../support/cli.js';
 import type { ConfigDiff, ConfigResult, SetupResult, VerifyReport } from '../../kernel/index.js';
 import { makeTempDir } from '../support/fixtures.js';
 import { LINUX_SOURCE_TARBALL, sourceSha256 } from '../support/kernel.js';
@@ -15,6 +15,10 @@ import { sha256File } from '../../core/hash.js';
 let work: string;
 let tree: string;
 let sha: string;
+
+/** The CLI with this file's own build cache (its memo of proven configs): nothing proven elsewhere is reused. */
+const runCli = <T = unknown>(args: string[], opts: Parameters<typeof runCliIn>[1] = {}) =>
+  runCliIn<T>(args, { ...opts, env: { OSBUILDER_CACHE_DIR: join(work, 'cache'), ...opts.env } });
 
 async function exists(p: string): Promise<boolean> {
   return (await stat(p).catch(() => undefined)) !== undefined;
@@ -75,6 +79,43 @@ describe('kernel setup/config on linux-source-6.1', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.json!.source.reused).toBe(true);
     expect((await stat(join(tree, '.config'))).mtimeMs).toBe(before);
+  });
+
+  it('a proven config is reused while recipe and tree files are unchanged; a changed Kconfig is proven again and caught', async () => {
+    const cache = await makeTempDir('osb-kcfg-memo-');
+    const out = join(work, 'proven.config');
+    const config = (json = true) =>
+      runCli<ConfigResult>(['kernel', 'config', '-v', '6.1', '-k', tree, '-o', out, ...(json ? ['--json'] : [])], { env: { OSBUILDER_CACHE_DIR: cache } });
+    const expectReused = async (reused: boolean) => {
+      const r = await config();
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.json!.verify).toMatchObject({ ok: true, reused });
+      expect(await readFile(out, 'utf8')).toBe(await readFile(join(tree, '.config'), 'utf8'));
+    };
+    await expectReused(true); // setup proved it in this tree
+
+    // VIRTIO_BLK's dependency made unmeetable: only a real olddefconfig shows it dropped.
+    const kconfig = join(tree, 'drivers/block/Kconfig');
+    const text = await readFile(kconfig, 'utf8');
+    expect(text).toContain('config VIRTIO_BLK\n\ttristate "Virtio block driver"\n\tdepends on VIRTIO\n');
+    await writeFile(kconfig, text.replace('"Virtio block driver"\n\tdepends on VIRTIO\n', '"Virtio block driver"\n\tdepends on VIRTIO && BROKEN\n'));
+    try {
+      const broken = await config(false);
+      expectError(broken, 'KERNEL_OPTION_DROPPED');
+      expect(broken.stderr).toContain('CONFIG_VIRTIO_BLK=y');
+    } finally {
+      await writeFile(kconfig, text);
+    }
+    await expectReused(true); // the tree's files hash as when it was proven
+
+    // Without the tree's record: proven again, and the memo then serves a tree without one.
+    const dropRecords = async () => {
+      for (const f of await readdir(join(tree, '.osbuilder'))) if (f.startsWith('proven.')) await rm(join(tree, '.osbuilder', f));
+    };
+    await dropRecords();
+    await expectReused(false);
+    await dropRecords();
+    await expectReused(true);
   });
 
   it('config -g nvidia verifies the GPU variant and writes it only to -o', async () => {

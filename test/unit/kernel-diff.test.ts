@@ -4,9 +4,9 @@
  * (kernel/diff-input.ts), Kconfig menu grouping from a tiny source tree, and
  * the command as yargs runs it (--json shape, errors).
  */
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileTree } from '../support/file-tree.js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import yargs from 'yargs';
 import { diffConfigs, menuIndex, NOT_IN_TREE, TOP_MENU, UNGROUPED, type DiffSide } from '../../kernel/diff.js';
@@ -18,14 +18,7 @@ import { OsbuilderError } from '../../core/errors.js';
 import { failure } from '../support/errors.js';
 import { codeOf } from '../support/errors.js';
 
-function tree(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'osb-kdiff-'));
-  for (const [name, text] of Object.entries(files)) {
-    mkdirSync(dirname(join(dir, name)), { recursive: true });
-    writeFileSync(join(dir, name), text);
-  }
-  return dir;
-}
+const tree = (files: Record<string, string>): string => fileTree(files, 'osb-kdiff-');
 
 // The hand-made pair: A and B share SAME, disagree on TRI (y/m), NR (numbers), NAME (strings),
 // each enables what the other lacks, and OFF_A/OFF_B are "is not set" on one side and absent on the other.

@@ -1,18 +1,10 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { fileTree } from '../support/file-tree.js';
 import { describe, expect, it } from 'vitest';
 import { conjuncts, evalExpr, formatExpr, parseExpr, readKconfig, type ConfigValues } from '../../kernel/kconfig.js';
 import { thrown } from '../support/errors.js';
 
-export function kconfigTree(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'osb-kconfig-'));
-  for (const [name, text] of Object.entries(files)) {
-    mkdirSync(dirname(join(dir, name)), { recursive: true });
-    writeFileSync(join(dir, name), text);
-  }
-  return dir;
-}
+const kconfigTree = (files: Record<string, string>): string => fileTree(files, 'osb-kconfig-');
 
 const cfg = (o: Record<string, string>): ConfigValues => new Map(Object.entries(o));
 
@@ -95,7 +87,7 @@ describe('readKconfig', () => {
     expect([...tree.symbols.keys()].sort()).toEqual(
       ['64BIT', 'BLOCK', 'CRC', 'DRV', 'EXT4', 'HAS_IOMEM', 'NR', 'PCI', 'PICK_A', 'PICK_B', 'SUB', 'X86'].sort(),
     );
-    expect(tree.files).toBe(4);
+    expect(tree.paths).toEqual(['Kconfig', 'arch/x86/Kconfig', 'fs/Kconfig', 'fs/sub/Kconfig']);
     expect(tree.symbols.has('FAKE')).toBe(false);
   });
 

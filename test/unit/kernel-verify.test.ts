@@ -1,6 +1,5 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { fileTree } from '../support/file-tree.js';
 import { describe, expect, it } from 'vitest';
 import { readKconfig } from '../../kernel/kconfig.js';
 import { mergeFragments, parseFragment, parseIgnoreList } from '../../kernel/fragments.js';
@@ -8,14 +7,7 @@ import { assertVerified, parseDotConfig, verifyConfig, formatOption } from '../.
 import { mergeOntoBase, configMakeArgv } from '../../kernel/assemble.js';
 import { OsbuilderError } from '../../core/errors.js';
 
-function tree(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'osb-verify-'));
-  for (const [name, text] of Object.entries(files)) {
-    mkdirSync(dirname(join(dir, name)), { recursive: true });
-    writeFileSync(join(dir, name), text);
-  }
-  return dir;
-}
+const tree = (files: Record<string, string>): string => fileTree(files, 'osb-verify-');
 
 // Shapes copied from Linux 6.1's real Kconfig entries (simplified to what matters here).
 const KCONFIG = tree({
