@@ -52,10 +52,10 @@ export interface Bootstrapped {
 export async function bootstrapTree(runner: Runner, plan: RootfsPlan, cache: BuildCache, d: DistroDefinition, dir: string): Promise<Bootstrapped> {
   const captured: Record<string, string> = {};
   const pc = plan.packageCache;
-  await runner.open();
+  const opening = runner.open();
   try {
-    if (pc) await openPackageCache(cache, pc);
-    const before = pc ? await runner.snapshotPackages(pc) : undefined;
+    // Independent: on a remote engine each is a round trip (the volume; a listing container).
+    const [before] = await settled(pc ? openPackageCache(cache, pc).then(() => runner.snapshotPackages(pc)) : undefined, opening);
     for (const cmd of plan.bootstrap) {
       try {
         const title = usesPackageCache(cmd, pc) ? `${cmd.title} (package cache: ${before!.size} .debs)` : cmd.title;
@@ -67,10 +67,18 @@ export async function bootstrapTree(runner: Runner, plan: RootfsPlan, cache: Bui
     }
     const src = plan.packageSource;
     const packageOutput = src.kind === 'command' ? await step('query packages', () => runner.run(src.command)) : undefined;
-    await runner.fetchTree(dir);
-    const packageCache = pc ? packageCacheReport(pc, before!, await runner.snapshotPackages(pc)) : undefined;
+    const [after] = await settled(pc ? runner.snapshotPackages(pc) : undefined, runner.fetchTree(dir));
+    const packageCache = pc ? packageCacheReport(pc, before!, after!) : undefined;
     return { captured, ...(packageOutput !== undefined ? { packageOutput } : {}), ...(packageCache ? { packageCache } : {}) };
   } finally {
     await runner.close();
   }
+}
+
+/** Both results once both settled (nothing is left running behind a failure), else the first failure. */
+async function settled<A, B>(a: Promise<A> | undefined, b: Promise<B>): Promise<[A | undefined, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === 'rejected') throw ra.reason;
+  if (rb.status === 'rejected') throw rb.reason;
+  return [ra.value, rb.value];
 }
