@@ -96,6 +96,17 @@ describe('proven configs', () => {
     expect(await readProven(copy, scratch, key, memo)).toBeUndefined();
   });
 
+  it('the memo serves trees of two source versions proven under the same recipe', async () => {
+    const { tree: a, memo, key } = await setup();
+    const b = fileTree({ Kconfig: 'config VIRTIO\n\tbool "virtio"\n', Makefile: 'VERSION = 6\nPATCHLEVEL = 6\n' });
+    dirs.push(b);
+    const other = { config: 'CONFIG_VIRTIO=y\n# 6.6\n', report };
+    await writeProven(b, join(b, '.osbuilder'), key, ['Kconfig'], other, memo);
+    for (const t of [a, b]) await rm(join(t, '.osbuilder'), { recursive: true });
+    expect(await readProven(a, join(a, '.osbuilder'), key, memo)).toEqual(result);
+    expect(await readProven(b, join(b, '.osbuilder'), key, memo)).toEqual(other);
+  });
+
   it('an unreadable record proves again', async () => {
     const { tree, key, scratch } = await setup();
     await writeFile(join(scratch, `proven.${key}.json`), '{not json');
