@@ -11,12 +11,12 @@
  * extraction of the same tarball) finds it too.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { canonicalJson } from '../core/cache.js';
 import { sha256 } from '../core/hash.js';
-import { ownerTag } from '../core/owner.js';
+import { atomicOutput } from '../core/atomic.js';
 import { recall, remember } from '../core/memo.js';
 import type { IgnoreEntry, MergedFragments } from './fragments.js';
 import type { VerifyReport } from './verify.js';
@@ -101,9 +101,14 @@ function parseRecord(text: string): Record | undefined {
   }
 }
 
+/** The record was made from exactly `files`, which hash to `treeSha256`. */
+function matches(rec: Record | undefined, files: string[], treeSha256: string): rec is Record {
+  return rec?.format === FORMAT && rec.treeSha256 === treeSha256 && canonicalJson(rec.files) === canonicalJson(files);
+}
+
 /** The record still holds for this tree: its files hash the same here. */
 function holds(tree: string, rec: Record | undefined): rec is Record {
-  return rec !== undefined && rec.format === FORMAT && Array.isArray(rec.files) && hashTreeFiles(tree, rec.files) === rec.treeSha256;
+  return rec?.format === FORMAT && Array.isArray(rec.files) && matches(rec, rec.files, hashTreeFiles(tree, rec.files));
 }
 
 /**
@@ -116,18 +121,16 @@ export async function readProven(tree: string, scratch: string, key: string, mem
   if (holds(tree, own)) return { config: own.config, report: own.report };
   const files = await recall<string[]>('kconfig-files', filesKey(tree, key), memoRoot);
   if (!Array.isArray(files)) return undefined;
-  const rec = await recall<Record>('kconfig-proven', `${key}\0${hashTreeFiles(tree, files)}`, memoRoot);
-  if (!holds(tree, rec)) return undefined;
+  const treeSha256 = hashTreeFiles(tree, files);
+  const rec = await recall<Record>('kconfig-proven', `${key}\0${treeSha256}`, memoRoot);
+  if (!matches(rec, files, treeSha256)) return undefined;
   await writeRecord(scratch, key, rec);
   return { config: rec.config, report: rec.report };
 }
 
 async function writeRecord(scratch: string, key: string, rec: Record): Promise<void> {
   await mkdir(scratch, { recursive: true });
-  const path = recordPath(scratch, key);
-  const tmp = `${path}.tmp-${ownerTag()}`;
-  await writeFile(tmp, JSON.stringify(rec));
-  await rename(tmp, path);
+  await atomicOutput(recordPath(scratch, key), (tmp) => writeFile(tmp, JSON.stringify(rec)));
 }
 
 /** Records a verified result in the tree and in the memo; `kconfigFiles` are the Kconfig files the verification read. */
